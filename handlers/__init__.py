@@ -1,0 +1,1 @@
+"""HTTP and websocket handlers; each module ends with `default_handlers`."""

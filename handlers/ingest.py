@@ -1,0 +1,82 @@
+"""POST /v1/stats/write/: every client format, validated whole, then buffered."""
+import time
+
+import tornado.web
+
+from rtcscope.ingest import IngestError, Limits, parse
+
+from .base import APIHandler
+
+
+@tornado.web.stream_request_body
+class WriteHandler(APIHandler):
+    """Bodies are streamed so an oversized one gets a JSON 413, not a dropped connection."""
+
+    def initialize(self):
+        self._chunks = []
+        self._size = 0
+        self._too_large = False
+
+    def set_default_headers(self):
+        super().set_default_headers()
+        allowed = self.application.settings["cors_origins"]
+        origin = self.request.headers.get("Origin")
+        if "*" in allowed:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif origin in allowed:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+
+    def prepare(self):
+        max_body = self.application.settings["max_body"]
+        self.request.connection.set_max_body_size(max(max_body, 1) * 4)
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            self._too_large = True
+
+    def data_received(self, chunk):
+        if self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.application.settings["max_body"]:
+            self._too_large = True
+            self._chunks = []
+        else:
+            self._chunks.append(chunk)
+
+    def options(self):
+        self.set_header("Access-Control-Allow-Methods", "POST, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+        self.set_header("Access-Control-Max-Age", "86400")
+        self.set_status(204)
+        self.finish()
+
+    def post(self):
+        app = self.application
+        if self._too_large:
+            return self.fail(413, "body_too_large",
+                             f"body larger than {app.settings['max_body']} bytes")
+        limits = Limits(max_samples=app.settings["max_samples"],
+                        max_skew_ns=int(app.settings["max_skew"] * 1e9))
+        now_ns = time.time_ns() // 1000 * 1000
+        try:
+            parsed = parse(b"".join(self._chunks), now_ns, limits,
+                           precision=self.argument("precision", "ns"))
+        except IngestError as exc:
+            app.telemetry.inc("rtcscope_ingest_rejected_total")
+            return self.fail(exc.status, exc.code, exc.message)
+        if not app.writer.submit(parsed.lines):
+            app.telemetry.inc("rtcscope_ingest_backpressure_total")
+            return self.fail(503, "buffer_full", "the write buffer is full; retry later",
+                             Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
+        app.telemetry.inc("rtcscope_samples_accepted_total", parsed.accepted)
+        app.telemetry.inc("rtcscope_values_dropped_total", parsed.dropped)
+        app.telemetry.inc("rtcscope_samples_restamped_total", parsed.restamped)
+        self.write_json({"success": True, "accepted": parsed.accepted,
+                         "dropped": parsed.dropped, "restamped": parsed.restamped,
+                         "events": parsed.events})
+
+
+default_handlers = [
+    (r"/v1/stats/write/?", WriteHandler),
+]

@@ -1,0 +1,66 @@
+"""Which calls are live, from what InfluxDB holds.
+
+Liveness is decided from presence points (stamped with the receive time,
+so a client with a wrong clock is still live) and stored end events. Every
+process computes the same answer from the same rows, which is how several
+servers behind one nginx agree.
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CallState:
+    call: str
+    state: str  # "live" or "ended"
+    peers: list = field(default_factory=list)
+    started: int = 0
+    last_seen: int = 0
+    ended: int | None = None
+
+    def as_json(self):
+        return {"call": self.call, "state": self.state, "peers": self.peers,
+                "started": self.started, "last_seen": self.last_seen, "ended": self.ended}
+
+
+def build_calls(presence, ends, now_ms, timeout_ms):
+    """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at})].
+
+    A peer has ended when an end event (its own, or a call-wide one without
+    a peer) was received no earlier than its last samples, or when it sent
+    nothing for `timeout_ms`. A call is live while any peer is live."""
+    end_by_key = {(call, peer): row for call, peer, row in ends}
+    calls = {}
+    for call, peer, row in presence:
+        recv = row["recv"]
+        ended_at = None
+        for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
+            if end is not None and end["time"] >= recv:
+                ended_at = int(end["at"])
+                break
+        if ended_at is None and now_ms - recv > timeout_ms:
+            ended_at = int(row["last"])
+        state = calls.get(call)
+        if state is None:
+            state = calls[call] = CallState(call, "ended", started=int(row["first"]),
+                                            last_seen=int(row["last"]), ended=ended_at)
+        else:
+            state.started = min(state.started, int(row["first"]))
+            state.last_seen = max(state.last_seen, int(row["last"]))
+            if ended_at is not None and state.ended is not None:
+                state.ended = max(state.ended, ended_at)
+        if peer:
+            state.peers.append(peer)
+        if ended_at is None:
+            state.state = "live"
+    for state in calls.values():
+        state.peers.sort()
+        if state.state == "live":
+            state.ended = None
+    return calls
+
+
+async def load_calls(store, now_ms, window_ms, timeout_ms, call=None):
+    """Calls seen within `window_ms` before now, by id. Rows stamped up to a
+    minute ahead are included, for servers whose clocks run slightly fast."""
+    presence, ends = await store.call_activity(now_ms - window_ms, now_ms + 60_000, call)
+    return build_calls(presence, ends, now_ms, timeout_ms)

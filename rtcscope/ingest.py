@@ -1,0 +1,369 @@
+"""Parse and validate ingest bodies (line protocol or JSON) into line-protocol points.
+
+The whole body is validated before anything is returned, so a handler can
+buffer all of a request or none of it. Identifiers and field names are
+restricted to characters that need no escaping in line protocol, which keeps
+encoding a plain string join on the hot path.
+"""
+import math
+import re
+from dataclasses import dataclass, field
+
+import ujson
+
+from . import registry
+
+MEASUREMENT = "rtc_stats"
+EVENTS_MEASUREMENT = "rtc_events"
+PRESENCE_MEASUREMENT = "rtc_calls"
+
+IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
+FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+MAX_FIELDS = 64
+
+PRECISION_NS = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+# Values that browsers of the 2015 era produced for a stat they did not have.
+MISSING_VALUES = frozenset({"", "undefined", "NaN", "nan", "null", "None"})
+TRUE_VALUES = frozenset({"t", "T", "true", "True", "TRUE"})
+FALSE_VALUES = frozenset({"f", "F", "false", "False", "FALSE"})
+LINE_TAGS = {"id": "call", "call": "call", "peer": "peer", "kind": "kind"}
+
+
+class IngestError(Exception):
+    """A request the client must fix; `status` is the HTTP status to answer."""
+
+    def __init__(self, message, status=400, code="bad_request"):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class Limits:
+    max_samples: int = 10_000
+    max_skew_ns: int = 300 * 1_000_000_000
+
+
+@dataclass
+class Parsed:
+    """What one request adds: its points, ready to buffer, and its counters."""
+
+    lines: list = field(default_factory=list)
+    samples: int = 0
+    accepted: int = 0
+    events: int = 0
+    dropped: int = 0
+    restamped: int = 0
+    calls: set = field(default_factory=set)
+
+
+class _Collector:
+    """Accumulates validated samples of one request into line protocol."""
+
+    def __init__(self, now_ns, limits):
+        self.now_ns = now_ns
+        self.limits = limits
+        self.result = Parsed()
+        # Presence per (call, peer): [first sample ms, last sample ms].
+        self.presence = {}
+        self._stamp = 0
+
+    def timestamp(self, ts_ns):
+        """Use the client's time unless it is missing or skewed; server stamps are
+        spread by 1 µs so samples of one series in one request stay distinct."""
+        if ts_ns is not None and abs(ts_ns - self.now_ns) <= self.limits.max_skew_ns:
+            return ts_ns
+        if ts_ns is not None:
+            self.result.restamped += 1
+        self._stamp += 1000
+        return self.now_ns + self._stamp
+
+    def add_sample(self, call, peer, kind, ts_ns, fields):
+        result = self.result
+        result.samples += 1
+        if result.samples > self.limits.max_samples:
+            raise IngestError(
+                f"more than {self.limits.max_samples} samples in one request",
+                413, "too_many_samples")
+        if not fields:
+            return
+        result.accepted += 1
+        tags = "call=" + call
+        if kind:
+            tags += ",kind=" + kind
+        if peer:
+            tags += ",peer=" + peer
+        body = ",".join(f"{name}={value!r}" for name, value in fields.items())
+        result.lines.append(f"{MEASUREMENT},{tags} {body} {ts_ns}".encode())
+        self._seen(call, peer, ts_ns)
+
+    def add_end(self, call, peer, ts_ns):
+        tags = "call=" + call + (",peer=" + peer if peer else "")
+        at_ms = ts_ns // 1_000_000
+        self.result.lines.append(
+            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r} {self.now_ns}".encode())
+        self.result.events += 1
+        self.result.calls.add(call)
+
+    def _seen(self, call, peer, ts_ns):
+        ms = ts_ns // 1_000_000
+        key = (call, peer)
+        span = self.presence.get(key)
+        if span is None:
+            self.presence[key] = [ms, ms]
+        elif ms < span[0]:
+            span[0] = ms
+        elif ms > span[1]:
+            span[1] = ms
+
+    def finish(self):
+        """Add one presence point per (call, peer) at the receive time: the call
+        detector and /v1/calls/ read liveness from these, not from every sample."""
+        recv_ms = float(self.now_ns // 1_000_000)
+        for (call, peer), (first, last) in self.presence.items():
+            tags = "call=" + call + (",peer=" + peer if peer else "")
+            self.result.lines.append(
+                f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
+                f"recv={recv_ms!r} {self.now_ns}".encode())
+            self.result.calls.add(call)
+        return self.result
+
+
+def check_identifier(value, what, where):
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
+        raise IngestError(
+            f"{where}: {what} must be 1-128 characters of [A-Za-z0-9_.:@{{}}-], got {_show(value)}")
+    return value
+
+
+def check_field_name(name, where):
+    if not FIELD_RE.fullmatch(name):
+        raise IngestError(
+            f"{where}: field name {_show(name)} must match ^[A-Za-z][A-Za-z0-9_]{{0,63}}$")
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse(body, now_ns, limits, precision="ns"):
+    """Parse a request body of any supported format into a `Parsed`."""
+    stripped = body.lstrip()
+    if not stripped:
+        raise IngestError("empty body: send line protocol or JSON", code="empty_body")
+    collector = _Collector(now_ns, limits)
+    if stripped[:1] in (b"{", b"["):
+        _parse_json(stripped, collector)
+    else:
+        _parse_lines(stripped, collector, precision)
+    return collector.finish()
+
+
+# --- line protocol -----------------------------------------------------------
+
+def _parse_lines(body, collector, precision):
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"body is not valid UTF-8 (byte {exc.start})") from None
+    scale = PRECISION_NS.get(precision)
+    if scale is None:
+        raise IngestError(f"precision must be one of ns, us, ms, s; got {_show(precision)}")
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"line {number}"
+        if "\\" in line or '"' in line:
+            sections = _split_escaped(line, " ", where)
+        else:
+            sections = line.split(" ")
+        if len(sections) not in (2, 3) or not all(sections):
+            raise IngestError(f"{where}: expected 'measurement[,tags] fields [timestamp]'")
+        series = _split_escaped(sections[0], ",", where) if "\\" in sections[0] else sections[0].split(",")
+        measurement = _unescape(series[0])
+        if measurement != MEASUREMENT:
+            raise IngestError(f"{where}: measurement must be {MEASUREMENT}, got {_show(measurement)}")
+        tags = {}
+        for pair in series[1:]:
+            key, _, value = pair.partition("=")
+            key = LINE_TAGS.get(_unescape(key))
+            if key:
+                tags[key] = check_identifier(_unescape(value), key, where)
+        call = tags.get("call")
+        if call is None:
+            raise IngestError(f"{where}: missing call id (tag id or call)")
+        fields = _line_fields(sections[1], where, collector)
+        ts_ns = None
+        if len(sections) == 3:
+            try:
+                ts_ns = int(sections[2]) * scale
+            except ValueError:
+                raise IngestError(f"{where}: timestamp must be an integer, got {_show(sections[2])}") from None
+        ts_ns = collector.timestamp(ts_ns)
+        collector.add_sample(call, tags.get("peer"), tags.get("kind"), ts_ns, fields)
+
+
+def _line_fields(section, where, collector):
+    pairs = _split_escaped(section, ",", where) if ("\\" in section or '"' in section) else section.split(",")
+    if len(pairs) > MAX_FIELDS:
+        raise IngestError(f"{where}: more than {MAX_FIELDS} fields")
+    fields = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = _unescape(name)
+        if not sep:
+            raise IngestError(f"{where}: field {_show(name)} has no '='")
+        check_field_name(name, where)
+        value = _line_value(raw, name, where)
+        if value is None:
+            collector.result.dropped += 1
+        else:
+            fields[name] = value
+    return fields
+
+
+def _line_value(raw, name, where):
+    if raw in MISSING_VALUES:
+        return None
+    if raw[:1] == '"':
+        raise IngestError(f"{where}: field {name} is a string; metrics must be numbers")
+    if raw in TRUE_VALUES:
+        return 1.0
+    if raw in FALSE_VALUES:
+        return 0.0
+    if raw[-1:] in ("i", "u"):
+        try:
+            value = float(int(raw[:-1]))
+        except (ValueError, OverflowError):
+            raise IngestError(f"{where}: field {name} is not a number: {_show(raw)}") from None
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise IngestError(f"{where}: field {name} is not a number: {_show(raw)}") from None
+    return value if math.isfinite(value) else None
+
+
+def _split_escaped(text, separator, where):
+    """Split on `separator` outside backslash escapes and double-quoted strings."""
+    parts, start, quoted, i, n = [], 0, False, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    if quoted:
+        raise IngestError(f"{where}: unterminated string")
+    parts.append(text[start:])
+    return parts
+
+
+def _unescape(text):
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+# --- JSON --------------------------------------------------------------------
+
+def _parse_json(body, collector):
+    try:
+        document = ujson.loads(body)
+    except (ValueError, OverflowError, RecursionError) as exc:
+        raise IngestError(f"invalid JSON: {exc}", code="invalid_json") from None
+    if isinstance(document, dict):
+        _json_object(document, "body", collector)
+    elif isinstance(document, list):
+        if len(document) > collector.limits.max_samples:
+            raise IngestError(
+                f"more than {collector.limits.max_samples} samples in one request",
+                413, "too_many_samples")
+        for index, item in enumerate(document):
+            _json_object(item, f"index {index}", collector)
+    else:
+        raise IngestError("JSON body must be an object or an array of objects")
+
+
+def _number(value):
+    """A JSON number as float, None for null/non-finite, else raise TypeError."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
+        return value if math.isfinite(value) else None
+    raise TypeError
+
+
+def _json_object(item, where, collector):
+    if not isinstance(item, dict):
+        raise IngestError(f"{where}: each sample must be a JSON object")
+    call = check_identifier(item.get("call", item.get("id")), "call", where)
+    peer = item.get("peer")
+    if peer is not None:
+        check_identifier(peer, "peer", where)
+    kind = item.get("kind")
+    if kind is not None:
+        check_identifier(kind, "kind", where)
+    ts_ns = None
+    if item.get("ts") is not None:
+        try:
+            ts_ms = _number(item["ts"])
+        except TypeError:
+            raise IngestError(f"{where}: ts must be a number (Unix ms)") from None
+        ts_ns = None if ts_ms is None else round(ts_ms * 1000) * 1000  # µs: exact in a float
+        if ts_ms is None:
+            collector.result.restamped += 1
+    event = item.get("event")
+    stats, report = item.get("stats"), item.get("report")
+    if event is None and stats is None and report is None:
+        raise IngestError(f"{where}: needs 'stats', 'report' or 'event'")
+    if event is not None and event != "end":
+        raise IngestError(f"{where}: unknown event {_show(event)} (only 'end')")
+    ts_ns = collector.timestamp(ts_ns)
+    if stats is not None:
+        collector.add_sample(call, peer, kind, ts_ns, _json_stats(stats, where, collector))
+    if report is not None:
+        if not isinstance(report, list):
+            raise IngestError(f"{where}: report must be the array getStats() returned")
+        for report_kind, fields in registry.extract(report).items():
+            collector.add_sample(call, peer, report_kind, ts_ns, fields)
+    if event == "end":
+        collector.add_end(call, peer, ts_ns)
+
+
+def _json_stats(stats, where, collector):
+    if not isinstance(stats, dict):
+        raise IngestError(f"{where}: stats must be an object of name: number")
+    if len(stats) > MAX_FIELDS:
+        raise IngestError(f"{where}: more than {MAX_FIELDS} fields")
+    fields = {}
+    for name, value in stats.items():
+        check_field_name(name, where)
+        try:
+            number = _number(value)
+        except TypeError:
+            raise IngestError(f"{where}: stats.{name} must be a number, got {_show(value)}") from None
+        if number is None:
+            collector.result.dropped += 1
+        else:
+            fields[name] = number
+    return fields

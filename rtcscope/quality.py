@@ -1,0 +1,192 @@
+"""Call quality: an estimated MOS and the sustained problems an operator should look at.
+
+Inputs are per-metric time series ``[(unix_ms, value), ...]`` for one call, with
+counters already turned into per-second rates and gauges as stored (see the
+registry for units).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+from rtcscope.registry import QUALITY_LIMITATION_CODES
+
+# Thresholds of a problem. RTT 300 ms is the ITU-T G.114 one-way 150 ms limit, both ways.
+LOSS_THRESHOLD = 0.03
+RTT_THRESHOLD_MS = 300.0
+JITTER_THRESHOLD_MS = 30.0
+FREEZE_THRESHOLD = 0.0
+# A condition is sustained when it holds this many consecutive points, or this long.
+SUSTAINED_POINTS = 3
+SUSTAINED_MS = 3000
+
+# Simplified ITU-T G.107 E-model (Cole & Rosenbluth, "Voice over IP performance
+# monitoring", ACM SIGCOMM CCR 31(2), 2001). Codec: G.711 with packet-loss
+# concealment (ITU-T G.113 Appendix I: Ie = 0, Bpl = 25.1) under random loss;
+# Opus with FEC tolerates loss better, so the estimate errs on the cautious side.
+_R_DEFAULT = 93.2
+_CODEC_IE = 0.0
+_CODEC_BPL = 25.1
+_BURST_RATIO = 1.0
+_CODEC_DELAY_MS = 10.0
+_ID_KNEE_MS = 177.3
+
+
+def _mos_from_r(r: float) -> float:
+    """ITU-T G.107 Annex B mapping of the R factor to MOS (1..4.5)."""
+    if r <= 0:
+        return 1.0
+    if r >= 100:
+        return 4.5
+    return 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
+
+
+# G.107 user-satisfaction bands: R >= 80 "satisfied", R >= 70 "some users dissatisfied".
+GOOD_MOS = _mos_from_r(80.0)
+FAIR_MOS = _mos_from_r(70.0)
+
+
+def estimate_mos(rtt_ms: float | None, jitter_ms: float | None, loss_ratio: float | None) -> float | None:
+    """Estimated listening MOS (1..4.5) from network figures, by the simplified E-model.
+
+    effective latency d = rtt/2 + 2*jitter + 10 ms
+    Id    = 0.024*d + 0.11*(d - 177.3)*H(d - 177.3)        (H: step function)
+    Ieeff = Ie + (95 - Ie) * Ppl / (Ppl/BurstR + Bpl)      (Ppl: loss in %)
+    R     = 93.2 - Id - Ieeff
+    MOS   = 1 + 0.035*R + 7e-6*R*(R - 60)*(100 - R), clamped to 1..4.5
+
+    A missing input counts as perfect; None when neither rtt nor loss is known,
+    since jitter alone says too little about a call.
+    """
+    if rtt_ms is None and loss_ratio is None:
+        return None
+    delay = max(rtt_ms or 0.0, 0.0) / 2 + 2 * max(jitter_ms or 0.0, 0.0) + _CODEC_DELAY_MS
+    delay_impairment = 0.024 * delay + 0.11 * max(delay - _ID_KNEE_MS, 0.0)
+    loss_percent = min(max(loss_ratio or 0.0, 0.0), 1.0) * 100
+    loss_impairment = _CODEC_IE + (95 - _CODEC_IE) * loss_percent / (loss_percent / _BURST_RATIO + _CODEC_BPL)
+    return _mos_from_r(_R_DEFAULT - delay_impairment - loss_impairment)
+
+
+def _points(series: dict[str, list[tuple[int, float]]], metric: str) -> list[tuple[int, float]]:
+    """The usable points of one metric, oldest first (empty buckets are None)."""
+    return sorted(
+        (time, float(value)) for time, value in series.get(metric) or ()
+        if isinstance(value, (int, float)) and math.isfinite(value)
+    )
+
+
+def _packet_loss(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, float, float]]:
+    """(time, lost/s, packets/s) from the counter rates.
+
+    packetsSent, when given, joins packetsReceived in the denominator: packetsLost
+    also counts what the remote lost of what this peer sent, so a send-only peer
+    would otherwise read as 100 % loss.
+    """
+    received = dict(_points(series, "packetsReceived"))
+    sent = dict(_points(series, "packetsSent"))
+    loss = []
+    for time, lost in _points(series, "packetsLost"):
+        total = max(lost, 0.0) + received.get(time, 0.0) + sent.get(time, 0.0)
+        if total > 0:
+            loss.append((time, max(lost, 0.0), total))
+    return loss
+
+
+def _loss_ratio_points(series: dict[str, list[tuple[int, float]]]) -> tuple[str, list[tuple[int, float]]]:
+    """Loss ratio over time, from packet rates when there are any, else from fractionLost."""
+    packet_loss = _packet_loss(series)
+    if packet_loss:
+        return "packetsLost", [(time, lost / total) for time, lost, total in packet_loss]
+    return "fractionLost", _points(series, "fractionLost")
+
+
+def _runs(points: Iterable[tuple[int, float]], holds: Callable[[float], bool]) -> list[list[tuple[int, float]]]:
+    """Maximal stretches of consecutive points for which the condition holds."""
+    runs: list[list[tuple[int, float]]] = []
+    current: list[tuple[int, float]] = []
+    for point in points:
+        if holds(point[1]):
+            current.append(point)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _is_sustained(run: list[tuple[int, float]]) -> bool:
+    return len(run) >= SUSTAINED_POINTS or run[-1][0] - run[0][0] >= SUSTAINED_MS
+
+
+def _problem(problem: str, metric: str, run: list[tuple[int, float]], threshold: float) -> dict:
+    return {
+        "problem": problem,
+        "metric": metric,
+        "from": run[0][0],
+        "to": run[-1][0],
+        "worst": max(value for _, value in run),
+        "threshold": threshold,
+    }
+
+
+def find_problems(series: dict[str, list[tuple[int, float]]]) -> list[dict]:
+    """Sustained loss, RTT, jitter and quality limitation, and every freeze, sorted by start.
+
+    Freezes need no sustaining: the browser only counts a freeze after a long stall.
+    """
+    problems = []
+    loss_metric, loss_points = _loss_ratio_points(series)
+    over_threshold = (
+        ("high_loss", loss_metric, loss_points, LOSS_THRESHOLD),
+        ("high_rtt", "rtt", _points(series, "rtt"), RTT_THRESHOLD_MS),
+        ("high_jitter", "jitter", _points(series, "jitter"), JITTER_THRESHOLD_MS),
+    )
+    for problem, metric, points, threshold in over_threshold:
+        for run in _runs(points, lambda value, limit=threshold: value > limit):
+            if _is_sustained(run):
+                problems.append(_problem(problem, metric, run, threshold))
+
+    for run in _runs(_points(series, "freezeCount"), lambda value: value > FREEZE_THRESHOLD):
+        problems.append(_problem("freezes", "freezeCount", run, FREEZE_THRESHOLD))
+
+    limitation_points = _points(series, "qualityLimitationReason")
+    for problem, reason in (("cpu_limited", "cpu"), ("bandwidth_limited", "bandwidth")):
+        code = QUALITY_LIMITATION_CODES[reason]
+        for run in _runs(limitation_points, lambda value, wanted=code: round(value) == wanted):
+            if _is_sustained(run):
+                problems.append(_problem(problem, "qualityLimitationReason", run, code))
+
+    return sorted(problems, key=lambda found: (found["from"], found["problem"]))
+
+
+def _mean(series: dict[str, list[tuple[int, float]]], metric: str) -> float | None:
+    values = [value for _, value in _points(series, metric)]
+    return sum(values) / len(values) if values else None
+
+
+def _mean_loss_ratio(series: dict[str, list[tuple[int, float]]]) -> float | None:
+    """Packets lost over packets carried for the whole call, else the mean fractionLost."""
+    packet_loss = _packet_loss(series)
+    if packet_loss:
+        return sum(lost for _, lost, _ in packet_loss) / sum(total for _, _, total in packet_loss)
+    return _mean(series, "fractionLost")
+
+
+def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
+    """MOS from the call's mean rtt, jitter and loss ratio, its verdict, and the problems seen.
+
+    Verdict: "good" from MOS 4.02 (R >= 80), "fair" from 3.60 (R >= 70), else "poor".
+    """
+    mos = estimate_mos(_mean(series, "rtt"), _mean(series, "jitter"), _mean_loss_ratio(series))
+    if mos is None:
+        verdict = None
+    elif mos >= GOOD_MOS:
+        verdict = "good"
+    elif mos >= FAIR_MOS:
+        verdict = "fair"
+    else:
+        verdict = "poor"
+    return {"mos": mos, "verdict": verdict, "problems": find_problems(series)}
+

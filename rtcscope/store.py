@@ -1,0 +1,159 @@
+"""The InfluxDB side: database set-up, batch writes and every query the API runs.
+
+Every value that reaches InfluxQL is either a number formatted here or an
+identifier that already matched a strict pattern, and is quoted anyway.
+"""
+import asyncio
+import time
+from urllib.parse import urlparse
+
+import aiohttp
+from aioinflux import InfluxDBClient
+from aioinflux.client import InfluxDBError, InfluxDBWriteError
+
+from .ingest import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT
+from .timeparse import parse_duration
+from .writer import WriteRejected
+
+RETENTION_POLICY = "rtcscope"
+FIELD_CACHE_SECONDS = 5.0
+
+
+class StoreError(Exception):
+    """InfluxDB could not answer a query."""
+
+
+def quote_identifier(name):
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_literal(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def time_range(start_ms, end_ms):
+    return f"time >= {int(start_ms)}ms AND time <= {int(end_ms)}ms"
+
+
+class Store:
+    def __init__(self, url, database, retention="30d", timeout=10.0):
+        parsed = urlparse(url)
+        self.database = database
+        self.retention = retention
+        self.client = InfluxDBClient(
+            host=parsed.hostname or "127.0.0.1", port=parsed.port or 8086,
+            path=(parsed.path.rstrip("/") + "/") if parsed.path else "/",
+            ssl=parsed.scheme == "https", db=database, output="json",
+            username=parsed.username, password=parsed.password,
+            timeout=timeout, loop=asyncio.get_event_loop())
+        self._fields = (0.0, frozenset())
+        self.queries = 0
+
+    async def close(self):
+        await self.client.close()
+
+    async def setup(self):
+        """Create the database and make our retention policy its default.
+
+        A short shard duration keeps each shard's index small, since every
+        call adds series."""
+        await self.query(f"CREATE DATABASE {quote_identifier(self.database)}")
+        duration = "INF" if self.retention in ("0", "inf", "INF") else self.retention
+        shard = "1d" if duration == "INF" or (parse_duration(duration) or 0) >= 86400 else "1h"
+        rows = await self.query(f"SHOW RETENTION POLICIES ON {quote_identifier(self.database)}")
+        exists = any(row.get("name") == RETENTION_POLICY for series in rows for row in series["rows"])
+        verb = "ALTER" if exists else "CREATE"
+        replication = "" if exists else " REPLICATION 1"
+        await self.query(
+            f"{verb} RETENTION POLICY {quote_identifier(RETENTION_POLICY)} ON "
+            f"{quote_identifier(self.database)} DURATION {duration}{replication} "
+            f"SHARD DURATION {shard} DEFAULT")
+
+    async def ping(self):
+        try:
+            await self.client.ping()
+            return True
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def write(self, data):
+        """One HTTP write of a batch; 400 means InfluxDB refused the points themselves."""
+        try:
+            await self.client.write(data)
+        except InfluxDBWriteError as exc:
+            if exc.status == 400:  # bad points (e.g. a field type conflict); 404/401 are retried
+                raise WriteRejected(str(exc)) from None
+            raise
+
+    async def query(self, statement):
+        """Run one statement; returns [{"name", "tags", "rows": [dict]}]."""
+        self.queries += 1
+        try:
+            result = await self.client.query(statement, epoch="ms")
+        except (InfluxDBError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise StoreError(str(exc) or type(exc).__name__) from None
+        series_out = []
+        for statement_result in result.get("results", []):
+            if "error" in statement_result:
+                raise StoreError(statement_result["error"])
+            for series in statement_result.get("series", []):
+                columns = series["columns"]
+                series_out.append({
+                    "name": series.get("name"),
+                    "tags": series.get("tags") or {},
+                    "rows": [dict(zip(columns, values)) for values in series.get("values", [])],
+                })
+        return series_out
+
+    async def field_names(self):
+        """Field keys stored in rtc_stats, cached briefly: they decide 404 vs 200."""
+        fetched, names = self._fields
+        if time.monotonic() - fetched > FIELD_CACHE_SECONDS:
+            rows = await self.query(f"SHOW FIELD KEYS FROM {MEASUREMENT}")
+            names = frozenset(row["fieldKey"] for series in rows for row in series["rows"])
+            self._fields = (time.monotonic(), names)
+        return names
+
+    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None):
+        """Per-call bucketed values of a metric: {call: [(ms, value|None)]}.
+
+        Gauges are averaged over a call's peers and kinds; counters shown as
+        rates are differentiated per series (peer x kind) and then summed."""
+        field = quote_identifier(metric.source_field)
+        where = time_range(start_ms, end_ms)
+        if call is not None:
+            where += f' AND "call" = {quote_literal(call)}'
+        if rate:
+            statement = (
+                f'SELECT sum("rate") AS "value" FROM ('
+                f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
+                f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
+                f'WHERE {where} GROUP BY time({bucket_s}s), "call" fill(none)')
+        else:
+            statement = (f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} '
+                         f'GROUP BY time({bucket_s}s), "call" fill(null)')
+        scale = metric.scale
+        result = {}
+        for series in await self.query(statement):
+            result[series["tags"].get("call", "")] = [
+                (row["time"], None if row["value"] is None else row["value"] * scale)
+                for row in series["rows"]]
+        return result
+
+    async def call_activity(self, since_ms, until_ms, call=None):
+        """Presence and end events per (call, peer) since `since_ms`."""
+        where = time_range(since_ms, until_ms)
+        if call is not None:
+            where += f' AND "call" = {quote_literal(call)}'
+        presence_q = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" '
+                      f'FROM {PRESENCE_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"')
+        ends_q = f'SELECT last("at") AS "at" FROM {EVENTS_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"'
+        presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
+        return ([(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in presence if s["rows"]],
+                [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in ends if s["rows"]])
+
+    async def call_buckets(self, call, start_ms, end_ms, bucket_s):
+        """Every field of one call, bucketed per (peer, kind): [(tags, rows)]."""
+        statement = (f'SELECT mean(*) FROM {MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'AND "call" = {quote_literal(call)} GROUP BY time({bucket_s}s), "peer", "kind" fill(none)')
+        return [(series["tags"], series["rows"]) for series in await self.query(statement)]

@@ -1,0 +1,60 @@
+"""Per-call summary: every metric's min/mean/max/p95 and the quality verdict."""
+from collections import defaultdict
+
+from . import quality, registry
+
+
+def percentile(sorted_values, fraction):
+    """Nearest-rank percentile, as InfluxDB's percentile() computes it."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-int(fraction * 100) * len(sorted_values) // 100))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def series_values(metric, rows):
+    """One series' (ms, value) points: gauges as stored, counters as per-second rates."""
+    column = "mean_" + metric.source_field
+    points = [(row["time"], row[column]) for row in rows if row.get(column) is not None]
+    if metric.type != "counter":
+        return [(ms, value * metric.scale) for ms, value in points]
+    rates = []
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if t1 > t0 and v1 >= v0:
+            rates.append((t1, (v1 - v0) * 1000.0 / (t1 - t0) * metric.scale))
+    return rates
+
+
+def summarize(state, buckets, bucket_s):
+    """`buckets`: [(tags, rows)] of mean(*) per (peer, kind) over the call."""
+    stored = set()
+    for _, rows in buckets:
+        if rows:
+            stored.update(name[5:] for name in rows[0] if name.startswith("mean_"))
+    metrics = [m for m in registry.all_metrics() if m.source_field in stored]
+    known = {m.source_field for m in metrics if m.field is None}
+    metrics += [registry.stored_field(name) for name in sorted(stored - known)]
+    summary, timelines = {}, {}
+    for metric in metrics:
+        per_time = defaultdict(list)
+        values = []
+        for _, rows in buckets:
+            for ms, value in series_values(metric, rows):
+                per_time[ms].append(value)
+                values.append(value)
+        if not values:
+            continue
+        values.sort()
+        summary[metric.name] = {
+            "unit": metric.display_unit, "type": metric.type,
+            "min": values[0], "mean": sum(values) / len(values), "max": values[-1],
+            "p95": percentile(values, 0.95), "count": len(values),
+        }
+        combine = sum if metric.type == "counter" else max
+        timelines[metric.name] = sorted((ms, combine(vs)) for ms, vs in per_time.items())
+    document = state.as_json()
+    document["duration"] = ((state.ended or state.last_seen) - state.started) / 1000.0
+    document["bucket_seconds"] = bucket_s
+    document["metrics"] = summary
+    document["quality"] = quality.summarize_quality(timelines)
+    return document

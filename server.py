@@ -1,0 +1,163 @@
+"""rtcscope-server: collects WebRTC getStats() metrics into InfluxDB, answers
+REST queries over them and pushes live graphs to dashboard pages.
+
+    python server.py --config=conf/rtcscope.conf
+"""
+import asyncio
+import datetime
+import logging
+import os
+import signal
+import sys
+import time
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.web
+from tornado.options import define, options, parse_command_line, parse_config_file
+
+from handlers import base, calls, health, ingest, stats
+from rtcscope.calls import load_calls
+from rtcscope.store import Store
+from rtcscope.telemetry import Telemetry
+from rtcscope.timeparse import parse_duration
+from rtcscope.writer import BatchWriter
+
+log = logging.getLogger("rtcscope")
+
+ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
+HANDLER_MODULES = (ingest, stats, calls, health)
+
+define("config", type=str, help="path to a config file (Python syntax, option = value)",
+       callback=lambda path: parse_config_file(path, final=False))
+define("address", default="127.0.0.1", help="address to listen on")
+define("port", default=8080, help="port to listen on")
+define("influxdb_url", default="http://127.0.0.1:8086", help="InfluxDB 1.x API URL (user:pass@ allowed)")
+define("database", default="rtcscope", help="InfluxDB database, created at start if missing")
+define("retention", default="30d", help="retention of the database's default policy (e.g. 30d, inf)")
+define("tick", default=datetime.timedelta(seconds=1), type=datetime.timedelta,
+       help="call detector period")
+define("flush_interval", default=datetime.timedelta(seconds=0.5), type=datetime.timedelta,
+       help="longest time an acknowledged sample waits in the buffer")
+define("batch_size", default=5000, help="points per InfluxDB write; a full batch is flushed at once")
+define("call_timeout", default=datetime.timedelta(seconds=15), type=datetime.timedelta,
+       help="a call with no samples for this long has ended")
+define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
+       help="client timestamps further than this from the server clock are replaced")
+define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
+define("max_samples", default=10_000, help="most samples in one ingest request (413 beyond)")
+define("max_buffer", default=200_000, help="points held for InfluxDB before ingest answers 503")
+define("spool_dir", default="var/spool", help="where unflushed points go at shutdown, replayed at start")
+define("shutdown_timeout", default=datetime.timedelta(seconds=10), type=datetime.timedelta,
+       help="how long shutdown may spend flushing before it spools")
+define("ingest_keys", default="", help="file of accepted ingest keys, one per line (empty: no keys)")
+define("cors_origins", default=["*"], multiple=True, help="origins allowed to POST stats (* for any)")
+define("ws_origins", default=[], multiple=True, help="extra origins allowed to open graph websockets")
+define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+
+
+class Application(tornado.web.Application):
+    """The web application and the resources its handlers reach through it."""
+
+    def __init__(self, store, writer, config):
+        self.store = store
+        self.writer = writer
+        self.config = config
+        self.telemetry = Telemetry()
+        self.telemetry.gauge("rtcscope_buffer_depth", lambda: writer.depth, "points waiting for InfluxDB")
+        self.telemetry.gauge("rtcscope_flushes", lambda: writer.flushes, "successful batch writes")
+        self.telemetry.gauge("rtcscope_flush_failures", lambda: writer.failures, "failed batch writes")
+        self.telemetry.gauge("rtcscope_flush_seconds_last", lambda: writer.last_flush_seconds,
+                             "duration of the last batch write")
+        self.telemetry.gauge("rtcscope_spool_bytes", writer.spool_size, "bytes waiting in the spool")
+        self.periodic_callbacks = []
+        handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
+        handlers.append((r"/v1/.*", base.NotFoundHandler))
+        settings = {
+            "template_path": os.path.join(ROOT, "templates"),
+            "static_path": os.path.join(ROOT, "static"),
+            "cors_origins": set(config["cors_origins"]),
+            "ws_origins": set(config["ws_origins"]),
+            "max_body": config["max_body"],
+            "max_samples": config["max_samples"],
+            "max_skew": _seconds(config["max_skew"]),
+            "flush_interval": _seconds(config["flush_interval"]),
+            "xsrf_cookies": False,
+        }
+        super().__init__(handlers, **settings)
+
+    async def start(self):
+        """Set up InfluxDB (retrying in the background while it is down) and start the writer."""
+        self.writer.start()
+        self._setup_task = asyncio.ensure_future(self._setup_database())
+        for callback in self.periodic_callbacks:
+            callback.start()
+
+    async def _setup_database(self):
+        delay = 0.5
+        while True:
+            try:
+                await self.store.setup()
+                return
+            except Exception as exc:
+                log.warning("InfluxDB set-up failed (%s); retrying in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def stop(self):
+        """Stop callbacks, flush the buffer within the shutdown timeout, spool the rest."""
+        for callback in self.periodic_callbacks:
+            callback.stop()
+        self._setup_task.cancel()
+        await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
+        await self.store.close()
+
+    async def load_calls(self, call=None, window_ms=None):
+        now_ms = int(time.time() * 1000)
+        if window_ms is None:
+            window_ms = (parse_duration(self.config["retention"]) or 400 * 86400) * 1000
+        return await load_calls(self.store, now_ms, window_ms,
+                                _seconds(self.config["call_timeout"]) * 1000, call=call)
+
+    def log_request(self, handler):
+        route = type(handler).__name__
+        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=handler.get_status())
+        super().log_request(handler)
+
+
+def _seconds(value):
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+
+
+def make_app(**overrides):
+    """Build the application from the options, with `overrides` (tests use this)."""
+    config = options.as_dict()
+    config.update(overrides)
+    store = Store(config["influxdb_url"], config["database"], config["retention"])
+    writer = BatchWriter(store.write, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
+                         flush_interval=_seconds(config["flush_interval"]),
+                         spool_dir=config["spool_dir"] or None)
+    return Application(store, writer, config)
+
+
+async def main():
+    parse_command_line()
+    app = make_app()
+    await app.start()
+    server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body)
+    server.listen(options.port, options.address)
+    log.info("rtcscope-server on http://%s:%d, InfluxDB %s database %s",
+             options.address, options.port, options.influxdb_url, options.database)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down: no new connections, flushing the buffer")
+    server.stop()
+    await app.stop()
+    await server.close_all_connections()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

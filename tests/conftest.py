@@ -1,0 +1,51 @@
+"""Fixtures: a real influxd for the session, a fresh database and an
+in-process server per test, talked to over real HTTP."""
+import itertools
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import server  # noqa: E402
+from tests.influxd import Influxd  # noqa: E402
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def influxd():
+    instance = Influxd().start()
+    yield instance
+    instance.cleanup()
+
+
+@pytest.fixture
+def database(request):
+    return f"t{os.getpid()}_{next(_databases)}"
+
+
+@pytest.fixture
+def app_config(request, influxd, database, tmp_path):
+    """Options for the server under test; `@pytest.mark.app_config(name=value)` changes them."""
+    config = {"influxdb_url": influxd.url, "database": database, "spool_dir": str(tmp_path / "spool"),
+              "flush_interval": 0.1, "tick": 0.2, "call_timeout": 3.0}
+    marker = request.node.get_closest_marker("app_config")
+    if marker:
+        config.update(marker.kwargs)
+    return config
+
+
+@pytest.fixture
+def app(io_loop, app_config):
+    application = server.make_app(**app_config)
+    io_loop.run_sync(application.start)
+    io_loop.run_sync(application.store.setup)
+    yield application
+    io_loop.run_sync(application.stop)
+
+
+def now_ms():
+    return int(time.time() * 1000)

@@ -1,0 +1,117 @@
+"""Start a real influxd (Debian's `influxdb` package) on free loopback ports."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import json
+import urllib.parse
+import urllib.request
+
+CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{data}/meta"
+[data]
+  dir = "{data}/data"
+  wal-dir = "{data}/wal"
+  index-version = "tsi1"
+  query-log-enabled = false
+  cache-snapshot-write-cold-duration = "1m"
+[coordinator]
+  log-queries-after = "0s"
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+"""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Influxd:
+    """One influxd process; `stop()`/`start()` again keeps its data (for outage tests)."""
+
+    def __init__(self, data_dir=None):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="rtcscope-influxd-")
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.config_path = os.path.join(self.data_dir, "influxdb.conf")
+        with open(self.config_path, "w") as config:
+            config.write(CONFIG.format(data=self.data_dir, http_port=self.http_port, rpc_port=self.rpc_port))
+        self.process = None
+
+    def start(self, timeout=30):
+        binary = shutil.which("influxd")
+        if binary is None:
+            raise RuntimeError("influxd not found: install Debian's influxdb package (make install)")
+        self.log = open(os.path.join(self.data_dir, "influxd.log"), "ab")
+        self.process = subprocess.Popen([binary, "run", "-config", self.config_path],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"influxd exited with {self.process.returncode}; see {self.data_dir}")
+            try:
+                urllib.request.urlopen(self.url + "/ping", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("influxd did not answer /ping in time")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def query(self, statement, database=None):
+        """Run InfluxQL over plain HTTP (independent of the server under test)."""
+        params = {"q": statement, "epoch": "ms"}
+        if database:
+            params["db"] = database
+        body = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(self.url + "/query", data=body, timeout=10) as response:
+            return json.loads(response.read())
+
+    def rows(self, statement, database):
+        """All rows of all series of one statement, as dicts with the series tags."""
+        result = self.query(statement, database)["results"][0]
+        if "error" in result:
+            raise AssertionError(result["error"])
+        out = []
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values))
+                row.update(series.get("tags") or {})
+                out.append(row)
+        return out
+
+    def write_requests(self):
+        """How many write requests influxd's HTTP service has received."""
+        result = self.query("SHOW STATS FOR 'httpd'")["results"][0]
+        for series in result.get("series", []):
+            row = dict(zip(series["columns"], series["values"][0]))
+            return row.get("writeReq", 0)
+        return 0
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,151 @@
+"""MOS estimation and detection of sustained quality problems."""
+
+import pytest
+
+from rtcscope.quality import (
+    FAIR_MOS,
+    GOOD_MOS,
+    JITTER_THRESHOLD_MS,
+    LOSS_THRESHOLD,
+    RTT_THRESHOLD_MS,
+    estimate_mos,
+    find_problems,
+    summarize_quality,
+)
+
+T0 = 1795536126000
+
+
+def every_second(*values):
+    return [(T0 + i * 1000, value) for i, value in enumerate(values)]
+
+
+def test_perfect_network_scores_near_the_e_model_ceiling():
+    assert estimate_mos(0, 0, 0) == pytest.approx(4.40, abs=0.01)
+
+
+def test_five_percent_loss_is_clearly_worse():
+    assert estimate_mos(0, 0, 0.05) == pytest.approx(3.91, abs=0.01)
+    assert estimate_mos(0, 0, 0.05) < estimate_mos(0, 0, 0) - 0.4
+
+
+def test_cut_offs_are_the_g107_satisfaction_bands():
+    assert GOOD_MOS == pytest.approx(4.02, abs=0.01)  # R = 80
+    assert FAIR_MOS == pytest.approx(3.60, abs=0.01)  # R = 70
+
+
+def test_mos_falls_as_rtt_jitter_or_loss_grow():
+    rtts = [estimate_mos(rtt, 5, 0.01) for rtt in (0, 50, 150, 300, 500, 1000)]
+    jitters = [estimate_mos(50, jitter, 0.01) for jitter in (0, 10, 30, 100, 300)]
+    losses = [estimate_mos(50, 5, loss) for loss in (0, 0.01, 0.03, 0.1, 0.3)]
+    for scores in (rtts, jitters, losses):
+        assert scores == sorted(scores, reverse=True)
+        assert len(set(scores)) == len(scores)
+
+
+def test_mos_stays_in_range():
+    assert estimate_mos(10_000, 1_000, 1.0) == 1.0
+    assert 1.0 <= estimate_mos(-5, -5, -1) <= 4.5
+    assert estimate_mos(0, 0, 2.0) == estimate_mos(0, 0, 1.0)
+
+
+def test_mos_needs_rtt_or_loss():
+    assert estimate_mos(None, None, None) is None
+    assert estimate_mos(None, 20, None) is None
+    assert estimate_mos(100, None, None) == estimate_mos(100, 0, 0)
+    assert estimate_mos(None, None, 0.02) == estimate_mos(0, 0, 0.02)
+
+
+def test_sustained_loss_window_is_found_and_a_single_spike_ignored():
+    series = {
+        # spike at second 1, sustained loss seconds 4..7 (10 of 110, 20 of 120 ...), then clean
+        "packetsLost": every_second(0, 30, 0, 0, 10, 20, 10, 5, 0, 0),
+        "packetsReceived": every_second(100, 70, 100, 100, 100, 100, 100, 100, 100, 100),
+    }
+    assert find_problems(series) == [{
+        "problem": "high_loss",
+        "metric": "packetsLost",
+        "from": T0 + 4000,
+        "to": T0 + 7000,
+        "worst": 20 / 120,
+        "threshold": LOSS_THRESHOLD,
+    }]
+
+
+def test_packets_sent_keeps_a_send_only_peer_from_reading_as_total_loss():
+    series = {
+        "packetsLost": every_second(1, 1, 1, 1),
+        "packetsReceived": every_second(0, 0, 0, 0),
+        "packetsSent": every_second(100, 100, 100, 100),
+    }
+    assert find_problems(series) == []
+
+
+def test_fraction_lost_is_used_without_packet_rates():
+    series = {"fractionLost": every_second(0.0, 0.05, 0.1, 0.06, 0.01)}
+    (problem,) = find_problems(series)
+    assert (problem["metric"], problem["from"], problem["to"], problem["worst"]) == (
+        "fractionLost", T0 + 1000, T0 + 3000, 0.1
+    )
+
+
+def test_two_points_far_apart_are_sustained_by_duration():
+    series = {"rtt": [(T0, 400.0), (T0 + 10_000, 350.0), (T0 + 20_000, 40.0)]}
+    (problem,) = find_problems(series)
+    assert problem == {"problem": "high_rtt", "metric": "rtt", "from": T0, "to": T0 + 10_000,
+                       "worst": 400.0, "threshold": RTT_THRESHOLD_MS}
+
+
+def test_every_kind_of_problem_sorted_by_start():
+    series = {
+        "jitter": every_second(5, 5, 5, 40, 50, 45, 5),
+        "rtt": every_second(100, 310, 320, 330, 100, 100, 100),
+        "freezeCount": every_second(0, 0, 0, 0, 0, 1, 0),
+        "qualityLimitationReason": every_second(1, 1, 1, 0, 2, 2, 2),
+        "packetsLost": every_second(None, None, None, None, None, None, None),
+    }
+    problems = find_problems(series)
+    assert [(p["problem"], p["from"], p["to"]) for p in problems] == [
+        ("cpu_limited", T0, T0 + 2000),
+        ("high_rtt", T0 + 1000, T0 + 3000),
+        ("high_jitter", T0 + 3000, T0 + 5000),
+        ("bandwidth_limited", T0 + 4000, T0 + 6000),
+        ("freezes", T0 + 5000, T0 + 5000),
+    ]
+    assert problems[2]["worst"] == 50 and problems[2]["threshold"] == JITTER_THRESHOLD_MS
+
+
+def test_unsorted_points_and_empty_buckets_are_handled():
+    series = {"rtt": [(T0 + 2000, 400.0), (T0, 400.0), (T0 + 1000, None), (T0 + 3000, 500.0), (T0 + 1500, 450.0)]}
+    (problem,) = find_problems(series)
+    assert (problem["from"], problem["to"], problem["worst"]) == (T0, T0 + 3000, 500.0)
+
+
+def test_summary_of_a_clean_call_is_good():
+    series = {
+        "rtt": every_second(40, 42, 41),
+        "jitter": every_second(2, 3, 2),
+        "packetsLost": every_second(0, 0, 0),
+        "packetsReceived": every_second(50, 50, 50),
+    }
+    summary = summarize_quality(series)
+    assert summary["verdict"] == "good"
+    assert summary["mos"] == pytest.approx(estimate_mos(41, 7 / 3, 0.0))
+    assert summary["problems"] == []
+
+
+def test_summary_uses_overall_loss_ratio_and_reports_problems():
+    series = {
+        "rtt": every_second(350, 400, 450, 400),
+        "packetsLost": every_second(10, 10, 10, 10),
+        "packetsReceived": every_second(90, 90, 90, 90),
+    }
+    summary = summarize_quality(series)
+    assert summary["mos"] == pytest.approx(estimate_mos(400, None, 0.1))
+    assert summary["verdict"] == "poor"
+    assert {p["problem"] for p in summary["problems"]} == {"high_rtt", "high_loss"}
+
+
+def test_summary_without_data():
+    assert summarize_quality({}) == {"mos": None, "verdict": None, "problems": []}
+    assert summarize_quality({"jitter": every_second(1, 2)})["mos"] is None
