@@ -28,8 +28,7 @@ log = logging.getLogger("rtcscope")
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
 HANDLER_MODULES = (ingest, stats, calls, health)
 
-define("config", type=str, help="path to a config file (Python syntax, option = value)",
-       callback=lambda path: parse_config_file(path, final=False))
+define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
 define("port", default=8080, help="port to listen on")
 define("influxdb_url", default="http://127.0.0.1:8086", help="InfluxDB 1.x API URL (user:pass@ allowed)")
@@ -140,8 +139,16 @@ def make_app(**overrides):
     return Application(store, writer, config)
 
 
+def parse_options():
+    parse_command_line(final=False)
+    if options.config:
+        parse_config_file(options.config, final=False)
+        parse_command_line(final=False)
+    options.run_parse_callbacks()
+
+
 async def main():
-    parse_command_line()
+    parse_options()
     app = make_app()
     await app.start()
     server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body)

@@ -5,11 +5,14 @@ identifier that already matched a strict pattern, and is quoted anyway.
 """
 import asyncio
 import time
+import warnings
 from urllib.parse import urlparse
 
 import aiohttp
-from aioinflux import InfluxDBClient
-from aioinflux.client import InfluxDBError, InfluxDBWriteError
+
+warnings.filterwarnings("ignore", message="Pandas/Numpy is not available")
+from aioinflux import InfluxDBClient  # noqa: E402  (after silencing its optional-pandas warning)
+from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402
 
 from .ingest import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT
 from .timeparse import parse_duration

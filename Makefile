@@ -1,0 +1,36 @@
+# rtcscope-server: `make run` sets up and starts everything, `make test` runs the tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core
+PORT ?= 8080
+INFLUXDB_PORT ?= 8086
+
+.PHONY: install run test bench binary clean
+
+install: $(VENV)/.installed
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+run: install
+	INFLUXDB_PORT=$(INFLUXDB_PORT) scripts/influxd-local.sh
+	$(PY) server.py --config=conf/rtcscope.conf --port=$(PORT) --influxdb-url=http://127.0.0.1:$(INFLUXDB_PORT)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build dist .pytest_cache
