@@ -6,6 +6,8 @@ import sys
 import time
 
 import pytest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,6 +48,28 @@ def app(io_loop, app_config, influxd):
         io_loop.run_sync(application.store.setup)  # tests may query before the background set-up ran
     yield application
     io_loop.run_sync(application.stop)
+
+
+@pytest.fixture
+def start_server(io_loop):
+    """Start more servers in the test (own InfluxDB, several processes' worth);
+    each gets `base_url` and is stopped at teardown."""
+    started = []
+
+    async def start(**config):
+        application = server.make_app(**config)
+        await application.start()
+        http_server = HTTPServer(application)
+        sock, port = bind_unused_port()
+        http_server.add_sockets([sock])
+        application.base_url = f"http://127.0.0.1:{port}"
+        started.append((http_server, application))
+        return application
+
+    yield start
+    for http_server, application in started:
+        http_server.stop()
+        io_loop.run_sync(application.stop)
 
 
 def now_ms():

@@ -46,6 +46,7 @@ class Influxd:
 
     def __init__(self, data_dir=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="rtcscope-influxd-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.http_port = free_port()
         self.rpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"

@@ -1,0 +1,71 @@
+"""The batching writer against a real influxd: batches, back-pressure, retries."""
+import asyncio
+
+import pytest
+
+from tests.conftest import now_ms
+from tests.helpers import assert_error, count_points, eventually, post
+from tests.influxd import Influxd
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(flush_interval=0.3)
+async def test_influxdb_writes_are_batches_not_requests(http_client, base_url, app, influxd, database):
+    before = influxd.write_requests()
+    url = base_url + "/v1/stats/write/"
+    requests = 200
+    await asyncio.gather(*[post(http_client, url, {"call": f"c{i % 7}", "peer": "p", "stats": {"rtt": i}})
+                           for i in range(requests)])
+    await eventually(lambda: count_points(influxd, database, field="rtt") == requests)
+    writes = influxd.write_requests() - before
+    assert writes == app.writer.flushes, (writes, app.writer.flushes)
+    assert writes <= requests // 10, writes
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(max_buffer=10)
+async def test_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_client, base_url, app):
+    app.writer._wake.clear()
+    app.writer.flush_interval = 60  # nothing leaves the buffer during this test
+    await asyncio.sleep(0)
+    url = base_url + "/v1/stats/write/"
+    status, body, _ = await post(http_client, url, [{"call": "a", "stats": {"rtt": i}} for i in range(8)])
+    assert status == 200 and app.writer.depth == 9  # 8 samples + 1 presence point
+    status, body, response = await post(http_client, url, [{"call": "a", "stats": {"rtt": i}} for i in range(2)])
+    assert_error(status, body, 503, "buffer_full")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert app.writer.depth == 9
+
+
+@pytest.fixture
+def outage_influxd(tmp_path):
+    instance = Influxd(str(tmp_path / "influxd")).start()
+    yield instance
+    instance.cleanup()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, start_server, outage_influxd, tmp_path):
+    """While InfluxDB is down ingest keeps acknowledging; when it is back everything arrives once."""
+    influxd = outage_influxd
+    application = await start_server(influxdb_url=influxd.url, database="outage", flush_interval=0.1,
+                                      spool_dir=str(tmp_path / "spool"))
+    application.writer.retry_max = 0.5
+    await application.store.setup()
+    url = application.base_url + "/v1/stats/write/"
+    ts = now_ms()
+    status, _, _ = await post(http_client, url, [{"call": "o", "ts": ts + i, "stats": {"rtt": i}} for i in range(50)])
+    assert status == 200
+    await eventually(lambda: count_points(influxd, "outage", field="rtt") == 50)
+    influxd.stop()
+    for batch in range(5):
+        status, body, _ = await post(http_client, url, [
+            {"call": "o", "ts": ts + 1000 + batch * 100 + i, "stats": {"rtt": i}} for i in range(100)])
+        assert status == 200, body
+    await eventually(lambda: application.writer.failures >= 2)
+    assert application.writer.depth >= 500
+    influxd.start()
+    await eventually(lambda: application.writer.depth == 0, timeout=30)
+    await eventually(lambda: count_points(influxd, "outage", field="rtt") == 550, timeout=10)
+    await asyncio.sleep(0.5)
+    assert count_points(influxd, "outage", field="rtt") == 550
