@@ -35,7 +35,8 @@ def quote_literal(value):
 
 
 def time_range(start_ms, end_ms):
-    return f"time >= {int(start_ms)}ms AND time <= {int(end_ms)}ms"
+    """Inclusive of both ends at millisecond resolution (points carry µs)."""
+    return f"time >= {int(start_ms)}ms AND time < {int(end_ms) + 1}ms"
 
 
 class Store:
