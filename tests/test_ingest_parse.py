@@ -1,0 +1,90 @@
+"""The ingest parser on its own: formats, escapes, counters and limits, no HTTP."""
+import pytest
+
+from rtcscope.ingest import IngestError, Limits, parse
+
+NOW = 1_795_536_126_812_000_000
+
+
+def lines(body, **kwargs):
+    return parse(body.encode() if isinstance(body, str) else body, NOW, Limits(), **kwargs)
+
+
+def test_line_protocol_encodes_floats_sorted_tags_and_presence():
+    parsed = lines(f"rtc_stats,peer=bob,kind=audio,id=c1 rtt=41i,ok=T {NOW}")
+    assert parsed.lines[0] == f"rtc_stats,call=c1,kind=audio,peer=bob rtt=41.0,ok=1.0 {NOW}".encode()
+    assert parsed.lines[1] == (f"rtc_calls,call=c1,peer=bob first={NOW // 10**6}.0,last={NOW // 10**6}.0,"
+                               f"recv={NOW // 10**6}.0 {NOW}").encode()
+    assert (parsed.accepted, parsed.dropped, parsed.restamped) == (1, 0, 0)
+
+
+def test_escaped_spaces_and_commas_in_tags_are_unescaped_then_validated():
+    with pytest.raises(IngestError, match="call must be"):
+        lines(r"rtc_stats,call=a\ b rtt=1")
+    parsed = lines(r"rtc_stats,call=a,note=x\ y\,z rtt=1")  # unknown tags are ignored, escapes and all
+    assert parsed.accepted == 1
+
+
+def test_escaped_measurement_name_is_compared_unescaped():
+    with pytest.raises(IngestError, match="measurement must be rtc_stats"):
+        lines(r"rtc\ stats,call=a rtt=1")
+
+
+def test_quoted_string_containing_separators_is_a_string_field_error():
+    with pytest.raises(IngestError, match="string"):
+        lines('rtc_stats,call=a note="a b,c=d",rtt=1')
+
+
+def test_unterminated_string_is_an_error():
+    with pytest.raises(IngestError, match="unterminated"):
+        lines('rtc_stats,call=a note="abc rtt=1')
+
+
+def test_missing_values_are_dropped_and_a_sample_of_only_missing_values_is_not_stored():
+    parsed = lines("rtc_stats,call=a inputLevel=undefined,x=NaN,y=null,z=")
+    assert (parsed.accepted, parsed.dropped) == (0, 4)
+    assert parsed.lines == []
+
+
+def test_unicode_and_invalid_utf8():
+    with pytest.raises(IngestError, match="call must be"):
+        lines("rtc_stats,call=ünïcode rtt=1")
+    with pytest.raises(IngestError, match="UTF-8"):
+        lines(b"rtc_stats,call=a rtt=1\xff")
+
+
+def test_json_ms_timestamp_keeps_microseconds_and_sub_ms_fractions():
+    parsed = lines('{"call": "a", "ts": 1795536126812.5, "stats": {"rtt": 1}}')
+    assert parsed.lines[0].endswith(b" 1795536126812500000")
+
+
+def test_server_stamps_are_spread_within_a_request():
+    parsed = lines("rtc_stats,call=a rtt=1\nrtc_stats,call=a rtt=2")
+    stamps = [int(line.rsplit(b" ", 1)[1]) for line in parsed.lines if line.startswith(b"rtc_stats")]
+    assert stamps == [NOW + 1000, NOW + 2000]
+
+
+def test_precision_scales_timestamps():
+    parsed = lines(f"rtc_stats,call=a rtt=1 {NOW // 10**6}", precision="ms")
+    assert parsed.lines[0].endswith(f" {NOW}".encode())
+
+
+def test_deep_nesting_and_huge_numbers():
+    with pytest.raises(IngestError):
+        lines("[" * 5000 + "]" * 5000)
+    parsed = lines('{"call": "a", "stats": {"big": 1e308, "bigger": 1e999, "int": 123456789012345678901234567890}}')
+    assert parsed.accepted == 1 and parsed.dropped == 1
+    assert b"big=1e+308" in parsed.lines[0] and b"int=1.2345678901234568e+29" in parsed.lines[0]
+
+
+def test_end_event_without_peer_ends_the_whole_call():
+    parsed = lines('{"call": "a", "event": "end", "ts": 1795536126000}')
+    assert parsed.events == 1
+    assert parsed.lines == [f"rtc_events,call=a end=1.0,at=1795536126000.0 {NOW}".encode()]
+
+
+def test_sample_limit_counts_extracted_and_listed_samples():
+    limits = Limits(max_samples=2)
+    with pytest.raises(IngestError) as error:
+        parse(b"rtc_stats,call=a x=1\nrtc_stats,call=a x=2\nrtc_stats,call=a x=3", NOW, limits)
+    assert error.value.status == 413
