@@ -73,6 +73,13 @@ class APIHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(404, "unknown metric %s; see /v1/metrics/", name)
         return metric
 
+    async def known_call(self, call):
+        """The call's current state, or a 404."""
+        state = (await self.application.load_calls(call=call)).get(call)
+        if state is None:
+            raise tornado.web.HTTPError(404, "unknown call %s", call)
+        return state
+
 
 class NotFoundHandler(APIHandler):
     """JSON 404 for unknown /v1/ paths."""

@@ -28,11 +28,8 @@ class CallsHandler(APIHandler):
 
 class CallHandler(APIHandler):
     async def get(self, call):
-        state = (await self.application.load_calls(call=call)).get(call)
-        if state is None:
-            raise tornado.web.HTTPError(404, "unknown call %s", call)
-        span_s = max(1, -(-(state.last_seen - state.started) // 1000))
-        bucket_s = bucket_for(span_s, SUMMARY_MAX_BUCKETS)
+        state = await self.known_call(call)
+        bucket_s = bucket_for(state.span_seconds, SUMMARY_MAX_BUCKETS)
         buckets = await self.store.call_buckets(call, state.started - 1000, state.last_seen + 1000, bucket_s)
         self.write_json(summarize(state, buckets, bucket_s))
 

@@ -63,11 +63,8 @@ class TimerangeHandler(SeedStatsHandler):
 
 class CallStatsHandler(SeedStatsHandler):
     async def get(self, call):
-        state = (await self.application.load_calls(call=call)).get(call)
-        if state is None:
-            raise tornado.web.HTTPError(404, "unknown call %s", call)
-        span_s = max(1, -(-(state.last_seen - state.started) // 1000))
-        series = await self.per_call(state.started, state.last_seen, call_bucket(span_s), call=call)
+        state = await self.known_call(call)
+        series = await self.per_call(state.started, state.last_seen, call_bucket(state.span_seconds), call=call)
         self.write_json(series.get(call, []))
 
 

@@ -17,6 +17,11 @@ class CallState:
     last_seen: int = 0
     ended: int | None = None
 
+    @property
+    def span_seconds(self):
+        """Whole seconds from the first to the last sample, at least 1."""
+        return max(1, -(-(self.last_seen - self.started) // 1000))
+
     def as_json(self):
         return {"call": self.call, "state": self.state, "peers": self.peers,
                 "started": self.started, "last_seen": self.last_seen, "ended": self.ended}
