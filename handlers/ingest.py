@@ -32,7 +32,7 @@ class WriteHandler(APIHandler):
         self.request.connection.set_max_body_size(max(max_body, 1) * 4)
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_body:
-            self._too_large = True
+            self.fail_too_large()  # answered before the body is read; tornado then closes the connection
 
     def data_received(self, chunk):
         if self._too_large:
@@ -44,6 +44,9 @@ class WriteHandler(APIHandler):
         else:
             self._chunks.append(chunk)
 
+    def fail_too_large(self):
+        self.fail(413, "body_too_large", f"body larger than {self.application.settings['max_body']} bytes")
+
     def options(self):
         self.set_header("Access-Control-Allow-Methods", "POST, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
@@ -54,8 +57,7 @@ class WriteHandler(APIHandler):
     def post(self):
         app = self.application
         if self._too_large:
-            return self.fail(413, "body_too_large",
-                             f"body larger than {app.settings['max_body']} bytes")
+            return self.fail_too_large()
         limits = Limits(max_samples=app.settings["max_samples"],
                         max_skew_ns=int(app.settings["max_skew"] * 1e9))
         now_ns = time.time_ns() // 1000 * 1000
