@@ -66,8 +66,9 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             "rtt", "ms", GAUGE,
-            "Round-trip time: RTCP-measured per media kind (remote-inbound-rtp.roundTripTime), "
-            "STUN-measured for the connection (candidate-pair.currentRoundTripTime).",
+            "Round-trip time: RTCP-measured per media kind (remote-inbound-rtp.roundTripTime when sending, "
+            "remote-outbound-rtp.roundTripTime when receiving), STUN-measured for the connection "
+            "(candidate-pair.currentRoundTripTime).",
             aliases=("googRtt", "roundTripTime", "currentRoundTripTime"),
         ),
         Metric(
@@ -136,6 +137,11 @@ METRICS: dict[str, Metric] = {
                rate_unit="freezes/s"),
         Metric("totalFreezesDuration", "s", COUNTER,
                "Total time received video was frozen, in seconds, not ms (inbound-rtp).", rate_unit="s/s"),
+        Metric("pauseCount", "count", COUNTER,
+               "Received video paused: no frame for over 5 s, usually the sender stopped (inbound-rtp).",
+               rate_unit="pauses/s"),
+        Metric("totalPausesDuration", "s", COUNTER,
+               "Total time received video was paused, in seconds (inbound-rtp).", rate_unit="s/s"),
         Metric("nackCount", "count", COUNTER, "NACKs sent (inbound-rtp) plus NACKs received (outbound-rtp).",
                aliases=("googNacksSent", "googNacksReceived"), rate_unit="count/s"),
         Metric("pliCount", "count", COUNTER, "PLIs sent (inbound-rtp) plus PLIs received (outbound-rtp).",
@@ -144,6 +150,11 @@ METRICS: dict[str, Metric] = {
                aliases=("googFirsSent", "googFirsReceived"), rate_unit="count/s"),
         Metric("concealedSamples", "count", COUNTER,
                "Audio samples concealed because packets were lost or late (inbound-rtp).", rate_unit="samples/s"),
+        Metric("concealmentEvents", "count", COUNTER,
+               "Audible glitches: runs of concealed audio samples (inbound-rtp).", rate_unit="events/s"),
+        Metric("packetsDiscarded", "packets", COUNTER,
+               "Packets the jitter buffer threw away because they came too late or too early (inbound-rtp).",
+               rate_unit="packets/s"),
         Metric(
             "qualityLimitationReason", "code", GAUGE,
             "Why the video encoder limits quality (outbound-rtp): 0 none, 1 cpu, 2 bandwidth, 3 other; "
@@ -202,12 +213,20 @@ _STREAM_FIELDS: dict[str, tuple[tuple[str, str, float], ...]] = {
         ("framesDropped", "framesDropped", 1.0),
         ("freezeCount", "freezeCount", 1.0),
         ("totalFreezesDuration", "totalFreezesDuration", 1.0),
+        ("pauseCount", "pauseCount", 1.0),
+        ("totalPausesDuration", "totalPausesDuration", 1.0),
         ("concealedSamples", "concealedSamples", 1.0),
+        ("concealmentEvents", "concealmentEvents", 1.0),
+        ("packetsDiscarded", "packetsDiscarded", 1.0),
     ),
     "remote-inbound-rtp": (
         ("packetsLost", "packetsLost", 1.0),
         ("jitter", "jitter", _MS_PER_S),
         ("fractionLost", "fractionLost", 1.0),
+        ("roundTripTime", "rtt", _MS_PER_S),
+    ),
+    # The receiving side's RTCP round trip (sender reports + DLRR); its counters are the remote's, not ours.
+    "remote-outbound-rtp": (
         ("roundTripTime", "rtt", _MS_PER_S),
     ),
     "media-source": (

@@ -63,7 +63,14 @@ def test_callee_receives_audio_and_video(callee):
     assert video["jitterBufferDelay"] == 0.58958 / 118 * 1000
     assert video["packetsReceived"] == 384.0
     assert video["freezeCount"] == 0.0
-    assert "rtt" not in video  # the callee has no remote-inbound-rtp
+    # A receive-only peer has no remote-inbound-rtp; its RTT is the remote-outbound-rtp's, measured
+    # from the sender's reports (added so that receivers have an rtt and a MOS too).
+    assert video["rtt"] == 0.001419 * 1000
+    assert audio["rtt"] == 1.0
+    assert video["pauseCount"] == 0.0 and video["totalPausesDuration"] == 0.0
+    assert audio["packetsDiscarded"] == 200.0  # late or early for the jitter buffer
+    assert audio["concealmentEvents"] == 0.0
+    assert "bytesSent" not in video  # remote-outbound-rtp's counters are the remote's, not ours
     assert "jitterBufferDelay" not in audio  # jitterBufferEmittedCount is 0
     assert "inputLevel" not in audio  # inbound audioLevel is the far end's voice, not ours
     assert callee["connection"]["availableBandwidth"] == 300000.0
