@@ -174,8 +174,18 @@ def _mean_loss_ratio(series: dict[str, list[tuple[int, float]]]) -> float | None
     return _mean(series, "fractionLost")
 
 
+def mos_timeline(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """The MOS of every point in time that has an rtt or a loss ratio: where the call got worse."""
+    rtt = dict(_points(series, "rtt"))
+    jitter = dict(_points(series, "jitter"))
+    loss = dict(_loss_ratio_points(series)[1])
+    return [(time, estimate_mos(rtt.get(time), jitter.get(time), loss.get(time)))
+            for time in sorted(rtt.keys() | loss.keys())]
+
+
 def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
-    """MOS from the call's mean rtt, jitter and loss ratio, its verdict, and the problems seen.
+    """MOS from the call's mean rtt, jitter and loss ratio, its verdict, the problems seen
+    and the MOS over time.
 
     Verdict: "good" from MOS 4.02 (R >= 80), "fair" from 3.60 (R >= 70), else "poor".
     """
@@ -188,5 +198,5 @@ def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
         verdict = "fair"
     else:
         verdict = "poor"
-    return {"mos": mos, "verdict": verdict, "problems": find_problems(series)}
+    return {"mos": mos, "verdict": verdict, "problems": find_problems(series), "timeline": mos_timeline(series)}
 

@@ -10,6 +10,7 @@ from rtcscope.quality import (
     RTT_THRESHOLD_MS,
     estimate_mos,
     find_problems,
+    mos_timeline,
     summarize_quality,
 )
 
@@ -121,6 +122,26 @@ def test_unsorted_points_and_empty_buckets_are_handled():
     assert (problem["from"], problem["to"], problem["worst"]) == (T0, T0 + 3000, 500.0)
 
 
+def test_mos_timeline_shows_when_the_call_got_worse():
+    series = {
+        "rtt": every_second(40, 40, 500, 40),
+        "jitter": every_second(2, None, 2, 2),
+        "packetsLost": every_second(0, 0, 0, 10),
+        "packetsReceived": every_second(90, 90, 90, 90),
+    }
+    assert mos_timeline(series) == [
+        (T0, estimate_mos(40, 2, 0)),
+        (T0 + 1000, estimate_mos(40, None, 0)),
+        (T0 + 2000, estimate_mos(500, 2, 0)),
+        (T0 + 3000, estimate_mos(40, 2, 0.1)),
+    ]
+    scores = [mos for _, mos in mos_timeline(series)]
+    assert scores[0] > 4.3 and scores[2] < 4.0 and scores[3] < 3.5
+    assert mos_timeline({"jitter": every_second(1, 2)}) == []
+    assert mos_timeline({"fractionLost": every_second(0.0, 0.2)}) == [
+        (T0, estimate_mos(None, None, 0.0)), (T0 + 1000, estimate_mos(None, None, 0.2))]
+
+
 def test_summary_of_a_clean_call_is_good():
     series = {
         "rtt": every_second(40, 42, 41),
@@ -147,5 +168,5 @@ def test_summary_uses_overall_loss_ratio_and_reports_problems():
 
 
 def test_summary_without_data():
-    assert summarize_quality({}) == {"mos": None, "verdict": None, "problems": []}
+    assert summarize_quality({}) == {"mos": None, "verdict": None, "problems": [], "timeline": []}
     assert summarize_quality({"jitter": every_second(1, 2)})["mos"] is None
