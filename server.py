@@ -16,8 +16,9 @@ import tornado.ioloop
 import tornado.web
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, health, ingest, stats
+from handlers import base, calls, health, ingest, pages, series, stats, ws
 from rtcscope.calls import load_calls
+from rtcscope.detector import CallDetector
 from rtcscope.store import Store
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
@@ -26,7 +27,7 @@ from rtcscope.writer import BatchWriter
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, health)
+HANDLER_MODULES = (ingest, stats, calls, health, series, ws, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -52,24 +53,21 @@ define("shutdown_timeout", default=datetime.timedelta(seconds=10), type=datetime
 define("ingest_keys", default="", help="file of accepted ingest keys, one per line (empty: no keys)")
 define("cors_origins", default=["*"], multiple=True, help="origins allowed to POST stats (* for any)")
 define("ws_origins", default=[], multiple=True, help="extra origins allowed to open graph websockets")
+define("ws_max_pending", default=2 * 1024 * 1024,
+       help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
 
 
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config):
+    def __init__(self, store, writer, config, detector):
         self.store = store
         self.writer = writer
+        self.detector = detector
         self.config = config
-        self.telemetry = Telemetry()
-        self.telemetry.gauge("rtcscope_buffer_depth", lambda: writer.depth, "points waiting for InfluxDB")
-        self.telemetry.gauge("rtcscope_flushes", lambda: writer.flushes, "successful batch writes")
-        self.telemetry.gauge("rtcscope_flush_failures", lambda: writer.failures, "failed batch writes")
-        self.telemetry.gauge("rtcscope_flush_seconds_last", lambda: writer.last_flush_seconds,
-                             "duration of the last batch write")
-        self.telemetry.gauge("rtcscope_spool_bytes", writer.spool_size, "bytes waiting in the spool")
-        self.periodic_callbacks = []
+        self.telemetry = make_telemetry(writer)
+        self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
@@ -77,6 +75,7 @@ class Application(tornado.web.Application):
             "static_path": os.path.join(ROOT, "static"),
             "cors_origins": set(config["cors_origins"]),
             "ws_origins": set(config["ws_origins"]),
+            "ws_max_pending": config["ws_max_pending"],
             "max_body": config["max_body"],
             "max_samples": config["max_samples"],
             "max_skew": _seconds(config["max_skew"]),
@@ -107,6 +106,7 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush the buffer within the shutdown timeout, spool the rest."""
         for callback in self.periodic_callbacks:
             callback.stop()
+        await self.detector.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
         await self.store.close()
@@ -124,6 +124,32 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
+def make_telemetry(writer):
+    """Declare every family /metrics shows; handlers count into the `_total` ones."""
+    telemetry = Telemetry()
+    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
+    telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
+    telemetry.counter("rtcscope_values_dropped_total", "null, NaN or missing values dropped from samples")
+    telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
+    telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
+                      labelled=True)
+    telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
+    telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
+                    lambda: writer.max_buffer)
+    telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
+    telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
+                      lambda: writer.failures)
+    telemetry.histogram("rtcscope_flush_seconds", "duration of successful batch writes", writer.flush_seconds)
+    telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
+    telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped",
+                      lambda: writer.points_rejected)
+    telemetry.gauge("rtcscope_influxdb_up", "1 while the last write to InfluxDB succeeded",
+                    lambda: int(writer.healthy))
+    telemetry.gauge("rtcscope_spool_bytes", "bytes in the spool directory, waiting for replay",
+                    writer.spool_size)
+    return telemetry
+
+
 def _seconds(value):
     return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
 
@@ -136,7 +162,9 @@ def make_app(**overrides):
     writer = BatchWriter(store.write, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
                          flush_interval=_seconds(config["flush_interval"]),
                          spool_dir=config["spool_dir"] or None)
-    return Application(store, writer, config)
+    detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
+                            tick_ms=_seconds(config["tick"]) * 1000)
+    return Application(store, writer, config, detector)
 
 
 def parse_options():

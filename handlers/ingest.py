@@ -44,8 +44,13 @@ class WriteHandler(APIHandler):
         else:
             self._chunks.append(chunk)
 
+    def refuse(self, status, code, message, **headers):
+        """Answer an error: nothing of this request is buffered."""
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self.fail(status, code, message, **headers)
+
     def fail_too_large(self):
-        self.fail(413, "body_too_large", f"body larger than {self.application.settings['max_body']} bytes")
+        self.refuse(413, "body_too_large", f"body larger than {self.application.settings['max_body']} bytes")
 
     def options(self):
         self.set_header("Access-Control-Allow-Methods", "POST, OPTIONS")
@@ -65,12 +70,14 @@ class WriteHandler(APIHandler):
             parsed = parse(b"".join(self._chunks), now_ns, limits,
                            precision=self.argument("precision", "ns"))
         except IngestError as exc:
-            app.telemetry.inc("rtcscope_ingest_rejected_total")
-            return self.fail(exc.status, exc.code, exc.message)
+            return self.refuse(exc.status, exc.code, exc.message)
         if not app.writer.submit(parsed.lines):
-            app.telemetry.inc("rtcscope_ingest_backpressure_total")
-            return self.fail(503, "buffer_full", "the write buffer is full; retry later",
-                             Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
+            retry_after = str(max(1, round(app.settings["flush_interval"] * 2)))
+            if app.writer.stopping:
+                return self.refuse(503, "shutting_down", "the server is shutting down; retry later",
+                                   Retry_After=retry_after)
+            return self.refuse(503, "buffer_full", "the write buffer is full; retry later",
+                               Retry_After=retry_after)
         app.telemetry.inc("rtcscope_samples_accepted_total", parsed.accepted)
         app.telemetry.inc("rtcscope_values_dropped_total", parsed.dropped)
         app.telemetry.inc("rtcscope_samples_restamped_total", parsed.restamped)

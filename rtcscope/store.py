@@ -81,9 +81,13 @@ class Store:
             return False
 
     async def write(self, data):
-        """One HTTP write of a batch; 400 means InfluxDB refused the points themselves."""
+        """One HTTP write of a batch; 400 means InfluxDB refused the points themselves.
+
+        The retention policy is named: before set-up has created it InfluxDB
+        answers 500 and the batch is retried, where a write to the database's
+        first default policy would land where queries never look."""
         try:
-            await self.client.write(data)
+            await self.client.write(data, rp=RETENTION_POLICY)
         except InfluxDBWriteError as exc:
             if exc.status == 400:  # bad points (e.g. a field type conflict); 404/401 are retried
                 raise WriteRejected(str(exc)) from None
