@@ -1,0 +1,132 @@
+"""Run the benchmarks, print the table and write the Markdown report.
+
+    python -m bench                 # quick (CI-size), report in bench/results/
+    python -m bench --full          # longer runs, report in docs/PERFORMANCE.md
+    python -m bench --only single,batched
+
+Exit status 1 when a benchmark could not measure (a process died, requests
+failed, acknowledged samples went missing); with --strict also when a
+target was missed.
+"""
+import argparse
+import itertools
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from . import harness, ingest
+from .harness import BenchError
+from .report import Section, markdown, text_table, update_document
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    seconds: int  # one load run
+    rounds: int  # subject/baseline pairs per comparison
+
+
+MODES = {
+    "quick": Mode("quick", seconds=3, rounds=2),
+    "full": Mode("full", seconds=10, rounds=4),
+}
+
+BENCHMARKS = [
+    ("single", "1. Ingest, one JSON sample per request, 50 keep-alive connections", ingest.single),
+    ("batched", f"2. Ingest, batched bodies ({ingest.BATCH_SAMPLES} samples per request), end to end into InfluxDB",
+     ingest.batched),
+    ("prototype", "3. The 2015 Flask prototype's write path (historical baseline)", ingest.prototype),
+]
+
+
+class Context:
+    """What every benchmark shares: the mode, a scratch directory and one influxd."""
+
+    def __init__(self, mode, work_dir):
+        self.mode = mode
+        self.work_dir = work_dir
+        self.log_dir = os.path.join(work_dir, "logs")
+        os.makedirs(self.log_dir)
+        self.influxd = harness.start_influxd(work_dir)
+        self._names = itertools.count()
+
+    def database(self, label):
+        return f"bench_{label}_{next(self._names)}"
+
+    def close(self):
+        self.influxd.cleanup()
+
+
+def conditions(mode, started, load_before):
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    influxd = subprocess.run(["influxd", "version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=harness.ROOT).stdout.strip() or "?"
+    load_after = os.getloadavg()
+    return (f"Run: `{mode.name}` mode, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
+            f"commit {commit}, {time.time() - started:.0f} s in all. Machine: {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}, {influxd}, load average {load_before[0]:.1f} before and "
+            f"{load_after[0]:.1f} after (the machine is shared, so absolute numbers move; the ratios are "
+            "each against a baseline measured back to back in this run).")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="longer runs for docs/PERFORMANCE.md")
+    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(b[0] for b in BENCHMARKS))
+    parser.add_argument("--doc", help="Markdown report to update (default: docs/PERFORMANCE.md with --full, "
+                                      "bench/results/PERFORMANCE-quick.md otherwise)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    mode = MODES["full" if args.full else "quick"]
+    wanted = set(filter(None, args.only.split(",")))
+    unknown = wanted - {key for key, _, _ in BENCHMARKS}
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    doc = args.doc or (os.path.join(harness.ROOT, "docs", "PERFORMANCE.md") if args.full
+                       else os.path.join(harness.BENCH, "results", "PERFORMANCE-quick.md"))
+
+    started, load_before = time.time(), os.getloadavg()
+    work_dir = tempfile.mkdtemp(prefix="rtcscope-bench-")
+    sections = []
+    ctx = Context(mode, work_dir)
+    try:
+        for key, title, run in BENCHMARKS:
+            if wanted and key not in wanted:
+                continue
+            section = Section(title)
+            began = time.monotonic()
+            try:
+                run(ctx, section)
+            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                section.error = f"{type(exc).__name__}: {exc}"
+            section.seconds = time.monotonic() - began
+            sections.append(section)
+            print(text_table([section]), flush=True)
+    finally:
+        ctx.close()
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+    update_document(doc, markdown(sections, conditions(mode, started, load_before)))
+    errors = [s.title for s in sections if s.error]
+    missed = [f"{s.title}: {f.what}" for s in sections for f in s.figures if f.met is False]
+    print(f"\n{len(sections)} benchmarks in {time.time() - started:.0f} s; report: {os.path.relpath(doc)}")
+    for what in missed:
+        print(f"target missed: {what}")
+    for title in errors:
+        print(f"could not measure: {title}")
+    return 1 if errors or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
