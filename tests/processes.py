@@ -1,0 +1,68 @@
+"""Run the server as a real process (server.py or the built binary), as an
+operator would: for signals, restarts, nginx in front and the binary."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from tests.influxd import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ServerProcess:
+    def __init__(self, log_dir, command=None, port=None, **options):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = command or [sys.executable, os.path.join(ROOT, "server.py")]
+        self.options = {"address": "127.0.0.1", "port": self.port, **options}
+        self.log_path = os.path.join(log_dir, f"server-{self.port}.log")
+        self.process = None
+
+    def start(self, timeout=60):
+        args = [f"--{name}={value}" for name, value in self.options.items()]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command + args, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not answer /healthz in time:\n{self.log()}")
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    def wait(self, timeout=60):
+        return self.process.wait(timeout)
+
+    def stop(self):
+        """SIGTERM (the graceful path); SIGKILL only if it hangs."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as log:
+            return log.read()
+
+    def get_json(self, path, headers=None):
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
