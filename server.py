@@ -16,7 +16,7 @@ import tornado.ioloop
 import tornado.web
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, health, ingest, pages, series, stats, ws
+from handlers import base, calls, client, health, ingest, pages, series, stats, ws
 from rtcscope.calls import load_calls
 from rtcscope.detector import CallDetector
 from rtcscope.store import Store
@@ -27,7 +27,7 @@ from rtcscope.writer import BatchWriter
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, health, series, ws, pages)
+HANDLER_MODULES = (ingest, stats, calls, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -56,6 +56,8 @@ define("ws_origins", default=[], multiple=True, help="extra origins allowed to o
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
+       help="a connection idle this long, or a request body not received within it, is closed")
 
 
 class Application(tornado.web.Application):
@@ -179,7 +181,9 @@ async def main():
     parse_options()
     app = make_app()
     await app.start()
-    server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body)
+    client_timeout = _seconds(options.client_timeout)
+    server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body,
+                                           idle_connection_timeout=client_timeout, body_timeout=client_timeout)
     server.listen(options.port, options.address)
     log.info("rtcscope-server on http://%s:%d, InfluxDB %s database %s",
              options.address, options.port, options.influxdb_url, options.database)
