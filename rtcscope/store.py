@@ -34,9 +34,17 @@ def quote_literal(value):
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# InfluxDB's time is int64 nanoseconds (1677-09-21 to 2262-04-11): a bound
+# beyond it is a query error, so bounds are clamped to what can be stored.
+MIN_TIME_MS = -9_223_372_036_854
+MAX_TIME_MS = 9_223_372_036_853
+
+
 def time_range(start_ms, end_ms):
     """Inclusive of both ends at millisecond resolution (points carry µs)."""
-    return f"time >= {int(start_ms)}ms AND time < {int(end_ms) + 1}ms"
+    start_ms = min(max(int(start_ms), MIN_TIME_MS), MAX_TIME_MS)
+    end_ms = min(max(int(end_ms), MIN_TIME_MS), MAX_TIME_MS)
+    return f"time >= {start_ms}ms AND time < {end_ms + 1}ms"
 
 
 class Store:
