@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import harness, ingest
+from . import harness, ingest, jsonlibs
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -41,6 +41,7 @@ BENCHMARKS = [
     ("batched", f"2. Ingest, batched bodies ({ingest.BATCH_SAMPLES} samples per request), end to end into InfluxDB",
      ingest.batched),
     ("prototype", "3. The 2015 Flask prototype's write path (historical baseline)", ingest.prototype),
+    ("json", "JSON libraries on the server's real bodies and messages", jsonlibs.json_libraries),
 ]
 
 
