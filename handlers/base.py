@@ -10,6 +10,17 @@ from rtcscope.store import StoreError
 
 
 
+async def find_metric(store, name):
+    """A registry metric (name or alias) or a field clients stored; None otherwise.
+    The REST queries, the graph websocket and the pages resolve names alike."""
+    if not FIELD_RE.fullmatch(name):
+        return None
+    metric = registry.lookup(name)
+    if metric is None and name in await store.field_names():
+        metric = registry.stored_field(name)
+    return metric
+
+
 class APIHandler(tornado.web.RequestHandler):
     """Every /v1/* answer is JSON, errors included: {"error": {"code", "message"}}."""
 
@@ -59,16 +70,14 @@ class APIHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(400, "parameter %s given more than once", name)
         return values[0] if values else default
 
-    async def metric_argument(self):
-        """The `type` parameter as a registry metric, or a stored field; 400/404 otherwise."""
-        name = self.argument("type")
+    async def metric_argument(self, parameter="type"):
+        """A metric-name parameter as a registry metric, or a stored field; 400/404 otherwise."""
+        name = self.argument(parameter)
         if not name:
-            raise tornado.web.HTTPError(400, "parameter type (a metric name) is required")
+            raise tornado.web.HTTPError(400, "parameter %s (a metric name) is required", parameter)
         if not FIELD_RE.fullmatch(name):
-            raise tornado.web.HTTPError(400, "type must be a metric name like rtt")
-        metric = registry.lookup(name)
-        if metric is None and name in await self.store.field_names():
-            metric = registry.stored_field(name)
+            raise tornado.web.HTTPError(400, "%s must be a metric name like rtt", parameter)
+        metric = await find_metric(self.store, name)
         if metric is None:
             raise tornado.web.HTTPError(404, "unknown metric %s; see /v1/metrics/", name)
         return metric

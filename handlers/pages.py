@@ -1,0 +1,64 @@
+"""The pages: server-side templates whose scripts draw live graphs.
+
+Templates carry what the server already knows (the metric registry, the page's
+metric or call); the scripts in static/js/ fetch the data over REST and the
+graph websocket, so a page keeps changing without a reload."""
+import orjson
+import tornado.web
+
+from rtcscope import registry
+from rtcscope.store import StoreError
+
+from .base import find_metric
+
+
+class PageHandler(tornado.web.RequestHandler):
+    """HTML pages, and HTML error pages (a 404 for an unknown metric or call)."""
+
+    def page(self, template, **values):
+        metrics = [metric.as_json() for metric in registry.all_metrics()]
+        self.render(template, metrics_json=orjson.dumps(metrics).decode(), **values)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = "Something went wrong on the server."
+        if isinstance(exc, StoreError):
+            status_code, message = 503, "InfluxDB is unavailable; try again in a moment."
+            self.set_status(503)
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.render("error.html", status=status_code, message=message)
+
+
+class RootHandler(PageHandler):
+    def get(self):
+        self.redirect("/dashboard")
+
+
+class DashboardHandler(PageHandler):
+    def get(self):
+        self.page("dashboard.html")
+
+
+class GraphPageHandler(PageHandler):
+    async def get(self, metric):
+        found = await find_metric(self.application.store, metric)
+        if found is None:
+            raise tornado.web.HTTPError(404, "There is no metric called %s.", metric)
+        self.page("graph.html", metric=found.as_json())
+
+
+class CallPageHandler(PageHandler):
+    async def get(self, call):
+        state = (await self.application.load_calls(call=call)).get(call)
+        if state is None:
+            raise tornado.web.HTTPError(404, "No call %s has been seen within the retention period.", call)
+        self.page("call.html", call=call)
+
+
+default_handlers = [
+    (r"/", RootHandler),
+    (r"/dashboard/?", DashboardHandler),
+    (r"/graph/(?P<metric>[^/]{1,128})/?", GraphPageHandler),
+    (r"/calls/(?P<call>[A-Za-z0-9_.:@{}-]{1,128})/?", CallPageHandler),
+]

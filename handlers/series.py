@@ -1,0 +1,56 @@
+"""GET /v1/series/: a metric per call over a time range, as the pages draw it.
+
+Unlike the 2015 /v1/stats/ endpoints (the mean of stored values), counters
+come back as per-second rates, in the same [[ms, value]] shape as the graph
+websocket, so a page draws a range and the live view with the same code."""
+import time
+
+import tornado.web
+
+from rtcscope.registry import COUNTER
+from rtcscope.timeparse import bucket_for, parse_duration, parse_time_ms
+
+from .base import APIHandler
+from .stats import MAX_RANGE_SECONDS
+
+MAX_POINTS = 500
+
+
+class SeriesHandler(APIHandler):
+    async def get(self):
+        metric = await self.metric_argument("metric")
+        now = int(time.time() * 1000)
+        duration = self.argument("duration")
+        if duration is not None:
+            seconds = parse_duration(duration)
+            if not seconds or seconds > MAX_RANGE_SECONDS:
+                raise tornado.web.HTTPError(400, "duration must match ^\\d+[smhd]$, up to 400d")
+            start, end = now - seconds * 1000, now
+        else:
+            start = parse_time_ms(self.argument("start"), now)
+            end = parse_time_ms(self.argument("end", "now"), now)
+            if start is None or end is None:
+                raise tornado.web.HTTPError(400, "give duration, or start (and end): RFC 3339, Unix ms or now")
+        if not 0 < end - start <= MAX_RANGE_SECONDS * 1000:
+            raise tornado.web.HTTPError(400, "end must be after start, by at most 400 days")
+        call = self.argument("call")
+        if call is not None:
+            await self.known_call(call)
+        bucket_ms = bucket_for(-(-(end - start) // 1000), MAX_POINTS) * 1000
+        first_bucket = start // bucket_ms * bucket_ms
+        rate = metric.type == COUNTER
+        # A rate's first bucket needs the one before it.
+        query_start = first_bucket - bucket_ms if rate else first_bucket
+        series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call)
+        calls = {}
+        for name, points in sorted(series.items()):
+            kept = [[ms, value] for ms, value in points if value is not None and ms >= first_bucket]
+            if kept:
+                calls[name] = kept
+        self.write_json({"metric": metric.name, "unit": metric.display_unit, "type": metric.type,
+                         "bucket_ms": bucket_ms, "start": start, "end": end, "calls": calls})
+
+
+default_handlers = [
+    (r"/v1/series/?", SeriesHandler),
+]

@@ -1,0 +1,89 @@
+"""WebSocket /ws/graph/<metric>: a snapshot of the live calls, then every change.
+
+The call detector produces each message once; this handler only writes it
+and keeps a slow viewer from holding unbounded memory."""
+import logging
+
+import tornado.websocket
+
+from rtcscope.detector import DetectorUnavailable
+from rtcscope.store import StoreError
+
+from .base import find_metric
+
+log = logging.getLogger("rtcscope.ws")
+
+# Close codes a page acts on: 4404 is final, the others mean "reconnect".
+CLOSE_UNKNOWN_METRIC = 4404
+CLOSE_TOO_SLOW = 4008
+CLOSE_UNAVAILABLE = 1011
+PING_INTERVAL_SECONDS = 20
+PING_TIMEOUT_SECONDS = 20
+
+
+class GraphSocket(tornado.websocket.WebSocketHandler):
+    """One viewer of one metric. Viewers only listen; what they send is ignored."""
+
+    @property
+    def ping_interval(self):
+        return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)
+
+    @property
+    def ping_timeout(self):
+        return self.settings.get("websocket_ping_timeout", PING_TIMEOUT_SECONDS)
+
+    def check_origin(self, origin):
+        """Called only for cross-origin requests: those need the --ws-origins allow-list."""
+        return origin in self.settings["ws_origins"]
+
+    async def open(self, metric):
+        self.pending = 0
+        self.max_pending = self.settings["ws_max_pending"]  # bytes not yet taken by the socket
+        detector = self.application.detector
+        try:
+            found = await find_metric(self.application.store, metric)
+        except StoreError:
+            return self.close(CLOSE_UNAVAILABLE, "InfluxDB is unavailable")
+        if found is None:
+            return self.close(CLOSE_UNKNOWN_METRIC, f"unknown metric {metric}")
+        try:
+            await detector.watch(found, self)
+        except (StoreError, DetectorUnavailable) as exc:
+            return self.close(CLOSE_UNAVAILABLE, f"live data unavailable: {exc}"[:120])
+        if self.ws_connection is None:  # closed while the snapshot was loading
+            detector.unwatch(self)
+
+    def on_message(self, message):
+        pass
+
+    def send(self, message):
+        """Queue one serialised message (a JSON text frame); drop a viewer that cannot keep up."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if self.pending > self.max_pending:
+            log.info("dropping a slow viewer of %s: %d bytes pending", self.request.path, self.pending)
+            return self.close(CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
+        size = len(message)
+        self.pending += size
+        try:
+            written = self.write_message(message)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        written.add_done_callback(lambda future: self._written(future, size))
+
+    def _written(self, future, size):
+        self.pending -= size
+        if not future.cancelled():
+            future.exception()  # a closed connection is not an error worth logging
+
+    def close(self, code=None, reason=None):
+        self.application.detector.unwatch(self)
+        super().close(code, reason)
+
+    def on_close(self):
+        self.application.detector.unwatch(self)
+
+
+default_handlers = [
+    (r"/ws/graph/(?P<metric>[^/]{1,128})/?", GraphSocket),
+]

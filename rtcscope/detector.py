@@ -1,0 +1,303 @@
+"""The call detector: which calls are live, and the newest points of the live graphs.
+
+Every tick it asks InfluxDB for the calls active in a short look-back window
+(two queries), diffs that with the previous tick, and asks for the newest
+buckets of each metric that at least one viewer watches (one query per
+metric). The answers become `call_started` / `points` / `call_ended`
+messages, serialised once and handed to every viewer. InfluxDB is the only
+state that matters, so every server process derives the same events from the
+same rows. See docs/live.md.
+"""
+import asyncio
+import logging
+import time
+
+import orjson
+
+from .calls import build_calls
+from .registry import COUNTER
+from .store import StoreError
+
+log = logging.getLogger("rtcscope.detector")
+
+BUCKET_MS = 2000
+SNAPSHOT_MS = 5 * 60 * 1000
+# Buckets re-read every tick, so samples that arrive a few seconds late still land.
+RECENT_BUCKETS = 4
+# Presence rows stamped up to this far ahead count (servers whose clocks run fast).
+CLOCK_SLACK_MS = 60_000
+
+
+class DetectorUnavailable(Exception):
+    """The detector has not yet been able to read the live calls from InfluxDB."""
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def dumps(message):
+    """One serialisation per message; the same bytes go to every viewer."""
+    return orjson.dumps(message)
+
+
+class Watch:
+    """One watched metric: its viewers and the last five minutes of its live calls."""
+
+    def __init__(self, metric):
+        self.metric = metric
+        self.rate = metric.type == COUNTER
+        self.viewers = set()
+        self.waiting = 0
+        self.series = None  # {call: {bucket ms: value}} once loaded
+        self.loading = None
+        self._snapshot = None
+
+    @property
+    def loaded(self):
+        return self.series is not None
+
+    def merge(self, call, points, since_ms):
+        """Store new or changed buckets; return them as [[ms, value]]."""
+        known = self.series.setdefault(call, {})
+        newest = next(reversed(known)) if known else None
+        out_of_order = False
+        changed = []
+        for ms, value in points:
+            if value is None or ms < since_ms or known.get(ms) == value:
+                continue
+            if ms not in known and newest is not None and ms < newest:
+                out_of_order = True
+            known[ms] = value
+            newest = ms if newest is None else max(newest, ms)
+            changed.append([ms, value])
+        if out_of_order:
+            self.series[call] = dict(sorted(known.items()))
+        if changed:
+            self._snapshot = None
+        return changed
+
+    def add_call(self, call):
+        self.series.setdefault(call, {})
+        self._snapshot = None
+
+    def drop_call(self, call):
+        if self.series.pop(call, None) is not None:
+            self._snapshot = None
+
+    def trim(self, cutoff_ms):
+        for points in self.series.values():
+            while points and next(iter(points)) < cutoff_ms:
+                del points[next(iter(points))]
+                self._snapshot = None
+
+    def snapshot(self):
+        """The snapshot message, serialised once per change."""
+        if self._snapshot is None:
+            self._snapshot = dumps({
+                "type": "snapshot", "metric": self.metric.name, "bucket_ms": BUCKET_MS,
+                "calls": {call: [[ms, value] for ms, value in points.items()]
+                          for call, points in sorted(self.series.items())}})
+        return self._snapshot
+
+
+class CallDetector:
+    """Diffs InfluxDB's live calls tick by tick and fans the changes out to viewers.
+
+    A viewer is any object with `send(bytes)` (one serialised JSON message) and
+    `close(code, reason)`."""
+
+    def __init__(self, store, timeout_ms, tick_ms):
+        self.store = store
+        self.timeout_ms = timeout_ms
+        self.tick_ms = tick_ms
+        # Long enough that a call live at the previous tick is still seen when
+        # it times out, even after a few slow or failed ticks.
+        self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
+        self.calls = None  # {call: CallState} as of the last tick; None before the first
+        self.recv = {}  # call -> latest receive time of its presence rows
+        self.watches = {}
+        self.ticks = 0
+        self.queries = 0
+        self.skipped = 0
+        self.failures = 0
+        self._task = None
+        self._ready = asyncio.Event()
+
+    # --- viewers ------------------------------------------------------------------
+
+    @property
+    def live_calls(self):
+        return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    @property
+    def viewer_count(self):
+        return sum(len(watch.viewers) for watch in self.watches.values())
+
+    async def watch(self, metric, viewer):
+        """Send `viewer` the metric's snapshot, then every change. The first
+        viewer of a metric costs one query; the others get the shared snapshot."""
+        watch = self.watches.get(metric.name)
+        if watch is None:
+            watch = self.watches[metric.name] = Watch(metric)
+        watch.waiting += 1
+        try:
+            if not watch.loaded:
+                if watch.loading is None or watch.loading.done():  # none yet, or the last one failed
+                    watch.loading = asyncio.ensure_future(self._load(watch))
+                await asyncio.shield(watch.loading)
+        finally:
+            watch.waiting -= 1
+            if not watch.loaded:
+                self._forget_if_unwatched(watch)
+        viewer.send(watch.snapshot())
+        watch.viewers.add(viewer)
+
+    def unwatch(self, viewer):
+        for watch in list(self.watches.values()):
+            if viewer in watch.viewers:
+                watch.viewers.discard(viewer)
+                self._forget_if_unwatched(watch)
+
+    def _forget_if_unwatched(self, watch):
+        if not watch.viewers and not watch.waiting and self.watches.get(watch.metric.name) is watch:
+            del self.watches[watch.metric.name]
+
+    async def _load(self, watch):
+        """Fill a newly watched metric with the last five minutes of the live calls."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
+        except asyncio.TimeoutError:
+            raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
+        end = now_ms()
+        start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
+        series = await self._metric_series(watch, start, end)
+        watch.series = {}
+        for call in self.live_calls:
+            watch.merge(call, series.get(call, ()), start)
+
+    async def _metric_series(self, watch, start_ms, end_ms):
+        """Per-call points from `start_ms`; rates need the bucket before it too."""
+        self.queries += 1
+        query_start = start_ms - BUCKET_MS if watch.rate else start_ms
+        return await self.store.metric_series(watch.metric, query_start, end_ms, BUCKET_MS // 1000,
+                                              rate=watch.rate)
+
+    def broadcast(self, message, watches):
+        for watch in watches:
+            for viewer in list(watch.viewers):
+                try:
+                    viewer.send(message)
+                except Exception:  # one broken viewer must not cost the others their tick
+                    log.exception("dropping a viewer that failed to take a message")
+                    self.unwatch(viewer)
+
+    # --- ticks --------------------------------------------------------------------
+
+    def tick(self):
+        """PeriodicCallback entry: start a tick unless the previous one still runs."""
+        if self._task is not None and not self._task.done():
+            self.skipped += 1
+            return
+        self._task = asyncio.ensure_future(self.run_tick())
+
+    async def run_tick(self):
+        try:
+            await self._tick()
+        except (StoreError, asyncio.TimeoutError) as exc:
+            self.failures += 1
+            log.warning("call detector tick failed: %s", exc)
+        except Exception:
+            self.failures += 1
+            log.exception("call detector tick failed")
+
+    async def stop(self):
+        """Cancel a running tick and tell viewers to go elsewhere."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for watch in list(self.watches.values()):
+            for viewer in list(watch.viewers):
+                viewer.close(1001, "server shutting down")
+
+    async def _tick(self):
+        now = now_ms()
+        self.queries += 2
+        presence, ends = await self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS)
+        calls = build_calls(presence, ends, now, self.timeout_ms)
+        recv = {}
+        for call, _, row in presence:
+            recv[call] = max(recv.get(call, 0), row["recv"])
+        started, ended = await self._diff(calls, now)
+        watches = [watch for watch in self.watches.values() if watch.loaded]
+        end = now_ms()
+        since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
+        recent = await asyncio.gather(*(self._metric_series(watch, since, end) for watch in watches))
+        # Everything below is synchronous: viewers see one consistent tick.
+        self.calls, self.recv = calls, recv
+        self.ticks += 1
+        self._ready.set()
+        live = set(self.live_calls)
+        for call, at in started:
+            for watch in self.watches.values():
+                if watch.loaded:
+                    watch.add_call(call)
+            self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
+        for watch, series in zip(watches, recent):
+            if not watch.loaded:
+                continue
+            changed = {}
+            for call in live & series.keys():
+                points = watch.merge(call, series[call], since)
+                if points:
+                    changed[call] = points
+            watch.trim(end - SNAPSHOT_MS)
+            if changed:
+                self.broadcast(dumps({"type": "points", "metric": watch.metric.name, "calls": changed}), [watch])
+        for call, at in ended:
+            for watch in self.watches.values():
+                if watch.loaded:
+                    watch.drop_call(call)
+            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at}), self.watches.values())
+
+    async def _diff(self, calls, now):
+        """[(call, at)] started and ended since the previous tick.
+
+        A call first seen already over (it lived between two ticks) starts and
+        ends at once, so every process tells the same story. The first tick
+        only learns the live set: no viewer can be watching before it (they
+        wait for it), and they get that set in their snapshot."""
+        if self.calls is None:
+            return [], []
+        previous = self.calls
+        started, ended = [], []
+        for call, state in calls.items():
+            before = previous.get(call)
+            was_live = before is not None and before.state == "live"
+            if state.state == "live" and not was_live:
+                at = state.started
+                if before is not None:
+                    at = await self._restart_time(call, now) or at
+                started.append((call, at))
+            elif state.state == "ended" and was_live:
+                ended.append((call, state.ended))
+            elif state.state == "ended" and before is None:
+                started.append((call, state.started))
+                ended.append((call, state.ended))
+        for call, before in previous.items():
+            if before.state == "live" and call not in calls:  # aged out of the window between ticks
+                ended.append((call, before.last_seen))
+        started.sort(key=lambda item: (item[1], item[0]))
+        ended.sort(key=lambda item: (item[1], item[0]))
+        return started, ended
+
+    async def _restart_time(self, call, now):
+        """First sample of a call that came back: the earliest one received
+        after what the previous tick had seen (the window still holds the old part)."""
+        self.queries += 2
+        presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
+        firsts = [row["first"] for _, _, row in presence]
+        return int(min(firsts)) if firsts else None
