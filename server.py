@@ -14,6 +14,7 @@ import time
 import tornado.httpserver
 import tornado.ioloop
 import tornado.web
+from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers import base, calls, client, health, ingest, pages, series, stats, ws
@@ -121,8 +122,13 @@ class Application(tornado.web.Application):
                                 _seconds(self.config["call_timeout"]) * 1000, call=call)
 
     def log_request(self, handler):
+        """Count every request; log each one, except successes of handlers that
+        set `quiet_success` (ingest: thousands a second, counted in /metrics)."""
         route = type(handler).__name__
-        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=handler.get_status())
+        status = handler.get_status()
+        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=status)
+        if status < 400 and getattr(handler, "quiet_success", False) and not access_log.isEnabledFor(logging.DEBUG):
+            return
         super().log_request(handler)
 
 

@@ -12,6 +12,8 @@ from .base import APIHandler
 class WriteHandler(APIHandler):
     """Bodies are streamed so an oversized one gets a JSON 413, not a dropped connection."""
 
+    quiet_success = True  # no access-log line per accepted post (see Application.log_request)
+
     def initialize(self):
         self._chunks = []
         self._size = 0
