@@ -15,9 +15,10 @@ from .base import find_metric
 class PageHandler(tornado.web.RequestHandler):
     """HTML pages, and HTML error pages (a 404 for an unknown metric or call)."""
 
-    def page(self, template, **values):
-        metrics = [metric.as_json() for metric in registry.all_metrics()]
-        self.render(template, metrics_json=orjson.dumps(metrics).decode(), **values)
+    def page(self, template, page_name="", **values):
+        """Render with the registry embedded (units, descriptions) so scripts need not fetch it."""
+        metrics = orjson.dumps([metric.as_json() for metric in registry.all_metrics()]).decode()
+        self.render(template, page_name=page_name, metrics_json=metrics.replace("</", "<\\/"), **values)
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -27,7 +28,7 @@ class PageHandler(tornado.web.RequestHandler):
             self.set_status(503)
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.render("error.html", status=status_code, message=message)
+        self.page("error.html", status=status_code, message=message)
 
 
 class RootHandler(PageHandler):
@@ -37,7 +38,7 @@ class RootHandler(PageHandler):
 
 class DashboardHandler(PageHandler):
     def get(self):
-        self.page("dashboard.html")
+        self.page("dashboard.html", "dashboard")
 
 
 class GraphPageHandler(PageHandler):
@@ -45,7 +46,7 @@ class GraphPageHandler(PageHandler):
         found = await find_metric(self.application.store, metric)
         if found is None:
             raise tornado.web.HTTPError(404, "There is no metric called %s.", metric)
-        self.page("graph.html", metric=found.as_json())
+        self.page("graph.html", "graph", metric=found.as_json())
 
 
 class CallPageHandler(PageHandler):
@@ -53,7 +54,7 @@ class CallPageHandler(PageHandler):
         state = (await self.application.load_calls(call=call)).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "No call %s has been seen within the retention period.", call)
-        self.page("call.html", call=call)
+        self.page("call.html", "call", call=call)
 
 
 default_handlers = [

@@ -42,9 +42,11 @@ class SeriesHandler(APIHandler):
         # A rate's first bucket needs the one before it.
         query_start = first_bucket - bucket_ms if rate else first_bucket
         series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call)
+        # An open bucket's rate covers part of the bucket over all of its time: leave it out.
+        last_bucket = min(end, now - bucket_ms) if rate else end
         calls = {}
         for name, points in sorted(series.items()):
-            kept = [[ms, value] for ms, value in points if value is not None and ms >= first_bucket]
+            kept = [[ms, value] for ms, value in points if value is not None and first_bucket <= ms <= last_bucket]
             if kept:
                 calls[name] = kept
         self.write_json({"metric": metric.name, "unit": metric.display_unit, "type": metric.type,

@@ -57,14 +57,19 @@ class Watch:
     def loaded(self):
         return self.series is not None
 
-    def merge(self, call, points, since_ms):
-        """Store new or changed buckets; return them as [[ms, value]]."""
+    def merge(self, call, points, since_ms, now_ms):
+        """Store new or changed buckets; return them as [[ms, value]].
+
+        A rate's bucket is used once it has closed: while open it holds part
+        of the bucket's increase over the whole bucket's time, a dip that would
+        be redrawn every tick."""
         known = self.series.setdefault(call, {})
+        until = now_ms - BUCKET_MS if self.rate else now_ms
         newest = next(reversed(known)) if known else None
         out_of_order = False
         changed = []
         for ms, value in points:
-            if value is None or ms < since_ms or known.get(ms) == value:
+            if value is None or not since_ms <= ms <= until or known.get(ms) == value:
                 continue
             if ms not in known and newest is not None and ms < newest:
                 out_of_order = True
@@ -174,7 +179,7 @@ class CallDetector:
         series = await self._metric_series(watch, start, end)
         watch.series = {}
         for call in self.live_calls:
-            watch.merge(call, series.get(call, ()), start)
+            watch.merge(call, series.get(call, ()), start, end)
 
     async def _metric_series(self, watch, start_ms, end_ms):
         """Per-call points from `start_ms`; rates need the bucket before it too."""
@@ -251,7 +256,7 @@ class CallDetector:
                 continue
             changed = {}
             for call in live & series.keys():
-                points = watch.merge(call, series[call], since)
+                points = watch.merge(call, series[call], since, end)
                 if points:
                     changed[call] = points
             watch.trim(end - SNAPSHOT_MS)

@@ -1,0 +1,50 @@
+/* /graph/<metric>/: one metric, every call, live or over a range, with a per-call table. */
+"use strict";
+
+(function (RS) {
+  const container = document.getElementById("chart-panel");
+  const name = container.dataset.metric;
+  const unit = RS.metric(name).display_unit;
+  const switcher = document.getElementById("metric-switch");
+  const rows = document.querySelector("#graph-calls tbody");
+
+  switcher.replaceChildren(...RS.metricList.map((m) => RS.el("option", { value: m.name, selected: m.name === name }, m.name)));
+  if (!RS.metrics.has(name)) switcher.prepend(RS.el("option", { value: name, selected: true }, name));
+  switcher.addEventListener("change", () => {
+    location.href = "/graph/" + encodeURIComponent(switcher.value) + "/" + location.search;
+  });
+
+  const panel = new RS.MetricPanel(container, name, {
+    bare: true,
+    height: 400,
+    onEvent: (message) => {
+      if (message.type === "status") RS.setFeed(message.state === "live" ? "live" : message.state, message.text || message.state);
+    },
+  });
+
+  /** Latest, min, mean and max per call of what the chart holds. */
+  function renderTable() {
+    const calls = [...panel.chart.calls.entries()].sort((a, b) => a[0].localeCompare(b[0]));
+    rows.replaceChildren(...calls.map(([call, points]) => {
+      const ordered = [...points.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v).filter((v) => v !== null);
+      const sum = ordered.reduce((a, b) => a + b, 0);
+      const swatch = RS.el("span", { class: "swatch-inline" });
+      swatch.style.background = RS.color(call);
+      return RS.el("tr", { dataset: { call: call } },
+        RS.el("td", { class: "name" }, swatch, RS.el("a", { href: RS.callUrl(call) }, call)),
+        RS.el("td", { class: "num" }, RS.format(ordered[ordered.length - 1], unit)),
+        RS.el("td", { class: "num" }, RS.format(ordered.length ? Math.min(...ordered) : null, unit)),
+        RS.el("td", { class: "num" }, RS.format(ordered.length ? sum / ordered.length : null, unit)),
+        RS.el("td", { class: "num" }, RS.format(ordered.length ? Math.max(...ordered) : null, unit)),
+        RS.el("td", { class: "num" }, ordered.length));
+    }));
+    document.getElementById("graph-empty").hidden = calls.length > 0;
+  }
+
+  new RS.RangeControl((spec) => {
+    if (spec.kind !== "live") RS.setFeed("paused", "range view");
+    panel.setRange(spec);
+  });
+  setInterval(renderTable, 1000);
+  renderTable();
+})(window.RS);

@@ -1,0 +1,417 @@
+/* Live graphs: the graph websocket, a uPlot chart of one metric per call, and the range picker.
+ *
+ * Live mode follows /ws/graph/<metric> (SPEC §5): a snapshot, then call_started,
+ * points and call_ended; the x axis slides over the last five minutes. Range
+ * mode draws /v1/series/ (counters as rates, same [[ms, value]] shape). */
+"use strict";
+
+(function (RS) {
+  const LIVE_WINDOW_MS = 5 * 60 * 1000;
+  const RANGE_REFRESH_MS = 10000;
+  // Points further apart than this many buckets are drawn with a gap between them.
+  const GAP_BUCKETS = 3;
+
+  /** 24-hour clock labels, with seconds for short spans and the date for long ones. */
+  function tickLabel(ms, span) {
+    const d = new Date(ms);
+    const pad = (n) => String(n).padStart(2, "0");
+    const hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    if (span <= 3 * 60 * 1000) return hm + ":" + pad(d.getSeconds());
+    if (span <= 36 * 3600 * 1000) return hm;
+    return pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm;
+  }
+
+  /** /ws/graph/<metric>, reconnecting with backoff; a fresh snapshot after every reconnect. */
+  class LiveFeed {
+    constructor(metric, handlers) {
+      this.metric = metric;
+      this.handlers = handlers;
+      this.delay = 500;
+      this.stopped = false;
+      this.connect();
+    }
+
+    connect() {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      const socket = new WebSocket(scheme + "//" + location.host + "/ws/graph/" + encodeURIComponent(this.metric));
+      this.socket = socket;
+      socket.onmessage = (event) => {
+        const message = JSON.parse(event.data);
+        if (message.type === "snapshot") this.delay = 500;
+        const handler = this.handlers[message.type];
+        if (handler) handler(message);
+      };
+      socket.onclose = (event) => {
+        if (this.stopped || socket !== this.socket) return;
+        if (event.code === 4404) {
+          this.handlers.status("error", event.reason || "unknown metric");
+          return;
+        }
+        this.handlers.status("reconnecting", "reconnecting");
+        this.timer = setTimeout(() => this.connect(), this.delay);
+        this.delay = Math.min(this.delay * 2, 10000);
+      };
+    }
+
+    stop() {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      if (this.socket) this.socket.close(1000);
+    }
+  }
+
+  /** One metric, one line per call, on uPlot; `data-points` / `data-calls` tell how much it holds. */
+  class SeriesChart {
+    constructor(container, metricName, height) {
+      this.container = container;
+      this.metric = RS.metric(metricName);
+      this.unit = this.metric.display_unit;
+      this.height = height;
+      this.calls = new Map(); // call -> Map(ms -> value)
+      this.bucketMs = 2000;
+      this.window = null; // [min, max] ms of the x axis
+      this.bands = []; // [{from, to}] shaded spans (quality problems)
+      this.empty = RS.el("div", { class: "chart-empty" }, "No data yet");
+      this.host = RS.el("div", { class: "chart-host" });
+      this.legend = RS.el("div", { class: "chart-legend" });
+      this.container.append(this.empty, this.host, this.legend);
+      this.plot = null;
+      this.plotCalls = "";
+      new ResizeObserver(() => this.resize()).observe(container);
+    }
+
+    replace(calls, bucketMs) {
+      this.calls = new Map();
+      if (bucketMs) this.bucketMs = bucketMs;
+      for (const [call, points] of Object.entries(calls)) this.calls.set(call, new Map(points));
+      this.render();
+    }
+
+    merge(calls) {
+      for (const [call, points] of Object.entries(calls)) {
+        if (!this.calls.has(call)) this.calls.set(call, new Map());
+        const known = this.calls.get(call);
+        for (const [ms, value] of points) known.set(ms, value);
+      }
+      this.render();
+    }
+
+    addCall(call) {
+      if (!this.calls.has(call)) {
+        this.calls.set(call, new Map());
+        this.render();
+      }
+    }
+
+    remove(call) {
+      if (this.calls.delete(call)) this.render();
+    }
+
+    trim(before) {
+      for (const points of this.calls.values()) {
+        for (const ms of points.keys()) if (ms < before) points.delete(ms);
+      }
+    }
+
+    pointCount() {
+      let count = 0;
+      for (const points of this.calls.values()) count += points.size;
+      return count;
+    }
+
+    /** uPlot's aligned columns: `undefined` where a call has no bucket (spanned), `null` for a real gap. */
+    aligned(names) {
+      const xs = new Set();
+      const columns = names.map((call) => {
+        const points = [...this.calls.get(call).entries()].sort((a, b) => a[0] - b[0]);
+        const column = new Map();
+        points.forEach(([ms, value], i) => {
+          if (i > 0 && ms - points[i - 1][0] > GAP_BUCKETS * this.bucketMs) {
+            column.set(points[i - 1][0] + this.bucketMs, null);
+            xs.add(points[i - 1][0] + this.bucketMs);
+          }
+          column.set(ms, value);
+          xs.add(ms);
+        });
+        return column;
+      });
+      const x = [...xs].sort((a, b) => a - b);
+      return [x, ...columns.map((column) => x.map((ms) => column.get(ms)))];
+    }
+
+    render() {
+      if (this.pending) return;
+      this.pending = requestAnimationFrame(() => {
+        this.pending = null;
+        this.draw();
+      });
+    }
+
+    draw() {
+      const names = [...this.calls.keys()].sort();
+      const data = this.aligned(names);
+      this.data = data;
+      const count = this.pointCount();
+      this.container.dataset.points = count;
+      this.container.dataset.calls = names.length;
+      this.empty.hidden = count > 0;
+      if (names.join("\n") !== this.plotCalls || !this.plot) this.build(names, data);
+      else this.plot.batch(() => {
+        this.plot.setData(data);
+        this.fitX();
+      });
+      this.updateLegend();
+    }
+
+    /** One entry per call: its colour, a link to its page and its latest value (or the value under the cursor). */
+    buildLegend(names) {
+      this.legendValues = names.map((call) => {
+        const value = RS.el("span", { class: "legend-value" });
+        const swatch = RS.el("span", { class: "legend-swatch" });
+        swatch.style.background = RS.color(call);
+        this.legend.append(RS.el("span", { class: "legend-item", dataset: { call: call } }, swatch,
+          RS.el("a", { href: RS.callUrl(call), title: call }, call), value));
+        return value;
+      });
+    }
+
+    updateLegend() {
+      const data = this.data;
+      const idx = this.plot && this.plot.cursor.idx;
+      this.legendValues.forEach((node, i) => {
+        const column = data[i + 1];
+        let value = null;
+        if (idx !== null && idx !== undefined) value = column[idx];
+        else for (let j = column.length - 1; j >= 0 && (value === null || value === undefined); j--) value = column[j];
+        node.textContent = RS.format(value, this.unit);
+      });
+    }
+
+    fitX() {
+      if (this.window) this.plot.setScale("x", { min: this.window[0], max: this.window[1] });
+    }
+
+    build(names, data) {
+      if (this.plot) this.plot.destroy();
+      this.plotCalls = names.join("\n");
+      this.legend.replaceChildren();
+      this.buildLegend(names);
+      const unit = this.unit;
+      const axis = { stroke: "#5d6880", grid: { stroke: "#edf0f5", width: 1 }, ticks: { stroke: "#dde2ea", width: 1, size: 4 },
+                     font: "11px system-ui, sans-serif" };
+      const options = {
+        width: Math.max(200, this.container.clientWidth),
+        height: this.height,
+        ms: 1,
+        cursor: { drag: { x: false, y: false, setScale: false }, points: { size: 6 } },
+        legend: { show: false },
+        scales: {
+          x: { time: true, auto: false },
+          y: { range: (u, min, max) => (min === null ? [0, 1] : [Math.min(0, min), max > 0 ? max * 1.12 : 1]) },
+        },
+        axes: [
+          Object.assign({}, axis, { size: 34, values: (u, splits) => splits.map((ms) => tickLabel(ms, u.scales.x.max - u.scales.x.min)) }),
+          Object.assign({}, axis, {
+            size: 58, label: unit || "value", labelSize: 18, labelFont: "600 11px system-ui, sans-serif",
+            values: (u, splits) => splits.map((v) => RS.format(v, unit, false)),
+          }),
+        ],
+        series: [{ value: (u, ms) => (ms === null ? "" : RS.dateTime(ms)) }].concat(names.map((call) => ({
+          label: call, stroke: RS.color(call), width: 1.75, spanGaps: false,
+          points: { size: 5, fill: RS.color(call) },
+          value: (u, v) => RS.format(v, unit),
+        }))),
+        hooks: { drawClear: [(u) => this.drawBands(u)], setCursor: [() => this.updateLegend()] },
+      };
+      this.plot = new uPlot(options, data, this.host);
+      this.fitX();
+    }
+
+    drawBands(u) {
+      if (!this.bands.length) return;
+      const ctx = u.ctx;
+      ctx.save();
+      ctx.fillStyle = "rgba(185, 28, 28, 0.09)";
+      for (const band of this.bands) {
+        const left = u.valToPos(band.from, "x", true);
+        const right = Math.max(u.valToPos(band.to, "x", true), left + 2);
+        ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+      }
+      ctx.restore();
+    }
+
+    setWindow(min, max) {
+      this.window = [min, max];
+      this.render();
+    }
+
+    resize() {
+      if (this.plot) this.plot.setSize({ width: Math.max(200, this.container.clientWidth), height: this.height });
+    }
+  }
+
+  /** A card with one metric's chart, live over the websocket or over a REST range. */
+  class MetricPanel {
+    constructor(parent, metricName, options) {
+      this.options = options || {};
+      this.metric = RS.metric(metricName);
+      const unit = this.metric.display_unit;
+      this.note = RS.el("span", { class: "chart-note" });
+      const title = RS.el("span", { class: "chart-title" },
+        RS.el("a", { href: "/graph/" + encodeURIComponent(metricName) + "/", title: this.metric.description }, metricName),
+        RS.el("span", { class: "chart-unit" }, unit ? unit : ""));
+      const head = RS.el("div", { class: "chart-head" }, title, this.note);
+      if (this.options.onRemove) {
+        head.append(RS.el("button", { type: "button", class: "chart-remove", title: "Remove this graph",
+                                      "aria-label": "Remove " + metricName, onclick: () => this.options.onRemove(this) }, "×"));
+      }
+      this.body = RS.el("div", { class: "chart-body", dataset: { metric: metricName } });
+      this.element = this.options.bare ? parent : RS.el("section", { class: "chart-card" });
+      this.element.append(head, this.body);
+      if (!this.options.bare) parent.append(this.element);
+      this.chart = new SeriesChart(this.body, metricName, this.options.height || 210);
+    }
+
+    setRange(spec) {
+      this.stop();
+      this.spec = spec;
+      if (spec.kind === "live") return this.live();
+      this.chart.setWindow(spec.start || Date.now() - spec.seconds * 1000, spec.end || Date.now());
+      this.load();
+      if (spec.kind === "duration") this.refresh = setInterval(() => this.load(), RANGE_REFRESH_MS);
+    }
+
+    live() {
+      const emit = this.options.onEvent || (() => {});
+      this.note.textContent = "live · 5 min";
+      this.chart.replace({});
+      this.slide();
+      this.slider = setInterval(() => this.slide(), 1000);
+      this.feed = new LiveFeed(this.metric.name, {
+        snapshot: (m) => { this.chart.replace(m.calls, m.bucket_ms); emit(m); emit({ type: "status", state: "live" }); },
+        points: (m) => this.chart.merge(m.calls),
+        call_started: (m) => { this.chart.addCall(m.call); emit(m); },
+        call_ended: (m) => { this.chart.remove(m.call); emit(m); },
+        status: (state, text) => {
+          if (state === "error") this.note.textContent = text;
+          emit({ type: "status", state: state, text: text });
+        },
+      });
+    }
+
+    slide() {
+      const now = Date.now();
+      this.chart.trim(now - LIVE_WINDOW_MS - 60000);
+      this.chart.setWindow(now - LIVE_WINDOW_MS, now);
+    }
+
+    async load() {
+      const spec = this.spec;
+      let query = "/v1/series/?metric=" + encodeURIComponent(this.metric.name);
+      query += spec.kind === "duration" ? "&duration=" + spec.duration : "&start=" + spec.start + "&end=" + spec.end;
+      if (this.options.call) query += "&call=" + encodeURIComponent(this.options.call);
+      try {
+        const series = await RS.getJSON(query);
+        if (spec !== this.spec) return;
+        this.chart.setWindow(series.start, series.end);
+        this.chart.replace(series.calls, series.bucket_ms);
+        const bucket = series.bucket_ms < 60000 ? series.bucket_ms / 1000 + " s" : series.bucket_ms / 60000 + " min";
+        this.note.textContent = (this.options.call ? "" : spec.label + " · ") + bucket + " buckets";
+        if (this.options.onLoad) this.options.onLoad(series);
+      } catch (error) {
+        this.note.textContent = "could not load: " + error.message;
+      }
+    }
+
+    stop() {
+      if (this.feed) this.feed.stop();
+      clearInterval(this.slider);
+      clearInterval(this.refresh);
+      this.feed = null;
+    }
+
+    destroy() {
+      this.stop();
+      if (this.chart.plot) this.chart.plot.destroy();
+      this.element.remove();
+    }
+  }
+
+  const PRESETS = { "10m": ["10 min", 600], "30m": ["30 min", 1800], "1h": ["1 hour", 3600] };
+
+  /** The Live / 10 min / 30 min / 1 hour / Custom buttons and form; kept in the URL. */
+  class RangeControl {
+    constructor(onChange) {
+      this.onChange = onChange;
+      this.buttons = document.getElementById("ranges");
+      this.form = document.getElementById("custom-range");
+      this.error = document.getElementById("custom-error");
+      this.buttons.addEventListener("click", (event) => {
+        const button = event.target.closest("button[data-range]");
+        if (button) this.choose(button.dataset.range);
+      });
+      this.form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const start = new Date(this.form.start.value).getTime();
+        const end = new Date(this.form.end.value).getTime();
+        if (!(start < end)) {
+          this.error.textContent = "The end must be after the start.";
+          return;
+        }
+        this.error.textContent = "";
+        this.apply({ kind: "custom", start: start, end: end, label: RS.when(start) + " – " + RS.when(end) });
+      });
+      const params = new URLSearchParams(location.search);
+      const range = params.get("range") || "live";
+      const start = Number(params.get("start")), end = Number(params.get("end"));
+      if (range === "custom" && start < end) {
+        this.fillForm(start, end);
+        this.apply({ kind: "custom", start: start, end: end, label: RS.when(start) + " – " + RS.when(end) });
+      } else {
+        this.choose(PRESETS[range] ? range : "live");
+      }
+    }
+
+    fillForm(start, end) {
+      this.form.start.value = RS.localInput(start);
+      this.form.end.value = RS.localInput(end);
+    }
+
+    choose(range) {
+      if (range === "custom") {
+        this.form.hidden = false;
+        if (!this.form.start.value) this.fillForm(Date.now() - 3600000, Date.now());
+        this.mark("custom");
+        return;
+      }
+      this.form.hidden = true;
+      if (range === "live") this.apply({ kind: "live", label: "Live · last 5 min" });
+      else this.apply({ kind: "duration", duration: range, seconds: PRESETS[range][1], label: "Last " + PRESETS[range][0] });
+    }
+
+    mark(range) {
+      for (const button of this.buttons.querySelectorAll("button")) {
+        button.classList.toggle("active", button.dataset.range === range);
+      }
+    }
+
+    apply(spec) {
+      this.spec = spec;
+      this.mark(spec.kind === "duration" ? spec.duration : spec.kind);
+      const params = new URLSearchParams(location.search);
+      params.delete("start");
+      params.delete("end");
+      if (spec.kind === "live") params.delete("range");
+      else params.set("range", spec.kind === "duration" ? spec.duration : "custom");
+      if (spec.kind === "custom") {
+        params.set("start", spec.start);
+        params.set("end", spec.end);
+      }
+      const query = params.toString();
+      history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+      this.onChange(spec);
+    }
+  }
+
+  Object.assign(RS, { LiveFeed, SeriesChart, MetricPanel, RangeControl, LIVE_WINDOW_MS });
+})(window.RS);
