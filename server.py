@@ -19,6 +19,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers import base, calls, client, health, ingest, pages, series, stats, ws
 from rtcscope.calls import load_calls
+from rtcscope.credentials import Secrets
 from rtcscope.detector import CallDetector
 from rtcscope.store import Store
 from rtcscope.telemetry import Telemetry
@@ -59,6 +60,9 @@ define("ws_max_pending", default=2 * 1024 * 1024,
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
+define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
+define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
+define("protect_metrics", default=False, help="require the read token for /metrics too")
 
 
 class Application(tornado.web.Application):
@@ -69,6 +73,8 @@ class Application(tornado.web.Application):
         self.writer = writer
         self.detector = detector
         self.config = config
+        self.ingest_keys = Secrets(config["ingest_keys"])
+        self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
         self.telemetry = make_telemetry(writer)
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
@@ -85,7 +91,24 @@ class Application(tornado.web.Application):
             "flush_interval": _seconds(config["flush_interval"]),
             "xsrf_cookies": False,
         }
-        super().__init__(handlers, **settings)
+        super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)
+
+    def find_handler(self, request, **kwargs):
+        """The read token guards every route but the open ones, whoever wrote the handler."""
+        access = base.read_access(self, request)
+        if access == "grant":
+            return self.get_handler_delegate(request, base.TokenCookieHandler)
+        if isinstance(access, tuple):
+            status, code, message = access
+            return self.get_handler_delegate(request, base.AccessDeniedHandler,
+                                             {"status": status, "code": code, "message": message})
+        return super().find_handler(request, **kwargs)
+
+    def reload_secrets(self):
+        """SIGHUP: re-read the ingest keys and read tokens now."""
+        for secrets in (self.ingest_keys, self.read_tokens):
+            if secrets.path:
+                secrets.reload()
 
     async def start(self):
         """Set up InfluxDB (retrying in the background while it is down) and start the writer."""
@@ -197,6 +220,7 @@ async def main():
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_secrets)
     await stopping.wait()
     log.info("shutting down: no new connections, flushing the buffer")
     server.stop()

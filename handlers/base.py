@@ -1,5 +1,6 @@
 """Base handlers: JSON in and out, JSON errors, never a traceback."""
 import http.client
+from urllib.parse import urlencode
 
 import orjson
 import tornado.web
@@ -95,3 +96,106 @@ class NotFoundHandler(APIHandler):
 
     def prepare(self):
         self.fail(404, "not_found", f"no such endpoint: {self.request.path}")
+
+
+# --- access: ingest keys, the read token, origins, security headers -------------
+
+TOKEN_COOKIE = "rtcscope_token"
+# Open without the read token: probes, ingest (it has its own keys), the
+# client library and its demo, and static assets (no data in them).
+OPEN_PATHS = ("/healthz", "/readyz", "/v1/stats/write", "/rtcscope.js", "/demo", "/static/", "/favicon.ico")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def bearer_token(request):
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def _query_value(request, name):
+    values = request.query_arguments.get(name)
+    return values[-1].decode("utf-8", "replace") if values else None
+
+
+def ingest_key_refusal(application, request):
+    """None when ingest is open or the request carries a valid key
+    (`Authorization: Bearer K`, or `?key=K` for sendBeacon); else (status, code, message)."""
+    keys = application.ingest_keys
+    if not keys.enabled:
+        return None
+    key = bearer_token(request) or _query_value(request, "key")
+    if not key:
+        return 401, "unauthorized", "an ingest key is required: Authorization: Bearer KEY or ?key=KEY"
+    if not keys.matches(key):
+        return 403, "forbidden", "the ingest key is not valid"
+    return None
+
+
+def is_websocket(request):
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def read_access(application, request):
+    """How a request stands with the read token: "open", "granted", "grant"
+    (a valid ?token= on a page: set the cookie), or (status, code, message)."""
+    tokens = application.read_tokens
+    path = request.path
+    if not tokens.enabled or path.startswith(OPEN_PATHS) or (
+            path == "/metrics" and not application.config["protect_metrics"]):
+        return "open"
+    header, cookie = bearer_token(request), request.cookies.get(TOKEN_COOKIE)
+    query = _query_value(request, "token")
+    for source, candidate in (("header", header), ("cookie", cookie and cookie.value), ("query", query)):
+        if candidate and tokens.matches(candidate):
+            return "grant" if source == "query" and not is_websocket(request) else "granted"
+    if header or query or cookie:
+        return 403, "forbidden", "the read token is not valid"
+    return 401, "unauthorized", "a read token is required: open the page with ?token=TOKEN, " \
+                                "or send Authorization: Bearer TOKEN"
+
+
+class AccessDeniedHandler(APIHandler):
+    """Answers every method of a request that lacks a valid read token."""
+
+    def initialize(self, status, code, message):
+        self.refusal = (status, code, message)
+
+    def prepare(self):
+        status, code, message = self.refusal
+        if status == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="rtcscope"')
+        self.fail(status, code, message)
+
+
+class TokenCookieHandler(tornado.web.RequestHandler):
+    """A page opened with a valid ?token=: keep the token in an HttpOnly
+    cookie and reload the page without it, so it stays out of the address
+    bar, the history and Referer headers."""
+
+    def prepare(self):
+        token = _query_value(self.request, "token")
+        self.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Lax",
+                        secure=self.request.protocol == "https", expires_days=30)
+        query = [(name, value) for name, values in self.request.query_arguments.items() if name != "token"
+                 for value in values]
+        self.redirect(self.request.path + ("?" + urlencode(query) if query else ""))
+
+
+class SecurityHeaders(tornado.web.OutputTransform):
+    """Headers every answer carries; pages get a Content-Security-Policy
+    that allows only this origin's scripts, styles and connections. The
+    client demo is a sample to copy onto other sites and shows no data: it
+    is left without one."""
+
+    def __init__(self, request):
+        self.path = request.path
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if headers.get("Content-Type", "").startswith("text/html") and not self.path.startswith("/demo"):
+            headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return status_code, headers, chunk

@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.ingest import IngestError, Limits, parse
 
-from .base import APIHandler
+from .base import APIHandler, ingest_key_refusal
 
 
 @tornado.web.stream_request_body
@@ -30,6 +30,14 @@ class WriteHandler(APIHandler):
             self.set_header("Vary", "Origin")
 
     def prepare(self):
+        """Keys and origin are checked before the body is read: a refused
+        request costs its headers only."""
+        refusal = self.origin_refusal() or (
+            ingest_key_refusal(self.application, self.request) if self.request.method != "OPTIONS" else None)
+        if refusal:
+            if refusal[0] == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="rtcscope"')
+            return self.refuse(*refusal)
         max_body = self.application.settings["max_body"]
         self.request.connection.set_max_body_size(max(max_body, 1) * 4)
         length = self.request.headers.get("Content-Length")
@@ -45,6 +53,16 @@ class WriteHandler(APIHandler):
             self._chunks = []
         else:
             self._chunks.append(chunk)
+
+    def origin_refusal(self):
+        """With an allow-list, a browser on another origin may not post at all:
+        sendBeacon's text/plain posts need no preflight, so CORS alone would
+        let them through."""
+        allowed = self.application.settings["cors_origins"]
+        origin = self.request.headers.get("Origin")
+        if "*" in allowed or origin is None or origin in allowed:
+            return None
+        return 403, "origin_not_allowed", f"origin {origin[:100]} may not post stats here"
 
     def refuse(self, status, code, message, **headers):
         """Answer an error: nothing of this request is buffered."""
