@@ -11,14 +11,15 @@
   // Points further apart than this many buckets are drawn with a gap between them.
   const GAP_BUCKETS = 3;
 
-  /** 24-hour clock labels, with seconds for short spans and the date for long ones. */
-  function tickLabel(ms, span) {
+  /** 24-hour clock labels: seconds when ticks are closer than a minute, the date over long spans. */
+  function tickLabel(ms, increment, span) {
     const d = new Date(ms);
     const pad = (n) => String(n).padStart(2, "0");
     const hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
-    if (span <= 3 * 60 * 1000) return hm + ":" + pad(d.getSeconds());
+    const day = pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    if (increment < 60000) return hm + ":" + pad(d.getSeconds());
     if (span <= 36 * 3600 * 1000) return hm;
-    return pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm;
+    return increment < 86400000 ? day + " " + hm : day;
   }
 
   /** /ws/graph/<metric>, reconnecting with backoff; a fresh snapshot after every reconnect. */
@@ -210,7 +211,11 @@
           y: { range: (u, min, max) => (min === null ? [0, 1] : [Math.min(0, min), max > 0 ? max * 1.12 : 1]) },
         },
         axes: [
-          Object.assign({}, axis, { size: 34, values: (u, splits) => splits.map((ms) => tickLabel(ms, u.scales.x.max - u.scales.x.min)) }),
+          Object.assign({}, axis, {
+            size: 34, space: 64,
+            values: (u, splits, axisIdx, space, increment) =>
+              splits.map((ms) => tickLabel(ms, increment, u.scales.x.max - u.scales.x.min)),
+          }),
           Object.assign({}, axis, {
             size: 58, label: unit || "value", labelSize: 18, labelFont: "600 11px system-ui, sans-serif",
             values: (u, splits) => splits.map((v) => RS.format(v, unit, false)),
@@ -301,7 +306,7 @@
 
     slide() {
       const now = Date.now();
-      this.chart.trim(now - LIVE_WINDOW_MS - 60000);
+      this.chart.trim(now - LIVE_WINDOW_MS - 2 * this.chart.bucketMs);
       this.chart.setWindow(now - LIVE_WINDOW_MS, now);
     }
 

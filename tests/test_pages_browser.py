@@ -1,0 +1,168 @@
+"""The pages: served by a real server, driven in a real headless Chromium.
+
+The dashboard must show a call arrive, its graph grow and the call leave with
+no reload; the call and graph pages must draw what REST and the websocket say."""
+import contextlib
+
+import pytest
+from playwright.async_api import async_playwright
+
+from tests.conftest import now_ms
+from tests.helpers import eventually, get, post
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 20_000
+
+
+@contextlib.asynccontextmanager
+async def browser_page(width=1400, height=900):
+    """A page that counts its document loads (history.replaceState is not one) and fails the test on a script error."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": width, "height": height})
+            page.errors = []
+            page.loads = []
+            page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.on("domcontentloaded", lambda loaded: page.loads.append(loaded.url))
+            yield page
+            assert page.errors == []
+        finally:
+            await browser.close()
+
+
+async def write(http_client, base_url, body):
+    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
+    assert status == 200, result
+
+
+def samples(call, times, rtt=40.0, peer="alice"):
+    return [{"call": call, "peer": peer, "kind": "audio", "ts": ts, "stats": {"rtt": rtt + i, "packetsLost": 2.0 * i}}
+            for i, ts in enumerate(times)]
+
+
+async def points_of(page, metric):
+    return int(await page.get_attribute(f'.chart-body[data-metric="{metric}"]', "data-points") or 0)
+
+
+async def wait_for_chart(page, metric, attribute, at_least=None, equals=None):
+    """Until the chart's data-points / data-calls reaches a value (functions, not strings: the CSP forbids eval)."""
+    await page.wait_for_function(
+        """([metric, attribute, atLeast, equals]) => {
+             const value = Number(document.querySelector(`.chart-body[data-metric="${metric}"]`).dataset[attribute]);
+             return equals === null ? value >= atLeast : value === equals;
+           }""", arg=[metric, attribute, at_least, equals], timeout=WAIT_MS)
+
+
+async def wait_for_text(page, selector, text):
+    await page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector) || {}).textContent?.includes(text)",
+        arg=[selector, text], timeout=WAIT_MS)
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0)
+async def test_dashboard_shows_a_call_arrive_grow_and_leave_without_reload(http_client, base_url, app):
+    async with browser_page() as page:
+        await page.goto(base_url + "/dashboard?metrics=rtt,packetsLost")
+        await page.evaluate("window.marker = 'same page'")
+        await page.wait_for_selector('#feed-status[data-state="live"]', timeout=WAIT_MS)
+        assert await page.get_attribute("#live-calls", "data-count") == "0"
+        assert await points_of(page, "rtt") == 0
+
+        start = now_ms() - 4000
+        await write(http_client, base_url, samples("browser-call", [start, start + 2000]))
+        row = await page.wait_for_selector('#live-calls li[data-call="browser-call"]', timeout=WAIT_MS)
+        assert await row.eval_on_selector("a", "a => a.getAttribute('href')") == "/calls/browser-call/"
+        await wait_for_chart(page, "rtt", "points", at_least=2)
+        before = await points_of(page, "rtt")
+        legend = await page.text_content('.chart-body[data-metric="rtt"] .chart-legend')
+        assert "browser-call" in legend and "ms" in legend
+
+        # more samples, in later buckets: the line grows where it is
+        await write(http_client, base_url, samples("browser-call", [start + 4000, start + 6000], rtt=50.0))
+        await wait_for_chart(page, "rtt", "points", at_least=before + 1)
+        await wait_for_chart(page, "packetsLost", "points", at_least=1)  # the counter, as a rate
+
+        await write(http_client, base_url, {"call": "browser-call", "event": "end"})
+        await page.wait_for_selector('#ended-calls li[data-call="browser-call"]', timeout=WAIT_MS)
+        assert await page.query_selector('#live-calls li[data-call="browser-call"]') is None
+        await wait_for_chart(page, "rtt", "calls", equals=0)
+        assert await page.evaluate("window.marker") == "same page"
+        assert len(page.loads) == 1  # the first load only
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0)
+async def test_call_page_summary_quality_and_end_while_open(http_client, base_url, app):
+    start = now_ms() - 30_000
+    times = [start + i * 1000 for i in range(30)]
+    await write(http_client, base_url, samples("page-call", times) + samples("page-call", times, rtt=400.0, peer="bob"))
+    await eventually(lambda: app.detector.live_calls == ["page-call"])
+    async with browser_page() as page:
+        await page.goto(base_url + "/calls/page-call/")
+        await page.wait_for_selector('#summary tr[data-metric="rtt"]', timeout=WAIT_MS)
+        assert await page.text_content("#call-state") == "live"
+        assert await page.text_content("#call-peers") == "alice, bob"
+        cells = await page.eval_on_selector_all('#summary tr[data-metric="rtt"] td', "tds => tds.map(td => td.textContent)")
+        assert cells[:2] == ["rtt", "ms"] and float(cells[2]) > 0
+        # bob's 400 ms round trips are a sustained problem, shown with when it happened
+        problem = await page.wait_for_selector('#problems li[data-problem="high_rtt"]', timeout=WAIT_MS)
+        assert "threshold 300 ms" in await problem.text_content()
+        assert await page.text_content("#call-mos") not in ("", "–")
+        await wait_for_chart(page, "rtt", "points", at_least=21)
+        assert await points_of(page, "packetsLost") > 20
+
+        await write(http_client, base_url, {"call": "page-call", "event": "end"})
+        await wait_for_text(page, "#call-state", "ended")
+        assert len(page.loads) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+async def test_graph_page_and_ranges_draw_rest_series(http_client, base_url, app):
+    start = now_ms() - 120_000
+    await write(http_client, base_url, samples("range-call", [start + i * 5000 for i in range(20)]))
+    await eventually(lambda: app.detector.live_calls == ["range-call"])
+    async with browser_page() as page:
+        await page.goto(base_url + "/graph/rtt/")
+        row = await page.wait_for_selector('#graph-calls tr[data-call="range-call"]', timeout=WAIT_MS)
+        assert "ms" in await row.text_content()
+        await page.click('button[data-range="10m"]')
+        await wait_for_text(page, ".chart-note", "Last 10 min")
+        assert await page.evaluate("location.search") == "?range=10m"
+        assert await points_of(page, "rtt") == 20
+        assert len(page.loads) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+async def test_pages_fit_a_phone(http_client, base_url, app):
+    await write(http_client, base_url, samples("phone-call", [now_ms() - 2000, now_ms()]))
+    async with browser_page(390, 844) as page:
+        for path in ("/dashboard", "/graph/rtt/", "/calls/phone-call/"):
+            await page.goto(base_url + path)
+            await page.wait_for_selector('#feed-status[data-state="live"]', timeout=WAIT_MS)
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_page_routes_and_html_404s(http_client, base_url, app):
+    for metric in ("availableBandwidth", "rtt", "inputLevel", "packetsLost", "framesPerSecond", "googRtt"):
+        status, _, response = await get(http_client, base_url + f"/graph/{metric}/")
+        assert status == 200 and b"/ws/graph/" not in response.body  # the page's script opens the socket
+        assert response.headers["Content-Type"].startswith("text/html")
+    status, _, response = await get(http_client, base_url + "/graph/googRtt/")
+    assert b'data-metric="rtt"' in response.body
+    status, _, response = await get(http_client, base_url + "/graph/%3Cscript%3E/")
+    assert status == 404 and response.headers["Content-Type"].startswith("text/html")
+    assert b"There is no metric called &lt;script&gt;" in response.body
+    status, _, response = await get(http_client, base_url + "/calls/nobody/")
+    assert status == 404 and b"No call nobody" in response.body
+    status, _, response = await get(http_client, base_url + "/dashboard")
+    assert status == 200 and b'id="live-calls"' in response.body
+    response = await http_client.fetch(base_url + "/", follow_redirects=False, raise_error=False)
+    assert response.code == 302 and response.headers["Location"] == "/dashboard"

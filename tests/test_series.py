@@ -1,0 +1,66 @@
+"""GET /v1/series/: what the pages draw for a time range, counters as rates."""
+import pytest
+
+from tests.conftest import now_ms
+from tests.helpers import assert_error, eventually, get, post
+
+
+async def seed(http_client, base_url, app):
+    """c-1: rtt 40 (alice) and 60 (bob), packetsLost +3 per second; c-2: rtt 10. Whole 10 s buckets."""
+    start = (now_ms() - 95_000) // 10_000 * 10_000
+    body = []
+    for i in range(80):
+        ts = start + i * 1000
+        body.append({"call": "c-1", "peer": "alice", "ts": ts, "stats": {"rtt": 40.0, "packetsLost": 3.0 * i}})
+        body.append({"call": "c-1", "peer": "bob", "ts": ts, "stats": {"rtt": 60.0}})
+        body.append({"call": "c-2", "peer": "carol", "ts": ts, "stats": {"rtt": 10.0}})
+    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
+    assert status == 200, result
+    await eventually(lambda: app.writer.depth == 0)
+    return start
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_gauges_per_call_in_the_websocket_shape(http_client, base_url, app):
+    start = await seed(http_client, base_url, app)
+    status, body, _ = await get(http_client, base_url + "/v1/series/?metric=googRtt&duration=5m")
+    assert status == 200, body
+    assert (body["metric"], body["unit"], body["type"], body["bucket_ms"]) == ("rtt", "ms", "gauge", 1000)
+    assert body["end"] - body["start"] == 300_000
+    assert set(body["calls"]) == {"c-1", "c-2"}
+    assert body["calls"]["c-1"] == [[start + i * 1000, 50.0] for i in range(80)]  # both peers averaged
+    assert {value for _, value in body["calls"]["c-2"]} == {10.0}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_counters_are_per_second_rates_over_a_start_end_range(http_client, base_url, app):
+    start = await seed(http_client, base_url, app)
+    url = f"/v1/series/?metric=packetsLost&start={start}&end={start + 80_000}"
+    status, body, _ = await get(http_client, base_url + url)
+    assert status == 200, body
+    assert body["type"] == "counter" and body["unit"] == "packets/s" and body["bucket_ms"] == 1000
+    assert list(body["calls"]) == ["c-1"]
+    points = body["calls"]["c-1"]
+    assert [ms for ms, _ in points] == [start + i * 1000 for i in range(1, 80)]  # the first has nothing before it
+    assert {value for _, value in points} == {3.0}
+    # one call only, with a bucket the range picks (10 min -> 2 s)
+    status, body, _ = await get(http_client, base_url + "/v1/series/?metric=rtt&duration=10m&call=c-2")
+    assert status == 200 and list(body["calls"]) == ["c-2"] and body["bucket_ms"] == 2000
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("query,status,code", [
+    ("", 400, "bad_request"),
+    ("metric=rtt", 400, "bad_request"),
+    ("metric=rtt&duration=10x", 400, "bad_request"),
+    ("metric=rtt&duration=0s", 400, "bad_request"),
+    ("metric=rtt&start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z", 400, "bad_request"),
+    ("metric=rtt&start=yesterday", 400, "bad_request"),
+    ("metric=rtt%22%3B%20DROP%20DATABASE", 400, "bad_request"),
+    ("metric=noSuchMetric&duration=10m", 404, "not_found"),
+    ("metric=rtt&duration=10m&call=nobody", 404, "not_found"),
+    ("metric=rtt&metric=jitter&duration=10m", 400, "bad_request"),
+])
+async def test_bad_parameters_are_json_errors(http_client, base_url, app, query, status, code):
+    got, body, _ = await get(http_client, base_url + "/v1/series/?" + query)
+    assert_error(got, body, status, code)
