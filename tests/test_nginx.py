@@ -1,0 +1,208 @@
+"""conf/nginx.conf, as shipped, in front of two server processes on one InfluxDB:
+keep-alive ingest, REST, a websocket live update, X-Forwarded-* honoured."""
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import now_ms
+from tests.helpers import eventually, get, post
+from tests.influxd import free_port
+from tests.processes import ROOT, ServerProcess
+from tests.test_ws import Viewer
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+MAIN_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/rtcscope.conf;
+}}
+"""
+
+
+def site_config(listen_port, upstream_ports):
+    """The shipped file with only its ports changed: loopback and free ones."""
+    with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
+        text = shipped.read()
+    upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
+    assert len(upstream_lines) == len(upstream_ports), upstream_lines
+    for line, port in zip(upstream_lines, upstream_ports):
+        text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
+    text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
+    assert listens == 1
+    return text
+
+
+class Nginx:
+    def __init__(self, prefix, upstream_ports):
+        self.prefix = prefix
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        os.makedirs(prefix, exist_ok=True)
+        with open(os.path.join(prefix, "rtcscope.conf"), "w") as site:
+            site.write(site_config(self.port, upstream_ports))
+        with open(os.path.join(prefix, "nginx.conf"), "w") as main:
+            main.write(MAIN_CONF.format(prefix=prefix))
+        self.process = None
+
+    def start(self):
+        args = [NGINX, "-p", self.prefix, "-c", os.path.join(self.prefix, "nginx.conf"),
+                "-e", os.path.join(self.prefix, "error.log")]
+        check = subprocess.run(args + ["-t"], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + self.error_log())
+
+    def error_log(self):
+        with open(os.path.join(self.prefix, "error.log"), errors="replace") as log:
+            return log.read()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def deployment(influxd, tmp_path_factory):
+    """Two server processes on one database, nginx in front."""
+    directory = tmp_path_factory.mktemp("nginx")
+    database = f"nginx{os.getpid()}"
+    servers = [ServerProcess(str(directory), influxdb_url=influxd.url, database=database, xheaders="true",
+                             spool_dir=directory / f"spool{n}", flush_interval="0.1s", tick="0.2s",
+                             call_timeout="5s").start() for n in range(2)]
+    nginx = Nginx(str(directory / "nginx"), [server.port for server in servers]).start()
+    for server in servers:
+        eventually_ready = time.monotonic() + 30
+        while server.get_json("/readyz")[0] != 200 and time.monotonic() < eventually_ready:
+            time.sleep(0.1)
+    yield nginx, servers, database
+    nginx.stop()
+    for server in servers:
+        server.stop()
+        assert server.process.returncode == 0, server.log()
+
+
+def metric_value(server, name):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
+    nginx, servers, database = deployment
+    before = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+    sock_before = None
+    start = now_ms() - 10_000
+    for i in range(40):
+        body = json.dumps({"call": "nginx-ka", "peer": "p", "ts": start + i, "stats": {"seq": i}})
+        connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert json.loads(response.read())["accepted"] == 1
+        assert sock_before in (None, connection.sock)  # one client connection throughout
+        sock_before = connection.sock
+    connection.close()
+    after = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    assert sum(after) - sum(before) == 40
+    assert all(a > b for a, b in zip(after, before)), (before, after)  # both processes took some
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = influxd.rows('SELECT "seq" FROM "rtc_stats" WHERE "call" = \'nginx-ka\'', database)
+        if len(rows) == 40:
+            break
+        time.sleep(0.1)
+    assert sorted(row["seq"] for row in rows) == list(range(40))
+
+
+def test_errors_stay_json_through_nginx(deployment):
+    nginx, _, _ = deployment
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+    for size, answered_by in ((1024 * 1024 + 1, "server"), (3 * 1024 * 1024, "nginx")):
+        connection.request("POST", "/v1/stats/write/", b"#" * size, {"Content-Type": "text/plain"})
+        response = connection.getresponse()
+        assert response.status == 413, answered_by
+        assert response.getheader("Content-Type").startswith("application/json"), answered_by
+        assert json.loads(response.read())["error"]["code"] == "body_too_large"
+        connection.close()
+
+
+def test_forwarded_client_address_is_honoured(deployment):
+    """The client connects from 127.0.0.2; with --xheaders the servers log that
+    address (from nginx's X-Real-IP), not nginx's own 127.0.0.1."""
+    nginx, servers, _ = deployment
+    marker = f"xff-{now_ms()}"
+    for _ in range(2):  # round robin: one request reaches each process
+        connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10,
+                                                source_address=("127.0.0.2", 0))
+        connection.request("GET", f"/healthz?{marker}", headers={"X-Real-IP": "203.0.113.9"})
+        assert connection.getresponse().status == 200
+        connection.close()
+    time.sleep(0.5)
+    logs = [line for server in servers for line in server.log().splitlines() if marker in line]
+    assert logs and all("(127.0.0.2)" in line for line in logs), logs
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_websocket_live_update_and_agreement_through_nginx(deployment, http_client):
+    nginx, servers, _ = deployment
+    viewers = [await Viewer.open(nginx.url, "/ws/graph/rtt", origin=nginx.url) for _ in range(4)]
+    try:
+        for viewer in viewers:
+            await viewer.next("snapshot")
+        call, first = f"nginx-live-{now_ms()}", now_ms() - 500
+        status, body, _ = await post(http_client, nginx.url + "/v1/stats/write/",
+                                     [{"call": call, "peer": "alice", "ts": first, "stats": {"rtt": 33.0}}])
+        assert status == 200, body
+        for viewer in viewers:
+            _, started = await viewer.next("call_started", call)
+            assert started["at"] == first
+            _, points = await viewer.next("points", call)
+            assert points["calls"][call][-1][1] == 33.0
+
+        # The REST answer through nginx, and each process asked directly, agree.
+        async def live_everywhere():
+            answers = [await get(http_client, url + "/v1/calls/?state=live")
+                       for url in [nginx.url] + [server.url for server in servers]]
+            return all(status == 200 for status, _, _ in answers) and \
+                all(call in [c["call"] for c in body["calls"]] for _, body, _ in answers)
+
+        await eventually(live_everywhere, timeout=20, interval=0.2)
+        status, _, _ = await post(http_client, nginx.url + "/v1/stats/write/",
+                                  {"call": call, "peer": "alice", "event": "end"})
+        assert status == 200
+        for viewer in viewers:
+            await viewer.next("call_ended", call)
+        ended = [await get(http_client, server.url + f"/v1/calls/{call}/") for server in servers]
+        assert all(body["state"] == "ended" for _, body, _ in ended), ended
+    finally:
+        for viewer in viewers:
+            viewer.close()
