@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import harness, ingest, jsonlibs
+from . import harness, ingest, jsonlibs, live, scaling
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -29,19 +29,32 @@ class Mode:
     name: str
     seconds: int  # one load run
     rounds: int  # subject/baseline pairs per comparison
+    viewers: int  # websocket viewers in the fan-out benchmark
+    ticks: int  # seconds each viewer phase watches
+    probes: int  # calls whose start and end are timed
+    tick_calls: tuple  # live calls at which a detector tick is timed
+    tick_rounds: int  # ticks timed at each
+    tick_baseline: int = 1000  # per-call tick cost of this many calls is the baseline
 
 
 MODES = {
-    "quick": Mode("quick", seconds=3, rounds=2),
-    "full": Mode("full", seconds=10, rounds=4),
+    "quick": Mode("quick", seconds=3, rounds=2, viewers=1000, ticks=10, probes=6,
+                  tick_calls=(10, 100, 1000, 5000), tick_rounds=3),
+    "full": Mode("full", seconds=10, rounds=4, viewers=1000, ticks=30, probes=12,
+                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5),
 }
 
+# key, section titles, function(ctx, *sections)
 BENCHMARKS = [
-    ("single", "1. Ingest, one JSON sample per request, 50 keep-alive connections", ingest.single),
-    ("batched", f"2. Ingest, batched bodies ({ingest.BATCH_SAMPLES} samples per request), end to end into InfluxDB",
+    ("single", ["1. Ingest, one JSON sample per request, 50 keep-alive connections"], ingest.single),
+    ("batched", [f"2. Ingest, batched bodies ({ingest.BATCH_SAMPLES} samples per request), end to end into InfluxDB"],
      ingest.batched),
-    ("prototype", "3. The 2015 Flask prototype's write path (historical baseline)", ingest.prototype),
-    ("json", "JSON libraries on the server's real bodies and messages", jsonlibs.json_libraries),
+    ("prototype", ["3. The 2015 Flask prototype's write path (historical baseline)"], ingest.prototype),
+    ("live", ["4. Fan-out: 1,000 websocket viewers of one metric, 50 live calls",
+              "5. Detection latency: call start and end at a viewer"], live.live),
+    ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
+    ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
+    ("json", ["JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
 ]
 
 
@@ -102,18 +115,20 @@ def main(argv=None):
     sections = []
     ctx = Context(mode, work_dir)
     try:
-        for key, title, run in BENCHMARKS:
+        for key, titles, run in BENCHMARKS:
             if wanted and key not in wanted:
                 continue
-            section = Section(title)
+            parts = [Section(title) for title in titles]
             began = time.monotonic()
             try:
-                run(ctx, section)
+                run(ctx, *parts)
             except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                section.error = f"{type(exc).__name__}: {exc}"
-            section.seconds = time.monotonic() - began
-            sections.append(section)
-            print(text_table([section]), flush=True)
+                for section in parts:
+                    section.error = section.error or f"{type(exc).__name__}: {exc}"
+            for section in parts:
+                section.seconds = time.monotonic() - began
+            sections.extend(parts)
+            print(text_table(parts), flush=True)
     finally:
         ctx.close()
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -132,7 +132,7 @@ def _batched_through_server(ctx, database):
         with cpu_meter({"server": server, "influxd": ctx.influxd.process}) as cpu:
             summary = wrk(server.url + WRITE_PATH, ["batch", "json", BATCH_SAMPLES, BATCH_CALLS, base_us],
                           seconds=ctx.mode.seconds)
-            harness.wait_until(lambda: _buffer_empty(server), 60, "the server's buffer to drain")
+            harness.wait_until(lambda: buffer_empty(server), 60, "the server's buffer to drain")
         elapsed = time.monotonic() - started
         _checked(summary, "server batched")
     finally:
@@ -145,7 +145,8 @@ def _batched_through_server(ctx, database):
     return counted / elapsed, {name: used / elapsed for name, used in cpu.items()}
 
 
-def _buffer_empty(server):
+def buffer_empty(server):
+    """The server has written every acknowledged point (its /readyz says so)."""
     status, body = harness.http("GET", server.url + "/readyz")
     return json.loads(body).get("buffer") == 0
 

@@ -1,0 +1,220 @@
+"""Scaling: ingest through nginx with one and two server processes, and the
+cost of a detector tick per live call from 10 to 5,000 live calls."""
+import asyncio
+import os
+import statistics
+import time
+
+from rtcscope import registry
+from rtcscope.detector import CallDetector
+from rtcscope.store import Store
+
+from . import harness, ingest
+from .harness import BenchError, cpu_meter, wrk
+from .report import median_ratio, spread
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 4m;
+    client_body_buffer_size 4m;
+    upstream rtcscope {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://rtcscope;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx(harness.HTTPProc):
+    """nginx in the foreground with a generated config: a keep-alive upstream of `servers`."""
+
+    def __init__(self, servers, log_dir):
+        directory = os.path.join(log_dir, f"nginx-{time.time_ns()}")
+        os.makedirs(directory)
+        os.chmod(directory, 0o777)  # workers run as nobody when started as root
+        port = harness.free_port()
+        config = os.path.join(directory, "nginx.conf")
+        with open(config, "w") as out:
+            out.write(NGINX_CONF.format(dir=directory, port=port, servers="\n".join(
+                f"        server 127.0.0.1:{server.port};" for server in servers)))
+        super().__init__("nginx", ["nginx", "-c", config, "-p", directory], log_dir, port)
+
+    def pids(self):
+        """The master and its workers."""
+        out = [self.pid]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == self.pid:
+                            out.append(int(entry))
+                except OSError:
+                    continue
+        return out
+
+
+def _behind_nginx(ctx, processes):
+    """Batched ingest through nginx to `processes` servers on one database: (samples/s, cores busy)."""
+    database = ctx.database(f"nginx{processes}")
+    servers = [harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-n{processes}-{index}")
+               for index in range(processes)]
+    nginx = None
+    try:
+        nginx = Nginx(servers, ctx.log_dir)
+        meters = {f"server {i + 1}": server for i, server in enumerate(servers)}
+        meters.update({f"nginx {i}": pid for i, pid in enumerate(nginx.pids())})
+        meters["influxd"] = ctx.influxd.process
+        started = time.monotonic()
+        with cpu_meter(meters) as cpu:
+            summary = wrk(nginx.url + ingest.WRITE_PATH,
+                          ["batch", "json", ingest.BATCH_SAMPLES, ingest.BATCH_CALLS, int(time.time() * 1e6)],
+                          seconds=ctx.mode.seconds, threads=1)
+            for server in servers:
+                harness.wait_until(lambda: ingest.buffer_empty(server), 60, "the servers' buffers to drain")
+        elapsed = time.monotonic() - started
+    finally:
+        if nginx:
+            nginx.stop()
+        for server in servers:
+            server.stop()
+    if summary["error_count"]:
+        raise BenchError(f"{summary['error_count']} errors through nginx: {summary['errors']}")
+    counted = harness.count_samples(ctx.influxd, database)
+    if counted < summary["requests"] * ingest.BATCH_SAMPLES:
+        raise BenchError(f"only {counted} of {summary['requests'] * ingest.BATCH_SAMPLES} samples reached InfluxDB")
+    cores = {"servers": sum(v for k, v in cpu.items() if k.startswith("server")),
+             "nginx": sum(v for k, v in cpu.items() if k.startswith("nginx")),
+             "influxd": cpu["influxd"], "wrk": summary["wrk_cpu"]}
+    return counted / elapsed, {name: used / elapsed for name, used in cores.items()}
+
+
+def processes(ctx, section):
+    one, two, one_cpu, two_cpu = [], [], [], []
+    for index in range(ctx.mode.rounds):
+        for count in ((1, 2) if index % 2 == 0 else (2, 1)):
+            rate, cores = _behind_nginx(ctx, count)
+            (one if count == 1 else two).append(rate)
+            (one_cpu if count == 1 else two_cpu).append(cores)
+    pairs = list(zip(two, one))
+    section.add("samples/s, 2 server processes behind nginx", statistics.median(two), "samples/s",
+                "1 process behind nginx", statistics.median(one), ratio_override=median_ratio(pairs))
+    for label, runs in (("1 process", one_cpu), ("2 processes", two_cpu)):
+        cores = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+        section.note(f"CPU cores busy, {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()) +
+                     f" = {sum(cores.values()):.2f} of {os.cpu_count()}.")
+    section.note(f"Batched JSON bodies as in 2, wrk → nginx (1 worker, keep-alive upstream; a generated minimal "
+                 f"configuration) → servers → one influxd; {ctx.mode.rounds} rounds alternating "
+                 f"(spread {spread(pairs)}).")
+
+
+# --- detector tick per live call ------------------------------------------------
+
+
+class CountingViewer:
+    """A viewer (the detector's `send`/`close` interface) that counts what it is sent."""
+
+    def __init__(self):
+        self.messages = 0
+        self.bytes = 0
+
+    def send(self, message):
+        self.messages += 1
+        self.bytes += len(message)
+
+    def close(self, code, reason):
+        pass
+
+
+def _calls_lines(count, now_ms, step):
+    """Presence rows (received now) and one rtt sample per live call, at `now_ms`."""
+    lines = []
+    for index in range(count):
+        call = f"tick-{index:05d}"
+        lines.append(f"rtc_calls,call={call},peer=p first={now_ms - 60_000}.0,last={now_ms}.0,recv={now_ms}.0 "
+                     f"{now_ms * 1_000_000}".encode())
+        lines.append(f"rtc_stats,call={call},kind=audio,peer=p rtt={30 + (index + step) % 17}.0 "
+                     f"{now_ms * 1_000_000}".encode())
+    return lines
+
+
+async def _tick_costs(ctx, count, ticks):
+    """(wall seconds, bench-process CPU seconds, influxd CPU seconds) per tick with `count` live calls."""
+    store = Store(ctx.influxd.url, ctx.database(f"tick{count}"))
+    try:
+        await store.setup()
+
+        async def feed(step):
+            lines = _calls_lines(count, int(time.time() * 1000), step)
+            for start in range(0, len(lines), 5000):
+                await store.write(b"\n".join(lines[start:start + 5000]))
+
+        await feed(0)
+        detector = CallDetector(store, timeout_ms=600_000, tick_ms=1000)
+        await detector.run_tick()
+        viewer = CountingViewer()
+        await detector.watch(registry.lookup("rtt"), viewer)
+        costs = []
+        for step in range(1, ticks + 1):
+            await asyncio.sleep(1.0)  # a new bucket's worth of time, as between real ticks
+            await feed(step)
+            wall, cpu, influx = time.perf_counter(), time.process_time(), harness.cpu_seconds(ctx.influxd.process.pid)
+            await detector.run_tick()
+            costs.append((time.perf_counter() - wall, time.process_time() - cpu,
+                          harness.cpu_seconds(ctx.influxd.process.pid) - influx))
+        if detector.failures or len(detector.live_calls) != count:
+            raise BenchError(f"detector with {count} calls: {detector.failures} failed ticks, "
+                             f"{len(detector.live_calls)} live")
+        if not viewer.messages:
+            raise BenchError(f"detector with {count} calls sent the viewer nothing")
+        return [statistics.median(column) for column in zip(*costs)]
+    finally:
+        await store.close()
+
+
+def detector_curve(ctx, section):
+    sizes = ctx.mode.tick_calls
+    costs = {count: asyncio.run(_tick_costs(ctx, count, ctx.mode.tick_rounds)) for count in sizes}
+    base = ctx.mode.tick_baseline
+    base_wall = costs[base][0] / base
+    for count in sizes:
+        wall, cpu, influx = costs[count]
+        figure = section.add(f"tick cost per live call, {count:,} calls", wall / count * 1e6, "µs",
+                             f"per call at {base:,}", base_wall * 1e6)
+        if count == max(sizes):
+            figure.target, figure.met = "≤ 1.25 (linear)", wall / count <= 1.25 * base_wall
+        section.note(f"{count:,} live calls: tick {wall * 1000:.1f} ms wall, detector CPU {cpu * 1000:.1f} ms, "
+                     f"influxd CPU {influx * 1000:.1f} ms (median of {ctx.mode.tick_rounds} ticks).")
+    counts = list(sizes)
+    walls = [costs[c][0] for c in counts]
+    slope, intercept = _fit(counts, walls)
+    section.note(f"Least-squares line: tick ≈ {intercept * 1000:.1f} ms + {slope * 1e6:.1f} µs × live calls. "
+                 "The detector runs in the bench process against the shared influxd: one watched metric, one "
+                 "viewer, every call with a new sample each tick.")
+
+
+def _fit(xs, ys):
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    return slope, mean_y - slope * mean_x
+
