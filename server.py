@@ -75,7 +75,7 @@ class Application(tornado.web.Application):
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
-        self.telemetry = make_telemetry(writer)
+        self.telemetry = make_telemetry(writer, detector)
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
@@ -155,7 +155,7 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_telemetry(writer):
+def make_telemetry(writer, detector):
     """Declare every family /metrics shows; handlers count into the `_total` ones."""
     telemetry = Telemetry()
     telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
@@ -178,6 +178,18 @@ def make_telemetry(writer):
                     lambda: int(writer.healthy))
     telemetry.gauge("rtcscope_spool_bytes", "bytes in the spool directory, waiting for replay",
                     writer.spool_size)
+    telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
+    telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
+                      lambda: detector.queries)
+    telemetry.counter("rtcscope_detector_skipped_ticks_total", "ticks skipped while the previous one still ran",
+                      lambda: detector.skipped)
+    telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
+                      lambda: detector.failures)
+    telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(detector.live_calls))
+    telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: detector.viewer_count)
+    telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
+                    lambda: len(detector.watches))
+    telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
     return telemetry
 
 

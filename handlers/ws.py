@@ -62,6 +62,7 @@ class GraphSocket(tornado.websocket.WebSocketHandler):
             return
         if self.pending > self.max_pending:
             log.info("dropping a slow viewer of %s: %d bytes pending", self.request.path, self.pending)
+            self.application.telemetry.inc("rtcscope_graph_viewers_dropped_total")
             return self.close(CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
         size = len(message)
         self.pending += size

@@ -271,3 +271,4 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     opcode, payload = frames[-1]
     assert opcode == 0x8 and struct.unpack(">H", payload[:2])[0] == 4008
     assert b"too slow" in payload
+    assert app.telemetry.value("rtcscope_graph_viewers_dropped_total") == 1
