@@ -29,7 +29,9 @@ run: install
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Quick benchmarks (report in bench/results/); BENCH_ARGS=--full rewrites docs/PERFORMANCE.md.
 bench: install
+	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import harness, ingest, jsonlibs, live, scaling
+from . import harness, ingest, jsonlibs, live, profile, scaling
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -55,6 +55,7 @@ BENCHMARKS = [
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
     ("json", ["JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
+    ("profile", ["Profile: where a server process spends its CPU"], profile.profile),
 ]
 
 

@@ -6,6 +6,7 @@ timed) gets samples for 50 live calls every second. A separate process holds
 the viewers: first 1 (the baseline), then 1,000. While the single viewer
 watches, probe calls start, then end by an explicit event or by silence.
 """
+import contextlib
 import http.client
 import json
 import os
@@ -202,42 +203,52 @@ def watch_phase(ctx, server, tick_log, ws_url, viewers, seconds, name, during=No
     }
 
 
-def live(ctx, fanout, detection):
-    tick_log = os.path.join(ctx.work_dir, "ticks.jsonl")
-    database = ctx.database("live")
+@contextlib.contextmanager
+def fed_server(ctx, name):
+    """A timed-ticks server with LIVE_CALLS calls posting every second; yields
+    (server, tick log path, websocket URL of the watched metric)."""
+    tick_log = os.path.join(ctx.work_dir, f"{name}-ticks.jsonl")
+    database = ctx.database(name)
     port = harness.free_port()
     argv = [sys.executable, "-m", "bench.served", f"--port={port}", f"--influxdb-url={ctx.influxd.url}",
-            f"--database={database}", f"--spool-dir={os.path.join(ctx.work_dir, 'live-spool')}",
+            f"--database={database}", f"--spool-dir={os.path.join(ctx.work_dir, name + '-spool')}",
             f"--call-timeout={CALL_TIMEOUT_S}", f"--tick={TICK_S}", f"--flush-interval={FLUSH_S}"]
-    server = harness.HTTPProc("server-live", argv, ctx.log_dir, port, env={"RTCSCOPE_BENCH_TICK_LOG": tick_log})
-    harness.wait_until(lambda: harness.database_exists(ctx.influxd, database), 30, "the live database")
+    server = harness.HTTPProc(name, argv, ctx.log_dir, port, env={"RTCSCOPE_BENCH_TICK_LOG": tick_log})
     feeder = Feeder(server.url, limit=600)
-    feeder.start()
-    ws_url = f"ws://127.0.0.1:{port}/ws/graph/{METRIC}"
     try:
+        harness.wait_until(lambda: harness.database_exists(ctx.influxd, database), 30, f"database {database}")
+        feeder.start()
         harness.wait_until(lambda: _live_count(server) >= LIVE_CALLS, 30, f"{LIVE_CALLS} live calls", interval=0.2)
-        probes = []
+        yield server, tick_log, f"ws://127.0.0.1:{port}/ws/graph/{METRIC}"
+    finally:
+        feeder.stopping.set()
+        if feeder.is_alive():
+            feeder.join(10)
+        server.stop()
+    if feeder.error:
+        raise BenchError(f"posting samples failed: {feeder.error}")
 
-        def start_probes():
-            count = ctx.mode.probes
-            for index in range(count):  # spread over two ticks: every phase of the tick is seen
-                probe = Probe(server.url, f"probe-{index:02d}", 2 * TICK_S * index / count, by_event=index % 2 == 0)
-                probe.start()
-                probes.append(probe)
 
-        probe_seconds = 2 * TICK_S + PROBE_SAMPLES * 0.5 + CALL_TIMEOUT_S + 2 * TICK_S + 1
+def live(ctx, fanout, detection):
+    probes = []
+
+    def start_probes():
+        count = ctx.mode.probes
+        for index in range(count):  # spread over two ticks: every phase of the tick is seen
+            probe = Probe(server.url, f"probe-{index:02d}", 2 * TICK_S * index / count, by_event=index % 2 == 0)
+            probe.start()
+            probes.append(probe)
+
+    probe_seconds = 2 * TICK_S + PROBE_SAMPLES * 0.5 + CALL_TIMEOUT_S + 2 * TICK_S + 1
+    with fed_server(ctx, "live") as (server, tick_log, ws_url):
         one = watch_phase(ctx, server, tick_log, ws_url, 1, max(ctx.mode.ticks, probe_seconds), "one",
                           during=start_probes)
         for probe in probes:
             probe.join(30)
         many = watch_phase(ctx, server, tick_log, ws_url, ctx.mode.viewers, ctx.mode.ticks, "many")
-    finally:
-        feeder.stopping.set()
-        feeder.join(10)
-        server.stop()
-    for thread in [feeder, *probes]:
-        if thread.error:
-            raise BenchError(f"posting samples failed: {thread.error}")
+    for probe in probes:
+        if probe.error:
+            raise BenchError(f"posting samples failed: {probe.error}")
     _fanout_figures(fanout, ctx, one, many)
     _detection_figures(detection, one["result"]["messages"], probes)
 

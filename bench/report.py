@@ -95,6 +95,9 @@ def text_table(sections):
         lines.append(f"== {section.title} ({section.seconds:.0f} s)")
         if section.error:
             lines.append(f"   ERROR: {section.error}")
+        if not section.figures:
+            lines.extend(f"   - {note}" for note in section.notes)
+            continue
         rows = [HEADER] + list(_rows(section))
         widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
         for row in rows:
