@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core
+APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
 
@@ -28,6 +28,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# One executable, dist/rtcscope-server, carrying templates/ and static/ (cached under build/binary/).
+binary: install
+	PY=$(PY) scripts/build-binary.sh
 
 # Quick benchmarks (report in bench/results/); BENCH_ARGS=--full rewrites docs/PERFORMANCE.md.
 bench: install

@@ -15,19 +15,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess:
-    def __init__(self, log_dir, command=None, port=None, **options):
+    def __init__(self, log_dir, command=None, port=None, cwd=ROOT, **options):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = command or [sys.executable, os.path.join(ROOT, "server.py")]
         self.options = {"address": "127.0.0.1", "port": self.port, **options}
         self.log_path = os.path.join(log_dir, f"server-{self.port}.log")
+        self.cwd = cwd
         self.process = None
 
     def start(self, timeout=60):
         args = [f"--{name}={value}" for name, value in self.options.items()]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command + args, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=ROOT)
+                                            cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

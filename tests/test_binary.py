@@ -1,0 +1,72 @@
+"""The single executable (`make binary`): built from this tree, run from
+somewhere else against a real influxd, it ingests, answers a query, serves a
+page with its static files and a live websocket, and stops cleanly."""
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import now_ms
+from tests.helpers import eventually, get, post
+from tests.processes import ROOT, ServerProcess
+from tests.test_ws import Viewer
+
+BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
+
+
+@pytest.fixture(scope="module")
+def binary():
+    if importlib.util.find_spec("PyInstaller") is None:
+        pytest.skip("PyInstaller is not installed (it comes with requirements.txt: make install)")
+    build = subprocess.run(["make", "-s", "binary"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert os.access(BINARY, os.X_OK)
+    return BINARY
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_binary_serves_everything_from_its_own_files(binary, influxd, tmp_path, http_client):
+    workdir = tmp_path / "elsewhere"  # no templates/ or static/ here: they must come from the binary
+    workdir.mkdir()
+    server = ServerProcess(str(tmp_path), command=[binary], cwd=str(workdir), influxdb_url=influxd.url,
+                           database="binary", spool_dir=workdir / "spool", flush_interval="0.1s",
+                           tick="0.2s").start()
+    try:
+        base = server.url
+        viewer = await Viewer.open(base, "/ws/graph/rtt", origin=base)
+        await viewer.next("snapshot")
+        call, ts = f"bin-{now_ms()}", now_ms() - 500
+        status, body, _ = await post(http_client, base + "/v1/stats/write/",
+                                     [{"call": call, "peer": "a", "ts": ts, "stats": {"rtt": 25.0}}])
+        assert status == 200 and body["accepted"] == 1
+        _, started = await viewer.next("call_started", call)
+        assert started["at"] == ts
+        _, points = await viewer.next("points", call)
+        assert points["calls"][call][-1][1] == 25.0
+        viewer.close()
+
+        async def queried():
+            status, body, _ = await get(http_client, base + "/v1/stats/?type=rtt")
+            return status == 200 and call in body and any(p["mean"] == 25.0 for p in body[call])
+
+        await eventually(queried, timeout=20, interval=0.2)
+
+        response = await http_client.fetch(base + "/dashboard")
+        assert response.headers["Content-Type"].startswith("text/html")
+        page = response.body.decode()
+        assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+        assert any(a.split("?")[0].endswith(".js") for a in assets), assets
+        assert any(a.split("?")[0].endswith(".css") for a in assets), assets
+        for asset in assets:
+            response = await http_client.fetch(base + asset)
+            assert response.code == 200 and response.body, asset
+        response = await http_client.fetch(base + "/rtcscope.js")
+        assert b"RTCScope" in response.body
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.log()
+    finally:
+        server.stop()
+    assert not (workdir / "templates").exists()
