@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually, get, post
 from tests.influxd import free_port
+from tests.test_ws import Viewer
 
 SAMPLE_LINE = re.compile(
     r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? '
@@ -116,3 +117,28 @@ async def test_outage_shows_in_depth_failures_and_spool(http_client, start_serve
     families = await scrape(http_client, base_url)
     assert value(families, "rtcscope_spool_bytes") > 100
     assert value(families, "rtcscope_buffer_depth") == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_live_calls_and_viewers(http_client, base_url, app):
+    families = await scrape(http_client, base_url)
+    assert families["rtcscope_live_calls"][0] == families["rtcscope_graph_viewers"][0] == "gauge"
+    assert value(families, "rtcscope_live_calls") == value(families, "rtcscope_graph_viewers") == 0
+    viewers = [await Viewer.open(base_url, "/ws/graph/rtt") for _ in range(3)]
+    for viewer in viewers:
+        await viewer.next("snapshot")
+    status, _, _ = await post(http_client, base_url + "/v1/stats/write/",
+                              [{"call": call, "ts": now_ms(), "stats": {"rtt": 1}} for call in ("m-a", "m-b")])
+    assert status == 200
+    await viewers[0].next("call_started", "m-b")
+
+    async def gauges(live, watching):
+        families = await scrape(http_client, base_url)
+        return value(families, "rtcscope_live_calls") == live and \
+            value(families, "rtcscope_graph_viewers") == watching
+
+    await eventually(lambda: gauges(2, 3))
+    viewers[0].close()
+    await eventually(lambda: gauges(2, 2))
+    for viewer in viewers[1:]:
+        viewer.close()
