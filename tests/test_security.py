@@ -297,3 +297,38 @@ async def test_websocket_origin_same_origin_or_allow_list(http_client, start_ser
     assert (await open_socket(url, {"Origin": base_url + ".evil.example"}))[0] == 403
     status, message = await open_socket(url)  # no Origin: not a browser
     assert status == 101 and message["type"] == "snapshot"
+
+
+# --- the pages work under their Content-Security-Policy ---------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=120)
+async def test_pages_run_under_the_policy_without_violations(http_client, base_url, app, tmp_path):
+    from playwright.async_api import async_playwright
+
+    call = f"csp-{now_ms()}"
+    status, _, _ = await post(http_client, base_url + "/v1/stats/write/",
+                              [{"call": call, "peer": "alice", "kind": "audio", "ts": now_ms() - i * 1000,
+                                "stats": {"rtt": 30.0 + i, "packetsLost": i}} for i in range(5)])
+    assert status == 200
+    await eventually(lambda: app.writer.depth == 0)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            problems = []
+            page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            for path in ("/dashboard", "/graph/rtt/", f"/calls/{call}/"):
+                response = await page.goto(base_url + path)
+                assert response.status == 200
+                assert "script-src 'self'" in response.headers["content-security-policy"]
+                await page.wait_for_selector("canvas", timeout=20_000)  # a chart was drawn by the page's scripts
+                await page.screenshot(path=str(tmp_path / (path.strip("/").replace("/", "_") + ".png")))
+            assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+        finally:
+            await browser.close()
