@@ -7,6 +7,7 @@ import time
 
 import tornado.web
 
+from rtcscope.detector import RATE_SETTLE_MS
 from rtcscope.registry import COUNTER
 from rtcscope.timeparse import bucket_for, parse_duration, parse_time_ms
 
@@ -42,8 +43,8 @@ class SeriesHandler(APIHandler):
         # A rate's first bucket needs the one before it.
         query_start = first_bucket - bucket_ms if rate else first_bucket
         series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call)
-        # An open bucket's rate covers part of the bucket over all of its time: leave it out.
-        last_bucket = min(end, now - bucket_ms) if rate else end
+        # A rate's bucket still open (or just closed) covers part of its increase over all of its time.
+        last_bucket = min(end, now - bucket_ms - RATE_SETTLE_MS) if rate else end
         calls = {}
         for name, points in sorted(series.items()):
             kept = [[ms, value] for ms, value in points if value is not None and first_bucket <= ms <= last_bucket]

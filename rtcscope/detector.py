@@ -24,6 +24,9 @@ BUCKET_MS = 2000
 SNAPSHOT_MS = 5 * 60 * 1000
 # Buckets re-read every tick, so samples that arrive a few seconds late still land.
 RECENT_BUCKETS = 4
+# A rate's bucket is drawn once it has closed and its last samples have had
+# time to arrive (a client's send interval plus the flush interval, roughly).
+RATE_SETTLE_MS = 1000
 # Presence rows stamped up to this far ahead count (servers whose clocks run fast).
 CLOCK_SLACK_MS = 60_000
 
@@ -60,11 +63,11 @@ class Watch:
     def merge(self, call, points, since_ms, now_ms):
         """Store new or changed buckets; return them as [[ms, value]].
 
-        A rate's bucket is used once it has closed: while open it holds part
-        of the bucket's increase over the whole bucket's time, a dip that would
-        be redrawn every tick."""
+        A rate's bucket is used once it has closed and settled: before that it
+        holds part of the bucket's increase over the whole bucket's time, a dip
+        that would be redrawn every tick."""
         known = self.series.setdefault(call, {})
-        until = now_ms - BUCKET_MS if self.rate else now_ms
+        until = now_ms - BUCKET_MS - RATE_SETTLE_MS if self.rate else now_ms
         newest = next(reversed(known)) if known else None
         out_of_order = False
         changed = []

@@ -113,7 +113,7 @@ async def test_started_points_then_explicit_end_of_every_peer(http_client, base_
 async def test_counters_are_rates_and_only_changed_buckets_are_sent(http_client, base_url, app):
     detector = app.detector
     await detector.run_tick()
-    start = (now_ms() - 6000) // BUCKET_MS * BUCKET_MS
+    start = (now_ms() - 8000) // BUCKET_MS * BUCKET_MS
     # 5 packets every 500 ms over two buckets: 10 packets/s, shown on the second
     # bucket (a rate needs the bucket before it)
     await send(http_client, base_url, app, samples("c-2", start, 8, step=500, packetsLost=(0.0, 5.0)))

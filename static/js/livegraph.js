@@ -274,7 +274,7 @@
       this.element = this.options.bare ? parent : RS.el("section", { class: "chart-card" });
       this.element.append(head, this.body);
       if (!this.options.bare) parent.append(this.element);
-      this.chart = new SeriesChart(this.body, metricName, this.options.height || 210);
+      this.chart = new SeriesChart(this.body, metricName, this.options.height || 236);
     }
 
     setRange(spec) {
