@@ -333,9 +333,9 @@ ENDPOINTS = [
     ("/v1/series/", ["type", "metric", "call", "start", "end", "duration", "since"]),
     ("/v1/stats/write/", ["precision", "key"]),
     ("/healthz", []), ("/readyz", []), ("/metrics", []),
-    #("/dashboard", ["metric", "metrics", "range", "start", "end", "token"]),
-    #("/graph/rtt/", ["range", "start", "end", "token"]),
-    #("/calls/fuzz-lp/", ["metric", "token"]),
+    ("/dashboard", ["metric", "metrics", "range", "start", "end", "token"]),
+    ("/graph/rtt/", ["range", "start", "end", "token"]),
+    ("/calls/fuzz-lp/", ["metric", "token"]),
     ("/demo", []),
 ]
 PATH_SEGMENTS = st.one_of(st.text(min_size=1, max_size=30), st.sampled_from(
@@ -377,8 +377,8 @@ def test_every_query_parameter_of_every_endpoint(server):
     get()
 
     @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from(["/v1/stats/{}/?type=rtt", "/v1/calls/{}/",
-                            "/ws/graph/{}", "/v1/{}"]), PATH_SEGMENTS)
+    @given(st.sampled_from(["/v1/stats/{}/?type=rtt", "/v1/calls/{}/", "/graph/{}/", "/calls/{}/",
+                            "/ws/graph/{}", "/v1/{}", "/{}"]), PATH_SEGMENTS)
     def path_segments(template, segment):
         status, content_type, body = request(server, "GET", template.format(quote(segment)))
         assert_answer(status, content_type, body, json_errors=template.startswith("/v1/"))
