@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+import server
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
 from tests.processes import ROOT, ServerProcess
@@ -70,3 +71,18 @@ async def test_binary_serves_everything_from_its_own_files(binary, influxd, tmp_
     finally:
         server.stop()
     assert not (workdir / "templates").exists()
+
+
+def test_systemd_unit_verifies_and_names_real_options(binary, tmp_path):
+    """conf/rtcscope.service, installed as a template, pointing at the built binary."""
+    with open(os.path.join(ROOT, "conf", "rtcscope.service")) as shipped:
+        unit = shipped.read()
+    exec_start = re.search(r"^ExecStart=(.*?)(?<!\\)$", unit, re.M | re.S).group(1)
+    options = set(re.findall(r"--([a-z_-]+)=", exec_start))
+    known = {name.replace("_", "-") for name in server.options._options}
+    assert options and options <= known, options - known
+    assert exec_start.split()[0] == "/usr/local/bin/rtcscope-server"
+    (tmp_path / "rtcscope@.service").write_text(unit.replace("/usr/local/bin/rtcscope-server", binary))
+    verify = subprocess.run(["systemd-analyze", "verify", "./rtcscope@8081.service"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stdout.strip() and not verify.stderr.strip(), verify
