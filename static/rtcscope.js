@@ -21,6 +21,7 @@
   var PRIVATE_FIELDS = ["address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment"];
   var SKIPPED_TYPES = {certificate: true};
   var RETRY_STATUSES = {429: true, 500: true, 502: true, 503: true, 504: true};
+  var STOP_TIMEOUT_MS = 3000;
 
   var DEFAULTS = {
     server: null,         // rtcscope-server origin; default: where this script came from, else this page
@@ -134,6 +135,7 @@
     this.peer = settings.peer || randomId("peer-");
     this.url = server + WRITE_PATH + (settings.key ? "?key=" + encodeURIComponent(settings.key) : "");
     this.stopped = false;
+    this._ended = false;
     this.stats = {polled: 0, delivered: 0, dropped: 0, rejected: 0, backoffs: 0, beaconed: 0, lastError: null};
     this._queue = [];         // [{json, bytes}], oldest first
     this._inFlight = null;    // {samples, keepalive, promise} of the request being sent
@@ -249,8 +251,8 @@
 
   Monitor.prototype._settle = function (samples, status, waitMs, message) {
     var delivered = status >= 200 && status < 300;
-    if (this.stopped && !delivered) {
-      this.stats.dropped += samples.length;   // stop() gave up waiting for this request
+    if (this._ended && !delivered) {
+      this.stats.dropped += samples.length;   // the closing beacon has gone without these
       return;
     }
     if (delivered) {
@@ -278,7 +280,9 @@
       var wait = waitMs != null ? waitMs : backoff;
       this._retryAt = Date.now() + wait;
       clearTimeout(this._retryTimer);
-      this._retryTimer = setTimeout(this._retry.bind(this), wait);
+      if (!this.stopped) {
+        this._retryTimer = setTimeout(this._retry.bind(this), wait);
+      }
       this._error((message || "server answered " + status) + "; retrying in " + Math.round(wait) + " ms");
       return;
     }
@@ -305,20 +309,42 @@
     }
   };
 
-  /** Stop polling, send what is left and the end event: the call ends for this peer at once. */
+  /** Stop polling, send what is left, then the end event: the call ends for this peer at once.
+   * The promise resolves once the end event is handed to the browser (within STOP_TIMEOUT_MS). */
   Monitor.prototype.stop = function () {
     if (this.stopped) {
       return Promise.resolve();
     }
     var self = this;
+    var deadline = Date.now() + STOP_TIMEOUT_MS;
     self._detach();
-    // Let a request in flight land first, so that the end event is the last thing the server receives.
-    var settled = self._inFlight ? self._inFlight.promise : Promise.resolve();
-    var timeout = new Promise(function (resolve) { setTimeout(resolve, 3000); });
-    return Promise.race([settled, timeout]).then(function () {
+    // The request in flight lands first and the queue is sent while the server takes it, so the
+    // end event is the last thing the server receives and the beacon carries only what is left.
+    function drain() {
+      if (Date.now() >= deadline) {
+        return null;
+      }
+      if (self._inFlight) {
+        return until(self._inFlight.promise, deadline).then(drain);
+      }
+      if (!self._queue.length) {
+        return null;
+      }
+      var delivered = self.stats.delivered;
+      return until(self._send(self._take(self._batchBytes)), deadline).then(function () {
+        return self.stats.delivered > delivered ? drain() : null;
+      });
+    }
+    return Promise.resolve().then(drain).then(function () {
       self._end(true);
     });
   };
+
+  function until(promise, deadline) {
+    return Promise.race([promise, new Promise(function (resolve) {
+      setTimeout(resolve, Math.max(0, deadline - Date.now()));
+    })]);
+  }
 
   Monitor.prototype._detach = function () {
     this.stopped = true;
@@ -339,6 +365,7 @@
         this._queue = this._inFlight.samples.concat(this._queue);
       }
     }
+    this._ended = true;
     var end = JSON.stringify({call: this.call, peer: this.peer, event: "end"});
     var parts = [end];
     var bytes = end.length + 2;

@@ -1,0 +1,313 @@
+"""rtcscope.js in a real headless Chromium, with real WebRTC calls (fake camera and microphone):
+the /demo page end to end, back-off on 503 and on network errors, the closing beacon."""
+import contextlib
+import pathlib
+import socket
+
+import pytest
+from playwright.async_api import async_playwright
+from tornado.httpserver import HTTPServer
+
+import server
+from rtcscope.registry import extract
+from tests.helpers import eventually, get
+from tests.influxd import Influxd
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 "--autoplay-policy=no-user-gesture-required"]
+CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
+
+# A loopback call like /demo's, whose monitors keep every sample they take (window.samples) and
+# every error they report (window.errors), so a test can tell exactly what must have landed. They
+# start once the call is connected, so that every sample has something to store.
+LOOPBACK_PAGE = """<!doctype html>
+<script src="/rtcscope.js"></script>
+<script>
+window.samples = [];
+window.errors = [];
+window.startCall = async function (options) {
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+  const caller = new RTCPeerConnection(), callee = new RTCPeerConnection();
+  caller.onicecandidate = (e) => e.candidate && callee.addIceCandidate(e.candidate);
+  callee.onicecandidate = (e) => e.candidate && caller.addIceCandidate(e.candidate);
+  stream.getTracks().forEach((track) => caller.addTrack(track, stream));
+  const connected = new Promise((resolve) => {
+    const check = () => caller.connectionState === "connected" && callee.connectionState === "connected" && resolve();
+    caller.addEventListener("connectionstatechange", check);
+    callee.addEventListener("connectionstatechange", check);
+  });
+  await caller.setLocalDescription(await caller.createOffer());
+  await callee.setRemoteDescription(caller.localDescription);
+  await callee.setLocalDescription(await callee.createAnswer());
+  await caller.setRemoteDescription(callee.localDescription);
+  await connected;
+  window.monitors = {};
+  for (const [peer, pc] of [["caller", caller], ["callee", callee]]) {
+    window.monitors[peer] = RTCScope.monitor(pc, Object.assign({
+      peer: peer,
+      onsample: (sample) => samples.push(sample),
+      onerror: (message) => errors.push(peer + ": " + message)
+    }, options));
+  }
+};
+window.monitorStats = () => Object.fromEntries(Object.entries(monitors).map(
+  ([peer, monitor]) => [peer, Object.assign({queued: monitor.queued}, monitor.stats)]));
+window.stopAll = () => Promise.all(Object.values(monitors).map((monitor) => monitor.stop()));
+</script>
+"""
+
+
+@contextlib.asynccontextmanager
+async def chromium_page():
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("pageerror", lambda error: print("page error:", error))
+            yield page
+        finally:
+            await browser.close()
+
+
+async def open_loopback_page(page, origin, serve_client=False):
+    """The test page at `origin`/client-test (rtcscope.js too, when no server answers there yet)."""
+    await page.route(origin + "/client-test", lambda route: route.fulfill(
+        content_type="text/html", body=LOOPBACK_PAGE))
+    if serve_client:
+        await page.route(origin + "/rtcscope.js", lambda route: route.fulfill(
+            content_type="text/javascript", body=CLIENT_JS.read_text()))
+    await page.goto(origin + "/client-test")
+
+
+def stored_samples(influxd, database, call):
+    """{(peer, ts, kind): {field: value}} of a call's rtc_stats points, read from InfluxDB itself."""
+    stored = {}
+    for row in influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database):
+        key = (row.pop("peer"), row.pop("time"), row.pop("kind"))
+        row.pop("call")
+        assert key not in stored, key
+        stored[key] = {field: value for field, value in row.items() if value is not None}
+    return stored
+
+
+def expected_samples(samples):
+    """What the server must have stored of the samples a page took: registry.extract of each report."""
+    expected = {}
+    for sample in samples:
+        extracted = extract(sample["report"])
+        assert extracted, sample  # a connected call always has something to store
+        for kind, fields in extracted.items():
+            expected[(sample["peer"], sample["ts"], kind)] = fields
+    return expected
+
+
+def values(rows, field):
+    return [row[field] for row in rows if row.get(field) is not None]
+
+
+@pytest.mark.gen_test(timeout=120)
+@pytest.mark.app_config(call_timeout=120.0)
+async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_closes(
+        http_client, http_port, app, influxd, database):
+    origin = f"http://127.0.0.1:{http_port}"
+    async with chromium_page() as page:
+        await page.goto(origin + "/demo")
+        call = await page.evaluate("demo.call")
+        assert await page.text_content("#call-id") == call
+        assert await page.get_attribute("#call-link", "href") == f"/calls/{call}/"
+        # About 8 s of call: both ends have delivered 7 samples (the first comes at once).
+        await page.wait_for_function(
+            "demo.monitors.caller && demo.monitors.caller.stats.delivered >= 7"
+            " && demo.monitors.callee.stats.delivered >= 7", timeout=60_000)
+        assert await page.get_attribute("#call-state", "data-state") == "live"
+
+        status, live, _ = await get(http_client, origin + "/v1/calls/?state=live")
+        assert status == 200
+        (listed,) = [c for c in live["calls"] if c["call"] == call]
+        assert listed["state"] == "live" and listed["peers"] == ["callee", "caller"] and listed["ended"] is None
+
+        # Straight from InfluxDB: plausible values in the registry's units.
+        rows = influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)
+        caller_video = [r for r in rows if r["peer"] == "caller" and r["kind"] == "video"]
+        callee_video = [r for r in rows if r["peer"] == "callee" and r["kind"] == "video"]
+        rtts = values(rows, "rtt")
+        assert rtts and all(0 <= rtt < 500 for rtt in rtts)
+        assert max(rtts) >= 0.5  # milliseconds: a loopback RTT in seconds would be ~0.001
+        jitters = values(caller_video + callee_video, "jitter")
+        assert jitters and all(0 <= jitter < 100 for jitter in jitters) and max(jitters) > 0.05  # ms, not s
+        sent = values(caller_video, "bytesSent")
+        assert sent == sorted(sent) and sent[-1] > sent[0]
+        span_s = (caller_video[-1]["time"] - caller_video[0]["time"]) / 1000
+        assert 50_000 < (sent[-1] - sent[0]) * 8 / span_s < 20_000_000  # bit/s of a 640x480 stream
+        fps = values(callee_video, "framesPerSecond")
+        assert fps and 5 <= max(fps) <= 61
+        lost = values(caller_video, "packetsLost") + values(callee_video, "packetsLost")
+        assert lost and all(0 <= value < 100 for value in lost)
+        assert not any(key in row for row in rows for key in ("address", "ip", "port", "candidateType"))
+
+        # Through the REST API, with the registry's units.
+        status, summary, _ = await get(http_client, origin + f"/v1/calls/{call}/")
+        assert status == 200, summary
+        metrics = summary["metrics"]
+        assert metrics["rtt"]["unit"] == "ms" and 0.5 <= metrics["rtt"]["max"] < 500
+        assert metrics["jitter"]["unit"] == "ms" and metrics["jitter"]["max"] < 100
+        assert metrics["bitrate"]["unit"] == "bit/s" and 50_000 < metrics["bitrate"]["max"] < 20_000_000
+        assert metrics["framesPerSecond"]["unit"] == "fps" and 5 <= metrics["framesPerSecond"]["max"] <= 61
+        assert metrics["packetsLost"]["unit"] == "packets/s" and 0 <= metrics["packetsLost"]["max"] < 100
+        quality = summary["quality"]  # a loopback: no loss, RTT of a few ms (a busy machine may freeze a frame)
+        assert quality["verdict"] == "good" and 4.0 < quality["mos"] <= 4.5
+        assert not [p for p in quality["problems"] if p["problem"] in ("high_loss", "high_rtt")]
+        assert quality["timeline"] and all(4.0 < mos <= 4.5 for _, mos in quality["timeline"])
+        status, rtt_points, _ = await get(http_client, origin + f"/v1/stats/{call}/?type=rtt")
+        assert status == 200 and [p for p in rtt_points if p["mean"] is not None]
+        assert all(0 <= p["mean"] < 500 for p in rtt_points if p["mean"] is not None)
+
+        await page.close()  # pagehide: each monitor sends its end event with sendBeacon
+
+    # --call-timeout is 120 s, so only the end events can end the call this soon.
+    async def ended():
+        _, calls, _ = await get(http_client, origin + "/v1/calls/?state=ended")
+        return [c for c in calls["calls"] if c["call"] == call]
+    (finished,) = await eventually(ended, timeout=20)
+    assert finished["state"] == "ended" and finished["peers"] == ["callee", "caller"]
+    assert finished["ended"] >= finished["last_seen"] - 2000
+    events = influxd.rows(f"SELECT * FROM rtc_events WHERE call = '{call}'", database)
+    assert sorted(e["peer"] for e in events) == ["callee", "caller"]
+    assert all(e["end"] == 1.0 for e in events)
+
+
+@pytest.fixture
+def own_influxd(tmp_path):
+    """An influxd of this test's own, to take down and bring back."""
+    instance = Influxd(str(tmp_path / "influxd")).start()
+    yield instance
+    instance.cleanup()
+
+
+@pytest.mark.gen_test(timeout=150)
+async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
+        start_server, own_influxd, tmp_path):
+    """InfluxDB goes down, the server's small buffer fills and ingest answers 503 with Retry-After;
+    the client waits as told, keeps its samples, and when InfluxDB is back every sample it took is
+    stored once, with the values the registry extracts from it."""
+    application = await start_server(influxdb_url=own_influxd.url, database="backoff", max_buffer=40,
+                                      flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"))
+    application.writer.retry_max = 0.5
+    await application.store.setup()
+    async with chromium_page() as page:
+        await open_loopback_page(page, application.base_url)
+        await page.evaluate("startCall({call: 'backoff'})")
+
+        await wait_for_monitors(page, "s.delivered >= 2", timeout=30)
+
+        own_influxd.stop()
+        await wait_for_monitors(page, "s.backoffs >= 2", timeout=60)
+        assert application.writer.failures > 0 and application.writer.depth > 0  # held while InfluxDB is down
+        own_influxd.start()
+        await wait_for_monitors(page, "s.queued <= 2", timeout=60)
+        await page.evaluate("stopAll()")
+        samples = await page.evaluate("samples")
+        errors = await page.evaluate("errors")
+        final = await page.evaluate("monitorStats()")
+
+    # Retry-After (1 s at this flush interval) was honoured rather than the client's own backoff.
+    for peer in ("caller", "callee"):
+        assert f"{peer}: server answered 503; retrying in 1000 ms" in errors, errors
+        assert final[peer]["dropped"] == 0 and final[peer]["rejected"] == 0, final
+        assert final[peer]["polled"] == sum(1 for s in samples if s["peer"] == peer)
+    expected = expected_samples(samples)
+    assert len(expected) > 30
+    await assert_stored(own_influxd, "backoff", "backoff", expected)
+
+
+async def wait_for_monitors(page, condition, timeout):
+    """Wait until every monitor's stats (see monitorStats) meet `condition`, a JS expression on `s`."""
+    try:
+        await page.wait_for_function(f"Object.values(monitorStats()).every((s) => {condition})",
+                                     timeout=timeout * 1000, polling=200)
+    except Exception:
+        raise AssertionError(f"monitors never met {condition}: {await page.evaluate('monitorStats()')}")
+    return await page.evaluate("monitorStats()")
+
+
+async def assert_stored(influxd, database, call, expected):
+    """Everything expected is stored, and nothing else (once InfluxDB has it all)."""
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: stored_samples(influxd, database, call) == expected, timeout=30)
+    assert stored_samples(influxd, database, call) == expected
+
+
+def unused_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_client_survives_an_unreachable_server_keeping_the_newest_samples(app_config, influxd, database):
+    """Nothing listens where the client sends: network errors, back-off, a bounded queue that drops
+    the oldest samples. Then the server comes up there and the kept samples land, exactly those."""
+    port = unused_port()
+    origin = f"http://127.0.0.1:{port}"
+    application = server.make_app(**app_config)
+    http_server = HTTPServer(application)
+    started = False
+    try:
+        async with chromium_page() as page:
+            await open_loopback_page(page, origin, serve_client=True)
+            # Several monitors on one page get their own peer ids; the file also loads as an ES module.
+            ids = await page.evaluate("""async () => {
+                await import('/rtcscope.js');
+                const a = RTCScope.monitor(new RTCPeerConnection()), b = RTCScope.monitor(new RTCPeerConnection());
+                await Promise.all([a.stop(), b.stop()]);
+                return [a.peer, b.peer, a.call === b.call];
+            }""")
+            assert ids[0] != ids[1] and ids[2] is False
+
+            await page.evaluate("startCall({call: 'unreachable', maxQueue: 4, interval: 300, sendInterval: 600,"
+                                " minBackoff: 200, maxBackoff: 800})")
+
+            down = await wait_for_monitors(page, "s.polled >= 10 && s.backoffs >= 2", timeout=30)
+            for peer_stats in down.values():
+                assert peer_stats["delivered"] == 0 and peer_stats["queued"] <= 4
+                assert peer_stats["dropped"] == peer_stats["polled"] - peer_stats["queued"] >= 6
+            assert any("network error" in error for error in await page.evaluate("errors"))
+
+            await application.start()
+            started = True
+            await application.store.setup()
+            http_server.listen(port, "127.0.0.1")
+            await wait_for_monitors(page, "s.delivered >= 6 && s.queued <= 2", timeout=30)
+            await page.evaluate("stopAll()")
+            samples = await page.evaluate("samples")
+            final = await page.evaluate("monitorStats()")
+    finally:
+        http_server.stop()
+        if started:
+            await application.stop()
+
+    # Every sample kept is stored whole, with its extracted values; the dropped ones are not, and the
+    # first drops, while nothing listened, were the oldest. (Later drops, if a slow machine lets
+    # the queue overflow while a request is in flight, may be any queued sample.)
+    expected = expected_samples(samples)
+    kept = sum(final[peer]["polled"] - final[peer]["dropped"] for peer in ("caller", "callee"))
+    assert kept >= 12
+
+    def landed():
+        stored = stored_samples(influxd, database, "unreachable")
+        return stored if len({key[:2] for key in stored}) >= kept else None
+    with contextlib.suppress(AssertionError):
+        await eventually(landed, timeout=30)
+    stored = stored_samples(influxd, database, "unreachable")
+    assert set(stored) <= set(expected)
+    assert {key: expected[key] for key in stored} == stored
+    stored_ids = {key[:2] for key in stored}
+    assert len(stored_ids) == kept
+    assert {key for key in expected if key[:2] in stored_ids} == set(stored)
+    for peer in ("caller", "callee"):
+        oldest = [s["ts"] for s in samples if s["peer"] == peer][:down[peer]["dropped"]]
+        assert oldest and not stored_ids & {(peer, ts) for ts in oldest}
