@@ -4,6 +4,7 @@ Real processes: server.py is started as an operator would start it, influxd is
 killed and restarted, the server gets SIGTERM and SIGKILL. Every sample
 carries a unique `seq` and timestamp, so a sample stored twice would show
 as two rows and a lost one as a missing number."""
+import asyncio
 import http.client
 import json
 import os
@@ -14,10 +15,12 @@ import urllib.request
 
 import pytest
 
+from rtcscope.store import Store
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually
 from tests.influxd import Influxd
 from tests.processes import ServerProcess
+from tests.test_load import SlowProxy
 
 PER_REQUEST = 20
 POINTS_PER_REQUEST = PER_REQUEST + 1  # the samples and one presence point
@@ -228,3 +231,32 @@ async def test_a_refused_point_does_not_take_its_batch_with_it(http_client, base
     await eventually(lambda: app.writer.depth == 0)
     assert app.writer.points_rejected == 1
     assert stored_seqs(influxd, database) == list(range(99))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_shutdown_cuts_a_hanging_write_short_and_spools_it(http_client, start_server, influxd, database,
+                                                                 tmp_path):
+    """InfluxDB takes the write but does not answer in time: the shutdown
+    deadline cancels it mid-write, the batch is spooled, and replaying it
+    next time stores each sample once although InfluxDB got it twice."""
+    proxy = await SlowProxy(influxd.http_port, delay=30).start()
+    spool = tmp_path / "spool"
+    first = await start_server(influxdb_url=f"http://127.0.0.1:{proxy.port}", database=database,
+                               flush_interval=0.1, spool_dir=str(spool))
+    direct = Store(influxd.url, database)  # set up directly: through the proxy it would time out
+    await direct.setup()
+    await direct.close()
+    ts = now_ms()
+    response = await http_client.fetch(first.base_url + "/v1/stats/write/", method="POST", body=json.dumps(
+        [{"call": "hang", "ts": ts - i, "stats": {"seq": i}} for i in range(50)]))
+    assert response.code == 200
+    await eventually(lambda: proxy.connections > 0 and first.writer.depth == 51)
+    await asyncio.sleep(0.3)  # the write is on its way, its answer held back
+    await first.writer.stop(timeout=0.5)
+    spooled = list(spool.glob("*.lp"))
+    assert len(spooled) == 1 and spooled[0].read_bytes().count(b"\n") == 51
+    second = await start_server(influxdb_url=influxd.url, database=database, flush_interval=0.1,
+                                spool_dir=str(spool))
+    await eventually(lambda: not list(spool.glob("*.lp")) and second.writer.depth == 0)
+    assert stored_seqs(influxd, database) == list(range(50))
+    await proxy.close()

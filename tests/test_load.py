@@ -22,6 +22,7 @@ class SlowProxy:
         self.target_port = target_port
         self.delay = delay
         self.connections = 0
+        self._handlers = set()
 
     async def start(self):
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -30,6 +31,7 @@ class SlowProxy:
 
     async def _handle(self, client_reader, client_writer):
         self.connections += 1
+        self._handlers.add(asyncio.current_task())
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         await asyncio.gather(self._pipe(client_reader, upstream_writer, 0),
                              self._pipe(upstream_reader, client_writer, self.delay), return_exceptions=True)
@@ -45,8 +47,12 @@ class SlowProxy:
         finally:
             writer.close()
 
-    def close(self):
+    async def close(self):
+        """Stop listening and drop the connections, answers still held included."""
         self.server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 @pytest.mark.gen_test(timeout=240)
@@ -92,7 +98,7 @@ async def test_ingest_answers_with_500_viewers_and_a_slow_influxdb(influxd, tmp_
         for viewer in viewers:
             viewer.close()
         server.stop()
-        proxy.close()
+        await proxy.close()
     assert server.process.returncode == 0, server.log()[-3000:]
 
 
