@@ -67,3 +67,12 @@ class ServerProcess:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+
+def wait(condition, timeout=60, interval=0.1):
+    """Synchronous `eventually`, for tests that drive processes rather than an IOLoop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -19,7 +19,7 @@ from rtcscope.store import Store
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually
 from tests.influxd import Influxd
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, wait
 from tests.test_load import SlowProxy
 
 PER_REQUEST = 20
@@ -87,15 +87,6 @@ class Load(threading.Thread):
 
 def stored_seqs(influxd, database):
     return sorted(row["seq"] for row in influxd.rows('SELECT "seq" FROM "rtc_stats" WHERE time > 0', database))
-
-
-def wait(condition, timeout=60, interval=0.1):
-    """Synchronous `eventually`: these tests drive processes, not an IOLoop."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def kill_influxd(influxd):

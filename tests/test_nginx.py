@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
 from tests.influxd import free_port
-from tests.processes import ROOT, ServerProcess
+from tests.processes import ROOT, ServerProcess, wait
 from tests.test_ws import Viewer
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -98,9 +98,7 @@ def deployment(influxd, tmp_path_factory):
                              call_timeout="5s").start() for n in range(2)]
     nginx = Nginx(str(directory / "nginx"), [server.port for server in servers]).start()
     for server in servers:
-        eventually_ready = time.monotonic() + 30
-        while server.get_json("/readyz")[0] != 200 and time.monotonic() < eventually_ready:
-            time.sleep(0.1)
+        wait(lambda: server.get_json("/readyz")[0] == 200, timeout=30)
     yield nginx, servers, database
     nginx.stop()
     for server in servers:
@@ -134,13 +132,12 @@ def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
     after = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
     assert sum(after) - sum(before) == 40
     assert all(a > b for a, b in zip(after, before)), (before, after)  # both processes took some
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        rows = influxd.rows('SELECT "seq" FROM "rtc_stats" WHERE "call" = \'nginx-ka\'', database)
-        if len(rows) == 40:
-            break
-        time.sleep(0.1)
-    assert sorted(row["seq"] for row in rows) == list(range(40))
+    def stored():
+        return sorted(row["seq"] for row in
+                      influxd.rows('SELECT "seq" FROM "rtc_stats" WHERE "call" = \'nginx-ka\'', database))
+
+    wait(lambda: len(stored()) >= 40, timeout=20)
+    assert stored() == list(range(40))
 
 
 def test_errors_stay_json_through_nginx(deployment):
