@@ -39,6 +39,14 @@ class Recorder:
         self.messages.clear()
 
 
+async def watching(app, metric):
+    """The detector after its first tick, and a viewer of `metric` on it."""
+    viewer = Recorder()
+    await app.detector.run_tick()
+    await app.detector.watch(registry.lookup(metric), viewer)
+    return app.detector, viewer
+
+
 async def send(http_client, base_url, app, body):
     """POST and wait until InfluxDB has it."""
     status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
@@ -78,10 +86,7 @@ async def test_first_tick_learns_the_live_set_and_announces_nothing(http_client,
 
 @pytest.mark.gen_test(timeout=30)
 async def test_started_points_then_explicit_end_of_every_peer(http_client, base_url, app):
-    detector = app.detector
-    viewer = Recorder()
-    await detector.run_tick()
-    await detector.watch(registry.lookup("rtt"), viewer)
+    detector, viewer = await watching(app, "rtt")
     assert viewer.messages == [{"type": "snapshot", "metric": "rtt", "bucket_ms": BUCKET_MS, "calls": {}}]
     start = now_ms() - 3000
     await send(http_client, base_url, app, samples("c-1", start, 3, rtt=40.0) + samples("c-1", start, 3, peer="bob", rtt=60.0))
@@ -132,10 +137,7 @@ async def test_counters_are_rates_and_only_changed_buckets_are_sent(http_client,
 
 @pytest.mark.gen_test(timeout=30)
 async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, base_url, app):
-    detector = app.detector
-    viewer = Recorder()
-    await detector.run_tick()
-    await detector.watch(registry.lookup("rtt"), viewer)
+    detector, viewer = await watching(app, "rtt")
     first = now_ms() - 1000
     await send(http_client, base_url, app, samples("c-3", first, 2, rtt=20.0))
     await detector.run_tick()
@@ -155,10 +157,7 @@ async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_call_between_two_ticks_starts_and_ends(http_client, base_url, app):
-    detector = app.detector
-    viewer = Recorder()
-    await detector.run_tick()
-    await detector.watch(registry.lookup("rtt"), viewer)
+    detector, viewer = await watching(app, "rtt")
     start = now_ms() - 2000
     await send(http_client, base_url, app, samples("flash", start, 2, rtt=1.0) +
                [{"call": "flash", "event": "end", "ts": start + 1500}])

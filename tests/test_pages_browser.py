@@ -123,6 +123,7 @@ async def test_call_page_summary_quality_and_end_while_open(http_client, base_ur
 
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0)
 async def test_graph_page_and_ranges_draw_rest_series(http_client, base_url, app):
     start = now_ms() - 120_000
     await write(http_client, base_url, samples("range-call", [start + i * 5000 for i in range(20)]))
@@ -140,6 +141,7 @@ async def test_graph_page_and_ranges_draw_rest_series(http_client, base_url, app
 
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0)
 async def test_pages_fit_a_phone(http_client, base_url, app):
     await write(http_client, base_url, samples("phone-call", [now_ms() - 2000, now_ms()]))
     async with browser_page(390, 844) as page:

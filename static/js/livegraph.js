@@ -389,7 +389,6 @@
         this.mark("custom");
         return;
       }
-      this.form.hidden = true;
       if (range === "live") this.apply({ kind: "live", label: "Live · last 5 min" });
       else this.apply({ kind: "duration", duration: range, seconds: PRESETS[range][1], label: "Last " + PRESETS[range][0] });
     }
@@ -402,6 +401,7 @@
 
     apply(spec) {
       this.spec = spec;
+      this.form.hidden = spec.kind !== "custom";
       this.mark(spec.kind === "duration" ? spec.duration : spec.kind);
       const params = new URLSearchParams(location.search);
       params.delete("start");
