@@ -1,6 +1,8 @@
 """The client library at /rtcscope.js and the /demo loopback call that uses it."""
 import tornado.web
 
+from .pages import PageHandler
+
 CLIENT_SCRIPT = "rtcscope.js"
 CLIENT_CACHE_SECONDS = 3600
 
@@ -33,11 +35,11 @@ class ClientScriptHandler(tornado.web.StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
 
-class DemoHandler(tornado.web.RequestHandler):
+class DemoHandler(PageHandler):
     """A WebRTC loopback call in one page, monitored with the client library."""
 
     def get(self):
-        self.render("demo.html")
+        self.page("demo.html", page_name="demo")
 
 
 default_handlers = [

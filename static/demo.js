@@ -26,6 +26,7 @@
   var demo = {call: call, connections: {}, monitors: {}, stream: null};
   window.demo = demo;  // for the console (and the browser tests)
 
+  RS.setFeed("connecting", "starting");
   page.callId.textContent = call;
   page.callLink.href = "/calls/" + encodeURIComponent(call) + "/";
   document.title = call + " · Loopback demo · rtcscope";
@@ -131,9 +132,13 @@
 
   function showSending(peer, monitor) {
     var stats = monitor.stats;
+    var retrying = stats.lastError && monitor.queued > 1;
     var text = stats.delivered + " samples delivered, " + monitor.queued + " waiting";
-    if (stats.lastError && monitor.queued) text += " · " + stats.lastError;
+    if (retrying) text += " · " + stats.lastError;
     document.getElementById(peer).querySelector('[data-stat="sending"]').textContent = text;
+    // The top bar's feed indicator tells how sending goes on this page.
+    if (retrying) RS.setFeed("reconnecting", "retrying");
+    else if (stats.delivered) RS.setFeed("live", "sending stats");
   }
 
   // --- the call --------------------------------------------------------------------------------
@@ -177,6 +182,7 @@
         .then(function () { return caller.setRemoteDescription(callee.localDescription); });
     }).catch(function (error) {
       setState("failed", "failed");
+      RS.setFeed("error", "no call");
       showNotice("The call could not start: " + error);
     });
   }
@@ -188,6 +194,7 @@
       Object.keys(demo.connections).forEach(function (peer) { demo.connections[peer].close(); });
       if (demo.stream) demo.stream.getTracks().forEach(function (track) { track.stop(); });
       setState("ended");
+      RS.setFeed("paused", "call ended");
     });
   }
 
