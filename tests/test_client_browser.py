@@ -13,8 +13,6 @@ from rtcscope.registry import extract
 from tests.helpers import eventually, get
 from tests.influxd import Influxd
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -109,6 +107,25 @@ def values(rows, field):
     return [row[field] for row in rows if row.get(field) is not None]
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_client_script_is_served_as_javascript_cached_and_importable_from_anywhere(http_client, base_url, app):
+    status, _, response = await get(http_client, base_url + "/rtcscope.js")
+    assert status == 200
+    assert response.body == CLIENT_JS.read_bytes()
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert response.headers["Cache-Control"] == "public, max-age=3600"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    etag = response.headers["Etag"]
+    status, _, response = await get(http_client, base_url + "/rtcscope.js", headers={"If-None-Match": etag})
+    assert status == 304 and not response.body
+
+    status, _, response = await get(http_client, base_url + "/demo")
+    assert status == 200 and response.headers["Content-Type"].startswith("text/html")
+    page = response.body.decode()
+    assert '<script src="/static/rtcscope.js?v=' in page and '<script src="/static/demo.js?v=' in page
+
+
+@pytest.mark.browser
 @pytest.mark.gen_test(timeout=120)
 @pytest.mark.app_config(call_timeout=120.0)
 async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_closes(
@@ -188,6 +205,7 @@ def own_influxd(tmp_path):
     instance.cleanup()
 
 
+@pytest.mark.browser
 @pytest.mark.gen_test(timeout=150)
 async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
         start_server, own_influxd, tmp_path):
@@ -247,6 +265,7 @@ def unused_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.browser
 @pytest.mark.gen_test(timeout=120)
 async def test_client_survives_an_unreachable_server_keeping_the_newest_samples(app_config, influxd, database):
     """Nothing listens where the client sends: network errors, back-off, a bounded queue that drops
