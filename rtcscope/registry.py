@@ -185,6 +185,10 @@ def all_metrics() -> list[Metric]:
 
 _MS_PER_S = 1000.0
 
+# Feedback counts and frame figures, under the same names on both sides of an RTP stream.
+_FEEDBACK_AND_FRAMES: tuple[tuple[str, str, float], ...] = tuple(
+    (name, name, 1.0) for name in ("nackCount", "pliCount", "firCount", "framesPerSecond", "frameWidth", "frameHeight"))
+
 # Per-stream stats type -> (getStats field, metric, multiplier to the metric's unit).
 _STREAM_FIELDS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "outbound-rtp": (
@@ -192,24 +196,13 @@ _STREAM_FIELDS: dict[str, tuple[tuple[str, str, float], ...]] = {
         ("bytesSent", "bytesSent", 1.0),
         ("retransmittedPacketsSent", "retransmittedPacketsSent", 1.0),
         ("targetBitrate", "targetBitrate", 1.0),
-        ("nackCount", "nackCount", 1.0),
-        ("pliCount", "pliCount", 1.0),
-        ("firCount", "firCount", 1.0),
-        ("framesPerSecond", "framesPerSecond", 1.0),
-        ("frameWidth", "frameWidth", 1.0),
-        ("frameHeight", "frameHeight", 1.0),
-    ),
+    ) + _FEEDBACK_AND_FRAMES,
     "inbound-rtp": (
         ("packetsReceived", "packetsReceived", 1.0),
         ("bytesReceived", "bytesReceived", 1.0),
         ("packetsLost", "packetsLost", 1.0),
         ("jitter", "jitter", _MS_PER_S),
-        ("nackCount", "nackCount", 1.0),
-        ("pliCount", "pliCount", 1.0),
-        ("firCount", "firCount", 1.0),
-        ("framesPerSecond", "framesPerSecond", 1.0),
-        ("frameWidth", "frameWidth", 1.0),
-        ("frameHeight", "frameHeight", 1.0),
+    ) + _FEEDBACK_AND_FRAMES + (
         ("framesDropped", "framesDropped", 1.0),
         ("freezeCount", "freezeCount", 1.0),
         ("totalFreezesDuration", "totalFreezesDuration", 1.0),
