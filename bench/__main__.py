@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 
 from . import harness, ingest, jsonlibs, live, profile, scaling
@@ -123,7 +124,9 @@ def main(argv=None):
             began = time.monotonic()
             try:
                 run(ctx, *parts)
-            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+            except Exception as exc:  # noqa: BLE001  (one broken benchmark must not hide the others)
+                if not isinstance(exc, (BenchError, OSError, subprocess.SubprocessError)):
+                    traceback.print_exc()
                 for section in parts:
                     section.error = section.error or f"{type(exc).__name__}: {exc}"
             for section in parts:
@@ -131,6 +134,7 @@ def main(argv=None):
             sections.extend(parts)
             print(text_table(parts), flush=True)
     finally:
+        harness.stop_all()
         ctx.close()
     shutil.rmtree(work_dir, ignore_errors=True)
 

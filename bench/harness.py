@@ -48,6 +48,15 @@ def wait_until(check, timeout, what, interval=0.05):
     raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+_started = []
+
+
+def stop_all():
+    """Stop every process the bench started that is still running (after an error)."""
+    for proc in _started:
+        proc.stop()
+
+
 class Proc:
     """A process started by the bench, with its CPU time and memory from /proc."""
 
@@ -58,6 +67,7 @@ class Proc:
         self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
                                         env={**os.environ, **(env or {})})
         self.pid = self.process.pid
+        _started.append(self)
 
     def check_alive(self):
         if self.process.poll() is not None:
@@ -77,7 +87,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 def cpu_seconds(pid):
@@ -130,7 +141,7 @@ def start_server(influxd, database, log_dir, name="server", **options):
 
 def database_exists(influxd, database):
     result = influxd.query("SHOW DATABASES")["results"][0]
-    return any(row[0] == database for series in result.get("series", []) for row in series["values"])
+    return any(row[0] == database for series in result.get("series", []) for row in series.get("values", []))
 
 
 def start_bare(log_dir):

@@ -108,7 +108,12 @@ def batched(ctx, section):
     section.add("samples/s into InfluxDB through one server process", value, "samples/s",
                 f"InfluxDB /write direct, {BATCH_SAMPLES} points/write", statistics.median(direct),
                 target="≥ 0.5 of direct", met=ratio >= 0.5, ratio_override=ratio)
-    section.add("samples/s per server process", value, "samples/s", target="≥ 50,000", met=value >= 50_000)
+    section.add("samples/s per server process, end to end on this machine", value, "samples/s",
+                target="≥ 50,000", met=value >= 50_000)
+    section.add("samples per CPU-second of the server process", statistics.median(
+                    rate / cpu["server"] for rate, cpu in zip(ours, server_cpu)), "samples/s",
+                "points per CPU-second of influxd, direct", statistics.median(
+                    rate / cpu["influxd"] for rate, cpu in zip(direct, influx_cpu)))
     cores = {name: statistics.median(run[name] for run in server_cpu) for name in server_cpu[0]}
     direct_cores = {name: statistics.median(run[name] for run in influx_cpu) for name in influx_cpu[0]}
     section.note("CPU cores busy through the server: " + _cores(cores) +
@@ -117,7 +122,7 @@ def batched(ctx, section):
                  f"JSON bodies of {BATCH_SAMPLES} samples over {BATCH_CALLS} calls (audio 6 fields, video 8), "
                  "a fresh body with new timestamps per request from wrk's Lua; the same points as line protocol "
                  "for the direct side. Samples counted in InfluxDB after the run; the server's time runs until "
-                 "its buffer is empty.")
+                 "its buffer is empty. Per CPU-second: what one process would take with a core of its own.")
 
 
 def _cores(cpu):

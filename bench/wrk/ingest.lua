@@ -16,7 +16,7 @@ function setup(thread)
   threads_made = threads_made + 1
 end
 
-local mode, format, samples, calls, base_us
+local mode, format, samples, calls, base_us, fixed_request
 local counter = 0
 
 function init(args)
@@ -27,6 +27,7 @@ function init(args)
     wrk.body = file:read("*a")
     file:close()
     wrk.headers["Content-Type"] = args[3] or "application/json"
+    fixed_request = wrk.format()
   else
     format = args[2]
     samples = tonumber(args[3])
@@ -65,8 +66,8 @@ local function line_sample(call, kind, ts_us, values)
 end
 
 function request()
-  if mode == "file" then
-    return wrk.format()
+  if fixed_request then
+    return fixed_request
   end
   counter = counter + 1
   local per_call = math.ceil(samples / calls)
