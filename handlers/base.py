@@ -103,7 +103,10 @@ class NotFoundHandler(APIHandler):
 TOKEN_COOKIE = "rtcscope_token"
 # Open without the read token: probes, ingest (it has its own keys), the
 # client library and its demo, and static assets (no data in them).
-OPEN_PATHS = ("/healthz", "/readyz", "/v1/stats/write", "/rtcscope.js", "/demo", "/static/", "/favicon.ico")
+# Exact paths: a prefix would open /v1/stats/write<anything>/, a call's stats.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v1/stats/write", "/v1/stats/write/", "/rtcscope.js", "/demo",
+                        "/demo/", "/favicon.ico"})
+OPEN_PREFIXES = ("/static/",)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -142,14 +145,15 @@ def read_access(application, request):
     (a valid ?token= on a page: set the cookie), or (status, code, message)."""
     tokens = application.read_tokens
     path = request.path
-    if not tokens.enabled or path.startswith(OPEN_PATHS) or (
+    if not tokens.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
             path == "/metrics" and not application.config["protect_metrics"]):
         return "open"
     header, cookie = bearer_token(request), request.cookies.get(TOKEN_COOKIE)
     query = _query_value(request, "token")
     for source, candidate in (("header", header), ("cookie", cookie and cookie.value), ("query", query)):
         if candidate and tokens.matches(candidate):
-            return "grant" if source == "query" and not is_websocket(request) else "granted"
+            page_load = request.method in ("GET", "HEAD") and not is_websocket(request)
+            return "grant" if source == "query" and page_load else "granted"
     if header or query or cookie:
         return 403, "forbidden", "the read token is not valid"
     return 401, "unauthorized", "a read token is required: open the page with ?token=TOKEN, " \

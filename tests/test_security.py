@@ -167,7 +167,7 @@ async def test_read_token_guards_reads_not_probes_or_ingest(http_client, start_s
     base_url = application.base_url
     guarded = ["/v1/calls/", "/v1/stats/?type=rtt", "/v1/stats/interval/?type=rtt&duration=10m",
                "/v1/calls/nope/", "/v1/metrics/", "/v1/nowhere", "/dashboard", "/graph/rtt/", "/calls/c-1/",
-               "/ws/graph/rtt"]
+               "/ws/graph/rtt", "/v1/stats/writes/?type=rtt", "/v1/stats/write-x/?type=rtt", "/healthz/x"]
     for path in guarded:
         status, body, response = await get(http_client, base_url + path)
         assert_error(status, body, 401, "unauthorized")
