@@ -143,15 +143,26 @@
 
   // --- the call --------------------------------------------------------------------------------
 
+  // A server started with --ingest-keys takes this page's samples when it is opened as /demo?key=KEY.
+  var ingestKey = new URLSearchParams(location.search).get("key");
+
   function watch(peer, connection) {
     var previous = null;
     var monitor = RTCScope.monitor(connection, {
       call: call,
       peer: peer,
       interval: 1000,
+      key: ingestKey,
       onsample: function (sample) {
         previous = showSample(peer, sample, previous);
         setTimeout(function () { showSending(peer, monitor); }, 0);
+      },
+      onerror: function (message, status) {
+        if (status === 401 || status === 403) {
+          showNotice("This server needs an ingest key (--ingest-keys): open /demo?key=YOUR_KEY. It answered " +
+            status + (ingestKey ? " to the key given." : "."));
+          RS.setFeed("error", "not accepted");
+        }
       }
     });
     return monitor;

@@ -36,7 +36,7 @@
     minBackoff: 1000,     // ms of the first wait after a network error or a 503 without Retry-After
     maxBackoff: 60000,
     onsample: null,       // function (sample): sees (and may add "stats" to) every sample before it is queued
-    onerror: null         // function (message): a request the server refused, or a failing getStats()
+    onerror: null         // function (message, status): a refused or failed request, or a failing getStats()
   };
 
   var scriptOrigin = (function () {
@@ -283,11 +283,11 @@
       if (!this.stopped) {
         this._retryTimer = setTimeout(this._retry.bind(this), wait);
       }
-      this._error((message || "server answered " + status) + "; retrying in " + Math.round(wait) + " ms");
+      this._error((message || "server answered " + status) + "; retrying in " + Math.round(wait) + " ms", status);
       return;
     }
     this.stats.rejected += samples.length;   // 400, 401, 403, 413: sending again cannot help
-    this._error("server refused " + samples.length + " sample(s) with " + status);
+    this._error("server refused " + samples.length + " sample(s) with " + status, status);
   };
 
   Monitor.prototype._retry = function () {
@@ -295,10 +295,11 @@
     this._maybeSend(true);
   };
 
-  Monitor.prototype._error = function (message) {
+  /** `status`: the HTTP status of a refused request, 0 for a network error, absent otherwise. */
+  Monitor.prototype._error = function (message, status) {
     this.stats.lastError = message;
     if (this.settings.onerror) {
-      this.settings.onerror(message);
+      this.settings.onerror(message, status);
     }
   };
 

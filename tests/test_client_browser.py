@@ -64,7 +64,7 @@ async def chromium_page():
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = await (await browser.new_context()).new_page()
             page.on("pageerror", lambda error: print("page error:", error))
             yield page
         finally:
@@ -330,3 +330,38 @@ async def test_client_survives_an_unreachable_server_keeping_the_newest_samples(
     for peer in ("caller", "callee"):
         oldest = [s["ts"] for s in samples if s["peer"] == peer][:down[peer]["dropped"]]
         assert oldest and not stored_ids & {(peer, ts) for ts in oldest}
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=120)
+async def test_ingest_key_goes_in_the_query_so_the_closing_beacon_is_accepted_too(
+        http_client, start_server, app_config, influxd, database, tmp_path):
+    """With --ingest-keys, /demo?key=K sends samples and, when closed, its end beacon with ?key=K
+    (sendBeacon cannot set an Authorization header); a wrong key is refused and the page says so."""
+    keys = tmp_path / "ingest-keys"
+    keys.write_text("demo-key\n")
+    application = await start_server(**{**app_config, "ingest_keys": str(keys), "call_timeout": 120.0})
+    await application.store.setup()
+    origin = application.base_url
+    async with chromium_page() as page:
+        refused = await page.context.new_page()
+        await refused.goto(origin + "/demo?key=wrong")
+        await refused.wait_for_selector("#notice:not([hidden])", timeout=30_000)
+        assert "403" in await refused.text_content("#notice")
+        assert await refused.evaluate("demo.monitors.caller.stats.rejected") > 0
+        refused_call = await refused.evaluate("demo.call")
+        await refused.close()
+
+        await page.goto(origin + "/demo?key=demo-key")
+        await page.wait_for_function("demo.monitors.caller && demo.monitors.caller.stats.delivered >= 2"
+                                     " && demo.monitors.callee.stats.delivered >= 2", timeout=30_000)
+        call = await page.evaluate("demo.call")
+        await page.close()
+
+    async def ended():
+        _, calls, _ = await get(http_client, origin + "/v1/calls/?state=ended")
+        return [c for c in calls["calls"] if c["call"] == call]
+    (finished,) = await eventually(ended, timeout=20)
+    assert finished["peers"] == ["callee", "caller"] and finished["ended"] is not None
+    assert influxd.rows(f"SELECT * FROM rtc_events WHERE call = '{refused_call}'", database) == []
+    assert influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{refused_call}'", database) == []
