@@ -121,7 +121,7 @@ def main(argv=None):
             if wanted and key not in wanted:
                 continue
             parts = [Section(title) for title in titles]
-            began = time.monotonic()
+            began, load = time.monotonic(), os.getloadavg()[0]
             try:
                 run(ctx, *parts)
             except Exception as exc:  # noqa: BLE001  (one broken benchmark must not hide the others)
@@ -131,6 +131,7 @@ def main(argv=None):
                     section.error = section.error or f"{type(exc).__name__}: {exc}"
             for section in parts:
                 section.seconds = time.monotonic() - began
+                section.note(f"Load average {load:.1f} when this started, {os.getloadavg()[0]:.1f} when it ended.")
             sections.extend(parts)
             print(text_table(parts), flush=True)
     finally:

@@ -114,6 +114,10 @@ def batched(ctx, section):
                     rate / cpu["server"] for rate, cpu in zip(ours, server_cpu)), "samples/s",
                 "points per CPU-second of influxd, direct", statistics.median(
                     rate / cpu["influxd"] for rate, cpu in zip(direct, influx_cpu)))
+    section.add("samples per CPU-second of the whole path (server + influxd + wrk)", statistics.median(
+                    rate / sum(cpu.values()) for rate, cpu in zip(ours, server_cpu)), "samples/s",
+                "direct (influxd + wrk)", statistics.median(
+                    rate / sum(cpu.values()) for rate, cpu in zip(direct, influx_cpu)))
     cores = {name: statistics.median(run[name] for run in server_cpu) for name in server_cpu[0]}
     direct_cores = {name: statistics.median(run[name] for run in influx_cpu) for name in influx_cpu[0]}
     section.note("CPU cores busy through the server: " + _cores(cores) +
@@ -122,7 +126,8 @@ def batched(ctx, section):
                  f"JSON bodies of {BATCH_SAMPLES} samples over {BATCH_CALLS} calls (audio 6 fields, video 8), "
                  "a fresh body with new timestamps per request from wrk's Lua; the same points as line protocol "
                  "for the direct side. Samples counted in InfluxDB after the run; the server's time runs until "
-                 "its buffer is empty. Per CPU-second: what one process would take with a core of its own.")
+                 "its buffer is empty. Per CPU-second: what one process (or the whole path) would take with the cores "
+                 "to itself, which a shared machine cannot give it.")
 
 
 def _cores(cpu):
