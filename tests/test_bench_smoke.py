@@ -1,0 +1,44 @@
+"""The benchmark harness itself (`make bench` is not part of the test run):
+figures against baselines, the report block in a document, one short wrk run."""
+from bench import harness
+from bench.ingest import SINGLE_BODY
+from bench.report import BEGIN, END, Section, markdown, median_ratio, text_table, update_document
+
+
+def test_figures_render_with_their_same_run_baseline_and_verdict():
+    section = Section("1. Ingest")
+    section.add("requests/s", 3000.0, "req/s", "bare", 4000.0, target="ratio ≥ 0.8", met=False)
+    section.add("latency p99", 12.5, "ms", "bare", 10.0)
+    section.note("2 rounds")
+    text = text_table([section])
+    assert "3,000 req/s" in text and "bare: 4,000 req/s" in text and "0.75" in text and "MISSED" in text
+    document = markdown([section], "Run: test.")
+    assert document.startswith(BEGIN) and document.endswith(END)
+    assert "| requests/s | 3,000 req/s | bare: 4,000 req/s | 0.75 | ratio ≥ 0.8 | MISSED |" in document
+    assert "| latency p99 | 12.5 ms | bare: 10.0 ms | 1.25 |  |  |" in document
+    assert median_ratio([(3.0, 4.0), (1.0, 1.0), (2.0, 1.0)]) == 1.0
+
+
+def test_the_generated_block_is_replaced_and_the_prose_around_it_kept(tmp_path):
+    path = tmp_path / "PERFORMANCE.md"
+    path.write_text(f"# Performance\n\nWritten by hand.\n\n{BEGIN}\nold figures\n{END}\n\n## After\n")
+    update_document(str(path), f"{BEGIN}\nnew figures\n{END}")
+    text = path.read_text()
+    assert text == f"# Performance\n\nWritten by hand.\n\n{BEGIN}\nnew figures\n{END}\n\n## After\n"
+    fresh = tmp_path / "new.md"
+    update_document(str(fresh), f"{BEGIN}\nx\n{END}")
+    assert fresh.read_text() == f"{BEGIN}\nx\n{END}\n"
+
+
+def test_a_short_wrk_run_against_the_bare_baseline(tmp_path):
+    body = tmp_path / "body.json"
+    body.write_bytes(SINGLE_BODY)
+    bare = harness.start_bare(str(tmp_path))
+    try:
+        summary = harness.wrk(bare.url + "/v1/stats/write/", ["file", str(body), "application/json"],
+                              seconds=1, connections=4)
+    finally:
+        bare.stop()
+    assert summary["requests"] > 0 and summary["error_count"] == 0, summary
+    assert 0 < summary["latency_us"]["p50"] <= summary["latency_us"]["p99"] <= summary["latency_us"]["max"]
+    assert summary["rps"] == summary["requests"] / summary["seconds"]
