@@ -39,10 +39,17 @@ class WriteHandler(APIHandler):
                 self.set_header("WWW-Authenticate", 'Bearer realm="rtcscope"')
             return self.refuse(*refusal)
         max_body = self.application.settings["max_body"]
-        self.request.connection.set_max_body_size(max(max_body, 1) * 4)
+        readable = max(max_body, 1) * 4
+        self.request.connection.set_max_body_size(readable)
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_body:
-            self.fail_too_large()  # answered before the body is read; tornado then closes the connection
+            if int(length) > readable:
+                # Answered before the body is read; tornado then closes the connection.
+                return self.fail_too_large()
+            # Read and dropped, then answered: closing on a body still being
+            # sent would reset the connection under the answer (a proxy then
+            # reports a 502 instead of this 413), and keep-alive survives.
+            self._too_large = True
 
     def data_received(self, chunk):
         if self._too_large:
