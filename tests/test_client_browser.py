@@ -278,14 +278,18 @@ async def test_client_survives_an_unreachable_server_keeping_the_newest_samples(
     try:
         async with chromium_page() as page:
             await open_loopback_page(page, origin, serve_client=True)
-            # Several monitors on one page get their own peer ids; the file also loads as an ES module.
+            # Several monitors on one page get their own peer ids; the file also loads as an ES module;
+            # closing a peer connection stops its monitor.
             ids = await page.evaluate("""async () => {
                 await import('/rtcscope.js');
                 const a = RTCScope.monitor(new RTCPeerConnection()), b = RTCScope.monitor(new RTCPeerConnection());
                 await Promise.all([a.stop(), b.stop()]);
-                return [a.peer, b.peer, a.call === b.call];
+                const pc = new RTCPeerConnection(), closing = RTCScope.monitor(pc, {interval: 50});
+                pc.close();
+                await new Promise((resolve) => setTimeout(resolve, 500));
+                return [a.peer, b.peer, a.call === b.call, closing.stopped];
             }""")
-            assert ids[0] != ids[1] and ids[2] is False
+            assert ids[0] != ids[1] and ids[2] is False and ids[3] is True
 
             await page.evaluate("startCall({call: 'unreachable', maxQueue: 4, interval: 300, sendInterval: 600,"
                                 " minBackoff: 200, maxBackoff: 800})")
