@@ -55,7 +55,7 @@ BENCHMARKS = [
               "5. Detection latency: call start and end at a viewer"], live.live),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
-    ("json", ["JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
+    ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
     ("profile", ["Profile: where a server process spends its CPU"], profile.profile),
 ]
 

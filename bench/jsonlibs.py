@@ -1,5 +1,6 @@
-"""ujson against orjson on the bodies the server really decodes and the
-messages it really encodes, in this process, alternating, best of N."""
+"""The ingest parser against decoding alone, and ujson against orjson, on the
+bodies the server really decodes and the messages it really encodes; in this
+process, alternating, best of N."""
 import json
 import os
 import timeit
@@ -7,7 +8,9 @@ import timeit
 import orjson
 import ujson
 
-from .ingest import SINGLE_BODY
+from rtcscope.ingest import Limits, parse
+
+from .ingest import PROTOTYPE_BODY, SINGLE_BODY
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
                        "shared", "fixtures", "chromium-loopback-audio-video.json")
@@ -48,13 +51,19 @@ def _best_seconds(function, budget=0.2, repeat=5):
     return min(timeit.repeat(function, number=number, repeat=repeat)) / number
 
 
-def compare(ujson_call, orjson_call, rounds=3):
-    """(orjson seconds, ujson seconds) per call, measured alternately."""
+def compare(baseline_call, subject_call, rounds=3):
+    """(subject seconds, baseline seconds) per call, measured alternately."""
     ours, theirs = [], []
     for _ in range(rounds):
-        theirs.append(_best_seconds(ujson_call))
-        ours.append(_best_seconds(orjson_call))
+        theirs.append(_best_seconds(baseline_call))
+        ours.append(_best_seconds(subject_call))
     return min(ours), min(theirs)
+
+
+def _line_body(samples=100):
+    return b"\n".join(b"rtc_stats,call=c%d,kind=video,peer=p rtt=41.5,jitter=3.1,packetsLost=2,packetsSent=1320,"
+                      b"bytesSent=184211,framesPerSecond=30,frameWidth=1280,frameHeight=720 %d"
+                      % (index % 10, 1795536126812000000 + index * 1000) for index in range(samples))
 
 
 def json_libraries(ctx, section):
@@ -62,11 +71,21 @@ def json_libraries(ctx, section):
     bodies = [("one sample", SINGLE_BODY), ("100 samples", _batch_body())]
     if report_body:
         bodies.append(("raw getStats() report", report_body))
+    now_ns = 1795536126812000000
+    for label, body in bodies:
+        parser_s, decode_s = compare(lambda: orjson.loads(body), lambda: parse(body, now_ns, Limits()))
+        section.add(f"parse + validate + encode, JSON {label}", parser_s * 1e6, "µs", "orjson.loads alone",
+                    decode_s * 1e6)
+    for label, body in (("2015 line", PROTOTYPE_BODY), ("100 lines", _line_body())):
+        parser_s, split_s = compare(lambda: body.split(b"\n"), lambda: parse(body, now_ns, Limits()))
+        section.add(f"parse + validate + encode, line protocol, {label}", parser_s * 1e6, "µs",
+                    "bytes.split alone", split_s * 1e6)
     for label, body in bodies:
         orjson_s, ujson_s = compare(lambda: ujson.loads(body), lambda: orjson.loads(body))
         section.add(f"orjson.loads, {label} ({len(body):,} B)", orjson_s * 1e6, "µs", "ujson.loads", ujson_s * 1e6)
     message = _points_message()
     orjson_s, ujson_s = compare(lambda: ujson.dumps(message), lambda: orjson.dumps(message))
     section.add("orjson.dumps, points message of 50 calls", orjson_s * 1e6, "µs", "ujson.dumps", ujson_s * 1e6)
-    section.note("Ratio below 1: orjson is faster. Timed in the bench process, best of 5 repeats, "
-                 "libraries alternating.")
+    section.note("Timed in the bench process, best of 5 repeats, subject and baseline alternating. For the "
+                 "libraries a ratio below 1 means orjson is faster; the server decodes with orjson (ujson only "
+                 "for what orjson refuses: NaN, 1e999, lone surrogates) and encodes with orjson.")
