@@ -50,15 +50,19 @@ class GraphSocket(tornado.websocket.WebSocketHandler):
             await detector.watch(found, self)
         except (StoreError, DetectorUnavailable) as exc:
             return self.close(CLOSE_UNAVAILABLE, f"live data unavailable: {exc}"[:120])
-        if self.ws_connection is None:  # closed while the snapshot was loading
+        if self.closing:  # closed while the snapshot was loading
             detector.unwatch(self)
 
     def on_message(self, message):
         pass
 
+    @property
+    def closing(self):
+        return self.ws_connection is None or self.ws_connection.is_closing()
+
     def send(self, message):
         """Queue one serialised message (a JSON text frame); drop a viewer that cannot keep up."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        if self.closing:
             return
         if self.pending > self.max_pending:
             log.info("dropping a slow viewer of %s: %d bytes pending", self.request.path, self.pending)

@@ -112,8 +112,9 @@ async def test_snapshot_then_started_points_and_explicit_end(http_client, base_u
 @pytest.mark.gen_test(timeout=60)
 async def test_snapshot_holds_the_last_five_minutes_of_live_calls_counters_as_rates(
         http_client, base_url, app, viewers):
-    start = (now_ms() - 290_000) // BUCKET_MS * BUCKET_MS  # within --max-skew, or they would be restamped
-    body = [sample("long", start + i * 2000, rtt=float(i % 7), packetsLost=float(i * 4)) for i in range(145)]
+    # within --max-skew (or they would be restamped); the last sample 12 s ago, its rate bucket settled
+    start = (now_ms() - 290_000) // BUCKET_MS * BUCKET_MS
+    body = [sample("long", start + i * 2000, rtt=float(i % 7), packetsLost=float(i * 4)) for i in range(140)]
     body.append(sample("gone", start, rtt=1.0))
     await write(http_client, base_url, body)
     await write(http_client, base_url, {"call": "gone", "event": "end"})
@@ -123,12 +124,12 @@ async def test_snapshot_holds_the_last_five_minutes_of_live_calls_counters_as_ra
     assert snapshot["metric"] == "rtt" and list(snapshot["calls"]) == ["long"]
     points = snapshot["calls"]["long"]
     assert all(ms % BUCKET_MS == 0 for ms, _ in points) and [ms for ms, _ in points] == sorted(ms for ms, _ in points)
-    assert points[0][0] == start and len(points) == 145
+    assert points[0][0] == start and len(points) == 140
     assert all(value == float((ms - start) // 2000 % 7) for ms, value in points)
     lost = await viewers(base_url, "/ws/graph/packetsLost")
     _, snapshot = await lost.next("snapshot")
     # 4 packets per 2 s bucket; the first bucket has no rate (nothing before it)
-    assert snapshot["calls"]["long"] == [[start + i * 2000, 2.0] for i in range(1, 145)]
+    assert snapshot["calls"]["long"] == [[start + i * 2000, 2.0] for i in range(1, 140)]
 
 
 @pytest.mark.gen_test(timeout=60)
