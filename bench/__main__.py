@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import harness, ingest, jsonlibs, live, profile, scaling
+from . import harness, ingest, jsonlibs, live, profile, scaling, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -35,14 +35,15 @@ class Mode:
     probes: int  # calls whose start and end are timed
     tick_calls: tuple  # live calls at which a detector tick is timed
     tick_rounds: int  # ticks timed at each
+    write_points: int  # points per InfluxDB write measurement
     tick_baseline: int = 1000  # per-call tick cost of this many calls is the baseline
 
 
 MODES = {
     "quick": Mode("quick", seconds=3, rounds=2, viewers=1000, ticks=10, probes=6,
-                  tick_calls=(10, 100, 1000, 5000), tick_rounds=3),
+                  tick_calls=(10, 100, 1000, 5000), tick_rounds=3, write_points=60_000),
     "full": Mode("full", seconds=10, rounds=4, viewers=1000, ticks=30, probes=12,
-                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5),
+                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=200_000),
 }
 
 # key, section titles, function(ctx, *sections)
@@ -53,6 +54,7 @@ BENCHMARKS = [
     ("prototype", ["3. The 2015 Flask prototype's write path (historical baseline)"], ingest.prototype),
     ("live", ["4. Fan-out: 1,000 websocket viewers of one metric, 50 live calls",
               "5. Detection latency: call start and end at a viewer"], live.live),
+    ("writes", ["Writer: batch size, concurrent writes and gzip to InfluxDB"], writes.write_batching),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
