@@ -97,8 +97,8 @@
   /** POST with keepalive while the page's budget allows it, so that the request survives the
    * page closing; returns {keepalive, response: Promise}. The answer is read to its end: until
    * then Chrome counts the request against the page's keepalive budget. */
-  function post(url, body, bytes) {
-    var keepalive = keepaliveBytes + bytes <= KEEPALIVE_LIMIT;
+  function post(url, body, bytes, allowKeepalive) {
+    var keepalive = allowKeepalive !== false && keepaliveBytes + bytes <= KEEPALIVE_LIMIT;
     var response = fetch(url, {
       method: "POST",
       body: body,
@@ -235,7 +235,9 @@
     var self = this;
     var body = "[" + samples.map(function (s) { return s.json; }).join(",") + "]";
     var bytes = samples.reduce(function (sum, s) { return sum + s.bytes + 1; }, 1);
-    var request = post(self.url, body, bytes);
+    // Retries go without keepalive: a keepalive request can fail on a budget this script does not
+    // see (beacons of other scripts on the page).
+    var request = post(self.url, body, bytes, !self._failures);
     var flight = {samples: samples, keepalive: request.keepalive};
     self._inFlight = flight;
     flight.promise = request.response.then(function (response) {
@@ -347,19 +349,24 @@
     })]);
   }
 
+  /** Stop polling and retrying; the pagehide listener stays until the end event is sent. */
   Monitor.prototype._detach = function () {
     this.stopped = true;
     clearTimeout(this._timer);
     clearTimeout(this._retryTimer);
-    root.removeEventListener("pagehide", this._onPageHide);
     if (typeof document !== "undefined") {
       document.removeEventListener("visibilitychange", this._onHidden);
     }
   };
 
-  /** The closing beacon: the newest queued samples that fit, then {"event": "end"}.
-   * On pagehide a request in flight without keepalive is about to be cancelled, so its samples go too. */
+  /** The closing beacon: the newest queued samples that fit, then {"event": "end"}, once.
+   * On pagehide (also while stop() waits) a request in flight without keepalive is about to be
+   * cancelled, so its samples go too. */
   Monitor.prototype._end = function (settled) {
+    if (this._ended) {
+      return;
+    }
+    root.removeEventListener("pagehide", this._onPageHide);
     if (!settled) {
       this._detach();
       if (this._inFlight && !this._inFlight.keepalive) {
