@@ -32,7 +32,6 @@ class ClientScriptHandler(tornado.web.StaticFileHandler):
     def set_extra_headers(self, path):
         self.set_header("Cache-Control", f"public, max-age={CLIENT_CACHE_SECONDS}")
         self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("X-Content-Type-Options", "nosniff")
 
 
 class DemoHandler(PageHandler):
