@@ -31,7 +31,9 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at})].
 
     A peer has ended when an end event (its own, or a call-wide one without
-    a peer) was received no earlier than its last samples, or when it sent
+    a peer) was received no earlier than its last samples, or was taken no
+    earlier than its last sample (a request still in flight when the page
+    closed and its end beacon overtook it is not a comeback), or when it sent
     nothing for `timeout_ms`. A call is live while any peer is live."""
     end_by_key = {(call, peer): row for call, peer, row in ends}
     calls = {}
@@ -39,7 +41,7 @@ def build_calls(presence, ends, now_ms, timeout_ms):
         recv = row["recv"]
         ended_at = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
-            if end is not None and end["time"] >= recv:
+            if end is not None and (end["time"] >= recv or end["at"] >= row["last"]):
                 ended_at = int(end["at"])
                 break
         if ended_at is None and now_ms - recv > timeout_ms:
