@@ -28,6 +28,8 @@ class WriteHandler(APIHandler):
         elif origin in allowed:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
+        # Clients on other origins must read Retry-After to back off as told.
+        self.set_header("Access-Control-Expose-Headers", "Retry-After")
 
     def prepare(self):
         """Keys and origin are checked before the body is read: a refused

@@ -193,6 +193,7 @@ async def test_cors_preflight_and_header(http_client, base_url, app):
     _, _, response = await post(http_client, url(base_url), {"call": "a", "stats": {"rtt": 1}},
                                 headers={"Origin": "https://app.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 @pytest.mark.gen_test(timeout=30)
