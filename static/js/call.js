@@ -72,7 +72,25 @@
     verdict.textContent = q.verdict || "";
   }
 
+  let mosPanel = null;
+  /** The MOS of every moment of the call, from the summary: where it got worse. */
+  function renderMos(d) {
+    const timeline = (d.quality && d.quality.timeline) || [];
+    if (!timeline.length) return;
+    if (!mosPanel) {
+      mosPanel = new RS.MetricPanel(chartsArea, "mos", {
+        height: 170, title: "Estimated MOS", unit: "MOS",
+        description: "Listening quality estimated from RTT, jitter and loss at each moment (ITU-T G.107 E-model)",
+      });
+      mosPanel.note.textContent = "good from 4.02, fair from 3.60";
+    }
+    const end = d.state === "live" ? Date.now() : (d.ended || d.last_seen) + 1000;
+    mosPanel.chart.setWindow(d.started - 1000, end);
+    mosPanel.chart.replace({ [call]: timeline }, d.bucket_seconds * 1000);
+  }
+
   function renderCharts(d, names) {
+    renderMos(d);
     const live = d.state === "live";
     const start = d.started - 1000;
     const end = live ? Date.now() : (d.ended || d.last_seen) + 1000;

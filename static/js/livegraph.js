@@ -63,10 +63,10 @@
 
   /** One metric, one line per call, on uPlot; `data-points` / `data-calls` tell how much it holds. */
   class SeriesChart {
-    constructor(container, metricName, height) {
+    constructor(container, metricName, height, unit) {
       this.container = container;
       this.metric = RS.metric(metricName);
-      this.unit = this.metric.display_unit;
+      this.unit = unit === undefined ? this.metric.display_unit : unit;
       this.height = height;
       this.calls = new Map(); // call -> Map(ms -> value)
       this.bucketMs = 2000;
@@ -260,11 +260,12 @@
     constructor(parent, metricName, options) {
       this.options = options || {};
       this.metric = RS.metric(metricName);
-      const unit = this.metric.display_unit;
+      const unit = this.options.unit === undefined ? this.metric.display_unit : this.options.unit;
       this.note = RS.el("span", { class: "chart-note" });
-      const title = RS.el("span", { class: "chart-title" },
-        RS.el("a", { href: "/graph/" + encodeURIComponent(metricName) + "/", title: this.metric.description }, metricName),
-        RS.el("span", { class: "chart-unit" }, unit ? unit : ""));
+      const name = this.options.title
+        ? RS.el("span", { title: this.options.description || "" }, this.options.title)
+        : RS.el("a", { href: "/graph/" + encodeURIComponent(metricName) + "/", title: this.metric.description }, metricName);
+      const title = RS.el("span", { class: "chart-title" }, name, RS.el("span", { class: "chart-unit" }, unit));
       const head = RS.el("div", { class: "chart-head" }, title, this.note);
       if (this.options.onRemove) {
         head.append(RS.el("button", { type: "button", class: "chart-remove", title: "Remove this graph",
@@ -274,7 +275,7 @@
       this.element = this.options.bare ? parent : RS.el("section", { class: "chart-card" });
       this.element.append(head, this.body);
       if (!this.options.bare) parent.append(this.element);
-      this.chart = new SeriesChart(this.body, metricName, this.options.height || 236);
+      this.chart = new SeriesChart(this.body, metricName, this.options.height || 236, unit);
     }
 
     setRange(spec) {
@@ -321,7 +322,9 @@
         this.chart.setWindow(series.start, series.end);
         this.chart.replace(series.calls, series.bucket_ms);
         const bucket = series.bucket_ms < 60000 ? series.bucket_ms / 1000 + " s" : series.bucket_ms / 60000 + " min";
-        this.note.textContent = (this.options.call ? "" : spec.label + " · ") + bucket + " buckets";
+        // One call's line adds up its peers' rates and averages their gauges.
+        const across = series.type === "counter" ? "sum of peers" : "mean of peers";
+        this.note.textContent = (this.options.call ? across : spec.label) + " · " + bucket + " buckets";
         if (this.options.onLoad) this.options.onLoad(series);
       } catch (error) {
         this.note.textContent = "could not load: " + error.message;
