@@ -115,6 +115,7 @@ async def test_call_page_summary_quality_and_end_while_open(http_client, base_ur
         assert await page.text_content("#call-mos") not in ("", "–")
         await wait_for_chart(page, "rtt", "points", at_least=21)
         assert await points_of(page, "packetsLost") > 20
+        await wait_for_chart(page, "mos", "points", at_least=20)  # the MOS of each moment of the call
 
         await write(http_client, base_url, {"call": "page-call", "event": "end"})
         await wait_for_text(page, "#call-state", "ended")
