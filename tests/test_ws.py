@@ -273,3 +273,12 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     assert opcode == 0x8 and struct.unpack(">H", payload[:2])[0] == 4008
     assert b"too slow" in payload
     assert app.telemetry.value("rtcscope_graph_viewers_dropped_total") == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
+async def test_without_influxdb_viewers_are_told_to_come_back(http_client, base_url, app, viewers):
+    viewer = await viewers(base_url)
+    code, reason = await viewer.closed()
+    assert code == 1011 and reason.startswith("live data unavailable")
+    assert viewer.messages == [] and app.detector.failures > 0 and app.detector.viewer_count == 0
