@@ -10,6 +10,8 @@
   const RANGE_REFRESH_MS = 10000;
   // Points further apart than this many buckets are drawn with a gap between them.
   const GAP_BUCKETS = 3;
+  // Calls named under a chart; a busy service has more lines than a legend can list.
+  const LEGEND_MAX = 12;
 
   /** 24-hour clock labels: seconds when ticks are closer than a minute, the date over long spans. */
   function tickLabel(ms, increment, span) {
@@ -166,7 +168,7 @@
 
     /** One entry per call: its colour, a link to its page and its latest value (or the value under the cursor). */
     buildLegend(names) {
-      this.legendValues = names.map((call) => {
+      this.legendValues = names.slice(0, LEGEND_MAX).map((call) => {
         const value = RS.el("span", { class: "legend-value" });
         const swatch = RS.el("span", { class: "legend-swatch" });
         swatch.style.background = RS.color(call);
@@ -174,6 +176,9 @@
           RS.el("a", { href: RS.callUrl(call), title: call }, call), value));
         return value;
       });
+      if (names.length > LEGEND_MAX) {
+        this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (names.length - LEGEND_MAX) + " more calls"));
+      }
     }
 
     updateLegend() {
