@@ -168,15 +168,18 @@ def prometheus_value(server_url, name):
     return 0.0
 
 
-def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s"):
+def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s", backpressure_ok=False):
     """Run wrk with bench/wrk/ingest.lua for `seconds`; its JSON summary plus
-    req/s, wrk's own CPU seconds, and the error count."""
+    req/s, wrk's own CPU seconds and the error count. With `backpressure_ok`,
+    answers are counted by status and 503s (a full buffer: "retry later") are
+    reported as `backpressure`, not as errors."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk not found: install Debian's wrk package (make install)")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}",
             "-s", WRK_SCRIPT, url, "--", *[str(arg) for arg in args]]
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    env = {**os.environ, "RTCSCOPE_WRK_STATUSES": "1"} if backpressure_ok else None
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = None
     for line in completed.stdout.splitlines():
@@ -186,7 +189,8 @@ def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s"):
         raise BenchError(f"wrk failed ({completed.returncode}): {completed.stdout[-400:]} {completed.stderr[-400:]}")
     summary["seconds"] = summary["duration_us"] / 1e6
     summary["rps"] = summary["requests"] / summary["seconds"]
-    summary["error_count"] = sum(summary["errors"].values())
+    summary["backpressure"] = summary["statuses"].get("503", 0)
+    summary["error_count"] = sum(summary["errors"].values()) - summary["backpressure"]
     summary["wrk_cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return summary
 

@@ -10,7 +10,7 @@ from rtcscope.detector import CallDetector
 from rtcscope.store import Store
 
 from . import harness, ingest
-from .harness import BenchError, cpu_meter, wrk
+from .harness import BenchError
 from .report import median_ratio, spread
 
 NGINX_CONF = """\
@@ -75,7 +75,8 @@ class Nginx(harness.HTTPProc):
 
 
 def _behind_nginx(ctx, processes):
-    """Batched ingest through nginx to `processes` servers on one database: (samples/s, cores busy)."""
+    """Batched ingest through nginx to `processes` servers on one database:
+    (samples/s, cores busy, share of 503 answers)."""
     database = ctx.database(f"nginx{processes}")
     servers = [harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-n{processes}-{index}")
                for index in range(processes)]
@@ -85,37 +86,26 @@ def _behind_nginx(ctx, processes):
         meters = {f"server {i + 1}": server for i, server in enumerate(servers)}
         meters.update({f"nginx {i}": pid for i, pid in enumerate(nginx.pids())})
         meters["influxd"] = ctx.influxd.process
-        started = time.monotonic()
-        with cpu_meter(meters) as cpu:
-            summary = wrk(nginx.url + ingest.WRITE_PATH,
-                          ["batch", "json", ingest.BATCH_SAMPLES, ingest.BATCH_CALLS, int(time.time() * 1e6)],
-                          seconds=ctx.mode.seconds, threads=1)
-            for server in servers:
-                harness.wait_until(lambda: ingest.buffer_empty(server), 60, "the servers' buffers to drain")
-        elapsed = time.monotonic() - started
+        rate, cpu, refused = ingest.batched_load(ctx, nginx.url, servers, database, meters)
     finally:
         if nginx:
             nginx.stop()
         for server in servers:
             server.stop()
-    if summary["error_count"]:
-        raise BenchError(f"{summary['error_count']} errors through nginx: {summary['errors']}")
-    counted = harness.count_samples(ctx.influxd, database)
-    if counted < summary["requests"] * ingest.BATCH_SAMPLES:
-        raise BenchError(f"only {counted} of {summary['requests'] * ingest.BATCH_SAMPLES} samples reached InfluxDB")
     cores = {"servers": sum(v for k, v in cpu.items() if k.startswith("server")),
              "nginx": sum(v for k, v in cpu.items() if k.startswith("nginx")),
-             "influxd": cpu["influxd"], "wrk": summary["wrk_cpu"]}
-    return counted / elapsed, {name: used / elapsed for name, used in cores.items()}
+             "influxd": cpu["influxd"], "wrk": cpu["wrk"]}
+    return rate, cores, refused
 
 
 def processes(ctx, section):
-    one, two, one_cpu, two_cpu = [], [], [], []
+    one, two, one_cpu, two_cpu, backpressure = [], [], [], [], []
     for index in range(ctx.mode.rounds):
         for count in ((1, 2) if index % 2 == 0 else (2, 1)):
-            rate, cores = _behind_nginx(ctx, count)
+            rate, cores, refused = _behind_nginx(ctx, count)
             (one if count == 1 else two).append(rate)
             (one_cpu if count == 1 else two_cpu).append(cores)
+            backpressure.append(f"{count}: {refused:.1%}")
     pairs = list(zip(two, one))
     section.add("samples/s, 2 server processes behind nginx", statistics.median(two), "samples/s",
                 "1 process behind nginx", statistics.median(one), ratio_override=median_ratio(pairs))
@@ -123,6 +113,7 @@ def processes(ctx, section):
         cores = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
         section.note(f"CPU cores busy, {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()) +
                      f" = {sum(cores.values()):.2f} of {os.cpu_count()}.")
+    section.note("Requests answered 503 (buffer full), by processes: " + ", ".join(backpressure) + ".")
     section.note(f"Batched JSON bodies as in 2, wrk → nginx (1 worker, keep-alive upstream; a generated minimal "
                  f"configuration) → servers → one influxd; {ctx.mode.rounds} rounds alternating "
                  f"(spread {spread(pairs)}).")

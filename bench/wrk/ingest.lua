@@ -8,12 +8,22 @@
 --       audio/video alternating, timestamps BASE_US + a per-thread counter in
 --       microseconds so that no two points of one series share a time and
 --       InfluxDB keeps every one of them (counted afterwards).
+--
+-- With RTCSCOPE_WRK_STATUSES set, answers are counted by status (wrk then
+-- parses every response's headers, so it is off where wrk's speed matters).
 
-local threads_made = 0
+local threads = {}
 
 function setup(thread)
-  thread:set("thread_index", threads_made)
-  threads_made = threads_made + 1
+  thread:set("thread_index", #threads)
+  threads[#threads + 1] = thread
+end
+
+statuses = {}
+if os.getenv("RTCSCOPE_WRK_STATUSES") then
+  function response(status)
+    statuses[status] = (statuses[status] or 0) + 1
+  end
 end
 
 local mode, format, samples, calls, base_us, fixed_request
@@ -89,11 +99,20 @@ end
 
 function done(summary, latency, requests)
   local errors = summary.errors
+  local totals, counted = {}, {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      totals[status] = (totals[status] or 0) + count
+    end
+  end
+  for status, count in pairs(totals) do
+    counted[#counted + 1] = string.format('"%d": %d', status, count)
+  end
   io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '{"statuses": {%s}, "requests": %d, "duration_us": %d, "bytes": %d, ' ..
     '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
     '"latency_us": {"p50": %d, "p90": %d, "p99": %d, "max": %d, "mean": %.1f}}\n',
-    summary.requests, summary.duration, summary.bytes,
+    table.concat(counted, ", "), summary.requests, summary.duration, summary.bytes,
     errors.connect, errors.read, errors.write, errors.status, errors.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
