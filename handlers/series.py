@@ -35,8 +35,7 @@ class SeriesHandler(APIHandler):
         if not 0 < end - start <= MAX_RANGE_SECONDS * 1000:
             raise tornado.web.HTTPError(400, "end must be after start, by at most 400 days")
         call = self.argument("call")
-        if call is not None:
-            await self.known_call(call)
+        state = await self.known_call(call) if call is not None else None
         bucket_ms = bucket_for(-(-(end - start) // 1000), MAX_POINTS) * 1000
         first_bucket = start // bucket_ms * bucket_ms
         rate = metric.type == COUNTER
@@ -45,6 +44,8 @@ class SeriesHandler(APIHandler):
         series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call)
         # A rate's bucket still open (or just closed) covers part of its increase over all of its time.
         last_bucket = min(end, now - bucket_ms - RATE_SETTLE_MS) if rate else end
+        if rate and state is not None:  # so is the bucket of an ended call's last sample
+            last_bucket = min(last_bucket, state.last_seen - bucket_ms)
         calls = {}
         for name, points in sorted(series.items()):
             kept = [[ms, value] for ms, value in points if value is not None and first_bucket <= ms <= last_bucket]

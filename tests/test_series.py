@@ -64,3 +64,18 @@ async def test_counters_are_per_second_rates_over_a_start_end_range(http_client,
 async def test_bad_parameters_are_json_errors(http_client, base_url, app, query, status, code):
     got, body, _ = await get(http_client, base_url + "/v1/series/?" + query)
     assert_error(got, body, status, code)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_ended_calls_last_partial_bucket_is_not_drawn_as_a_drop(http_client, base_url, app):
+    """Samples every 250 ms, +250 bytes each: 8000 bit/s throughout, ending a quarter into a bucket."""
+    start = (now_ms() - 60_000) // 1000 * 1000
+    body = [{"call": "short", "ts": start + k * 250, "stats": {"bytesSent": 250.0 * k}} for k in range(21)]
+    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
+    assert status == 200, result
+    await eventually(lambda: app.writer.depth == 0)
+    status, body, _ = await get(http_client, base_url + f"/v1/series/?metric=bitrate&call=short&start={start}")
+    assert status == 200, body
+    points = body["calls"]["short"]
+    assert [ms for ms, _ in points] == [start + 1000 * i for i in range(1, 5)]  # not the bucket at start + 5 s
+    assert {value for _, value in points} == {8000.0}
