@@ -41,7 +41,7 @@ define("tick", default=datetime.timedelta(seconds=1), type=datetime.timedelta,
        help="call detector period")
 define("flush_interval", default=datetime.timedelta(seconds=0.5), type=datetime.timedelta,
        help="longest time an acknowledged sample waits in the buffer")
-define("batch_size", default=5000, help="points per InfluxDB write; a full batch is flushed at once")
+define("batch_size", default=20_000, help="points per InfluxDB write; a full batch is flushed at once")
 define("call_timeout", default=datetime.timedelta(seconds=15), type=datetime.timedelta,
        help="a call with no samples for this long has ended")
 define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
