@@ -138,14 +138,14 @@ def _cores(cpu):
     return ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
 
 
-def batched_load(ctx, url, servers, database, meters):
+def batched_load(ctx, url, servers, database, meters, seconds=None):
     """wrk posting fresh 100-sample bodies to `url` (servers behind it share
     `database`) until their buffers are empty; every acknowledged sample must
     be in InfluxDB. (samples/s, {name: cores busy}, share of answers that were 503)."""
     started = time.monotonic()
     with cpu_meter(meters) as cpu:
         summary = wrk(url + WRITE_PATH, ["batch", "json", BATCH_SAMPLES, BATCH_CALLS, int(time.time() * 1e6)],
-                      seconds=ctx.mode.seconds, backpressure_ok=True)
+                      seconds=seconds or ctx.mode.seconds, backpressure_ok=True)
         for server in servers:
             harness.wait_until(lambda: buffer_empty(server), 60, "the buffers to drain")
     elapsed = time.monotonic() - started
