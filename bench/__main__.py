@@ -42,9 +42,9 @@ class Mode:
 
 MODES = {
     "quick": Mode("quick", seconds=3, rounds=2, viewers=1000, ticks=10, probes=6,
-                  tick_calls=(10, 100, 1000, 5000), tick_rounds=3, write_points=120_000, write_rounds=1),
+                  tick_calls=(10, 100, 1000, 5000), tick_rounds=3, write_points=120_000, write_rounds=2),
     "full": Mode("full", seconds=10, rounds=4, viewers=1000, ticks=30, probes=12,
-                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=400_000, write_rounds=3),
+                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=200_000, write_rounds=3),
 }
 
 # key, section titles, function(ctx, *sections)

@@ -101,7 +101,7 @@ def _sustained(ctx, section):
     against 5,000 points (the previous default), alternating."""
     rates, refused = {5000: [], None: []}, {5000: [], None: []}
     seconds = 2 * ctx.mode.seconds
-    for index in range(ctx.mode.write_rounds * 2):
+    for index in range(ctx.mode.write_rounds):
         for batch_size in ((5000, None) if index % 2 == 0 else (None, 5000)):
             database = ctx.database("sustained")
             options = {"batch_size": batch_size} if batch_size else {}

@@ -58,21 +58,21 @@ local function fields(kind, n)
           {"bytesSent", sent * 1100}, {"framesPerSecond", 30}, {"frameWidth", 1280}, {"frameHeight", 720}}
 end
 
-local function json_sample(call, kind, ts_us, values)
-  local stats = {}
+local function joined(values, pattern)
+  local out = {}
   for i, pair in ipairs(values) do
-    stats[i] = string.format('"%s":%.17g', pair[1], pair[2])
+    out[i] = string.format(pattern, pair[1], pair[2])
   end
+  return table.concat(out, ",")
+end
+
+local function json_sample(call, kind, ts_us, values)
   return string.format('{"call":"%s","peer":"p","kind":"%s","ts":%.3f,"stats":{%s}}',
-                       call, kind, ts_us / 1000, table.concat(stats, ","))
+                       call, kind, ts_us / 1000, joined(values, '"%s":%.17g'))
 end
 
 local function line_sample(call, kind, ts_us, values)
-  local stats = {}
-  for i, pair in ipairs(values) do
-    stats[i] = string.format("%s=%.17g", pair[1], pair[2])
-  end
-  return string.format("rtc_stats,call=%s,kind=%s,peer=p %s %.0f000", call, kind, table.concat(stats, ","), ts_us)
+  return string.format("rtc_stats,call=%s,kind=%s,peer=p %s %.0f000", call, kind, joined(values, "%s=%.17g"), ts_us)
 end
 
 function request()
