@@ -105,6 +105,21 @@ def _describe(section, load, path):
     section.note("Most samples of their own: " + ", ".join(f"`{name}` {share:.1%}" for name, share in functions) + ".")
 
 
+def _profiled(ctx, section, load, pid, run):
+    """Sample `pid` while `run()` loads it; a profile that cannot be taken
+    (py-spy refused, say) is noted, not an error: it is not a measured figure."""
+    path = os.path.join(ctx.work_dir, f"profile-{len(section.notes)}.txt")
+    try:
+        sampler = Sampler(pid, path)
+        try:
+            run()
+        finally:
+            sampler.stop()
+        _describe(section, load, path)
+    except BenchError as exc:
+        section.note(f"**{load}**: no profile ({exc}).")
+
+
 def profile(ctx, section):
     if not py_spy():
         section.note("py-spy is not installed (pip install -r bench/requirements.txt): no profile taken.")
@@ -116,22 +131,16 @@ def profile(ctx, section):
              ("100-sample batches", ["batch", "json", ingest.BATCH_SAMPLES, ingest.BATCH_CALLS, None])]
     for load, args in loads:
         server = harness.start_server(ctx.influxd, ctx.database("profile"), ctx.log_dir, name="server-profile")
-        path = os.path.join(ctx.work_dir, f"profile-{len(section.notes)}.txt")
+        args = [int(time.time() * 1e6) if arg is None else arg for arg in args]
         try:
-            sampler = Sampler(server.pid, path)
-            args = [int(time.time() * 1e6) if arg is None else arg for arg in args]
-            wrk(server.url + ingest.WRITE_PATH, args, seconds=ctx.mode.seconds + 2)
-            sampler.stop()
+            _profiled(ctx, section, load, server.pid,
+                      lambda: wrk(server.url + ingest.WRITE_PATH, args, seconds=ctx.mode.seconds + 2))
         finally:
             server.stop()
-        _describe(section, load, path)
     with live.fed_server(ctx, "profile-live") as (server, tick_log, ws_url):
         process, result_path = live.run_viewers(ctx, ws_url, ctx.mode.viewers, ctx.mode.seconds + 2, "profile")
         live.wait_ready(process, 150)
-        path = os.path.join(ctx.work_dir, "profile-live.txt")
-        sampler = Sampler(server.pid, path)
-        live.finish_viewers(process, result_path, ctx.mode.seconds + 120)
-        sampler.stop()
-    _describe(section, f"{ctx.mode.viewers:,} viewers, {live.LIVE_CALLS} live calls", path)
+        _profiled(ctx, section, f"{ctx.mode.viewers:,} viewers, {live.LIVE_CALLS} live calls", server.pid,
+                  lambda: live.finish_viewers(process, result_path, ctx.mode.seconds + 120))
     section.note(f"py-spy at {RATE} Hz on the server process, in runs separate from the measured ones; "
                  "shares are of the samples in which the process was running Python (idle time excluded).")
