@@ -2,8 +2,11 @@
 
 The call detector produces each message once; this handler only writes it
 and keeps a slow viewer from holding unbounded memory."""
+import functools
 import logging
+import struct
 
+import tornado.iostream
 import tornado.websocket
 
 from rtcscope.detector import DetectorUnavailable
@@ -19,6 +22,20 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_UNAVAILABLE = 1011
 PING_INTERVAL_SECONDS = 20
 PING_TIMEOUT_SECONDS = 20
+
+
+@functools.lru_cache(maxsize=8)
+def text_frame(message):
+    """`message` as one final, unmasked, uncompressed text frame (RFC 6455 5.2),
+    built once and written to every viewer: tornado's write_message would frame
+    it again per viewer and wrap each write in a Task. Valid because these
+    sockets never negotiate compression (no get_compression_options)."""
+    length = len(message)
+    if length < 126:
+        return struct.pack("!BB", 0x81, length) + message
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length) + message
+    return struct.pack("!BBQ", 0x81, 127, length) + message
 
 
 class GraphSocket(tornado.websocket.WebSocketHandler):
@@ -68,11 +85,12 @@ class GraphSocket(tornado.websocket.WebSocketHandler):
             log.info("dropping a slow viewer of %s: %d bytes pending", self.request.path, self.pending)
             self.application.telemetry.inc("rtcscope_graph_viewers_dropped_total")
             return self.close(CLOSE_TOO_SLOW, "too slow: reconnect for a fresh snapshot")
-        size = len(message)
+        frame = text_frame(message)
+        size = len(frame)
         self.pending += size
         try:
-            written = self.write_message(message)
-        except tornado.websocket.WebSocketClosedError:
+            written = self.ws_connection.stream.write(frame)
+        except tornado.iostream.StreamClosedError:
             return
         written.add_done_callback(lambda future: self._written(future, size))
 
