@@ -41,6 +41,21 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def wait_for_http(process, url, timeout, describe):
+    """Poll `url` until it answers; fail at once if `process` exits.
+    `describe()` names the process (and where its log is) in the error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{describe()} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{describe()} did not answer {url} in time")
+
+
 class Influxd:
     """One influxd process; `stop()`/`start()` again keeps its data (for outage tests)."""
 
@@ -62,16 +77,8 @@ class Influxd:
         self.log = open(os.path.join(self.data_dir, "influxd.log"), "ab")
         self.process = subprocess.Popen([binary, "run", "-config", self.config_path],
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"influxd exited with {self.process.returncode}; see {self.data_dir}")
-            try:
-                urllib.request.urlopen(self.url + "/ping", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("influxd did not answer /ping in time")
+        wait_for_http(self.process, self.url + "/ping", timeout, lambda: f"influxd (see {self.data_dir})")
+        return self
 
     def stop(self):
         if self.process and self.process.poll() is None:

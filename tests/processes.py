@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.influxd import free_port
+from tests.influxd import free_port, wait_for_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,16 +29,8 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command + args, stdout=log, stderr=subprocess.STDOUT,
                                             cwd=self.cwd)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=2)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not answer /healthz in time:\n{self.log()}")
+        wait_for_http(self.process, self.url + "/healthz", timeout, lambda: f"server\n{self.log()}\n")
+        return self
 
     def signal(self, signum):
         self.process.send_signal(signum)
