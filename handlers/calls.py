@@ -1,5 +1,4 @@
 """Calls: which are live or ended, and one call's summary."""
-import time
 
 import tornado.web
 

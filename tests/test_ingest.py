@@ -1,7 +1,6 @@
 """POST /v1/stats/write/ in every format against a real influxd."""
 import json
 import os
-import time
 
 import pytest
 
