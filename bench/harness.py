@@ -158,16 +158,6 @@ def count_samples(influxd, database, field="rtt"):
     return int(rows[0]["count"]) if rows else 0
 
 
-def prometheus_value(server_url, name):
-    status, body = http("GET", server_url + "/metrics")
-    if status != 200:
-        raise BenchError(f"/metrics answered {status}")
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s", backpressure_ok=False):
     """Run wrk with bench/wrk/ingest.lua for `seconds`; its JSON summary plus
     req/s, wrk's own CPU seconds and the error count. With `backpressure_ok`,
