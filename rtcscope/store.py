@@ -169,7 +169,8 @@ class Store:
                 [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in ends if s["rows"]])
 
     async def call_buckets(self, call, start_ms, end_ms, bucket_s):
-        """Every field of one call, bucketed per (peer, kind): [(tags, rows)]."""
-        statement = (f'SELECT mean(*) FROM {MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+        """Every field of one call, bucketed per (peer, kind): [(tags, rows)] with
+        mean_<field> and count_<field> (the counts tell a partial bucket)."""
+        statement = (f'SELECT mean(*), count(*) FROM {MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'AND "call" = {quote_literal(call)} GROUP BY time({bucket_s}s), "peer", "kind" fill(none)')
         return [(series["tags"], series["rows"]) for series in await self.query(statement)]

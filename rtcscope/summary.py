@@ -18,15 +18,23 @@ def series_values(metric, rows):
     points = [(row["time"], row[column]) for row in rows if row.get(column) is not None]
     if metric.type != "counter":
         return [(ms, value * metric.scale) for ms, value in points]
+    pairs = list(zip(points, points[1:]))
+    # A series' first and last buckets may hold fewer samples than the others
+    # (the call started or ended inside them): their means then sit off the
+    # buckets' middles, and a rate against them shows a jump or a drop.
+    counts = [row.get("count_" + metric.source_field) or 0 for row in rows if row.get(column) is not None]
+    if len(pairs) > 2:
+        typical = sorted(counts)[len(counts) // 2]
+        pairs = pairs[counts[0] < typical:len(pairs) - (counts[-1] < typical)]
     rates = []
-    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+    for (t0, v0), (t1, v1) in pairs:
         if t1 > t0 and v1 >= v0:
             rates.append((t1, (v1 - v0) * 1000.0 / (t1 - t0) * metric.scale))
     return rates
 
 
 def summarize(state, buckets, bucket_s):
-    """`buckets`: [(tags, rows)] of mean(*) per (peer, kind) over the call."""
+    """`buckets`: [(tags, rows)] of mean(*) and count(*) per (peer, kind) over the call."""
     stored = set()
     for _, rows in buckets:
         if rows:

@@ -209,3 +209,18 @@ async def test_readyz_is_503_when_influxdb_is_unreachable(http_client, base_url,
     assert status == 503 and body["influxdb"] is False
     status, body, _ = await get(http_client, base_url + "/v1/stats/?type=rtt")
     assert_error(status, body, 503)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_call_summary_rates_ignore_partial_first_and_last_buckets(http_client, base_url, app, influxd, database):
+    """Four samples a second, +250 bytes each (8000 bit/s), starting and ending inside a bucket."""
+    start = (now_ms() - 60_000) // 1000 * 1000 + 500
+    body = [{"call": "steady", "peer": "a", "ts": start + k * 250, "stats": {"bytesSent": 250.0 * k}}
+            for k in range(22)]
+    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
+    assert status == 200 and result["accepted"] == 22
+    await eventually(lambda: app.writer.depth == 0)
+    status, summary, _ = await get(http_client, base_url + "/v1/calls/steady/")
+    assert status == 200, summary
+    bitrate = summary["metrics"]["bitrate"]
+    assert (bitrate["min"], bitrate["max"]) == (pytest.approx(8000.0), pytest.approx(8000.0)), bitrate
