@@ -8,6 +8,9 @@ import tornado.web
 from rtcscope import registry
 from rtcscope.ingest import FIELD_RE
 from rtcscope.store import StoreError
+from rtcscope.timeparse import parse_time_ms
+
+MAX_RANGE_SECONDS = 400 * 86400
 
 
 
@@ -70,6 +73,16 @@ class APIHandler(tornado.web.RequestHandler):
         if len(values) > 1:
             raise tornado.web.HTTPError(400, "parameter %s given more than once", name)
         return values[0] if values else default
+
+    def range_arguments(self, now_ms):
+        """`start` and `end` (default now) as Unix ms, start before end by at most 400 days."""
+        start = parse_time_ms(self.argument("start"), now_ms)
+        end = parse_time_ms(self.argument("end", "now"), now_ms)
+        if start is None or end is None:
+            raise tornado.web.HTTPError(400, "start and end must be RFC 3339, Unix ms or now")
+        if not 0 < end - start <= MAX_RANGE_SECONDS * 1000:
+            raise tornado.web.HTTPError(400, "end must be after start, by at most 400 days")
+        return start, end
 
     async def metric_argument(self, parameter="type"):
         """A metric-name parameter as a registry metric, or a stored field; 400/404 otherwise."""

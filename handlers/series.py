@@ -9,10 +9,9 @@ import tornado.web
 
 from rtcscope.detector import RATE_SETTLE_MS
 from rtcscope.registry import COUNTER
-from rtcscope.timeparse import bucket_for, parse_duration, parse_time_ms
+from rtcscope.timeparse import bucket_for, parse_duration
 
-from .base import APIHandler
-from .stats import MAX_RANGE_SECONDS
+from .base import MAX_RANGE_SECONDS, APIHandler
 
 MAX_POINTS = 500
 
@@ -27,13 +26,10 @@ class SeriesHandler(APIHandler):
             if not seconds or seconds > MAX_RANGE_SECONDS:
                 raise tornado.web.HTTPError(400, "duration must match ^\\d+[smhd]$, up to 400d")
             start, end = now - seconds * 1000, now
+        elif self.argument("start") is None:
+            raise tornado.web.HTTPError(400, "give duration, or start (and end): RFC 3339, Unix ms or now")
         else:
-            start = parse_time_ms(self.argument("start"), now)
-            end = parse_time_ms(self.argument("end", "now"), now)
-            if start is None or end is None:
-                raise tornado.web.HTTPError(400, "give duration, or start (and end): RFC 3339, Unix ms or now")
-        if not 0 < end - start <= MAX_RANGE_SECONDS * 1000:
-            raise tornado.web.HTTPError(400, "end must be after start, by at most 400 days")
+            start, end = self.range_arguments(now)
         call = self.argument("call")
         state = await self.known_call(call) if call is not None else None
         bucket_ms = bucket_for(-(-(end - start) // 1000), MAX_POINTS) * 1000

@@ -3,15 +3,13 @@ import time
 
 import tornado.web
 
-from rtcscope.timeparse import (call_bucket, interval_bucket, parse_duration, parse_time_ms,
-                                rfc3339)
+from rtcscope.timeparse import call_bucket, interval_bucket, parse_duration, rfc3339
 
 from .base import APIHandler
 
 RECENT_SECONDS = 300
 RECENT_BUCKET_SECONDS = 10
 MAX_INTERVAL_SECONDS = 7 * 86400
-MAX_RANGE_SECONDS = 400 * 86400
 
 
 def seed_points(points):
@@ -51,12 +49,7 @@ class IntervalHandler(SeedStatsHandler):
 
 class TimerangeHandler(SeedStatsHandler):
     async def get(self):
-        start = parse_time_ms(self.argument("start"), self.now_ms)
-        end = parse_time_ms(self.argument("end", "now"), self.now_ms)
-        if start is None or end is None:
-            raise tornado.web.HTTPError(400, "start and end must be RFC 3339, Unix ms or now")
-        if not 0 < end - start <= MAX_RANGE_SECONDS * 1000:
-            raise tornado.web.HTTPError(400, "end must be after start, by at most 400 days")
+        start, end = self.range_arguments(self.now_ms)
         bucket = interval_bucket(-(-(end - start) // 1000))
         self.write_json(await self.per_call(start, end, bucket))
 
