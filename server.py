@@ -21,6 +21,7 @@ from handlers import base, calls, client, health, ingest, pages, series, stats, 
 from rtcscope.calls import load_calls
 from rtcscope.credentials import Secrets
 from rtcscope.detector import CallDetector
+from rtcscope.ingest import Limits
 from rtcscope.store import Store
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
@@ -86,8 +87,8 @@ class Application(tornado.web.Application):
             "ws_origins": set(config["ws_origins"]),
             "ws_max_pending": config["ws_max_pending"],
             "max_body": config["max_body"],
-            "max_samples": config["max_samples"],
-            "max_skew": _seconds(config["max_skew"]),
+            "ingest_limits": Limits(max_samples=config["max_samples"],
+                                    max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
             "xsrf_cookies": False,
         }

@@ -3,7 +3,7 @@ import time
 
 import tornado.web
 
-from rtcscope.ingest import IngestError, Limits, parse
+from rtcscope.ingest import IngestError, parse
 
 from .base import APIHandler, ingest_key_refusal
 
@@ -92,11 +92,9 @@ class WriteHandler(APIHandler):
         app = self.application
         if self._too_large:
             return self.fail_too_large()
-        limits = Limits(max_samples=app.settings["max_samples"],
-                        max_skew_ns=int(app.settings["max_skew"] * 1e9))
         now_ns = time.time_ns() // 1000 * 1000
         try:
-            parsed = parse(b"".join(self._chunks), now_ns, limits,
+            parsed = parse(b"".join(self._chunks), now_ns, app.settings["ingest_limits"],
                            precision=self.argument("precision", "ns"))
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
