@@ -7,7 +7,7 @@ APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils syst
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
 
-.PHONY: install run test bench binary clean
+.PHONY: install run test lint bench binary clean
 
 install: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,8 +26,11 @@ run: install
 	INFLUXDB_PORT=$(INFLUXDB_PORT) scripts/influxd-local.sh
 	$(PY) server.py --config=conf/rtcscope.conf --port=$(PORT) --influxdb-url=http://127.0.0.1:$(INFLUXDB_PORT)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 # One executable, dist/rtcscope-server, carrying templates/ and static/ (cached under build/binary/).
 binary: install

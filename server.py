@@ -18,14 +18,14 @@ from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers import base, calls, client, health, ingest, pages, series, stats, ws
-from rtcscope.calls import load_calls
 from rtcscope.credentials import Secrets
-from rtcscope.detector import CallDetector
-from rtcscope.ingest import Limits
-from rtcscope.store import Store
+from rtcscope.ingest.formats import Limits
+from rtcscope.live.calls import load_calls
+from rtcscope.live.detector import CallDetector
+from rtcscope.storage.store import Store
+from rtcscope.storage.writer import BatchWriter
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
-from rtcscope.writer import BatchWriter
 
 log = logging.getLogger("rtcscope")
 
@@ -241,5 +241,10 @@ async def main():
     await server.close_all_connections()
 
 
-if __name__ == "__main__":
+def run():
+    """The `rtcscope-server` console entry point."""
     asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -8,7 +8,7 @@ import timeit
 import orjson
 import ujson
 
-from rtcscope.ingest import Limits, parse
+from rtcscope.ingest.formats import Limits, parse
 
 from .ingest import PROTOTYPE_BODY, SINGLE_BODY
 

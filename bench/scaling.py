@@ -6,13 +6,14 @@ import statistics
 import time
 
 from rtcscope import registry
-from rtcscope.detector import CallDetector
-from rtcscope.store import Store
+from rtcscope.live.detector import CallDetector
+from rtcscope.storage.store import Store
 from tests.test_nginx import Nginx
 
 from . import harness, ingest
 from .harness import BenchError
 from .report import median_ratio, spread
+
 
 def _behind_nginx(ctx, processes):
     """Batched ingest through nginx to `processes` servers on one database:

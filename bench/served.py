@@ -14,7 +14,7 @@ import time
 import orjson
 
 import server
-from rtcscope.detector import CallDetector
+from rtcscope.live.detector import CallDetector
 
 from . import harness
 

@@ -6,8 +6,8 @@ import orjson
 import tornado.web
 
 from rtcscope import registry
-from rtcscope.ingest import FIELD_RE
-from rtcscope.store import StoreError
+from rtcscope.ingest.formats import FIELD_RE
+from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400

@@ -3,7 +3,7 @@ import time
 
 import tornado.web
 
-from rtcscope.ingest import IngestError, parse
+from rtcscope.ingest.formats import IngestError, parse
 
 from .base import APIHandler, ingest_key_refusal
 

@@ -7,7 +7,7 @@ import orjson
 import tornado.web
 
 from rtcscope import registry
-from rtcscope.store import StoreError
+from rtcscope.storage.store import StoreError
 
 from .base import find_metric
 

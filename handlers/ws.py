@@ -9,8 +9,8 @@ import struct
 import tornado.iostream
 import tornado.websocket
 
-from rtcscope.detector import DetectorUnavailable
-from rtcscope.store import StoreError
+from rtcscope.live.detector import DetectorUnavailable
+from rtcscope.storage.store import StoreError
 
 from .base import find_metric
 

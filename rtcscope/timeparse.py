@@ -1,6 +1,6 @@
 """Durations, timestamps and the bucket rules of the REST API."""
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 DURATION_RE = re.compile(r"(\d{1,9})([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -34,7 +34,7 @@ def parse_time_ms(text, now_ms):
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 
@@ -60,4 +60,4 @@ def call_bucket(span_seconds):
 
 
 def rfc3339(ms):
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,9 +1,14 @@
 """Small helpers the tests share: real HTTP requests and waiting on InfluxDB."""
 import asyncio
 import json
+import pathlib
 import time
 
 from tornado.httpclient import HTTPRequest
+
+# Real Chromium getStats() output, shared with the contract.
+CHROMIUM_FIXTURE = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+                    / "chromium-loopback-audio-video.json")
 
 
 async def post(http_client, url, body, content_type="application/json", headers=None):

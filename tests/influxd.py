@@ -1,11 +1,11 @@
 """Start a real influxd (Debian's `influxdb` package) on free loopback ports."""
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-import json
 import urllib.parse
 import urllib.request
 

@@ -12,8 +12,8 @@ import pytest
 import server
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
+from tests.live.test_ws import Viewer
 from tests.processes import ROOT, ServerProcess
-from tests.test_ws import Viewer
 
 BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
 

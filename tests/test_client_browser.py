@@ -248,7 +248,7 @@ async def wait_for_monitors(page, condition, timeout):
         await page.wait_for_function(f"Object.values(monitorStats()).every((s) => {condition})",
                                      timeout=timeout * 1000, polling=200)
     except Exception:
-        raise AssertionError(f"monitors never met {condition}: {await page.evaluate('monitorStats()')}")
+        raise AssertionError(f"monitors never met {condition}: {await page.evaluate('monitorStats()')}") from None
     return await page.evaluate("monitorStats()")
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually, get
+from tests.live.test_ws import Viewer
 from tests.processes import ServerProcess
-from tests.test_ws import Viewer
 
 VIEWERS = 500
 DELAY_SECONDS = 0.25

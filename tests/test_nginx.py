@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
 from tests.influxd import free_port
+from tests.live.test_ws import Viewer
 from tests.processes import ROOT, ServerProcess, wait
-from tests.test_ws import Viewer
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

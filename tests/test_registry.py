@@ -2,7 +2,6 @@
 
 import json
 import math
-import pathlib
 
 import pytest
 
@@ -14,8 +13,9 @@ from rtcscope.registry import (
     extract,
     lookup,
 )
+from tests.helpers import CHROMIUM_FIXTURE
 
-FIXTURE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chromium-loopback-audio-video.json"
+FIXTURE = CHROMIUM_FIXTURE
 
 
 @pytest.fixture(scope="module")

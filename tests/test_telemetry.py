@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually, get, post
 from tests.influxd import free_port
-from tests.test_ws import Viewer
+from tests.live.test_ws import Viewer
 
 SAMPLE_LINE = re.compile(
     r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? '

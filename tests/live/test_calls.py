@@ -1,5 +1,5 @@
 """Call liveness from presence rows and end events, without InfluxDB."""
-from rtcscope.calls import build_calls
+from rtcscope.live.calls import build_calls
 
 NOW = 1_795_536_200_000
 TIMEOUT = 15_000

@@ -8,7 +8,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from rtcscope.detector import BUCKET_MS
+from rtcscope.live.detector import BUCKET_MS
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
 

@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 
-from .telemetry import Histogram
+from ..telemetry import Histogram
 
 log = logging.getLogger("rtcscope.writer")
 
@@ -89,7 +89,7 @@ class BatchWriter:
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             await self._drain(deadline=None)
@@ -157,7 +157,7 @@ class BatchWriter:
                 pass
         try:
             await asyncio.wait_for(self._drain(deadline=time.monotonic() + timeout), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self.spool()
 

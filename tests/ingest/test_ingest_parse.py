@@ -1,7 +1,7 @@
 """The ingest parser on its own: formats, escapes, counters and limits, no HTTP."""
 import pytest
 
-from rtcscope.ingest import IngestError, Limits, parse
+from rtcscope.ingest.formats import IngestError, Limits, parse
 
 NOW = 1_795_536_126_812_000_000
 

@@ -14,9 +14,9 @@ import time
 
 import orjson
 
+from ..registry import COUNTER
+from ..storage.store import StoreError
 from .calls import build_calls
-from .registry import COUNTER
-from .store import StoreError
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -175,7 +175,7 @@ class CallDetector:
         """Fill a newly watched metric with the last five minutes of the live calls."""
         try:
             await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
         end = now_ms()
         start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
@@ -212,7 +212,7 @@ class CallDetector:
     async def run_tick(self):
         try:
             await self._tick()
-        except (StoreError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, StoreError) as exc:
             self.failures += 1
             log.warning("call detector tick failed: %s", exc)
         except Exception:

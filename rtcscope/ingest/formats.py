@@ -12,13 +12,13 @@ numbers is encoded by orjson and two byte replacements instead of a Python
 loop over its fields.
 """
 import re
-from math import isfinite
 from dataclasses import dataclass, field
+from math import isfinite
 
 import orjson
 import ujson
 
-from . import registry
+from .. import registry
 
 MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"

@@ -10,13 +10,13 @@ from urllib.parse import urlparse
 
 import aiohttp
 
+from ..ingest.formats import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT
+from ..timeparse import parse_duration
+from .writer import WriteRejected
+
 warnings.filterwarnings("ignore", message="Pandas/Numpy is not available")
 from aioinflux import InfluxDBClient  # noqa: E402  (after silencing its optional-pandas warning)
 from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402
-
-from .ingest import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT
-from .timeparse import parse_duration
-from .writer import WriteRejected
 
 RETENTION_POLICY = "rtcscope"
 FIELD_CACHE_SECONDS = 5.0
@@ -85,7 +85,7 @@ class Store:
         try:
             await self.client.ping()
             return True
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
     async def write(self, data):
@@ -106,7 +106,7 @@ class Store:
         self.queries += 1
         try:
             result = await self.client.query(statement, epoch="ms")
-        except (InfluxDBError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, InfluxDBError, aiohttp.ClientError, OSError) as exc:
             raise StoreError(str(exc) or type(exc).__name__) from None
         series_out = []
         for statement_result in result.get("results", []):

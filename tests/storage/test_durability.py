@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from rtcscope.store import Store
+from rtcscope.storage.store import Store
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually
 from tests.influxd import Influxd

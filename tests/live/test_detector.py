@@ -9,7 +9,7 @@ import json
 import pytest
 
 from rtcscope import registry
-from rtcscope.detector import BUCKET_MS
+from rtcscope.live.detector import BUCKET_MS
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
 

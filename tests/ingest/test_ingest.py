@@ -1,14 +1,12 @@
 """POST /v1/stats/write/ in every format against a real influxd."""
 import json
-import os
 
 import pytest
 
 from tests.conftest import now_ms
-from tests.helpers import assert_error, count_points, eventually, get, post
+from tests.helpers import CHROMIUM_FIXTURE, assert_error, count_points, eventually, get, post
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
-                       "chromium-loopback-audio-video.json")
+FIXTURE = CHROMIUM_FIXTURE
 SEED_BODY = ("rtc_stats,id=8d3f0c4e-77aa-4f1e-9a51-0c3b2f1a9e10 availableBandwidth=12.3,"
              "inputLevel=undefined,packetsLost=0,rtt=41,packetsSent=1320,bytesSent=184211 {ts}")
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"

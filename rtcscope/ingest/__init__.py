@@ -1,0 +1,1 @@
+"""Ingest: turning what clients send into validated points."""

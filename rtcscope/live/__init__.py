@@ -1,0 +1,1 @@
+"""Live: which calls are live, and what viewers are pushed each tick."""

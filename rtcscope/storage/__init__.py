@@ -1,0 +1,1 @@
+"""Storage: InfluxDB queries and the batching writer."""
