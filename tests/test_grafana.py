@@ -76,23 +76,6 @@ def with_macros(query, start_ms, end_ms, call):
     return sent
 
 
-def series(influxd, database, statement):
-    """{tags as a sorted tuple: [row dicts]} of one statement."""
-    result = influxd.query(statement, database)["results"][0]
-    assert "error" not in result, (result["error"], statement)
-    out = {}
-    for each in result.get("series", []):
-        rows = [dict(zip(each["columns"], values)) for values in each["values"]]
-        out[tuple(sorted((each.get("tags") or {}).items()))] = rows
-    return out
-
-
-def only(found):
-    """The rows of a result with a single series."""
-    assert len(found) == 1, found
-    return next(iter(found.values()))
-
-
 def column(rows, name):
     return [row[name] for row in rows if row[name] is not None]
 
@@ -124,9 +107,10 @@ def calls(io_loop, http_client, base_url, app, influxd, database):
 
 
 def run_all(influxd, database, queries, start_ms, call="g-a"):
-    """Every query over the minute of samples up to now (the presence points carry the receive time)."""
+    """Every query's rows (tags as columns) over the minute of samples up to now (the presence
+    points carry the receive time)."""
     end_ms = int(time.time() * 1000) + 1000
-    return {key: series(influxd, database, with_macros(query, start_ms, end_ms, call)) for key, query in queries.items()}
+    return {key: influxd.rows(with_macros(query, start_ms, end_ms, call), database) for key, query in queries.items()}
 
 
 def full_buckets(rows, start_ms):
@@ -144,29 +128,29 @@ def test_fleet_dashboard_queries_return_the_fleet(calls, influxd, database):
                             ("Loss across calls", "A"), ("Loss across calls", "B"), ("Worst ended calls", "A"),
                             ("Calls ended per hour", "A"), ("Poor calls per hour", "A"), ("Median MOS per hour", "A")}
 
-    assert column(only(results["Live calls", "A"]), "count") == [3]
-    assert column(only(results["Live peers", "A"]), "count") == [4]
-    sending = column(only(results["Calls sending stats", "A"]), "calls")
+    assert column(results["Live calls", "A"], "count") == [3]
+    assert column(results["Live peers", "A"], "count") == [4]
+    sending = column(results["Calls sending stats", "A"], "calls")
     assert max(sending) == sum(sending) == 3  # one request: every call in the interval it was received
 
     # Each call by its worst peer: g-a is bob (factor 2), g-b carol (3), g-c dave (10); nearest rank over 3.
     for title, field in (("Round-trip time across calls", "rtt"), ("Jitter across calls", "jitter"),
                          ("Loss across calls", "fractionLost")):
-        rows = full_buckets(only(results[title, "A"]), start_ms)
+        rows = full_buckets(results[title, "A"], start_ms)
         assert [row["p50"] for row in rows] == pytest.approx([BASE[field] * 3] * len(rows)), title
         assert [row["p95"] for row in rows] == pytest.approx([BASE[field] * 10] * len(rows)), title
-    rows = full_buckets(only(results["Loss across calls", "B"]), start_ms)
+    rows = full_buckets(results["Loss across calls", "B"], start_ms)
     lost, carried = BASE["packetsLost"], BASE["packetsLost"] + BASE["packetsReceived"] + BASE["packetsSent"]
     assert [row["all packets"] for row in rows] == pytest.approx([lost / carried] * len(rows))
 
-    worst = only(results["Worst ended calls", "A"])
+    worst = results["Worst ended calls", "A"]
     assert {row["call"]: (row["mos_mean"], row["mos_min"], row["problems"], row["peers"], row["duration_s"])
             for row in worst} == {call: (s["mos_mean"], s["mos_min"], s["problems"], s["peers"], s["duration_s"])
                                   for call, s in SUMMARIES.items()}
-    hour = only(results["Calls ended per hour", "A"])
+    hour = results["Calls ended per hour", "A"]
     assert [(row["calls"], row["minutes"]) for row in hour] == [(3, pytest.approx(150 / 60))]
-    assert column(only(results["Poor calls per hour", "A"]), "poor share") == [pytest.approx(1 / 3)]
-    assert column(only(results["Median MOS per hour", "A"]), "median MOS") == [3.8]
+    assert column(results["Poor calls per hour", "A"], "poor share") == [pytest.approx(1 / 3)]
+    assert column(results["Median MOS per hour", "A"], "median MOS") == [3.8]
 
 
 def expected_by_peer(metric):
@@ -184,20 +168,19 @@ def test_call_dashboard_shows_every_metric_by_peer(calls, influxd, database):
         {(title, "A") for title in metric_panels}
     results = run_all(influxd, database, queries, start_ms)
 
-    assert sorted(row["value"] for row in only(results["$", "call"])) == ["g-a", "g-b", "g-c"]
-    peers = results["Peers", "A"]
-    assert {dict(tags)["peer"]: [(row["first sample"], row["last sample"], row["requests"]) for row in rows]
-            for tags, rows in peers.items()} == {
-        "alice": [(start_ms, start_ms + (SECONDS - 1) * 1000, 1)], "bob": [(start_ms, start_ms + (SECONDS - 1) * 1000, 1)]}
-    summary = only(results["Summary (once the call has ended)", "A"])
+    assert sorted(row["value"] for row in results["$", "call"]) == ["g-a", "g-b", "g-c"]
+    last_ms = start_ms + (SECONDS - 1) * 1000
+    assert sorted((row["peer"], row["first sample"], row["last sample"], row["requests"])
+                  for row in results["Peers", "A"]) == [("alice", start_ms, last_ms, 1), ("bob", start_ms, last_ms, 1)]
+    summary = results["Summary (once the call has ended)", "A"]
     assert [{key: row[key] for key in SUMMARIES["g-a"]} for row in summary] == [SUMMARIES["g-a"]]
 
     for title, metric in metric_panels.items():
-        by_peer = {dict(tags)["peer"]: full_buckets(rows, start_ms) for tags, rows in results[title, "A"].items()}
         expected = expected_by_peer(metric)
-        assert set(by_peer) == set(expected), title
-        for peer, rows in by_peer.items():
-            assert [row[metric.name] for row in rows] == pytest.approx([expected[peer]] * len(rows)), (title, peer)
+        assert {row["peer"] for row in results[title, "A"]} == set(expected), title
+        for peer, value in expected.items():
+            rows = full_buckets([row for row in results[title, "A"] if row["peer"] == peer], start_ms)
+            assert [row[metric.name] for row in rows] == pytest.approx([value] * len(rows)), (title, peer)
 
 
 def test_dashboards_are_built_from_the_registry():
