@@ -47,12 +47,12 @@ def panel(title, kind, targets, x, y, w=12, h=8, unit="short", description="", *
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": options.pop("overrides", [])}, **options}
 
 
-def dashboard(uid, title, description, panels, templating=(), time_from="now-1h", links=()):
+def dashboard(uid, title, description, panels, templating=(), time_from="now-1h"):
     for number, each in enumerate(panels, 1):
         each["id"] = number
     return {"uid": uid, "title": title, "description": description, "tags": ["rtcscope", "webrtc"],
             "editable": True, "schemaVersion": 39, "refresh": "10s", "timezone": "",
-            "time": {"from": time_from, "to": "now"}, "panels": panels, "links": list(links),
+            "time": {"from": time_from, "to": "now"}, "panels": panels, "links": [],
             "templating": {"list": list(templating)}}
 
 
