@@ -126,7 +126,7 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
         code = self.close_code
         lines = session.closed_lines(code, now_ms())
         if lines and not self.application.writer.submit(lines):
-            log.warning("session %s closed (%s) while the write buffer was full: its end is not stored",
+            log.warning("session %s closed (%s) while the write buffer was full: its end or disconnect marker is not stored",
                         session.session_id, code)
         elif lines and code == CONFERENCE_LEFT:
             session.ended = True

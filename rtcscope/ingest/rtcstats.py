@@ -199,7 +199,7 @@ class Session:
             outcome.dropped = exc.code
             return outcome
         outcome.reports = {pc_id: report}
-        collector = formats._Collector(int(now_ms) * 1_000_000, self.limits)
+        collector = formats._Collector(_ns(now_ms), self.limits)
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
             collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields))
@@ -230,18 +230,18 @@ class Session:
         """An explicit end of this peer (rtc_events, `reason` and `detail` codes)."""
         return (f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} end=1.0,at={float(int(at_ms))!r},"
                 f"reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r} "
-                f"{int(now_ms) * 1_000_000}").encode()
+                f"{_ns(now_ms)}").encode()
 
     def disconnect_line(self, now_ms):
         """A marker, not an end: the peer ends as `disconnect` if nothing follows it
         within --call-timeout. It has no `end` nor `at`, so readers of ends pass it by."""
         return (f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} "
                 f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(int(now_ms))!r} "
-                f"{int(now_ms) * 1_000_000}").encode()
+                f"{_ns(now_ms)}").encode()
 
     def _session_line(self, outcome, now_ms):
         return (f"{SESSIONS_MEASUREMENT},call={self.call},peer={self.peer},session={self.session_id} "
-                f"sn={float(outcome.sn)!r},offset={float(outcome.offset_ms)!r} {int(now_ms) * 1_000_000}").encode()
+                f"sn={float(outcome.sn)!r},offset={float(outcome.offset_ms)!r} {_ns(now_ms)}").encode()
 
     def closed_lines(self, code, now_ms):
         """What a closed connection stores: an end on 3001 (the conference was
@@ -252,6 +252,11 @@ class Session:
         if code == CONFERENCE_LEFT:
             return [self.end_line("leave", now_ms, now_ms)]
         return [self.disconnect_line(now_ms)]
+
+
+def _ns(ms):
+    """A time in ms as InfluxDB ns, to the µs: points of one series a few µs apart stay distinct."""
+    return round(ms * 1000) * 1000
 
 
 def _is_int(value):
