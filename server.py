@@ -17,9 +17,10 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, health, ingest, pages, series, stats, ws
+from handlers import base, calls, client, health, ingest, pages, rtcstats, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
@@ -30,7 +31,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, rtcstats, stats, calls, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -69,15 +70,19 @@ define("protect_metrics", default=False, help="require the read token for /metri
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector, telemetry):
+    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions):
         self.store = store
         self.writer = writer
         self.detector = detector
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
+        self.rtcstats_sessions = rtcstats_sessions
         self.telemetry = telemetry
-        self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
+        self.periodic_callbacks = [
+            tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: self.rtcstats_sessions.sweep(time.time() * 1000), 60_000),
+        ]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
@@ -156,7 +161,7 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_telemetry(writer, detector):
+def make_telemetry(writer, detector, rtcstats_sessions):
     """Declare every family /metrics shows, in this application's own registry;
     handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
@@ -192,6 +197,16 @@ def make_telemetry(writer, detector):
     telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
                     lambda: len(detector.watches))
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
+    telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
+                    lambda: rtcstats_sessions.connected)
+    telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
+                    lambda: len(rtcstats_sessions.by_id))
+    telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
+    telemetry.counter("rtcscope_rtcstats_dropped_total",
+                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)",
+                      labels=("reason",))
+    telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
+                      "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
     return telemetry
 
 
@@ -209,7 +224,9 @@ def make_app(**overrides):
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
                             tick_ms=_seconds(config["tick"]) * 1000)
-    return Application(store, writer, config, detector, make_telemetry(writer, detector))
+    rtcstats_sessions = Sessions(store, config["max_samples"])
+    return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions),
+                       rtcstats_sessions)
 
 
 def parse_options():
