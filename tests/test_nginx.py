@@ -154,6 +154,36 @@ def test_errors_stay_json_through_nginx(deployment):
     assert "reset by peer" not in nginx.error_log() and "prematurely closed" not in nginx.error_log()
 
 
+def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
+    """limit_req in front of every process: a client that posts faster than the
+    zone's rate beyond its burst gets nginx's JSON 429 with Retry-After, and
+    those requests never reach a process."""
+    nginx, servers, _ = deployment
+    shipped = open(os.path.join(ROOT, "conf", "nginx.conf")).read()
+    burst = int(re.search(r"limit_req zone=rtcscope_ingest burst=(\d+) nodelay;", shipped).group(1))
+    before = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    # Its own address, so the zone's state does not touch the other tests.
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.3", 0))
+    statuses, refusals = [], []
+    for i in range(3 * burst):
+        body = json.dumps({"call": "nginx-burst", "peer": "p", "ts": now_ms(), "stats": {"seq": i}})
+        connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        document = json.loads(response.read())
+        statuses.append(response.status)
+        if response.status == 429:
+            refusals.append((document["error"]["code"], response.getheader("Retry-After"),
+                             response.getheader("Content-Type")))
+    connection.close()
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses[:burst] == [200] * burst  # the burst goes through at once
+    assert statuses.count(429) >= burst // 2, statuses
+    assert {code for code, _, _ in refusals} == {"too_many_requests"}
+    assert all(retry_after == "1" and kind.startswith("application/json") for _, retry_after, kind in refusals)
+    after = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    assert after - before == statuses.count(200)
+
+
 def test_forwarded_client_address_is_honoured(deployment):
     """The client connects from 127.0.0.2; with --xheaders the servers log that
     address (from nginx's X-Real-IP), not nginx's own 127.0.0.1."""
