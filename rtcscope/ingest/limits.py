@@ -23,10 +23,10 @@ still knows it once it is live); a client that finds the bucket table full
 of active buckets shares one overflow bucket with every other such client,
 so a flood of addresses cannot reset anyone's budget.
 """
-import ipaddress
 import math
+import socket
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 # Hard caps of the two tables (entries); docs/security.md gives the measured
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 MAX_CLIENTS = 100_000
 MAX_SEEN_CALLS = 100_000
 OVERFLOW_CLIENT = "(overflow)"
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,17 @@ class Refusal:
 def client_key(address):
     """The client a request is counted against: its IPv4 address, or the /64
     network of an IPv6 one (one subscriber's LAN; a host picks any address in
-    it at will). IPv4-mapped IPv6 counts as the IPv4 address."""
+    it at will). IPv4-mapped IPv6 counts as the IPv4 address. (inet_pton is
+    six times faster than the ipaddress module here, on every request.)"""
     if ":" not in address:
         return address  # IPv4 (tornado gives a valid one) or a non-IP peer such as a unix socket
     try:
-        ip = ipaddress.IPv6Address(address.partition("%")[0])
-    except ValueError:
+        packed = socket.inet_pton(socket.AF_INET6, address.partition("%")[0])
+    except OSError:
         return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    if packed[:12] == IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
 
 
 class CallAdmission:
@@ -79,16 +81,16 @@ class CallAdmission:
         self.max_live_calls = max_live_calls
         self.call_timeout = call_timeout
         self.tick = tick
-        # How long a call admitted here may go unseen by the detector: the
-        # writer's flush, the detector's next tick, and our own re-read.
-        self.pending_horizon = flush_interval + 2 * tick
-        self.live_retry_after = max(1, math.ceil(self.pending_horizon))
+        # The detector's count reflects a change after the writer's flush,
+        # its next tick and our re-read of it.
+        self.live_retry_after = max(1, math.ceil(flush_interval + 2 * tick))
         self.max_clients = max_clients
         self.max_seen_calls = max_seen_calls
         self.clock = clock
         self.buckets = OrderedDict()  # client -> [tokens, updated], least recently updated first
         self.seen = OrderedDict()  # call -> last seen, least recently seen first
-        self.pending = deque()  # admission times of new calls, oldest first
+        # New calls admitted here that the detector did not list yet -> admitted at, oldest first.
+        self.pending = OrderedDict()
         self._live = frozenset()
         self._live_read_at = -math.inf
 
@@ -109,7 +111,7 @@ class CallAdmission:
             if refusal:
                 return refusal
             bucket[0] = max(0.0, bucket[0] - len(new))
-            self.pending.extend([now] * len(new))
+            self.pending.update(dict.fromkeys(new, now))
         for call in calls:
             seen[call] = now
             seen.move_to_end(call)
@@ -120,13 +122,14 @@ class CallAdmission:
     def live_estimate(self):
         """The fleet's live calls as this process counts them for the cap."""
         now = self.clock()
-        self._trim_pending(now)
-        return len(self._live_view(now)) + len(self.pending)
+        return len(self._live_view(now)) + len(self._pending(now))
 
     def _live_view(self, now):
         if now - self._live_read_at >= self.tick:
-            self._live = frozenset(self._read_live())
+            self._live = live = frozenset(self._read_live())
             self._live_read_at = now
+            for call in [call for call in self.pending if call in live]:
+                del self.pending[call]  # counted as live from now on
         return self._live
 
     def _bucket(self, client, now):
@@ -156,17 +159,22 @@ class CallAdmission:
                        f"retry in {wait} s", retry_after=max(1, wait))
 
     def _lacks_room(self, count, now):
-        self._trim_pending(now)
-        if len(self._live_view(now)) + len(self.pending) + count <= self.max_live_calls:
+        if len(self._live_view(now)) + len(self._pending(now)) + count <= self.max_live_calls:
             return None
         return Refusal(429, "too_many_live_calls",
                        f"the fleet has {self.max_live_calls} live calls, the most this server takes; "
                        "calls already live carry on", retry_after=self.live_retry_after)
 
-    def _trim_pending(self, now):
-        pending, cutoff = self.pending, now - self.pending_horizon
-        while pending and pending[0] < cutoff:
-            pending.popleft()
+    def _pending(self, now):
+        """Admitted calls not yet counted by the detector; one that never
+        reaches it (its request failed later) is forgotten after a call timeout."""
+        pending, cutoff = self.pending, now - self.call_timeout
+        while pending:
+            call, at = next(iter(pending.items()))
+            if at >= cutoff:
+                break
+            del pending[call]
+        return pending
 
     def _trim_seen(self, fresh_after):
         seen = self.seen

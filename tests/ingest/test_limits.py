@@ -34,6 +34,7 @@ def calls(prefix, count):
     ("fe80::1%eth0", "fe80::/64"),
     ("::ffff:198.51.100.7", "198.51.100.7"),
     ("::1", "::/64"),
+    ("not:an:address", "not:an:address"),
 ])
 def test_client_key_groups_ipv6_per_64(address, key):
     assert client_key(address) == key
