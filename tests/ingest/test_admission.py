@@ -106,25 +106,25 @@ async def test_ingest_keys_do_not_change_who_the_client_is(http_client, start_se
     assert assert_retry_after(response) == 60  # one token a minute
 
 
+class Arrivals(list):
+    """Messages, with when each arrived."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def append(self, message):
+        self.times.append(time.monotonic())
+        super().append(message)
+
+
 class TimedViewer(Viewer):
-    """A graph viewer that also notes when each message arrived."""
-
     def __init__(self, connection):
-        self.arrivals = []
         super().__init__(connection)
-
-    async def _read(self):
-        while True:
-            message = await self.connection.read_message()
-            if message is None:
-                self._arrived.set()
-                return
-            self.messages.append(json.loads(message))
-            self.arrivals.append(time.monotonic())
-            self._arrived.set()
+        self.messages = Arrivals()  # before the reader's first message: it starts on the next loop turn
 
     def points_times(self, call, since):
-        return [at for at, message in zip(self.arrivals, self.messages)
+        return [at for at, message in zip(self.messages.times, self.messages)
                 if at >= since and message["type"] == "points" and call in message["calls"]]
 
 
