@@ -38,8 +38,10 @@ http {{
 """
 
 
-def site_config(listen_port, upstream_ports):
-    """The shipped file with only its ports changed: loopback and free ones."""
+def site_config(listen_port, upstream_ports, ingest_limit=True):
+    """The shipped file with only its ports changed: loopback and free ones
+    (and, for load generators that are one address, without its per-address
+    ingest limit)."""
     with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
         text = shipped.read()
     upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
@@ -48,17 +50,20 @@ def site_config(listen_port, upstream_ports):
         text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
     text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
     assert listens == 1
+    if not ingest_limit:
+        text, limits = re.subn(r"^ *limit_req zone=rtcscope_ingest .*\n", "", text, flags=re.M)
+        assert limits == 1
     return text
 
 
 class Nginx:
-    def __init__(self, prefix, upstream_ports):
+    def __init__(self, prefix, upstream_ports, ingest_limit=True):
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         os.makedirs(prefix, exist_ok=True)
         with open(os.path.join(prefix, "rtcscope.conf"), "w") as site:
-            site.write(site_config(self.port, upstream_ports))
+            site.write(site_config(self.port, upstream_ports, ingest_limit))
         with open(os.path.join(prefix, "nginx.conf"), "w") as main:
             main.write(MAIN_CONF.format(prefix=prefix))
         self.process = None
