@@ -50,13 +50,6 @@ define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelt
        help="client timestamps further than this from the server clock are replaced")
 define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
 define("max_samples", default=10_000, help="most samples in one ingest request (413 beyond)")
-define("max_new_calls", default=120,
-       help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
-define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
-       help="the period of --max-new-calls: a client's budget refills over it")
-define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
-define("max_live_calls", default=50_000,
-       help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("max_buffer", default=200_000, help="points held for InfluxDB before ingest answers 503")
 define("spool_dir", default="var/spool", help="where unflushed points go at shutdown, replayed at start")
 define("shutdown_timeout", default=datetime.timedelta(seconds=10), type=datetime.timedelta,
@@ -67,6 +60,13 @@ define("ws_origins", default=[], multiple=True, help="extra origins allowed to o
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+define("max_new_calls", default=120,
+       help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
+define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="the period of --max-new-calls: a client's budget refills over it")
+define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
+define("max_live_calls", default=50_000,
+       help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
@@ -81,14 +81,15 @@ class Application(tornado.web.Application):
         self.store = store
         self.writer = writer
         self.detector = detector
-        self.config = config
-        self.ingest_keys = Secrets(config["ingest_keys"])
-        self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
+        # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
             lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
             window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
             max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
             tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
+        self.config = config
+        self.ingest_keys = Secrets(config["ingest_keys"])
+        self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
         self.telemetry = make_telemetry(writer, detector)
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
