@@ -7,6 +7,12 @@ from rtcscope.ingest.formats import IngestError, parse
 
 from .base import APIHandler, ingest_key_refusal
 
+REFUSAL_MESSAGES = {
+    "shutting_down": "the server is shutting down; retry later",
+    "wal_full": "the write-ahead log is full (InfluxDB is slow or down); retry later",
+    "buffer_full": "the write buffer is full; retry later",
+}
+
 
 @tornado.web.stream_request_body
 class WriteHandler(APIHandler):
@@ -88,7 +94,7 @@ class WriteHandler(APIHandler):
         self.set_status(204)
         self.finish()
 
-    def post(self):
+    async def post(self):
         app = self.application
         if self._too_large:
             return self.fail_too_large()
@@ -99,12 +105,11 @@ class WriteHandler(APIHandler):
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
         if not app.writer.submit(parsed.lines):
-            retry_after = str(max(1, round(app.settings["flush_interval"] * 2)))
-            if app.writer.stopping:
-                return self.refuse(503, "shutting_down", "the server is shutting down; retry later",
-                                   Retry_After=retry_after)
-            return self.refuse(503, "buffer_full", "the write buffer is full; retry later",
-                               Retry_After=retry_after)
+            return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
+                               Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
+        if not await app.writer.durable():  # --wal-fsync=always: answered once on disk
+            return self.refuse(503, "wal_unavailable", "the write-ahead log could not be synced; retry later",
+                               Retry_After="1")
         for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
                                 ("rtcscope_values_dropped_total", parsed.dropped),
                                 ("rtcscope_samples_restamped_total", parsed.restamped)):

@@ -234,9 +234,9 @@ class WriteAheadLog:
         self._read_pos = position
         self.unread_points = 0
 
-    def read(self, max_points):
+    def read(self, max_points, at_least_one=True):
         """Records from the reader's position on: [(position, lines)], up to
-        `max_points` points (at least one record if any is waiting)."""
+        `max_points` points (and, if `at_least_one`, one record whatever its size)."""
         out, points = [], 0
         while self.unread_points and (not out or points < max_points):
             number, offset = self._read_pos
@@ -255,14 +255,14 @@ class WriteAheadLog:
                 data = os.pread(fd, RECORD_HEADER.size + length, offset)
             taken = 0
             for count, end, payload in _records(data, 0):
-                if out and points + count > max_points:
+                if (out or not at_least_one) and points + count > max_points:
                     break
                 out.append(((number, offset + end), payload.split(b"\n")))
                 points += count
                 taken += count
                 self._read_pos = (number, offset + end)
             if not taken:
-                if out:
+                if out or not at_least_one:
                     break
                 # Checked at start: only a disk fault (or a bug) lands here.
                 raise WALError(f"unreadable record in {self._segment_path(number)} at offset {offset}")
