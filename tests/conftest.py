@@ -53,12 +53,13 @@ def app(io_loop, app_config, influxd):
 @pytest.fixture
 def start_server(io_loop, tmp_path):
     """Start more servers in the test (own InfluxDB, several processes' worth);
-    each gets `base_url`, its own write-ahead log unless `wal_dir` is given,
-    and is stopped at teardown."""
+    each gets `base_url`, its own write-ahead log (unless given a `wal_dir`
+    other than the `app` fixture's, which is in use), and is stopped at teardown."""
     started = []
 
     async def start(**config):
-        config.setdefault("wal_dir", str(tmp_path / f"wal-{len(started)}"))
+        if str(config.get("wal_dir")) in ("None", str(tmp_path / "wal")):
+            config["wal_dir"] = str(tmp_path / f"wal-{len(started)}")
         application = server.make_app(**config)
         await application.start()
         http_server = HTTPServer(application)

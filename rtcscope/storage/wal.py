@@ -67,6 +67,7 @@ class WriteAheadLog:
         self.unread_points = 0  # appended (or found at start) and not yet read back
         self.refusing = False  # the last append was refused for lack of room
         self._checkpoint = (0, 0)
+        self._last_position = None  # of the newest record in the log
         self._sync_waiters = []
         self._syncing = False
         self._sync_task = None
@@ -109,6 +110,7 @@ class WriteAheadLog:
             checkpoint = (checkpoint[0], min(max(checkpoint[1], len(SEGMENT_MAGIC)), self._sizes[checkpoint[0]]))
         self._check_meta(pending=self.unread_points > 0)
         self._read_pos = checkpoint if segments else (self._active, len(SEGMENT_MAGIC))
+        self._last_position = (segments[-1], self._sizes[segments[-1]]) if segments else None
         self._checkpoint = self._read_pos
         self._new_segment()
         self._fsync_dir()
@@ -175,6 +177,9 @@ class WriteAheadLog:
                 valid = end
                 if end > start:
                     points += count
+        if valid == len(SEGMENT_MAGIC) == len(data):  # nothing in it (a crash right after it was made)
+            os.remove(path)
+            return 0, 0
         if valid < len(data):
             self.records_cut += 1
             log.warning("write-ahead log %s: cut %d bytes of a torn or damaged record at offset %d",
@@ -207,7 +212,8 @@ class WriteAheadLog:
         self.size += len(record)
         self.unread_points += len(lines)
         self._appended += 1
-        return self._active, self._sizes[self._active]
+        self._last_position = (self._active, self._sizes[self._active])
+        return self._last_position
 
     def _new_segment(self):
         fd = os.open(self._segment_path(self._active), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
@@ -396,7 +402,7 @@ class WriteAheadLog:
             if not waiter.done():
                 waiter.set_result(True)
         self._sync_waiters = []
-        if self._checkpoint >= (self._active, self._sizes[self._active]):
+        if self._last_position is None or self._checkpoint >= self._last_position:
             for number in list(self._sizes):  # every point is done: nothing to replay
                 self._remove_segment(number)
         self._unlock()
