@@ -94,7 +94,7 @@ class WriteHandler(APIHandler):
         self.set_status(204)
         self.finish()
 
-    async def post(self):
+    def post(self):
         app = self.application
         if self._too_large:
             return self.fail_too_large()
@@ -107,9 +107,18 @@ class WriteHandler(APIHandler):
         if not app.writer.submit(parsed.lines):
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
                                Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
-        if not await app.writer.durable():  # --wal-fsync=always: answered once on disk
+        if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
+            return self._answer_when_durable(parsed)
+        self._answer(parsed)
+
+    async def _answer_when_durable(self, parsed):
+        if not await self.application.writer.durable():
             return self.refuse(503, "wal_unavailable", "the write-ahead log could not be synced; retry later",
                                Retry_After="1")
+        self._answer(parsed)
+
+    def _answer(self, parsed):
+        app = self.application
         for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
                                 ("rtcscope_values_dropped_total", parsed.dropped),
                                 ("rtcscope_samples_restamped_total", parsed.restamped)):

@@ -26,6 +26,7 @@ FORMAT = 1
 SEGMENT_MAGIC = b"RTCWAL1\n"
 SEGMENT_SUFFIX = ".wal"
 RECORD_HEADER = struct.Struct("<III")  # payload length, point count, crc32(length, count, payload)
+RECORD_PREFIX = struct.Struct("<II")
 READ_CHUNK = 1024 * 1024
 MAX_RECORD = 256 * 1024 * 1024  # a length beyond this is corruption, not a record
 
@@ -198,9 +199,8 @@ class WriteAheadLog:
         """Append one record; returns its position. `force` ignores --max-wal
         (points taken over from an old spool directory)."""
         payload = b"\n".join(lines)
-        header = RECORD_HEADER.pack(len(payload), len(lines), 0)
-        crc = zlib.crc32(payload, zlib.crc32(header[:8]))
-        record = header[:8] + crc.to_bytes(4, "little") + payload
+        prefix = RECORD_PREFIX.pack(len(payload), len(lines))
+        record = b"".join((prefix, zlib.crc32(payload, zlib.crc32(prefix)).to_bytes(4, "little"), payload))
         if not force and self.size + len(record) > self.max_bytes:
             self.refusing = True
             raise LogFull()

@@ -135,8 +135,13 @@ class BatchWriter:
             self._wake.set()
         return True
 
+    @property
+    def sync_each(self):
+        """Answers wait for `durable()` (--wal-fsync=always)."""
+        return self.wal is not None and self.wal.sync_each
+
     async def durable(self):
-        """True once what `submit` took will survive a power loss as promised."""
+        """True once what `submit` took is on disk (with --wal-fsync=always)."""
         return await self.wal.durable() if self.wal is not None else True
 
     def _queue(self, lines, position):

@@ -95,3 +95,16 @@ async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, star
     await eventually(lambda: count_points(influxd, "outage", field="rtt") == 550, timeout=10)
     await asyncio.sleep(0.5)
     assert count_points(influxd, "outage", field="rtt") == 550
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(wal_fsync="always")
+async def test_fsync_always_answers_after_a_shared_fsync(http_client, base_url, app, influxd, database):
+    url = base_url + "/v1/stats/write/"
+    ts = now_ms()
+    results = await asyncio.gather(*[post(http_client, url, {"call": "sync", "ts": ts + i, "stats": {"rtt": i}})
+                                     for i in range(40)])
+    assert [status for status, _, _ in results] == [200] * 40
+    assert app.writer.wal._synced == app.writer.wal._appended == 40
+    assert app.writer.wal.fsyncs < 40  # concurrent requests shared fsyncs
+    await eventually(lambda: count_points(influxd, database, field="rtt") == 40)
