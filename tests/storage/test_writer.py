@@ -24,8 +24,8 @@ async def test_influxdb_writes_are_batches_not_requests(http_client, base_url, a
 
 
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.app_config(max_buffer=10)
-async def test_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_client, base_url, app):
+@pytest.mark.app_config(max_buffer=10, wal_dir="")
+async def test_without_a_log_a_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_client, base_url, app):
     app.writer._wake.clear()
     app.writer.flush_interval = 60  # nothing leaves the buffer during this test
     await asyncio.sleep(0)
@@ -36,6 +36,31 @@ async def test_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_cli
     assert_error(status, body, 503, "buffer_full")
     assert int(response.headers["Retry-After"]) >= 1
     assert app.writer.depth == 9
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(max_buffer=50)
+async def test_with_the_log_points_beyond_memory_wait_on_disk_and_all_arrive(http_client, base_url, app, influxd,
+                                                                             database):
+    """Memory holds --max-buffer points; the rest are read back from the log as the writer drains."""
+    app.writer._wake.clear()
+    app.writer.flush_interval = 60
+    app.writer.batch_size = 10**6  # nothing is written until the test lets it
+    await asyncio.sleep(0)
+    url = base_url + "/v1/stats/write/"
+    ts = now_ms()
+    for request in range(20):
+        status, body, _ = await post(http_client, url, [{"call": "big", "ts": ts + request * 100 + i,
+                                                         "stats": {"rtt": i}} for i in range(20)])
+        assert status == 200, body
+    assert app.writer.depth == 20 * 21
+    assert app.writer.in_memory <= 50
+    assert app.writer.wal.unread_points == 20 * 21 - app.writer.in_memory
+    app.writer.batch_size = 30
+    app.writer._wake.set()
+    await eventually(lambda: app.writer.depth == 0, timeout=30)
+    assert count_points(influxd, database, field="rtt") == 400
+    assert app.writer.flushes >= 14  # memory was refilled from the log, 50 points at most at a time
 
 
 @pytest.fixture
@@ -70,3 +95,16 @@ async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, star
     await eventually(lambda: count_points(influxd, "outage", field="rtt") == 550, timeout=10)
     await asyncio.sleep(0.5)
     assert count_points(influxd, "outage", field="rtt") == 550
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(wal_fsync="always")
+async def test_fsync_always_answers_after_a_shared_fsync(http_client, base_url, app, influxd, database):
+    url = base_url + "/v1/stats/write/"
+    ts = now_ms()
+    results = await asyncio.gather(*[post(http_client, url, {"call": "sync", "ts": ts + i, "stats": {"rtt": i}})
+                                     for i in range(40)])
+    assert [status for status, _, _ in results] == [200] * 40
+    assert app.writer.wal._synced == app.writer.wal._appended == 40
+    assert app.writer.wal.fsyncs < 40  # concurrent requests shared fsyncs
+    await eventually(lambda: count_points(influxd, database, field="rtt") == 40)
