@@ -18,7 +18,7 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, health, ingest, pages, rtcstats, series, stats, ws
+from handlers import base, calls, client, health, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
@@ -34,7 +34,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, rtcstats, stats, calls, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, rtcstats, stats, calls, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -80,6 +80,8 @@ define("max_live_calls", default=50_000,
        help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
+define("stats_ws", default=True,
+       help="accept rtcscope.js's websocket ingest (/v1/stats/ws); off: upgrades are refused and clients POST")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
 define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
 define("protect_metrics", default=False, help="require the read token for /metrics too")
@@ -103,7 +105,11 @@ class Application(tornado.web.Application):
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
         self.rtcstats_sessions = rtcstats_sessions
         self.telemetry = telemetry
+        self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
+        client_timeout = _seconds(config["client_timeout"])
         self.periodic_callbacks = [
+            tornado.ioloop.PeriodicCallback(lambda: self.close_idle_stats_sockets(client_timeout),
+                                            min(client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: self.rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
@@ -119,6 +125,8 @@ class Application(tornado.web.Application):
             "ingest_limits": Limits(max_samples=config["max_samples"],
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
+            "stats_ws_enabled": config["stats_ws"],
+            "stats_ws_timeout": client_timeout,
             "xsrf_cookies": False,
         }
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)
@@ -133,6 +141,11 @@ class Application(tornado.web.Application):
             return self.get_handler_delegate(request, base.AccessDeniedHandler,
                                              {"status": status, "code": code, "message": message})
         return super().find_handler(request, **kwargs)
+
+    def close_idle_stats_sockets(self, timeout):
+        now = time.monotonic()
+        for socket in list(self.stats_sockets):
+            socket.close_if_idle(now, timeout)
 
     def reload_secrets(self):
         """SIGHUP: re-read the ingest keys and read tokens now."""

@@ -24,6 +24,10 @@ MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
 
+# End events (rtc_events): `reason` and `detail` codes, documented in docs/storage.md.
+END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
+END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
+
 IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_FIELDS = 64
@@ -116,11 +120,14 @@ class _Collector:
         result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
         self._seen(call, peer, ts_ns)
 
-    def add_end(self, call, peer, ts_ns):
+    def add_end(self, call, peer, ts_ns, detail=None):
+        """An explicit end; `detail` is the client's reason (pagehide, stop, leave), kept when known."""
         tags = "call=" + call + (",peer=" + peer if peer else "")
         at_ms = ts_ns // 1_000_000
+        reason = (f",reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r}"
+                  if detail in END_DETAIL_CODES else "")
         self.result.lines.append(
-            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r} {self.now_ns}".encode())
+            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{reason} {self.now_ns}".encode())
         self.result.events += 1
         self.result.calls.add(call)
 
@@ -146,6 +153,15 @@ class _Collector:
                 f"recv={recv_ms!r} {self.now_ns}".encode())
             self.result.calls.add(call)
         return self.result
+
+
+def disconnect_line(call, peer, now_ns):
+    """A marker, not an end: the peer ends as `disconnect` if nothing follows it
+    within --call-timeout (a websocket ingest connection closed without an end).
+    It has no `end` nor `at`, so readers of ends pass it by."""
+    return (f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
+            f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
+            f"{now_ns}").encode()
 
 
 def _remember(valid, name):

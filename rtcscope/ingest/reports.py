@@ -5,7 +5,9 @@ A client that sends only what changed since its previous report saves ~90%
 of the bytes; the server then holds, per peer connection, the report as it
 stands and lays each delta over it. `PeerReports` is that state for one
 endpoint (a peer): every websocket ingest path keeps one per endpoint and
-adds the rebuild of its own delta dialect on top of `_merge`.
+adds the rebuild of its own delta dialect on top of `_merge`: the rtcstats
+one (`rebuild_rtcstats`) and rtcscope.js's own (`rebuild_full`,
+`rebuild_delta`: stats left out are unchanged, gone ones are listed).
 
 Rebuilding is pure: it returns a new report and leaves the held one as it
 was, and `commit` keeps it only once the points made from it were stored.
@@ -87,6 +89,38 @@ class PeerReports:
             report[stat_id] = _held(stat_id, stat)
         self._check_size(pc_id, report)
         return report, untyped
+
+    def rebuild_full(self, pc_id, stats):
+        """The held form of a full report (the array getStats() returned)."""
+        if not isinstance(stats, list):
+            raise ReportError("bad_report", "report must be the array getStats() returned")
+        report = {}
+        for stat in stats:
+            if isinstance(stat, dict) and isinstance(stat.get("id"), str):
+                report[stat["id"]] = _held(stat["id"], stat)
+        self._check_size(pc_id, report)
+        return report
+
+    def rebuild_delta(self, pc_id, delta, removed, base=None):
+        """Lay rtcscope.js's delta over `base` (default: the held report of
+        `pc_id`): `delta` maps stat ids to their changed fields (all of them
+        for an id not seen before; null for a field that is gone), `removed`
+        lists the ids that are gone; stats in neither are unchanged."""
+        if base is None:
+            base = self.reports.get(pc_id)
+        if base is None:
+            raise ReportError("need_full_report", "a delta needs a full report before it on this connection")
+        if not isinstance(delta, dict) or not isinstance(removed, list):
+            raise ReportError("bad_report", "delta must be an object of stat id: fields, removed an array of stat ids")
+        report = dict(base)
+        for stat_id in removed:
+            report.pop(stat_id, None)
+        for stat_id, changes in delta.items():
+            if not isinstance(changes, dict):
+                raise ReportError("bad_report", f"stat {stat_id[:80]!r} is not an object")
+            report[stat_id] = _held(stat_id, _merge(base.get(stat_id), changes))
+        self._check_size(pc_id, report)
+        return report
 
     def _check_size(self, pc_id, report):
         held = sum(len(stats) for other, stats in self.reports.items() if other != pc_id)

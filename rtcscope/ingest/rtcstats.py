@@ -26,7 +26,7 @@ import orjson
 
 from ..storage.store import quote_literal, time_range
 from . import formats
-from .formats import EVENTS_MEASUREMENT, Limits, encode_fields
+from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_line, encode_fields
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
@@ -41,10 +41,6 @@ MAX_AGE_MS = 15 * 60_000
 # How long a session's state (its reports, for the deltas) outlives its
 # connection in memory: the client's reconnect window.
 RECONNECT_WINDOW_MS = 11 * 60_000
-
-# End events (rtc_events): `reason` and `detail` codes, documented in docs/storage.md.
-END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
-END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_.:@{}-]")
 
@@ -233,11 +229,8 @@ class Session:
                 f"{_ns(now_ms)}").encode()
 
     def disconnect_line(self, now_ms):
-        """A marker, not an end: the peer ends as `disconnect` if nothing follows it
-        within --call-timeout. It has no `end` nor `at`, so readers of ends pass it by."""
-        return (f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} "
-                f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(int(now_ms))!r} "
-                f"{_ns(now_ms)}").encode()
+        """See formats.disconnect_line."""
+        return disconnect_line(self.call, self.peer, _ns(now_ms))
 
     def _session_line(self, outcome, now_ms):
         return (f"{SESSIONS_MEASUREMENT},call={self.call},peer={self.peer},session={self.session_id} "

@@ -1,0 +1,151 @@
+"""WebSocket /v1/stats/ws?call=C&peer=P[&key=K]: rtcscope.js's default transport.
+
+The protocol lives in rtcscope/ingest/connection.py; this handler checks the
+key and origin like POST ingest, admits the call through the same limits,
+stores a frame's points through the same writer (a frame is all or nothing
+for the writer: its `busy` says which message to send again) and answers
+each frame with its refusals and one `ack`. One connection per peer; the
+client sends a frame every sendInterval (2 s), several reports per frame,
+and waits for its answer before it sends the next."""
+import time
+
+import orjson
+import tornado.websocket
+
+from rtcscope.ingest.connection import FrameError, StatsConnection
+from rtcscope.ingest.formats import IDENTIFIER_RE
+
+from .base import ingest_client, ingest_key_refusal
+from .ws import PING_INTERVAL_SECONDS, text_frame
+
+CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
+CLOSE_IDLE = 1001
+
+
+class StatsSocket(tornado.websocket.WebSocketHandler):
+    """One monitored peer's connection."""
+
+    quiet_success = True  # counted in /metrics, not logged per connection
+
+    @property
+    def ping_interval(self):
+        return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)
+
+    @property
+    def ping_timeout(self):
+        return self.settings["stats_ws_timeout"]
+
+    @property
+    def max_message_size(self):
+        return self.settings["max_body"]
+
+    def initialize(self):
+        self.connection = None
+        self.client = None
+        self.last_message = time.monotonic()
+
+    def prepare(self):
+        """Before the upgrade: the ingest key and the ids; a refusal is a JSON 4xx."""
+        refusal = ingest_key_refusal(self.application, self.request)
+        call, peer = self.get_query_argument("call", ""), self.get_query_argument("peer", "")
+        if refusal is None and not self.settings["stats_ws_enabled"]:
+            refusal = (503, "websocket_off", "websocket ingest is off on this server: POST /v1/stats/write/")
+        if refusal is None and not (IDENTIFIER_RE.fullmatch(call) and IDENTIFIER_RE.fullmatch(peer)):
+            refusal = (400, "bad_request", "call and peer must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+        if refusal:
+            status, code, message = refusal
+            self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+
+    def check_origin(self, origin):
+        """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
+        allowed = self.settings["cors_origins"]
+        if "*" in allowed or origin in allowed:
+            return True
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")
+        return False
+
+    def open(self):
+        self.connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
+                                          self.settings["ingest_limits"])
+        self.client = ingest_client(self.request)
+        self.application.stats_sockets.add(self)
+        self.set_nodelay(True)
+
+    def on_message(self, message):
+        self.last_message = time.monotonic()
+        app = self.application
+        connection = self.connection
+        try:
+            frame = connection.receive(message, time.time_ns() // 1000 * 1000)
+        except FrameError as exc:
+            app.telemetry.inc("rtcscope_ingest_refused_total", reason="invalid_frame")
+            return self.close(CLOSE_INVALID, str(exc))
+        parsed = frame.parsed
+        if parsed.lines:
+            refusal = app.admission.admit(self.client, parsed.calls)
+            if refusal:
+                return self._busy(frame, refusal.code, refusal.retry_after or 1)
+            if not app.writer.submit(parsed.lines):
+                return self._busy(frame, app.writer.refusal_code,
+                                  max(1, round(self.settings["flush_interval"] * 2)))
+        if app.writer.sync_each and parsed.lines:  # --wal-fsync=always: answered once on disk
+            return self._answer_when_durable(frame)
+        self._answer(frame)
+
+    async def _answer_when_durable(self, frame):
+        if not await self.application.writer.durable():
+            return self._busy(frame, "wal_unavailable", 1)
+        self._answer(frame)
+
+    def _answer(self, frame):
+        """Commit the frame, then its refusals and one ack for all of it."""
+        self.connection.commit(frame)
+        telemetry = self.application.telemetry
+        parsed = frame.parsed
+        if parsed.accepted:
+            telemetry.inc("rtcscope_samples_accepted_total", parsed.accepted)
+        if parsed.dropped:
+            telemetry.inc("rtcscope_values_dropped_total", parsed.dropped)
+        if parsed.restamped:
+            telemetry.inc("rtcscope_samples_restamped_total", parsed.restamped)
+        answer = b""
+        for number, code, message in frame.errors:
+            telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+            answer += text_frame(orjson.dumps({"type": "error", "seq": number,
+                                               "error": {"code": code, "message": message}}))
+        self._write(answer + text_frame(b'{"type":"ack","seq":%d}' % self.connection.handled))
+
+    def _busy(self, frame, code, retry_after):
+        """Nothing of the frame applied: the client sends it again from `seq` after `retry_after`."""
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self._write(text_frame(b'{"type":"busy","seq":%d,"retry_after":%d,"code":"%s"}'
+                               % (frame.first, retry_after, code.encode())))
+
+    def _write(self, frames):
+        """Answers are written as prebuilt frames (handlers/ws.text_frame): write_message
+        would build a Task per answer. These sockets never negotiate compression."""
+        stream = self.ws_connection and self.ws_connection.stream
+        if stream is not None and not stream.closed():
+            stream.write(frames)
+
+    def close_if_idle(self, now, timeout):
+        if now - self.last_message > timeout:
+            self.close(CLOSE_IDLE, "idle for longer than --client-timeout")
+
+    def on_close(self):
+        app = self.application
+        app.stats_sockets.discard(self)
+        if self.connection is None:
+            return
+        lines = self.connection.closed_lines(time.time_ns() // 1000 * 1000)
+        if lines:
+            app.writer.submit(lines)  # best effort: a full log loses the marker, the peer then times out
+
+
+default_handlers = [
+    # Before /v1/stats/<call>/: `ws` is a reserved call id.
+    (r"/v1/stats/ws/?", StatsSocket),
+]

@@ -1,0 +1,229 @@
+"""/v1/stats/ws (rtcscope.js's websocket ingest) against a real server and a real influxd:
+full reports and deltas land as registry.extract of the reports they stand for; acks,
+refusals, back-pressure, limits, keys, origins, ends and disconnects."""
+import asyncio
+import json
+import pathlib
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from rtcscope.registry import extract
+from tests.conftest import now_ms
+from tests.helpers import count_points, eventually
+
+FIXTURE = pathlib.Path("/work/shared/fixtures/chromium-loopback-audio-video.json")
+REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
+
+
+def delta(previous, report):
+    """What rtcscope.js sends for `report` after `previous` (both getStats() arrays)."""
+    before = {stat["id"]: stat for stat in previous}
+    after = {stat["id"]: stat for stat in report}
+    changed = {}
+    for stat_id, stat in after.items():
+        old = before.get(stat_id)
+        if old is None:
+            changed[stat_id] = stat
+            continue
+        fields = {name: value for name, value in stat.items() if old.get(name) != value}
+        fields.update({name: None for name in old if name not in stat})
+        if fields:
+            changed[stat_id] = fields
+    return {"delta": changed, "removed": [stat_id for stat_id in before if stat_id not in after]}
+
+
+class Peer:
+    """One rtcscope.js-like connection, reading every answer."""
+
+    def __init__(self, base_url, call, peer, query="", origin=None):
+        self.url = f"{base_url.replace('http://', 'ws://')}/v1/stats/ws?call={call}&peer={peer}{query}"
+        self.origin = origin
+
+    async def connect(self):
+        headers = {"Origin": self.origin} if self.origin else {}
+        self.connection = await websocket_connect(HTTPRequest(self.url, headers=headers))
+        return self
+
+    async def send(self, messages):
+        await self.connection.write_message(json.dumps(messages))
+
+    async def answers(self, until="ack", timeout=10):
+        """Answers up to and including the first of type `until`."""
+        got = []
+        while True:
+            text = await asyncio.wait_for(self.connection.read_message(), timeout)
+            assert text is not None, (self.connection.close_code, self.connection.close_reason)
+            got.append(json.loads(text))
+            if got[-1]["type"] == until:
+                return got
+
+
+def stored(influxd, database, call):
+    """{(time ms, kind): fields} of a call's rtc_stats points."""
+    rows = influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)
+    return {(round(row.pop("time")), row.pop("kind")): {k: v for k, v in row.items()
+                                                        if v is not None and k not in ("call", "peer")}
+            for row in rows}
+
+
+def expected(samples):
+    return {(ts, kind): fields for ts, report in samples for kind, fields in extract(report).items()}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_full_report_then_deltas_store_what_the_reports_say(http_client, base_url, app, influxd, database):
+    peer = await Peer(base_url, "ws-c1", "alice").connect()
+    start = now_ms() - 6000
+    messages = [{"ts": start, "report": REPORTS[0]}]
+    messages += [dict(delta(REPORTS[i - 1], REPORTS[i]), ts=start + 1000 * i) for i in range(1, 6)]
+    await peer.send(messages[:2])
+    assert await peer.answers() == [{"type": "ack", "seq": 2}]
+    await peer.send(messages[2:])
+    assert await peer.answers() == [{"type": "ack", "seq": 6}]
+    want = expected([(start + 1000 * i, REPORTS[i]) for i in range(6)])
+    await eventually(lambda: len(stored(influxd, database, "ws-c1")) == len(want))
+    assert stored(influxd, database, "ws-c1") == want
+    rows = influxd.rows("SELECT * FROM rtc_calls WHERE call = 'ws-c1'", database)
+    assert rows and {row["peer"] for row in rows} == {"alice"}  # presence: the call is live
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_refused_messages_are_numbered_and_the_rest_of_the_frame_is_stored(http_client, base_url, app, influxd, database):
+    peer = await Peer(base_url, "ws-c2", "bob").connect()
+    ts = now_ms()
+    await peer.send([dict(delta(REPORTS[0], REPORTS[1]), ts=ts)])
+    answers = await peer.answers()
+    assert answers[0]["type"] == "error" and answers[0]["seq"] == 1
+    assert answers[0]["error"]["code"] == "need_full_report"
+    assert answers[1:] == [{"type": "ack", "seq": 1}]
+
+    await peer.send([
+        {"ts": ts, "report": REPORTS[0]},
+        {"ts": ts + 1, "kind": "audio", "stats": {"rtt": "slow"}},  # not a number
+        {"ts": ts + 2, "kind": "audio", "stats": {"mosHint": 4.0}},
+        {"ts": ts + 3, "delta": "nonsense"},  # a bad delta: the report state is dropped
+        dict(delta(REPORTS[0], REPORTS[1]), ts=ts + 4),  # so this one cannot be applied
+        {"ts": ts + 5, "report": REPORTS[2]},
+        dict(delta(REPORTS[2], REPORTS[3]), ts=ts + 6),
+        7,
+    ])
+    answers = await peer.answers()
+    errors = {a["seq"]: a["error"]["code"] for a in answers if a["type"] == "error"}
+    assert errors == {3: "bad_request", 5: "bad_report", 6: "need_full_report", 9: "bad_request"}
+    assert answers[-1] == {"type": "ack", "seq": 9}
+    want = expected([(ts, REPORTS[0]), (ts + 5, REPORTS[2]), (ts + 6, REPORTS[3])])
+    want[(ts + 2, "audio")] = {"mosHint": 4.0}
+    await eventually(lambda: len(stored(influxd, database, "ws-c2")) == len(want))
+    assert stored(influxd, database, "ws-c2") == want
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(wal_dir="", max_buffer=1)
+async def test_busy_leaves_the_delta_state_as_before_and_the_resend_applies(http_client, base_url, app, influxd, database):
+    peer = await Peer(base_url, "ws-c3", "carol").connect()
+    ts = now_ms()
+    first = [{"ts": ts, "report": REPORTS[0]}, dict(delta(REPORTS[0], REPORTS[1]), ts=ts + 1000)]
+    await peer.send(first)
+    (busy,) = await peer.answers(until="busy")
+    assert busy["seq"] == 1 and busy["retry_after"] >= 1
+    app.writer.max_buffer = 10_000  # room again
+    await peer.send(first)
+    assert await peer.answers() == [{"type": "ack", "seq": 2}]
+    app.writer.max_buffer = 1
+    later = [dict(delta(REPORTS[1], REPORTS[2]), ts=ts + 2000)]
+    await peer.send(later)
+    assert (await peer.answers(until="busy"))[0]["seq"] == 3
+    app.writer.max_buffer = 10_000
+    await peer.send(later)
+    assert await peer.answers() == [{"type": "ack", "seq": 3}]
+    want = expected([(ts, REPORTS[0]), (ts + 1000, REPORTS[1]), (ts + 2000, REPORTS[2])])
+    await eventually(lambda: len(stored(influxd, database, "ws-c3")) == len(want))
+    assert stored(influxd, database, "ws-c3") == want
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_end_event_and_disconnect_marker(http_client, base_url, app, influxd, database):
+    ended = await Peer(base_url, "ws-c4", "dave").connect()
+    await ended.send([{"ts": now_ms(), "report": REPORTS[0]}, {"event": "end", "reason": "stop"}])
+    assert await ended.answers() == [{"type": "ack", "seq": 2}]
+    ended.connection.close()
+    gone = await Peer(base_url, "ws-c4", "erin").connect()
+    await gone.send({"ts": now_ms(), "report": REPORTS[0]})
+    assert await gone.answers() == [{"type": "ack", "seq": 1}]
+    gone.connection.close()
+
+    def events():
+        return {row["peer"]: row for row in influxd.rows("SELECT * FROM rtc_events WHERE call = 'ws-c4'", database)}
+    await eventually(lambda: len(events()) == 2)
+    rows = events()
+    assert rows["dave"]["end"] == 1.0 and rows["dave"]["reason"] == 1.0 and rows["dave"]["detail"] == 2.0  # stop
+    assert rows["erin"]["end"] is None and rows["erin"]["reason"] == 3.0  # disconnect
+    assert rows["erin"]["disconnected"] > 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_stat_ids_per_connection_are_bounded(http_client, base_url, app, influxd, database):
+    peer = await Peer(base_url, "ws-c5", "frank").connect()
+    many = [{"id": f"S{i}", "type": "inbound-rtp", "kind": "audio", "packetsLost": i} for i in range(1001)]
+    await peer.send({"ts": now_ms(), "report": many})
+    answers = await peer.answers()
+    assert answers[0]["type"] == "error" and answers[0]["error"]["code"] == "too_many_stats"
+    assert answers[1] == {"type": "ack", "seq": 1}
+    await peer.send({"ts": now_ms(), "report": many[:1000]})
+    assert await peer.answers() == [{"type": "ack", "seq": 2}]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_frame_that_is_not_json_closes_the_connection(http_client, base_url, app):
+    peer = await Peer(base_url, "ws-c6", "gina").connect()
+    await peer.connection.write_message("{not json")
+    assert await asyncio.wait_for(peer.connection.read_message(), 10) is None
+    assert peer.connection.close_code == 1007
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(cors_origins=["https://app.example"], max_new_calls=1)
+async def test_ids_origin_and_new_call_limit(http_client, base_url, app, influxd, database):
+    with pytest.raises(HTTPClientError) as refused:
+        await Peer(base_url, "bad id", "p").connect()
+    assert refused.value.code == 400
+    with pytest.raises(HTTPClientError) as refused:
+        await Peer(base_url, "ws-c7", "p", origin="https://evil.example").connect()
+    assert refused.value.code == 403
+    first = await Peer(base_url, "ws-c7", "p", origin="https://app.example").connect()
+    await first.send({"ts": now_ms(), "report": REPORTS[0]})
+    assert await first.answers() == [{"type": "ack", "seq": 1}]
+    second = await Peer(base_url, "ws-c8", "p", origin="https://app.example").connect()
+    await second.send({"ts": now_ms(), "report": REPORTS[0]})
+    (busy,) = await second.answers(until="busy")
+    assert busy["seq"] == 1 and busy["code"] == "too_many_new_calls" and busy["retry_after"] >= 1
+    await asyncio.sleep(0.5)
+    assert count_points(influxd, database) == len(extract(REPORTS[0]))  # only the first call's
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_ingest_keys_apply(start_server, influxd, database, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("k-1\n")
+    application = await start_server(influxdb_url=influxd.url, database=database, ingest_keys=str(keys),
+                                     spool_dir=str(tmp_path / "spool"))
+    base_url = application.base_url
+    with pytest.raises(HTTPClientError) as refused:
+        await Peer(base_url, "ws-c9", "p").connect()
+    assert refused.value.code == 401
+    with pytest.raises(HTTPClientError) as refused:
+        await Peer(base_url, "ws-c9", "p", query="&key=nope").connect()
+    assert refused.value.code == 403
+    peer = await Peer(base_url, "ws-c9", "p", query="&key=k-1").connect()
+    await peer.send({"ts": now_ms(), "report": REPORTS[0]})
+    assert await peer.answers() == [{"type": "ack", "seq": 1}]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(stats_ws=False)
+async def test_websocket_ingest_can_be_turned_off(http_client, base_url, app):
+    with pytest.raises(HTTPClientError) as refused:
+        await Peer(base_url, "ws-c10", "p").connect()
+    assert refused.value.code == 503
