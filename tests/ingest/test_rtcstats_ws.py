@@ -239,7 +239,7 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.app_config(max_buffer=6, influxdb_url="http://127.0.0.1:9")
+@pytest.mark.app_config(max_buffer=6, influxdb_url="http://127.0.0.1:9", wal_dir="")  # memory only: the buffer fills
 async def test_a_full_buffer_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
     """With InfluxDB away the buffer fills: the entry that does not fit is not
     acknowledged, the client is told to come back, and it is taken then."""
