@@ -126,7 +126,6 @@ class Application(tornado.web.Application):
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
             "stats_ws_enabled": config["stats_ws"],
-            "stats_ws_timeout": client_timeout,
             "xsrf_cookies": False,
         }
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)

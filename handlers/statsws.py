@@ -16,10 +16,13 @@ from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
 
 from .base import ingest_client, ingest_key_refusal
-from .ws import PING_INTERVAL_SECONDS, text_frame
+from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS, text_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
-CLOSE_IDLE = 1001
+CLOSE_IDLE = 4001
+# A page going away closes with 1001 after it sent its end by sendBeacon (rtcscope.js on pagehide):
+# a disconnect marker then could land after that end and override it.
+CLOSE_GOING_AWAY = 1001
 
 
 class StatsSocket(tornado.websocket.WebSocketHandler):
@@ -33,7 +36,7 @@ class StatsSocket(tornado.websocket.WebSocketHandler):
 
     @property
     def ping_timeout(self):
-        return self.settings["stats_ws_timeout"]
+        return self.settings.get("websocket_ping_timeout", PING_TIMEOUT_SECONDS)
 
     @property
     def max_message_size(self):
@@ -139,6 +142,8 @@ class StatsSocket(tornado.websocket.WebSocketHandler):
         app = self.application
         app.stats_sockets.discard(self)
         if self.connection is None:
+            return
+        if self.close_code == CLOSE_GOING_AWAY:
             return
         lines = self.connection.closed_lines(time.time_ns() // 1000 * 1000)
         if lines:

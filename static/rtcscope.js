@@ -12,6 +12,7 @@
   "use strict";
 
   var WRITE_PATH = "/v1/stats/write/";
+  var WS_PATH = "/v1/stats/ws";
   // Browsers refuse a keepalive request (fetch keepalive or sendBeacon) once the
   // page's keepalive requests in flight would exceed 64 KiB; every monitor on
   // the page shares that budget, so it is counted here, not per monitor.
@@ -30,6 +31,8 @@
     interval: 1000,       // ms between getStats() polls
     sendInterval: 2000,   // ms between sends: each request carries the samples polled since the last
     key: null,            // ingest key, sent as ?key= (sendBeacon cannot set headers)
+    transport: "websocket", // "websocket" (POST where a websocket cannot be opened) or "post"
+    ackTimeout: 30000,    // ms a websocket frame may wait for its answer before the connection is replaced
     maxBatchBytes: 60000, // largest request body; stays under the 64 KiB keepalive limit
     finalBytes: 16384,    // most sample bytes in the closing beacon, leaving room for other monitors
     maxQueue: 600,        // samples kept while the server cannot take them; the oldest go beyond
@@ -134,6 +137,12 @@
     this.call = settings.call || randomId("call-");
     this.peer = settings.peer || randomId("peer-");
     this.url = server + WRITE_PATH + (settings.key ? "?key=" + encodeURIComponent(settings.key) : "");
+    var base = server || (root.location ? root.location.origin : "");
+    this.wsUrl = base.replace(/^http/, "ws") + WS_PATH + "?call=" + encodeURIComponent(this.call) +
+      "&peer=" + encodeURIComponent(this.peer) + (settings.key ? "&key=" + encodeURIComponent(settings.key) : "");
+    this.transport = settings.transport === "post" || typeof root.WebSocket !== "function" ? "post" : "websocket";
+    this._ws = null;          // {socket, open, sent, base, flight, timer} of the websocket in use
+    this._wsEverOpen = false;  // once open, a closed websocket is reopened (a restart); never open: POST
     this.stopped = false;
     this._ended = false;
     this.stats = {polled: 0, delivered: 0, dropped: 0, rejected: 0, backoffs: 0, beaconed: 0, lastError: null};
@@ -156,7 +165,9 @@
 
   Object.defineProperty(Monitor.prototype, "queued", {
     get: function () {
-      return this._queue.length + (this._inFlight ? this._inFlight.samples.length : 0);
+      var flight = this._ws && this._ws.flight;
+      return this._queue.length + (this._inFlight ? this._inFlight.samples.length : 0) +
+        (flight ? flight.samples.length : 0);
     }
   });
 
@@ -196,7 +207,7 @@
   Monitor.prototype._enqueue = function (sample) {
     var json = JSON.stringify(sample);
     this.stats.polled += 1;
-    this._queue.push({json: json, bytes: utf8Length(json)});
+    this._queue.push({sample: sample, json: json, bytes: utf8Length(json)});
     this._trim();
   };
 
@@ -225,6 +236,10 @@
     var now = Date.now();
     var due = now - this._lastSend >= this.settings.sendInterval - this.settings.interval / 2;
     if (this.stopped || this._inFlight || !this._queue.length || now < this._retryAt || !(due || force)) {
+      return;
+    }
+    if (this.transport === "websocket") {
+      this._wsSend(now);
       return;
     }
     this._lastSend = now;
@@ -275,22 +290,227 @@
     if (status === 0 || RETRY_STATUSES[status]) {
       this._queue = samples.concat(this._queue);
       this._trim();
-      this._failures += 1;
-      this.stats.backoffs += 1;
-      var backoff = Math.min(this.settings.maxBackoff,
-        this.settings.minBackoff * Math.pow(2, this._failures - 1)) * (0.8 + 0.4 * Math.random());
-      var wait = waitMs != null ? waitMs : backoff;
-      this._retryAt = Date.now() + wait;
-      clearTimeout(this._retryTimer);
-      if (!this.stopped) {
-        this._retryTimer = setTimeout(this._retry.bind(this), wait);
-      }
-      this._error((message || "server answered " + status) + "; retrying in " + Math.round(wait) + " ms", status);
+      this._waitAndRetry(waitMs, (message || "server answered " + status), status);
       return;
     }
     this.stats.rejected += samples.length;   // 400, 401, 403, 413: sending again cannot help
     this._error("server refused " + samples.length + " sample(s) with " + status, status);
   };
+
+  /** Back off (`waitMs` when the server said how long, else doubling with jitter), then send again. */
+  Monitor.prototype._waitAndRetry = function (waitMs, message, status) {
+    this._failures += 1;
+    this.stats.backoffs += 1;
+    var backoff = Math.min(this.settings.maxBackoff,
+      this.settings.minBackoff * Math.pow(2, this._failures - 1)) * (0.8 + 0.4 * Math.random());
+    var wait = waitMs != null ? waitMs : backoff;
+    this._retryAt = Date.now() + wait;
+    clearTimeout(this._retryTimer);
+    if (!this.stopped) {
+      this._retryTimer = setTimeout(this._retry.bind(this), wait);
+    }
+    this._error(message + "; retrying in " + Math.round(wait) + " ms", status);
+  };
+
+  // --- websocket transport: one connection, one frame in flight, deltas per connection ---------
+
+  /** Send the queue as one frame on the open websocket, opening one first if there is none. */
+  Monitor.prototype._wsSend = function (now) {
+    var ws = this._ws;
+    if (!ws) {
+      this._wsOpen();
+    } else if (ws.open && !ws.flight) {
+      this._lastSend = now;
+      this._wsFrame(this._take(this._batchBytes), []);
+    }
+  };
+
+  Monitor.prototype._wsOpen = function () {
+    var self = this;
+    var socket;
+    try {
+      socket = new root.WebSocket(self.wsUrl);
+    } catch (e) {
+      self._wsClosed(null, {code: 0});
+      return;
+    }
+    var ws = {socket: socket, open: false, sent: 0, base: null, flight: null, timer: null};
+    self._ws = ws;
+    socket.onopen = function () {
+      ws.open = true;
+      self._wsEverOpen = true;
+      self._maybeSend(true);
+    };
+    socket.onmessage = function (event) {
+      self._wsAnswer(ws, event.data);
+    };
+    socket.onclose = function (event) {
+      self._wsClosed(ws, event);
+    };
+  };
+
+  /** One frame: a full report first on a connection, then what changed since the previous one. */
+  Monitor.prototype._wsFrame = function (samples, extra) {
+    var ws = this._ws;
+    var messages = [];
+    var numbered = [];
+    samples.forEach(function (entry) {
+      var sample = entry.sample;
+      var first = ws.sent + messages.length + 1;
+      if (sample.report) {
+        var stats = statMap(sample.report);
+        var message = ws.base ? statDelta(ws.base, stats) : {report: sample.report};
+        message.ts = sample.ts;
+        messages.push(message);
+        ws.base = stats;
+      }
+      if (sample.stats) {
+        messages.push({ts: sample.ts, kind: sample.kind, stats: sample.stats});
+      }
+      numbered.push({entry: entry, first: first, last: ws.sent + messages.length, refused: null});
+    });
+    messages = messages.concat(extra);
+    var flight = {samples: samples, numbered: numbered, last: ws.sent + messages.length, delivered: false};
+    flight.promise = new Promise(function (resolve) { flight.resolve = resolve; });
+    ws.flight = flight;
+    ws.sent += messages.length;
+    ws.timer = setTimeout(function () {
+      ws.socket.close(4000, "no answer in time");
+    }, this.settings.ackTimeout);
+    ws.socket.send(JSON.stringify(messages));
+    return flight;
+  };
+
+  Monitor.prototype._wsAnswer = function (ws, text) {
+    var answer;
+    try {
+      answer = JSON.parse(text);
+    } catch (e) {
+      return;
+    }
+    var flight = ws.flight;
+    if (ws !== this._ws || !flight) {
+      return;
+    }
+    if (answer.type === "error") {
+      // The server dropped its report state with a refused report: the next one goes full.
+      ws.base = null;
+      flight.numbered.forEach(function (item) {
+        if (item.first <= answer.seq && answer.seq <= item.last && !item.refused) {
+          item.refused = answer.error.code;
+        }
+      });
+      this._error("server refused message " + answer.seq + ": " + answer.error.message, 400);
+    } else if (answer.type === "ack" && answer.seq >= flight.last) {
+      this._wsSettle(ws, flight, Infinity);
+    } else if (answer.type === "busy") {
+      ws.sent = answer.seq - 1;
+      ws.base = null;
+      this._wsSettle(ws, flight, answer.seq);
+      this._waitAndRetry(answer.retry_after * 1000, "server busy (" + answer.code + ")", 503);
+    }
+  };
+
+  /** The frame's answer: samples before message `notTaken` are handled, the rest go back to the queue. */
+  Monitor.prototype._wsSettle = function (ws, flight, notTaken) {
+    clearTimeout(ws.timer);
+    ws.flight = null;
+    var again = [];
+    var self = this;
+    flight.numbered.forEach(function (item) {
+      if (item.last >= notTaken || item.refused === "need_full_report") {
+        again.push(item.entry);
+      } else if (item.refused) {
+        self.stats.rejected += 1;
+      } else {
+        self.stats.delivered += 1;
+      }
+    });
+    this._queue = again.concat(this._queue);
+    flight.delivered = notTaken === Infinity;
+    flight.resolve();
+    if (flight.delivered) {
+      this._failures = 0;
+      if (!this.stopped && this._queue.length) {
+        this._maybeSend(true);
+      }
+    }
+  };
+
+  /** A closed websocket: what it had in flight is sent again, on a new connection (with backoff)
+   * once a websocket has opened here (a server restart, a network change), else by POST (a proxy
+   * or a server that does not take websockets). */
+  Monitor.prototype._wsClosed = function (ws, event) {
+    if (ws !== this._ws && ws !== null) {
+      return;
+    }
+    this._ws = null;
+    if (ws) {
+      clearTimeout(ws.timer);
+      if (ws.flight) {
+        this._queue = ws.flight.samples.concat(this._queue);
+        this._trim();
+        ws.flight.resolve();
+      }
+    }
+    if (this.stopped) {
+      return;
+    }
+    if (!this._wsEverOpen) {
+      this.transport = "post";
+      this._error("no websocket to " + this.wsUrl + " (" + event.code + "); sending by POST", 0);
+      this._maybeSend(true);
+      return;
+    }
+    this._waitAndRetry(null, "websocket closed (" + event.code + ")", 0);
+  };
+
+  function statMap(report) {
+    var stats = {};
+    report.forEach(function (stat) {
+      stats[stat.id] = stat;
+    });
+    return stats;
+  }
+
+  function sameValue(a, b) {
+    return a === b || (typeof a === "object" && a !== null && JSON.stringify(a) === JSON.stringify(b));
+  }
+
+  /** What changed from `before` to `after` ({id: stat}): new stats whole, changed fields, null for a
+   * field that is gone, and the ids of stats that are gone. */
+  function statDelta(before, after) {
+    var delta = {};
+    var removed = [];
+    for (var id in after) {
+      var stat = after[id];
+      var old = before[id];
+      if (!old) {
+        delta[id] = stat;
+        continue;
+      }
+      var changes = null;
+      for (var name in stat) {
+        if (!sameValue(old[name], stat[name])) {
+          (changes = changes || {})[name] = stat[name];
+        }
+      }
+      for (name in old) {
+        if (!(name in stat)) {
+          (changes = changes || {})[name] = null;
+        }
+      }
+      if (changes) {
+        delta[id] = changes;
+      }
+    }
+    for (id in before) {
+      if (!(id in after)) {
+        removed.push(id);
+      }
+    }
+    return {delta: delta, removed: removed};
+  }
 
   Monitor.prototype._retry = function () {
     this._retryAt = 0;
@@ -330,15 +550,45 @@
       if (self._inFlight) {
         return until(self._inFlight.promise, deadline).then(drain);
       }
+      var ws = self._ws;
+      if (ws && ws.flight) {
+        return until(ws.flight.promise, deadline).then(drain);
+      }
       if (!self._queue.length) {
         return null;
+      }
+      if (self.transport === "websocket") {
+        if (!ws || !ws.open) {
+          return null;   // the beacon carries what is left
+        }
+        var frame = self._wsFrame(self._take(self._batchBytes), []);
+        return until(frame.promise, deadline).then(function () {
+          return frame.delivered ? drain() : null;
+        });
       }
       var delivered = self.stats.delivered;
       return until(self._send(self._take(self._batchBytes)), deadline).then(function () {
         return self.stats.delivered > delivered ? drain() : null;
       });
     }
-    return Promise.resolve().then(drain).then(function () {
+    /** The end over the websocket once all was sent on it: then no beacon is needed. */
+    function endOnSocket() {
+      var ws = self._ws;
+      if (!ws || !ws.open || ws.flight || self._queue.length || self._ended || Date.now() >= deadline) {
+        return false;
+      }
+      var frame = self._wsFrame([], [{event: "end", reason: "stop"}]);
+      return until(frame.promise, deadline).then(function () {
+        return frame.delivered;
+      });
+    }
+    return Promise.resolve().then(drain).then(endOnSocket).then(function (ended) {
+      if (ended && !self._ended) {
+        self._ended = true;
+        root.removeEventListener("pagehide", self._onPageHide);
+        self._ws.socket.close(1000, "monitor stopped");
+        return;
+      }
       self._end(true);
     });
   };
@@ -371,6 +621,24 @@
       this._detach();
       if (this._inFlight && !this._inFlight.keepalive) {
         this._queue = this._inFlight.samples.concat(this._queue);
+      }
+    }
+    var ws = this._ws;
+    if (ws) {
+      // What the socket has not acknowledged goes in the beacon too (a resend lands once), and the
+      // end goes both ways: the socket closes as the page goes, maybe before the beacon arrives.
+      if (ws.flight) {
+        this._queue = ws.flight.samples.concat(this._queue);
+        clearTimeout(ws.timer);
+        ws.flight.resolve();
+        ws.flight = null;
+      }
+      if (ws.open) {
+        try {
+          ws.socket.send(JSON.stringify([{event: "end", reason: settled ? "stop" : "pagehide"}]));
+        } catch (e) {
+          // closing already: the beacon carries the end
+        }
       }
     }
     this._ended = true;

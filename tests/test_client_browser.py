@@ -15,11 +15,16 @@ import server
 from rtcscope.registry import extract
 from tests.helpers import eventually, get, post
 from tests.influxd import Influxd
+from tests.processes import ServerProcess
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 "--autoplay-policy=no-user-gesture-required"]
+                 "--autoplay-policy=no-user-gesture-required",
+                 # The loopback test page is fulfilled by playwright, not by a server: Chromium would
+                 # count it as a public page and block its websocket to 127.0.0.1 (/demo, served by
+                 # the server itself, needs no such flag).
+                 "--disable-features=LocalNetworkAccessChecks"]
 CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
 
 # A loopback call like /demo's, whose monitors keep every sample they take (window.samples) and
@@ -30,6 +35,8 @@ LOOPBACK_PAGE = """<!doctype html>
 <script>
 window.samples = [];
 window.errors = [];
+window.numbered = false;  // true: each sample also carries stats {seq: n}, n counting from 1 per peer
+const counts = {};
 window.startCall = async function (options) {
   const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
   const caller = new RTCPeerConnection(), callee = new RTCPeerConnection();
@@ -50,13 +57,19 @@ window.startCall = async function (options) {
   for (const [peer, pc] of [["caller", caller], ["callee", callee]]) {
     window.monitors[peer] = RTCScope.monitor(pc, Object.assign({
       peer: peer,
-      onsample: (sample) => samples.push(sample),
+      onsample: (sample) => {
+        samples.push(sample);
+        if (numbered) {
+          counts[peer] = (counts[peer] || 0) + 1;
+          sample.stats = {seq: counts[peer]};
+        }
+      },
       onerror: (message) => errors.push(peer + ": " + message)
     }, options));
   }
 };
 window.monitorStats = () => Object.fromEntries(Object.entries(monitors).map(
-  ([peer, monitor]) => [peer, Object.assign({queued: monitor.queued}, monitor.stats)]));
+  ([peer, monitor]) => [peer, Object.assign({queued: monitor.queued, transport: monitor.transport}, monitor.stats)]));
 window.stopAll = () => Promise.all(Object.values(monitors).map((monitor) => monitor.stop()));
 </script>
 """
@@ -144,6 +157,8 @@ async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_clo
             "demo.monitors.caller && demo.monitors.caller.stats.delivered >= 7"
             " && demo.monitors.callee.stats.delivered >= 7", timeout=60_000)
         assert await page.get_attribute("#call-state", "data-state") == "live"
+        assert await page.evaluate("[demo.monitors.caller.transport, demo.monitors.callee.transport]") == \
+            ["websocket", "websocket"]
 
         status, live, _ = await get(http_client, origin + "/v1/calls/?state=live")
         assert status == 200
@@ -196,8 +211,8 @@ async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_clo
     assert finished["state"] == "ended" and finished["peers"] == ["callee", "caller"]
     assert finished["ended"] >= finished["last_seen"] - 2000
     events = influxd.rows(f"SELECT * FROM rtc_events WHERE call = '{call}'", database)
-    assert sorted(e["peer"] for e in events) == ["callee", "caller"]
-    assert all(e["end"] == 1.0 for e in events)
+    assert {e["peer"] for e in events} == {"callee", "caller"}  # the end goes by websocket and by beacon
+    assert all(e["end"] == 1.0 for e in events)  # and no disconnect marker: the page closed as it said
 
 
 @pytest.fixture
@@ -208,20 +223,29 @@ def own_influxd(tmp_path):
     instance.cleanup()
 
 
+# What a monitor reports when the server says "wait", by transport: a 503 or 429 with Retry-After
+# to a POST, a busy answer with retry_after on the websocket.
+WAITED = {"post": r"server answered {status}; retrying in (\d+) ms",
+          "websocket": r"server busy \({code}\); retrying in (\d+) ms"}
+
+
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=150)
+@pytest.mark.parametrize("transport", ["websocket", "post"])
 async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
-        start_server, own_influxd, tmp_path):
-    """InfluxDB goes down, the server's small buffer fills and ingest answers 503 with Retry-After;
-    the client waits as told, keeps its samples, and when InfluxDB is back every sample it took is
-    stored once, with the values the registry extracts from it."""
+        start_server, own_influxd, tmp_path, transport):
+    """InfluxDB goes down, the server's small buffer fills (memory only, no write-ahead log) and
+    ingest answers 503 with Retry-After (busy on the websocket); the client waits as told, keeps its
+    samples, and when InfluxDB is back every sample it took is stored once, with the values the
+    registry extracts from it."""
     application = await start_server(influxdb_url=own_influxd.url, database="backoff", max_buffer=40,
-                                      flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"))
+                                      flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"),
+                                      wal_dir="")
     application.writer.retry_max = 0.5
     await application.store.setup()
     async with chromium_page() as page:
         await open_loopback_page(page, application.base_url)
-        await page.evaluate("startCall({call: 'backoff'})")
+        await page.evaluate(f"startCall({{call: 'backoff', transport: '{transport}'}})")
 
         await wait_for_monitors(page, "s.delivered >= 2", timeout=30)
 
@@ -236,8 +260,9 @@ async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
         final = await page.evaluate("monitorStats()")
 
     # Retry-After (1 s at this flush interval) was honoured rather than the client's own backoff.
+    waited = re.compile(WAITED[transport].format(status=503, code="buffer_full"))
     for peer in ("caller", "callee"):
-        assert f"{peer}: server answered 503; retrying in 1000 ms" in errors, errors
+        assert [e for e in errors if e.startswith(peer) and (m := waited.search(e)) and m.group(1) == "1000"], errors
         assert final[peer]["dropped"] == 0 and final[peer]["rejected"] == 0, final
         assert final[peer]["polled"] == sum(1 for s in samples if s["peer"] == peer)
     expected = expected_samples(samples)
@@ -247,8 +272,9 @@ async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
 
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=120)
+@pytest.mark.parametrize("transport", ["websocket", "post"])
 async def test_client_waits_out_a_429_as_told_and_everything_lands_exactly_once(
-        http_client, start_server, app_config, influxd, database):
+        http_client, start_server, app_config, influxd, database, transport):
     """The page's address has used up its new calls (one per 6 s here): its first posts get 429
     with Retry-After; the monitors wait as told, not their own backoff, keep their samples, and
     deliver every one once a call is allowed."""
@@ -268,7 +294,7 @@ async def test_client_waits_out_a_429_as_told_and_everything_lands_exactly_once(
     async with chromium_page() as page:
         try:
             await open_loopback_page(page, application.base_url)
-            await page.evaluate("startCall({call: 'quota'})")
+            await page.evaluate(f"startCall({{call: 'quota', transport: '{transport}'}})")
             await wait_for_monitors(page, "s.backoffs >= 1", timeout=30)
         finally:
             draining = False
@@ -279,7 +305,8 @@ async def test_client_waits_out_a_429_as_told_and_everything_lands_exactly_once(
         errors = await page.evaluate("errors")
         final = await page.evaluate("monitorStats()")
 
-    waits = [int(ms) for ms in re.findall(r"server answered 429; retrying in (\d+) ms", "\n".join(errors))]
+    waited = WAITED[transport].format(status=429, code="too_many_new_calls")
+    waits = [int(ms) for ms in re.findall(waited, "\n".join(errors))]
     assert len(waits) >= 2, errors
     assert all(ms % 1000 == 0 and 1000 <= ms <= 6000 for ms in waits), errors  # Retry-After, whole seconds
     for peer in ("caller", "callee"):
@@ -414,3 +441,75 @@ async def test_ingest_key_goes_in_the_query_so_the_closing_beacon_is_accepted_to
     assert finished["peers"] == ["callee", "caller"] and finished["ended"] is not None
     assert influxd.rows(f"SELECT * FROM rtc_events WHERE call = '{refused_call}'", database) == []
     assert influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{refused_call}'", database) == []
+
+
+def numbered_rows(influxd, database, call):
+    """{peer: [seq values]} of the sequence-numbered samples stored for a call."""
+    rows = influxd.rows(f"SELECT seq, peer FROM rtc_stats WHERE call = '{call}' AND seq > 0", database)
+    by_peer = {}
+    for row in rows:
+        by_peer.setdefault(row["peer"], []).append(row["seq"])
+    return {peer: sorted(seqs) for peer, seqs in by_peer.items()}
+
+
+async def assert_every_sample_once(influxd, database, call, final):
+    """Each monitor's samples 1..polled are stored, each once (nothing lost, nothing doubled)."""
+    want = {peer: [float(n) for n in range(1, final[peer]["polled"] + 1)] for peer in ("caller", "callee")}
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: numbered_rows(influxd, database, call) == want, timeout=30)
+    assert numbered_rows(influxd, database, call) == want
+    for peer in ("caller", "callee"):
+        assert final[peer]["dropped"] == 0 and final[peer]["rejected"] == 0, final
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=120)
+async def test_client_sends_by_post_where_no_websocket_can_be_opened(start_server, app_config, influxd, database):
+    """A server that refuses websocket upgrades (--stats-ws=false; a proxy without websockets
+    looks the same to a page): the monitors POST instead, and every sample lands once."""
+    application = await start_server(**{**app_config, "stats_ws": False, "call_timeout": 120.0})
+    await application.store.setup()
+    async with chromium_page() as page:
+        await open_loopback_page(page, application.base_url)
+        await page.evaluate("numbered = true")
+        await page.evaluate("startCall({call: 'no-websocket'})")
+        await wait_for_monitors(page, "s.delivered >= 4 && s.transport === 'post'", timeout=60)
+        await page.evaluate("stopAll()")
+        final = await page.evaluate("monitorStats()")
+        errors = await page.evaluate("errors")
+    assert any("sending by POST" in error for error in errors), errors
+    await assert_every_sample_once(influxd, database, "no-websocket", final)
+    events = influxd.rows("SELECT * FROM rtc_events WHERE call = 'no-websocket'", database)
+    assert {e["peer"] for e in events} == {"callee", "caller"} and all(e["end"] == 1.0 for e in events)
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=180)
+async def test_client_reconnects_after_a_server_restart_and_resends_what_was_not_acknowledged(
+        influxd, database, tmp_path):
+    """The server process is killed mid-call (SIGKILL) and started again on the same port and log:
+    the monitors reconnect over the websocket, resend what had no ack (a full report first on the
+    new connection), and every sample lands once."""
+    process = ServerProcess(str(tmp_path), influxdb_url=influxd.url, database=database, call_timeout="120s",
+                            flush_interval="0.1s")
+    process.start()
+    try:
+        async with chromium_page() as page:
+            await open_loopback_page(page, process.url)
+            await page.evaluate("numbered = true")
+            await page.evaluate("startCall({call: 'restart', minBackoff: 300, maxBackoff: 2000})")
+            before = await wait_for_monitors(page, "s.delivered >= 3 && s.transport === 'websocket'", timeout=60)
+            process.process.kill()
+            process.wait()
+            await wait_for_monitors(page, "s.backoffs >= 1", timeout=30)
+            await asyncio.get_running_loop().run_in_executor(None, process.start)
+            least = min(stats["polled"] for stats in before.values()) + 4
+            await wait_for_monitors(page, f"s.delivered >= {least} && s.queued <= 2", timeout=60)
+            await page.evaluate("stopAll()")
+            final = await page.evaluate("monitorStats()")
+            errors = await page.evaluate("errors")
+    finally:
+        process.stop()
+    assert all(stats["transport"] == "websocket" for stats in final.values()), final
+    assert any("websocket closed" in error for error in errors), errors
+    await assert_every_sample_once(influxd, database, "restart", final)
