@@ -1,0 +1,102 @@
+"""The shipped client at fleet scale (SPEC §13): N emulated peers replaying the
+real Chromium fixture at one report per second, over the websocket (deltas,
+two reports per frame: rtcscope.js's defaults) and over the POST path as the
+client sent before it (two full reports per request), in the same run.
+
+Server CPU comes from /proc over the measured window only (after every peer
+is connected and a warm-up); a peer-second is one peer sending for one
+second, i.e. one report. The load generator (bench/fleetload.py) is its own
+process, so its CPU is not the server's. The per-connection state is
+measured with tracemalloc on the real fixture.
+"""
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+
+from . import harness
+from .fleetload import clean_reports, delta
+from .harness import BenchError, cpu_meter
+
+SIZES = {"quick": {"ws": 2000, "post": 200, "warmup": 4, "seconds": 10},
+         "full": {"ws": 10_000, "post": 500, "warmup": 8, "seconds": 20}}
+SERVER_OPTIONS = {"max_new_calls": 10_000_000, "max_live_calls": 10_000_000}
+
+
+def run_load(ctx, mode, peers, sizes):
+    """One load run against a fresh server: (server CPU µs per peer-second, the generator's summary)."""
+    database = ctx.database(f"fleet_{mode}")
+    server = harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-fleet-{mode}", **SERVER_OPTIONS)
+    try:
+        argv = [sys.executable, "-m", "bench.fleetload", mode, server.url, str(peers),
+                str(sizes["warmup"]), str(sizes["seconds"])]
+        load = subprocess.Popen(argv, cwd=harness.ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + peers / 50 + sizes["warmup"] + sizes["seconds"] + 120
+            line = load.stdout.readline()
+            if line.strip() != "measuring":
+                raise BenchError(f"fleet load ({mode}) did not start: {line!r}")
+            with cpu_meter({"server": server, "load": load.pid}) as cpu:
+                summary_line = load.stdout.readline()
+            load.wait(max(1, deadline - time.monotonic()))
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+        server.check_alive()
+        summary = json.loads(summary_line)
+        if summary["errors"] or summary["lost"] or not summary["answered"]:
+            raise BenchError(f"fleet load ({mode}) had errors: {summary}")
+        summary["server_cpu"], summary["load_cpu"] = cpu["server"], cpu["load"]
+        peer_seconds = summary["peers"] * summary["seconds"]
+        return cpu["server"] / peer_seconds * 1e6, summary
+    finally:
+        server.stop()
+
+
+def state_bytes_per_connection(connections=200):
+    """Memory a websocket ingest connection holds after a full report and deltas (tracemalloc)."""
+    from rtcscope.ingest.connection import StatsConnection
+    from rtcscope.ingest.formats import Limits
+
+    reports = clean_reports()["caller"]
+    frames = [json.dumps([{"ts": 1000, "report": reports[0]}]).encode()]
+    frames += [b'[{"ts":%d,%s}]' % (1000 + i, delta(reports[i - 1], reports[i])) for i in range(1, len(reports))]
+    now_ns = 1000 * 1_000_000
+    limits = Limits(max_skew_ns=10**18)
+    held = []
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for index in range(connections):
+        connection = StatsConnection(f"call-{index}", "peer", limits)
+        for frame in frames:
+            connection.commit(connection.receive(frame, now_ns))
+        held.append(connection)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    return grown / connections, held[0].stat_count
+
+
+def fleet(ctx, section):
+    sizes = SIZES[ctx.mode.name]
+    post_cpu, post = run_load(ctx, "post", sizes["post"], sizes)
+    ws_cpu, ws = run_load(ctx, "ws", sizes["ws"], sizes)
+    ratio = post_cpu / ws_cpu
+    section.add("websocket (deltas, 2 reports per frame): server CPU per peer-second", ws_cpu, "µs",
+                "POST, 2 full reports per request", post_cpu, target="≥ 5× cheaper than POST", met=ratio >= 5,
+                ratio_override=ws_cpu / post_cpu)
+    per_core = 1e6 / ws_cpu
+    section.add("websocket: peers one server core carries at one report per second", per_core, "peers",
+                "POST", 1e6 / post_cpu, target="≥ 10,000", met=per_core >= 10_000)
+    section.add(f"websocket: p99 ack latency at {ws['peers']:,} peers", ws["p99_ms"], "ms",
+                f"POST p99 at {post['peers']:,} peers", post["p99_ms"], target="≤ 50 ms", met=ws["p99_ms"] <= 50)
+    section.add("websocket: p50 ack latency", ws["p50_ms"], "ms", "POST p50", post["p50_ms"])
+    state, stats = state_bytes_per_connection()
+    section.add(f"websocket: state held per connection ({stats} stat ids of the fixture)", state / 1024, "KiB")
+    for name, run in (("websocket", ws), ("POST", post)):
+        section.note(f"{name}: {run['peers']:,} peers for {run['seconds']:.0f} s, {run['sent']:,} frames sent, "
+                     f"{run['answered']:,} answered, {run['refused']} refused (busy/503), {run['skipped']} sends "
+                     f"skipped (previous unanswered), server {run['server_cpu']:.1f} CPU s, load generator "
+                     f"{run['load_cpu']:.1f} CPU s, max latency {run['max_ms']:.0f} ms.")

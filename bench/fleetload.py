@@ -1,0 +1,289 @@
+"""Load generator of the fleet benchmark: N emulated peers, each polling one
+real Chromium report per second (bench fixture) and sending every 2 s, as
+rtcscope.js does at its defaults. A separate process, cheap by construction:
+raw asyncio sockets, frames assembled from precomputed pieces (masked with a
+zero key, so the payload is sent as is), one scheduler for all peers.
+
+    python -m bench.fleetload ws|post URL PEERS WARMUP_S SECONDS
+
+`ws`: one websocket per peer, a full report then deltas, two reports per
+frame, one frame in flight (the client waits for its ack). `post`: one
+keep-alive connection per peer, the pre-websocket client's request (two
+full reports per POST). Prints `measuring` when every peer is connected
+and the warm-up is over, then after SECONDS one JSON line: frames sent,
+answered, refused, skipped (the previous one still unanswered), latency
+percentiles (ms) over the measured window. Targets 127.0.0.1 only.
+"""
+import asyncio
+import json
+import os
+import struct
+import sys
+import time
+import urllib.parse
+
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures",
+                       "chromium-loopback-audio-video.json")
+SEND_INTERVAL = 2.0
+# What rtcscope.js takes out of every report before it leaves the page.
+PRIVATE_FIELDS = {"address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment"}
+
+
+def fixture_path():
+    return os.environ.get("RTCSCOPE_FIXTURE", os.path.normpath(FIXTURE))
+
+
+def clean_reports():
+    """{role: [report, ...]} as rtcscope.js sends them (no certificates, no addresses)."""
+    with open(fixture_path()) as source:
+        entries = json.load(source)["reports"]
+    return {role: [[{k: v for k, v in stat.items() if k not in PRIVATE_FIELDS}
+                    for stat in entry[role] if stat.get("type") != "certificate"] for entry in entries]
+            for role in ("caller", "callee")}
+
+
+def delta(previous, report):
+    """rtcscope.js's delta of `report` after `previous`, as the JSON members after "ts"."""
+    before = {stat["id"]: stat for stat in previous}
+    after = {stat["id"]: stat for stat in report}
+    changed = {}
+    for stat_id, stat in after.items():
+        old = before.get(stat_id)
+        if old is None:
+            changed[stat_id] = stat
+            continue
+        fields = {name: value for name, value in stat.items() if old.get(name) != value}
+        fields.update({name: None for name in old if name not in stat})
+        if fields:
+            changed[stat_id] = fields
+    removed = [stat_id for stat_id in before if stat_id not in after]
+    return json.dumps({"delta": changed, "removed": removed}, separators=(",", ":")).encode()[1:-1]
+
+
+def percentile(values, share):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class Peer(asyncio.Protocol):
+    """One emulated peer's connection; `sent_at` is set while a frame waits for its answer."""
+
+    def __init__(self, load, index):
+        self.load = load
+        self.index = index
+        self.transport = None
+        self.buffer = b""
+        self.upgraded = False
+        self.sent_at = None
+        self.frames = 0
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.load.mode == "ws":
+            transport.write(self.load.handshake(self.index))
+        else:
+            self.upgraded = True
+            self.connected.set_result(True)
+
+    def connection_lost(self, exc):
+        self.load.lost += 1
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(f"peer {self.index} lost: {exc}"))
+
+    def data_received(self, data):
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.connected.set_exception(ConnectionError(head[:200].decode(errors="replace")))
+                return
+            self.upgraded, self.buffer = True, rest
+            self.connected.set_result(True)
+        if self.load.mode == "ws":
+            self._frames()
+        else:
+            self._responses()
+
+    def _frames(self):
+        buffer = self.buffer
+        while len(buffer) >= 2:
+            length = buffer[1] & 0x7F
+            offset = 2
+            if length == 126:
+                if len(buffer) < 4:
+                    break
+                length, offset = struct.unpack_from("!H", buffer, 2)[0], 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    break
+                length, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
+            if len(buffer) < offset + length:
+                break
+            opcode, payload = buffer[0] & 0x0F, buffer[offset:offset + length]
+            buffer = buffer[offset + length:]
+            if opcode == 0x9:  # ping: pong with the same payload
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode == 0x1:
+                self._answer(payload[9:13])
+        self.buffer = buffer
+
+    def _responses(self):
+        while True:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            status = head[9:12]
+            self._answer(b"ack\"" if status == b"200" else b"busy" if status in (b"503", b"429") else b"erro")
+
+    def _answer(self, kind):
+        """`kind`: the first letters of the answer's type (ack", busy, erro)."""
+        if self.sent_at is None:
+            return
+        load = self.load
+        if kind == b'ack"':
+            if load.measuring:
+                load.latencies.append(time.monotonic() - self.sent_at)
+                load.answered += 1
+            self.sent_at = None
+        elif kind == b"busy":
+            load.refused += 1
+            self.sent_at = None
+        else:
+            load.errors += 1
+
+    def send(self, now, ts_ms):
+        if self.sent_at is not None:
+            if self.load.measuring:
+                self.load.skipped += 1
+            return
+        self.sent_at = now
+        self.transport.write(self.load.frame(self, ts_ms))
+        self.frames += 1
+        if self.load.measuring:
+            self.load.sent += 1
+
+
+class Load:
+    def __init__(self, mode, url, peers):
+        self.mode = mode
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port = parsed.hostname, parsed.port
+        if self.host != "127.0.0.1":
+            raise SystemExit("the fleet load targets 127.0.0.1 only")
+        self.peers_count = peers
+        reports = clean_reports()
+        self.full = {role: json.dumps(reps[0], separators=(",", ":")).encode() for role, reps in reports.items()}
+        self.deltas = {role: [delta(reps[i], reps[(i + 1) % len(reps)]) for i in range(len(reps))]
+                       for role, reps in reports.items()}
+        self.fulls = {role: [json.dumps(r, separators=(",", ":")).encode() for r in reps]
+                      for role, reps in reports.items()}
+        self.measuring = False
+        self.latencies = []
+        self.sent = self.answered = self.refused = self.errors = self.skipped = self.lost = 0
+
+    @staticmethod
+    def ids(index):
+        return f"fleet-{index // 2}", ("caller", "callee")[index % 2]
+
+    def handshake(self, index):
+        call, peer = self.ids(index)
+        return (f"GET /v1/stats/ws?call={call}&peer={peer} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+    def frame(self, peer, ts_ms):
+        role = ("caller", "callee")[peer.index % 2]
+        first, second = 2 * peer.frames, 2 * peer.frames + 1
+        if self.mode == "post":
+            return self._post(peer, role, first, ts_ms)
+        count = len(self.deltas[role])
+        if peer.frames == 0:
+            payload = b'[{"ts":%d,"report":%s},{"ts":%d,%s}]' % (ts_ms - 1000, self.full[role], ts_ms,
+                                                                 self.deltas[role][0])
+        else:
+            payload = b'[{"ts":%d,%s},{"ts":%d,%s}]' % (ts_ms - 1000, self.deltas[role][(first - 1) % count], ts_ms,
+                                                       self.deltas[role][(second - 1) % count])
+        length = len(payload)
+        if length < 126:
+            head = struct.pack("!BB", 0x81, 0x80 | length)
+        elif length < 1 << 16:
+            head = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        else:
+            head = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        return head + b"\0\0\0\0" + payload
+
+    def _post(self, peer, role, first, ts_ms):
+        call, name = self.ids(peer.index)
+        reports = self.fulls[role]
+        count = len(reports)
+        body = (b'[{"call":"%s","peer":"%s","ts":%d,"report":%s},{"call":"%s","peer":"%s","ts":%d,"report":%s}]'
+                % (call.encode(), name.encode(), ts_ms - 1000, reports[first % count],
+                   call.encode(), name.encode(), ts_ms, reports[(first + 1) % count]))
+        return (b"POST /v1/stats/write/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (self.port, len(body), body))
+
+    async def run(self, warmup, seconds):
+        loop = asyncio.get_running_loop()
+        peers = []
+        for chunk in range(0, self.peers_count, 100):  # connected 100 at a time
+            opened = await asyncio.gather(*[loop.create_connection(lambda i=index: Peer(self, i), self.host, self.port)
+                                            for index in range(chunk, min(chunk + 100, self.peers_count))])
+            for _, peer in opened:
+                await peer.connected
+                peers.append(peer)
+        # Phases spread over the send interval; one scheduler sends whatever is due every 5 ms.
+        start = time.monotonic()
+        due = [(start + SEND_INTERVAL * i / len(peers), peer) for i, peer in enumerate(peers)]
+        measure_from, position = start + warmup, 0
+        end = measure_from + seconds
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if not self.measuring and now >= measure_from:
+                self.measuring = True
+                print("measuring", flush=True)
+            ts_ms = int(time.time() * 1000)
+            for _ in range(len(due)):
+                at, peer = due[position]
+                if at > now:
+                    break
+                peer.send(now, ts_ms)
+                due[position] = (at + SEND_INTERVAL, peer)
+                position = (position + 1) % len(due)
+            await asyncio.sleep(0.005)
+        self.measuring = False
+        waiting = sum(1 for peer in peers if peer.sent_at is not None)
+        for peer in peers:
+            peer.transport.close()
+        return {"mode": self.mode, "peers": len(peers), "seconds": seconds, "sent": self.sent,
+                "answered": self.answered, "refused": self.refused, "errors": self.errors,
+                "skipped": self.skipped, "lost": self.lost, "unanswered_at_end": waiting,
+                "p50_ms": _ms(percentile(self.latencies, 0.5)), "p99_ms": _ms(percentile(self.latencies, 0.99)),
+                "max_ms": _ms(max(self.latencies, default=None))}
+
+
+def _ms(seconds):
+    return None if seconds is None else seconds * 1000
+
+
+def main(argv):
+    mode, url, peers, warmup, seconds = argv
+    result = asyncio.run(Load(mode, url, int(peers)).run(float(warmup), float(seconds)))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
