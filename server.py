@@ -82,6 +82,8 @@ define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.t
        help="a connection idle this long, or a request body not received within it, is closed")
 define("stats_ws", default=True,
        help="accept rtcscope.js's websocket ingest (/v1/stats/ws); off: upgrades are refused and clients POST")
+define("event_loop", default="asyncio",
+       help="asyncio or uvloop (installed separately; see docs/PERFORMANCE.md for what it changes)")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
 define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
 define("protect_metrics", default=False, help="require the read token for /metrics too")
@@ -331,7 +333,12 @@ async def main():
 
 def run():
     """The `rtcscope-server` console entry point."""
-    asyncio.run(main())
+    parse_options()
+    if options.event_loop == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 if __name__ == "__main__":
