@@ -85,7 +85,7 @@ class WriteAheadLog:
     def open(self):
         """Lock the directory, check whose log it is, cut torn records and
         position the reader at the first point still owed."""
-        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(self.path, mode=0o750, exist_ok=True)
         self._lock()
         segments = self._segment_numbers()
         checkpoint = self._load_checkpoint()
@@ -121,7 +121,7 @@ class WriteAheadLog:
 
     def _lock(self):
         path = os.path.join(self.path, "lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,7 +207,7 @@ class WriteAheadLog:
         if self._sizes[self._active] + len(record) > self.segment_bytes and \
                 self._sizes[self._active] > len(SEGMENT_MAGIC):
             self._rotate()
-        os.write(self._append_fd, record)
+        self._write_record(record)
         self._sizes[self._active] += len(record)
         self.size += len(record)
         self.unread_points += len(lines)
@@ -215,8 +215,20 @@ class WriteAheadLog:
         self._last_position = (self._active, self._sizes[self._active])
         return self._last_position
 
+    def _write_record(self, record):
+        """All of it or none: a short write (a full disk) is undone, so the
+        segment never holds half a record while the process lives."""
+        written = 0
+        try:
+            while written < len(record):
+                written += os.write(self._append_fd, record[written:])
+        except OSError:
+            if written:
+                os.ftruncate(self._append_fd, self._sizes[self._active])
+            raise
+
     def _new_segment(self):
-        fd = os.open(self._segment_path(self._active), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        fd = os.open(self._segment_path(self._active), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         os.write(fd, SEGMENT_MAGIC)
         self._append_fd = fd
         self._sizes[self._active] = len(SEGMENT_MAGIC)

@@ -3,6 +3,7 @@ import asyncio
 
 import pytest
 
+from rtcscope.storage.writer import classify_refusal
 from tests.conftest import now_ms
 from tests.helpers import assert_error, count_points, eventually, post
 from tests.influxd import Influxd
@@ -108,3 +109,16 @@ async def test_fsync_always_answers_after_a_shared_fsync(http_client, base_url, 
     assert app.writer.wal._synced == app.writer.wal._appended == 40
     assert app.writer.wal.fsyncs < 40  # concurrent requests shared fsyncs
     await eventually(lambda: count_points(influxd, database, field="rtt") == 40)
+
+
+@pytest.mark.parametrize("message, expected", [
+    # InfluxDB 1.6's answers, as tests/storage/test_durability.py gets them from a real influxd
+    ('partial write: field type conflict: input field "v" on measurement "m" is type float, '
+     'already exists as type integer dropped=1', ("type_conflict", 1)),
+    ("partial write: max-series-per-database limit exceeded: (5) dropped=16", ("max_series", 16)),
+    ('partial write: max-values-per-tag limit exceeded (3/3): measurement="m" tag="c" value="s3" dropped=1',
+     ("max_values_per_tag", 1)),
+    ("unable to parse 'rtc_stats,call=x seq=': missing field value", ("other", None)),
+])
+def test_refusals_are_classified_from_influxdbs_answer(message, expected):
+    assert classify_refusal(f"Error writing data (400 - Bad Request): {message}") == expected
