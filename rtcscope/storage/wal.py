@@ -208,6 +208,7 @@ class WriteAheadLog:
                 self._sizes[self._active] > len(SEGMENT_MAGIC):
             self._rotate()
         self._write_record(record)
+        self.refusing = False
         self._sizes[self._active] += len(record)
         self.size += len(record)
         self.unread_points += len(lines)
@@ -302,7 +303,10 @@ class WriteAheadLog:
                                                               and offset >= self._sizes[n])]:
             self._remove_segment(old)
         self._checkpoint = position
-        _write_atomically(os.path.join(self.path, "checkpoint"), json.dumps(list(position)).encode(), sync=False)
+        try:
+            _write_atomically(os.path.join(self.path, "checkpoint"), json.dumps(list(position)).encode(), sync=False)
+        except OSError as exc:  # only costs writing some points again after a restart
+            log.warning("cannot write the write-ahead log's checkpoint: %s", exc)
 
     def _remove_segment(self, number):
         self._close_reader(number)

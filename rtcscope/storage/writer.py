@@ -175,7 +175,11 @@ class BatchWriter:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self._drain(deadline=None)
+            try:
+                await self._drain(deadline=None)
+            except Exception:  # a disk fault reading the log back: keep the writer alive, say so
+                log.exception("the writer failed; retrying in %.0fs", self.retry_max)
+                await asyncio.sleep(self.retry_max)
 
     async def _drain(self, deadline):
         """Write until nothing is queued; on failure back off and retry the same batch."""
