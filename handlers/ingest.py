@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.ingest.formats import IngestError, parse
 
-from .base import APIHandler, ingest_key_refusal
+from .base import APIHandler, ingest_client, ingest_key_refusal
 
 REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
@@ -104,6 +104,10 @@ class WriteHandler(APIHandler):
                            precision=self.argument("precision", "ns"))
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
+        refusal = app.admission.admit(ingest_client(self.request), parsed.calls)
+        if refusal:
+            retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+            return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
                                Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))

@@ -26,7 +26,7 @@ import re
 import time
 from collections import deque
 
-from ..telemetry import Histogram
+from ..telemetry import latency_histogram
 from .wal import LogFull
 
 log = logging.getLogger("rtcscope.writer")
@@ -81,7 +81,7 @@ class BatchWriter:
         self.rejected_by_reason = dict.fromkeys(REFUSAL_REASONS, 0)
         self.last_refusal = None
         self.on_rejected = None  # called with (reason, points) as InfluxDB refuses points
-        self.flush_seconds = Histogram()
+        self.flush_seconds = latency_histogram("rtcscope_flush_seconds", "duration of successful batch writes")
         self.healthy = True
 
     @property
