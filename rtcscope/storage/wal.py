@@ -299,6 +299,9 @@ class WriteAheadLog:
         """Every record up to `position` is in InfluxDB (or refused by it):
         whole segments before it go, and the checkpoint moves."""
         number, offset = position
+        if number == self._active and offset >= self._sizes[number] and (
+                self.refusing or self._sizes[number] >= self.segment_bytes // 2):
+            self._rotate()  # everything is done: the active segment's room is worth freeing now
         for old in [n for n in self._sizes if n < number or (n == number and n != self._active
                                                               and offset >= self._sizes[n])]:
             self._remove_segment(old)

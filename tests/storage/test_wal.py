@@ -212,3 +212,16 @@ def test_segment_numbers_are_never_reused_under_an_old_checkpoint(tmp_path):
     again = opened(tmp_path)
     assert seqs(read_all(again)) == list(range(100, 105))
     close(again)
+
+
+def test_a_log_no_larger_than_one_segment_frees_its_room_once_drained(tmp_path):
+    wal = opened(tmp_path, max_bytes=8 * 1024)  # the whole log fits in one (active) segment
+    positions = []
+    with pytest.raises(LogFull):
+        while True:
+            positions.append(wal.append(lines(len(positions) * 20, 20)))
+    read_all(wal)
+    wal.done(positions[-1])
+    assert not wal.refusing and wal.size == len(SEGMENT_MAGIC)
+    wal.append(lines(0, 20))
+    close(wal)
