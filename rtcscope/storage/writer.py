@@ -166,6 +166,9 @@ class BatchWriter:
         if self.wal is not None:
             self.wal.start()
             self.take_over_spool()
+        elif self.spool_files():
+            log.warning("spool files in %s are left alone: without a --wal-dir they cannot be taken over",
+                        self.spool_dir)
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self):
