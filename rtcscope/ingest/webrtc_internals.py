@@ -293,7 +293,8 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
     except UnicodeDecodeError as exc:
         raise _error(f"the dump is not valid UTF-8 (byte {exc.start})", "invalid_json") from None
     if not connections:
-        raise _error("the dump has no PeerConnections")
+        raise _error("the dump has no PeerConnections: Chromium forgets connections once they close, unless "
+                     "chrome://webrtc-internals?keepRemovedConnections was open before the call")
     times = [micros for _, samples in connections for micros, _ in samples]
     if not times:
         raise _error("the dump's PeerConnections have no stats a metric can be taken from", "empty_dump")
