@@ -33,6 +33,8 @@ class WebRTCInternalsImportHandler(APIHandler):
 
     def prepare(self):
         """The call id, the size and a free import slot are checked before the body is read."""
+        if self.request.method != "POST":
+            return
         app = self.application
         max_import = app.settings["max_import"]
         call = self.argument("call")

@@ -220,3 +220,23 @@ async def test_a_dump_near_max_import_is_streamed_without_a_second_copy(http_cli
     # Held at once: one connection's decoded series and the encoded points, far less than the dump.
     print(f"peak {peak / 2**20:.1f} MiB for a {len(body) / 2**20:.1f} MiB dump")
     assert peak < len(body) * 3 // 4
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_call_ids_with_colon_at_and_braces_work_encoded_or_not(http_client, base_url, app, influxd, database):
+    call = "room:{7}@eu"
+    status, answer, _ = await import_dump(http_client, base_url, call, recent(dumps.AUDIO_ONLY))
+    assert status == 200, answer
+    await eventually(lambda: len(call_rows(influxd, database, call)) == answer["samples"])
+    for spelled in (call, urllib.parse.quote(call, safe=""), "room%3a%7b7%7d%40eu"):
+        status, summary, _ = await get(http_client, f"{base_url}/v1/calls/{spelled}/")
+        assert status == 200 and sorted(summary["peers"]) == ["8-1", "8-2"], (spelled, summary)
+        status, means, _ = await get(http_client, f"{base_url}/v1/stats/{spelled}/?type=rtt")
+        assert status == 200 and any(point["mean"] is not None for point in means), (spelled, means)
+        response = await http_client.fetch(f"{base_url}/calls/{spelled}/", raise_error=False)
+        assert response.code == 200 and b'data-call="room:{7}@eu"' in response.body, spelled
+    for outside in ("room%2F7", "room%207", "room%2E%2E"):  # not identifier characters: no such call
+        status, answer, _ = await get(http_client, f"{base_url}/v1/calls/{outside}/")
+        assert status == 404, (outside, answer)
+    response = await http_client.fetch(base_url + "/v1/import/webrtc-internals", raise_error=False)
+    assert response.code == 405
