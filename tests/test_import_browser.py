@@ -54,3 +54,12 @@ async def test_a_dropped_file_is_taken_and_a_bad_dump_is_explained(http_client, 
         await wait_for_text(page, "#import-error", "no PeerConnections")
         assert urllib.parse.urlsplit(page.url).path == "/import"
         assert not await page.is_disabled("#import-submit")  # fix the file and try again
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=60)
+async def test_the_import_page_fits_a_phone(http_client, base_url, app):
+    async with browser_page(390, 844) as page:
+        await page.goto(base_url + "/import")
+        assert await page.get_attribute('nav a[href="/import"]', "aria-current") == "page"
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
