@@ -81,14 +81,14 @@ def _decode_id_character(match):
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector):
+    def __init__(self, store, writer, config, detector, telemetry):
         self.store = store
         self.writer = writer
         self.detector = detector
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
-        self.telemetry = make_telemetry(writer, detector)
+        self.telemetry = telemetry
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
@@ -175,21 +175,22 @@ class Application(tornado.web.Application):
 
 
 def make_telemetry(writer, detector):
-    """Declare every family /metrics shows; handlers count into the `_total` ones."""
+    """Declare every family /metrics shows, in this application's own registry;
+    handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
-    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
+    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labels=("route", "status"))
     telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
     telemetry.counter("rtcscope_values_dropped_total", "null, NaN or missing values dropped from samples")
     telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
     telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
-                      labelled=True)
+                      labels=("reason",))
     telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
     telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
                     lambda: writer.max_buffer)
     telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
     telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
                       lambda: writer.failures)
-    telemetry.histogram("rtcscope_flush_seconds", "duration of successful batch writes", writer.flush_seconds)
+    telemetry.histogram(writer.flush_seconds)
     telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
     telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped",
                       lambda: writer.points_rejected)
@@ -226,7 +227,7 @@ def make_app(**overrides):
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
                             tick_ms=_seconds(config["tick"]) * 1000)
-    return Application(store, writer, config, detector)
+    return Application(store, writer, config, detector, make_telemetry(writer, detector))
 
 
 def parse_options():
