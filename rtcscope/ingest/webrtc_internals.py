@@ -83,8 +83,9 @@ def peer_name(key, taken):
 
 
 def _peer_connections(events):
-    """Yield (key, {series key: {startTime, endTime, statsType, values}}) per
-    PeerConnection, one at a time; everything else in the dump is skipped."""
+    """Yield (key, {stat id: stat}) per PeerConnection, one at a time (see
+    `_add_series`); everything else in the dump is skipped. Each series is
+    decoded as soon as it has been read, so the dump's text is never held."""
     stack = []  # (name, is_map) of the containers the parser is in
     key = None
     found = False
@@ -97,7 +98,7 @@ def _peer_connections(events):
             name, _ = stack.pop()
             depth = len(stack)
             if depth == 4 and series is not None:
-                connection[name] = series
+                _add_series(connection, stack[2][0], name, series)
                 series = None
             elif depth == 2 and connection is not None:
                 yield name, connection
@@ -171,35 +172,33 @@ def _series_time(series, name, where):
     return float(parsed)
 
 
-def _stats_of(key, connection):
-    """{stat id: {"type", "fields": {field: values}, "start", "end"}} of one
-    PeerConnection, validated; the dump's computed "[...]" series are skipped."""
-    stats = {}
-    for series_key, series in connection.items():
-        stat_id, _, field = series_key.rpartition("-")
-        if field.endswith("]"):
-            continue
-        where = f"PeerConnections.{key}.stats.{series_key}"
-        if not stat_id or not field:
-            raise _error(f"{where}: a series key must be '<stat id>-<field>'")
-        stats_type = series.get("statsType")
-        if not isinstance(stats_type, str) or not stats_type:
-            raise _error(f"{where}: statsType is missing")
-        start, end = _series_time(series, "startTime", where), _series_time(series, "endTime", where)
-        if end < start:
-            raise _error(f"{where}: endTime is before startTime")
-        text = series.get("values")
-        if not isinstance(text, str):
-            raise _error(f"{where}: values is missing or not a string holding a JSON array")
-        values = _decode_values(text)
-        if not values:  # None (not an array) or empty
-            raise _error(f"{where}: values must be a non-empty JSON-encoded array, got {text!r:.60}")
-        stat = stats.setdefault(stat_id, {"type": stats_type, "fields": {}, "start": start, "end": end})
-        if stat["type"] != stats_type:
-            raise _error(f"{where}: statsType {stats_type!r} differs from the other series of {stat_id}")
-        stat["fields"][field] = values
-        stat["start"], stat["end"] = min(stat["start"], start), max(stat["end"], end)
-    return stats
+def _add_series(stats, key, series_key, series):
+    """Validate one series of PeerConnection `key` and add it to `stats`,
+    {stat id: {"type", "fields": {field: values}, "start", "end"}}; the
+    dump's computed "[...]" series are skipped."""
+    stat_id, _, field = series_key.rpartition("-")
+    if field.endswith("]"):
+        return
+    where = f"PeerConnections.{key}.stats.{series_key}"
+    if not stat_id or not field:
+        raise _error(f"{where}: a series key must be '<stat id>-<field>'")
+    stats_type = series.get("statsType")
+    if not isinstance(stats_type, str) or not stats_type:
+        raise _error(f"{where}: statsType is missing")
+    start, end = _series_time(series, "startTime", where), _series_time(series, "endTime", where)
+    if end < start:
+        raise _error(f"{where}: endTime is before startTime")
+    text = series.get("values")
+    if not isinstance(text, str):
+        raise _error(f"{where}: values is missing or not a string holding a JSON array")
+    values = _decode_values(text)
+    if not values:  # None (not an array) or empty
+        raise _error(f"{where}: values must be a non-empty JSON-encoded array, got {text!r:.60}")
+    stat = stats.setdefault(stat_id, {"type": stats_type, "fields": {}, "start": start, "end": end})
+    if stat["type"] != stats_type:
+        raise _error(f"{where}: statsType {stats_type!r} differs from the other series of {stat_id}")
+    stat["fields"][field] = values
+    stat["start"], stat["end"] = min(stat["start"], start), max(stat["end"], end)
 
 
 def _report_times(key, stat_id, stat):
@@ -236,10 +235,10 @@ def _poll_slots(times, polls):
     return slots
 
 
-def _connection_samples(key, connection):
-    """[(ts µs, {kind: fields})] of one PeerConnection: each poll rebuilt as a
-    report of the stats it held then, through the registry's extraction."""
-    stats = _stats_of(key, connection)
+def _connection_samples(key, stats):
+    """[(ts µs, [(kind, encoded fields)])] of one PeerConnection: each poll
+    rebuilt as a report of the stats it held then, through the registry's
+    extraction, and encoded at once (bytes hold far less than dicts)."""
     times = {stat_id: _report_times(key, stat_id, stat) for stat_id, stat in stats.items()}
     polls = sorted({ms for stat_id, stat_times in times.items() if not stats[stat_id]["type"].startswith("remote-")
                     for ms in stat_times}) or sorted({ms for stat_times in times.values() for ms in stat_times})
@@ -260,7 +259,7 @@ def _connection_samples(key, connection):
                 report.append(entry)
         extracted = registry.extract(report)
         if extracted:
-            samples.append((round(ms * 1000), extracted))
+            samples.append((round(ms * 1000), [(kind, encode_fields(fields)) for kind, fields in extracted.items()]))
     return samples
 
 
@@ -284,7 +283,7 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
     if not isinstance(call, str) or not IDENTIFIER_RE.fullmatch(call):
         raise IngestError("call must be 1-128 characters of [A-Za-z0-9_.:@{}-]", 400, "bad_call")
     taken = set()
-    connections = []  # (peer, [(µs, {kind: fields})])
+    connections = []  # (peer, [(µs, [(kind, encoded fields)])])
     try:
         for key, connection in _peer_connections(ijson.basic_parse(open_dump(stream, max_bytes), use_float=True)):
             connections.append((peer_name(key, taken), _connection_samples(key, connection)))
@@ -307,20 +306,22 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
     if last_ms > now_ms + max_future_ms:
         raise IngestError("the dump's samples lie in the future: check the clock of the machine that saved it",
                           400, "dump_in_future")
-    return DumpImport(_encode(call, connections, last_ms), [peer for peer, samples in connections if samples],
-                      first_ms, last_ms)
+    peers = [peer for peer, samples in connections if samples]
+    return DumpImport(_encode(call, connections, last_ms), peers, first_ms, last_ms)
 
 
 def _encode(call, connections, last_ms):
     """Samples, presence and the end of every peer, all at the dump's times:
     the collector stamps presence and end events with its `now`, here the
-    dump's last sample, so the call is already over when it is stored."""
+    dump's last sample, so the call is already over when it is stored.
+    Consumes `connections`: each peer's samples are let go once they are lines."""
     last_ns = last_ms * 1_000_000
     collector = _Collector(last_ns, Limits(max_samples=2**62, max_skew_ns=2**62))
     for peer, samples in connections:
-        for micros, extracted in samples:
-            for kind, fields in extracted.items():
-                collector.add_sample(call, peer, kind, micros * 1000, encode_fields(fields) or b"")
+        for micros, encoded in samples:
+            for kind, fields in encoded:
+                collector.add_sample(call, peer, kind, micros * 1000, fields)
         if samples:
             collector.add_end(call, peer, samples[-1][0] * 1000)
+            samples.clear()
     return collector.finish()
