@@ -30,6 +30,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         self._size = 0
         self._too_large = False
         self._holds_slot = False
+        self._parsing = False
 
     def prepare(self):
         """The call id, the size and a free import slot are checked before the body is read."""
@@ -59,7 +60,8 @@ class WebRTCInternalsImportHandler(APIHandler):
         self._release()
 
     def on_connection_close(self):
-        self._release()
+        if not self._parsing:  # the worker thread still reads the spool; post() releases it after
+            self._release()
 
     def _release(self):
         if self._spool is not None:
@@ -92,6 +94,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         retention_s = parse_duration(app.config["retention"])
         now_ms = int(time.time() * 1000)
         self._spool.seek(0)
+        self._parsing = True
         try:
             imported = await tornado.ioloop.IOLoop.current().run_in_executor(
                 None, parse_dump, self._spool, self.argument("call"), now_ms,
@@ -101,6 +104,7 @@ class WebRTCInternalsImportHandler(APIHandler):
             app.telemetry.inc("rtcscope_ingest_refused_total", reason=exc.code)
             return self.fail(exc.status, exc.code, exc.message)
         finally:
+            self._parsing = False
             self._release()
         lines = imported.parsed.lines
         if len(lines) > app.writer.max_buffer:

@@ -127,6 +127,7 @@ async def test_a_bad_dump_is_a_400_and_stores_nothing(http_client, base_url, app
     for measurement in ("rtc_stats", "rtc_calls", "rtc_events"):
         assert call_rows(influxd, database, "bad", measurement) == []
     assert count_points(influxd, database) == answer["samples"]
+    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="invalid_json") == 2  # counted in /metrics
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -240,3 +241,17 @@ async def test_call_ids_with_colon_at_and_braces_work_encoded_or_not(http_client
         assert status == 404, (outside, answer)
     response = await http_client.fetch(base_url + "/v1/import/webrtc-internals", raise_error=False)
     assert response.code == 405
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(max_imports=1)
+async def test_imports_beyond_max_imports_wait_their_turn(http_client, base_url, app, influxd, database):
+    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    app.imports_running = 1  # another dump being read
+    status, answer, response = await import_dump(http_client, base_url, "queued", body)
+    assert_error(status, answer, 503, "imports_busy")
+    assert response.headers["Retry-After"] == "5"
+    app.imports_running = 0
+    status, answer, _ = await import_dump(http_client, base_url, "queued", body)
+    assert status == 200, answer
+    assert app.imports_running == 0  # the slot is given back, the spool file closed
