@@ -40,14 +40,14 @@ class WebRTCInternalsImportHandler(APIHandler):
         max_import = app.settings["max_import"]
         call = self.argument("call")
         if not call:
-            return self.fail(400, "missing_call", "parameter call (the id to import the dump as) is required")
+            return self.refuse(400, "missing_call", "parameter call (the id to import the dump as) is required")
         if not IDENTIFIER_RE.fullmatch(call):
-            return self.fail(400, "bad_call", "call must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+            return self.refuse(400, "bad_call", "call must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_import:
             return self.fail_too_large()
         if app.imports_running >= app.settings["max_imports"]:
-            return self.fail(503, "imports_busy", "other imports are being read; retry shortly", Retry_After="5")
+            return self.refuse(503, "imports_busy", "other imports are being read; retry shortly", Retry_After="5")
         app.imports_running += 1
         self._holds_slot = True
         # A body without Content-Length found too large while read is read on and dropped, then
@@ -81,8 +81,13 @@ class WebRTCInternalsImportHandler(APIHandler):
         else:
             self._spool.write(chunk)
 
+    def refuse(self, status, code, message, **headers):
+        """Answer an error, counted in /metrics with ingest's refusals: nothing of this dump is stored."""
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self.fail(status, code, message, **headers)
+
     def fail_too_large(self):
-        self.fail(413, "dump_too_large", f"the dump is larger than {self.application.settings['max_import']} bytes "
+        self.refuse(413, "dump_too_large", f"the dump is larger than {self.application.settings['max_import']} bytes "
                                          "(--max-import)")
 
     async def post(self):
@@ -90,7 +95,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         if self._too_large:
             return self.fail_too_large()
         if not self._size:
-            return self.fail(400, "empty_body", "empty body: send the dump that chrome://webrtc-internals saved")
+            return self.refuse(400, "empty_body", "empty body: send the dump that chrome://webrtc-internals saved")
         retention_s = parse_duration(app.config["retention"])
         now_ms = int(time.time() * 1000)
         self._spool.seek(0)
@@ -101,17 +106,16 @@ class WebRTCInternalsImportHandler(APIHandler):
                 retention_s * 1000 if retention_s else None, app.settings["ingest_limits"].max_skew_ns // 1_000_000,
                 app.settings["max_import"])
         except IngestError as exc:
-            app.telemetry.inc("rtcscope_ingest_refused_total", reason=exc.code)
-            return self.fail(exc.status, exc.code, exc.message)
+            return self.refuse(exc.status, exc.code, exc.message)
         finally:
             self._parsing = False
             self._release()
         lines = imported.parsed.lines
         if len(lines) > app.writer.max_buffer:
-            return self.fail(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
+            return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
         if not app.writer.submit(lines):
-            return self.fail(503, "buffer_full", "the write buffer is full; retry later", Retry_After="5")
+            return self.refuse(503, "buffer_full", "the write buffer is full; retry later", Retry_After="5")
         app.telemetry.inc("rtcscope_samples_accepted_total", imported.parsed.accepted)
         self.write_json({"call": self.argument("call"), "peers": imported.peers, "samples": imported.parsed.accepted,
                          "from": imported.first_ms, "to": imported.last_ms})

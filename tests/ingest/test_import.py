@@ -127,7 +127,8 @@ async def test_a_bad_dump_is_a_400_and_stores_nothing(http_client, base_url, app
     for measurement in ("rtc_stats", "rtc_calls", "rtc_events"):
         assert call_rows(influxd, database, "bad", measurement) == []
     assert count_points(influxd, database) == answer["samples"]
-    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="invalid_json") == 2  # counted in /metrics
+    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="invalid_json") == 1  # counted in /metrics
+    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="empty_body") == 1
 
 
 @pytest.mark.gen_test(timeout=30)
