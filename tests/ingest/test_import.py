@@ -256,3 +256,12 @@ async def test_imports_beyond_max_imports_wait_their_turn(http_client, base_url,
     status, answer, _ = await import_dump(http_client, base_url, "queued", body)
     assert status == 200, answer
     assert app.imports_running == 0  # the slot is given back, the spool file closed
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(max_buffer=40)
+async def test_a_dump_the_buffer_cannot_hold_is_a_413(http_client, base_url, app, influxd, database):
+    status, answer, _ = await import_dump(http_client, base_url, "huge", recent(dumps.AUDIO_ONLY))
+    assert_error(status, answer, 413, "dump_too_many_points")
+    assert "--max-buffer" in answer["error"]["message"]
+    assert app.writer.depth == 0
