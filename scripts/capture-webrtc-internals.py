@@ -84,10 +84,13 @@ async def capture(browser, name, constraints, hang_up, seconds, compressed):
 
 async def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("shapes", nargs="*", choices=[*SHAPES, []], help="shapes to capture (default: all)")
+    parser.add_argument("shapes", nargs="*", metavar="shape", help=f"{', '.join(SHAPES)} (default: all)")
     parser.add_argument("--seconds", type=int, default=12, help="length of each call")
     parser.add_argument("--compressed", action="store_true", help="tick 'Compress result' (a .json.gz file)")
     arguments = parser.parse_args()
+    unknown = set(arguments.shapes) - SHAPES.keys()
+    if unknown:
+        parser.error(f"unknown shape {', '.join(sorted(unknown))}; known: {', '.join(SHAPES)}")
     DATA.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
