@@ -5,11 +5,11 @@ playwright: chrome://webrtc-internals?keepRemovedConnections is opened in one
 tab before the call (without that flag Chromium forgets closed connections),
 a loopback call of two RTCPeerConnections runs in another tab, and the dump
 is downloaded from the internals tab's "Create a WebRTC-Internals dump"
-section with "Compress result" unticked (ticked, with --compressed, for the
-gzip sample):
+section with "Compress result" unticked (ticked with --compressed). The
+files under tests/data/ come from:
 
-    .venv/bin/python scripts/capture-webrtc-internals.py            # every shape
-    .venv/bin/python scripts/capture-webrtc-internals.py audio-only  # one of them
+    .venv/bin/python scripts/capture-webrtc-internals.py    # every shape, plain
+    .venv/bin/python scripts/capture-webrtc-internals.py audio-only --compressed --seconds 4
 
 Shapes: audio-only (hung up before the dump), audio-video (hung up), and
 audio-video-open (dumped while the call is still up). Each call lasts about
