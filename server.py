@@ -21,6 +21,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 from handlers import base, calls, client, health, imports, ingest, pages, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.limits import CallAdmission
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
@@ -63,6 +64,13 @@ define("ws_origins", default=[], multiple=True, help="extra origins allowed to o
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+define("max_new_calls", default=120,
+       help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
+define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="the period of --max-new-calls: a client's budget refills over it")
+define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
+define("max_live_calls", default=50_000,
+       help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
@@ -85,6 +93,12 @@ class Application(tornado.web.Application):
         self.store = store
         self.writer = writer
         self.detector = detector
+        # Every ingest path asks this one object before storing a request's calls.
+        self.admission = CallAdmission(
+            lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
+            window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
+            max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
+            tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
