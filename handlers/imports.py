@@ -5,7 +5,9 @@ to --max-import bytes. The body is spooled to a temporary file as it
 arrives and parsed once from there, in a worker thread so that ingest keeps
 being answered meanwhile; nothing is buffered unless the whole dump is good.
 The read token guards both routes (Application.find_handler); ingest keys
-do not apply: importing is an operator's action."""
+do not apply: importing is an operator's action. The new-call limits of
+ingest (rtcscope/ingest/limits.py) do: without a read token anyone may
+import."""
 import tempfile
 import time
 
@@ -16,7 +18,7 @@ from rtcscope.ingest.formats import IDENTIFIER_RE, IngestError
 from rtcscope.ingest.webrtc_internals import parse_dump
 from rtcscope.timeparse import parse_duration
 
-from .base import APIHandler
+from .base import APIHandler, ingest_client
 from .pages import PageHandler
 
 # A 64 MiB upload on a slow link takes minutes; the server's body timeout is for ingest posts.
@@ -33,7 +35,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         self._parsing = False
 
     def prepare(self):
-        """The call id, the size and a free import slot are checked before the body is read."""
+        """The call id, the size, the new-call limits and a free import slot are checked before the body is read."""
         if self.request.method != "POST":
             return
         app = self.application
@@ -46,6 +48,10 @@ class WebRTCInternalsImportHandler(APIHandler):
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_import:
             return self.fail_too_large()
+        refusal = app.admission.admit(ingest_client(self.request), {call})
+        if refusal:  # the new-call limits of every ingest path, before the body is read
+            retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+            return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if app.imports_running >= app.settings["max_imports"]:
             return self.refuse(503, "imports_busy", "other imports are being read; retry shortly", Retry_After="5")
         app.imports_running += 1

@@ -268,3 +268,15 @@ async def test_a_dump_the_buffer_cannot_hold_is_a_413(http_client, base_url, app
     assert_error(status, answer, 413, "dump_too_many_points")
     assert "--max-buffer" in answer["error"]["message"]
     assert app.writer.depth == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(max_new_calls=2)
+async def test_imports_count_against_the_new_call_limit_of_their_client(http_client, base_url, app):
+    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    for call in ("first", "second", "second"):  # the same call again is not a new one
+        status, answer, _ = await import_dump(http_client, base_url, call, body)
+        assert status == 200, answer
+    status, answer, response = await import_dump(http_client, base_url, "third", body)
+    assert_error(status, answer, 429)
+    assert int(response.headers["Retry-After"]) >= 1
