@@ -63,3 +63,18 @@ async def test_the_import_page_fits_a_phone(http_client, base_url, app):
         await page.goto(base_url + "/import")
         assert await page.get_attribute('nav a[href="/import"]', "aria-current") == "page"
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(max_import=100_000)
+async def test_a_file_over_max_import_is_refused_before_upload(http_client, base_url, app, tmp_path):
+    path = recent_dump(tmp_path, "too-big.json")
+    assert path.stat().st_size > 100_000
+    async with browser_page() as page:
+        await page.goto(base_url + "/import")
+        assert "up to 97 KiB" in await page.text_content("#import-file-name")
+        await page.fill("#import-call", "too-big")
+        await page.set_input_files("#import-file", str(path))
+        await wait_for_text(page, "#import-error", "this server takes dumps up to 98 KiB")
+        assert await page.is_disabled("#import-submit")

@@ -20,6 +20,10 @@
 
   RS.setFeed("idle", "no live feed");
 
+  function size(bytes) {
+    return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${Math.ceil(bytes / 1024)} KiB`;
+  }
+
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = !message;
@@ -41,11 +45,10 @@
     if (chosen.size > maxImport) {
       file = null;
       fileName.textContent = chosen.name;
-      showError(`${chosen.name} is ${(chosen.size / 1048576).toFixed(1)} MiB; this server takes dumps up to ` +
-                `${(maxImport / 1048576).toFixed(0)} MiB.`);
+      showError(`${chosen.name} is ${size(chosen.size)}; this server takes dumps up to ${size(maxImport)}.`);
     } else {
       file = chosen;
-      fileName.textContent = `${chosen.name} (${(chosen.size / 1024).toFixed(0)} KiB)`;
+      fileName.textContent = `${chosen.name} (${size(chosen.size)})`;
       if (!callInput.value.trim()) callInput.value = suggestedCall(chosen.name);
     }
     refresh();
