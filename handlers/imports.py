@@ -121,6 +121,8 @@ class WebRTCInternalsImportHandler(APIHandler):
             return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
         if not app.writer.submit(lines):
+            if app.writer.stopping:
+                return self.refuse(503, "shutting_down", "the server is shutting down; retry later", Retry_After="5")
             return self.refuse(503, "buffer_full", "the write buffer is full; retry later", Retry_After="5")
         app.telemetry.inc("rtcscope_samples_accepted_total", imported.parsed.accepted)
         self.write_json({"call": self.argument("call"), "peers": imported.peers, "samples": imported.parsed.accepted,
