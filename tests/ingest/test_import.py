@@ -7,6 +7,7 @@ import urllib.parse
 import pytest
 from tornado.httpclient import HTTPRequest
 
+from rtcscope import registry
 from tests.conftest import now_ms
 from tests.data import dumps
 from tests.helpers import assert_error, count_points, eventually, get, post
@@ -53,6 +54,13 @@ async def test_an_imported_dump_is_an_ended_call_at_its_own_times(http_client, b
     assert all(0 <= row["rtt"] < 100 for row in rows if row["kind"] == "connection")
     sender_video = sorted((row["time"], row["bytesSent"]) for row in video if row["peer"] == "8-1")
     assert [sent for _, sent in sender_video] == sorted(sent for _, sent in sender_video)  # a counter, in order
+
+    # Only the registry's numeric metrics: no SDP, addresses, URLs or other strings of the dump.
+    fields = influxd.rows("SHOW FIELD KEYS FROM rtc_stats", database)
+    assert {row["fieldKey"] for row in fields} <= {metric.source_field for metric in registry.all_metrics()}
+    assert {row["fieldType"] for row in fields} == {"float"}
+    tag_keys = {row["tagKey"] for row in influxd.rows("SHOW TAG KEYS FROM rtc_stats", database)}
+    assert tag_keys == {"call", "peer", "kind"}
 
     status, ended, _ = await get(http_client, base_url + "/v1/calls/?state=ended&since=1h")
     [listed] = [item for item in ended["calls"] if item["call"] == call]
