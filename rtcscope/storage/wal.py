@@ -200,29 +200,35 @@ class WriteAheadLog:
         (points taken over from an old spool directory)."""
         payload = b"\n".join(lines)
         prefix = RECORD_PREFIX.pack(len(payload), len(lines))
-        record = b"".join((prefix, zlib.crc32(payload, zlib.crc32(prefix)).to_bytes(4, "little"), payload))
-        if not force and self.size + len(record) > self.max_bytes:
+        header = prefix + zlib.crc32(payload, zlib.crc32(prefix)).to_bytes(4, "little")
+        size = len(header) + len(payload)
+        if not force and self.size + size > self.max_bytes:
             self.refusing = True
             raise LogFull()
-        if self._sizes[self._active] + len(record) > self.segment_bytes and \
-                self._sizes[self._active] > len(SEGMENT_MAGIC):
+        if self._sizes[self._active] + size > self.segment_bytes and self._sizes[self._active] > len(SEGMENT_MAGIC):
             self._rotate()
-        self._write_record(record)
+        self._write_record(header, payload)
         self.refusing = False
-        self._sizes[self._active] += len(record)
-        self.size += len(record)
+        self._sizes[self._active] += size
+        self.size += size
         self.unread_points += len(lines)
         self._appended += 1
         self._last_position = (self._active, self._sizes[self._active])
         return self._last_position
 
-    def _write_record(self, record):
+    def _write_record(self, header, payload):
         """All of it or none: a short write (a full disk) is undone, so the
-        segment never holds half a record while the process lives."""
+        segment never holds half a record while the process lives. One
+        `writev`, so the payload (a whole import can be megabytes) is not
+        copied once more to put the header in front of it."""
+        size = len(header) + len(payload)
         written = 0
         try:
-            while written < len(record):
-                written += os.write(self._append_fd, record[written:])
+            written = os.writev(self._append_fd, (header, payload))
+            while written < size:
+                rest = memoryview(header + payload)[written:] if written < len(header) else \
+                    memoryview(payload)[written - len(header):]
+                written += os.write(self._append_fd, rest)
         except OSError:
             if written:
                 os.ftruncate(self._append_fd, self._sizes[self._active])
