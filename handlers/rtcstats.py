@@ -10,7 +10,13 @@ import orjson
 import tornado.websocket
 
 from rtcscope.ingest.formats import IDENTIFIER_RE
-from rtcscope.ingest.rtcstats import CONFERENCE_LEFT, Refused, check_subprotocol, choose_subprotocol
+from rtcscope.ingest.rtcstats import (
+    CONFERENCE_LEFT,
+    Refused,
+    check_subprotocol,
+    choose_subprotocol,
+    connection_arguments,
+)
 from rtcscope.storage.store import StoreError
 
 from .base import ingest_key_refusal
@@ -54,8 +60,12 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
 
     def prepare(self):
         """Before the upgrade: the ingest key (?key=) and the session id; a refusal is a JSON 4xx."""
+        self.meeting, self.arguments = connection_arguments(self.path_kwargs.get("meeting") or "",
+                                                            self.request.query_arguments)
+        if "key" in self.arguments:  # the key as taken apart from the rest of the query
+            self.request.query_arguments["key"] = [self.arguments["key"].encode()]
         refusal = ingest_key_refusal(self.application, self.request)
-        session_id = self.get_query_argument("statsSessionId", "")
+        session_id = self.arguments.get("statsSessionId", "")
         if refusal is None and not IDENTIFIER_RE.fullmatch(session_id):
             refusal = (400, "bad_request", "statsSessionId must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
         if refusal:
@@ -76,17 +86,17 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols):
         return choose_subprotocol(subprotocols)
 
-    async def open(self, meeting):
+    async def open(self, meeting):  # the meeting as taken apart in prepare
         try:
             check_subprotocol(self.selected_subprotocol)
         except Refused as refused:
             self.telemetry.inc("rtcscope_ingest_refused_total", reason="unsupported_protocol")
             return self.close(refused.code, refused.reason)
         sessions = self.application.rtcstats_sessions
-        session_id = self.get_query_argument("statsSessionId")
-        is_reconnect = self.get_query_argument("isReconnect", "false") == "true"
+        session_id = self.arguments["statsSessionId"]
+        is_reconnect = self.arguments.get("isReconnect") == "true"
         try:
-            session, previous = await sessions.attach(session_id, meeting.strip("/"), is_reconnect, self, now_ms())
+            session, previous = await sessions.attach(session_id, self.meeting, is_reconnect, self, now_ms())
         except StoreError as exc:
             return self.close(CLOSE_TRY_LATER, f"InfluxDB is unavailable ({exc}); reconnect later"[:120])
         if self.ws_connection is None:  # the client left while InfluxDB was asked
@@ -135,6 +145,7 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
 
 
 default_handlers = [
-    # Jitsi appends "/<meeting>" to the configured endpoint: a trailing slash there gives "//".
-    (r"/rtcstats/+(?P<meeting>.*)", RtcstatsSocket),
+    # Jitsi appends "/<meeting>" to the configured endpoint: a trailing slash there gives "//",
+    # a key there (?key=K) leaves the path at /rtcstats.
+    (r"/rtcstats(?P<meeting>(?:/.*)?)", RtcstatsSocket),
 ]

@@ -20,6 +20,7 @@ so a reconnect to a restarted process continues without duplicates.
 """
 import math
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 import orjson
@@ -78,6 +79,22 @@ def check_subprotocol(chosen):
 def identifier(text):
     """Any text as a call or peer id: characters outside the id set become `-`, at most 128."""
     return _NOT_IDENTIFIER.sub("-", text)[:128]
+
+
+def connection_arguments(meeting, arguments):
+    """The meeting path and the query arguments ({name: text}) of a connection.
+
+    The client appends `/<meeting>?statsSessionId=S&isReconnect=B` to the
+    configured endpoint, so a key given there (`wss://HOST/rtcstats?key=K`)
+    swallows the rest: the query reads `key=K/<meeting>?statsSessionId=S&...`.
+    That form is taken apart here."""
+    values = {name: texts[-1].decode("utf-8", "replace") for name, texts in arguments.items() if texts}
+    key = values.get("key", "")
+    if "/" in key and "statsSessionId" not in values:
+        values["key"], _, rest = key.partition("/")
+        meeting, _, query = rest.partition("?")
+        values.update(urllib.parse.parse_qsl(query))
+    return meeting.strip("/"), values
 
 
 @dataclass

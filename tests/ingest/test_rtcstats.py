@@ -18,6 +18,7 @@ from rtcscope.ingest.rtcstats import (
     Stored,
     check_subprotocol,
     choose_subprotocol,
+    connection_arguments,
     identifier,
 )
 
@@ -188,3 +189,13 @@ def test_keepalives_carry_no_sequence_number():
     session = new_session()
     outcome = take(session, json.dumps({"statsSessionId": SESSION, "type": "keepalive"}))
     assert outcome.sn is None and outcome.dropped is None and session.sn == 0
+
+
+def test_connection_arguments_with_the_key_on_the_endpoint():
+    plain = {"statsSessionId": [b"S1"], "isReconnect": [b"true"], "key": [b"K"]}
+    assert connection_arguments("//room:1", plain) == ("room:1", {"statsSessionId": "S1", "isReconnect": "true",
+                                                                   "key": "K"})
+    # wss://HOST/rtcstats?key=K + "/my room?statsSessionId=S2&isReconnect=false", as the query parser reads it.
+    swallowed = {"key": [b"K/my room?statsSessionId=S2"], "isReconnect": [b"false"]}
+    assert connection_arguments("", swallowed) == ("my room", {"key": "K", "statsSessionId": "S2",
+                                                               "isReconnect": "false"})

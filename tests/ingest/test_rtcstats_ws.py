@@ -3,6 +3,7 @@ websocket client that speaks as @jitsi/rtcstats 9.7.1 does (trace-ws.js)."""
 import asyncio
 import json
 import re
+from urllib.parse import quote
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -20,7 +21,8 @@ class Client:
 
     def __init__(self, base_url, session, meeting="standup", reconnect=False, protocol=PROTOCOL, query="",
                  origin=None, endpoint="/rtcstats"):
-        self.url = (f"{base_url.replace('http://', 'ws://')}{endpoint}/{meeting}?statsSessionId={session}"
+        # A browser sends the meeting name percent-encoded (a space as %20).
+        self.url = (f"{base_url.replace('http://', 'ws://')}{endpoint}/{quote(meeting)}?statsSessionId={session}"
                     f"&isReconnect={'true' if reconnect else 'false'}{query}")
         self.session, self.protocol, self.origin = session, protocol, origin
         self.messages = []
@@ -236,6 +238,16 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
         assert refused.value.code == status, (query, origin)
     client = Client(application.base_url, "s-eight", query="&key=k-123", origin="https://meet.example")
     assert await client.connect() == 0
+    # The key on the configured endpoint itself: the client appends /<meeting>?statsSessionId=.. after it.
+    client = Client(application.base_url, "s-eight-b", endpoint="/rtcstats?key=k-123", meeting="keyed room")
+    assert "/rtcstats?key=k-123/keyed%20room?statsSessionId=s-eight-b&" in client.url
+    assert await client.connect() == 0
+    await client.getstats(1, 10)
+    assert await client.acked(1) == 1
+    assert application.rtcstats_sessions.by_id["s-eight-b"].call == "keyed-room"
+    with pytest.raises(HTTPClientError) as refused:
+        await Client(application.base_url, "s-eight-c", endpoint="/rtcstats?key=nope").connect()
+    assert refused.value.code == 403
 
 
 @pytest.mark.gen_test(timeout=30)
