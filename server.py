@@ -138,6 +138,11 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush the buffer within the shutdown timeout, spool the rest."""
         for callback in self.periodic_callbacks:
             callback.stop()
+        # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
+        # and resend what was not stored.
+        for session in list(self.rtcstats_sessions.by_id.values()):
+            if session.connection is not None:
+                session.connection.close(1012, "the server is restarting")
         await self.detector.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))

@@ -135,9 +135,11 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
             return
         code = self.close_code
         lines = session.closed_lines(code, now_ms())
-        if lines and not self.application.writer.submit(lines):
-            log.warning("session %s closed (%s) while the write buffer was full: its end or disconnect marker is not stored",
-                        session.session_id, code)
+        writer = self.application.writer
+        if lines and not writer.submit(lines):
+            if not writer.stopping:
+                log.warning("session %s closed (%s) while the write buffer was full: its end or disconnect "
+                            "marker is not stored", session.session_id, code)
         elif lines and code == CONFERENCE_LEFT:
             session.ended = True
         if code == CONFERENCE_LEFT:
