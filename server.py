@@ -20,6 +20,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 from handlers import base, calls, client, health, ingest, pages, rtcstats, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector
@@ -60,6 +61,13 @@ define("ws_origins", default=[], multiple=True, help="extra origins allowed to o
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+define("max_new_calls", default=120,
+       help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
+define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="the period of --max-new-calls: a client's budget refills over it")
+define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
+define("max_live_calls", default=50_000,
+       help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
@@ -70,18 +78,24 @@ define("protect_metrics", default=False, help="require the read token for /metri
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector):
+    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions):
         self.store = store
         self.writer = writer
         self.detector = detector
+        # Every ingest path asks this one object before storing a request's calls.
+        self.admission = CallAdmission(
+            lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
+            window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
+            max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
+            tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
-        self.rtcstats_sessions = Sessions(store, config["max_samples"])
-        self.telemetry = make_telemetry(writer, detector, self.rtcstats_sessions)
+        self.rtcstats_sessions = rtcstats_sessions
+        self.telemetry = telemetry
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
-            tornado.ioloop.PeriodicCallback(lambda: self.rtcstats_sessions.sweep(time.time() * 1000), 60_000),
+            tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
@@ -167,21 +181,22 @@ class Application(tornado.web.Application):
 
 
 def make_telemetry(writer, detector, rtcstats_sessions):
-    """Declare every family /metrics shows; handlers count into the `_total` ones."""
+    """Declare every family /metrics shows, in this application's own registry;
+    handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
-    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
+    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labels=("route", "status"))
     telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
     telemetry.counter("rtcscope_values_dropped_total", "null, NaN or missing values dropped from samples")
     telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
     telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
-                      labelled=True)
+                      labels=("reason",))
     telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
     telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
                     lambda: writer.max_buffer)
     telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
     telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
                       lambda: writer.failures)
-    telemetry.histogram("rtcscope_flush_seconds", "duration of successful batch writes", writer.flush_seconds)
+    telemetry.histogram(writer.flush_seconds)
     telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
     telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped",
                       lambda: writer.points_rejected)
@@ -207,7 +222,7 @@ def make_telemetry(writer, detector, rtcstats_sessions):
                     lambda: len(rtcstats_sessions.by_id))
     telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
     telemetry.counter("rtcscope_rtcstats_dropped_total",
-                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)", labelled=True)
+                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)", labels=("reason",))
     telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
                       "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
     return telemetry
@@ -227,7 +242,9 @@ def make_app(**overrides):
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
                             tick_ms=_seconds(config["tick"]) * 1000)
-    return Application(store, writer, config, detector)
+    rtcstats_sessions = Sessions(store, config["max_samples"])
+    return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions),
+                       rtcstats_sessions)
 
 
 def parse_options():

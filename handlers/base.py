@@ -7,6 +7,7 @@ import tornado.web
 
 from rtcscope import registry
 from rtcscope.ingest.formats import FIELD_RE
+from rtcscope.ingest.limits import client_key
 from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
@@ -148,6 +149,13 @@ def ingest_key_refusal(application, request):
     if not keys.matches(key):
         return 403, "forbidden", "the ingest key is not valid"
     return None
+
+
+def ingest_client(request):
+    """Who a request's new calls are counted against: its address (nginx's
+    X-Real-IP with --xheaders), an IPv6 one per /64. Ingest keys do not
+    change it: a browser key is shared by every user of a site."""
+    return client_key(request.remote_ip or "")
 
 
 def is_websocket(request):

@@ -19,7 +19,7 @@ from rtcscope.ingest.rtcstats import (
 )
 from rtcscope.storage.store import StoreError
 
-from .base import ingest_key_refusal
+from .base import ingest_client, ingest_key_refusal
 from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
 
 log = logging.getLogger("rtcscope.rtcstats")
@@ -117,7 +117,13 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
         if outcome.untyped:
             self.telemetry.inc("rtcscope_rtcstats_stats_incomplete_total", outcome.untyped)
         if outcome.lines:
-            # Abuse limits (rtcscope/ingest/limits.py) are checked here, before the writer.
+            refusal = outcome.parsed and self.application.admission.admit(ingest_client(self.request),
+                                                                          outcome.parsed.calls)
+            if refusal:
+                # Not acknowledged (nothing stored): the client comes back after its backoff and resends it.
+                self.refusing = True
+                self.telemetry.inc("rtcscope_ingest_refused_total", reason=refusal.code)
+                return self.close(CLOSE_TRY_LATER, refusal.message[:120])
             if not self.application.writer.submit(outcome.lines):
                 # Not acknowledged: the client resends it, and what follows, once reconnected.
                 self.refusing = True

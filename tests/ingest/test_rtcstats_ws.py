@@ -270,3 +270,21 @@ async def test_a_full_buffer_acknowledges_nothing_more_and_asks_for_a_reconnect(
     assert await again.connect() == 2
     await again.getstats(3, 30)
     assert await again.acked(3) == 3
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(max_new_calls=1)
+async def test_the_new_call_limit_applies(http_server, base_url, app):
+    """One client, one new call a minute here: a second conference's entries are not taken."""
+    client = Client(base_url, "s-ten", meeting="first-room")
+    assert await client.connect() == 0
+    await client.getstats(1, 10)
+    assert await client.acked(1) == 1
+    other = Client(base_url, "s-eleven", meeting="second-room")
+    assert await other.connect() == 0
+    await other.getstats(1, 10)
+    code, reason = await other.closed()
+    assert code == 1013 and "new calls" in reason, (code, reason)
+    assert [m["body"]["value"] for m in other.messages] == [0]  # nothing acknowledged
+    await client.getstats(2, 20)  # the call already admitted carries on
+    assert await client.acked(2) == 2
