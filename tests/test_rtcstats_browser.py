@@ -56,6 +56,7 @@ window.join = async function ({endpoint, room, endpointId}) {
     hosts: {domain: "meet.test"}, p2p: {stunServers: [{urls: "stun:198.51.100.4:3478"}]}});
   const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
   const caller = new RTCPeerConnection(), callee = new RTCPeerConnection();
+  window.peerConnections = [caller, callee];
   caller.onicecandidate = (e) => e.candidate && callee.addIceCandidate(e.candidate);
   callee.onicecandidate = (e) => e.candidate && caller.addIceCandidate(e.candidate);
   stream.getTracks().forEach((track) => caller.addTrack(track, stream));
@@ -68,7 +69,8 @@ window.join = async function ({endpoint, room, endpointId}) {
   trace.identity("identity", null, {meetingUniqueId: "UNIQUE-MEETING-9"});
   return new URL(record.urls[0]).searchParams.get("statsSessionId");
 };
-window.leave = () => window.trace.close();
+// Leaving a conference: lib-jitsi-meet closes its peer connections, then CONFERENCE_LEFT closes the trace.
+window.leave = () => { peerConnections.forEach((pc) => pc.close()); window.trace.close(); };
 </script>
 """
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4", "meet.test")
@@ -176,10 +178,11 @@ async def test_a_jitsi_client_call_is_live_survives_a_reconnect_and_ends_when_it
             _, ended = await rtt_viewer.next("call_ended", call, timeout=10)
             ended_calls = await calls(http_client, application, "ended")
             assert call in ended_calls and ended_calls[call]["peers"] == ["a1b2c3d4"]
-            # The drop left a disconnect marker; the leave, an explicit end.
+            # The drop left a disconnect marker; the leave, an explicit end: every peer connection
+            # closed (detail 4), so the 3001 that follows adds nothing.
             events = rows(influxd, database, "rtc_events", f"call = '{call}'")
             assert [(event.get("end"), event["reason"], event.get("detail")) for event in events] == [
-                (None, 3.0, None), (1.0, 1.0, 3.0)]
+                (None, 3.0, None), (1.0, 1.0, 4.0)]
 
             sent = await page.evaluate("record.sent")
             received = await page.evaluate("record.received")

@@ -187,8 +187,7 @@ class Session:
             return self._getstats(pc_id, value, outcome, now_ms)
         if method == "close" and pc_id is not None and pc_id not in self.closed:
             outcome.closed = pc_id
-            opened = self.opened | ({outcome.opened} if outcome.opened else set())
-            if opened <= self.closed | {pc_id} and not self.ended:
+            if self.stored_any and not self.ended and pc_id in self.opened and self.opened <= self.closed | {pc_id}:
                 outcome.ended = True
                 outcome.lines = [self.end_line("closed", outcome.at_ms, now_ms), self._session_line(outcome, now_ms)]
         return outcome

@@ -145,10 +145,11 @@ def test_times_are_corrected_by_the_clock_offset_and_old_entries_keep_theirs():
 def test_the_peer_ends_when_all_its_peer_connections_closed():
     session = new_session()
     take(session, identity(1, confName="room", endpointId="ep"))
-    take(session, entry("create", "PC_0", {"iceServers": []}, 2))
-    take(session, getstats(3, 10, pc_id="PC_1"))
-    assert take(session, entry("close", "PC_0", {}, 4)).lines == []
-    ended = take(session, entry("close", "PC_1", {}, 5, ts=NOW + 500), now=NOW + 500)
+    assert take(session, entry("close", "PC_9", {}, 2)).lines == []  # one never seen, before anything was stored
+    take(session, entry("create", "PC_0", {"iceServers": []}, 3))
+    take(session, getstats(4, 10, pc_id="PC_1"))
+    assert take(session, entry("close", "PC_0", {}, 5)).lines == []
+    ended = take(session, entry("close", "PC_1", {}, 6, ts=NOW + 500), now=NOW + 500)
     end, _ = lines(ended)
     assert end == f"rtc_events,call=room,peer=ep end=1.0,at={float(int(NOW + 500))},reason=1.0,detail=4.0 " \
                   f"{int(NOW + 500) * 1_000_000}"
