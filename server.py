@@ -109,6 +109,8 @@ class Application(tornado.web.Application):
             "ingest_limits": Limits(max_samples=config["max_samples"],
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
+            "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
+            "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
         }
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)

@@ -20,7 +20,6 @@ from rtcscope.ingest.rtcstats import (
 from rtcscope.storage.store import StoreError
 
 from .base import ingest_client, ingest_key_refusal
-from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
 
 log = logging.getLogger("rtcscope.rtcstats")
 
@@ -34,17 +33,10 @@ def now_ms():
 
 
 class RtcstatsSocket(tornado.websocket.WebSocketHandler):
-    """One rtcstats client connection (one statsSessionId at a time)."""
+    """One rtcstats client connection (one statsSessionId at a time). Pinged
+    like every websocket here (the application's websocket_ping_* settings)."""
 
     quiet_success = True  # counted in /metrics, not logged per connection
-
-    @property
-    def ping_interval(self):
-        return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)
-
-    @property
-    def ping_timeout(self):
-        return self.settings.get("websocket_ping_timeout", PING_TIMEOUT_SECONDS)
 
     @property
     def max_message_size(self):
