@@ -155,12 +155,17 @@ async def test_a_reconnect_to_a_restarted_process(http_client, start_server, app
     again = Client(second.base_url, "s-three", reconnect=True)
     assert await again.connect() == 4
     # Its delta state is gone: a report with its type is still taken, under the same call and peer.
-    await again.getstats(5, 40)
+    # Resent entries keep their own time, beyond --max-skew (5 min) up to 15 minutes old.
+    old = now_ms() - 8 * 60_000
+    await again.getstats(5, 40, ts=old)
     await again.entry("getstats", "PC_0", {"OT01A": {"packetsSent": 50}, "RI01A": {}, "timestamp": now_ms()}, 6)
-    assert await again.acked(6) == 6
+    await again.getstats(7, 60, ts=now_ms() - 16 * 60_000)  # too old: dropped, still acknowledged
+    assert await again.acked(7) == 7
     await eventually(lambda: len(rows(influxd, database, "rtc_stats")) == 5)
     assert {(row["call"], row["peer"]) for row in rows(influxd, database, "rtc_stats")} == {("standup", "ep1")}
-    assert stored_sequence(influxd, database, "s-three") == [2, 3, 4, 5, 6]
+    [resent] = [row for row in rows(influxd, database, "rtc_stats") if row["packetsSent"] == 40]
+    assert abs(resent["time"] - old) < 1000  # the stored clock offset of the session: the client's is right here
+    assert stored_sequence(influxd, database, "s-three") == [2, 3, 4, 5, 6]  # 7 stored nothing
 
 
 @pytest.mark.gen_test(timeout=60)
