@@ -12,6 +12,7 @@ from tornado.websocket import websocket_connect
 from rtcscope.ingest.rtcstats import PROTOCOL
 from tests.conftest import now_ms
 from tests.helpers import eventually, get
+from tests.processes import ServerProcess
 
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4")
 
@@ -293,3 +294,28 @@ async def test_the_new_call_limit_applies(http_server, base_url, app):
     assert [m["body"]["value"] for m in other.messages] == [0]  # nothing acknowledged
     await client.getstats(2, 20)  # the call already admitted carries on
     assert await client.acked(2) == 2
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing(influxd, database, tmp_path):
+    """SIGTERM: the clients are told 1012 (they reconnect, with the same session), what they
+    sent is stored, and the next process carries on from the stored sequence number."""
+    options = {"influxdb_url": influxd.url, "database": database, "spool_dir": tmp_path / "spool",
+               "flush_interval": "0.1s", "tick": "0.2s"}
+    first = ServerProcess(str(tmp_path), **options).start()
+    try:
+        client = Client(first.url, "s-twelve")
+        await join(client)
+        first.stop()
+        assert first.process.returncode == 0, first.log()
+        code, reason = await client.closed()
+        assert code == 1012 and "restarting" in reason
+    finally:
+        first.stop()
+    assert stored_sequence(influxd, database, "s-twelve") == [2, 3, 4]
+    second = ServerProcess(str(tmp_path), **options).start()
+    try:
+        again = Client(second.url, "s-twelve", reconnect=True)
+        assert await again.connect() == 4
+    finally:
+        second.stop()
