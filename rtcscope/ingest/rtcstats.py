@@ -43,6 +43,10 @@ MAX_AGE_MS = 15 * 60_000
 # connection in memory: the client's reconnect window.
 RECONNECT_WINDOW_MS = 11 * 60_000
 
+# Peer connections one session may open (Jitsi opens one to the bridge and at
+# times a peer-to-peer one): what a session holds stays bounded.
+MAX_PEER_CONNECTIONS = 32
+
 # End events (rtc_events): `reason` and `detail` codes, documented in docs/storage.md.
 END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
 END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
@@ -182,6 +186,9 @@ class Session:
             outcome.dropped = "too_old"
             return outcome
         if pc_id is not None and pc_id not in self.opened and method in ("create", "getstats"):
+            if len(self.opened) >= MAX_PEER_CONNECTIONS or len(pc_id) > 64:
+                outcome.dropped = "too_many_peer_connections"
+                return outcome
             outcome.opened = pc_id
         if method == "getstats" and pc_id is not None:
             return self._getstats(pc_id, value, outcome, now_ms)

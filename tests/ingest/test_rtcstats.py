@@ -12,6 +12,7 @@ from rtcscope.ingest.rtcstats import (
     CONFERENCE_LEFT,
     DO_NOT_RECONNECT,
     MAX_AGE_MS,
+    MAX_PEER_CONNECTIONS,
     PROTOCOL,
     Refused,
     Session,
@@ -200,3 +201,13 @@ def test_connection_arguments_with_the_key_on_the_endpoint():
     swallowed = {"key": [b"K/my room?statsSessionId=S2"], "isReconnect": [b"false"]}
     assert connection_arguments("", swallowed) == ("my room", {"key": "K", "statsSessionId": "S2",
                                                                "isReconnect": "false"})
+
+
+def test_a_session_opens_a_bounded_number_of_peer_connections():
+    session = new_session()
+    for number in range(MAX_PEER_CONNECTIONS):
+        assert take(session, entry("create", f"PC_{number}", {}, number + 1)).dropped is None
+    outcome = take(session, getstats(MAX_PEER_CONNECTIONS + 1, 10, pc_id="PC_extra"))
+    assert outcome.dropped == "too_many_peer_connections" and outcome.lines == []
+    assert take(session, getstats(MAX_PEER_CONNECTIONS + 2, 10, pc_id="PC_0")).lines  # those it has go on
+    assert take(session, entry("create", "P" * 65, {}, MAX_PEER_CONNECTIONS + 3)).dropped == "too_many_peer_connections"
