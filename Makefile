@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@$(MAKE) --no-print-directory $(JS_TEST)/node_modules/.installed
+	@$(MAKE) -s --no-print-directory $(JS_TEST)/node_modules/.installed
 
 # npm packages the browser tests bundle (@jitsi/rtcstats), pinned by tests/js/package-lock.json.
 $(JS_TEST)/node_modules/.installed: $(JS_TEST)/package.json $(JS_TEST)/package-lock.json
