@@ -69,8 +69,9 @@ window.join = async function ({endpoint, room, endpointId}) {
   trace.identity("identity", null, {meetingUniqueId: "UNIQUE-MEETING-9"});
   return new URL(record.urls[0]).searchParams.get("statsSessionId");
 };
-// Leaving a conference: lib-jitsi-meet closes its peer connections, then CONFERENCE_LEFT closes the trace.
-window.leave = () => { peerConnections.forEach((pc) => pc.close()); window.trace.close(); };
+// Leaving a conference: CONFERENCE_LEFT makes lib-jitsi-meet close the trace (RTCStats.reset(): close(3001)).
+window.leave = () => window.trace.close();
+window.closePeerConnections = () => peerConnections.forEach((pc) => pc.close());
 </script>
 """
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4", "meet.test")
@@ -178,11 +179,10 @@ async def test_a_jitsi_client_call_is_live_survives_a_reconnect_and_ends_when_it
             _, ended = await rtt_viewer.next("call_ended", call, timeout=10)
             ended_calls = await calls(http_client, application, "ended")
             assert call in ended_calls and ended_calls[call]["peers"] == ["a1b2c3d4"]
-            # The drop left a disconnect marker; the leave, an explicit end: every peer connection
-            # closed (detail 4), so the 3001 that follows adds nothing.
+            # The drop left a disconnect marker; the leave, an explicit end (detail 3: leave).
             events = rows(influxd, database, "rtc_events", f"call = '{call}'")
             assert [(event.get("end"), event["reason"], event.get("detail")) for event in events] == [
-                (None, 3.0, None), (1.0, 1.0, 4.0)]
+                (None, 3.0, None), (1.0, 1.0, 3.0)]
 
             sent = await page.evaluate("record.sent")
             received = await page.evaluate("record.received")
@@ -219,6 +219,22 @@ async def test_a_jitsi_client_call_is_live_survives_a_reconnect_and_ends_when_it
     everything += str(influxd.query("SHOW TAG VALUES WITH KEY =~ /.*/", database))
     for secret in SECRETS:
         assert secret not in everything, secret
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_closing_every_peer_connection_ends_the_peer(meeting_site, http_client, start_server, app_config,
+                                                          influxd, database):
+    """Before the trace closes, the peer connections do (lib-jitsi-meet ends its sessions first)."""
+    application = await start_server(**{**app_config, "call_timeout": 10.0})
+    async with meeting_page(meeting_site) as page:
+        await join(page, application, "closing", "ep-closing")
+        await eventually(lambda: _live_with_peer(http_client, application, "closing", "ep-closing"), timeout=30)
+        await eventually(lambda: rows(influxd, database, "rtc_stats", "call = 'closing'"), timeout=30)
+        await page.evaluate("closePeerConnections()")
+        await eventually(lambda: _ended(http_client, application, "closing"), timeout=5)  # not the 10 s timeout
+        [end] = rows(influxd, database, "rtc_events", "call = 'closing'")
+        assert (end["end"], end["reason"], end["detail"]) == (1.0, 1.0, 4.0)
+        assert await page.evaluate("record.closes") == []  # the socket is still open
 
 
 @pytest.mark.gen_test(timeout=90)
