@@ -191,6 +191,8 @@ class Session:
                 return outcome
             outcome.opened = pc_id
         if method == "getstats" and pc_id is not None:
+            if pc_id in self.closed:  # a poll that resolved after its connection closed: not a comeback
+                return outcome
             return self._getstats(pc_id, value, outcome, now_ms)
         if method == "close" and pc_id is not None and pc_id not in self.closed:
             outcome.closed = pc_id

@@ -155,6 +155,9 @@ def test_the_peer_ends_when_all_its_peer_connections_closed():
     assert end == f"rtc_events,call=room,peer=ep end=1.0,at={float(int(NOW + 500))},reason=1.0,detail=4.0 " \
                   f"{int(NOW + 500) * 1_000_000}"
     assert session.ended and session.closed_lines(CONFERENCE_LEFT, NOW + 600) == []
+    # A poll that resolved after its connection closed does not bring the peer back.
+    late = take(session, getstats(7, 20, pc_id="PC_1"))
+    assert late.lines == [] and late.dropped is None and session.ended and session.sn == 7
 
 
 def test_a_closed_connection_stores_an_end_or_a_disconnect_marker():
