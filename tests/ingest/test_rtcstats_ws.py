@@ -244,6 +244,10 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
         assert refused.value.code == status, (query, origin)
     client = Client(application.base_url, "s-eight", query="&key=k-123", origin="https://meet.example")
     assert await client.connect() == 0
+    # The read token guards reading, not ingest: the endpoint stays open with one configured.
+    guarded = await start_server(**{**app_config, "read_token": "reader-secret"})
+    assert await Client(guarded.base_url, "s-eight-r", endpoint="/rtcstats/").connect() == 0
+    assert await Client(guarded.base_url, "s-eight-s", endpoint="/rtcstats?key=x").connect() == 0
     # The key on the configured endpoint itself: the client appends /<meeting>?statsSessionId=.. after it.
     client = Client(application.base_url, "s-eight-b", endpoint="/rtcstats?key=k-123", meeting="keyed room")
     assert "/rtcstats?key=k-123/keyed%20room?statsSessionId=s-eight-b&" in client.url
