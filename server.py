@@ -18,7 +18,7 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, health, ingest, pages, rtcstats, series, stats, statsws, ws
+from handlers import base, calls, client, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
@@ -34,7 +34,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, statsws, rtcstats, stats, calls, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -52,6 +52,9 @@ define("call_timeout", default=datetime.timedelta(seconds=15), type=datetime.tim
 define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
        help="client timestamps further than this from the server clock are replaced")
 define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
+define("max_import", default=64 * 1024 * 1024,
+       help="largest chrome://webrtc-internals dump POST /v1/import/webrtc-internals takes, in bytes (413 beyond)")
+define("max_imports", default=2, help="dumps one process reads at once (503 with Retry-After beyond)")
 define("max_samples", default=10_000, help="most samples in one ingest request (413 beyond)")
 define("max_buffer", default=200_000,
        help="points held in memory for the next writes; beyond, they wait in the write-ahead log "
@@ -89,6 +92,14 @@ define("read_token_file", default="", help="file of read tokens, one per line, r
 define("protect_metrics", default=False, help="require the read token for /metrics too")
 
 
+# Percent-escapes of identifier characters other than "." (a decoded "%2E%2E" would be a path step).
+_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
+
+
+def _decode_id_character(match):
+    return chr(int(match.group(1), 16))
+
+
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
@@ -109,11 +120,12 @@ class Application(tornado.web.Application):
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
         client_timeout = _seconds(config["client_timeout"])
+        self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.close_idle_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
-            tornado.ioloop.PeriodicCallback(lambda: self.rtcstats_sessions.sweep(time.time() * 1000), 60_000),
+            tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
@@ -124,16 +136,23 @@ class Application(tornado.web.Application):
             "ws_origins": set(config["ws_origins"]),
             "ws_max_pending": config["ws_max_pending"],
             "max_body": config["max_body"],
+            "max_import": config["max_import"],
+            "max_imports": config["max_imports"],
             "ingest_limits": Limits(max_samples=config["max_samples"],
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
             "stats_ws_enabled": config["stats_ws"],
+            "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
+            "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
         }
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)
 
     def find_handler(self, request, **kwargs):
-        """The read token guards every route but the open ones, whoever wrote the handler."""
+        """The read token guards every route but the open ones, whoever wrote the handler.
+        Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
+        if "%" in request.path:
+            request.path = _ENCODED_ID_CHARACTER.sub(_decode_id_character, request.path)
         access = base.read_access(self, request)
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
@@ -176,6 +195,11 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
         for callback in self.periodic_callbacks:
             callback.stop()
+        # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
+        # and resend what was not stored.
+        for session in list(self.rtcstats_sessions.by_id.values()):
+            if session.connection is not None:
+                session.connection.close(1012, "the server is restarting")
         await self.detector.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))

@@ -8,17 +8,20 @@ import time
 
 from . import harness
 from .harness import BenchError, cpu_meter, wrk
-from .ingest import BATCH_CALLS, BATCH_SAMPLES, SINGLE_BODY, WRITE_PATH, _body_file, _checked
+from .ingest import BATCH_CALLS, BATCH_SAMPLES, SINGLE_BODY, WRITE_PATH, _body_file, _checked, buffer_empty
 from .report import median_ratio, spread
 
 VARIANTS = (("memory", {"wal_dir": ""}), ("wal-1s", {"wal_fsync": "1s"}), ("wal-always", {"wal_fsync": "always"}))
 
 
 def _run(ctx, proc, body):
-    """One wrk run; (CPU µs per request of the server, requests/s, p50 ms, p99 ms)."""
+    """One wrk run, then until the server has written everything to InfluxDB (so
+    that no run drains into the next one's time); (CPU µs per request of the
+    server, ingest and writes both, requests/s, p50 ms, p99 ms)."""
     proc.check_alive()
     with cpu_meter({"p": proc}) as cpu:
         summary = wrk(proc.url + WRITE_PATH, body, seconds=ctx.mode.seconds)
+        harness.wait_until(lambda: buffer_empty(proc), 60, f"{proc.name} to write what it took")
     _checked(summary, proc.name)
     if summary["requests"] == 0:
         raise BenchError(f"{proc.name}: no request answered")
@@ -66,7 +69,8 @@ def wal_cost(ctx, section):
         for server in servers.values():
             server.stop()
     section.note(f"{ctx.mode.rounds} rounds of {ctx.mode.seconds} s per variant, the order rotating each round; "
-                 "wrk, 50 keep-alive connections, 1 thread; CPU from /proc (utime + stime of the server process) "
-                 "over the requests wrk counted. The three servers write to one influxd; the log lives in the bench's "
+                 "wrk, 50 keep-alive connections, 1 thread; CPU from /proc (utime + stime of the server process, "
+                 "from the start of the run until it has written every point to InfluxDB) over the requests wrk "
+                 "counted. The three servers write to one influxd; the log lives in the bench's "
                  f"scratch directory ({os.path.dirname(ctx.log_dir)}, the machine's disk): with `always` every "
                  "answer waits for an fdatasync shared by the requests that arrived meanwhile.")

@@ -120,7 +120,7 @@ TOKEN_COOKIE = "rtcscope_token"
 # assets (no data in them).
 # Exact paths: a prefix would open /v1/stats/write<anything>/, a call's stats.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v1/stats/write", "/v1/stats/write/", "/rtcscope.js", "/demo",
-                        "/demo/", "/favicon.ico"})
+                        "/demo/", "/favicon.ico", "/rtcstats"})
 OPEN_PREFIXES = ("/static/", "/rtcstats/")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

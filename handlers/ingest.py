@@ -11,6 +11,7 @@ REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
     "wal_full": "the write-ahead log is full (InfluxDB is slow or down); retry later",
     "buffer_full": "the write buffer is full; retry later",
+    "wal_unavailable": "the write-ahead log could not be synced; retry later",
 }
 
 
@@ -117,8 +118,7 @@ class WriteHandler(APIHandler):
 
     async def _answer_when_durable(self, parsed):
         if not await self.application.writer.durable():
-            return self.refuse(503, "wal_unavailable", "the write-ahead log could not be synced; retry later",
-                               Retry_After="1")
+            return self.refuse(503, "wal_unavailable", REFUSAL_MESSAGES["wal_unavailable"], Retry_After="1")
         self._answer(parsed)
 
     def _answer(self, parsed):

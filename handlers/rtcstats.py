@@ -10,11 +10,16 @@ import orjson
 import tornado.websocket
 
 from rtcscope.ingest.formats import IDENTIFIER_RE
-from rtcscope.ingest.rtcstats import CONFERENCE_LEFT, Refused, check_subprotocol, choose_subprotocol
+from rtcscope.ingest.rtcstats import (
+    CONFERENCE_LEFT,
+    Refused,
+    check_subprotocol,
+    choose_subprotocol,
+    connection_arguments,
+)
 from rtcscope.storage.store import StoreError
 
-from .base import ingest_key_refusal
-from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS
+from .base import ingest_client, ingest_key_refusal
 
 log = logging.getLogger("rtcscope.rtcstats")
 
@@ -28,17 +33,10 @@ def now_ms():
 
 
 class RtcstatsSocket(tornado.websocket.WebSocketHandler):
-    """One rtcstats client connection (one statsSessionId at a time)."""
+    """One rtcstats client connection (one statsSessionId at a time). Pinged
+    like every websocket here (the application's websocket_ping_* settings)."""
 
     quiet_success = True  # counted in /metrics, not logged per connection
-
-    @property
-    def ping_interval(self):
-        return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)
-
-    @property
-    def ping_timeout(self):
-        return self.settings.get("websocket_ping_timeout", PING_TIMEOUT_SECONDS)
 
     @property
     def max_message_size(self):
@@ -54,8 +52,12 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
 
     def prepare(self):
         """Before the upgrade: the ingest key (?key=) and the session id; a refusal is a JSON 4xx."""
+        self.meeting, self.arguments = connection_arguments(self.path_kwargs.get("meeting") or "",
+                                                            self.request.query_arguments)
+        if "key" in self.arguments:  # the key as taken apart from the rest of the query
+            self.request.query_arguments["key"] = [self.arguments["key"].encode()]
         refusal = ingest_key_refusal(self.application, self.request)
-        session_id = self.get_query_argument("statsSessionId", "")
+        session_id = self.arguments.get("statsSessionId", "")
         if refusal is None and not IDENTIFIER_RE.fullmatch(session_id):
             refusal = (400, "bad_request", "statsSessionId must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
         if refusal:
@@ -76,17 +78,17 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols):
         return choose_subprotocol(subprotocols)
 
-    async def open(self, meeting):
+    async def open(self, meeting):  # the meeting as taken apart in prepare
         try:
             check_subprotocol(self.selected_subprotocol)
         except Refused as refused:
             self.telemetry.inc("rtcscope_ingest_refused_total", reason="unsupported_protocol")
             return self.close(refused.code, refused.reason)
         sessions = self.application.rtcstats_sessions
-        session_id = self.get_query_argument("statsSessionId")
-        is_reconnect = self.get_query_argument("isReconnect", "false") == "true"
+        session_id = self.arguments["statsSessionId"]
+        is_reconnect = self.arguments.get("isReconnect") == "true"
         try:
-            session, previous = await sessions.attach(session_id, meeting.strip("/"), is_reconnect, self, now_ms())
+            session, previous = await sessions.attach(session_id, self.meeting, is_reconnect, self, now_ms())
         except StoreError as exc:
             return self.close(CLOSE_TRY_LATER, f"InfluxDB is unavailable ({exc}); reconnect later"[:120])
         if self.ws_connection is None:  # the client left while InfluxDB was asked
@@ -107,16 +109,33 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
         if outcome.untyped:
             self.telemetry.inc("rtcscope_rtcstats_stats_incomplete_total", outcome.untyped)
         if outcome.lines:
-            # Abuse limits (rtcscope/ingest/limits.py) are checked here, before the writer.
+            refusal = outcome.parsed and self.application.admission.admit(ingest_client(self.request),
+                                                                          outcome.parsed.calls)
+            if refusal:
+                # Not acknowledged (nothing stored): the client comes back after its backoff and resends it.
+                self.refusing = True
+                self.telemetry.inc("rtcscope_ingest_refused_total", reason=refusal.code)
+                return self.close(CLOSE_TRY_LATER, refusal.message[:120])
             if not self.application.writer.submit(outcome.lines):
                 # Not acknowledged: the client resends it, and what follows, once reconnected.
                 self.refusing = True
-                self.telemetry.inc("rtcscope_ingest_refused_total", reason="buffer_full")
-                return self.close(CLOSE_TRY_LATER, "the write buffer is full; reconnect later")
+                self.telemetry.inc("rtcscope_ingest_refused_total", reason=self.application.writer.refusal_code)
+                return self.close(CLOSE_TRY_LATER, "the write-ahead log is full; reconnect later")
             if outcome.parsed and outcome.parsed.accepted:
                 self.telemetry.inc("rtcscope_samples_accepted_total", outcome.parsed.accepted)
         self.session.commit(outcome)
         if outcome.sn is not None:
+            if self.application.writer.sync_each:  # --wal-fsync=always: acknowledged once on disk
+                return self._acknowledge_when_durable()
+            self._acknowledge()
+
+    async def _acknowledge_when_durable(self):
+        """Tornado reads the next message only once this returns, so acks stay in order."""
+        if await self.application.writer.durable():
+            self._acknowledge()
+
+    def _acknowledge(self):
+        if self.ws_connection is not None:
             self.write_message(orjson.dumps({"type": "sn", "body": {"value": self.session.sn, "state": "ongoing"}}))
 
     def on_close(self):
@@ -125,9 +144,11 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
             return
         code = self.close_code
         lines = session.closed_lines(code, now_ms())
-        if lines and not self.application.writer.submit(lines):
-            log.warning("session %s closed (%s) while the write buffer was full: its end or disconnect marker is not stored",
-                        session.session_id, code)
+        writer = self.application.writer
+        if lines and not writer.submit(lines):
+            if not writer.stopping:
+                log.warning("session %s closed (%s) while the write-ahead log was full: its end or disconnect "
+                            "marker is not stored", session.session_id, code)
         elif lines and code == CONFERENCE_LEFT:
             session.ended = True
         if code == CONFERENCE_LEFT:
@@ -135,6 +156,7 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
 
 
 default_handlers = [
-    # Jitsi appends "/<meeting>" to the configured endpoint: a trailing slash there gives "//".
-    (r"/rtcstats/+(?P<meeting>.*)", RtcstatsSocket),
+    # Jitsi appends "/<meeting>" to the configured endpoint: a trailing slash there gives "//",
+    # a key there (?key=K) leaves the path at /rtcstats.
+    (r"/rtcstats(?P<meeting>(?:/.*)?)", RtcstatsSocket),
 ]

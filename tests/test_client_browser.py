@@ -234,13 +234,13 @@ WAITED = {"post": r"server answered {status}; retrying in (\d+) ms",
 @pytest.mark.parametrize("transport", ["websocket", "post"])
 async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
         start_server, own_influxd, tmp_path, transport):
-    """InfluxDB goes down, the server's small buffer fills (memory only, no write-ahead log) and
-    ingest answers 503 with Retry-After (busy on the websocket); the client waits as told, keeps its
-    samples, and when InfluxDB is back every sample it took is stored once, with the values the
-    registry extracts from it."""
+    """InfluxDB goes down, the server's small write-ahead log fills and ingest answers 503 with
+    Retry-After (busy on the websocket); the client waits as told, keeps its samples, and when
+    InfluxDB is back every sample it took is stored once, with the values the registry extracts
+    from it."""
     application = await start_server(influxdb_url=own_influxd.url, database="backoff", max_buffer=40,
-                                      flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"),
-                                      wal_dir="")
+                                      max_wal=8 * 1024, flush_interval=0.1, call_timeout=120.0,
+                                      spool_dir=str(tmp_path / "spool"))
     application.writer.retry_max = 0.5
     await application.store.setup()
     async with chromium_page() as page:
@@ -260,7 +260,7 @@ async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
         final = await page.evaluate("monitorStats()")
 
     # Retry-After (1 s at this flush interval) was honoured rather than the client's own backoff.
-    waited = re.compile(WAITED[transport].format(status=503, code="buffer_full"))
+    waited = re.compile(WAITED[transport].format(status=503, code="wal_full"))
     for peer in ("caller", "callee"):
         assert [e for e in errors if e.startswith(peer) and (m := waited.search(e)) and m.group(1) == "1000"], errors
         assert final[peer]["dropped"] == 0 and final[peer]["rejected"] == 0, final

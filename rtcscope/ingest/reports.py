@@ -28,6 +28,9 @@ MAX_STATS = 1000
 # A peer connection that sent no report for this long (it failed and was
 # replaced without a `close`) no longer counts in its endpoint's metrics.
 STALE_MS = 60_000
+# The longest text field held (ids, kinds, states): a client cannot grow the state with long strings.
+MAX_TEXT = 256
+_NUMBERS = frozenset({int, float, bool})
 
 
 class ReportError(ValueError):
@@ -40,12 +43,14 @@ class ReportError(ValueError):
 
 
 def _held(stat_id, stat):
-    """What is kept of a stat: the fields extraction reads, with its id."""
+    """What is kept of a stat: the fields extraction reads (numbers, and short
+    strings such as kind or a pair id), with its id."""
     stat_type = stat.get("type")
     fields = registry.REPORT_FIELDS.get(stat_type) if isinstance(stat_type, str) else None
     if fields is None:
-        return {"type": stat_type} if isinstance(stat_type, str) else {}
-    held = {name: value for name, value in stat.items() if name in fields and value is not None}
+        return {"type": stat_type[:MAX_TEXT]} if isinstance(stat_type, str) else {}
+    held = {name: value for name, value in stat.items()
+            if name in fields and (value.__class__ in _NUMBERS or (isinstance(value, str) and len(value) <= MAX_TEXT))}
     held["id"] = stat_id
     return held
 

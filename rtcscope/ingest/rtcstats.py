@@ -20,6 +20,7 @@ so a reconnect to a restarted process continues without duplicates.
 """
 import math
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 import orjson
@@ -41,6 +42,10 @@ MAX_AGE_MS = 15 * 60_000
 # How long a session's state (its reports, for the deltas) outlives its
 # connection in memory: the client's reconnect window.
 RECONNECT_WINDOW_MS = 11 * 60_000
+
+# Peer connections one session may open (Jitsi opens one to the bridge and at
+# times a peer-to-peer one): what a session holds stays bounded.
+MAX_PEER_CONNECTIONS = 32
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_.:@{}-]")
 
@@ -74,6 +79,22 @@ def check_subprotocol(chosen):
 def identifier(text):
     """Any text as a call or peer id: characters outside the id set become `-`, at most 128."""
     return _NOT_IDENTIFIER.sub("-", text)[:128]
+
+
+def connection_arguments(meeting, arguments):
+    """The meeting path and the query arguments ({name: text}) of a connection.
+
+    The client appends `/<meeting>?statsSessionId=S&isReconnect=B` to the
+    configured endpoint, so a key given there (`wss://HOST/rtcstats?key=K`)
+    swallows the rest: the query reads `key=K/<meeting>?statsSessionId=S&...`.
+    That form is taken apart here."""
+    values = {name: texts[-1].decode("utf-8", "replace") for name, texts in arguments.items() if texts}
+    key = values.get("key", "")
+    if "/" in key and "statsSessionId" not in values:
+        values["key"], _, rest = key.partition("/")
+        meeting, _, query = rest.partition("?")
+        values.update(urllib.parse.parse_qsl(query))
+    return meeting.strip("/"), values
 
 
 @dataclass
@@ -161,13 +182,17 @@ class Session:
             outcome.dropped = "too_old"
             return outcome
         if pc_id is not None and pc_id not in self.opened and method in ("create", "getstats"):
+            if len(self.opened) >= MAX_PEER_CONNECTIONS or len(pc_id) > 64:
+                outcome.dropped = "too_many_peer_connections"
+                return outcome
             outcome.opened = pc_id
         if method == "getstats" and pc_id is not None:
+            if pc_id in self.closed:  # a poll that resolved after its connection closed: not a comeback
+                return outcome
             return self._getstats(pc_id, value, outcome, now_ms)
         if method == "close" and pc_id is not None and pc_id not in self.closed:
             outcome.closed = pc_id
-            opened = self.opened | ({outcome.opened} if outcome.opened else set())
-            if opened <= self.closed | {pc_id} and not self.ended:
+            if self.stored_any and not self.ended and pc_id in self.opened and self.opened <= self.closed | {pc_id}:
                 outcome.ended = True
                 outcome.lines = [self.end_line("closed", outcome.at_ms, now_ms), self._session_line(outcome, now_ms)]
         return outcome

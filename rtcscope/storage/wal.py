@@ -85,7 +85,7 @@ class WriteAheadLog:
     def open(self):
         """Lock the directory, check whose log it is, cut torn records and
         position the reader at the first point still owed."""
-        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(self.path, mode=0o750, exist_ok=True)
         self._lock()
         segments = self._segment_numbers()
         checkpoint = self._load_checkpoint()
@@ -121,7 +121,7 @@ class WriteAheadLog:
 
     def _lock(self):
         path = os.path.join(self.path, "lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -200,23 +200,42 @@ class WriteAheadLog:
         (points taken over from an old spool directory)."""
         payload = b"\n".join(lines)
         prefix = RECORD_PREFIX.pack(len(payload), len(lines))
-        record = b"".join((prefix, zlib.crc32(payload, zlib.crc32(prefix)).to_bytes(4, "little"), payload))
-        if not force and self.size + len(record) > self.max_bytes:
+        header = prefix + zlib.crc32(payload, zlib.crc32(prefix)).to_bytes(4, "little")
+        size = len(header) + len(payload)
+        if not force and self.size + size > self.max_bytes:
             self.refusing = True
             raise LogFull()
-        if self._sizes[self._active] + len(record) > self.segment_bytes and \
-                self._sizes[self._active] > len(SEGMENT_MAGIC):
+        if self._sizes[self._active] + size > self.segment_bytes and self._sizes[self._active] > len(SEGMENT_MAGIC):
             self._rotate()
-        os.write(self._append_fd, record)
-        self._sizes[self._active] += len(record)
-        self.size += len(record)
+        self._write_record(header, payload)
+        self.refusing = False
+        self._sizes[self._active] += size
+        self.size += size
         self.unread_points += len(lines)
         self._appended += 1
         self._last_position = (self._active, self._sizes[self._active])
         return self._last_position
 
+    def _write_record(self, header, payload):
+        """All of it or none: a short write (a full disk) is undone, so the
+        segment never holds half a record while the process lives. One
+        `writev`, so the payload (a whole import can be megabytes) is not
+        copied once more to put the header in front of it."""
+        size = len(header) + len(payload)
+        written = 0
+        try:
+            written = os.writev(self._append_fd, (header, payload))
+            while written < size:
+                rest = memoryview(header + payload)[written:] if written < len(header) else \
+                    memoryview(payload)[written - len(header):]
+                written += os.write(self._append_fd, rest)
+        except OSError:
+            if written:
+                os.ftruncate(self._append_fd, self._sizes[self._active])
+            raise
+
     def _new_segment(self):
-        fd = os.open(self._segment_path(self._active), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        fd = os.open(self._segment_path(self._active), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         os.write(fd, SEGMENT_MAGIC)
         self._append_fd = fd
         self._sizes[self._active] = len(SEGMENT_MAGIC)
@@ -286,11 +305,17 @@ class WriteAheadLog:
         """Every record up to `position` is in InfluxDB (or refused by it):
         whole segments before it go, and the checkpoint moves."""
         number, offset = position
+        if number == self._active and offset >= self._sizes[number] and (
+                self.refusing or self._sizes[number] >= self.segment_bytes // 2):
+            self._rotate()  # everything is done: the active segment's room is worth freeing now
         for old in [n for n in self._sizes if n < number or (n == number and n != self._active
                                                               and offset >= self._sizes[n])]:
             self._remove_segment(old)
         self._checkpoint = position
-        _write_atomically(os.path.join(self.path, "checkpoint"), json.dumps(list(position)).encode(), sync=False)
+        try:
+            _write_atomically(os.path.join(self.path, "checkpoint"), json.dumps(list(position)).encode(), sync=False)
+        except OSError as exc:  # only costs writing some points again after a restart
+            log.warning("cannot write the write-ahead log's checkpoint: %s", exc)
 
     def _remove_segment(self, number):
         self._close_reader(number)

@@ -166,6 +166,9 @@ class BatchWriter:
         if self.wal is not None:
             self.wal.start()
             self.take_over_spool()
+        elif self.spool_files():
+            log.warning("spool files in %s are left alone: without a --wal-dir they cannot be taken over",
+                        self.spool_dir)
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self):
@@ -175,7 +178,11 @@ class BatchWriter:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self._drain(deadline=None)
+            try:
+                await self._drain(deadline=None)
+            except Exception:  # a disk fault reading the log back: keep the writer alive, say so
+                log.exception("the writer failed; retrying in %.0fs", self.retry_max)
+                await asyncio.sleep(self.retry_max)
 
     async def _drain(self, deadline):
         """Write until nothing is queued; on failure back off and retry the same batch."""

@@ -12,12 +12,14 @@ from rtcscope.ingest.rtcstats import (
     CONFERENCE_LEFT,
     DO_NOT_RECONNECT,
     MAX_AGE_MS,
+    MAX_PEER_CONNECTIONS,
     PROTOCOL,
     Refused,
     Session,
     Stored,
     check_subprotocol,
     choose_subprotocol,
+    connection_arguments,
     identifier,
 )
 
@@ -144,14 +146,18 @@ def test_times_are_corrected_by_the_clock_offset_and_old_entries_keep_theirs():
 def test_the_peer_ends_when_all_its_peer_connections_closed():
     session = new_session()
     take(session, identity(1, confName="room", endpointId="ep"))
-    take(session, entry("create", "PC_0", {"iceServers": []}, 2))
-    take(session, getstats(3, 10, pc_id="PC_1"))
-    assert take(session, entry("close", "PC_0", {}, 4)).lines == []
-    ended = take(session, entry("close", "PC_1", {}, 5, ts=NOW + 500), now=NOW + 500)
+    assert take(session, entry("close", "PC_9", {}, 2)).lines == []  # one never seen, before anything was stored
+    take(session, entry("create", "PC_0", {"iceServers": []}, 3))
+    take(session, getstats(4, 10, pc_id="PC_1"))
+    assert take(session, entry("close", "PC_0", {}, 5)).lines == []
+    ended = take(session, entry("close", "PC_1", {}, 6, ts=NOW + 500), now=NOW + 500)
     end, _ = lines(ended)
     assert end == f"rtc_events,call=room,peer=ep end=1.0,at={float(int(NOW + 500))},reason=1.0,detail=4.0 " \
                   f"{int(NOW + 500) * 1_000_000}"
     assert session.ended and session.closed_lines(CONFERENCE_LEFT, NOW + 600) == []
+    # A poll that resolved after its connection closed does not bring the peer back.
+    late = take(session, getstats(7, 20, pc_id="PC_1"))
+    assert late.lines == [] and late.dropped is None and session.ended and session.sn == 7
 
 
 def test_a_closed_connection_stores_an_end_or_a_disconnect_marker():
@@ -188,3 +194,23 @@ def test_keepalives_carry_no_sequence_number():
     session = new_session()
     outcome = take(session, json.dumps({"statsSessionId": SESSION, "type": "keepalive"}))
     assert outcome.sn is None and outcome.dropped is None and session.sn == 0
+
+
+def test_connection_arguments_with_the_key_on_the_endpoint():
+    plain = {"statsSessionId": [b"S1"], "isReconnect": [b"true"], "key": [b"K"]}
+    assert connection_arguments("//room:1", plain) == ("room:1", {"statsSessionId": "S1", "isReconnect": "true",
+                                                                   "key": "K"})
+    # wss://HOST/rtcstats?key=K + "/my room?statsSessionId=S2&isReconnect=false", as the query parser reads it.
+    swallowed = {"key": [b"K/my room?statsSessionId=S2"], "isReconnect": [b"false"]}
+    assert connection_arguments("", swallowed) == ("my room", {"key": "K", "statsSessionId": "S2",
+                                                               "isReconnect": "false"})
+
+
+def test_a_session_opens_a_bounded_number_of_peer_connections():
+    session = new_session()
+    for number in range(MAX_PEER_CONNECTIONS):
+        assert take(session, entry("create", f"PC_{number}", {}, number + 1)).dropped is None
+    outcome = take(session, getstats(MAX_PEER_CONNECTIONS + 1, 10, pc_id="PC_extra"))
+    assert outcome.dropped == "too_many_peer_connections" and outcome.lines == []
+    assert take(session, getstats(MAX_PEER_CONNECTIONS + 2, 10, pc_id="PC_0")).lines  # those it has go on
+    assert take(session, entry("create", "P" * 65, {}, MAX_PEER_CONNECTIONS + 3)).dropped == "too_many_peer_connections"

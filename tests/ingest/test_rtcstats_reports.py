@@ -141,6 +141,9 @@ def test_only_what_extraction_reads_is_held():
     assert report["C1"] == {"type": "local-candidate"} and report["CF"] == {"type": "certificate"}
     assert report["P1"] == {"id": "P1", "type": "candidate-pair", "currentRoundTripTime": 0.02, "timestamp": 1}
     assert "192.0.2.7" not in json.dumps(report)
+    report, _ = peer.rebuild_rtcstats("PC_0", {
+        "O": {"type": "outbound-rtp", "kind": "v" * 300, "packetsSent": 5, "targetBitrate": [1, 2]}, "timestamp": 1})
+    assert report["O"] == {"id": "O", "type": "outbound-rtp", "packetsSent": 5}
 
 
 def test_after_the_state_is_lost_what_can_be_extracted_is_kept(polls):

@@ -3,6 +3,7 @@ websocket client that speaks as @jitsi/rtcstats 9.7.1 does (trace-ws.js)."""
 import asyncio
 import json
 import re
+from urllib.parse import quote
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -11,6 +12,7 @@ from tornado.websocket import websocket_connect
 from rtcscope.ingest.rtcstats import PROTOCOL
 from tests.conftest import now_ms
 from tests.helpers import eventually, get
+from tests.processes import ServerProcess
 
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4")
 
@@ -20,7 +22,8 @@ class Client:
 
     def __init__(self, base_url, session, meeting="standup", reconnect=False, protocol=PROTOCOL, query="",
                  origin=None, endpoint="/rtcstats"):
-        self.url = (f"{base_url.replace('http://', 'ws://')}{endpoint}/{meeting}?statsSessionId={session}"
+        # A browser sends the meeting name percent-encoded (a space as %20).
+        self.url = (f"{base_url.replace('http://', 'ws://')}{endpoint}/{quote(meeting)}?statsSessionId={session}"
                     f"&isReconnect={'true' if reconnect else 'false'}{query}")
         self.session, self.protocol, self.origin = session, protocol, origin
         self.messages = []
@@ -153,12 +156,17 @@ async def test_a_reconnect_to_a_restarted_process(http_client, start_server, app
     again = Client(second.base_url, "s-three", reconnect=True)
     assert await again.connect() == 4
     # Its delta state is gone: a report with its type is still taken, under the same call and peer.
-    await again.getstats(5, 40)
+    # Resent entries keep their own time, beyond --max-skew (5 min) up to 15 minutes old.
+    old = now_ms() - 8 * 60_000
+    await again.getstats(5, 40, ts=old)
     await again.entry("getstats", "PC_0", {"OT01A": {"packetsSent": 50}, "RI01A": {}, "timestamp": now_ms()}, 6)
-    assert await again.acked(6) == 6
+    await again.getstats(7, 60, ts=now_ms() - 16 * 60_000)  # too old: dropped, still acknowledged
+    assert await again.acked(7) == 7
     await eventually(lambda: len(rows(influxd, database, "rtc_stats")) == 5)
     assert {(row["call"], row["peer"]) for row in rows(influxd, database, "rtc_stats")} == {("standup", "ep1")}
-    assert stored_sequence(influxd, database, "s-three") == [2, 3, 4, 5, 6]
+    [resent] = [row for row in rows(influxd, database, "rtc_stats") if row["packetsSent"] == 40]
+    assert abs(resent["time"] - old) < 1000  # the stored clock offset of the session: the client's is right here
+    assert stored_sequence(influxd, database, "s-three") == [2, 3, 4, 5, 6]  # 7 stored nothing
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -236,25 +244,85 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
         assert refused.value.code == status, (query, origin)
     client = Client(application.base_url, "s-eight", query="&key=k-123", origin="https://meet.example")
     assert await client.connect() == 0
+    # The read token guards reading, not ingest: the endpoint stays open with one configured.
+    guarded = await start_server(**{**app_config, "read_token": "reader-secret"})
+    assert await Client(guarded.base_url, "s-eight-r", endpoint="/rtcstats/").connect() == 0
+    assert await Client(guarded.base_url, "s-eight-s", endpoint="/rtcstats?key=x").connect() == 0
+    # The key on the configured endpoint itself: the client appends /<meeting>?statsSessionId=.. after it.
+    client = Client(application.base_url, "s-eight-b", endpoint="/rtcstats?key=k-123", meeting="keyed room")
+    assert "/rtcstats?key=k-123/keyed%20room?statsSessionId=s-eight-b&" in client.url
+    assert await client.connect() == 0
+    await client.getstats(1, 10)
+    assert await client.acked(1) == 1
+    assert application.rtcstats_sessions.by_id["s-eight-b"].call == "keyed-room"
+    with pytest.raises(HTTPClientError) as refused:
+        await Client(application.base_url, "s-eight-c", endpoint="/rtcstats?key=nope").connect()
+    assert refused.value.code == 403
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.app_config(max_buffer=6, influxdb_url="http://127.0.0.1:9", wal_dir="")  # memory only: the buffer fills
-async def test_a_full_buffer_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
-    """With InfluxDB away the buffer fills: the entry that does not fit is not
-    acknowledged, the client is told to come back, and it is taken then."""
+@pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
+async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
+    """With InfluxDB away the write-ahead log fills: the entry that does not
+    fit is not acknowledged, the client is told to come back, and it is taken then."""
+    wal = app.writer.wal
+    empty = wal.size
     client = Client(base_url, "s-nine")
     assert await client.connect() == 0
-    await client.getstats(1, 10)  # three points: sample, presence, session
+    await client.getstats(1, 10)  # three points (sample, presence, session): one record
     assert await client.acked(1) == 1
+    wal.max_bytes = wal.size + (wal.size - empty) * 3 // 2  # room for one more entry's record, not two
     await client.getstats(2, 20)
     await client.getstats(3, 30)
     assert await client.acked(2) == 2
     code, reason = await client.closed()
-    assert code == 1013 and "buffer" in reason
+    assert code == 1013 and "log is full" in reason
     assert [m["body"]["value"] for m in client.messages] == [0, 1, 2]
-    app.writer.max_buffer = 100
+    wal.max_bytes = 1024 ** 2
     again = Client(base_url, "s-nine", reconnect=True)
     assert await again.connect() == 2
     await again.getstats(3, 30)
     assert await again.acked(3) == 3
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(max_new_calls=1)
+async def test_the_new_call_limit_applies(http_server, base_url, app):
+    """One client, one new call a minute here: a second conference's entries are not taken."""
+    client = Client(base_url, "s-ten", meeting="first-room")
+    assert await client.connect() == 0
+    await client.getstats(1, 10)
+    assert await client.acked(1) == 1
+    other = Client(base_url, "s-eleven", meeting="second-room")
+    assert await other.connect() == 0
+    await other.getstats(1, 10)
+    code, reason = await other.closed()
+    assert code == 1013 and "new calls" in reason, (code, reason)
+    assert [m["body"]["value"] for m in other.messages] == [0]  # nothing acknowledged
+    await client.getstats(2, 20)  # the call already admitted carries on
+    assert await client.acked(2) == 2
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing(influxd, database, tmp_path):
+    """SIGTERM: the clients are told 1012 (they reconnect, with the same session), what they
+    sent is stored, and the next process carries on from the stored sequence number."""
+    options = {"influxdb_url": influxd.url, "database": database, "spool_dir": tmp_path / "spool",
+               "flush_interval": "0.1s", "tick": "0.2s"}
+    first = ServerProcess(str(tmp_path), **options).start()
+    try:
+        client = Client(first.url, "s-twelve")
+        await join(client)
+        first.stop()
+        assert first.process.returncode == 0, first.log()
+        code, reason = await client.closed()
+        assert code == 1012 and "restarting" in reason
+    finally:
+        first.stop()
+    assert stored_sequence(influxd, database, "s-twelve") == [2, 3, 4]
+    second = ServerProcess(str(tmp_path), **options).start()
+    try:
+        again = Client(second.url, "s-twelve", reconnect=True)
+        assert await again.connect() == 4
+    finally:
+        second.stop()

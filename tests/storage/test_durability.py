@@ -6,6 +6,7 @@ carries a unique `seq` and timestamp, so a sample stored twice would show
 as two rows and a lost one as a missing number. A 200 means the request's
 points are in the write-ahead log, so SIGKILL loses none of them."""
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -139,6 +140,36 @@ def readyz(server):
     return server.get_json("/readyz")
 
 
+@contextlib.contextmanager
+def load_through_an_outage(server, influxd, call, acked_while_down):
+    """A client posting while InfluxDB goes down (SIGKILL): the block runs once
+    `acked_while_down` requests were acknowledged without it; the client
+    stops after the block."""
+    wait(lambda: readyz(server)[0] == 200)
+    load = Load(server.port, call)
+    load.start()
+    try:
+        wait(lambda: len(load.acked) >= 5 * PER_REQUEST)
+        kill_influxd(influxd)
+        killed_at = len(load.statuses)
+        wait(lambda: load.count(200, since=killed_at) >= acked_while_down)
+        yield load
+    finally:
+        load.stop()
+
+
+def acknowledged_then_killed(server, call, requests):
+    """Post until `requests` requests were acknowledged, then SIGKILL the server; the client's record."""
+    load = Load(server.port, call)
+    load.start()
+    try:
+        wait(lambda: len(load.acked) >= requests * PER_REQUEST)
+    finally:
+        load.stop()
+    kill(server)
+    return load
+
+
 def stored_count(influxd, database):
     """Samples stored so far; 0 until the (re)started server has created the database."""
     try:
@@ -199,17 +230,8 @@ def test_sigkill_while_influxdb_is_down_loses_nothing(own_influxd, servers, tmp_
     options = dict(influxdb_url=influxd.url, database="crash", wal_dir=tmp_path / "wal", flush_interval="0.1s",
                    max_buffer=300)
     first = servers(**options)
-    wait(lambda: readyz(first)[0] == 200)
-    load = Load(first.port, "crash")
-    load.start()
-    try:
-        wait(lambda: len(load.acked) >= 5 * PER_REQUEST)
-        kill_influxd(influxd)
-        killed_at = len(load.statuses)
-        wait(lambda: load.count(200, since=killed_at) >= 40)
+    with load_through_an_outage(first, influxd, "crash", acked_while_down=40) as load:
         kill(first)
-    finally:
-        load.stop()
     # A start with InfluxDB still down replays nothing yet, and a second crash then loses nothing either.
     second = servers(**options)
     wait(lambda: metric(second, "rtcscope_buffer_depth") >= 40 * POINTS_PER_REQUEST)
@@ -260,13 +282,7 @@ def test_a_torn_last_record_is_cut_and_the_rest_replayed(own_influxd, servers, t
     wal_dir = tmp_path / "wal"
     influxd.stop()
     first = servers(influxdb_url=influxd.url, database="torn", wal_dir=wal_dir, flush_interval="0.1s")
-    load = Load(first.port, "torn")
-    load.start()
-    try:
-        wait(lambda: len(load.acked) >= 20 * PER_REQUEST)
-    finally:
-        load.stop()
-    kill(first)
+    load = acknowledged_then_killed(first, "torn", requests=20)
     (segment,) = sorted(wal_dir.glob("*.wal"))
     records = segment_records(segment)
     start, end, payload = records[-1]
@@ -308,13 +324,7 @@ def test_another_databases_log_is_not_replayed_into_this_one(own_influxd, server
     wal_dir = tmp_path / "wal"
     influxd.stop()
     first = servers(influxdb_url=influxd.url, database="one", wal_dir=wal_dir)
-    load = Load(first.port, "one")
-    load.start()
-    try:
-        wait(lambda: len(load.acked) >= 5 * PER_REQUEST)
-    finally:
-        load.stop()
-    kill(first)
+    load = acknowledged_then_killed(first, "one", requests=5)
     influxd.start()
     code, output = run_refused(tmp_path, influxdb_url=influxd.url, database="two", wal_dir=wal_dir)
     assert code == 2, output
@@ -355,20 +365,11 @@ def test_sigterm_with_influxdb_down_leaves_the_rest_in_the_log(own_influxd, serv
     options = dict(influxdb_url=influxd.url, database="restart", wal_dir=tmp_path / "wal", flush_interval="0.1s",
                    shutdown_timeout="1s")
     first = servers(**options)
-    wait(lambda: readyz(first)[0] == 200)
-    load = Load(first.port, "restart")
-    load.start()
-    try:
-        wait(lambda: len(load.acked) >= 5 * PER_REQUEST)
-        kill_influxd(influxd)
-        killed_at = len(load.statuses)
-        wait(lambda: load.count(200, since=killed_at) >= 10)
+    with load_through_an_outage(first, influxd, "restart", acked_while_down=10) as load:
         started = time.monotonic()
         first.signal(signal.SIGTERM)
         assert first.wait(30) == 0, first.log()
         assert time.monotonic() - started < 15
-    finally:
-        load.stop()
     assert "points left in the write-ahead log" in first.log()
     influxd.start()
     servers(**options)

@@ -60,13 +60,18 @@ def test_read_respects_the_point_budget_but_returns_at_least_one_record(tmp_path
     close(wal)
 
 
-def test_a_torn_last_record_is_cut_and_the_rest_replayed(tmp_path):
-    wal = opened(tmp_path)
-    for first in range(0, 40, 10):
+def written_segment(path, records):
+    """A closed log of `records` records of 10 points; the path of its one segment."""
+    wal = opened(path)
+    for first in range(0, records * 10, 10):
         wal.append(lines(first, 10))
     close(wal)
-    (segment,) = segments(tmp_path)
-    path = tmp_path / segment
+    (segment,) = segments(path)
+    return path / segment
+
+
+def test_a_torn_last_record_is_cut_and_the_rest_replayed(tmp_path):
+    path = written_segment(tmp_path, 4)
     size = path.stat().st_size
     with open(path, "r+b") as segment_file:
         segment_file.truncate(size - 7)  # the last record loses its tail
@@ -78,15 +83,11 @@ def test_a_torn_last_record_is_cut_and_the_rest_replayed(tmp_path):
 
 
 def test_a_damaged_record_stops_replay_of_its_segment_at_its_start(tmp_path):
-    wal = opened(tmp_path)
-    for first in range(0, 30, 10):
-        wal.append(lines(first, 10))
-    close(wal)
-    (segment,) = segments(tmp_path)
-    data = bytearray((tmp_path / segment).read_bytes())
+    path = written_segment(tmp_path, 3)
+    data = bytearray(path.read_bytes())
     second_payload = data.index(b"seq=10 ")
     data[second_payload + 4] ^= 0xFF  # a flipped byte: the CRC no longer matches
-    (tmp_path / segment).write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
     again = opened(tmp_path)
     assert seqs(read_all(again)) == list(range(10))
     close(again)
@@ -212,3 +213,16 @@ def test_segment_numbers_are_never_reused_under_an_old_checkpoint(tmp_path):
     again = opened(tmp_path)
     assert seqs(read_all(again)) == list(range(100, 105))
     close(again)
+
+
+def test_a_log_no_larger_than_one_segment_frees_its_room_once_drained(tmp_path):
+    wal = opened(tmp_path, max_bytes=8 * 1024)  # the whole log fits in one (active) segment
+    positions = []
+    with pytest.raises(LogFull):
+        while True:
+            positions.append(wal.append(lines(len(positions) * 20, 20)))
+    read_all(wal)
+    wal.done(positions[-1])
+    assert not wal.refusing and wal.size == len(SEGMENT_MAGIC)
+    wal.append(lines(0, 20))
+    close(wal)

@@ -3,6 +3,7 @@ import asyncio
 
 import pytest
 
+from rtcscope.storage.writer import classify_refusal
 from tests.conftest import now_ms
 from tests.helpers import assert_error, count_points, eventually, post
 from tests.influxd import Influxd
@@ -43,10 +44,15 @@ async def test_without_a_log_a_full_buffer_is_503_with_retry_after_and_nothing_b
 async def test_with_the_log_points_beyond_memory_wait_on_disk_and_all_arrive(http_client, base_url, app, influxd,
                                                                              database):
     """Memory holds --max-buffer points; the rest are read back from the log as the writer drains."""
-    app.writer._wake.clear()
-    app.writer.flush_interval = 60
-    app.writer.batch_size = 10**6  # nothing is written until the test lets it
-    await asyncio.sleep(0)
+    gate = asyncio.Event()  # InfluxDB "slow": no write completes until the test opens it
+    write = app.writer._write
+
+    async def held(data):
+        await gate.wait()
+        await write(data)
+
+    app.writer._write = held
+    app.writer.batch_size = 30
     url = base_url + "/v1/stats/write/"
     ts = now_ms()
     for request in range(20):
@@ -56,8 +62,7 @@ async def test_with_the_log_points_beyond_memory_wait_on_disk_and_all_arrive(htt
     assert app.writer.depth == 20 * 21
     assert app.writer.in_memory <= 50
     assert app.writer.wal.unread_points == 20 * 21 - app.writer.in_memory
-    app.writer.batch_size = 30
-    app.writer._wake.set()
+    gate.set()
     await eventually(lambda: app.writer.depth == 0, timeout=30)
     assert count_points(influxd, database, field="rtt") == 400
     assert app.writer.flushes >= 14  # memory was refilled from the log, 50 points at most at a time
@@ -108,3 +113,16 @@ async def test_fsync_always_answers_after_a_shared_fsync(http_client, base_url, 
     assert app.writer.wal._synced == app.writer.wal._appended == 40
     assert app.writer.wal.fsyncs < 40  # concurrent requests shared fsyncs
     await eventually(lambda: count_points(influxd, database, field="rtt") == 40)
+
+
+@pytest.mark.parametrize("message, expected", [
+    # InfluxDB 1.6's answers, as tests/storage/test_durability.py gets them from a real influxd
+    ('partial write: field type conflict: input field "v" on measurement "m" is type float, '
+     'already exists as type integer dropped=1', ("type_conflict", 1)),
+    ("partial write: max-series-per-database limit exceeded: (5) dropped=16", ("max_series", 16)),
+    ('partial write: max-values-per-tag limit exceeded (3/3): measurement="m" tag="c" value="s3" dropped=1',
+     ("max_values_per_tag", 1)),
+    ("unable to parse 'rtc_stats,call=x seq=': missing field value", ("other", None)),
+])
+def test_refusals_are_classified_from_influxdbs_answer(message, expected):
+    assert classify_refusal(f"Error writing data (400 - Bad Request): {message}") == expected
