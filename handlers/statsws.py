@@ -15,7 +15,7 @@ import tornado.websocket
 from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
 
-from .base import ingest_client, ingest_key_refusal
+from .base import ingest_client, ingest_key_refusal, is_websocket
 from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS, text_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
@@ -49,7 +49,9 @@ class StatsSocket(tornado.websocket.WebSocketHandler):
 
     def prepare(self):
         """Before the upgrade: the ingest key and the ids; a refusal is a JSON 4xx."""
-        refusal = ingest_key_refusal(self.application, self.request)
+        refusal = None if is_websocket(self.request) else (
+            400, "websocket_required", "/v1/stats/ws takes a websocket; POST samples to /v1/stats/write/")
+        refusal = refusal or ingest_key_refusal(self.application, self.request)
         call, peer = self.get_query_argument("call", ""), self.get_query_argument("peer", "")
         if refusal is None and not self.settings["stats_ws_enabled"]:
             refusal = (503, "websocket_off", "websocket ingest is off on this server: POST /v1/stats/write/")

@@ -11,7 +11,7 @@ from tornado.websocket import websocket_connect
 
 from rtcscope.registry import extract
 from tests.conftest import now_ms
-from tests.helpers import count_points, eventually
+from tests.helpers import count_points, eventually, get
 
 FIXTURE = pathlib.Path("/work/shared/fixtures/chromium-loopback-audio-video.json")
 REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
@@ -227,3 +227,10 @@ async def test_websocket_ingest_can_be_turned_off(http_client, base_url, app):
     with pytest.raises(HTTPClientError) as refused:
         await Peer(base_url, "ws-c10", "p").connect()
     assert refused.value.code == 503
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_ws_is_a_reserved_call_id_and_a_plain_get_gets_json(http_client, base_url, app):
+    for path in ("/v1/stats/ws", "/v1/stats/ws/?type=rtt"):
+        status, body, _ = await get(http_client, base_url + path)
+        assert status == 400 and body["error"]["code"] == "websocket_required", (path, body)
