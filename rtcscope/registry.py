@@ -282,10 +282,27 @@ class _KindValues:
             self.values[metric] = max(current, value)
 
     def add_fields(self, stat: dict, fields: tuple[tuple[str, str, float], ...], rank: int = 0) -> None:
+        """The hot loop of extraction: plain floats and ints (nearly every value) are taken
+        without `_number`'s checks (x - x is 0 only for a finite x; bool is neither class)."""
+        get, add = stat.get, self.add
         for stat_field, metric, multiplier in fields:
-            value = _number(stat.get(stat_field))
-            if value is not None:
-                self.add(metric, value * multiplier, rank)
+            value = get(stat_field)
+            if value is None:
+                continue
+            kind = value.__class__
+            if kind is float:
+                if value - value != 0.0:
+                    continue
+            elif kind is int:
+                try:
+                    value = float(value)
+                except OverflowError:
+                    continue
+            else:
+                value = _number(value)
+                if value is None:
+                    continue
+            add(metric, value * multiplier, rank)
 
     def finite(self) -> dict[str, float]:
         """Drop values that overflowed while scaling or summing."""

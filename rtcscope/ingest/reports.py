@@ -120,10 +120,26 @@ class PeerReports:
         report = dict(base)
         for stat_id in removed:
             report.pop(stat_id, None)
+        report_fields = registry.REPORT_FIELDS
         for stat_id, changes in delta.items():
             if not isinstance(changes, dict):
                 raise ReportError("bad_report", f"stat {stat_id[:80]!r} is not an object")
-            report[stat_id] = _held(stat_id, _merge(base.get(stat_id), changes))
+            held = base.get(stat_id)
+            fields = report_fields.get(held.get("type")) if held else None
+            if fields is None or "type" in changes:
+                report[stat_id] = _held(stat_id, _merge(held, changes))
+                continue
+            # The common case, every stat of every delta (its timestamp moves): the held
+            # stat with the changed fields extraction reads, as `_held(_merge(...))` gives.
+            stat = dict(held)
+            for name, value in changes.items():
+                if name in fields:
+                    if value is None:
+                        stat.pop(name, None)
+                    else:
+                        stat[name] = value
+            stat["id"] = stat_id
+            report[stat_id] = stat
         self._check_size(pc_id, report)
         return report
 
