@@ -479,8 +479,10 @@ async def test_client_sends_by_post_where_no_websocket_can_be_opened(start_serve
         errors = await page.evaluate("errors")
     assert any("sending by POST" in error for error in errors), errors
     await assert_every_sample_once(influxd, database, "no-websocket", final)
-    events = influxd.rows("SELECT * FROM rtc_events WHERE call = 'no-websocket'", database)
-    assert {e["peer"] for e in events} == {"callee", "caller"} and all(e["end"] == 1.0 for e in events)
+    def events():
+        return influxd.rows("SELECT * FROM rtc_events WHERE call = 'no-websocket'", database)
+    await eventually(lambda: {e["peer"] for e in events()} == {"callee", "caller"})  # the beacons land
+    assert all(e["end"] == 1.0 for e in events())
 
 
 @pytest.mark.browser
