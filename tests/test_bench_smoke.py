@@ -1,5 +1,9 @@
 """The benchmark harness itself (`make bench` is not part of the test run):
 figures against baselines, the report block in a document, one short wrk run."""
+import json
+import subprocess
+import sys
+
 from bench import harness
 from bench.ingest import SINGLE_BODY
 from bench.report import BEGIN, END, Section, markdown, median_ratio, text_table, update_document
@@ -42,3 +46,22 @@ def test_a_short_wrk_run_against_the_bare_baseline(tmp_path):
     assert summary["requests"] > 0 and summary["error_count"] == 0, summary
     assert 0 < summary["latency_us"]["p50"] <= summary["latency_us"]["p99"] <= summary["latency_us"]["max"]
     assert summary["rps"] == summary["requests"] / summary["seconds"]
+
+
+def test_the_fleet_load_is_answered_on_both_transports(influxd, database, tmp_path):
+    """bench/fleetload.py against a real server: every frame (websocket) and request (POST) it
+    sends in the measured window is answered, with no error, busy or lost connection."""
+    server = harness.start_server(influxd, database, str(tmp_path), name="fleet-smoke",
+                                  max_new_calls=1000)
+    try:
+        for mode in ("ws", "post"):
+            done = subprocess.run([sys.executable, "-m", "bench.fleetload", mode, server.url, "6", "1", "2.5"],
+                                  cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
+            lines = done.stdout.splitlines()
+            assert lines[0] == "measuring", done.stderr
+            summary = json.loads(lines[-1])
+            assert summary["peers"] == 6 and summary["sent"] >= 6, summary
+            assert summary["answered"] + summary["unanswered_at_end"] >= summary["sent"], summary
+            assert (summary["errors"], summary["refused"], summary["lost"]) == (0, 0, 0), summary
+    finally:
+        server.stop()
