@@ -42,8 +42,8 @@ def clean_reports():
             for role in ("caller", "callee")}
 
 
-def delta(previous, report):
-    """rtcscope.js's delta of `report` after `previous`, as the JSON members after "ts"."""
+def report_delta(previous, report):
+    """rtcscope.js's delta message of `report` after `previous` (getStats() arrays), without its ts."""
     before = {stat["id"]: stat for stat in previous}
     after = {stat["id"]: stat for stat in report}
     changed = {}
@@ -56,8 +56,12 @@ def delta(previous, report):
         fields.update({name: None for name in old if name not in stat})
         if fields:
             changed[stat_id] = fields
-    removed = [stat_id for stat_id in before if stat_id not in after]
-    return json.dumps({"delta": changed, "removed": removed}, separators=(",", ":")).encode()[1:-1]
+    return {"delta": changed, "removed": [stat_id for stat_id in before if stat_id not in after]}
+
+
+def delta(previous, report):
+    """`report_delta` as the JSON members that follow "ts" in a frame."""
+    return json.dumps(report_delta(previous, report), separators=(",", ":")).encode()[1:-1]
 
 
 def percentile(values, share):

@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 import orjson
 import tornado.web
+import tornado.websocket
 
 from rtcscope import registry
 from rtcscope.ingest.formats import FIELD_RE
@@ -225,3 +226,22 @@ class SecurityHeaders(tornado.web.OutputTransform):
         if headers.get("Content-Type", "").startswith("text/html") and not self.path.startswith("/demo"):
             headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return status_code, headers, chunk
+
+
+class IngestSocket(tornado.websocket.WebSocketHandler):
+    """What the websocket ingest paths (rtcscope.js's, rtcstats) share: a refused
+    upgrade answers JSON like POST ingest, and the ingest origin allow-list applies."""
+
+    def refuse_upgrade(self, status, code, message):
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+
+    def check_origin(self, origin):
+        """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
+        allowed = self.settings["cors_origins"]
+        if "*" in allowed or origin in allowed:
+            return True
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")
+        return False

@@ -7,7 +7,6 @@ import logging
 import time
 
 import orjson
-import tornado.websocket
 
 from rtcscope.ingest.formats import IDENTIFIER_RE
 from rtcscope.ingest.rtcstats import (
@@ -19,7 +18,7 @@ from rtcscope.ingest.rtcstats import (
 )
 from rtcscope.storage.store import StoreError
 
-from .base import ingest_client, ingest_key_refusal
+from .base import IngestSocket, ingest_client, ingest_key_refusal
 
 log = logging.getLogger("rtcscope.rtcstats")
 
@@ -32,7 +31,7 @@ def now_ms():
     return time.time() * 1000
 
 
-class RtcstatsSocket(tornado.websocket.WebSocketHandler):
+class RtcstatsSocket(IngestSocket):
     """One rtcstats client connection (one statsSessionId at a time). Pinged
     like every websocket here (the application's websocket_ping_* settings)."""
 
@@ -61,19 +60,7 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
         if refusal is None and not IDENTIFIER_RE.fullmatch(session_id):
             refusal = (400, "bad_request", "statsSessionId must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
         if refusal:
-            status, code, message = refusal
-            self.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-            self.set_status(status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
-
-    def check_origin(self, origin):
-        """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
-        allowed = self.settings["cors_origins"]
-        if "*" in allowed or origin in allowed:
-            return True
-        self.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")
-        return False
+            self.refuse_upgrade(*refusal)
 
     def select_subprotocol(self, subprotocols):
         return choose_subprotocol(subprotocols)

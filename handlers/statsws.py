@@ -10,13 +10,12 @@ and waits for its answer before it sends the next."""
 import time
 
 import orjson
-import tornado.websocket
 
 from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
 
-from .base import ingest_client, ingest_key_refusal, is_websocket
-from .ws import PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS, text_frame
+from .base import IngestSocket, ingest_client, ingest_key_refusal, is_websocket
+from .ws import text_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
 CLOSE_IDLE = 4001
@@ -25,18 +24,10 @@ CLOSE_IDLE = 4001
 CLOSE_GOING_AWAY = 1001
 
 
-class StatsSocket(tornado.websocket.WebSocketHandler):
+class StatsSocket(IngestSocket):
     """One monitored peer's connection."""
 
     quiet_success = True  # counted in /metrics, not logged per connection
-
-    @property
-    def ping_interval(self):
-        return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)
-
-    @property
-    def ping_timeout(self):
-        return self.settings.get("websocket_ping_timeout", PING_TIMEOUT_SECONDS)
 
     @property
     def max_message_size(self):
@@ -58,19 +49,7 @@ class StatsSocket(tornado.websocket.WebSocketHandler):
         if refusal is None and not (IDENTIFIER_RE.fullmatch(call) and IDENTIFIER_RE.fullmatch(peer)):
             refusal = (400, "bad_request", "call and peer must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
         if refusal:
-            status, code, message = refusal
-            self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-            self.set_status(status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
-
-    def check_origin(self, origin):
-        """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
-        allowed = self.settings["cors_origins"]
-        if "*" in allowed or origin in allowed:
-            return True
-        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")
-        return False
+            self.refuse_upgrade(*refusal)
 
     def open(self):
         self.connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),

@@ -9,29 +9,14 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from bench.fleetload import fixture_path
+from bench.fleetload import report_delta as delta
 from rtcscope.registry import extract
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually, get
 
-FIXTURE = pathlib.Path("/work/shared/fixtures/chromium-loopback-audio-video.json")
+FIXTURE = pathlib.Path(fixture_path())
 REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
-
-
-def delta(previous, report):
-    """What rtcscope.js sends for `report` after `previous` (both getStats() arrays)."""
-    before = {stat["id"]: stat for stat in previous}
-    after = {stat["id"]: stat for stat in report}
-    changed = {}
-    for stat_id, stat in after.items():
-        old = before.get(stat_id)
-        if old is None:
-            changed[stat_id] = stat
-            continue
-        fields = {name: value for name, value in stat.items() if old.get(name) != value}
-        fields.update({name: None for name in old if name not in stat})
-        if fields:
-            changed[stat_id] = fields
-    return {"delta": changed, "removed": [stat_id for stat_id in before if stat_id not in after]}
 
 
 class Peer:
