@@ -11,9 +11,12 @@ import time
 
 import pytest
 
+from bench.fleetload import clean_reports, report_delta
+from rtcscope.registry import extract
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
 from tests.influxd import free_port
+from tests.ingest.test_stats_ws import Peer
 from tests.live.test_ws import Viewer
 from tests.processes import ROOT, ServerProcess, wait
 
@@ -240,3 +243,17 @@ async def test_websocket_live_update_and_agreement_through_nginx(deployment, htt
     finally:
         for viewer in viewers:
             viewer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_rtcscope_js_websocket_through_nginx(deployment, influxd):
+    """/v1/stats/ws is upgraded by nginx: a full report and a delta are acknowledged and stored."""
+    nginx, _, database = deployment
+    reports = clean_reports()["caller"]
+    call, ts = f"nginx-ws-{now_ms()}", now_ms()
+    peer = await Peer(nginx.url, call, "alice", origin="https://app.example").connect()
+    await peer.send([{"ts": ts, "report": reports[0]}, dict(report_delta(reports[0], reports[1]), ts=ts + 1000)])
+    assert await peer.answers() == [{"type": "ack", "seq": 2}]
+    peer.connection.close()
+    want = len(extract(reports[0])) + len(extract(reports[1]))
+    await eventually(lambda: len(influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)) == want)
