@@ -2,6 +2,7 @@
 from collections import defaultdict
 
 from . import quality, registry
+from .timeparse import bucket_for
 
 
 def percentile(sorted_values, fraction):
@@ -66,3 +67,32 @@ def summarize(state, buckets, bucket_s):
     document["metrics"] = summary
     document["quality"] = quality.summarize_quality(timelines)
     return document
+
+
+SUMMARY_MAX_BUCKETS = 720
+
+
+async def load_summary(store, state):
+    """The summary of a call as stored: the query is fixed by the call's state, so every
+    process that summarises one call reads the same buckets and gets the same values."""
+    bucket_s = bucket_for(state.span_seconds, SUMMARY_MAX_BUCKETS)
+    buckets = await store.call_buckets(state.call, state.started - 1000, state.last_seen + 1000, bucket_s)
+    return summarize(state, buckets, bucket_s)
+
+
+def history_fields(summary):
+    """An ended call's rtc_call_summaries fields (floats): duration, peers, the mean and
+    lowest MOS of its timeline, its problems (a count and their codes as bits) and
+    whether it was poor."""
+    timeline = [mos for _, mos in summary["quality"]["timeline"] if mos is not None]
+    codes = {problem["problem"] for problem in summary["quality"]["problems"]}
+    fields = {"duration_s": float(summary["duration"]), "peers": float(len(summary["peers"])),
+              "problems": float(len(codes)),
+              "problem_mask": quality.problem_mask(codes)}
+    if timeline:
+        mos_mean = sum(timeline) / len(timeline)
+        fields.update(mos_mean=mos_mean, mos_min=min(timeline))
+        fields["poor"] = 1.0 if quality.verdict_of(mos_mean) == "poor" else 0.0
+    else:
+        fields["poor"] = 0.0
+    return fields
