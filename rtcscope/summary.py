@@ -59,14 +59,42 @@ def summarize(state, buckets, bucket_s):
             "min": values[0], "mean": sum(values) / len(values), "max": values[-1],
             "p95": percentile(values, 0.95), "count": len(values),
         }
-        combine = sum if metric.type == "counter" else max
-        timelines[metric.name] = sorted((ms, combine(vs)) for ms, vs in per_time.items())
+        timelines[metric.name] = combined_timeline(metric, per_time)
     document = state.as_json()
     document["duration"] = ((state.ended or state.last_seen) - state.started) / 1000.0
     document["bucket_seconds"] = bucket_s
     document["metrics"] = summary
     document["quality"] = quality.summarize_quality(timelines)
+    document["quality"]["peers"] = peer_qualities(metrics, buckets)
     return document
+
+
+def combined_timeline(metric, per_time):
+    """One line from several series' values per time: counters' rates add up, gauges take the worst."""
+    combine = sum if metric.type == "counter" else max
+    return sorted((ms, combine(values)) for ms, values in per_time.items())
+
+
+def peer_qualities(metrics, buckets):
+    """Each peer's MOS, verdict and problem codes over the call, with the call's rules
+    applied to that peer's series alone: which side of the call has the problem."""
+    by_peer = defaultdict(list)
+    for tags, rows in buckets:
+        by_peer[tags.get("peer", "")].append(rows)
+    peers = {}
+    for peer, peer_rows in sorted(by_peer.items()):
+        timelines = {}
+        for metric in metrics:
+            per_time = defaultdict(list)
+            for rows in peer_rows:
+                for ms, value in series_values(metric, rows):
+                    per_time[ms].append(value)
+            if per_time:
+                timelines[metric.name] = combined_timeline(metric, per_time)
+        found = quality.summarize_quality(timelines)
+        peers[peer] = {"mos": found["mos"], "verdict": found["verdict"],
+                       "problems": sorted({problem["problem"] for problem in found["problems"]})}
+    return peers
 
 
 SUMMARY_MAX_BUCKETS = 720

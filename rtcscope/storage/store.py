@@ -130,12 +130,13 @@ class Store:
             self._fields = (time.monotonic(), names)
         return names
 
-    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None):
-        """Per-call bucketed values of a metric: {call: [(ms, value|None)]}.
+    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, by="call"):
+        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]}.
 
-        Gauges are averaged over a call's peers and kinds; counters shown as
+        Gauges are averaged over a call's (or peer's) series; counters shown as
         rates are differentiated per series (peer x kind) and then summed."""
         field = quote_identifier(metric.source_field)
+        group = quote_identifier(by)
         where = time_range(start_ms, end_ms)
         if call is not None:
             where += f' AND "call" = {quote_literal(call)}'
@@ -144,14 +145,14 @@ class Store:
                 f'SELECT sum("rate") AS "value" FROM ('
                 f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
                 f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
-                f'WHERE {where} GROUP BY time({bucket_s}s), "call" fill(none)')
+                f'WHERE {where} GROUP BY time({bucket_s}s), {group} fill(none)')
         else:
             statement = (f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} '
-                         f'GROUP BY time({bucket_s}s), "call" fill(null)')
+                         f'GROUP BY time({bucket_s}s), {group} fill(null)')
         scale = metric.scale
         result = {}
         for series in await self.query(statement):
-            result[series["tags"].get("call", "")] = [
+            result[series["tags"].get(by, "")] = [
                 (row["time"], None if row["value"] is None else row["value"] * scale)
                 for row in series["rows"]]
         return result
