@@ -56,6 +56,16 @@ def dumps(message):
     return orjson.dumps(message)
 
 
+def deliver(message, viewers, leave):
+    """Hand one serialised message to every viewer; one broken viewer must not cost the others their tick."""
+    for viewer in list(viewers):
+        try:
+            viewer.send(message)
+        except Exception:
+            log.exception("dropping a viewer that failed to take a message")
+            leave(viewer)
+
+
 class Watch:
     """One watched metric: its viewers and the last five minutes of its live calls."""
 
@@ -255,12 +265,7 @@ class CallDetector:
 
     def broadcast(self, message, watches):
         for watch in watches:
-            for viewer in list(watch.viewers):
-                try:
-                    viewer.send(message)
-                except Exception:  # one broken viewer must not cost the others their tick
-                    log.exception("dropping a viewer that failed to take a message")
-                    self.unwatch(viewer)
+            deliver(message, watch.viewers, self.unwatch)
 
     # --- ticks --------------------------------------------------------------------
 
@@ -377,12 +382,7 @@ class CallDetector:
                       "changed": [{"call": call, "quality": self.published[call].as_json()}
                                   for call in sorted(changed, key=by_worst)],
                       "ended": ended_entries, "fleet": self.fleet})
-        for viewer in list(self.fleet_viewers):
-            try:
-                viewer.send(data)
-            except Exception:  # one broken viewer must not cost the others their tick
-                log.exception("dropping a viewer that failed to take a message")
-                self.unwatch_calls(viewer)
+        deliver(data, self.fleet_viewers, self.unwatch_calls)
 
     # --- history ------------------------------------------------------------------
 
