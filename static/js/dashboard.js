@@ -143,6 +143,7 @@
   const feed = new RS.FleetFeed({
     change: (message) => {
       if (message.type === "snapshot") RS.setFeed("live", "live");
+      liveList.dataset.updates = Number(liveList.dataset.updates || 0) + 1;
       for (const started of message.started || []) fresh.add(started.call);
       if ((message.ended || []).length) refreshEndedSoon();
       renderSoon();
