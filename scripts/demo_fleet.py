@@ -127,6 +127,7 @@ class Fleet:
         if args.key:
             self.headers["Authorization"] = "Bearer " + args.key
         self.retry_at = 0.0
+        self.unreachable_told = -10.0
         for _ in range(args.calls):
             # The first calls are spread over their lives, so they do not all end at once.
             self.calls.append(self.new_call(lifetime=self.rng.uniform(0.05, 1.0) * self.lifetime()))
@@ -160,7 +161,9 @@ class Fleet:
             return False
         except OSError as exc:
             self.refused += 1
-            print(f"cannot reach {self.url}: {exc}", file=sys.stderr)
+            if time.monotonic() - self.unreachable_told > 10:  # once in a while, not once per request
+                self.unreachable_told = time.monotonic()
+                print(f"cannot reach {self.url}: {exc}", file=sys.stderr)
             return False
 
     async def send_round(self, seconds):
