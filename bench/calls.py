@@ -51,9 +51,13 @@ def _lines(count, now_ms):
 def _fill(ctx, database, count):
     """Before the server starts: its detector's first tick takes these calls as
     they are (ended ones are history, not news to summarise)."""
-    harness.create_database(ctx.influxd, database)
-    ctx.influxd.query(f'CREATE RETENTION POLICY "rtcscope" ON "{database}" DURATION 30d REPLICATION 1 '
-                      'SHARD DURATION 1d DEFAULT')
+    for statement in (f'CREATE DATABASE "{database}"', f'CREATE RETENTION POLICY "rtcscope" ON "{database}" '
+                      'DURATION 30d REPLICATION 1 SHARD DURATION 1d DEFAULT'):
+        query = urllib.parse.urlencode({"q": statement}).encode()
+        status, body = harness.http("POST", ctx.influxd.url + "/query", query, timeout=60,
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200:
+            raise BenchError(f"influxd refused {statement}: {status} {body[:200]!r}")
     lines = _lines(count, int(time.time() * 1000))
     url = harness.influx_write_url(ctx.influxd, database) + "&rp=rtcscope"
     for start in range(0, len(lines), 20_000):
