@@ -7,7 +7,6 @@ import asyncio
 import datetime
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -81,14 +80,6 @@ define("read_token_file", default="", help="file of read tokens, one per line, r
 define("protect_metrics", default=False, help="require the read token for /metrics too")
 
 
-# Percent-escapes of identifier characters other than "." (a decoded "%2E%2E" would be a path step).
-_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
-
-
-def _decode_id_character(match):
-    return chr(int(match.group(1), 16))
-
-
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
@@ -135,8 +126,7 @@ class Application(tornado.web.Application):
     def find_handler(self, request, **kwargs):
         """The read token guards every route but the open ones, whoever wrote the handler.
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
-        if "%" in request.path:
-            request.path = _ENCODED_ID_CHARACTER.sub(_decode_id_character, request.path)
+        request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
