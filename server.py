@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import logging
 import os
+import re
 import signal
 import sys
 import time
