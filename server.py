@@ -18,7 +18,7 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from handlers import base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
@@ -34,7 +34,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, fleet, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -49,6 +49,8 @@ define("flush_interval", default=datetime.timedelta(seconds=0.5), type=datetime.
 define("batch_size", default=20_000, help="points per InfluxDB write; a full batch is flushed at once")
 define("call_timeout", default=datetime.timedelta(seconds=15), type=datetime.timedelta,
        help="a call with no samples for this long has ended")
+define("quality_window", default=datetime.timedelta(seconds=10), type=datetime.timedelta,
+       help="the fleet view's quality of a live call is that of its samples of this last stretch")
 define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
        help="client timestamps further than this from the server clock are replaced")
 define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
@@ -90,14 +92,6 @@ define("event_loop", default="asyncio",
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
 define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
 define("protect_metrics", default=False, help="require the read token for /metrics too")
-
-
-# Percent-escapes of identifier characters other than "." (a decoded "%2E%2E" would be a path step).
-_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
-
-
-def _decode_id_character(match):
-    return chr(int(match.group(1), 16))
 
 
 class Application(tornado.web.Application):
@@ -151,8 +145,7 @@ class Application(tornado.web.Application):
     def find_handler(self, request, **kwargs):
         """The read token guards every route but the open ones, whoever wrote the handler.
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
-        if "%" in request.path:
-            request.path = _ENCODED_ID_CHARACTER.sub(_decode_id_character, request.path)
+        request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
@@ -205,10 +198,14 @@ class Application(tornado.web.Application):
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
         await self.store.close()
 
+    @property
+    def retention_seconds(self):
+        return retention_seconds(self.config["retention"])
+
     async def load_calls(self, call=None, window_ms=None):
         now_ms = int(time.time() * 1000)
         if window_ms is None:
-            window_ms = (parse_duration(self.config["retention"]) or 400 * 86400) * 1000
+            window_ms = self.retention_seconds * 1000
         return await load_calls(self.store, now_ms, window_ms,
                                 _seconds(self.config["call_timeout"]) * 1000, call=call)
 
@@ -273,6 +270,9 @@ def make_telemetry(writer, detector, rtcstats_sessions):
     telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
                     lambda: len(detector.watches))
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
+    telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
+    telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                      lambda: detector.summaries_written)
     telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
                     lambda: rtcstats_sessions.connected)
     telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
@@ -284,6 +284,11 @@ def make_telemetry(writer, detector, rtcstats_sessions):
     telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
                       "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
     return telemetry
+
+
+def retention_seconds(retention):
+    """How far back data can be: the retention, or 400 days when it is infinite."""
+    return parse_duration(retention) or 400 * 86400
 
 
 def _seconds(value):
@@ -315,7 +320,9 @@ def make_app(**overrides):
                          flush_interval=_seconds(config["flush_interval"]),
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
-                            tick_ms=_seconds(config["tick"]) * 1000)
+                            tick_ms=_seconds(config["tick"]) * 1000,
+                            quality_window_ms=_seconds(config["quality_window"]) * 1000,
+                            history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
     rtcstats_sessions = Sessions(store, config["max_samples"])
     return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions),
                        rtcstats_sessions)

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import counters, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
+from . import calls, counters, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -55,12 +55,13 @@ BENCHMARKS = [
     ("prototype", ["3. The 2015 Flask prototype's write path (historical baseline)"], ingest.prototype),
     ("live", ["4. Fan-out: 1,000 websocket viewers of one metric, 50 live calls",
               "5. Detection latency: call start and end at a viewer"], live.live),
-    ("fleet", ["7. Fleet: the shipped client over the websocket against POST, one report per peer-second"],
+    ("fleet", ["8. Fleet ingest: the shipped client over the websocket against POST, one report per peer-second"],
      fleet.fleet),
     ("wal", ["Write-ahead log: cost per ingest request against memory only"], wal.wal_cost),
     ("writes", ["Writer: batch size, concurrent writes and gzip to InfluxDB"], writes.write_batching),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
+    ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
     ("counters", ["/metrics counters on the ingest hot path"], counters.counters),
     ("profile", ["Profile: where a server process spends its CPU"], profile.profile),

@@ -1,5 +1,6 @@
 """Base handlers: JSON in and out, JSON errors, never a traceback."""
 import http.client
+import re
 from urllib.parse import urlencode
 
 import orjson
@@ -13,7 +14,22 @@ from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400
+# Call ids in URL paths: tornado matches routes on the raw path, so
+# decode_path_ids() turns %-escapes of identifier characters into the
+# characters before routing (/v1/calls/room%3A1/ is the call room:1), and
+# the routes match the identifier itself. "." stays encoded: a decoded
+# "%2E%2E" would be a path step. An escape of anything else cannot be part
+# of a call id and leaves the path unmatched: a 404, as for an unknown call.
+CALL_PATTERN = r"(?P<call>[A-Za-z0-9_.:@{}-]{1,128})"
+IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.:@{}-]*")
+_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
 
+
+def decode_path_ids(path):
+    """`path` with %-escapes of identifier characters decoded."""
+    if "%" not in path:
+        return path
+    return _ENCODED_ID_CHARACTER.sub(lambda match: chr(int(match.group(1), 16)), path)
 
 
 async def find_metric(store, name):

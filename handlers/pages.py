@@ -9,7 +9,7 @@ import tornado.web
 from rtcscope import registry
 from rtcscope.storage.store import StoreError
 
-from .base import find_metric
+from .base import CALL_PATTERN, find_metric
 
 
 class PageHandler(tornado.web.RequestHandler):
@@ -61,5 +61,5 @@ default_handlers = [
     (r"/", RootHandler),
     (r"/dashboard/?", DashboardHandler),
     (r"/graph/(?P<metric>[^/]{1,128})/?", GraphPageHandler),
-    (r"/calls/(?P<call>[A-Za-z0-9_.:@{}-]{1,128})/?", CallPageHandler),
+    (rf"/calls/{CALL_PATTERN}/?", CallPageHandler),
 ]

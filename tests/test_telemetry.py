@@ -44,6 +44,8 @@ FAMILIES = {
     "rtcscope_graph_viewers": "gauge",
     "rtcscope_watched_metrics": "gauge",
     "rtcscope_graph_viewers_dropped": "counter",
+    "rtcscope_calls_viewers": "gauge",
+    "rtcscope_call_summaries_written": "counter",
     "rtcscope_rtcstats_connections": "gauge",
     "rtcscope_rtcstats_sessions": "gauge",
     "rtcscope_rtcstats_messages": "counter",

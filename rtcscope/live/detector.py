@@ -14,9 +14,12 @@ import time
 
 import orjson
 
+from ..ingest.formats import SUMMARIES_MEASUREMENT
 from ..registry import COUNTER
 from ..storage.store import StoreError
-from .calls import build_calls
+from ..summary import history_fields, load_summary
+from . import fleet
+from .calls import build_calls, load_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -29,6 +32,15 @@ RECENT_BUCKETS = 4
 RATE_SETTLE_MS = 1000
 # Presence rows stamped up to this far ahead count (servers whose clocks run fast).
 CLOCK_SLACK_MS = 60_000
+# An ended call is summarised into rtc_call_summaries this long after its end was
+# seen: its last samples have reached InfluxDB, so every process reads the same.
+SUMMARY_SETTLE_MS = 5000
+# How far back the first tick looks for the start of calls already live.
+STARTS_LOOK_BACK_MS = 86400_000
+# Summaries written per round, so a burst of ended calls cannot hold the writer.
+SUMMARIES_PER_ROUND = 50
+# Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
+MAX_PENDING_SUMMARIES = 100_000
 
 
 class DetectorUnavailable(Exception):
@@ -42,6 +54,16 @@ def now_ms():
 def dumps(message):
     """One serialisation per message; the same bytes go to every viewer."""
     return orjson.dumps(message)
+
+
+def deliver(message, viewers, leave):
+    """Hand one serialised message to every viewer; one broken viewer must not cost the others their tick."""
+    for viewer in list(viewers):
+        try:
+            viewer.send(message)
+        except Exception:
+            log.exception("dropping a viewer that failed to take a message")
+            leave(viewer)
 
 
 class Watch:
@@ -115,16 +137,30 @@ class CallDetector:
     A viewer is any object with `send(bytes)` (one serialised JSON message) and
     `close(code, reason)`."""
 
-    def __init__(self, store, timeout_ms, tick_ms):
+    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None):
         self.store = store
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
+        self.quality_window_ms = quality_window_ms
+        self.history_ms = history_ms  # how far back an ended call's start is looked up
+        self.writer = writer  # where call summaries go; None: not written
         # Long enough that a call live at the previous tick is still seen when
         # it times out, even after a few slow or failed ticks.
         self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         self.watches = {}
+        self.starts = {}  # live call -> its first sample (ms)
+        self.qualities = {}  # live call -> fleet.CallQuality at the last tick
+        self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
+        self.fleet = None  # the fleet aggregates at the last tick
+        self._sent_fleet = None
+        self.last_tick_ms = None
+        self.fleet_viewers = set()
+        self._calls_snapshot = None
+        self.pending_summaries = {}  # ended call -> when to summarise it (ms)
+        self._summaries_task = None
+        self.summaries_written = 0
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
@@ -137,6 +173,12 @@ class CallDetector:
     @property
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    def live_states(self):
+        """{call: CallState} of the live calls as of the last tick; None before the first."""
+        if self.calls is None:
+            return None
+        return {call: state for call, state in self.calls.items() if state.state == "live"}
 
     @property
     def viewer_count(self):
@@ -171,12 +213,42 @@ class CallDetector:
         if not watch.viewers and not watch.waiting and self.watches.get(watch.metric.name) is watch:
             del self.watches[watch.metric.name]
 
-    async def _load(self, watch):
-        """Fill a newly watched metric with the last five minutes of the live calls."""
+    async def watch_calls(self, viewer):
+        """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
+        await self._wait_ready()
+        viewer.send(self.calls_snapshot())
+        self.fleet_viewers.add(viewer)
+
+    def unwatch_calls(self, viewer):
+        self.fleet_viewers.discard(viewer)
+
+    def live_entry(self, call):
+        state = self.calls[call]
+        return {"call": call, "peers": state.peers, "started": state.started,
+                "quality": self.published[call].as_json()}
+
+    def calls_snapshot(self):
+        """The /ws/calls snapshot, worst first, serialised once per change."""
+        if self._calls_snapshot is None:
+            entries = sorted((self.live_entry(call) for call in self.live_calls),
+                             key=lambda entry: fleet.worst_key(entry["call"], entry["quality"]))
+            self._calls_snapshot = dumps({"type": "snapshot", "calls": entries, "fleet": self.fleet})
+        return self._calls_snapshot
+
+    def quality_of(self, call):
+        """A live call's quality as of the last tick (unknown for a call newer than it)."""
+        found = self.qualities.get(call)
+        return (found or fleet.unknown_quality(self.last_tick_ms)).as_json()
+
+    async def _wait_ready(self):
         try:
             await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
         except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
+
+    async def _load(self, watch):
+        """Fill a newly watched metric with the last five minutes of the live calls."""
+        await self._wait_ready()
         end = now_ms()
         start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
         series = await self._metric_series(watch, start, end)
@@ -193,12 +265,7 @@ class CallDetector:
 
     def broadcast(self, message, watches):
         for watch in watches:
-            for viewer in list(watch.viewers):
-                try:
-                    viewer.send(message)
-                except Exception:  # one broken viewer must not cost the others their tick
-                    log.exception("dropping a viewer that failed to take a message")
-                    self.unwatch(viewer)
+            deliver(message, watch.viewers, self.unwatch)
 
     # --- ticks --------------------------------------------------------------------
 
@@ -227,28 +294,40 @@ class CallDetector:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for watch in list(self.watches.values()):
-            for viewer in list(watch.viewers):
-                viewer.close(1001, "server shutting down")
+        if self._summaries_task is not None:
+            self._summaries_task.cancel()
+        viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]
+        for viewer in viewers + list(self.fleet_viewers):
+            viewer.close(1001, "server shutting down")
 
     async def _tick(self):
         now = now_ms()
-        self.queries += 2
-        presence, ends = await self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS)
+        self.queries += 3
+        (presence, ends), window = await asyncio.gather(
+            self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS),
+            self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
+                                      fleet.WINDOW_COUNTERS))
         calls = build_calls(presence, ends, now, self.timeout_ms)
         recv = {}
         for call, _, row in presence:
             recv[call] = max(recv.get(call, 0), row["recv"])
         started, ended = await self._diff(calls, now)
+        await self._keep_starts(calls, started, now)
         watches = [watch for watch in self.watches.values() if watch.loaded]
         end = now_ms()
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
         recent = await asyncio.gather(*(self._metric_series(watch, since, end) for watch in watches))
         # Everything below is synchronous: viewers see one consistent tick.
+        previous = self.calls or {}
         self.calls, self.recv = calls, recv
         self.ticks += 1
-        self._ready.set()
+        self.last_tick_ms = now
         live = set(self.live_calls)
+        self.qualities = fleet.call_qualities(window, live, now)
+        self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
+        self._publish_calls(started, ended, previous, live)
+        self._queue_summaries(ended, now)
+        self._ready.set()
         for call, at in started:
             for watch in self.watches.values():
                 if watch.loaded:
@@ -270,6 +349,80 @@ class CallDetector:
                 if watch.loaded:
                     watch.drop_call(call)
             self.broadcast(dumps({"type": "call_ended", "call": call, "at": at}), self.watches.values())
+
+    def _publish_calls(self, started, ended, previous, live):
+        """One `calls` message for the /ws/calls viewers when a call started, ended
+        or changed enough (fleet.CallQuality.differs_from), or the fleet changed."""
+        ended_entries = []
+        for call, at in ended:
+            state = self.calls.get(call) or previous.get(call)
+            reason = state.end_reason if state is not None and state.state == "ended" else None
+            ended_entries.append({"call": call, "at": at, "reason": reason or "timeout"})
+        started_calls = [call for call, _ in started if call in live]
+        changed = []
+        for call in live:
+            current = self.qualities[call]
+            before = self.published.get(call)
+            if before is None or current.differs_from(before):
+                if before is not None and call not in started_calls:
+                    changed.append(call)
+                self.published[call] = current
+        for call in [call for call in self.published if call not in live]:
+            del self.published[call]
+        self._calls_snapshot = None
+        if not (started_calls or changed or ended_entries or self.fleet != self._sent_fleet):
+            return
+        self._sent_fleet = self.fleet
+
+        def by_worst(call):
+            return fleet.worst_key(call, self.published[call].as_json())
+
+        data = dumps({"type": "calls",
+                      "started": [self.live_entry(call) for call in sorted(started_calls, key=by_worst)],
+                      "changed": [{"call": call, "quality": self.published[call].as_json()}
+                                  for call in sorted(changed, key=by_worst)],
+                      "ended": ended_entries, "fleet": self.fleet})
+        deliver(data, self.fleet_viewers, self.unwatch_calls)
+
+    # --- history ------------------------------------------------------------------
+
+    def _queue_summaries(self, ended, now):
+        if self.writer is None:
+            return
+        for call, _ in ended:
+            if len(self.pending_summaries) >= MAX_PENDING_SUMMARIES:
+                log.warning("call summaries fall behind: %s is not summarised", call)
+                continue
+            self.pending_summaries[call] = now + SUMMARY_SETTLE_MS
+        if self.pending_summaries and (self._summaries_task is None or self._summaries_task.done()):
+            self._summaries_task = asyncio.ensure_future(self._write_summaries())
+
+    async def _write_summaries(self):
+        """Summarise the ended calls that have settled, one rtc_call_summaries point each.
+
+        The call's state is read again over the whole history (the detector's
+        window starts too late for a long call), so every process computes the
+        same start, end and buckets, and writes the same point: same time,
+        tag and fields, which InfluxDB keeps once."""
+        now = now_ms()
+        due = [call for call, at in self.pending_summaries.items() if at <= now][:SUMMARIES_PER_ROUND]
+        for call in due:
+            try:
+                states = await load_calls(self.store, now, self.history_ms, self.timeout_ms, call=call)
+                state = states.get(call)
+                if state is None or state.state != "ended":
+                    self.pending_summaries.pop(call, None)  # live again: summarised when it ends again
+                    continue
+                fields = history_fields(await load_summary(self.store, state))
+            except (TimeoutError, StoreError) as exc:
+                log.warning("call summary of %s failed, retried: %s", call, exc)
+                return
+            encoded = ",".join(f"{name}={value!r}" for name, value in sorted(fields.items()))
+            line = f"{SUMMARIES_MEASUREMENT},call={call} {encoded} {state.ended * 1_000_000}"
+            if not self.writer.submit([line.encode()]):
+                return  # the buffer is full: try again next round
+            self.pending_summaries.pop(call, None)
+            self.summaries_written += 1
 
     async def _diff(self, calls, now):
         """[(call, at)] started and ended since the previous tick.
@@ -301,6 +454,24 @@ class CallDetector:
         started.sort(key=lambda item: (item[1], item[0]))
         ended.sort(key=lambda item: (item[1], item[0]))
         return started, ended
+
+    async def _keep_starts(self, calls, started, now):
+        """Give each live call its real start: the look-back window holds only the
+        last seconds of a long call. A call's start is remembered from the tick it
+        started; calls already live at this process's first tick cost one query,
+        once, over the last day."""
+        if self.calls is None:
+            live = [call for call, state in calls.items() if state.state == "live"]
+            if live:
+                self.queries += 1
+                self.starts = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
+        for call, at in started:
+            self.starts[call] = at
+        for call, state in calls.items():
+            if state.state == "live":
+                state.started = self.starts.setdefault(call, state.started)
+        for call in [call for call in self.starts if call not in calls or calls[call].state != "live"]:
+            del self.starts[call]
 
     async def _restart_time(self, call, now):
         """First sample of a call that came back: the earliest one received
