@@ -22,7 +22,7 @@ def recent_dump(tmp_path, name="dump.json"):
 @pytest.mark.gen_test(timeout=90)
 async def test_the_file_picker_uploads_a_dump_and_opens_its_call(http_client, base_url, app, tmp_path):
     path = recent_dump(tmp_path)
-    async with browser_page() as page:
+    async with browser_page(expected_statuses=(404,)) as page:  # the page polls until the call can be read
         await page.goto(base_url + "/import")
         assert await page.is_disabled("#import-submit")
         await page.fill("#import-call", "ticket:4711")
@@ -41,7 +41,7 @@ async def test_the_file_picker_uploads_a_dump_and_opens_its_call(http_client, ba
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=90)
 async def test_a_dropped_file_is_taken_and_a_bad_dump_is_explained(http_client, base_url, app, tmp_path):
-    async with browser_page() as page:
+    async with browser_page(expected_statuses=(400,)) as page:
         await page.goto(base_url + "/import")
         # A drop carries a DataTransfer with the file; the call id is suggested from its name.
         await page.evaluate("""() => {

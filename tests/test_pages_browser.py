@@ -16,9 +16,10 @@ WAIT_MS = 20_000
 
 
 @contextlib.asynccontextmanager
-async def browser_page(width=1400, height=900):
+async def browser_page(width=1400, height=900, expected_statuses=()):
     """A page that counts its document loads (history.replaceState is not one) and fails the test on a
-    script error or an error on the console."""
+    script error or an error on the console; answers with one of `expected_statuses` (a page that polls
+    for what is not there yet, a refusal the test provokes) are the only console errors it allows."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
@@ -26,8 +27,13 @@ async def browser_page(width=1400, height=900):
             page.errors = []
             page.loads = []
             page.on("pageerror", lambda error: page.errors.append(str(error)))
-            page.on("console", lambda message: page.errors.append("console: " + message.text)
-                    if message.type == "error" else None)
+            allowed = tuple(f"the server responded with a status of {status} " for status in expected_statuses)
+
+            def on_console(message):
+                if message.type == "error" and not any(text in message.text for text in allowed):
+                    page.errors.append("console: " + message.text)
+
+            page.on("console", on_console)
             page.on("domcontentloaded", lambda loaded: page.loads.append(loaded.url))
             yield page
             assert page.errors == []
