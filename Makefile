@@ -7,7 +7,7 @@ APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils syst
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
 
-.PHONY: install run test lint bench binary clean
+.PHONY: install run test lint bench binary demo-fleet clean
 
 install: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,6 +40,10 @@ binary: install
 bench: install
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_ARGS)
+
+# A simulated fleet (300 live calls, one in seventeen bad) sent to the server `make run` started; DEMO_ARGS="--duration 600 --calls 1000".
+demo-fleet: install
+	$(PY) scripts/demo_fleet.py --server http://127.0.0.1:$(PORT) $(DEMO_ARGS)
 
 clean:
 	rm -rf build dist .pytest_cache

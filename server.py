@@ -17,7 +17,7 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, health, ingest, pages, series, stats, ws
+from handlers import base, calls, client, fleet, health, ingest, pages, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.live.calls import load_calls
@@ -30,7 +30,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, stats, calls, fleet, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -45,6 +45,8 @@ define("flush_interval", default=datetime.timedelta(seconds=0.5), type=datetime.
 define("batch_size", default=20_000, help="points per InfluxDB write; a full batch is flushed at once")
 define("call_timeout", default=datetime.timedelta(seconds=15), type=datetime.timedelta,
        help="a call with no samples for this long has ended")
+define("quality_window", default=datetime.timedelta(seconds=10), type=datetime.timedelta,
+       help="the fleet view's quality of a live call is that of its samples of this last stretch")
 define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
        help="client timestamps further than this from the server clock are replaced")
 define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
@@ -138,10 +140,14 @@ class Application(tornado.web.Application):
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
         await self.store.close()
 
+    @property
+    def retention_seconds(self):
+        return retention_seconds(self.config["retention"])
+
     async def load_calls(self, call=None, window_ms=None):
         now_ms = int(time.time() * 1000)
         if window_ms is None:
-            window_ms = (parse_duration(self.config["retention"]) or 400 * 86400) * 1000
+            window_ms = self.retention_seconds * 1000
         return await load_calls(self.store, now_ms, window_ms,
                                 _seconds(self.config["call_timeout"]) * 1000, call=call)
 
@@ -191,7 +197,15 @@ def make_telemetry(writer, detector):
     telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
                     lambda: len(detector.watches))
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
+    telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
+    telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                      lambda: detector.summaries_written)
     return telemetry
+
+
+def retention_seconds(retention):
+    """How far back data can be: the retention, or 400 days when it is infinite."""
+    return parse_duration(retention) or 400 * 86400
 
 
 def _seconds(value):
@@ -207,7 +221,9 @@ def make_app(**overrides):
                          flush_interval=_seconds(config["flush_interval"]),
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
-                            tick_ms=_seconds(config["tick"]) * 1000)
+                            tick_ms=_seconds(config["tick"]) * 1000,
+                            quality_window_ms=_seconds(config["quality_window"]) * 1000,
+                            history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
     return Application(store, writer, config, detector)
 
 

@@ -1,17 +1,29 @@
 """Base handlers: JSON in and out, JSON errors, never a traceback."""
 import http.client
+import re
 from urllib.parse import urlencode
 
 import orjson
 import tornado.web
 
 from rtcscope import registry
-from rtcscope.ingest.formats import FIELD_RE
+from rtcscope.ingest.formats import FIELD_RE, IDENTIFIER_RE
 from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400
+# A call id in a URL path, raw or %-encoded (tornado matches the raw path and
+# decodes the group): `:`, `@`, `{`, `}` may come either way. The decoded id
+# is checked by call_id().
+CALL_PATTERN = r"(?P<call>[A-Za-z0-9_.:@{}%-]{1,384})"
+IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.:@{}-]*")
 
+
+def call_id(call):
+    """The decoded call id of a URL, or a 400 when it cannot be one."""
+    if not IDENTIFIER_RE.fullmatch(call):
+        raise tornado.web.HTTPError(400, "a call id is 1-128 characters of [A-Za-z0-9_.:@{}-]")
+    return call
 
 
 async def find_metric(store, name):
@@ -97,8 +109,8 @@ class APIHandler(tornado.web.RequestHandler):
         return metric
 
     async def known_call(self, call):
-        """The call's current state, or a 404."""
-        state = (await self.application.load_calls(call=call)).get(call)
+        """The call's current state, or a 404 (a 400 for an id no call can have)."""
+        state = (await self.application.load_calls(call=call_id(call))).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "unknown call %s", call)
         return state

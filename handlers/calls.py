@@ -1,14 +1,20 @@
-"""Calls: which are live or ended, and one call's summary."""
+"""Calls: which are live or ended with their quality, worst first or most recent first, and one call's summary."""
+import bisect
+import time
 
 import tornado.web
 
-from rtcscope.summary import summarize
-from rtcscope.timeparse import bucket_for, parse_duration
+from rtcscope.live import fleet
+from rtcscope.live.detector import CLOCK_SLACK_MS
+from rtcscope.summary import load_summary
+from rtcscope.timeparse import parse_duration
 
-from .base import APIHandler
+from .base import CALL_PATTERN, IDENTIFIER_CHARS, APIHandler
 
 STATES = ("live", "ended", "all")
-SUMMARY_MAX_BUCKETS = 720
+SORTS = ("recent", "worst")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
 class CallsHandler(APIHandler):
@@ -19,21 +25,60 @@ class CallsHandler(APIHandler):
         since = parse_duration(self.argument("since", "24h"))
         if not since:
             raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        sort = self.argument("sort", "recent")
+        if sort not in SORTS:
+            raise tornado.web.HTTPError(400, "sort must be recent or worst")
+        search = self.argument("q", "")
+        if len(search) > 128 or not IDENTIFIER_CHARS.fullmatch(search):
+            raise tornado.web.HTTPError(400, "q must be up to 128 characters of a call id ([A-Za-z0-9_.:@{}-])")
+        limit = self.limit_argument()
+        cursor = self.argument("cursor")
+        try:
+            after = fleet.decode_cursor(cursor, sort) if cursor else None
+        except fleet.BadCursor as exc:
+            raise tornado.web.HTTPError(400, "%s", exc) from None
+
         calls = await self.application.load_calls(window_ms=since * 1000)
-        listed = [c.as_json() for c in calls.values() if state in ("all", c.state)]
-        listed.sort(key=lambda c: (c["state"] != "live", -c["last_seen"]))
-        self.write_json({"calls": listed, "count": len(listed)})
+        listed = [c for c in calls.values() if state in ("all", c.state) and search in c.call]
+        summaries = {}
+        if any(c.state == "ended" for c in listed):
+            now = int(time.time() * 1000)
+            summaries = await self.store.call_summaries(now - since * 1000, now + CLOCK_SLACK_MS)
+        detector = self.application.detector
+        documents = []
+        for found in listed:
+            document = found.as_json()
+            if found.state == "live":
+                document["quality"] = detector.quality_of(found.call)
+            else:
+                document["quality"] = fleet.summary_quality(summaries.get(found.call))
+            documents.append(document)
+        if sort == "worst":
+            keys = [fleet.worst_key(document["call"], document["quality"]) for document in documents]
+        else:
+            keys = [fleet.recent_key(document) for document in documents]
+        order = sorted(range(len(documents)), key=keys.__getitem__)
+        sorted_keys = [keys[index] for index in order]
+        start = bisect.bisect_right(sorted_keys, after) if after is not None else 0
+        page = order[start:start + limit]
+        more = start + limit < len(order)
+        self.write_json({"calls": [documents[index] for index in page], "count": len(documents),
+                         "next": fleet.encode_cursor(sort, keys[page[-1]]) if more and page else None})
+
+    def limit_argument(self):
+        text = self.argument("limit", str(DEFAULT_LIMIT))
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise tornado.web.HTTPError(400, "limit must be a whole number from 1 to %d", MAX_LIMIT)
+        return int(text)
 
 
 class CallHandler(APIHandler):
     async def get(self, call):
         state = await self.known_call(call)
-        bucket_s = bucket_for(state.span_seconds, SUMMARY_MAX_BUCKETS)
-        buckets = await self.store.call_buckets(call, state.started - 1000, state.last_seen + 1000, bucket_s)
-        self.write_json(summarize(state, buckets, bucket_s))
+        self.write_json(await load_summary(self.store, state))
 
 
 default_handlers = [
     (r"/v1/calls/?", CallsHandler),
-    (r"/v1/calls/(?P<call>[A-Za-z0-9_.:@{}-]{1,128})/?", CallHandler),
+    (rf"/v1/calls/{CALL_PATTERN}/?", CallHandler),
 ]

@@ -9,7 +9,7 @@ import tornado.web
 from rtcscope import registry
 from rtcscope.storage.store import StoreError
 
-from .base import find_metric
+from .base import CALL_PATTERN, call_id, find_metric
 
 
 class PageHandler(tornado.web.RequestHandler):
@@ -51,7 +51,7 @@ class GraphPageHandler(PageHandler):
 
 class CallPageHandler(PageHandler):
     async def get(self, call):
-        state = (await self.application.load_calls(call=call)).get(call)
+        state = (await self.application.load_calls(call=call_id(call))).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "No call %s has been seen within the retention period.", call)
         self.page("call.html", "call", call=call)
@@ -61,5 +61,5 @@ default_handlers = [
     (r"/", RootHandler),
     (r"/dashboard/?", DashboardHandler),
     (r"/graph/(?P<metric>[^/]{1,128})/?", GraphPageHandler),
-    (r"/calls/(?P<call>[A-Za-z0-9_.:@{}-]{1,128})/?", CallPageHandler),
+    (rf"/calls/{CALL_PATTERN}/?", CallPageHandler),
 ]

@@ -32,23 +32,31 @@ class SeriesHandler(APIHandler):
             start, end = self.range_arguments(now)
         call = self.argument("call")
         state = await self.known_call(call) if call is not None else None
+        # by=peer: a line per peer of one call (which side has the problem).
+        by = self.argument("by", "call")
+        if by not in ("call", "peer"):
+            raise tornado.web.HTTPError(400, "by must be call or peer")
+        if by == "peer" and call is None:
+            raise tornado.web.HTTPError(400, "by=peer needs a call")
         bucket_ms = bucket_for(-(-(end - start) // 1000), MAX_POINTS) * 1000
         first_bucket = start // bucket_ms * bucket_ms
         rate = metric.type == COUNTER
         # A rate's first bucket needs the one before it.
         query_start = first_bucket - bucket_ms if rate else first_bucket
-        series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call)
+        series = await self.store.metric_series(metric, query_start, end, bucket_ms // 1000, rate=rate, call=call, by=by)
         # A rate's bucket still open (or just closed) covers part of its increase over all of its time.
         last_bucket = min(end, now - bucket_ms - RATE_SETTLE_MS) if rate else end
         if rate and state is not None:  # so is the bucket of an ended call's last sample
             last_bucket = min(last_bucket, state.last_seen - bucket_ms)
-        calls = {}
+        lines = {}
         for name, points in sorted(series.items()):
             kept = [[ms, value] for ms, value in points if value is not None and first_bucket <= ms <= last_bucket]
             if kept:
-                calls[name] = kept
-        self.write_json({"metric": metric.name, "unit": metric.display_unit, "type": metric.type,
-                         "bucket_ms": bucket_ms, "start": start, "end": end, "calls": calls})
+                lines[name] = kept
+        document = {"metric": metric.name, "unit": metric.display_unit, "type": metric.type,
+                    "bucket_ms": bucket_ms, "start": start, "end": end}
+        document["peers" if by == "peer" else "calls"] = lines
+        self.write_json(document)
 
 
 default_handlers = [

@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.timeparse import call_bucket, interval_bucket, parse_duration, rfc3339
 
-from .base import APIHandler
+from .base import CALL_PATTERN, APIHandler
 
 RECENT_SECONDS = 300
 RECENT_BUCKET_SECONDS = 10
@@ -65,5 +65,5 @@ default_handlers = [
     (r"/v1/stats/?", RecentHandler),
     (r"/v1/stats/interval/?", IntervalHandler),
     (r"/v1/stats/timerange/?", TimerangeHandler),
-    (r"/v1/stats/(?P<call>[A-Za-z0-9_.:@{}-]{1,128})/?", CallStatsHandler),
+    (rf"/v1/stats/{CALL_PATTERN}/?", CallStatsHandler),
 ]

@@ -1,7 +1,7 @@
-"""WebSocket /ws/graph/<metric>: a snapshot of the live calls, then every change.
+"""WebSockets /ws/graph/<metric> and /ws/calls: a snapshot, then every change.
 
-The call detector produces each message once; this handler only writes it
-and keeps a slow viewer from holding unbounded memory."""
+The call detector produces each message once; these handlers only write it
+and keep a slow viewer from holding unbounded memory."""
 import functools
 import logging
 import struct
@@ -38,8 +38,8 @@ def text_frame(message):
     return struct.pack("!BBQ", 0x81, 127, length) + message
 
 
-class GraphSocket(tornado.websocket.WebSocketHandler):
-    """One viewer of one metric. Viewers only listen; what they send is ignored."""
+class LiveSocket(tornado.websocket.WebSocketHandler):
+    """A viewer of the detector's messages. Viewers only listen; what they send is ignored."""
 
     @property
     def ping_interval(self):
@@ -53,22 +53,13 @@ class GraphSocket(tornado.websocket.WebSocketHandler):
         """Called only for cross-origin requests: those need the --ws-origins allow-list."""
         return origin in self.settings["ws_origins"]
 
-    async def open(self, metric):
+    def leave(self):
+        """Stop getting the detector's messages."""
+        raise NotImplementedError
+
+    def start_pending(self):
         self.pending = 0
         self.max_pending = self.settings["ws_max_pending"]  # bytes not yet taken by the socket
-        detector = self.application.detector
-        try:
-            found = await find_metric(self.application.store, metric)
-        except StoreError:
-            return self.close(CLOSE_UNAVAILABLE, "InfluxDB is unavailable")
-        if found is None:
-            return self.close(CLOSE_UNKNOWN_METRIC, f"unknown metric {metric}")
-        try:
-            await detector.watch(found, self)
-        except (StoreError, DetectorUnavailable) as exc:
-            return self.close(CLOSE_UNAVAILABLE, f"live data unavailable: {exc}"[:120])
-        if self.closing:  # closed while the snapshot was loading
-            detector.unwatch(self)
 
     def on_message(self, message):
         pass
@@ -100,13 +91,53 @@ class GraphSocket(tornado.websocket.WebSocketHandler):
             future.exception()  # a closed connection is not an error worth logging
 
     def close(self, code=None, reason=None):
-        self.application.detector.unwatch(self)
+        self.leave()
         super().close(code, reason)
 
     def on_close(self):
+        self.leave()
+
+
+class GraphSocket(LiveSocket):
+    """One viewer of one metric's live graph."""
+
+    async def open(self, metric):
+        self.start_pending()
+        detector = self.application.detector
+        try:
+            found = await find_metric(self.application.store, metric)
+        except StoreError:
+            return self.close(CLOSE_UNAVAILABLE, "InfluxDB is unavailable")
+        if found is None:
+            return self.close(CLOSE_UNKNOWN_METRIC, f"unknown metric {metric}")
+        try:
+            await detector.watch(found, self)
+        except (StoreError, DetectorUnavailable) as exc:
+            return self.close(CLOSE_UNAVAILABLE, f"live data unavailable: {exc}"[:120])
+        if self.closing:  # closed while the snapshot was loading
+            detector.unwatch(self)
+
+    def leave(self):
         self.application.detector.unwatch(self)
+
+
+class CallsSocket(LiveSocket):
+    """One viewer of the live call list with every call's quality (SPEC §10)."""
+
+    async def open(self):
+        self.start_pending()
+        try:
+            await self.application.detector.watch_calls(self)
+        except DetectorUnavailable as exc:
+            return self.close(CLOSE_UNAVAILABLE, f"live data unavailable: {exc}"[:120])
+        if self.closing:
+            self.leave()
+
+    def leave(self):
+        self.application.detector.unwatch_calls(self)
 
 
 default_handlers = [
     (r"/ws/graph/(?P<metric>[^/]{1,128})/?", GraphSocket),
+    (r"/ws/calls/?", CallsSocket),
 ]

@@ -68,6 +68,70 @@ def estimate_mos(rtt_ms: float | None, jitter_ms: float | None, loss_ratio: floa
     return _mos_from_r(_R_DEFAULT - delay_impairment - loss_impairment)
 
 
+def verdict_of(mos: float | None) -> str | None:
+    """The G.107 band of a MOS: "good" from R = 80, "fair" from R = 70, else "poor"; None without a MOS."""
+    if mos is None:
+        return None
+    if mos >= GOOD_MOS:
+        return "good"
+    if mos >= FAIR_MOS:
+        return "fair"
+    return "poor"
+
+
+def loss_ratio(lost: float, received: float, sent: float) -> float | None:
+    """Packets lost over packets carried (rates or increments alike); None when nothing was carried.
+
+    packetsSent, when given, joins packetsReceived in the denominator: packetsLost
+    also counts what the remote lost of what this peer sent, so a send-only peer
+    would otherwise read as 100 % loss.
+    """
+    lost = max(lost, 0.0)
+    total = lost + max(received, 0.0) + max(sent, 0.0)
+    return lost / total if total > 0 else None
+
+
+# Problem codes, in the order they are listed; each with the metric it is judged on.
+PROBLEM_CODES = ("high_loss", "high_rtt", "high_jitter", "freezes", "cpu_limited", "bandwidth_limited")
+_LIMITATIONS = {"cpu_limited": QUALITY_LIMITATION_CODES["cpu"],
+                "bandwidth_limited": QUALITY_LIMITATION_CODES["bandwidth"]}
+_THRESHOLDS = {"high_loss": LOSS_THRESHOLD, "high_rtt": RTT_THRESHOLD_MS, "high_jitter": JITTER_THRESHOLD_MS,
+               "freezes": FREEZE_THRESHOLD, **_LIMITATIONS}
+
+
+def threshold_of(problem: str) -> float:
+    return _THRESHOLDS[problem]
+
+
+def holds(problem: str, value: float) -> bool:
+    """Whether one value shows the problem: over its threshold, or the limitation's code.
+
+    The values are a loss ratio (high_loss), rtt and jitter in ms, freezes
+    counted (a count or a rate) and qualityLimitationReason codes."""
+    if problem in _LIMITATIONS:
+        return round(value) == _LIMITATIONS[problem]
+    return value > _THRESHOLDS[problem]
+
+
+def problem_mask(codes: Iterable[str]) -> float:
+    """Problem codes as the bits of one float (bit i: PROBLEM_CODES[i]), for storage."""
+    codes = set(codes)
+    return float(sum(1 << bit for bit, code in enumerate(PROBLEM_CODES) if code in codes))
+
+
+def codes_of_mask(mask: float) -> list[str]:
+    return [code for bit, code in enumerate(PROBLEM_CODES) if int(mask) & (1 << bit)]
+
+
+def current_problems(window: dict[str, float | None]) -> list[str]:
+    """The problems active in a window's values: {"loss", "rtt", "jitter", "freezes",
+    "qualityLimitationReason"} (a missing or None value shows none)."""
+    inputs = {"high_loss": "loss", "high_rtt": "rtt", "high_jitter": "jitter", "freezes": "freezes",
+              "cpu_limited": "qualityLimitationReason", "bandwidth_limited": "qualityLimitationReason"}
+    return [problem for problem in PROBLEM_CODES
+            if window.get(inputs[problem]) is not None and holds(problem, window[inputs[problem]])]
+
+
 def _points(series: dict[str, list[tuple[int, float]]], metric: str) -> list[tuple[int, float]]:
     """The usable points of one metric, oldest first (empty buckets are None)."""
     return sorted(
@@ -76,37 +140,28 @@ def _points(series: dict[str, list[tuple[int, float]]], metric: str) -> list[tup
     )
 
 
-def _packet_loss(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, float, float]]:
-    """(time, lost/s, packets/s) from the counter rates.
-
-    packetsSent, when given, joins packetsReceived in the denominator: packetsLost
-    also counts what the remote lost of what this peer sent, so a send-only peer
-    would otherwise read as 100 % loss.
-    """
+def _packet_loss(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, float, float, float]]:
+    """(time, lost/s, received/s, sent/s) from the counter rates, where packets were carried."""
     received = dict(_points(series, "packetsReceived"))
     sent = dict(_points(series, "packetsSent"))
-    loss = []
-    for time, lost in _points(series, "packetsLost"):
-        total = max(lost, 0.0) + received.get(time, 0.0) + sent.get(time, 0.0)
-        if total > 0:
-            loss.append((time, max(lost, 0.0), total))
-    return loss
+    return [(time, lost, received.get(time, 0.0), sent.get(time, 0.0)) for time, lost in _points(series, "packetsLost")
+            if loss_ratio(lost, received.get(time, 0.0), sent.get(time, 0.0)) is not None]
 
 
 def _loss_ratio_points(series: dict[str, list[tuple[int, float]]]) -> tuple[str, list[tuple[int, float]]]:
     """Loss ratio over time, from packet rates when there are any, else from fractionLost."""
     packet_loss = _packet_loss(series)
     if packet_loss:
-        return "packetsLost", [(time, lost / total) for time, lost, total in packet_loss]
+        return "packetsLost", [(time, loss_ratio(lost, received, sent)) for time, lost, received, sent in packet_loss]
     return "fractionLost", _points(series, "fractionLost")
 
 
-def _runs(points: Iterable[tuple[int, float]], holds: Callable[[float], bool]) -> list[list[tuple[int, float]]]:
+def _runs(points: Iterable[tuple[int, float]], condition: Callable[[float], bool]) -> list[list[tuple[int, float]]]:
     """Maximal stretches of consecutive points for which the condition holds."""
     runs: list[list[tuple[int, float]]] = []
     current: list[tuple[int, float]] = []
     for point in points:
-        if holds(point[1]):
+        if condition(point[1]):
             current.append(point)
         elif current:
             runs.append(current)
@@ -120,14 +175,26 @@ def _is_sustained(run: list[tuple[int, float]]) -> bool:
     return len(run) >= SUSTAINED_POINTS or run[-1][0] - run[0][0] >= SUSTAINED_MS
 
 
-def _problem(problem: str, metric: str, run: list[tuple[int, float]], threshold: float) -> dict:
+def _merge_close(runs: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+    """Runs less than the sustain time apart are one problem: a value hovering at
+    a threshold is one long problem, not many short ones."""
+    merged: list[list[tuple[int, float]]] = []
+    for run in runs:
+        if merged and run[0][0] - merged[-1][-1][0] < SUSTAINED_MS:
+            merged[-1] = merged[-1] + run
+        else:
+            merged.append(run)
+    return merged
+
+
+def _problem(problem: str, metric: str, run: list[tuple[int, float]]) -> dict:
     return {
         "problem": problem,
         "metric": metric,
         "from": run[0][0],
         "to": run[-1][0],
         "worst": max(value for _, value in run),
-        "threshold": threshold,
+        "threshold": threshold_of(problem),
     }
 
 
@@ -135,29 +202,25 @@ def find_problems(series: dict[str, list[tuple[int, float]]]) -> list[dict]:
     """Sustained loss, RTT, jitter and quality limitation, and every freeze, sorted by start.
 
     Freezes need no sustaining: the browser only counts a freeze after a long stall.
+    Occurrences of one problem less than the sustain time apart are merged.
     """
-    problems = []
     loss_metric, loss_points = _loss_ratio_points(series)
-    over_threshold = (
-        ("high_loss", loss_metric, loss_points, LOSS_THRESHOLD),
-        ("high_rtt", "rtt", _points(series, "rtt"), RTT_THRESHOLD_MS),
-        ("high_jitter", "jitter", _points(series, "jitter"), JITTER_THRESHOLD_MS),
-    )
-    for problem, metric, points, threshold in over_threshold:
-        for run in _runs(points, lambda value, limit=threshold: value > limit):
-            if _is_sustained(run):
-                problems.append(_problem(problem, metric, run, threshold))
-
-    for run in _runs(_points(series, "freezeCount"), lambda value: value > FREEZE_THRESHOLD):
-        problems.append(_problem("freezes", "freezeCount", run, FREEZE_THRESHOLD))
-
-    limitation_points = _points(series, "qualityLimitationReason")
-    for problem, reason in (("cpu_limited", "cpu"), ("bandwidth_limited", "bandwidth")):
-        code = QUALITY_LIMITATION_CODES[reason]
-        for run in _runs(limitation_points, lambda value, wanted=code: round(value) == wanted):
-            if _is_sustained(run):
-                problems.append(_problem(problem, "qualityLimitationReason", run, code))
-
+    limitation = _points(series, "qualityLimitationReason")
+    inputs = {
+        "high_loss": (loss_metric, loss_points),
+        "high_rtt": ("rtt", _points(series, "rtt")),
+        "high_jitter": ("jitter", _points(series, "jitter")),
+        "freezes": ("freezeCount", _points(series, "freezeCount")),
+        "cpu_limited": ("qualityLimitationReason", limitation),
+        "bandwidth_limited": ("qualityLimitationReason", limitation),
+    }
+    problems = []
+    for problem in PROBLEM_CODES:
+        metric, points = inputs[problem]
+        runs = _runs(points, lambda value, name=problem: holds(name, value))
+        if problem != "freezes":
+            runs = [run for run in runs if _is_sustained(run)]
+        problems.extend(_problem(problem, metric, run) for run in _merge_close(runs))
     return sorted(problems, key=lambda found: (found["from"], found["problem"]))
 
 
@@ -170,7 +233,7 @@ def _mean_loss_ratio(series: dict[str, list[tuple[int, float]]]) -> float | None
     """Packets lost over packets carried for the whole call, else the mean fractionLost."""
     packet_loss = _packet_loss(series)
     if packet_loss:
-        return sum(lost for _, lost, _ in packet_loss) / sum(total for _, _, total in packet_loss)
+        return loss_ratio(*(sum(point[column] for point in packet_loss) for column in (1, 2, 3)))
     return _mean(series, "fractionLost")
 
 
@@ -190,13 +253,6 @@ def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
     Verdict: "good" from MOS 4.02 (R >= 80), "fair" from 3.60 (R >= 70), else "poor".
     """
     mos = estimate_mos(_mean(series, "rtt"), _mean(series, "jitter"), _mean_loss_ratio(series))
-    if mos is None:
-        verdict = None
-    elif mos >= GOOD_MOS:
-        verdict = "good"
-    elif mos >= FAIR_MOS:
-        verdict = "fair"
-    else:
-        verdict = "poor"
+    verdict = verdict_of(mos)
     return {"mos": mos, "verdict": verdict, "problems": find_problems(series), "timeline": mos_timeline(series)}
 

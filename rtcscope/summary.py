@@ -2,6 +2,7 @@
 from collections import defaultdict
 
 from . import quality, registry
+from .timeparse import bucket_for
 
 
 def percentile(sorted_values, fraction):
@@ -58,11 +59,68 @@ def summarize(state, buckets, bucket_s):
             "min": values[0], "mean": sum(values) / len(values), "max": values[-1],
             "p95": percentile(values, 0.95), "count": len(values),
         }
-        combine = sum if metric.type == "counter" else max
-        timelines[metric.name] = sorted((ms, combine(vs)) for ms, vs in per_time.items())
+        timelines[metric.name] = combined_timeline(metric, per_time)
     document = state.as_json()
     document["duration"] = ((state.ended or state.last_seen) - state.started) / 1000.0
     document["bucket_seconds"] = bucket_s
     document["metrics"] = summary
     document["quality"] = quality.summarize_quality(timelines)
+    document["quality"]["peers"] = peer_qualities(metrics, buckets)
     return document
+
+
+def combined_timeline(metric, per_time):
+    """One line from several series' values per time: counters' rates add up, gauges take the worst."""
+    combine = sum if metric.type == "counter" else max
+    return sorted((ms, combine(values)) for ms, values in per_time.items())
+
+
+def peer_qualities(metrics, buckets):
+    """Each peer's MOS, verdict and problem codes over the call, with the call's rules
+    applied to that peer's series alone: which side of the call has the problem."""
+    by_peer = defaultdict(list)
+    for tags, rows in buckets:
+        by_peer[tags.get("peer", "")].append(rows)
+    peers = {}
+    for peer, peer_rows in sorted(by_peer.items()):
+        timelines = {}
+        for metric in metrics:
+            per_time = defaultdict(list)
+            for rows in peer_rows:
+                for ms, value in series_values(metric, rows):
+                    per_time[ms].append(value)
+            if per_time:
+                timelines[metric.name] = combined_timeline(metric, per_time)
+        found = quality.summarize_quality(timelines)
+        peers[peer] = {"mos": found["mos"], "verdict": found["verdict"],
+                       "problems": sorted({problem["problem"] for problem in found["problems"]})}
+    return peers
+
+
+SUMMARY_MAX_BUCKETS = 720
+
+
+async def load_summary(store, state):
+    """The summary of a call as stored: the query is fixed by the call's state, so every
+    process that summarises one call reads the same buckets and gets the same values."""
+    bucket_s = bucket_for(state.span_seconds, SUMMARY_MAX_BUCKETS)
+    buckets = await store.call_buckets(state.call, state.started - 1000, state.last_seen + 1000, bucket_s)
+    return summarize(state, buckets, bucket_s)
+
+
+def history_fields(summary):
+    """An ended call's rtc_call_summaries fields (floats): duration, peers, the mean and
+    lowest MOS of its timeline, its problems (a count and their codes as bits) and
+    whether it was poor."""
+    timeline = [mos for _, mos in summary["quality"]["timeline"] if mos is not None]
+    codes = {problem["problem"] for problem in summary["quality"]["problems"]}
+    fields = {"duration_s": float(summary["duration"]), "peers": float(len(summary["peers"])),
+              "problems": float(len(codes)),
+              "problem_mask": quality.problem_mask(codes)}
+    if timeline:
+        mos_mean = sum(timeline) / len(timeline)
+        fields.update(mos_mean=mos_mean, mos_min=min(timeline))
+        fields["poor"] = 1.0 if quality.verdict_of(mos_mean) == "poor" else 0.0
+    else:
+        fields["poor"] = 0.0
+    return fields

@@ -23,6 +23,7 @@ from .. import registry
 MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
+SUMMARIES_MEASUREMENT = "rtc_call_summaries"
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")

@@ -16,6 +16,7 @@ class CallState:
     started: int = 0
     last_seen: int = 0
     ended: int | None = None
+    end_reason: str | None = None  # "explicit" (an end event) or "timeout"; that of the peer that ended last
 
     @property
     def span_seconds(self):
@@ -24,7 +25,8 @@ class CallState:
 
     def as_json(self):
         return {"call": self.call, "state": self.state, "peers": self.peers,
-                "started": self.started, "last_seen": self.last_seen, "ended": self.ended}
+                "started": self.started, "last_seen": self.last_seen, "ended": self.ended,
+                "end_reason": self.end_reason}
 
 
 def build_calls(presence, ends, now_ms, timeout_ms):
@@ -39,22 +41,22 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     calls = {}
     for call, peer, row in presence:
         recv = row["recv"]
-        ended_at = None
+        ended_at = reason = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
             if end is not None and (end["time"] >= recv or end["at"] >= row["last"]):
-                ended_at = int(end["at"])
+                ended_at, reason = int(end["at"]), "explicit"
                 break
         if ended_at is None and now_ms - recv > timeout_ms:
-            ended_at = int(row["last"])
+            ended_at, reason = int(row["last"]), "timeout"
         state = calls.get(call)
         if state is None:
             state = calls[call] = CallState(call, "ended", started=int(row["first"]),
-                                            last_seen=int(row["last"]), ended=ended_at)
+                                            last_seen=int(row["last"]), ended=ended_at, end_reason=reason)
         else:
             state.started = min(state.started, int(row["first"]))
             state.last_seen = max(state.last_seen, int(row["last"]))
-            if ended_at is not None and state.ended is not None:
-                state.ended = max(state.ended, ended_at)
+            if ended_at is not None and state.ended is not None and ended_at >= state.ended:
+                state.ended, state.end_reason = ended_at, reason
         if peer:
             state.peers.append(peer)
         if ended_at is None:
@@ -62,7 +64,7 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     for state in calls.values():
         state.peers.sort()
         if state.state == "live":
-            state.ended = None
+            state.ended = state.end_reason = None
     return calls
 
 

@@ -14,9 +14,12 @@ import time
 
 import orjson
 
+from ..ingest.formats import SUMMARIES_MEASUREMENT
 from ..registry import COUNTER
 from ..storage.store import StoreError
-from .calls import build_calls
+from ..summary import history_fields, load_summary
+from . import fleet
+from .calls import build_calls, load_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -29,6 +32,13 @@ RECENT_BUCKETS = 4
 RATE_SETTLE_MS = 1000
 # Presence rows stamped up to this far ahead count (servers whose clocks run fast).
 CLOCK_SLACK_MS = 60_000
+# An ended call is summarised into rtc_call_summaries this long after its end was
+# seen: its last samples have reached InfluxDB, so every process reads the same.
+SUMMARY_SETTLE_MS = 5000
+# Summaries written per round, so a burst of ended calls cannot hold the writer.
+SUMMARIES_PER_ROUND = 50
+# Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
+MAX_PENDING_SUMMARIES = 100_000
 
 
 class DetectorUnavailable(Exception):
@@ -115,16 +125,29 @@ class CallDetector:
     A viewer is any object with `send(bytes)` (one serialised JSON message) and
     `close(code, reason)`."""
 
-    def __init__(self, store, timeout_ms, tick_ms):
+    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None):
         self.store = store
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
+        self.quality_window_ms = quality_window_ms
+        self.history_ms = history_ms  # how far back an ended call's start is looked up
+        self.writer = writer  # where call summaries go; None: not written
         # Long enough that a call live at the previous tick is still seen when
         # it times out, even after a few slow or failed ticks.
         self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         self.watches = {}
+        self.qualities = {}  # live call -> fleet.CallQuality at the last tick
+        self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
+        self.fleet = None  # the fleet aggregates at the last tick
+        self._sent_fleet = None
+        self.last_tick_ms = None
+        self.fleet_viewers = set()
+        self._calls_snapshot = None
+        self.pending_summaries = {}  # ended call -> when to summarise it (ms)
+        self._summaries_task = None
+        self.summaries_written = 0
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
@@ -171,12 +194,42 @@ class CallDetector:
         if not watch.viewers and not watch.waiting and self.watches.get(watch.metric.name) is watch:
             del self.watches[watch.metric.name]
 
-    async def _load(self, watch):
-        """Fill a newly watched metric with the last five minutes of the live calls."""
+    async def watch_calls(self, viewer):
+        """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
+        await self._wait_ready()
+        viewer.send(self.calls_snapshot())
+        self.fleet_viewers.add(viewer)
+
+    def unwatch_calls(self, viewer):
+        self.fleet_viewers.discard(viewer)
+
+    def live_entry(self, call):
+        state = self.calls[call]
+        return {"call": call, "peers": state.peers, "started": state.started,
+                "quality": self.published[call].as_json()}
+
+    def calls_snapshot(self):
+        """The /ws/calls snapshot, worst first, serialised once per change."""
+        if self._calls_snapshot is None:
+            entries = sorted((self.live_entry(call) for call in self.live_calls),
+                             key=lambda entry: fleet.worst_key(entry["call"], entry["quality"]))
+            self._calls_snapshot = dumps({"type": "snapshot", "calls": entries, "fleet": self.fleet})
+        return self._calls_snapshot
+
+    def quality_of(self, call):
+        """A live call's quality as of the last tick (unknown for a call newer than it)."""
+        found = self.qualities.get(call)
+        return (found or fleet.unknown_quality(self.last_tick_ms)).as_json()
+
+    async def _wait_ready(self):
         try:
             await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
         except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
+
+    async def _load(self, watch):
+        """Fill a newly watched metric with the last five minutes of the live calls."""
+        await self._wait_ready()
         end = now_ms()
         start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
         series = await self._metric_series(watch, start, end)
@@ -227,14 +280,19 @@ class CallDetector:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for watch in list(self.watches.values()):
-            for viewer in list(watch.viewers):
-                viewer.close(1001, "server shutting down")
+        if self._summaries_task is not None:
+            self._summaries_task.cancel()
+        viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]
+        for viewer in viewers + list(self.fleet_viewers):
+            viewer.close(1001, "server shutting down")
 
     async def _tick(self):
         now = now_ms()
-        self.queries += 2
-        presence, ends = await self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS)
+        self.queries += 3
+        (presence, ends), window = await asyncio.gather(
+            self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS),
+            self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
+                                      fleet.WINDOW_COUNTERS))
         calls = build_calls(presence, ends, now, self.timeout_ms)
         recv = {}
         for call, _, row in presence:
@@ -245,10 +303,16 @@ class CallDetector:
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
         recent = await asyncio.gather(*(self._metric_series(watch, since, end) for watch in watches))
         # Everything below is synchronous: viewers see one consistent tick.
+        previous = self.calls or {}
         self.calls, self.recv = calls, recv
         self.ticks += 1
-        self._ready.set()
+        self.last_tick_ms = now
         live = set(self.live_calls)
+        self.qualities = fleet.call_qualities(window, live, now)
+        self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
+        self._publish_calls(started, ended, previous, live)
+        self._queue_summaries(ended, now)
+        self._ready.set()
         for call, at in started:
             for watch in self.watches.values():
                 if watch.loaded:
@@ -270,6 +334,85 @@ class CallDetector:
                 if watch.loaded:
                     watch.drop_call(call)
             self.broadcast(dumps({"type": "call_ended", "call": call, "at": at}), self.watches.values())
+
+    def _publish_calls(self, started, ended, previous, live):
+        """One `calls` message for the /ws/calls viewers when a call started, ended
+        or changed enough (fleet.CallQuality.differs_from), or the fleet changed."""
+        ended_entries = []
+        for call, at in ended:
+            state = self.calls.get(call) or previous.get(call)
+            reason = state.end_reason if state is not None and state.state == "ended" else None
+            ended_entries.append({"call": call, "at": at, "reason": reason or "timeout"})
+        started_calls = [call for call, _ in started if call in live]
+        changed = []
+        for call in live:
+            current = self.qualities[call]
+            before = self.published.get(call)
+            if before is None or current.differs_from(before):
+                if before is not None and call not in started_calls:
+                    changed.append(call)
+                self.published[call] = current
+        for call in [call for call in self.published if call not in live]:
+            del self.published[call]
+        self._calls_snapshot = None
+        if not (started_calls or changed or ended_entries or self.fleet != self._sent_fleet):
+            return
+        self._sent_fleet = self.fleet
+
+        def by_worst(call):
+            return fleet.worst_key(call, self.published[call].as_json())
+
+        data = dumps({"type": "calls",
+                      "started": [self.live_entry(call) for call in sorted(started_calls, key=by_worst)],
+                      "changed": [{"call": call, "quality": self.published[call].as_json()}
+                                  for call in sorted(changed, key=by_worst)],
+                      "ended": ended_entries, "fleet": self.fleet})
+        for viewer in list(self.fleet_viewers):
+            try:
+                viewer.send(data)
+            except Exception:  # one broken viewer must not cost the others their tick
+                log.exception("dropping a viewer that failed to take a message")
+                self.unwatch_calls(viewer)
+
+    # --- history ------------------------------------------------------------------
+
+    def _queue_summaries(self, ended, now):
+        if self.writer is None:
+            return
+        for call, _ in ended:
+            if len(self.pending_summaries) >= MAX_PENDING_SUMMARIES:
+                log.warning("call summaries fall behind: %s is not summarised", call)
+                continue
+            self.pending_summaries[call] = now + SUMMARY_SETTLE_MS
+        if self.pending_summaries and (self._summaries_task is None or self._summaries_task.done()):
+            self._summaries_task = asyncio.ensure_future(self._write_summaries())
+
+    async def _write_summaries(self):
+        """Summarise the ended calls that have settled, one rtc_call_summaries point each.
+
+        The call's state is read again over the whole history (the detector's
+        window starts too late for a long call), so every process computes the
+        same start, end and buckets, and writes the same point: same time,
+        tag and fields, which InfluxDB keeps once."""
+        now = now_ms()
+        due = [call for call, at in self.pending_summaries.items() if at <= now][:SUMMARIES_PER_ROUND]
+        for call in due:
+            try:
+                states = await load_calls(self.store, now, self.history_ms, self.timeout_ms, call=call)
+                state = states.get(call)
+                if state is None or state.state != "ended":
+                    self.pending_summaries.pop(call, None)  # live again: summarised when it ends again
+                    continue
+                fields = history_fields(await load_summary(self.store, state))
+            except (TimeoutError, StoreError) as exc:
+                log.warning("call summary of %s failed, retried: %s", call, exc)
+                return
+            encoded = ",".join(f"{name}={value!r}" for name, value in sorted(fields.items()))
+            line = f"{SUMMARIES_MEASUREMENT},call={call} {encoded} {state.ended * 1_000_000}"
+            if not self.writer.submit([line.encode()]):
+                return  # the buffer is full: try again next round
+            self.pending_summaries.pop(call, None)
+            self.summaries_written += 1
 
     async def _diff(self, calls, now):
         """[(call, at)] started and ended since the previous tick.

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from ..ingest.formats import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT
+from ..ingest.formats import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT, SUMMARIES_MEASUREMENT
 from ..timeparse import parse_duration
 from .writer import WriteRejected
 
@@ -130,12 +130,13 @@ class Store:
             self._fields = (time.monotonic(), names)
         return names
 
-    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None):
-        """Per-call bucketed values of a metric: {call: [(ms, value|None)]}.
+    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, by="call"):
+        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]}.
 
-        Gauges are averaged over a call's peers and kinds; counters shown as
+        Gauges are averaged over a call's (or peer's) series; counters shown as
         rates are differentiated per series (peer x kind) and then summed."""
         field = quote_identifier(metric.source_field)
+        group = quote_identifier(by)
         where = time_range(start_ms, end_ms)
         if call is not None:
             where += f' AND "call" = {quote_literal(call)}'
@@ -144,14 +145,14 @@ class Store:
                 f'SELECT sum("rate") AS "value" FROM ('
                 f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
                 f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
-                f'WHERE {where} GROUP BY time({bucket_s}s), "call" fill(none)')
+                f'WHERE {where} GROUP BY time({bucket_s}s), {group} fill(none)')
         else:
             statement = (f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} '
-                         f'GROUP BY time({bucket_s}s), "call" fill(null)')
+                         f'GROUP BY time({bucket_s}s), {group} fill(null)')
         scale = metric.scale
         result = {}
         for series in await self.query(statement):
-            result[series["tags"].get("call", "")] = [
+            result[series["tags"].get(by, "")] = [
                 (row["time"], None if row["value"] is None else row["value"] * scale)
                 for row in series["rows"]]
         return result
@@ -174,3 +175,27 @@ class Store:
         statement = (f'SELECT mean(*), count(*) FROM {MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'AND "call" = {quote_literal(call)} GROUP BY time({bucket_s}s), "peer", "kind" fill(none)')
         return [(series["tags"], series["rows"]) for series in await self.query(statement)]
+
+    async def quality_window(self, start_ms, end_ms, gauges, lasts, counters):
+        """Every call's window per (call, peer, kind) in one grouped query: the mean of
+        `gauges`, the last of `lasts` and the increase (spread) of `counters`."""
+        columns = [f"mean({quote_identifier(name)}) AS {quote_identifier(name)}" for name in gauges]
+        columns += [f"last({quote_identifier(name)}) AS {quote_identifier(name)}" for name in lasts]
+        columns += [f"spread({quote_identifier(name)}) AS {quote_identifier(name)}" for name in counters]
+        statement = (f'SELECT {", ".join(columns)} FROM {MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'GROUP BY "call", "peer", "kind"')
+        return [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["tags"].get("kind", ""), s["rows"][0])
+                for s in await self.query(statement) if s["rows"]]
+
+    async def call_summaries(self, start_ms, end_ms):
+        """The rtc_call_summaries points of calls that ended in the range: {call: row}."""
+        statement = f'SELECT * FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)}'
+        return {row["call"]: row for series in await self.query(statement) for row in series["rows"]}
+
+    async def fleet_history(self, start_ms, end_ms, bucket_s):
+        """Per bucket of call ends: calls, minutes called, median MOS (nearest rank) and share of poor calls."""
+        statement = (f'SELECT count("duration_s") AS "calls", sum("duration_s") AS "seconds", '
+                     f'percentile("mos_mean", 50) AS "mos_p50", mean("poor") AS "poor_share" '
+                     f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'GROUP BY time({bucket_s}s) fill(null)')
+        return [row for series in await self.query(statement) for row in series["rows"]]

@@ -1,126 +1,274 @@
-/* /dashboard: the live calls list and a graph per chosen metric, live or over a range. */
+/* /dashboard: the fleet now (tiles, the live calls worst first, a page at a time), its history,
+ * and a graph per chosen metric, live or over a range. */
 "use strict";
 
 (function (RS) {
   const DEFAULT_METRICS = ["rtt", "jitter", "packetsLost", "availableBandwidth"];
-  const ENDED_SHOWN = 15;
-  const REFRESH_MS = 15000;
+  const PAGE_SIZE = 20;
+  const ENDED_SHOWN = 8;
+  const ENDED_REFRESH_MS = 15000;
+  const HISTORY_REFRESH_MS = 60000;
+  const HISTORY = { "24h": { bucket: "1h" }, "7d": { bucket: "6h" } };
+  const VERDICTS = ["good", "fair", "poor", "unknown"];
 
-  const calls = new Map(); // call -> {call, state, started, ended, last_seen, peers}
   const panels = new Map(); // metric -> MetricPanel
   let range = null;
-  let feedKnowsLive = false;
-  let hourCount = null;
 
   const liveList = document.getElementById("live-calls");
   const endedList = document.getElementById("ended-calls");
+  const search = document.getElementById("call-search");
+  const order = document.getElementById("call-order");
   const chartsArea = document.getElementById("charts");
   const chips = document.getElementById("chips");
   const picker = document.getElementById("add-metric");
 
-  // --- the calls list ------------------------------------------------------------
+  function text(id, value) { document.getElementById(id).textContent = value; }
 
-  function entry(call) {
-    if (!calls.has(call)) calls.set(call, { call: call, state: "live", started: null, ended: null, last_seen: null, peers: [] });
-    return calls.get(call);
+  function setParam(name, value, fallback) {
+    const params = new URLSearchParams(location.search);
+    if (value === fallback || value === "") params.delete(name);
+    else params.set(name, value);
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
   }
 
-  function callRow(c, fresh) {
-    const live = c.state === "live";
-    const elapsed = live ? Date.now() - c.started : (c.ended || c.last_seen) - c.started;
-    const peers = c.peers.length ? c.peers.length + (c.peers.length === 1 ? " peer · " : " peers · ") + c.peers.join(", ") : "peers…";
-    return RS.el("li", { dataset: { call: c.call, state: c.state }, class: fresh ? "fresh" : null },
-      RS.el("span", { class: "swatch" }),
+  // --- the live calls: a page of the fleet, worst first -------------------------------
+
+  const params = new URLSearchParams(location.search);
+  const view = { query: params.get("q") || "", order: params.get("order") === "recent" ? "recent" : "worst", page: 0 };
+  search.value = view.query;
+  order.value = view.order;
+  const rows = new Map(); // call -> its <tr>, for the rows on the page
+  const fresh = new Set(); // calls started since the last render: they flash once
+
+  function mosText(call) {
+    const mos = RS.mosOf(call);
+    return mos === null ? "–" : mos.toFixed(2);
+  }
+
+  function peersCell(call) {
+    const peers = call.peers || [];
+    const worst = call.quality && call.quality.worst_peer;
+    const cell = RS.el("td", { class: "peers", title: peers.join(", ") },
+      RS.el("span", { class: "peer-count" }, peers.length === 1 ? "1 peer" : peers.length + " peers"));
+    if (worst && peers.length > 1) cell.append(RS.el("span", { class: "worst-peer", title: "worst peer" }, worst));
+    return cell;
+  }
+
+  /** One row; rebuilt only when what it shows changed, so a row under the pointer stays put. */
+  function row(call) {
+    const q = call.quality || {};
+    const key = [mosText(call), q.verdict, (q.problems || []).join(","), q.worst_peer, (call.peers || []).join(",")].join("|");
+    let tr = rows.get(call.call);
+    if (tr && tr.dataset.key === key) return tr;
+    const verdict = q.verdict || "unknown";
+    const next = RS.el("tr", { dataset: { call: call.call, verdict: verdict, key: key, mos: RS.mosOf(call) === null ? "" : RS.mosOf(call) } },
+      RS.el("td", { class: "verdict-col" }, RS.el("span", { class: "verdict-dot", title: verdict })),
+      RS.el("td", { class: "name" }, RS.el("a", { href: RS.callUrl(call.call), title: call.call }, call.call)),
+      RS.el("td", { class: "num mos" }, mosText(call)),
+      RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)),
+      peersCell(call),
+      RS.el("td", { class: "num duration", dataset: { started: call.started || "" } }, ""));
+    if (tr) tr.replaceWith(next);
+    rows.set(call.call, next);
+    return next;
+  }
+
+  function matching() {
+    const all = feed.list(view.order);
+    if (!view.query) return all;
+    const needle = view.query.toLowerCase();
+    return all.filter((c) => c.call.toLowerCase().includes(needle));
+  }
+
+  function updateDurations() {
+    const now = Date.now();
+    for (const cell of liveList.querySelectorAll("td.duration")) {
+      const started = Number(cell.dataset.started);
+      cell.textContent = started ? RS.duration(now - started) : "";
+    }
+  }
+
+  function renderList() {
+    const shown = matching();
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
+    view.page = Math.min(view.page, pages - 1);
+    const first = view.page * PAGE_SIZE;
+    const page = shown.slice(first, first + PAGE_SIZE);
+    const onPage = new Set(page.map((c) => c.call));
+    for (const call of rows.keys()) if (!onPage.has(call)) rows.delete(call);
+    liveList.replaceChildren(...page.map((c) => {
+      const tr = row(c);
+      tr.classList.toggle("fresh", fresh.has(c.call));
+      return tr;
+    }));
+    fresh.clear();
+    updateDurations();
+    Object.assign(liveList.dataset, { count: shown.length, total: feed.calls.size, page: view.page + 1, pages: pages });
+    text("calls-count", view.query ? shown.length + " of " + feed.calls.size : feed.calls.size);
+    text("pager-range", shown.length ? (first + 1) + "–" + (first + page.length) + " of " + shown.length : "");
+    document.getElementById("page-prev").disabled = view.page === 0;
+    document.getElementById("page-next").disabled = view.page >= pages - 1;
+    document.getElementById("pager").hidden = pages <= 1;
+    const none = document.getElementById("no-live");
+    none.hidden = shown.length > 0;
+    none.textContent = feed.calls.size ? "No live call matches “" + view.query + "”."
+      : "No call in progress. Calls appear here as soon as their first stats arrive.";
+  }
+
+  /** Tiles from the fleet figures the server computed over every live call (not only this page). */
+  function renderTiles() {
+    const fleet = feed.fleet;
+    const verdicts = (fleet && fleet.verdicts) || {};
+    text("live-count", fleet ? fleet.live : feed.calls.size);
+    text("peer-count", fleet ? fleet.peers + (fleet.peers === 1 ? " peer" : " peers") : "");
+    for (const verdict of VERDICTS) text("verdict-" + verdict, verdicts[verdict] === undefined ? "–" : verdicts[verdict]);
+    const mos = fleet && fleet.percentiles && fleet.percentiles.mos;
+    text("fleet-mos", mos && mos.p50 !== null && mos.p50 !== undefined ? mos.p50.toFixed(2) : "–");
+    text("fleet-detail", mos && mos.p5 !== null && mos.p5 !== undefined ? "median · 5th percentile " + mos.p5.toFixed(2) : "median of live calls");
+  }
+
+  let pending = null;
+  function renderSoon() {
+    if (pending) return;
+    pending = requestAnimationFrame(() => {
+      pending = null;
+      renderList();
+      renderTiles();
+      const worst = feed.worst(5);
+      for (const panel of panels.values()) panel.chart.setFocus(worst);
+    });
+  }
+
+  const feed = new RS.FleetFeed({
+    change: (message) => {
+      if (message.type === "snapshot") RS.setFeed("live", "live");
+      for (const started of message.started || []) fresh.add(started.call);
+      if ((message.ended || []).length) refreshEndedSoon();
+      renderSoon();
+    },
+    status: (state, message) => RS.setFeed(state, message),
+  });
+
+  search.addEventListener("input", () => {
+    view.query = search.value.trim();
+    view.page = 0;
+    setParam("q", view.query, "");
+    renderList();
+  });
+  order.addEventListener("change", () => {
+    view.order = order.value;
+    view.page = 0;
+    setParam("order", view.order, "worst");
+    renderList();
+  });
+  document.getElementById("page-prev").addEventListener("click", () => { view.page = Math.max(0, view.page - 1); renderList(); });
+  document.getElementById("page-next").addEventListener("click", () => { view.page += 1; renderList(); });
+
+  // --- calls ended in the last hour ----------------------------------------------------
+
+  function endedRow(c) {
+    const q = c.quality || {};
+    const mos = q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2);
+    const end = c.ended || c.last_seen;
+    return RS.el("li", { dataset: { call: c.call, state: c.state, verdict: q.verdict || "unknown" } },
+      RS.el("span", { class: "verdict-dot", title: q.verdict || "unknown" }),
       RS.el("a", { class: "call-name", href: RS.callUrl(c.call), title: c.call }, c.call),
-      RS.el("span", { class: "call-time" }, c.started ? RS.duration(elapsed) : ""),
-      RS.el("span", { class: "call-meta" }, peers),
-      RS.el("span", { class: "call-when" }, live ? (c.started ? "since " + RS.clock(c.started) : "") : "ended " + RS.when(c.ended || c.last_seen)));
+      RS.el("span", { class: "call-time" }, mos),
+      RS.el("span", { class: "call-meta" }, RS.duration(end - c.started) + " · " + c.peers.length + (c.peers.length === 1 ? " peer" : " peers")
+        + (c.end_reason ? " · " + c.end_reason : "")),
+      RS.el("span", { class: "call-when" }, "ended " + RS.when(end)));
   }
 
-  const freshCalls = new Set();
-  function renderCalls() {
-    const live = [...calls.values()].filter((c) => c.state === "live").sort((a, b) => (b.started || 0) - (a.started || 0));
-    const ended = [...calls.values()].filter((c) => c.state === "ended")
-      .sort((a, b) => (b.ended || b.last_seen) - (a.ended || a.last_seen)).slice(0, ENDED_SHOWN);
-    liveList.replaceChildren(...live.map((c) => callRow(c, freshCalls.has(c.call))));
-    endedList.replaceChildren(...ended.map((c) => callRow(c, false)));
-    freshCalls.clear();
-    for (const li of document.querySelectorAll(".call-list li")) {
-      li.querySelector(".swatch").style.background = li.dataset.state === "live" ? RS.color(li.dataset.call) : "#cbd5e1";
-    }
-    liveList.dataset.count = live.length;
-    document.getElementById("no-live").hidden = live.length > 0;
-    document.getElementById("no-ended").hidden = ended.length > 0;
-    document.getElementById("calls-count").textContent = live.length;
-    document.getElementById("live-count").textContent = live.length;
-    document.getElementById("peer-count").textContent = live.reduce((sum, c) => sum + c.peers.length, 0);
-    document.getElementById("hour-count").textContent = hourCount === null ? "–" : hourCount;
+  let endedTimer = null;
+  function refreshEndedSoon() {
+    clearTimeout(endedTimer);
+    endedTimer = setTimeout(refreshEnded, 800);
   }
 
-  let refreshTimer = null;
-  function refreshSoon() {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refreshCalls, 800);
-  }
-
-  /** Peers, start and end times from REST; whether a call is live is the feed's word once it has spoken. */
-  async function refreshCalls() {
-    clearTimeout(refreshTimer);
+  async function refreshEnded() {
+    clearTimeout(endedTimer);
     try {
-      const answer = await RS.getJSON("/v1/calls/?state=all&since=1h");
-      hourCount = answer.count;
-      for (const c of answer.calls) {
-        const known = calls.get(c.call);
-        if (!known && feedKnowsLive && c.state === "live") continue; // the feed has not announced it (yet)
-        const target = known || entry(c.call);
-        target.peers = c.peers;
-        target.last_seen = c.last_seen;
-        if (!known || !feedKnowsLive) {
-          target.state = c.state;
-          target.started = c.started;
-          target.ended = c.ended;
-        }
-        if (target.started === null) target.started = c.started;
-        if (target.state === "ended" && target.ended === null) target.ended = c.ended;
-      }
-      renderCalls();
+      const answer = await RS.getJSON("/v1/calls/?state=ended&since=1h&limit=" + ENDED_SHOWN);
+      const ended = answer.calls.slice(0, ENDED_SHOWN);
+      endedList.replaceChildren(...ended.map(endedRow));
+      document.getElementById("no-ended").hidden = ended.length > 0;
+      text("hour-count", answer.count ? answer.count + (answer.count === 1 ? " call" : " calls") : "");
     } catch (error) {
-      RS.setFeed("error", "calls unavailable");
+      text("hour-count", "unavailable: " + error.message);
     }
+    endedTimer = setTimeout(refreshEnded, ENDED_REFRESH_MS);
   }
 
-  function onEvent(message) {
-    if (message.type === "status") {
-      if (message.state === "live") RS.setFeed("live", "live");
-      else RS.setFeed(message.state, message.text);
-      return;
-    }
-    if (message.type === "snapshot") {
-      const liveNow = new Set(Object.keys(message.calls));
-      for (const call of liveNow) {
-        const c = entry(call);
-        c.state = "live";
-      }
-      for (const c of calls.values()) {
-        if (c.state === "live" && !liveNow.has(c.call)) c.state = "ended";
-      }
-      feedKnowsLive = true;
-      refreshSoon();
-    } else if (message.type === "call_started") {
-      const c = entry(message.call);
-      c.state = "live";
-      c.started = message.at;
-      c.ended = null;
-      freshCalls.add(message.call);
-      refreshSoon();
-    } else if (message.type === "call_ended") {
-      const c = entry(message.call);
-      c.state = "ended";
-      c.ended = message.at;
-      refreshSoon();
-    }
-    renderCalls();
+  // --- history: calls per hour, poor share, median MOS -----------------------------------
+
+  const historyCharts = new Map(); // series name -> uPlot
+  let historyRange = "24h";
+  let historyTimer = null;
+
+  function historyChart(name, data, options) {
+    const host = document.querySelector('.history-chart[data-series="' + name + '"]');
+    const old = historyCharts.get(name);
+    if (old) old.destroy();
+    const axis = { stroke: "#5d6880", grid: { stroke: "#edf0f5", width: 1 }, ticks: { show: false }, font: "10px system-ui, sans-serif" };
+    const plot = new uPlot({
+      width: Math.max(200, host.clientWidth), height: 92, ms: 1, legend: { show: false },
+      cursor: { drag: { x: false, y: false, setScale: false } },
+      scales: { x: { time: true, range: () => options.x }, y: { range: options.y } },
+      axes: [
+        Object.assign({}, axis, { size: 22, space: 70,
+          values: (u, splits, i, space, increment) => splits.map((ms) => RS.tickLabel(ms, increment, options.x[1] - options.x[0])) }),
+        Object.assign({}, axis, { size: 40, values: (u, splits) => splits.map(options.format) }),
+      ],
+      series: [{}, Object.assign({ spanGaps: false, points: { show: false } }, options.series)],
+    }, data, host);
+    historyCharts.set(name, plot);
   }
+
+  async function loadHistory() {
+    clearTimeout(historyTimer);
+    const chosen = historyRange;
+    const panel = document.getElementById("history");
+    try {
+      const answer = await RS.getJSON("/v1/fleet/?duration=" + chosen + "&bucket=" + HISTORY[chosen].bucket);
+      if (chosen !== historyRange) return;
+      const buckets = answer.buckets;
+      const hours = answer.bucket_ms / 3600000;
+      const x = buckets.map((b) => b.time + answer.bucket_ms / 2);
+      const span = [buckets.length ? buckets[0].time : Date.now() - 86400000,
+                    buckets.length ? buckets[buckets.length - 1].time + answer.bucket_ms : Date.now()];
+      const bars = uPlot.paths.bars({ size: [0.8, 48] });
+      const ended = buckets.reduce((sum, b) => sum + b.calls, 0);
+      panel.dataset.buckets = buckets.length;
+      panel.dataset.calls = ended;
+      document.getElementById("no-history").hidden = ended > 0;
+      historyChart("calls", [x, buckets.map((b) => b.calls / hours)], {
+        x: span, y: (u, min, max) => [0, Math.max(1, max * 1.15)], format: (v) => RS.format(v, ""),
+        series: { stroke: "#2563eb", fill: "rgba(37, 99, 235, 0.55)", paths: bars, value: (u, v) => RS.format(v, "") },
+      });
+      historyChart("poor", [x, buckets.map((b) => (b.calls ? b.poor_share * 100 : null))], {
+        x: span, y: (u, min, max) => [0, Math.max(10, Math.min(100, max * 1.2))], format: (v) => RS.format(v, "") + "%",
+        series: { stroke: "#b91c1c", fill: "rgba(185, 28, 28, 0.5)", paths: bars },
+      });
+      historyChart("mos", [x, buckets.map((b) => b.mos_p50)], {
+        x: span, y: () => [1, 4.5], format: (v) => v.toFixed(1),
+        series: { stroke: "#15803d", width: 1.75, points: { show: true, size: 4, fill: "#15803d" } },
+      });
+    } catch (error) {
+      panel.dataset.error = error.message;
+      document.getElementById("no-history").hidden = false;
+      text("no-history", "History unavailable: " + error.message);
+    }
+    historyTimer = setTimeout(loadHistory, HISTORY_REFRESH_MS);
+  }
+
+  document.getElementById("history-ranges").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-history]");
+    if (!button) return;
+    historyRange = button.dataset.history;
+    for (const b of document.querySelectorAll("#history-ranges button")) b.classList.toggle("active", b === button);
+    loadHistory();
+  });
 
   // --- the graphs ------------------------------------------------------------------
 
@@ -134,9 +282,7 @@
   function saveMetrics() {
     const names = [...panels.keys()];
     localStorage.setItem("rtcscope.metrics", names.join(","));
-    const params = new URLSearchParams(location.search);
-    params.set("metrics", names.join(","));
-    history.replaceState(null, "", location.pathname + "?" + params.toString());
+    setParam("metrics", names.join(","), null);
   }
 
   function renderPicker() {
@@ -151,6 +297,7 @@
     if (panels.has(name)) return;
     const panel = new RS.MetricPanel(chartsArea, name, { onRemove: () => removeMetric(name) });
     panels.set(name, panel);
+    panel.chart.setFocus(feed.worst(5));
     if (range) panel.setRange(range);
   }
 
@@ -175,19 +322,12 @@
 
   for (const name of chosenMetrics()) addMetric(name);
   renderPicker();
-  // The list follows its own feed, so it stays live whatever range the graphs show.
-  new RS.LiveFeed(panels.size ? panels.keys().next().value : "rtt", {
-    snapshot: (m) => { onEvent(m); onEvent({ type: "status", state: "live" }); },
-    call_started: onEvent,
-    call_ended: onEvent,
-    status: (state, text) => onEvent({ type: "status", state: state, text: text }),
-  });
   new RS.RangeControl((spec) => {
     range = spec;
-    document.getElementById("range-label").textContent = spec.label;
+    text("range-label", spec.label);
     for (const panel of panels.values()) panel.setRange(spec);
   });
-  refreshCalls();
-  setInterval(refreshCalls, REFRESH_MS);
-  setInterval(renderCalls, 1000);
+  refreshEnded();
+  loadHistory();
+  setInterval(updateDurations, 1000);
 })(window.RS);

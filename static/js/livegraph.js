@@ -12,6 +12,13 @@
   const GAP_BUCKETS = 3;
   // Calls named under a chart; a busy service has more lines than a legend can list.
   const LEGEND_MAX = 12;
+  // Beyond this many calls a graph draws the fleet's p50–p95 band and the worst calls as lines.
+  const LINES_MAX = 12;
+  const WORST_LINES = 5;
+  const WORST_COLORS = ["#dc2626", "#ea580c", "#9333ea", "#ca8a04", "#db2777"];
+  const FLEET_P50 = "#334155";
+  const FLEET_P95 = "#64748b";
+  const FLEET_FILL = "rgba(100, 116, 139, 0.16)";
 
   /** 24-hour clock labels: seconds when ticks are closer than a minute, the date over long spans. */
   function tickLabel(ms, increment, span) {
@@ -24,10 +31,11 @@
     return increment < 86400000 ? day + " " + hm : day;
   }
 
-  /** /ws/graph/<metric>, reconnecting with backoff; a fresh snapshot after every reconnect. */
+  /** A websocket of the server's (/ws/graph/<metric>, /ws/calls), reconnecting with backoff;
+   * every (re)connection starts with a fresh snapshot. */
   class LiveFeed {
-    constructor(metric, handlers) {
-      this.metric = metric;
+    constructor(path, handlers) {
+      this.path = path;
       this.handlers = handlers;
       this.delay = 500;
       this.stopped = false;
@@ -36,7 +44,7 @@
 
     connect() {
       const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const socket = new WebSocket(scheme + "//" + location.host + "/ws/graph/" + encodeURIComponent(this.metric));
+      const socket = new WebSocket(scheme + "//" + location.host + this.path);
       this.socket = socket;
       socket.onmessage = (event) => {
         const message = JSON.parse(event.data);
@@ -63,28 +71,44 @@
     }
   }
 
-  /** One metric, one line per call, on uPlot; `data-points` / `data-calls` tell how much it holds. */
+  function graphPath(metric) { return "/ws/graph/" + encodeURIComponent(metric); }
+
+  /** Nearest-rank percentile of sorted values, as the server computes the fleet's. */
+  function nearestRank(sorted, fraction) {
+    return sorted[Math.min(sorted.length, Math.max(1, Math.ceil(fraction * sorted.length))) - 1];
+  }
+
+  /** One metric on uPlot: a line per call while they fit, else the fleet's p50–p95 band and the worst calls.
+   * `data-points` / `data-calls` / `data-mode` / `data-lines` tell what it holds and draws. */
   class SeriesChart {
     constructor(container, metricName, height, unit) {
       this.container = container;
       this.metric = RS.metric(metricName);
       this.unit = unit === undefined ? this.metric.display_unit : unit;
       this.height = height;
-      this.calls = new Map(); // call -> Map(ms -> value)
+      this.calls = new Map(); // call -> Map(ms -> value), oldest first
       this.bucketMs = 2000;
       this.window = null; // [min, max] ms of the x axis
       this.bands = []; // [{from, to}] shaded spans (quality problems)
+      this.maxLines = LINES_MAX;
+      this.focus = []; // the calls drawn as lines over the band, worst first
+      this.fleet = new Map(); // ms -> [p50, p95, calls] of the band, kept while its bucket is unchanged
+      this.fleetComplete = false; // false: every bucket's percentiles must be computed
+      this.stale = new Set(); // buckets whose percentiles must be computed again
       this.empty = RS.el("div", { class: "chart-empty" }, "No data yet");
       this.host = RS.el("div", { class: "chart-host" });
       this.legend = RS.el("div", { class: "chart-legend" });
       this.container.append(this.empty, this.host, this.legend);
+      this.container.seriesChart = this;
       this.plot = null;
-      this.plotCalls = "";
+      this.plotKey = "";
       new ResizeObserver(() => this.resize()).observe(container);
     }
 
     replace(calls, bucketMs) {
       this.calls = new Map();
+      this.fleet = new Map();
+      this.fleetComplete = false;
       if (bucketMs) this.bucketMs = bucketMs;
       for (const [call, points] of Object.entries(calls)) this.calls.set(call, new Map(points));
       this.render();
@@ -94,7 +118,10 @@
       for (const [call, points] of Object.entries(calls)) {
         if (!this.calls.has(call)) this.calls.set(call, new Map());
         const known = this.calls.get(call);
-        for (const [ms, value] of points) known.set(ms, value);
+        for (const [ms, value] of points) {
+          known.set(ms, value);
+          if (this.fleetComplete) this.stale.add(ms);
+        }
       }
       this.render();
     }
@@ -106,14 +133,28 @@
       }
     }
 
+    /** An ended call leaves the lines; the band keeps what the fleet was while it was live. */
     remove(call) {
       if (this.calls.delete(call)) this.render();
     }
 
+    /** Lines (at most `maxLines` calls) show every call; beyond, the band shows the fleet and these calls. */
+    setFocus(calls) {
+      const next = calls.slice(0, WORST_LINES);
+      if (next.join("\n") === this.focus.join("\n")) return;
+      this.focus = next;
+      if (this.calls.size > this.maxLines) this.render();
+    }
+
     trim(before) {
       for (const points of this.calls.values()) {
-        for (const ms of points.keys()) if (ms < before) points.delete(ms);
+        for (const ms of points.keys()) {
+          if (ms >= before) break; // oldest first: the rest is newer
+          points.delete(ms);
+        }
       }
+      for (const ms of this.fleet.keys()) if (ms < before) this.fleet.delete(ms);
+      for (const ms of this.stale) if (ms < before) this.stale.delete(ms);
     }
 
     pointCount() {
@@ -142,6 +183,41 @@
       return [x, ...columns.map((column) => x.map((ms) => column.get(ms)))];
     }
 
+    /** p50 and p95 across the calls of each bucket, computed again only for buckets that changed. */
+    updateFleet() {
+      if (!this.fleetComplete) {
+        this.fleet.clear();
+        for (const points of this.calls.values()) for (const ms of points.keys()) this.stale.add(ms);
+        this.fleetComplete = true;
+      }
+      for (const ms of this.stale) {
+        const values = [];
+        for (const points of this.calls.values()) {
+          const value = points.get(ms);
+          if (value !== null && value !== undefined) values.push(value);
+        }
+        if (!values.length) {
+          this.fleet.delete(ms);
+          continue;
+        }
+        values.sort((a, b) => a - b);
+        this.fleet.set(ms, [nearestRank(values, 0.5), nearestRank(values, 0.95), values.length]);
+      }
+      this.stale.clear();
+    }
+
+    /** The band's columns (p50, p95) and the focused calls' lines on the band's buckets. */
+    bandAligned(lines) {
+      this.updateFleet();
+      const x = [...this.fleet.keys()].sort((a, b) => a - b);
+      const p50 = x.map((ms) => this.fleet.get(ms)[0]);
+      const p95 = x.map((ms) => this.fleet.get(ms)[1]);
+      return [x, p50, p95, ...lines.map((call) => {
+        const points = this.calls.get(call);
+        return x.map((ms) => points.get(ms));
+      })];
+    }
+
     render() {
       if (this.pending) return;
       this.pending = requestAnimationFrame(() => {
@@ -152,32 +228,49 @@
 
     draw() {
       const names = [...this.calls.keys()].sort();
-      const data = this.aligned(names);
+      const band = names.length > this.maxLines;
+      const lines = band ? this.focus.filter((call) => this.calls.has(call)) : names;
+      if (!band) this.fleetComplete = false;
+      const data = band ? this.bandAligned(lines) : this.aligned(lines);
       this.data = data;
       const count = this.pointCount();
-      this.container.dataset.points = count;
-      this.container.dataset.calls = names.length;
+      Object.assign(this.container.dataset, {
+        points: count, calls: names.length, mode: band ? "band" : "lines", lines: lines.length,
+      });
       this.empty.hidden = count > 0;
-      if (names.join("\n") !== this.plotCalls || !this.plot) this.build(names, data);
+      const key = (band ? "band\n" : "lines\n") + lines.join("\n");
+      if (key !== this.plotKey || !this.plot) this.build(band, lines, data);
       else this.plot.batch(() => {
         this.plot.setData(data);
         this.fitX();
       });
+      if (band) this.legendCount.textContent = names.length + " calls in the band";
       this.updateLegend();
     }
 
-    /** One entry per call: its colour, a link to its page and its latest value (or the value under the cursor). */
-    buildLegend(names) {
-      this.legendValues = names.slice(0, LEGEND_MAX).map((call) => {
-        const value = RS.el("span", { class: "legend-value" });
-        const swatch = RS.el("span", { class: "legend-swatch" });
-        swatch.style.background = RS.color(call);
-        this.legend.append(RS.el("span", { class: "legend-item", dataset: { call: call } }, swatch,
-          RS.el("a", { href: RS.callUrl(call), title: call }, call), value));
-        return value;
+    legendItem(color, label, href, dashed) {
+      const value = RS.el("span", { class: "legend-value" });
+      const swatch = RS.el("span", { class: "legend-swatch" + (dashed ? " dashed" : "") });
+      swatch.style.background = color;
+      const name = href ? RS.el("a", { href: href, title: label }, label) : RS.el("span", { class: "legend-label" }, label);
+      this.legend.append(RS.el("span", { class: "legend-item", dataset: href ? { call: label } : { series: label } }, swatch, name, value));
+      return value;
+    }
+
+    /** One entry per series: its colour, a link to the call's page and its latest value (or the value under the cursor). */
+    buildLegend(band, lines, colors, total) {
+      this.legendValues = [];
+      if (band) {
+        this.legendValues.push(this.legendItem(FLEET_P50, "fleet p50"), this.legendItem(FLEET_P95, "fleet p95", null, true));
+        this.legendCount = RS.el("span", { class: "legend-more" });
+        this.legend.append(this.legendCount);
+        if (lines.length) this.legend.append(RS.el("span", { class: "legend-break" }, "worst calls:"));
+      }
+      lines.slice(0, LEGEND_MAX).forEach((call, i) => {
+        this.legendValues.push(this.legendItem(colors[i], call, RS.callUrl(call)));
       });
-      if (names.length > LEGEND_MAX) {
-        this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (names.length - LEGEND_MAX) + " more calls"));
+      if (!band && total > LEGEND_MAX) {
+        this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (total - LEGEND_MAX) + " more calls"));
       }
     }
 
@@ -197,14 +290,24 @@
       if (this.window) this.plot.setScale("x", { min: this.window[0], max: this.window[1] });
     }
 
-    build(names, data) {
+    build(band, lines, data) {
       if (this.plot) this.plot.destroy();
-      this.plotCalls = names.join("\n");
+      this.plotKey = (band ? "band\n" : "lines\n") + lines.join("\n");
       this.legend.replaceChildren();
-      this.buildLegend(names);
+      const colors = band ? lines.map((call, i) => WORST_COLORS[i % WORST_COLORS.length]) : lines.map((call) => RS.color(call));
+      this.buildLegend(band, lines, colors, lines.length);
       const unit = this.unit;
+      const format = (u, v) => RS.format(v, unit);
       const axis = { stroke: "#5d6880", grid: { stroke: "#edf0f5", width: 1 }, ticks: { stroke: "#dde2ea", width: 1, size: 4 },
                      font: "11px system-ui, sans-serif" };
+      const callSeries = lines.map((call, i) => ({
+        label: call, stroke: colors[i], width: band ? 1.5 : 1.75, spanGaps: false,
+        points: { size: 5, fill: colors[i] }, value: format,
+      }));
+      const fleetSeries = band ? [
+        { label: "fleet p50", stroke: FLEET_P50, width: 1.5, points: { show: false }, value: format },
+        { label: "fleet p95", stroke: FLEET_P95, width: 1, dash: [4, 3], points: { show: false }, value: format },
+      ] : [];
       const options = {
         width: Math.max(200, this.container.clientWidth),
         height: this.height,
@@ -226,11 +329,8 @@
             values: (u, splits) => splits.map((v) => RS.format(v, unit, false)),
           }),
         ],
-        series: [{ value: (u, ms) => (ms === null ? "" : RS.dateTime(ms)) }].concat(names.map((call) => ({
-          label: call, stroke: RS.color(call), width: 1.75, spanGaps: false,
-          points: { size: 5, fill: RS.color(call) },
-          value: (u, v) => RS.format(v, unit),
-        }))),
+        series: [{ value: (u, ms) => (ms === null ? "" : RS.dateTime(ms)) }].concat(fleetSeries, callSeries),
+        bands: band ? [{ series: [2, 1], fill: FLEET_FILL }] : [],
         hooks: { drawClear: [(u) => this.drawBands(u)], setCursor: [() => this.updateLegend()] },
       };
       this.plot = new uPlot(options, data, this.host);
@@ -298,7 +398,7 @@
       this.chart.replace({});
       this.slide();
       this.slider = setInterval(() => this.slide(), 1000);
-      this.feed = new LiveFeed(this.metric.name, {
+      this.feed = new LiveFeed(graphPath(this.metric.name), {
         snapshot: (m) => { this.chart.replace(m.calls, m.bucket_ms); emit(m); emit({ type: "status", state: "live" }); },
         points: (m) => this.chart.merge(m.calls),
         call_started: (m) => { this.chart.addCall(m.call); emit(m); },
@@ -426,5 +526,5 @@
     }
   }
 
-  Object.assign(RS, { LiveFeed, SeriesChart, MetricPanel, RangeControl, LIVE_WINDOW_MS });
+  Object.assign(RS, { LiveFeed, graphPath, tickLabel, SeriesChart, MetricPanel, RangeControl, LIVE_WINDOW_MS });
 })(window.RS);

@@ -181,7 +181,7 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     rtt, jitter = registry.lookup("rtt"), registry.lookup("jitter")
     one = Recorder()
     await detector.watch(rtt, one)
-    assert await queries_per_tick(1) == 3  # presence + ends + rtt
+    assert await queries_per_tick(1) == 4  # presence + ends + quality window + rtt
     before = detector.queries
     many = [Recorder() for _ in range(20)]
     for viewer in many:
@@ -189,13 +189,13 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert detector.queries == before  # the snapshot of a watched metric is shared
     assert all([m["type"] for m in v.messages] == ["snapshot"] and list(v.messages[0]["calls"]) == ["c-4"]
                for v in many)
-    assert await queries_per_tick(21) == 3
+    assert await queries_per_tick(21) == 4
     await detector.watch(jitter, Recorder())
-    assert await queries_per_tick(22) == 4  # one more per watched metric
+    assert await queries_per_tick(22) == 5  # one more per watched metric
     for viewer in [one, *many]:
         detector.unwatch(viewer)
     assert list(detector.watches) == ["jitter"]
-    assert await queries_per_tick(1) == 3
+    assert await queries_per_tick(1) == 4
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -1,0 +1,183 @@
+"""The fleet view: every live call's current quality, and the fleet's aggregates.
+
+The detector reads one grouped window of every live call's samples per tick
+(`Store.quality_window`: rows per call, peer and kind) and this module turns
+those rows into each call's quality with the call summary's rules
+(rtcscope/quality.py): the E-model MOS of the window's mean rtt, mean jitter
+and loss ratio, the problems active in the window, the verdict band. See
+docs/live.md.
+"""
+import base64
+import binascii
+
+import orjson
+
+from .. import quality
+from ..summary import percentile
+
+VERDICTS = ("good", "fair", "poor", "unknown")
+# A call is listed as changed when its MOS moved at least this much (or its verdict, problems or worst peer changed).
+MOS_STEP = 0.1
+# Gauges of a peer's kinds take the worst (as a summary's timelines do); counters add up.
+_WORST_OF_KINDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason")
+_SUMMED_OVER_KINDS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCount")
+WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
+WINDOW_LAST = ("qualityLimitationReason",)
+WINDOW_COUNTERS = _SUMMED_OVER_KINDS
+
+
+def peer_window(rows):
+    """One peer's window values from its kinds' rows: rtt, jitter (means), loss ratio,
+    freezes (the freeze count's increase) and the latest quality-limitation code."""
+    values = {}
+    for row in rows:
+        for name in _WORST_OF_KINDS:
+            if row.get(name) is not None:
+                values[name] = max(values.get(name, row[name]), row[name])
+        for name in _SUMMED_OVER_KINDS:
+            if row.get(name) is not None:
+                values[name] = values.get(name, 0.0) + row[name]
+    loss = None
+    if values.get("packetsLost") is not None:
+        loss = quality.loss_ratio(values["packetsLost"], values.get("packetsReceived", 0.0),
+                                  values.get("packetsSent", 0.0))
+    if loss is None:
+        loss = values.get("fractionLost")
+    return {"rtt": values.get("rtt"), "jitter": values.get("jitter"), "loss": loss,
+            "freezes": values.get("freezeCount"), "qualityLimitationReason": values.get("qualityLimitationReason")}
+
+
+class CallQuality:
+    """A live call's quality now (`as_json`, the shape every listing carries) and
+    its worst peer's window values, which the fleet's percentiles read."""
+
+    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst")
+
+    def __init__(self, peers, at):
+        """`peers`: {peer: window values} of the call's peers that sent samples in the window."""
+        self.at = at
+        self.worst = None
+        self.worst_peer = None
+        self.mos = None
+        problems = set()
+        for peer in sorted(peers):
+            window = peers[peer]
+            problems.update(quality.current_problems(window))
+            mos = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
+            if mos is not None and (self.mos is None or mos < self.mos):
+                self.mos, self.worst, self.worst_peer = mos, window, peer or None
+        if self.mos is not None:
+            self.mos = round(self.mos, 2)
+        self.verdict = quality.verdict_of(self.mos) or "unknown"
+        self.problems = [code for code in quality.PROBLEM_CODES if code in problems]
+
+    def as_json(self):
+        return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,
+                "worst_peer": self.worst_peer, "at": self.at}
+
+    def differs_from(self, other):
+        """Worth telling viewers: a new verdict, problems or worst peer, or the MOS moved by MOS_STEP."""
+        if other is None or (self.verdict, self.problems, self.worst_peer) != (
+                other.verdict, other.problems, other.worst_peer):
+            return True
+        if (self.mos is None) != (other.mos is None):
+            return True
+        return self.mos is not None and abs(self.mos - other.mos) >= MOS_STEP - 1e-9
+
+
+def call_qualities(rows, live_calls, at):
+    """{call: CallQuality} for every live call; `rows`: [(call, peer, kind, row)] of the window.
+    A live call with no sample in the window is unknown."""
+    by_call = {}
+    for call, peer, _, row in rows:
+        if call in live_calls:
+            by_call.setdefault(call, {}).setdefault(peer, []).append(row)
+    return {call: CallQuality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, {}).items()}, at)
+            for call in live_calls}
+
+
+def unknown_quality(at):
+    return CallQuality({}, at)
+
+
+def summary_quality(row):
+    """An ended call's quality from its rtc_call_summaries point (None without one)."""
+    if row is None:
+        return None
+    mos = row.get("mos_mean")
+    mos = None if mos is None else round(mos, 2)
+    return {"mos": mos, "verdict": quality.verdict_of(mos) or "unknown",
+            "problems": quality.codes_of_mask(row.get("problem_mask") or 0),
+            "worst_peer": None, "at": row.get("time")}
+
+
+# --- the fleet ----------------------------------------------------------------------
+
+def _round(value, digits):
+    return None if value is None else round(value, digits)
+
+
+def fleet_aggregates(states, qualities):
+    """The `fleet` object: live calls, their peers, calls per verdict and percentiles
+    (nearest rank) over the live calls, each by its worst peer's value; loss as a ratio."""
+    verdicts = dict.fromkeys(VERDICTS, 0)
+    columns = {"mos": [], "rtt": [], "jitter": [], "loss": []}
+    peers = 0
+    for call, state in states.items():
+        peers += len(state.peers)
+        found = qualities.get(call)
+        verdicts[found.verdict if found else "unknown"] += 1
+        if found is None or found.worst is None:
+            continue
+        columns["mos"].append(found.mos)
+        for name in ("rtt", "jitter", "loss"):
+            if found.worst[name] is not None:
+                columns[name].append(found.worst[name])
+    for values in columns.values():
+        values.sort()
+    digits = {"mos": 2, "rtt": 2, "jitter": 2, "loss": 4}
+    wanted = {"mos": (("p5", 0.05), ("p50", 0.5))}
+    spread = (("p50", 0.5), ("p95", 0.95))
+    percentiles = {name: {label: _round(percentile(values, fraction), digits[name])
+                          for label, fraction in wanted.get(name, spread)}
+                   for name, values in columns.items()}
+    return {"live": len(states), "peers": peers, "verdicts": verdicts, "percentiles": percentiles}
+
+
+# --- listing order and paging ---------------------------------------------------------
+
+def worst_key(call, found):
+    """Lowest MOS first, unknown last; then more problems first, then the call id.
+    `found` is a quality object (JSON shape) or None."""
+    mos = found.get("mos") if found else None
+    problems = len(found.get("problems") or ()) if found else 0
+    return (mos is None, mos or 0.0, -problems, call)
+
+
+def recent_key(state):
+    """Live calls first, the most recently seen first, then the call id."""
+    return (state["state"] != "live", -state["last_seen"], state["call"])
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(sort, key):
+    return base64.urlsafe_b64encode(orjson.dumps([sort, list(key)])).decode().rstrip("=")
+
+
+def decode_cursor(text, sort):
+    """The sort key a cursor holds; BadCursor when it is not one of ours for this sort."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        cursor_sort, key = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadCursor("cursor is not one this server gave") from None
+    if cursor_sort != sort:
+        raise BadCursor(f"cursor belongs to sort={cursor_sort}, not sort={sort}")
+    shapes = {"worst": (bool, (int, float), int, str), "recent": (bool, int, str)}
+    if not isinstance(key, list) or len(key) != len(shapes[sort]) or not all(
+            isinstance(value, kind) for value, kind in zip(key, shapes[sort])):
+        raise BadCursor("cursor is not one this server gave")
+    return tuple(key)

@@ -1,0 +1,271 @@
+"""The fleet view (SPEC §10) against a real influxd: each live call's quality,
+worst first, in /v1/calls/ and on /ws/calls, with the fleet's aggregates.
+
+The periodic callback is slowed to an hour; each test runs the ticks it wants."""
+import asyncio
+import json
+import math
+
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from rtcscope.quality import FAIR_MOS, GOOD_MOS, estimate_mos
+from tests.conftest import now_ms
+from tests.helpers import assert_error, eventually, get, post
+
+pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
+
+CALLS_PER_REQUEST = 8  # well under any per-request call limit
+
+
+async def send(http_client, base_url, app, body):
+    for offset in range(0, len(body), 400):
+        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body[offset:offset + 400])
+        assert status == 200, result
+    await eventually(lambda: app.writer.depth == 0)
+
+
+def call_samples(call, start, rtt, jitter, loss, peer="alice", count=6, step=1000):
+    """`count` audio samples a second apart: rtt/jitter constant, packet counters that
+    lose `loss` of what they carry (100 packets a sample)."""
+    lost_each = round(100 * loss)
+    return [{"call": call, "peer": peer, "kind": "audio", "ts": start + i * step,
+             "stats": {"rtt": rtt, "jitter": jitter, "packetsLost": float(lost_each * i),
+                       "packetsReceived": float((100 - lost_each) * i)}}
+            for i in range(count)]
+
+
+def expected_mos(rtt, jitter, loss):
+    return round(estimate_mos(rtt, jitter, loss), 2)
+
+
+def nearest_rank(values, fraction):
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+class CallsViewer:
+    """A real websocket client of /ws/calls, reading in the background."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.messages = []
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def open(cls, base_url, headers=None):
+        url = base_url.replace("http://", "ws://") + "/ws/calls"
+        return cls(await websocket_connect(HTTPRequest(url, headers=headers or {})))
+
+    async def _read(self):
+        while True:
+            message = await self.connection.read_message()
+            if message is None:
+                return
+            self.messages.append(json.loads(message))
+
+    async def wait(self, count):
+        await eventually(lambda: len(self.messages) >= count, timeout=10)
+        return self.messages[count - 1]
+
+    def close(self):
+        self.connection.close()
+
+
+# 60 good calls (rtt from 40 to 99 ms, no loss), three bad ones and one with nothing to score.
+GOOD = {f"good-{i:02d}": (40.0 + i, 5.0, 0.0) for i in range(60)}
+BAD = {"bad-rtt": (700.0, 10.0, 0.0), "bad-loss": (80.0, 10.0, 0.10), "bad-both": (650.0, 40.0, 0.08)}
+
+
+async def fleet_of_calls(http_client, base_url, app):
+    start = now_ms() - 6000
+    body = []
+    for call, (rtt, jitter, loss) in {**GOOD, **BAD}.items():
+        body += call_samples(call, start, rtt, jitter, loss)
+    body += call_samples("bad-both", start, 90.0, 5.0, 0.0, peer="bob")  # bob is fine: alice is the worst peer
+    body.append({"call": "silent", "peer": "carol", "kind": "video", "ts": start, "stats": {"framesPerSecond": 30.0}})
+    await send(http_client, base_url, app, body)
+    return start
+
+
+def worst_first(values):
+    """Call ids ordered like sort=worst: lowest MOS first, unknown last, then more problems, then id."""
+    return sorted(values, key=lambda item: (item[1] is None, item[1] or 0, -item[2], item[0]))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_live_calls_come_out_worst_first_with_their_quality(http_client, base_url, app):
+    await fleet_of_calls(http_client, base_url, app)
+    await app.detector.run_tick()
+    status, document, _ = await get(http_client, base_url + "/v1/calls/?state=live&sort=worst&limit=1000")
+    assert status == 200, document
+    assert document["count"] == 64 and document["next"] is None
+    listed = document["calls"]
+    tick = app.detector.last_tick_ms
+    by_call = {c["call"]: c["quality"] for c in listed}
+    assert by_call["bad-rtt"] == {"mos": expected_mos(700, 10, 0), "verdict": "poor", "problems": ["high_rtt"],
+                                  "worst_peer": "alice", "at": tick}
+    assert by_call["bad-loss"]["problems"] == ["high_loss"]
+    assert by_call["bad-loss"]["mos"] == expected_mos(80, 10, 0.10)
+    assert by_call["bad-both"] == {"mos": expected_mos(650, 40, 0.08), "verdict": "poor",
+                                   "problems": ["high_loss", "high_rtt", "high_jitter"], "worst_peer": "alice",
+                                   "at": tick}
+    assert by_call["good-00"] == {"mos": expected_mos(40, 5, 0), "verdict": "good", "problems": [],
+                                  "worst_peer": "alice", "at": tick}
+    assert by_call["silent"] == {"mos": None, "verdict": "unknown", "problems": [], "worst_peer": None, "at": tick}
+    expected = worst_first([(call, expected_mos(*values), 0) for call, values in GOOD.items()]
+                           + [(call, expected_mos(*values), 0) for call, values in BAD.items()] + [("silent", None, 0)])
+    # bad-both has three problems, the others none or one: only MOS ties could reorder, and there are none
+    assert [c["call"] for c in listed] == [call for call, _, _ in expected]
+    assert [c["call"] for c in listed[:3]] == ["bad-both", "bad-rtt", "bad-loss"]
+    assert all(c["state"] == "live" and c["end_reason"] is None for c in listed)
+
+    status, document, _ = await get(http_client, base_url + "/v1/calls/?state=live&sort=worst&q=bad&limit=2")
+    assert [c["call"] for c in document["calls"]] == ["bad-both", "bad-rtt"] and document["count"] == 3
+    assert document["next"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_paging_walks_every_call_once(http_client, base_url, app):
+    await fleet_of_calls(http_client, base_url, app)
+    await app.detector.run_tick()
+    for sort in ("worst", "recent"):
+        _, whole, _ = await get(http_client, base_url + f"/v1/calls/?sort={sort}&limit=1000")
+        walked, cursor, pages = [], None, 0
+        while True:
+            url = base_url + f"/v1/calls/?sort={sort}&limit=7" + (f"&cursor={cursor}" if cursor else "")
+            status, page, _ = await get(http_client, url)
+            assert status == 200, page
+            assert page["count"] == 64 and len(page["calls"]) <= 7
+            walked += [c["call"] for c in page["calls"]]
+            pages += 1
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert pages == 10  # 64 calls, 7 a page
+        assert walked == [c["call"] for c in whole["calls"]]
+        assert len(set(walked)) == 64
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_bad_list_parameters_are_400(http_client, base_url, app):
+    await app.detector.run_tick()
+    _, worst_page, _ = await get(http_client, base_url + "/v1/calls/?sort=worst&limit=1")
+    for query in ("sort=best", "limit=0", "limit=1001", "limit=ten", "cursor=notours", "q=a%20b",
+                  "q=" + "a" * 129, "sort=recent&cursor=W1sid29yc3QiXQ", "limit=1&limit=2"):
+        status, document, _ = await get(http_client, base_url + "/v1/calls/?" + query)
+        assert_error(status, document, 400)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_calls_websocket_snapshot_then_diffs(http_client, base_url, app):
+    start = await fleet_of_calls(http_client, base_url, app)
+    detector = app.detector
+    await detector.run_tick()
+    viewer = await CallsViewer.open(base_url)
+    snapshot = await viewer.wait(1)
+    assert snapshot["type"] == "snapshot"
+    _, listed, _ = await get(http_client, base_url + "/v1/calls/?state=live&sort=worst&limit=1000")
+    assert [c["call"] for c in snapshot["calls"]] == [c["call"] for c in listed["calls"]]
+    first = snapshot["calls"][0]
+    assert set(first) == {"call", "peers", "started", "quality"}
+    assert first["call"] == "bad-both" and first["peers"] == ["alice", "bob"] and first["started"] == start
+    assert first["quality"]["problems"] == ["high_loss", "high_rtt", "high_jitter"]
+
+    # fleet aggregates, computed here by hand: each call by its worst peer
+    scored = {call: values for call, values in {**GOOD, **BAD}.items()}
+    mos = [expected_mos(*values) for values in scored.values()]
+    fleet = snapshot["fleet"]
+    assert fleet["live"] == 64 and fleet["peers"] == 65
+    assert fleet["verdicts"] == {"good": sum(m >= GOOD_MOS for m in mos), "fair": sum(FAIR_MOS <= m < GOOD_MOS for m in mos),
+                                 "poor": sum(m < FAIR_MOS for m in mos), "unknown": 1}
+    assert fleet["verdicts"]["poor"] == 3
+    percentiles = fleet["percentiles"]
+    assert percentiles["mos"] == {"p5": nearest_rank(mos, 0.05), "p50": nearest_rank(mos, 0.5)}
+    assert percentiles["rtt"] == {"p50": nearest_rank([v[0] for v in scored.values()], 0.5),
+                                  "p95": nearest_rank([v[0] for v in scored.values()], 0.95)}
+    assert percentiles["jitter"] == {"p50": nearest_rank([v[1] for v in scored.values()], 0.5),
+                                     "p95": nearest_rank([v[1] for v in scored.values()], 0.95)}
+    assert percentiles["loss"] == {"p50": 0.0, "p95": nearest_rank([v[2] for v in scored.values()], 0.95)}
+
+    # nothing changed: no message
+    await detector.run_tick()
+    await asyncio.sleep(0.3)
+    assert len(viewer.messages) == 1
+
+    # good-05 goes bad, bad-rtt ends, a new call starts
+    now = now_ms()
+    await send(http_client, base_url, app,
+               call_samples("good-05", now - 1500, 3000.0, 5.0, 0.0, count=2)  # window mean over 300 ms
+               + call_samples("new-1", now - 2000, 60.0, 5.0, 0.0, count=2)
+               + [{"call": "bad-rtt", "event": "end", "ts": now - 100}])
+    await detector.run_tick()
+    message = await viewer.wait(2)
+    assert message["type"] == "calls"
+    assert [entry["call"] for entry in message["started"]] == ["new-1"]
+    assert message["started"][0]["quality"]["verdict"] == "good"
+    assert set(message["started"][0]) == {"call", "peers", "started", "quality"}
+    assert message["ended"] == [{"call": "bad-rtt", "at": now - 100, "reason": "explicit"}]
+    changed = {entry["call"]: entry["quality"] for entry in message["changed"]}
+    assert "good-05" in changed and "high_rtt" in changed["good-05"]["problems"]
+    assert message["fleet"]["live"] == 64
+    viewer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_timed_out_call_ends_with_reason_timeout(http_client, base_url, app):
+    await app.detector.run_tick()
+    await send(http_client, base_url, app, call_samples("quiet", now_ms() - 1000, 50.0, 5.0, 0.0, count=2))
+    await app.detector.run_tick()
+    viewer = await CallsViewer.open(base_url)
+    await viewer.wait(1)
+    await asyncio.sleep(3.2)
+    await app.detector.run_tick()
+    message = await viewer.wait(2)
+    assert [(e["call"], e["reason"]) for e in message["ended"]] == [("quiet", "timeout")]
+    _, document, _ = await get(http_client, base_url + "/v1/calls/?state=ended")
+    assert [(c["call"], c["end_reason"]) for c in document["calls"]] == [("quiet", "timeout")]
+    viewer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_queries_per_tick_do_not_grow_with_calls_or_viewers(http_client, base_url, app):
+    detector, store = app.detector, app.store
+    await detector.run_tick()
+
+    async def per_tick():
+        before, counted = store.queries, detector.queries
+        for _ in range(3):
+            await detector.run_tick()
+        assert detector.queries - counted == store.queries - before  # the detector counts every query it makes
+        return (store.queries - before) / 3
+
+    await send(http_client, base_url, app, call_samples("one", now_ms() - 3000, 50.0, 5.0, 0.0, count=3))
+    await detector.run_tick()
+    viewers = [await CallsViewer.open(base_url)]
+    few = await per_tick()
+    await fleet_of_calls(http_client, base_url, app)
+    await detector.run_tick()
+    viewers += [await CallsViewer.open(base_url) for _ in range(9)]
+    await asyncio.gather(*(viewer.wait(1) for viewer in viewers))
+    assert len(detector.live_calls) == 65
+    assert await per_tick() == few == 3
+    for viewer in viewers:
+        viewer.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(tick=3600.0, read_token="s3cret", ws_origins=["https://ops.example"])
+async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_client, base_url, app):
+    await app.detector.run_tick()
+    url = base_url.replace("http://", "ws://") + "/ws/calls"
+    for headers, code in (({}, 401), ({"Authorization": "Bearer wrong"}, 403),
+                          ({"Authorization": "Bearer s3cret", "Origin": "https://evil.example"}, 403)):
+        with pytest.raises(Exception) as refused:
+            await websocket_connect(HTTPRequest(url, headers=headers))
+        assert getattr(refused.value, "code", None) == code
+    viewer = await CallsViewer.open(base_url, {"Authorization": "Bearer s3cret", "Origin": "https://ops.example"})
+    snapshot = await viewer.wait(1)
+    assert snapshot["type"] == "snapshot" and snapshot["calls"] == [] and snapshot["fleet"]["live"] == 0
+    viewer.close()
