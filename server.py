@@ -17,11 +17,13 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, fleet, health, ingest, pages, series, stats, ws
+from handlers import alerts, base, calls, client, fleet, health, ingest, pages, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
-from rtcscope.live.detector import CallDetector
+from rtcscope.live.detector import CallDetector, dumps
+from rtcscope.live.webhooks import WebhookError, Webhooks
 from rtcscope.storage.store import Store
 from rtcscope.storage.writer import BatchWriter
 from rtcscope.telemetry import Telemetry
@@ -30,7 +32,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, fleet, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -66,19 +68,31 @@ define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.t
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
 define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
 define("protect_metrics", default=False, help="require the read token for /metrics too")
+define("alert_rules", default="", help="TOML file of alert rules (empty: the built-in rules; see docs/alerts.md)")
+define("alert_webhooks", default=[], multiple=True,
+       help="URLs every alert firing and resolution is POSTed to (comma-separated; slack+https://... for Slack)")
+define("alert_secret", default="", help="secret of the X-Rtcscope-Signature HMAC-SHA256 of webhook bodies")
+define("alert_retry", default=datetime.timedelta(minutes=10), type=datetime.timedelta,
+       help="how long an alert's delivery to a receiver is retried")
+define("public_url", default="",
+       help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
 
 
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector):
+    def __init__(self, store, writer, config, detector, alerts):
         self.store = store
         self.writer = writer
         self.detector = detector
+        self.alerts = alerts
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
-        self.telemetry = make_telemetry(writer, detector)
+        self.telemetry = make_telemetry(writer, detector, alerts)
+        detector.tick_hooks.append(alerts.on_tick)
+        alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
+        alerts.on_delivery = lambda result: self.telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
@@ -136,6 +150,7 @@ class Application(tornado.web.Application):
         for callback in self.periodic_callbacks:
             callback.stop()
         await self.detector.stop()
+        await self.alerts.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
         await self.store.close()
@@ -162,7 +177,7 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_telemetry(writer, detector):
+def make_telemetry(writer, detector, alerts):
     """Declare every family /metrics shows; handlers count into the `_total` ones."""
     telemetry = Telemetry()
     telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
@@ -200,6 +215,13 @@ def make_telemetry(writer, detector):
     telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
     telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
                       lambda: detector.summaries_written)
+    telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+                    lambda: alerts.firing_count)
+    telemetry.counter("rtcscope_webhook_deliveries_total",
+                      "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
+                      "dropped (queue full, still owed)", labelled=True)
+    telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
+                    lambda: int(alerts.sending))
     return telemetry
 
 
@@ -216,6 +238,13 @@ def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
     config = options.as_dict()
     config.update(overrides)
+    # A bad rules file or webhook URL stops the start before anything is opened.
+    rules = load_rules(config["alert_rules"])
+    retry_s = _seconds(config["alert_retry"])
+    webhooks = None
+    if config["alert_webhooks"]:
+        webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
+                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
     store = Store(config["influxdb_url"], config["database"], config["retention"])
     writer = BatchWriter(store.write, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
                          flush_interval=_seconds(config["flush_interval"]),
@@ -224,7 +253,10 @@ def make_app(**overrides):
                             tick_ms=_seconds(config["tick"]) * 1000,
                             quality_window_ms=_seconds(config["quality_window"]) * 1000,
                             history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
-    return Application(store, writer, config, detector)
+    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
+    alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
+                          public_url=public_url, webhooks=webhooks)
+    return Application(store, writer, config, detector, alerts)
 
 
 def parse_options():
@@ -237,7 +269,11 @@ def parse_options():
 
 async def main():
     parse_options()
-    app = make_app()
+    try:
+        app = make_app()
+    except (RulesError, WebhookError) as exc:
+        log.error("%s", exc)
+        sys.exit(f"rtcscope-server: {exc}")
     await app.start()
     client_timeout = _seconds(options.client_timeout)
     server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body,

@@ -5,15 +5,26 @@ the alert events it produces are pure and synchronous here; where events are
 kept (InfluxDB's rtc_alerts), which process sends them and how they reach
 receivers is AlertService below and rtcscope/live/webhooks.py. See docs/alerts.md.
 """
+import asyncio
+import collections
 import hashlib
 import logging
 import math
 import re
+import secrets
+import time
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 
-from .. import registry
+import aiohttp
+
+from .. import quality, registry
+from ..storage.store import InfluxDBError, StoreError, time_range
+from ..storage.writer import WriteRejected
 from ..timeparse import parse_duration
+from . import fleet
+from .webhooks import Outgoing
 
 log = logging.getLogger("rtcscope.alerts")
 
@@ -264,3 +275,296 @@ class AlertEngine:
 
 def _sort_key(key):
     return (key[1], key[2] or "", key[0])
+
+
+# --- the alerts of every process, kept in InfluxDB -------------------------------------
+
+ALERTS_MEASUREMENT = "rtc_alerts"
+NODES_MEASUREMENT = "rtc_nodes"
+# A process sends once it has been up this many ticks, if its start is the oldest
+# among the heartbeats of this many last ticks.
+ELECTION_TICKS = 3
+# Firing alerts a new sender takes over, and what /v1/alerts/ looks back over by default.
+LOOKBACK_MS = 24 * 3600_000
+# Events every process reads back each tick (for /ws/calls and its firing count): an
+# event's time is its `at`, which for an end is the call's end, up to a call timeout back.
+FOLLOW_MS = 120_000
+MAX_UNWRITTEN = 10_000
+_STRING_FIELDS = ("id", "rule", "severity", "state", "call", "peer", "url")
+_REQUIRED = ("id", "rule", "severity", "state", "call", "threshold", "since", "at", "url")
+
+
+def peer_windows(rows, live_calls):
+    """{(call, peer): window values} of the live peers, from the detector's window rows
+    [(call, peer, kind, row)]: the fleet view's values (rtcscope/live/fleet.py) plus the MOS."""
+    grouped = {}
+    for call, peer, _kind, row in rows:
+        if call in live_calls:
+            grouped.setdefault((call, peer), []).append(row)
+    windows = {}
+    for key, kinds in grouped.items():
+        window = fleet.peer_window(kinds)
+        window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
+        windows[key] = window
+    return windows
+
+
+def ended_of(calls):
+    """[(call, peer|None, at, reason)] of the ended calls and of the ended peers of live ones."""
+    ended = []
+    for state in calls.values():
+        if state.state == "ended":
+            ended.append((state.call, None, state.ended, state.end_reason))
+        for peer, (at, reason) in getattr(state, "peer_ends", {}).items():
+            ended.append((state.call, peer, at, reason))
+    return ended
+
+
+def _string(value):
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_event(alert, node, time_ns):
+    """The rtc_alerts point of one event: tagged by the node that wrote it (few series),
+    at the event's time plus a per-node sequence (unique within the node's series)."""
+    fields = [f"{name}={_string(alert[name])}" for name in _STRING_FIELDS if alert.get(name) is not None]
+    fields += [f"{name}={float(alert[name])!r}" for name in ("value", "threshold", "since", "at")
+               if alert.get(name) is not None]
+    fields.append(f"seq={float(time_ns % 1_000_000)!r}")  # rebuilds the point's time from a query in ms
+    return f"{ALERTS_MEASUREMENT},node={node} {','.join(fields)} {time_ns}".encode()
+
+
+def encode_delivery(node, time_ns, receiver_key, delivered):
+    """A receiver's outcome, written onto the event's own point: 1 delivered, -1 given up."""
+    return f"{ALERTS_MEASUREMENT},node={node} {receiver_key}={1.0 if delivered else -1.0!r} {time_ns}".encode()
+
+
+def row_alert(row):
+    """The webhook object of a stored event; None for a point not (yet) whole."""
+    if any(row.get(name) is None for name in _REQUIRED):
+        return None
+    return {"id": row["id"], "rule": row["rule"], "severity": row["severity"], "state": row["state"],
+            "call": row["call"], "peer": row.get("peer"), "value": row.get("value"),
+            "threshold": float(row["threshold"]), "since": int(row["since"]), "at": int(row["at"]),
+            "url": row["url"]}
+
+
+def latest_by_id(rows):
+    """The latest event of each alert, oldest first; a resolution wins a tie."""
+    latest = {}
+    for row in rows:
+        alert = row_alert(row)
+        if alert is None:
+            continue
+        before = latest.get(alert["id"])
+        if before is None or (alert["at"], alert["state"] == "resolved") >= (before["at"], before["state"] == "resolved"):
+            latest[alert["id"]] = alert
+    return sorted(latest.values(), key=lambda alert: (alert["at"], alert["id"]))
+
+
+def event_of(alert):
+    return AlertEvent(alert["id"], alert["rule"], alert["severity"], alert["state"], alert["call"], alert["peer"],
+                      alert["value"], alert["threshold"], alert["since"], alert["at"])
+
+
+class AlertService:
+    """Evaluates the rules every detector tick in every process; the elected sender
+    records the events in rtc_alerts and delivers them. Every process follows
+    rtc_alerts to tell its /ws/calls viewers and count what fires.
+
+    Election: each tick every process writes a heartbeat (rtc_nodes: its random
+    node id, its start time); the sender is the process with the oldest start
+    among the heartbeats of the last ELECTION_TICKS ticks (ties: the smaller node
+    id), once it has been up ELECTION_TICKS ticks. Taking over, it adopts the
+    firing alerts InfluxDB holds and sends what is still undelivered."""
+
+    def __init__(self, store, writer, rules, *, tick_ms, public_url, webhooks=None, lookback_ms=LOOKBACK_MS,
+                 node=None, on_delivery=None):
+        self.store = store
+        self.writer = writer
+        self.engine = AlertEngine(list(rules))
+        self.tick_ms = tick_ms
+        self.public_url = public_url.rstrip("/")
+        self.webhooks = webhooks
+        self.lookback_ms = lookback_ms
+        self.node = node or secrets.token_hex(8)
+        self.started = int(time.time() * 1000)
+        self.on_delivery = on_delivery  # called with each delivery result (for /metrics)
+        self.sending = False
+        self.sender = None  # the node id that sends, as of the last tick
+        self.up_ticks = 0
+        self.known = {}  # id -> latest firing event as InfluxDB holds it
+        self.seen = {}  # (id, state) -> at: events already told to listeners
+        self.listeners = []  # callables taking each new event (the webhook object)
+        self.loaded = False
+        self._seq = 0
+        self._unwritten = collections.deque(maxlen=MAX_UNWRITTEN)
+        self._task = None
+        self.failures = 0
+        if webhooks is not None:
+            webhooks.on_result = self._delivered
+            webhooks.refill = self._refill
+
+    @property
+    def firing_count(self):
+        return len(self.known)
+
+    def call_url(self, call):
+        return f"{self.public_url}/calls/{urllib.parse.quote(call, safe='')}/"
+
+    # --- each tick ----------------------------------------------------------------
+
+    def on_tick(self, now_ms, rows, calls, live_calls):
+        """The detector's tick: its window rows, its calls, the live ones."""
+        events = self.engine.evaluate(now_ms, peer_windows(rows, live_calls), ended_of(calls), live_calls)
+        if self.sending:
+            for event in events:
+                self._record(event.as_json(self.call_url(event.call)))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._housekeep(now_ms))
+
+    def _record(self, alert):
+        self._seq = (self._seq + 1) % 1_000_000
+        time_ns = alert["at"] * 1_000_000 + self._seq
+        self._submit(encode_event(alert, self.node, time_ns))
+        if self.webhooks is not None:
+            self.webhooks.send(Outgoing(alert, self.node, time_ns))
+        self._tell(alert)
+
+    def _submit(self, line):
+        while self._unwritten and self.writer.submit([self._unwritten[0]]):
+            self._unwritten.popleft()
+        if self._unwritten or not self.writer.submit([line]):
+            if len(self._unwritten) == self._unwritten.maxlen:
+                log.warning("alert state cannot be written (buffer full); the oldest unwritten record is lost")
+            self._unwritten.append(line)
+
+    def _tell(self, alert):
+        """Count and push an event once, whichever way it came (recorded here or read back)."""
+        key = (alert["id"], alert["state"])
+        if key in self.seen:
+            return
+        self.seen[key] = alert["at"]
+        if alert["state"] == "firing":
+            self.known[alert["id"]] = alert
+        else:
+            self.known.pop(alert["id"], None)
+        for listener in self.listeners:
+            try:
+                listener(alert)
+            except Exception:
+                log.exception("an alert listener failed")
+
+    async def _housekeep(self, now_ms):
+        try:
+            await self.store.write(f"{NODES_MEASUREMENT},node={self.node} started={float(self.started)!r} "
+                                   f"{now_ms * 1_000_000}".encode())
+            rows = await self.store.query(
+                f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
+                f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
+            if not self.loaded:
+                for alert in latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
+                    self.seen[(alert["id"], alert["state"])] = alert["at"]
+                    if alert["state"] == "firing":
+                        self.known[alert["id"]] = alert
+                self.loaded = True
+            else:
+                for alert in sorted((a for a in map(row_alert, await self._events(now_ms - FOLLOW_MS, now_ms)) if a),
+                                    key=lambda a: (a["at"], a["state"] == "resolved")):
+                    self._tell(alert)
+                for key in [key for key, at in self.seen.items() if at < now_ms - 2 * FOLLOW_MS]:
+                    del self.seen[key]
+        except (StoreError, WriteRejected, TimeoutError, OSError, aiohttp.ClientError, InfluxDBError) as exc:
+            self.failures += 1
+            self.up_ticks = 0
+            log.warning("alert heartbeat failed (%s): not sending until InfluxDB answers again", exc)
+            await self._step_down()
+            return
+        self.up_ticks += 1
+        nodes = sorted((row["started"], series["tags"].get("node", "")) for series in rows
+                       for row in series["rows"] if row.get("started") is not None)
+        self.sender = nodes[0][1] if nodes else None
+        should = self.sender == self.node and self.up_ticks >= ELECTION_TICKS
+        if should and not self.sending:
+            await self._take_over(now_ms)
+        elif not should and self.sending:
+            await self._step_down()
+
+    async def _events(self, since_ms, until_ms):
+        rows = await self.store.query(f"SELECT * FROM {ALERTS_MEASUREMENT} WHERE {time_range(since_ms, until_ms)}")
+        return [row for series in rows for row in series["rows"]]
+
+    async def _take_over(self, now_ms):
+        """Become the sender: carry on the firing alerts InfluxDB holds, send what is owed."""
+        rows = await self._events(now_ms - max(self.lookback_ms, self._retry_ms), now_ms + 60_000)
+        self.engine.adopt([event_of(alert) for alert in latest_by_id(rows) if alert["state"] == "firing"])
+        log.info("node %s sends alerts from now on", self.node)
+        self.sending = True
+        if self.webhooks is not None:
+            self.webhooks.start()
+            self._send_owed(rows, now_ms)
+
+    @property
+    def _retry_ms(self):
+        return self.webhooks.retry_ms if self.webhooks is not None else 0
+
+    def _send_owed(self, rows, now_ms, receivers=None):
+        """Queue, oldest first, every event of the retry period some receiver has not had."""
+        owed = []
+        for row in rows:
+            alert = row_alert(row)
+            if alert is None or alert["at"] < now_ms - self._retry_ms or row.get("node") is None:
+                continue
+            time_ns = int(row["time"]) * 1_000_000 + int(row.get("seq") or 0)
+            owed.append((time_ns, Outgoing(alert, row["node"], time_ns),
+                         {key for key, value in row.items() if key.startswith("r_") and value is not None}))
+        for _, outgoing, delivered in sorted(owed, key=lambda item: item[0]):
+            if receivers is None:
+                self.webhooks.send(outgoing, delivered)
+            else:
+                for worker in receivers:
+                    if worker.receiver.key not in delivered:
+                        worker.put(outgoing)
+
+    async def _step_down(self):
+        if self.sending:
+            log.info("node %s no longer sends alerts", self.node)
+        self.sending = False
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+
+    def _delivered(self, outgoing, receiver, result):
+        if self.on_delivery is not None:
+            self.on_delivery(result)
+        if result in ("delivered", "expired"):
+            self._submit(encode_delivery(outgoing.node, outgoing.time_ns, receiver.key, result == "delivered"))
+
+    async def _refill(self, receiver):
+        """A receiver's queue overflowed and drained: queue again what it is still owed."""
+        now = int(time.time() * 1000)
+        try:
+            rows = await self._events(now - self._retry_ms, now + 60_000)
+        except StoreError as exc:
+            log.warning("cannot read owed alert deliveries (%s)", exc)
+            return
+        worker = self.webhooks.workers.get(receiver.key)
+        if worker is not None:
+            self._send_owed(rows, now, [worker])
+
+    async def list_alerts(self, state, since_ms, now_ms):
+        """Alerts whose latest event is since `since_ms`, with that event ("firing" or "all")."""
+        alerts = latest_by_id(await self._events(since_ms, now_ms + 60_000))
+        if state == "firing":
+            alerts = [alert for alert in alerts if alert["state"] == "firing"]
+        return sorted(alerts, key=lambda alert: (-alert["at"], alert["id"]))
+
+    async def stop(self):
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._step_down()
+        for line in self._unwritten:
+            self.writer.submit([line])

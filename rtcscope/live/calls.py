@@ -17,6 +17,7 @@ class CallState:
     last_seen: int = 0
     ended: int | None = None
     end_reason: str | None = None  # "explicit" (an end event) or "timeout"; that of the peer that ended last
+    peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
 
     @property
     def span_seconds(self):
@@ -59,6 +60,8 @@ def build_calls(presence, ends, now_ms, timeout_ms):
                 state.ended, state.end_reason = ended_at, reason
         if peer:
             state.peers.append(peer)
+            if ended_at is not None:
+                state.peer_ends[peer] = (ended_at, reason)
         if ended_at is None:
             state.state = "live"
     for state in calls.values():

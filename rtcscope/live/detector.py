@@ -148,6 +148,7 @@ class CallDetector:
         self.pending_summaries = {}  # ended call -> when to summarise it (ms)
         self._summaries_task = None
         self.summaries_written = 0
+        self.tick_hooks = []  # called each tick with (now, window rows, calls, live calls): the alert rules
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
@@ -312,6 +313,7 @@ class CallDetector:
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live)
         self._queue_summaries(ended, now)
+        self._run_tick_hooks(now, window, calls, live)
         self._ready.set()
         for call, at in started:
             for watch in self.watches.values():
@@ -367,12 +369,25 @@ class CallDetector:
                       "changed": [{"call": call, "quality": self.published[call].as_json()}
                                   for call in sorted(changed, key=by_worst)],
                       "ended": ended_entries, "fleet": self.fleet})
+        self.send_calls_viewers(data)
+
+    def send_calls_viewers(self, data):
+        """One serialised message to every /ws/calls viewer."""
         for viewer in list(self.fleet_viewers):
             try:
                 viewer.send(data)
             except Exception:  # one broken viewer must not cost the others their tick
                 log.exception("dropping a viewer that failed to take a message")
                 self.unwatch_calls(viewer)
+
+    # --- alerts -------------------------------------------------------------------
+
+    def _run_tick_hooks(self, now, window, calls, live):
+        for hook in self.tick_hooks:
+            try:
+                hook(now, window, calls, live)
+            except Exception:  # alerts must not cost the live views their tick
+                log.exception("a tick hook failed")
 
     # --- history ------------------------------------------------------------------
 

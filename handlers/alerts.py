@@ -1,0 +1,31 @@
+"""Alerts: GET /v1/alerts/, the same from every process (read from InfluxDB's rtc_alerts)."""
+import time
+
+import tornado.web
+
+from rtcscope.timeparse import parse_duration
+
+from .base import APIHandler
+
+STATES = ("firing", "all")
+
+
+class AlertsHandler(APIHandler):
+    async def get(self):
+        state = self.argument("state", "firing")
+        if state not in STATES:
+            raise tornado.web.HTTPError(400, "state must be firing or all")
+        since = parse_duration(self.argument("since", "24h"))
+        if not since:
+            raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        if since > self.application.retention_seconds:
+            raise tornado.web.HTTPError(400, "since goes back further than the retention (%s)",
+                                        self.application.config["retention"])
+        now_ms = int(time.time() * 1000)
+        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms)
+        self.write_json({"alerts": alerts, "count": len(alerts)})
+
+
+default_handlers = [
+    (r"/v1/alerts/?", AlertsHandler),
+]
