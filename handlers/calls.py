@@ -38,13 +38,16 @@ class CallsHandler(APIHandler):
         except fleet.BadCursor as exc:
             raise tornado.web.HTTPError(400, "%s", exc) from None
 
-        calls = await self.application.load_calls(window_ms=since * 1000)
+        detector = self.application.detector
+        # The live list is the detector's last tick: no query, however many calls are live.
+        calls = detector.live_states() if state == "live" else None
+        if calls is None:
+            calls = await self.application.load_calls(window_ms=since * 1000)
         listed = [c for c in calls.values() if state in ("all", c.state) and search in c.call]
         summaries = {}
         if any(c.state == "ended" for c in listed):
             now = int(time.time() * 1000)
             summaries = await self.store.call_summaries(now - since * 1000, now + CLOCK_SLACK_MS)
-        detector = self.application.detector
         documents = []
         for found in listed:
             document = found.as_json()

@@ -22,13 +22,19 @@ class FleetHistoryHandler(APIHandler):
         if -(-duration // bucket) > MAX_BUCKETS:
             raise tornado.web.HTTPError(400, "duration / bucket gives more than %d buckets", MAX_BUCKETS)
         now = int(time.time() * 1000)
-        rows = await self.store.fleet_history(now - duration * 1000, now, bucket)
-        buckets = [{"time": row["time"], "calls": row["calls"] or 0,
-                    "minutes": round((row["seconds"] or 0) / 60, 2),
-                    "mos_p50": None if row["mos_p50"] is None else round(row["mos_p50"], 2),
-                    "poor_share": None if row["poor_share"] is None else round(row["poor_share"], 4)}
-                   for row in rows]
-        self.write_json({"bucket_ms": bucket * 1000, "buckets": buckets})
+        start, bucket_ms = now - duration * 1000, bucket * 1000
+        rows = {row["time"]: row for row in await self.store.fleet_history(start, now, bucket)}
+        # Every bucket of the range, aligned to the epoch as InfluxDB groups them; none stored is no call.
+        buckets = [bucket_document(time_ms, rows.get(time_ms))
+                   for time_ms in range(start // bucket_ms * bucket_ms, now + 1, bucket_ms)]
+        self.write_json({"bucket_ms": bucket_ms, "buckets": buckets})
+
+
+def bucket_document(time_ms, row):
+    row = row or {}
+    mos, poor = row.get("mos_p50"), row.get("poor_share")
+    return {"time": time_ms, "calls": row.get("calls") or 0, "minutes": round((row.get("seconds") or 0) / 60, 2),
+            "mos_p50": None if mos is None else round(mos, 2), "poor_share": None if poor is None else round(poor, 4)}
 
 
 default_handlers = [

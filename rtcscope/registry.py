@@ -26,6 +26,9 @@ class Metric:
     field: str | None = None
     scale: float = 1.0
     rate_unit: str | None = None
+    # Aliases whose values the registry can convert, with the factor to this
+    # metric's unit: a sample sent under one of them is stored under this name.
+    conversions: tuple[tuple[str, float], ...] = ()
 
     @property
     def source_field(self) -> str:
@@ -63,6 +66,7 @@ METRICS: dict[str, Metric] = {
             "availableBandwidth", "bit/s", GAUGE,
             "Estimated available send bandwidth (selected candidate pair's availableOutgoingBitrate).",
             aliases=("googAvailableSendBandwidth", "availableOutgoingBitrate"),
+            conversions=(("googAvailableSendBandwidth", 1.0), ("availableOutgoingBitrate", 1.0)),
         ),
         Metric(
             "rtt", "ms", GAUGE,
@@ -70,11 +74,13 @@ METRICS: dict[str, Metric] = {
             "remote-outbound-rtp.roundTripTime when receiving), STUN-measured for the connection "
             "(candidate-pair.currentRoundTripTime).",
             aliases=("googRtt", "roundTripTime", "currentRoundTripTime"),
+            conversions=(("googRtt", 1.0), ("roundTripTime", 1000.0), ("currentRoundTripTime", 1000.0)),
         ),
         Metric(
             "inputLevel", "1", GAUGE,
             "Microphone level 0-1 (media-source.audioLevel). The 2015 legacy audioInputLevel was 0-32767.",
             aliases=("audioInputLevel", "audioLevel"),
+            conversions=(("audioLevel", 1.0), ("audioInputLevel", 1 / 32767)),
         ),
         Metric(
             "packetsLost", "packets", COUNTER,
@@ -89,13 +95,13 @@ METRICS: dict[str, Metric] = {
         Metric(
             "jitter", "ms", GAUGE,
             "Packet interarrival jitter, worst of received (inbound-rtp) and remotely reported (remote-inbound-rtp).",
-            aliases=("googJitterReceived",),
+            aliases=("googJitterReceived",), conversions=(("googJitterReceived", 1.0),),
         ),
         Metric(
             "jitterBufferDelay", "ms", GAUGE,
             "Average time a sample or frame spent in the jitter buffer "
             "(inbound-rtp.jitterBufferDelay / jitterBufferEmittedCount).",
-            aliases=("googJitterBufferMs",),
+            aliases=("googJitterBufferMs",), conversions=(("googJitterBufferMs", 1.0),),
         ),
         Metric(
             "bitrate", "bit", COUNTER,
@@ -110,10 +116,10 @@ METRICS: dict[str, Metric] = {
         Metric(
             "availableIncomingBitrate", "bit/s", GAUGE,
             "Estimated available receive bandwidth (selected candidate pair; few browsers report it).",
-            aliases=("googAvailableReceiveBandwidth",),
+            aliases=("googAvailableReceiveBandwidth",), conversions=(("googAvailableReceiveBandwidth", 1.0),),
         ),
         Metric("targetBitrate", "bit/s", GAUGE, "Encoder target bitrate (outbound-rtp).",
-               aliases=("googTargetEncBitrate",)),
+               aliases=("googTargetEncBitrate",), conversions=(("googTargetEncBitrate", 1.0),)),
         Metric("packetsSent", "packets", COUNTER, "RTP packets sent (outbound-rtp); all packets for the connection.",
                rate_unit="packets/s"),
         Metric("packetsReceived", "packets", COUNTER,
@@ -164,6 +170,43 @@ METRICS: dict[str, Metric] = {
 }
 
 _BY_ALIAS: dict[str, Metric] = {alias: metric for metric in METRICS.values() for alias in metric.aliases}
+
+
+_CONVERSIONS: dict[str, tuple[str, float]] = {
+    alias: (metric.name, factor) for metric in METRICS.values() for alias, factor in metric.conversions}
+
+
+def storage_plan(names: tuple[str, ...]) -> tuple[tuple[str | None, float], ...] | None:
+    """How to store a sample with these field names: None when every name is stored
+    as sent, else per name its stored name (None: not stored) and the factor to it.
+
+    An alias is stored under its metric's name when the registry knows the
+    conversion; an alias it cannot convert (a computed metric such as bitrate's
+    googTransmitBitrate) keeps its own name. The canonical name wins over an
+    alias in the same sample, and the first of two aliases over the second."""
+    if not any(name in _CONVERSIONS for name in names):
+        return None
+    taken = {name for name in names if name not in _CONVERSIONS}
+    plan = []
+    for name in names:
+        target, factor = _CONVERSIONS.get(name, (name, 1.0))
+        if name in _CONVERSIONS:
+            if target in taken:
+                target = None
+            else:
+                taken.add(target)
+        plan.append((target, factor))
+    return tuple(plan)
+
+
+def apply_storage_plan(plan: tuple[tuple[str | None, float], ...], stats: dict) -> dict:
+    """`stats` renamed and converted by `storage_plan(tuple(stats))`; values that
+    are not numbers are passed on unchanged for the caller to judge."""
+    stored = {}
+    for (target, factor), value in zip(plan, stats.values()):
+        if target is not None:
+            stored[target] = value * factor if factor != 1.0 and value.__class__ in (int, float) else value
+    return stored
 
 
 def lookup(name: str) -> Metric | None:

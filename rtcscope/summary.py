@@ -76,7 +76,7 @@ def combined_timeline(metric, per_time):
 
 
 def peer_qualities(metrics, buckets):
-    """Each peer's MOS, verdict and problem codes over the call, with the call's rules
+    """Each peer's MOS, verdict, problem codes and MOS timeline over the call, with the call's rules
     applied to that peer's series alone: which side of the call has the problem."""
     by_peer = defaultdict(list)
     for tags, rows in buckets:
@@ -93,7 +93,8 @@ def peer_qualities(metrics, buckets):
                 timelines[metric.name] = combined_timeline(metric, per_time)
         found = quality.summarize_quality(timelines)
         peers[peer] = {"mos": found["mos"], "verdict": found["verdict"],
-                       "problems": sorted({problem["problem"] for problem in found["problems"]})}
+                       "problems": sorted({problem["problem"] for problem in found["problems"]}),
+                       "timeline": found["timeline"]}
     return peers
 
 

@@ -8,6 +8,7 @@ from rtcscope.quality import (
     JITTER_THRESHOLD_MS,
     LOSS_THRESHOLD,
     RTT_THRESHOLD_MS,
+    current_problems,
     estimate_mos,
     find_problems,
     mos_timeline,
@@ -170,3 +171,28 @@ def test_summary_uses_overall_loss_ratio_and_reports_problems():
 def test_summary_without_data():
     assert summarize_quality({}) == {"mos": None, "verdict": None, "problems": [], "timeline": []}
     assert summarize_quality({"jitter": every_second(1, 2)})["mos"] is None
+
+
+def test_a_value_hovering_at_a_threshold_is_one_problem():
+    # three sustained stretches over 300 ms, each one second below apart: one problem
+    hovering = every_second(*([350.0] * 4 + [250.0] + [360.0] * 4 + [290.0] + [340.0] * 4))
+    [problem] = find_problems({"rtt": hovering})
+    assert (problem["problem"], problem["from"], problem["to"], problem["worst"]) == (
+        "high_rtt", T0, T0 + 13_000, 360.0)
+    # apart by the sustain time or more: two problems
+    apart = every_second(*([350.0] * 4 + [250.0] * 4 + [350.0] * 4))
+    assert [(p["from"], p["to"]) for p in find_problems({"rtt": apart})] == [(T0, T0 + 3000), (T0 + 8000, T0 + 11_000)]
+
+
+def test_freezes_close_together_are_one_problem():
+    freezes = every_second(1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    assert [(p["problem"], p["from"], p["to"]) for p in find_problems({"freezeCount": freezes})] == [
+        ("freezes", T0, T0 + 2000), ("freezes", T0 + 7000, T0 + 7000)]
+
+
+def test_window_values_show_the_summary_problems():
+    assert current_problems({"rtt": 301.0, "jitter": 30.0, "loss": 0.031, "freezes": 1.0,
+                             "qualityLimitationReason": 2.0}) == ["high_loss", "high_rtt", "freezes", "bandwidth_limited"]
+    assert current_problems({"rtt": None, "jitter": 31.0, "loss": None, "freezes": 0.0,
+                             "qualityLimitationReason": 1.0}) == ["high_jitter", "cpu_limited"]
+    assert current_problems({}) == []

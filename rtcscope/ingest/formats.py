@@ -35,7 +35,7 @@ MAX_EXACT_INT = 2**53  # ints up to this convert to float exactly, and never ove
 _VALID_NAMES_LIMIT = 20_000
 _valid_identifiers = set()
 _valid_fields = set()
-_valid_field_sets = set()  # tuples of a sample's field names, all valid
+_field_plans = {}  # tuples of a sample's field names, all valid -> the registry's storage plan (None: as sent)
 _NUMBER_TYPES = frozenset({float, int})
 
 PRECISION_NS = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -407,12 +407,18 @@ def _json_stats(stats, where, collector):
     if not isinstance(stats, dict):
         raise IngestError(f"{where}: stats must be an object of name: number")
     names = tuple(stats)
-    if names not in _valid_field_sets:
+    try:
+        plan = _field_plans[names]
+    except KeyError:
         if len(names) > MAX_FIELDS:
-            raise IngestError(f"{where}: more than {MAX_FIELDS} fields")
+            raise IngestError(f"{where}: more than {MAX_FIELDS} fields") from None
         for name in names:
             check_field_name(name, where)
-        _remember(_valid_field_sets, names)
+        if len(_field_plans) >= _VALID_NAMES_LIMIT:
+            _field_plans.clear()
+        plan = _field_plans[names] = registry.storage_plan(names)
+    if plan is not None:
+        stats = registry.apply_storage_plan(plan, stats)
     encoded = encode_fields(stats)
     return _json_stats_one_by_one(stats, where, collector) if encoded is None else encoded
 

@@ -35,6 +35,8 @@ CLOCK_SLACK_MS = 60_000
 # An ended call is summarised into rtc_call_summaries this long after its end was
 # seen: its last samples have reached InfluxDB, so every process reads the same.
 SUMMARY_SETTLE_MS = 5000
+# How far back the first tick looks for the start of calls already live.
+STARTS_LOOK_BACK_MS = 86400_000
 # Summaries written per round, so a burst of ended calls cannot hold the writer.
 SUMMARIES_PER_ROUND = 50
 # Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
@@ -52,6 +54,16 @@ def now_ms():
 def dumps(message):
     """One serialisation per message; the same bytes go to every viewer."""
     return orjson.dumps(message)
+
+
+def deliver(message, viewers, leave):
+    """Hand one serialised message to every viewer; one broken viewer must not cost the others their tick."""
+    for viewer in list(viewers):
+        try:
+            viewer.send(message)
+        except Exception:
+            log.exception("dropping a viewer that failed to take a message")
+            leave(viewer)
 
 
 class Watch:
@@ -138,6 +150,7 @@ class CallDetector:
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         self.watches = {}
+        self.starts = {}  # live call -> its first sample (ms)
         self.qualities = {}  # live call -> fleet.CallQuality at the last tick
         self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
         self.fleet = None  # the fleet aggregates at the last tick
@@ -161,6 +174,12 @@ class CallDetector:
     @property
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    def live_states(self):
+        """{call: CallState} of the live calls as of the last tick; None before the first."""
+        if self.calls is None:
+            return None
+        return {call: state for call, state in self.calls.items() if state.state == "live"}
 
     @property
     def viewer_count(self):
@@ -247,12 +266,7 @@ class CallDetector:
 
     def broadcast(self, message, watches):
         for watch in watches:
-            for viewer in list(watch.viewers):
-                try:
-                    viewer.send(message)
-                except Exception:  # one broken viewer must not cost the others their tick
-                    log.exception("dropping a viewer that failed to take a message")
-                    self.unwatch(viewer)
+            deliver(message, watch.viewers, self.unwatch)
 
     # --- ticks --------------------------------------------------------------------
 
@@ -299,6 +313,7 @@ class CallDetector:
         for call, _, row in presence:
             recv[call] = max(recv.get(call, 0), row["recv"])
         started, ended = await self._diff(calls, now)
+        await self._keep_starts(calls, started, now)
         watches = [watch for watch in self.watches.values() if watch.loaded]
         end = now_ms()
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
@@ -373,12 +388,7 @@ class CallDetector:
 
     def send_calls_viewers(self, data):
         """One serialised message to every /ws/calls viewer."""
-        for viewer in list(self.fleet_viewers):
-            try:
-                viewer.send(data)
-            except Exception:  # one broken viewer must not cost the others their tick
-                log.exception("dropping a viewer that failed to take a message")
-                self.unwatch_calls(viewer)
+        deliver(data, self.fleet_viewers, self.unwatch_calls)
 
     # --- alerts -------------------------------------------------------------------
 
@@ -459,6 +469,24 @@ class CallDetector:
         started.sort(key=lambda item: (item[1], item[0]))
         ended.sort(key=lambda item: (item[1], item[0]))
         return started, ended
+
+    async def _keep_starts(self, calls, started, now):
+        """Give each live call its real start: the look-back window holds only the
+        last seconds of a long call. A call's start is remembered from the tick it
+        started; calls already live at this process's first tick cost one query,
+        once, over the last day."""
+        if self.calls is None:
+            live = [call for call, state in calls.items() if state.state == "live"]
+            if live:
+                self.queries += 1
+                self.starts = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
+        for call, at in started:
+            self.starts[call] = at
+        for call, state in calls.items():
+            if state.state == "live":
+                state.started = self.starts.setdefault(call, state.started)
+        for call in [call for call in self.starts if call not in calls or calls[call].state != "live"]:
+            del self.starts[call]
 
     async def _restart_time(self, call, now):
         """First sample of a call that came back: the earliest one received

@@ -169,6 +169,13 @@ class Store:
         return ([(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in presence if s["rows"]],
                 [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in ends if s["rows"]])
 
+    async def first_seen(self, since_ms, until_ms):
+        """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
+        statement = (f'SELECT min("first") AS "first" FROM {PRESENCE_MEASUREMENT} '
+                     f'WHERE {time_range(since_ms, until_ms)} GROUP BY "call"')
+        return {s["tags"].get("call", ""): int(s["rows"][0]["first"]) for s in await self.query(statement)
+                if s["rows"] and s["rows"][0]["first"] is not None}
+
     async def call_buckets(self, call, start_ms, end_ms, bucket_s):
         """Every field of one call, bucketed per (peer, kind): [(tags, rows)] with
         mean_<field> and count_<field> (the counts tell a partial bucket)."""

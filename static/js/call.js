@@ -1,4 +1,5 @@
-/* /calls/<call>/: one call's summary, quality verdict and every metric over its life; follows it while live. */
+/* /calls/<call>/: one call's summary, each peer's quality and every metric over its life, a line per peer;
+ * follows the call while it is live. */
 "use strict";
 
 (function (RS) {
@@ -6,10 +7,6 @@
   const chartsArea = document.getElementById("charts");
   const panels = new Map(); // metric -> MetricPanel
   const POLL_MS = 5000;
-  const PROBLEMS = {
-    high_loss: "High packet loss", high_rtt: "High round-trip time", high_jitter: "High jitter",
-    freezes: "Video freezes", cpu_limited: "Video limited by CPU", bandwidth_limited: "Video limited by bandwidth",
-  };
   let summary = null;
   let pollTimer = null;
 
@@ -29,7 +26,7 @@
       const detail = p.metric === "qualityLimitationReason" ? "reported by the encoder"
         : "worst " + problemValue(p, p.worst) + (threshold ? ", threshold " + threshold : "") + " · " + p.metric;
       return RS.el("li", { dataset: { problem: p.problem } },
-        RS.el("span", { class: "problem-name" }, PROBLEMS[p.problem] || p.problem),
+        RS.el("span", { class: "problem-name" }, RS.PROBLEMS[p.problem] ? RS.PROBLEMS[p.problem][1] : p.problem),
         RS.el("span", { class: "problem-when" }, RS.when(p.from) + (p.to > p.from ? " – " + RS.clock(p.to) : "") + span),
         RS.el("span", { class: "problem-detail" }, detail));
     }));
@@ -72,21 +69,53 @@
     verdict.textContent = q.verdict || "";
   }
 
+  function peerQualities(d) { return (d.quality && d.quality.peers) || {}; }
+
+  /** Peers worst first: the side with the problem on top. */
+  function peersWorstFirst(d) {
+    const peers = peerQualities(d);
+    return Object.keys(peers).sort((a, b) => {
+      const ma = peers[a].mos, mb = peers[b].mos;
+      if (ma === mb) return a < b ? -1 : 1;
+      if (ma === null || ma === undefined) return 1;
+      if (mb === null || mb === undefined) return -1;
+      return ma - mb;
+    });
+  }
+
+  function renderPeers(d) {
+    const peers = peerQualities(d);
+    const tbody = document.querySelector("#peer-quality tbody");
+    tbody.replaceChildren(...peersWorstFirst(d).map((peer) => {
+      const q = peers[peer];
+      const swatch = RS.el("span", { class: "swatch-inline" });
+      swatch.style.background = RS.color(peer);
+      return RS.el("tr", { dataset: { peer: peer, verdict: q.verdict || "unknown" } },
+        RS.el("td", { class: "name" }, swatch, peer || "(no peer id)"),
+        RS.el("td", { class: "num mos" }, q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2)),
+        RS.el("td", {}, RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } }, q.verdict || "unknown")),
+        RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)));
+    }));
+  }
+
   let mosPanel = null;
-  /** The MOS of every moment of the call, from the summary: where it got worse. */
+  /** The MOS of every moment of each peer, from the summary: where, and on which side, it got worse. */
   function renderMos(d) {
-    const timeline = (d.quality && d.quality.timeline) || [];
-    if (!timeline.length) return;
+    const peers = peerQualities(d);
+    const timelines = {};
+    for (const peer of Object.keys(peers)) if ((peers[peer].timeline || []).length) timelines[peer] = peers[peer].timeline;
+    if (!Object.keys(timelines).length) return;
     if (!mosPanel) {
       mosPanel = new RS.MetricPanel(chartsArea, "mos", {
-        height: 170, title: "Estimated MOS", unit: "MOS",
+        height: 170, title: "Estimated MOS", unit: "MOS", byPeer: true,
         description: "Listening quality estimated from RTT, jitter and loss at each moment (ITU-T G.107 E-model)",
       });
-      mosPanel.note.textContent = "good from 4.02, fair from 3.60";
+      mosPanel.note.textContent = "per peer · good from 4.02, fair from 3.60";
     }
     const end = d.state === "live" ? Date.now() : (d.ended || d.last_seen) + 1000;
     mosPanel.chart.setWindow(d.started - 1000, end);
-    mosPanel.chart.replace({ [call]: timeline }, d.bucket_seconds * 1000);
+    mosPanel.chart.setFocus(peersWorstFirst(d));
+    mosPanel.chart.replace(timelines, d.bucket_seconds * 1000);
   }
 
   function renderCharts(d, names) {
@@ -96,8 +125,9 @@
     const end = live ? Date.now() : (d.ended || d.last_seen) + 1000;
     const spec = { kind: "custom", start: start, end: end, label: "the call" };
     for (const name of names) {
-      if (!panels.has(name)) panels.set(name, new RS.MetricPanel(chartsArea, name, { call: call, height: 170 }));
+      if (!panels.has(name)) panels.set(name, new RS.MetricPanel(chartsArea, name, { call: call, byPeer: true, height: 170 }));
       const panel = panels.get(name);
+      panel.chart.setFocus(peersWorstFirst(d));
       panel.chart.bands = (d.quality.problems || []).filter((p) => p.metric === name || (name === "packetsLost" && p.problem === "high_loss"))
         .map((p) => ({ from: p.from, to: Math.max(p.to, p.from + 1000) }));
       panel.setRange(spec);
@@ -114,20 +144,23 @@
       return;
     }
     renderHead(summary);
+    renderPeers(summary);
     renderProblems(summary.quality.problems || []);
     renderCharts(summary, renderSummary(summary));
     document.body.dataset.callState = summary.state;
     if (summary.state === "live") pollTimer = setTimeout(load, POLL_MS);
   }
 
-  // call_started / call_ended arrive on any graph feed: reload at once when this call changes.
-  new RS.LiveFeed("rtt", {
+  // The live call list says at once when this call starts or ends.
+  new RS.LiveFeed("/ws/calls", {
     snapshot: (m) => {
       RS.setFeed("live", "live");
-      if (summary && (call in m.calls) !== (summary.state === "live")) load();
+      const live = m.calls.some((c) => c.call === call);
+      if (summary && live !== (summary.state === "live")) load();
     },
-    call_started: (m) => { if (m.call === call) load(); },
-    call_ended: (m) => { if (m.call === call) load(); },
+    calls: (m) => {
+      if ((m.started || []).some((c) => c.call === call) || (m.ended || []).some((c) => c.call === call)) load();
+    },
     status: (state, message) => RS.setFeed(state, message),
   });
   setInterval(() => { if (summary && summary.state === "live") renderHead(summary); }, 1000);

@@ -22,6 +22,9 @@
     },
   });
 
+  // With more calls than lines, the graph draws the fleet's band and the worst calls by quality now.
+  const fleet = new RS.FleetFeed({ change: () => panel.chart.setFocus(fleet.worst(5)), status: () => {} });
+
   /** Latest, min, mean and max per call of what the chart holds. */
   function renderTable() {
     const calls = [...panel.chart.calls.entries()].sort((a, b) => a[0].localeCompare(b[0]));

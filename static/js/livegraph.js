@@ -92,6 +92,7 @@
       this.bands = []; // [{from, to}] shaded spans (quality problems)
       this.maxLines = LINES_MAX;
       this.focus = []; // the calls drawn as lines over the band, worst first
+      this.linkTo = RS.callUrl; // a line's page (null: lines are not calls, e.g. a call's peers)
       this.fleet = new Map(); // ms -> [p50, p95, calls] of the band, kept while its bucket is unchanged
       this.fleetComplete = false; // false: every bucket's percentiles must be computed
       this.stale = new Set(); // buckets whose percentiles must be computed again
@@ -267,7 +268,7 @@
         if (lines.length) this.legend.append(RS.el("span", { class: "legend-break" }, "worst calls:"));
       }
       lines.slice(0, LEGEND_MAX).forEach((call, i) => {
-        this.legendValues.push(this.legendItem(colors[i], call, RS.callUrl(call)));
+        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call)));
       });
       if (!band && total > LEGEND_MAX) {
         this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (total - LEGEND_MAX) + " more calls"));
@@ -381,6 +382,7 @@
       this.element.append(head, this.body);
       if (!this.options.bare) parent.append(this.element);
       this.chart = new SeriesChart(this.body, metricName, this.options.height || 236, unit);
+      if (this.options.byPeer) this.chart.linkTo = null;
     }
 
     setRange(spec) {
@@ -421,14 +423,15 @@
       let query = "/v1/series/?metric=" + encodeURIComponent(this.metric.name);
       query += spec.kind === "duration" ? "&duration=" + spec.duration : "&start=" + spec.start + "&end=" + spec.end;
       if (this.options.call) query += "&call=" + encodeURIComponent(this.options.call);
+      if (this.options.byPeer) query += "&by=peer";
       try {
         const series = await RS.getJSON(query);
         if (spec !== this.spec) return;
         this.chart.setWindow(series.start, series.end);
-        this.chart.replace(series.calls, series.bucket_ms);
+        this.chart.replace(this.options.byPeer ? series.peers : series.calls, series.bucket_ms);
         const bucket = series.bucket_ms < 60000 ? series.bucket_ms / 1000 + " s" : series.bucket_ms / 60000 + " min";
         // One call's line adds up its peers' rates and averages their gauges.
-        const across = series.type === "counter" ? "sum of peers" : "mean of peers";
+        const across = this.options.byPeer ? "per peer" : series.type === "counter" ? "sum of peers" : "mean of peers";
         this.note.textContent = (this.options.call ? across : spec.label) + " · " + bucket + " buckets";
         if (this.options.onLoad) this.options.onLoad(series);
       } catch (error) {

@@ -269,3 +269,23 @@ async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_c
     snapshot = await viewer.wait(1)
     assert snapshot["type"] == "snapshot" and snapshot["calls"] == [] and snapshot["fleet"]["live"] == 0
     viewer.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(tick=3600.0, call_timeout=60.0)
+async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_client, base_url, app):
+    detector = app.detector
+    detector.window_ms = 20_000  # shorter than the call has lasted
+    now = now_ms()
+    lines = [f"rtc_calls,call=long,peer=a first={float(at)},last={float(at)},recv={float(at)} {at * 1_000_000}"
+             for at in (now - 40_000, now - 1000)]
+    await app.store.write("\n".join(lines).encode())
+    await detector.run_tick()  # this process's first tick: the start comes from the last day
+    assert detector.live_states()["long"].started == now - 40_000
+    await detector.run_tick()
+    viewer = await CallsViewer.open(base_url)
+    snapshot = await viewer.wait(1)
+    assert [(c["call"], c["started"]) for c in snapshot["calls"]] == [("long", now - 40_000)]
+    _, listed, _ = await get(http_client, base_url + "/v1/calls/?state=live")
+    assert [(c["call"], c["started"]) for c in listed["calls"]] == [("long", now - 40_000)]
+    viewer.close()

@@ -1,0 +1,141 @@
+"""The fleet list: GET /v1/calls/ with 10,000 calls in its window, half live
+(scored by the detector each tick), half ended (with their rtc_call_summaries).
+
+One server process on the shared influxd; the rows are written straight to
+InfluxDB as ingest and the detector would have written them. Each round asks
+the baseline (1,000 calls, another database on the same influxd, or the
+plain most-recent-first page) and the subject back to back."""
+import statistics
+import time
+import urllib.parse
+
+import orjson
+
+from . import harness
+from .harness import BenchError
+from .report import median_ratio, spread
+
+CALLS = 10_000
+BASELINE_CALLS = 1_000
+PRESENCE_ROWS = 5  # per call: one request every 2 s over the last 10 s
+
+
+def _lines(count, now_ms):
+    """Presence, samples and (for the ended half) end events and summaries of `count` calls."""
+    lines = []
+    for index in range(count):
+        call = f"c-{index:05d}"
+        ended = index % 2 == 1
+        last = now_ms - (60_000 if ended else 1000) - index % 7 * 100
+        for row in range(PRESENCE_ROWS):
+            at = last - (PRESENCE_ROWS - 1 - row) * 2000
+            lines.append(f"rtc_calls,call={call},peer=a first={float(at - 2000)},last={float(at)},recv={float(at)} "
+                         f"{at * 1_000_000}")
+            if not ended:
+                rtt, loss = 40.0 + index % 400, float(index % 13)
+                lines.append(f"rtc_stats,call={call},kind=audio,peer=a rtt={rtt},jitter=5.0,"
+                             f"packetsLost={loss * row},packetsReceived={100.0 * row} {at * 1_000_000}")
+        if ended:
+            lines.append(f"rtc_events,call={call},peer=a end=1.0,at={float(last)} {last * 1_000_000}")
+            mos = 4.4 - index % 30 * 0.05
+            lines.append(f"rtc_call_summaries,call={call} duration_s=10.0,peers=1.0,mos_mean={mos},mos_min={mos - 0.2},"
+                         f"problems=0.0,problem_mask=0.0,poor={float(mos < 3.6)} {last * 1_000_000}")
+    return lines
+
+
+def _fill(ctx, database, count):
+    """Before the server starts: its detector's first tick takes these calls as
+    they are (ended ones are history, not news to summarise)."""
+    harness.create_database(ctx.influxd, database)
+    ctx.influxd.query(f'CREATE RETENTION POLICY "rtcscope" ON "{database}" DURATION 30d REPLICATION 1 '
+                      'SHARD DURATION 1d DEFAULT')
+    lines = _lines(count, int(time.time() * 1000))
+    url = harness.influx_write_url(ctx.influxd, database) + "&rp=rtcscope"
+    for start in range(0, len(lines), 20_000):
+        status, body = harness.http("POST", url, "\n".join(lines[start:start + 20_000]).encode(), timeout=60)
+        if status != 204:
+            raise BenchError(f"influxd refused the bench's rows: {status} {body[:200]!r}")
+
+
+def _server(ctx, database, count):
+    _fill(ctx, database, count)
+    server = harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-calls{count}",
+                                  call_timeout="600s")
+
+    def scored():
+        status, body = harness.http("GET", server.url + "/v1/calls/?state=live&sort=worst&limit=1")
+        document = orjson.loads(body) if status == 200 else {}
+        return document.get("count") == count // 2 and document["calls"][0]["quality"]["mos"] is not None
+    harness.wait_until(scored, 60, f"{count // 2} live calls scored by the detector")
+    return server
+
+
+def _request(ctx, server, query):
+    """(wall s, server CPU s, influxd CPU s) of one GET /v1/calls/ and its document."""
+    server_cpu, influx_cpu = server.cpu_seconds(), harness.cpu_seconds(ctx.influxd.process.pid)
+    wall = time.perf_counter()
+    status, body = harness.http("GET", f"{server.url}/v1/calls/?{query}", timeout=60)
+    wall = time.perf_counter() - wall
+    if status != 200:
+        raise BenchError(f"/v1/calls/?{query} answered {status}: {body[:200]!r}")
+    return (wall, server.cpu_seconds() - server_cpu, harness.cpu_seconds(ctx.influxd.process.pid) - influx_cpu), \
+        orjson.loads(body)
+
+
+def _walk(ctx, server, sort, limit):
+    """Every page of the list, following `next`: (wall s, pages, calls seen)."""
+    seen, cursor, pages, wall = [], None, 0, 0.0
+    while True:
+        query = f"sort={sort}&limit={limit}" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        (spent, _, _), document = _request(ctx, server, query)
+        wall += spent
+        pages += 1
+        seen += [call["call"] for call in document["calls"]]
+        cursor = document["next"]
+        if cursor is None:
+            return wall, pages, seen
+
+
+def _median(runs, column):
+    return statistics.median(run[column] for run in runs)
+
+
+def fleet_list(ctx, section):
+    big = _server(ctx, ctx.database("calls10k"), CALLS)
+    small = _server(ctx, ctx.database("calls1k"), BASELINE_CALLS)
+    try:
+        rounds = max(5, ctx.mode.rounds * 5)
+        runs = {"live": [], "live_small": [], "worst": [], "recent": []}
+        for _ in range(rounds):
+            runs["live"].append(_request(ctx, big, "state=live&sort=worst&limit=100")[0])
+            runs["live_small"].append(_request(ctx, small, "state=live&sort=worst&limit=100")[0])
+            runs["worst"].append(_request(ctx, big, "state=all&sort=worst&limit=100")[0])
+            runs["recent"].append(_request(ctx, big, "state=all&sort=recent&limit=100")[0])
+        cpu = {name: [run[1] + run[2] for run in values] for name, values in runs.items()}
+        pairs = list(zip(cpu["live"], cpu["live_small"]))
+        figure = section.add(f"CPU (server + influxd) per page, state=live sort=worst, {CALLS // 2:,} live calls",
+                             statistics.median(cpu["live"]) * 1000, "ms", f"{BASELINE_CALLS // 2:,} live calls",
+                             statistics.median(cpu["live_small"]) * 1000, ratio_override=median_ratio(pairs))
+        figure.target, figure.met = "≤ 10 (at most linear in the calls)", figure.ratio <= 10
+        section.note(f"Per-round ratios {spread(pairs)}.")
+        pairs = list(zip(cpu["worst"], cpu["recent"]))
+        figure = section.add(f"CPU (server + influxd) per page, state=all sort=worst, {CALLS:,} calls",
+                             statistics.median(cpu["worst"]) * 1000, "ms", "sort=recent, same calls",
+                             statistics.median(cpu["recent"]) * 1000, ratio_override=median_ratio(pairs))
+        figure.target, figure.met = "≤ 1.2 (ordering by quality is cheap)", figure.ratio <= 1.2
+        section.note(f"Per-round ratios {spread(pairs)}.")
+        for name, query in (("live", "state=live&sort=worst"), ("worst", "state=all&sort=worst"),
+                            ("recent", "state=all&sort=recent")):
+            section.note(f"{query}&limit=100, {CALLS:,} calls, median of {rounds}: {_median(runs[name], 0) * 1000:.0f} ms "
+                         f"wall, server CPU {_median(runs[name], 1) * 1000:.0f} ms, influxd CPU "
+                         f"{_median(runs[name], 2) * 1000:.0f} ms.")
+        wall, pages, seen = _walk(ctx, big, "worst", 1000)
+        if len(seen) != CALLS or len(set(seen)) != CALLS:
+            raise BenchError(f"walking the pages saw {len(seen)} calls, {len(set(seen))} distinct, of {CALLS}")
+        section.add(f"walking all {pages} pages of 1,000, state=all sort=worst, {CALLS:,} calls", wall * 1000, "ms")
+        section.note(f"{CALLS // 2:,} live calls (the list is the detector's last tick with its quality: no query) and "
+                     f"{CALLS // 2:,} ended ones (the presence query over `since` as before, plus one query for all "
+                     f"their rtc_call_summaries points), {PRESENCE_ROWS} presence rows each; the walk saw every call once.")
+    finally:
+        big.stop()
+        small.stop()
