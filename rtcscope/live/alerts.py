@@ -401,6 +401,7 @@ class AlertService:
         self._unwritten = collections.deque(maxlen=MAX_UNWRITTEN)
         self._task = None
         self.failures = 0
+        self.queries = 0  # InfluxDB queries of the alerts (2 per tick: nodes, new events)
         if webhooks is not None:
             webhooks.on_result = self._delivered
             webhooks.refill = self._refill
@@ -459,7 +460,7 @@ class AlertService:
         try:
             await self.store.write(f"{NODES_MEASUREMENT},node={self.node} started={float(self.started)!r} "
                                    f"{now_ms * 1_000_000}".encode())
-            rows = await self.store.query(
+            rows = await self._query(
                 f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
                 f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
             if not self.loaded:
@@ -490,8 +491,12 @@ class AlertService:
         elif not should and self.sending:
             await self._step_down()
 
+    async def _query(self, statement):
+        self.queries += 1
+        return await self.store.query(statement)
+
     async def _events(self, since_ms, until_ms):
-        rows = await self.store.query(f"SELECT * FROM {ALERTS_MEASUREMENT} WHERE {time_range(since_ms, until_ms)}")
+        rows = await self._query(f"SELECT * FROM {ALERTS_MEASUREMENT} WHERE {time_range(since_ms, until_ms)}")
         return [row for series in rows for row in series["rows"]]
 
     async def _take_over(self, now_ms):
