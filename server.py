@@ -255,7 +255,8 @@ def make_app(**overrides):
                             history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
     public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
     alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
-                          public_url=public_url, webhooks=webhooks)
+                          public_url=public_url, webhooks=webhooks,
+                          window_ms=_seconds(config["quality_window"]) * 1000)
     return Application(store, writer, config, detector, alerts)
 
 

@@ -54,6 +54,14 @@ class Rule:
     def holds(self, value):
         return value is not None and math.isfinite(value) and OPS[self.op](value, self.threshold)
 
+    def value_in(self, window):
+        """The rule's value in a window; a (lowest, highest) pair over a peer's kinds gives
+        the one the rule is about (the lowest for `<`)."""
+        value = window.get(self.metric)
+        if isinstance(value, tuple):
+            value = value[0] if self.op == "<" else value[1]
+        return value
+
 
 BUILTIN_RULES = (
     Rule("poor_mos", "mos", "<", 3.1, 10_000, "critical"),
@@ -204,7 +212,7 @@ class AlertEngine:
             if (call, peer) in ends or (call, None) in ends:
                 continue
             for rule in self.rules:
-                value = values.get(rule.metric)
+                value = rule.value_in(values)
                 key = (rule.name, call, peer)
                 evaluated.add(key)
                 track = self.tracks.get(key)
@@ -309,6 +317,36 @@ def peer_windows(rows, live_calls):
     return windows
 
 
+# Window values the detector's window rows carry (rtcscope/live/fleet.py); a rule on any
+# other registry metric has it read by AlertService's own query.
+WINDOW_VALUES = ("mos", "loss", "freezes", "rtt", "jitter", "qualityLimitationReason")
+
+
+def extra_metrics(rules):
+    """The registry metrics the rules need beyond the detector's window, by name."""
+    return {rule.metric: registry.lookup(rule.metric) for rule in rules if rule.metric not in WINDOW_VALUES}
+
+
+def extra_windows(rows, metrics, window_ms):
+    """{(call, peer): {metric: value}} from a window query of the extra metrics: gauges as
+    (lowest, highest) mean over the peer's kinds, counters as the per-second rate of
+    their increase over the window, summed over the kinds."""
+    out = {}
+    for call, peer, _kind, row in rows:
+        values = out.setdefault((call, peer), {})
+        for name, metric in metrics.items():
+            value = row.get(metric.source_field)
+            if value is None:
+                continue
+            if metric.type == registry.COUNTER:
+                values[name] = values.get(name, 0.0) + value * metric.scale * 1000 / window_ms
+            else:
+                value *= metric.scale
+                low, high = values.get(name, (value, value))
+                values[name] = (min(low, value), max(high, value))
+    return out
+
+
 def ended_of(calls):
     """[(call, peer|None, at, reason)] of the ended calls and of the ended peers of live ones."""
     ended = []
@@ -379,7 +417,7 @@ class AlertService:
     firing alerts InfluxDB holds and sends what is still undelivered."""
 
     def __init__(self, store, writer, rules, *, tick_ms, public_url, webhooks=None, lookback_ms=LOOKBACK_MS,
-                 node=None, on_delivery=None):
+                 node=None, on_delivery=None, window_ms=10_000):
         self.store = store
         self.writer = writer
         self.engine = AlertEngine(list(rules))
@@ -387,6 +425,9 @@ class AlertService:
         self.public_url = public_url.rstrip("/")
         self.webhooks = webhooks
         self.lookback_ms = lookback_ms
+        self.window_ms = window_ms
+        self.extra = extra_metrics(rules)
+        self.extra_values = {}  # (call, peer) -> values of the extra metrics, as of the last tick
         self.node = node or secrets.token_hex(8)
         self.started = int(time.time() * 1000)
         self.on_delivery = on_delivery  # called with each delivery result (for /metrics)
@@ -417,7 +458,11 @@ class AlertService:
 
     def on_tick(self, now_ms, rows, calls, live_calls):
         """The detector's tick: its window rows, its calls, the live ones."""
-        events = self.engine.evaluate(now_ms, peer_windows(rows, live_calls), ended_of(calls), live_calls)
+        windows = peer_windows(rows, live_calls)
+        for key, values in self.extra_values.items():
+            if key[0] in live_calls:
+                windows.setdefault(key, {}).update(values)
+        events = self.engine.evaluate(now_ms, windows, ended_of(calls), live_calls)
         if self.sending:
             for event in events:
                 self._record(event.as_json(self.call_url(event.call)))
@@ -463,6 +508,8 @@ class AlertService:
             rows = await self._query(
                 f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
                 f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
+            if self.extra:
+                self.extra_values = await self._extra_windows(now_ms)
             if not self.loaded:
                 for alert in latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
                     self.seen[(alert["id"], alert["state"])] = alert["at"]
@@ -490,6 +537,15 @@ class AlertService:
             await self._take_over(now_ms)
         elif not should and self.sending:
             await self._step_down()
+
+    async def _extra_windows(self, now_ms):
+        """The window of the registry metrics only custom rules use: one grouped query."""
+        metrics = self.extra.values()
+        gauges = sorted({metric.source_field for metric in metrics if metric.type != registry.COUNTER})
+        counters = sorted({metric.source_field for metric in metrics if metric.type == registry.COUNTER})
+        self.queries += 1
+        rows = await self.store.quality_window(now_ms - self.window_ms, now_ms, gauges, (), counters)
+        return extra_windows(rows, self.extra, self.window_ms)
 
     async def _query(self, statement):
         self.queries += 1

@@ -12,6 +12,7 @@ import tornado.netutil
 import tornado.web
 import tornado.websocket
 
+import server
 from tests.helpers import eventually, get, post
 
 SECRET = "hook-secret"
@@ -232,3 +233,53 @@ async def test_alerts_are_pushed_on_the_calls_websocket(http_client, base_url, a
     finally:
         await feeder.stop()
         socket.close()
+
+
+LOW_FPS_RULES = """
+[[rule]]
+name = "low_fps"
+metric = "framesPerSecond"
+op = "<"
+threshold = 10
+for = "0s"
+
+[[rule]]
+name = "sending_too_much"
+metric = "bitrate"
+op = ">"
+threshold = 1000000
+for = "0s"
+"""
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, receiver, tmp_path):
+    await app.stop()
+    rules = tmp_path / "fps.toml"
+    rules.write_text(LOW_FPS_RULES)
+    config = dict(app.config, alert_rules=str(rules))
+    other = server.make_app(**config)
+    await other.start()
+    http = tornado.httpserver.HTTPServer(other)
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    http.add_sockets(sockets)
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/v1/stats/write/"
+    try:
+        await sending(other)
+        # Two video streams' kinds of one peer: the lowest frame rate is the one a `<` rule is about.
+        for step in range(12):
+            body = [{"call": "fps-1", "peer": "alice", "kind": "video", "stats": {"framesPerSecond": 4.0,
+                     "bytesSent": 1000.0 * step}},
+                    {"call": "fps-1", "peer": "alice", "kind": "audio", "stats": {"framesPerSecond": 30.0}},
+                    {"call": "fps-2", "peer": "bob", "kind": "video", "stats": {"framesPerSecond": 30.0,
+                     "bytesSent": 1_000_000.0 * step}}]
+            status, result, _ = await post(http_client, url, body)
+            assert status == 200, result
+            await asyncio.sleep(0.2)
+        await eventually(lambda: len(receiver.events()) >= 2, timeout=15)
+    finally:
+        http.stop()
+        await other.stop()
+    assert sorted(set(receiver.events())) == [("fps-1", "low_fps", "firing"), ("fps-2", "sending_too_much", "firing")]
+    low = next(alert for alert in receiver.alerts() if alert["rule"] == "low_fps")
+    assert low["value"] == pytest.approx(4.0)
