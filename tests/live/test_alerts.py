@@ -1,4 +1,6 @@
 """Alert rules and their evaluation tick by tick (pure: no InfluxDB needed)."""
+import pathlib
+
 import pytest
 
 from rtcscope.live.alerts import BUILTIN_RULES, AlertEngine, Rule, RulesError, alert_id, load_rules
@@ -26,6 +28,13 @@ def test_builtin_rules_are_the_contracts():
         ("poor_mos", "mos", "<", 3.1, 10_000), ("high_loss", "loss", ">", 0.05, 10_000),
         ("high_rtt", "rtt", ">", 400.0, 10_000), ("freezes", "freezes", ">", 0.0, 0)]
     assert load_rules("") == list(BUILTIN_RULES)
+
+
+def test_the_example_rules_file_loads_and_starts_with_the_builtins():
+    example = pathlib.Path(__file__).resolve().parents[2] / "conf" / "alert-rules.example.toml"
+    rules = load_rules(str(example))
+    assert rules[:4] == list(BUILTIN_RULES)
+    assert [rule.metric for rule in rules[4:]] == ["framesPerSecond", "qualityLimitationReason"]
 
 
 def test_fires_once_after_for_of_ticks():
