@@ -3,6 +3,7 @@ import time
 
 import tornado.web
 
+from rtcscope.ingest.formats import IDENTIFIER_RE
 from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler
@@ -11,6 +12,9 @@ STATES = ("firing", "all")
 
 
 class AlertsHandler(APIHandler):
+    """?state=firing|all (default firing), since=<duration> (default 24h, on the alert's
+    latest event), call=<id> (one call's alerts)."""
+
     async def get(self):
         state = self.argument("state", "firing")
         if state not in STATES:
@@ -21,8 +25,11 @@ class AlertsHandler(APIHandler):
         if since > self.application.retention_seconds:
             raise tornado.web.HTTPError(400, "since goes back further than the retention (%s)",
                                         self.application.config["retention"])
+        call = self.argument("call")
+        if call is not None and not IDENTIFIER_RE.fullmatch(call):
+            raise tornado.web.HTTPError(400, "call must be a call id")
         now_ms = int(time.time() * 1000)
-        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms)
+        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms, call=call)
         self.write_json({"alerts": alerts, "count": len(alerts)})
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .. import quality, registry
-from ..storage.store import InfluxDBError, StoreError, time_range
+from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
 from ..timeparse import parse_duration
 from . import fleet
@@ -612,9 +612,13 @@ class AlertService:
         if worker is not None:
             self._send_owed(rows, now, [worker])
 
-    async def list_alerts(self, state, since_ms, now_ms):
-        """Alerts whose latest event is since `since_ms`, with that event ("firing" or "all")."""
-        alerts = latest_by_id(await self._events(since_ms, now_ms + 60_000))
+    async def list_alerts(self, state, since_ms, now_ms, call=None):
+        """Alerts whose latest event is since `since_ms`, with that event ("firing" or "all");
+        of one call when `call` is given."""
+        where = f" AND \"call\" = {quote_literal(call)}" if call is not None else ""
+        rows = await self.store.query(f"SELECT * FROM {ALERTS_MEASUREMENT} "
+                                      f"WHERE {time_range(since_ms, now_ms + 60_000)}{where}")
+        alerts = latest_by_id(row for series in rows for row in series["rows"])
         if state == "firing":
             alerts = [alert for alert in alerts if alert["state"] == "firing"]
         return sorted(alerts, key=lambda alert: (-alert["at"], alert["id"]))

@@ -180,6 +180,10 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
     status, listed, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h")
     assert status == 200 and listed["count"] == 1
     assert listed["alerts"][0] == resolved
+    status, of_call, _ = await get(http_client, base_url + "/v1/alerts/?state=all&call=bad-1")
+    assert (status, of_call) == (200, listed)
+    status, of_call, _ = await get(http_client, base_url + "/v1/alerts/?state=all&call=good-1")
+    assert (status, of_call) == (200, {"alerts": [], "count": 0})
     _, metrics, response = await get(http_client, base_url + "/metrics")
     text = response.body.decode()
     assert "rtcscope_alerts_firing 0" in text
@@ -188,7 +192,7 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
 
 @pytest.mark.gen_test(timeout=90)
 async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
-    for query in ("state=open", "since=yesterday", "since=5000d", "state=all&state=firing"):
+    for query in ("state=open", "since=yesterday", "since=5000d", "state=all&state=firing", "call=a%20b"):
         status, document, _ = await get(http_client, base_url + "/v1/alerts/?" + query)
         assert status == 400, query
         assert document["error"]["code"] == "bad_request"
