@@ -48,25 +48,31 @@ class CallsHandler(APIHandler):
         if any(c.state == "ended" for c in listed):
             now = int(time.time() * 1000)
             summaries = await self.store.call_summaries(now - since * 1000, now + CLOCK_SLACK_MS)
-        documents = []
-        for found in listed:
-            document = found.as_json()
-            if found.state == "live":
-                document["quality"] = detector.quality_of(found.call)
-            else:
-                document["quality"] = fleet.summary_quality(summaries.get(found.call))
-            documents.append(document)
+        # Sort keys from what is at hand; documents only for the page.
         if sort == "worst":
-            keys = [fleet.worst_key(document["call"], document["quality"]) for document in documents]
+            def key(found):
+                document = self.quality_document(found, summaries)
+                return fleet.worst_key(found.call, document)
         else:
-            keys = [fleet.recent_key(document) for document in documents]
-        order = sorted(range(len(documents)), key=keys.__getitem__)
-        sorted_keys = [keys[index] for index in order]
-        start = bisect.bisect_right(sorted_keys, after) if after is not None else 0
-        page = order[start:start + limit]
-        more = start + limit < len(order)
-        self.write_json({"calls": [documents[index] for index in page], "count": len(documents),
-                         "next": fleet.encode_cursor(sort, keys[page[-1]]) if more and page else None})
+            def key(found):
+                return fleet.recent_key(found.state, found.last_seen, found.call)
+        keyed = sorted(((key(found), found) for found in listed), key=lambda item: item[0])
+        start = bisect.bisect_right([item[0] for item in keyed], after) if after is not None else 0
+        page = keyed[start:start + limit]
+        more = start + limit < len(keyed)
+        documents = []
+        for _, found in page:
+            document = found.as_json()
+            document["quality"] = self.quality_document(found, summaries)
+            documents.append(document)
+        self.write_json({"calls": documents, "count": len(keyed),
+                         "next": fleet.encode_cursor(sort, page[-1][0]) if more and page else None})
+
+    def quality_document(self, found, summaries):
+        """A live call's quality as of the detector's last tick; an ended one's from its summary point."""
+        if found.state == "live":
+            return self.application.detector.quality_of(found.call)
+        return fleet.summary_quality(summaries.get(found.call))
 
     def limit_argument(self):
         text = self.argument("limit", str(DEFAULT_LIMIT))

@@ -127,6 +127,7 @@ class Fleet:
         if args.key:
             self.headers["Authorization"] = "Bearer " + args.key
         self.retry_at = 0.0
+        self.unreachable_told = -10.0
         for _ in range(args.calls):
             # The first calls are spread over their lives, so they do not all end at once.
             self.calls.append(self.new_call(lifetime=self.rng.uniform(0.05, 1.0) * self.lifetime()))
@@ -145,22 +146,25 @@ class Fleet:
         return Call(name, self.rng, bad, self.lifetime() if lifetime is None else lifetime)
 
     async def post(self, body):
-        """One request; 429/503 are waited out (Retry-After) and the samples dropped, as a client would."""
+        """One request; True when taken. A 503 (the server's buffer is full) pauses every request for its
+        Retry-After; a 429 (too many new calls) refuses only this request's calls, which try again next round."""
         try:
             await self.client.fetch(self.url, method="POST", body=json.dumps(body), headers=self.headers,
                                     request_timeout=20)
             return True
         except HTTPClientError as exc:
             self.refused += 1
-            if exc.code in (429, 503) and exc.response is not None:
+            if exc.code == 503 and exc.response is not None:
                 retry = float(exc.response.headers.get("Retry-After", "2") or 2)
                 self.retry_at = max(self.retry_at, time.time() + min(retry, 30))
-            elif exc.code != 599:
+            elif exc.code not in (429, 599):
                 print(f"refused: {exc.code} {exc.response.body[:200] if exc.response else ''}", file=sys.stderr)
             return False
         except OSError as exc:
             self.refused += 1
-            print(f"cannot reach {self.url}: {exc}", file=sys.stderr)
+            if time.monotonic() - self.unreachable_told > 10:  # once in a while, not once per request
+                self.unreachable_told = time.monotonic()
+                print(f"cannot reach {self.url}: {exc}", file=sys.stderr)
             return False
 
     async def send_round(self, seconds):
@@ -169,7 +173,11 @@ class Fleet:
         for call in ending:
             self.calls.remove(call)
             self.calls.append(self.new_call())
-        groups = [self.calls[i:i + CALLS_PER_REQUEST] for i in range(0, len(self.calls), CALLS_PER_REQUEST)]
+        # Calls the server has taken apart from new ones, so a new-call limit costs only the new ones.
+        admitted = [call for call in self.calls if call.admitted]
+        new = [call for call in self.calls if not call.admitted]
+        groups = [calls[i:i + CALLS_PER_REQUEST] for calls in (admitted, new)
+                  for i in range(0, len(calls), CALLS_PER_REQUEST)]
         gate = asyncio.Semaphore(IN_FLIGHT)
 
         async def send(group, body):
@@ -221,7 +229,8 @@ async def run(args):
         last_round = now
         if time.monotonic() - last_report >= 10:
             last_report = time.monotonic()
-            print(f"{time.strftime('%H:%M:%S')} {len(fleet.calls)} live calls, {fleet.sent} samples sent, "
+            taken = sum(call.admitted for call in fleet.calls)
+            print(f"{time.strftime('%H:%M:%S')} {taken} of {len(fleet.calls)} calls live, {fleet.sent} samples sent, "
                   f"{fleet.ended} calls ended, {fleet.refused} requests refused or deferred", flush=True)
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, args.interval - (time.time() - now)))

@@ -17,7 +17,8 @@ WAIT_MS = 20_000
 
 @contextlib.asynccontextmanager
 async def browser_page(width=1400, height=900):
-    """A page that counts its document loads (history.replaceState is not one) and fails the test on a script error."""
+    """A page that counts its document loads (history.replaceState is not one) and fails the test on a
+    script error or an error on the console."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
@@ -25,6 +26,8 @@ async def browser_page(width=1400, height=900):
             page.errors = []
             page.loads = []
             page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.on("console", lambda message: page.errors.append("console: " + message.text)
+                    if message.type == "error" else None)
             page.on("domcontentloaded", lambda loaded: page.loads.append(loaded.url))
             yield page
             assert page.errors == []
@@ -74,7 +77,7 @@ async def test_dashboard_shows_a_call_arrive_grow_and_leave_without_reload(http_
 
         start = now_ms() - 4000
         await write(http_client, base_url, samples("browser-call", [start, start + 2000]))
-        row = await page.wait_for_selector('#live-calls li[data-call="browser-call"]', timeout=WAIT_MS)
+        row = await page.wait_for_selector('#live-calls tr[data-call="browser-call"]', timeout=WAIT_MS)
         assert await row.eval_on_selector("a", "a => a.getAttribute('href')") == "/calls/browser-call/"
         await wait_for_chart(page, "rtt", "points", at_least=2)
         before = await points_of(page, "rtt")
@@ -88,7 +91,7 @@ async def test_dashboard_shows_a_call_arrive_grow_and_leave_without_reload(http_
 
         await write(http_client, base_url, {"call": "browser-call", "event": "end"})
         await page.wait_for_selector('#ended-calls li[data-call="browser-call"]', timeout=WAIT_MS)
-        assert await page.query_selector('#live-calls li[data-call="browser-call"]') is None
+        assert await page.query_selector('#live-calls tr[data-call="browser-call"]') is None
         await wait_for_chart(page, "rtt", "calls", equals=0)
         assert await page.evaluate("window.marker") == "same page"
         assert len(page.loads) == 1  # the first load only

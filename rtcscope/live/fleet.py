@@ -154,9 +154,9 @@ def worst_key(call, found):
     return (mos is None, mos or 0.0, -problems, call)
 
 
-def recent_key(state):
+def recent_key(state, last_seen, call):
     """Live calls first, the most recently seen first, then the call id."""
-    return (state["state"] != "live", -state["last_seen"], state["call"])
+    return (state != "live", -last_seen, call)
 
 
 class BadCursor(ValueError):

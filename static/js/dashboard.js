@@ -143,6 +143,7 @@
   const feed = new RS.FleetFeed({
     change: (message) => {
       if (message.type === "snapshot") RS.setFeed("live", "live");
+      liveList.dataset.updates = Number(liveList.dataset.updates || 0) + 1;
       for (const started of message.started || []) fresh.add(started.call);
       if ((message.ended || []).length) refreshEndedSoon();
       renderSoon();
@@ -168,13 +169,14 @@
   // --- calls ended in the last hour ----------------------------------------------------
 
   function endedRow(c) {
-    const q = c.quality || {};
-    const mos = q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2);
+    // An ended call's quality comes from its summary, written a few seconds after the end.
+    const q = c.quality || { verdict: "pending" };
+    const mos = q.mos === null || q.mos === undefined ? (c.quality ? "–" : "…") : q.mos.toFixed(2);
     const end = c.ended || c.last_seen;
     return RS.el("li", { dataset: { call: c.call, state: c.state, verdict: q.verdict || "unknown" } },
       RS.el("span", { class: "verdict-dot", title: q.verdict || "unknown" }),
       RS.el("a", { class: "call-name", href: RS.callUrl(c.call), title: c.call }, c.call),
-      RS.el("span", { class: "call-time" }, mos),
+      RS.el("span", { class: "call-time", title: c.quality ? "mean MOS over the call" : "summarised a few seconds after the end" }, mos),
       RS.el("span", { class: "call-meta" }, RS.duration(end - c.started) + " · " + c.peers.length + (c.peers.length === 1 ? " peer" : " peers")
         + (c.end_reason ? " · " + c.end_reason : "")),
       RS.el("span", { class: "call-when" }, "ended " + RS.when(end)));
@@ -218,7 +220,7 @@
       axes: [
         Object.assign({}, axis, { size: 22, space: 70,
           values: (u, splits, i, space, increment) => splits.map((ms) => RS.tickLabel(ms, increment, options.x[1] - options.x[0])) }),
-        Object.assign({}, axis, { size: 40, values: (u, splits) => splits.map(options.format) }),
+        Object.assign({}, axis, { size: 40, space: 18, values: (u, splits) => splits.map(options.format) }),
       ],
       series: [{}, Object.assign({ spanGaps: false, points: { show: false } }, options.series)],
     }, data, host);
@@ -239,6 +241,10 @@
                     buckets.length ? buckets[buckets.length - 1].time + answer.bucket_ms : Date.now()];
       const bars = uPlot.paths.bars({ size: [0.8, 48] });
       const ended = buckets.reduce((sum, b) => sum + b.calls, 0);
+      const poor = buckets.reduce((sum, b) => sum + (b.calls ? b.poor_share * b.calls : 0), 0);
+      const minutes = buckets.reduce((sum, b) => sum + (b.minutes || 0), 0);
+      text("history-totals", ended ? RS.format(ended, "") + (ended === 1 ? " call" : " calls") + " ended · "
+        + RS.format(minutes, "") + " call minutes · " + RS.format(100 * poor / ended, "") + "% poor" : "");
       panel.dataset.buckets = buckets.length;
       panel.dataset.calls = ended;
       document.getElementById("no-history").hidden = ended > 0;

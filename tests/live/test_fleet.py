@@ -5,6 +5,8 @@ The periodic callback is slowed to an hour; each test runs the ticks it wants.""
 import asyncio
 import json
 import math
+import socket
+import struct
 
 import pytest
 from tornado.httpclient import HTTPRequest
@@ -13,6 +15,7 @@ from tornado.websocket import websocket_connect
 from rtcscope.quality import FAIR_MOS, GOOD_MOS, estimate_mos
 from tests.conftest import now_ms
 from tests.helpers import assert_error, eventually, get, post
+from tests.live.test_ws import raw_viewer, read_frames
 
 pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
 
@@ -291,3 +294,32 @@ async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_clie
     _, listed, _ = await get(http_client, base_url + "/v1/calls/?state=live")
     assert [(c["call"], c["started"]) for c in listed["calls"]] == [("long", now - 40_000)]
     viewer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(tick=3600.0, call_timeout=3.0, ws_max_pending=2000)
+async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_url, app):
+    detector = app.detector
+    await fleet_of_calls(http_client, base_url, app)
+    await detector.run_tick()
+    good = await CallsViewer.open(base_url)
+    await good.wait(1)
+    reader, writer = await raw_viewer(base_url, "/ws/calls")
+    await eventually(lambda: len(detector.fleet_viewers) == 2)
+    port = writer.get_extra_info("sockname")[1]
+    [slow] = [v for v in detector.fleet_viewers if v.request.connection.context.address[1] == port]
+    slow.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    for tick in range(30):  # 40 calls start every tick: a message of several kB every tick
+        await send(http_client, base_url, app, [sample for n in range(40) for sample in call_samples(
+            f"more-{tick}-{n:02d}", now_ms() - 1000, 50.0, 5.0, 0.0, count=2)])
+        await detector.run_tick()
+        if len(detector.fleet_viewers) == 1:
+            break
+    assert len(detector.fleet_viewers) == 1 and slow not in detector.fleet_viewers
+    await eventually(lambda: any(entry["call"] == f"more-{tick}-00" for entry in good.messages[-1].get("started", ())))
+    frames = await asyncio.wait_for(read_frames(reader), 30)
+    writer.close()
+    assert json.loads(frames[0][1])["type"] == "snapshot"
+    opcode, payload = frames[-1]
+    assert opcode == 0x8 and struct.unpack(">H", payload[:2])[0] == 4008
+    good.close()
