@@ -45,7 +45,8 @@ async def test_the_call_page_lists_the_calls_alerts_live(http_client, base_url, 
         for _ in range(4):
             await rtt(http_client, base_url, "page-alert", 700.0)
             await asyncio.sleep(0.3)
-        item = await page.wait_for_selector('#alerts li[data-state="firing"]', timeout=WAIT_MS)
+        # Firing, or already resolved when the machine is slow (for = 0 and a 1 s window).
+        item = await page.wait_for_selector("#alerts li", timeout=WAIT_MS)
         text = await item.text_content()
         assert "high_rtt" in text and "bob" in text and "threshold 400" in text and "critical" in text
         assert not await page.is_visible("#no-alerts")
