@@ -53,3 +53,34 @@ async def test_the_call_page_lists_the_calls_alerts_live(http_client, base_url, 
         status, listed, _ = await get(http_client, base_url + "/v1/alerts/?state=all&call=page-alert")
         assert status == 200 and listed["count"] == 1
         assert len(page.loads) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+async def test_the_dashboard_marks_a_call_while_an_alert_fires_on_it(http_client, base_url, app):
+    await eventually(lambda: app.alerts.sending, timeout=15)
+    bad = True
+
+    async def feed():
+        while True:
+            await rtt(http_client, base_url, "dash-alert", 700.0 if bad else 30.0)
+            await rtt(http_client, base_url, "dash-fine", 30.0)
+            await asyncio.sleep(0.2)
+
+    feeding = asyncio.ensure_future(feed())
+    try:
+        async with browser_page() as page:
+            await page.goto(base_url + "/dashboard")
+            badge = await page.wait_for_selector('#live-calls tr[data-call="dash-alert"] .alert-badge', timeout=WAIT_MS)
+            assert await badge.get_attribute("data-alerts") == "high_rtt"
+            assert await page.query_selector('#live-calls tr[data-call="dash-fine"] .alert-badge') is None
+            bad = False
+            await page.wait_for_selector('#live-calls tr[data-call="dash-alert"] .alert-badge', state="detached",
+                                         timeout=WAIT_MS)
+            # A page opened while an alert fires shows it from /v1/alerts/.
+            bad = True
+            await eventually(lambda: app.alerts.firing_count == 1, timeout=15)
+            await page.reload()
+            await page.wait_for_selector('#live-calls tr[data-call="dash-alert"] .alert-badge', timeout=WAIT_MS)
+    finally:
+        feeding.cancel()
