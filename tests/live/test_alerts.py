@@ -1,4 +1,5 @@
 """Alert rules and their evaluation tick by tick (pure: no InfluxDB needed)."""
+import json
 import pathlib
 
 import pytest
@@ -201,3 +202,35 @@ def test_bad_rules_files_are_refused_with_the_reason(tmp_path, text, message):
 def test_a_missing_rules_file_is_an_error(tmp_path):
     with pytest.raises(RulesError, match="cannot read it"):
         load_rules(str(tmp_path / "absent.toml"))
+
+
+def test_slack_receivers_get_a_text_and_keys_differ_per_url():
+    from rtcscope.live.webhooks import Receiver, WebhookError
+
+    alert = {"id": "a1", "rule": "high_rtt", "severity": "warning", "state": "firing", "call": "c-1", "peer": "bob",
+             "value": 612.5, "threshold": 400.0, "since": 1, "at": 2, "url": "https://rtc.example/calls/c-1/"}
+    plain, slack = Receiver("https://hooks.example/a"), Receiver("slack+https://hooks.slack.com/services/T/B/X")
+    assert json.loads(plain.body(alert)) == alert
+    assert slack.url == "https://hooks.slack.com/services/T/B/X" and slack.slack
+    text = json.loads(slack.body(alert))["text"]
+    assert "high_rtt firing on c-1 / bob: 612.5 (threshold 400)" in text and "https://rtc.example/calls/c-1/" in text
+    assert "resolved" in json.loads(slack.body(dict(alert, state="resolved")))["text"]
+    assert plain.key != slack.key and plain.key.startswith("r_") and plain.key == Receiver("https://hooks.example/a").key
+    with pytest.raises(WebhookError, match="not an http"):
+        Receiver("hooks.example/a")
+
+
+def test_an_event_survives_its_line_protocol_round_trip():
+    from rtcscope.live.alerts import encode_event, row_alert
+
+    alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "call": "room:1@x{y}", "peer": None,
+             "value": None, "threshold": 0.05, "since": 1795536120000, "at": 1795536130000,
+             "url": 'https://rtc.example/calls/room%3A1%40x%7By%7D/?a="b"\\'}
+    line = encode_event(alert, "n1", alert["at"] * 1_000_000 + 7).decode()
+    assert line.startswith("rtc_alerts,node=n1 ") and line.endswith(" 1795536130000000007")
+    assert ",seq=7.0" in line and "peer=" not in line and "value=" not in line
+    assert 'url="https://rtc.example/calls/room%3A1%40x%7By%7D/?a=\\"b\\"\\\\"' in line
+    # What a query gives back (strings unescaped, numbers as floats) is the same object.
+    row = dict(alert, threshold=0.05, since=float(alert["since"]), at=float(alert["at"]))
+    assert row_alert(row) == alert
+    assert row_alert(dict(row, id=None)) is None  # a point not whole yet
