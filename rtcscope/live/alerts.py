@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .. import quality, registry
+from .. import registry
 from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
 from ..timeparse import parse_duration
-from . import fleet
 from .webhooks import Outgoing
 
 log = logging.getLogger("rtcscope.alerts")
@@ -183,6 +182,7 @@ class _Track:
     firing: AlertEvent | None = None
     clear_since: int | None = None
     value: float | None = None  # the window's value at the last tick that had one
+    evaluated: int | None = None  # the tick that last looked at it
 
 
 @dataclass
@@ -203,41 +203,42 @@ class AlertEngine:
         whole call) that ended; `live_calls`, when given, the calls still live (alerts
         of any other call resolve now). Returns the events, in a stable order."""
         events = []
-        ends = {}
-        for call, peer, at, _reason in ended:
-            ends[(call, peer)] = at
-        evaluated = set()
-        for call, peer in sorted(windows):
-            values = windows[(call, peer)]
-            if (call, peer) in ends or (call, None) in ends:
+        ends = {(call, peer): at for call, peer, at, _reason in ended}
+        tracks = self.tracks
+        for (call, peer), values in windows.items():
+            if ends and ((call, peer) in ends or (call, None) in ends):
                 continue
             for rule in self.rules:
                 value = rule.value_in(values)
                 key = (rule.name, call, peer)
-                evaluated.add(key)
-                track = self.tracks.get(key)
+                track = tracks.get(key)
                 if track is None:
                     if not rule.holds(value):
                         continue
-                    track = self.tracks[key] = _Track()
+                    track = tracks[key] = _Track()
+                track.evaluated = now_ms
                 self._step(rule, track, call, peer, value, now_ms, events)
         rules = {rule.name: rule for rule in self.rules}
-        for key in sorted(set(self.tracks) - evaluated, key=_sort_key):
+        for key, track in list(tracks.items()):
+            if track.evaluated == now_ms:
+                continue
             name, call, peer = key
-            track = self.tracks[key]
             end = ends.get((call, peer), ends.get((call, None)))
             if end is None and live_calls is not None and call not in live_calls:
                 end = now_ms
             if end is not None:
                 if track.firing is not None:
                     events.append(self._resolve(track, max(end, track.firing.at), track.value))
-                del self.tracks[key]
+                del tracks[key]
             elif name in rules:  # a live peer with no samples in the window: its condition does not hold
+                track.evaluated = now_ms
                 self._step(rules[name], track, call, peer, None, now_ms, events)
             else:  # a rule no longer configured
-                del self.tracks[key]
-        for key in [key for key, track in self.tracks.items() if track.firing is None and track.holding_since is None]:
-            del self.tracks[key]
+                del tracks[key]
+        for key in [key for key, track in tracks.items() if track.firing is None and track.holding_since is None]:
+            del tracks[key]
+        order = {rule.name: index for index, rule in enumerate(self.rules)}
+        events.sort(key=lambda event: (event.call, event.peer or "", order.get(event.rule, 0)))
         return events
 
     def _step(self, rule, track, call, peer, value, now_ms, events):
@@ -281,10 +282,6 @@ class AlertEngine:
             track.firing, track.value = event, event.value
 
 
-def _sort_key(key):
-    return (key[1], key[2] or "", key[0])
-
-
 # --- the alerts of every process, kept in InfluxDB -------------------------------------
 
 ALERTS_MEASUREMENT = "rtc_alerts"
@@ -302,19 +299,10 @@ _STRING_FIELDS = ("id", "rule", "severity", "state", "call", "peer", "url")
 _REQUIRED = ("id", "rule", "severity", "state", "call", "threshold", "since", "at", "url")
 
 
-def peer_windows(rows, live_calls):
-    """{(call, peer): window values} of the live peers, from the detector's window rows
-    [(call, peer, kind, row)]: the fleet view's values (rtcscope/live/fleet.py) plus the MOS."""
-    grouped = {}
-    for call, peer, _kind, row in rows:
-        if call in live_calls:
-            grouped.setdefault((call, peer), []).append(row)
-    windows = {}
-    for key, kinds in grouped.items():
-        window = fleet.peer_window(kinds)
-        window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
-        windows[key] = window
-    return windows
+def peer_windows(qualities):
+    """{(call, peer): window values} of the live peers, from the detector's qualities of
+    the tick (rtcscope/live/fleet.py: each peer's window and its MOS)."""
+    return {(call, peer): window for call, found in qualities.items() for peer, window in found.peers.items()}
 
 
 # Window values the detector's window rows carry (rtcscope/live/fleet.py); a rule on any
@@ -456,12 +444,12 @@ class AlertService:
 
     # --- each tick ----------------------------------------------------------------
 
-    def on_tick(self, now_ms, rows, calls, live_calls):
-        """The detector's tick: its window rows, its calls, the live ones."""
-        windows = peer_windows(rows, live_calls)
+    def on_tick(self, now_ms, qualities, calls, live_calls):
+        """The detector's tick hook: the live calls' qualities (each peer's window), the calls, the live ones."""
+        windows = peer_windows(qualities)
         for key, values in self.extra_values.items():
             if key[0] in live_calls:
-                windows.setdefault(key, {}).update(values)
+                windows[key] = {**windows.get(key, {}), **values}  # the detector's windows are not ours to change
         events = self.engine.evaluate(now_ms, windows, ended_of(calls), live_calls)
         if self.sending:
             for event in events:

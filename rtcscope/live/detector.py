@@ -161,7 +161,8 @@ class CallDetector:
         self.pending_summaries = {}  # ended call -> when to summarise it (ms)
         self._summaries_task = None
         self.summaries_written = 0
-        self.tick_hooks = []  # called each tick with (now, window rows, calls, live calls): the alert rules
+        # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
+        self.tick_hooks = []
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
@@ -328,7 +329,7 @@ class CallDetector:
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live)
         self._queue_summaries(ended, now)
-        self._run_tick_hooks(now, window, calls, live)
+        self._run_tick_hooks(now, calls, live)
         self._ready.set()
         for call, at in started:
             for watch in self.watches.values():
@@ -392,10 +393,10 @@ class CallDetector:
 
     # --- alerts -------------------------------------------------------------------
 
-    def _run_tick_hooks(self, now, window, calls, live):
+    def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:
             try:
-                hook(now, window, calls, live)
+                hook(now, self.qualities, calls, live)
             except Exception:  # alerts must not cost the live views their tick
                 log.exception("a tick hook failed")
 
