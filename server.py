@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -17,9 +18,10 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import alerts, base, calls, client, fleet, health, ingest, pages, series, stats, ws
+from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.limits import CallAdmission
 from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
@@ -32,7 +34,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, stats, calls, fleet, alerts, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, imports, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -52,6 +54,9 @@ define("quality_window", default=datetime.timedelta(seconds=10), type=datetime.t
 define("max_skew", default=datetime.timedelta(minutes=5), type=datetime.timedelta,
        help="client timestamps further than this from the server clock are replaced")
 define("max_body", default=1024 * 1024, help="largest ingest body in bytes (413 beyond)")
+define("max_import", default=64 * 1024 * 1024,
+       help="largest chrome://webrtc-internals dump POST /v1/import/webrtc-internals takes, in bytes (413 beyond)")
+define("max_imports", default=2, help="dumps one process reads at once (503 with Retry-After beyond)")
 define("max_samples", default=10_000, help="most samples in one ingest request (413 beyond)")
 define("max_buffer", default=200_000, help="points held for InfluxDB before ingest answers 503")
 define("spool_dir", default="var/spool", help="where unflushed points go at shutdown, replayed at start")
@@ -63,6 +68,13 @@ define("ws_origins", default=[], multiple=True, help="extra origins allowed to o
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
+define("max_new_calls", default=120,
+       help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
+define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="the period of --max-new-calls: a client's budget refills over it")
+define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
+define("max_live_calls", default=50_000,
+       help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
@@ -78,21 +90,36 @@ define("public_url", default="",
        help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
 
 
+# Percent-escapes of identifier characters other than "." (a decoded "%2E%2E" would be a path step).
+_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
+
+
+def _decode_id_character(match):
+    return chr(int(match.group(1), 16))
+
+
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector, alerts):
+    def __init__(self, store, writer, config, detector, telemetry, alerts):
         self.store = store
         self.writer = writer
         self.detector = detector
         self.alerts = alerts
+        # Every ingest path asks this one object before storing a request's calls.
+        self.admission = CallAdmission(
+            lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
+            window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
+            max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
+            tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
-        self.telemetry = make_telemetry(writer, detector, alerts)
+        self.telemetry = telemetry
+        self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         detector.tick_hooks.append(alerts.on_tick)
         alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
-        alerts.on_delivery = lambda result: self.telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
+        alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
@@ -103,6 +130,8 @@ class Application(tornado.web.Application):
             "ws_origins": set(config["ws_origins"]),
             "ws_max_pending": config["ws_max_pending"],
             "max_body": config["max_body"],
+            "max_import": config["max_import"],
+            "max_imports": config["max_imports"],
             "ingest_limits": Limits(max_samples=config["max_samples"],
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
@@ -111,7 +140,10 @@ class Application(tornado.web.Application):
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)
 
     def find_handler(self, request, **kwargs):
-        """The read token guards every route but the open ones, whoever wrote the handler."""
+        """The read token guards every route but the open ones, whoever wrote the handler.
+        Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
+        if "%" in request.path:
+            request.path = _ENCODED_ID_CHARACTER.sub(_decode_id_character, request.path)
         access = base.read_access(self, request)
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
@@ -178,21 +210,22 @@ class Application(tornado.web.Application):
 
 
 def make_telemetry(writer, detector, alerts):
-    """Declare every family /metrics shows; handlers count into the `_total` ones."""
+    """Declare every family /metrics shows, in this application's own registry;
+    handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
-    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labelled=True)
+    telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labels=("route", "status"))
     telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
     telemetry.counter("rtcscope_values_dropped_total", "null, NaN or missing values dropped from samples")
     telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
     telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
-                      labelled=True)
+                      labels=("reason",))
     telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
     telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
                     lambda: writer.max_buffer)
     telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
     telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
                       lambda: writer.failures)
-    telemetry.histogram("rtcscope_flush_seconds", "duration of successful batch writes", writer.flush_seconds)
+    telemetry.histogram(writer.flush_seconds)
     telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
     telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped",
                       lambda: writer.points_rejected)
@@ -219,7 +252,7 @@ def make_telemetry(writer, detector, alerts):
                     lambda: alerts.firing_count)
     telemetry.counter("rtcscope_webhook_deliveries_total",
                       "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
-                      "dropped (queue full, still owed)", labelled=True)
+                      "dropped (queue full, still owed)", labels=("result",))
     telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
                     lambda: int(alerts.sending))
     return telemetry
@@ -257,7 +290,7 @@ def make_app(**overrides):
     alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
                           public_url=public_url, webhooks=webhooks,
                           window_ms=_seconds(config["quality_window"]) * 1000)
-    return Application(store, writer, config, detector, alerts)
+    return Application(store, writer, config, detector, make_telemetry(writer, detector, alerts), alerts)
 
 
 def parse_options():

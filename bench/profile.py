@@ -20,18 +20,17 @@ RATE = 250  # samples per second
 TOP = 8
 # Leaf-frame file → component; the first match wins.
 COMPONENTS = [
-    ("rtcscope/ingest.py", "parse and validate"),
+    ("rtcscope/ingest/", "parse and validate"),
     ("rtcscope/registry.py", "parse and validate"),
-    ("rtcscope/writer.py", "batching writer + InfluxDB client"),
-    ("rtcscope/store.py", "batching writer + InfluxDB client"),
+    ("rtcscope/storage/", "batching writer + InfluxDB client"),
     ("aioinflux/", "batching writer + InfluxDB client"),
     ("aiohttp/", "batching writer + InfluxDB client"),
-    ("rtcscope/detector.py", "detector"),
-    ("rtcscope/calls.py", "detector"),
+    ("rtcscope/live/", "detector"),
     ("handlers/ws.py", "websocket fan-out"),
     ("tornado/websocket.py", "websocket fan-out"),
     ("handlers/", "handlers (ingest, base)"),
-    ("rtcscope/telemetry.py", "handlers (ingest, base)"),
+    ("rtcscope/telemetry.py", "telemetry"),
+    ("prometheus_client/", "telemetry"),
     ("server.py", "handlers (ingest, base)"),
     ("tornado/web.py", "tornado RequestHandler"),
     ("tornado/http1connection.py", "tornado HTTP/1.1 + sockets"),

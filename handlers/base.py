@@ -8,6 +8,7 @@ import tornado.web
 
 from rtcscope import registry
 from rtcscope.ingest.formats import FIELD_RE, IDENTIFIER_RE
+from rtcscope.ingest.limits import client_key
 from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
@@ -20,9 +21,10 @@ IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.:@{}-]*")
 
 
 def call_id(call):
-    """The decoded call id of a URL, or a 400 when it cannot be one."""
+    """The decoded call id of a URL; a 404 when no call can have it."""
     if not IDENTIFIER_RE.fullmatch(call):
-        raise tornado.web.HTTPError(400, "a call id is 1-128 characters of [A-Za-z0-9_.:@{}-]")
+        raise tornado.web.HTTPError(404, "no call can have this id: call ids are 1-128 characters of "
+                                         "[A-Za-z0-9_.:@{}-]")
     return call
 
 
@@ -109,7 +111,7 @@ class APIHandler(tornado.web.RequestHandler):
         return metric
 
     async def known_call(self, call):
-        """The call's current state, or a 404 (a 400 for an id no call can have)."""
+        """The call's current state, or a 404."""
         state = (await self.application.load_calls(call=call_id(call))).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "unknown call %s", call)
@@ -159,6 +161,13 @@ def ingest_key_refusal(application, request):
     if not keys.matches(key):
         return 403, "forbidden", "the ingest key is not valid"
     return None
+
+
+def ingest_client(request):
+    """Who a request's new calls are counted against: its address (nginx's
+    X-Real-IP with --xheaders), an IPv6 one per /64. Ingest keys do not
+    change it: a browser key is shared by every user of a site."""
+    return client_key(request.remote_ip or "")
 
 
 def is_websocket(request):

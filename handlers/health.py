@@ -29,8 +29,9 @@ class MetricsRegistryHandler(APIHandler):
 
 class PrometheusHandler(APIHandler):
     def get(self):
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.application.telemetry.render())
+        telemetry = self.application.telemetry
+        self.set_header("Content-Type", telemetry.content_type)
+        self.finish(telemetry.render())
 
 
 default_handlers = [

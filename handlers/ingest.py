@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.ingest.formats import IngestError, parse
 
-from .base import APIHandler, ingest_key_refusal
+from .base import APIHandler, ingest_client, ingest_key_refusal
 
 
 @tornado.web.stream_request_body
@@ -98,6 +98,10 @@ class WriteHandler(APIHandler):
                            precision=self.argument("precision", "ns"))
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
+        refusal = app.admission.admit(ingest_client(self.request), parsed.calls)
+        if refusal:
+            retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+            return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
             retry_after = str(max(1, round(app.settings["flush_interval"] * 2)))
             if app.writer.stopping:

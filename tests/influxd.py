@@ -99,6 +99,13 @@ class Influxd:
         with urllib.request.urlopen(self.url + "/query", data=body, timeout=10) as response:
             return json.loads(response.read())
 
+    def write(self, lines, database, retention_policy="rtcscope"):
+        """Write line protocol straight to InfluxDB (points the server under test does not write)."""
+        params = urllib.parse.urlencode({"db": database, "rp": retention_policy})
+        body = "\n".join(lines).encode()
+        with urllib.request.urlopen(f"{self.url}/write?{params}", data=body, timeout=10) as response:
+            assert response.status == 204, response.status
+
     def rows(self, statement, database):
         """All rows of all series of one statement, as dicts with the series tags."""
         result = self.query(statement, database)["results"][0]

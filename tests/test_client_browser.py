@@ -1,7 +1,10 @@
 """rtcscope.js in a real headless Chromium, with real WebRTC calls (fake camera and microphone):
 the /demo page end to end, back-off on 503 and on network errors, the closing beacon."""
+import asyncio
 import contextlib
+import itertools
 import pathlib
+import re
 import socket
 
 import pytest
@@ -10,7 +13,7 @@ from tornado.httpserver import HTTPServer
 
 import server
 from rtcscope.registry import extract
-from tests.helpers import eventually, get
+from tests.helpers import eventually, get, post
 from tests.influxd import Influxd
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -242,6 +245,48 @@ async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
     expected = expected_samples(samples)
     assert len(expected) > 30
     await assert_stored(own_influxd, "backoff", "backoff", expected)
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=120)
+async def test_client_waits_out_a_429_as_told_and_everything_lands_exactly_once(
+        http_client, start_server, app_config, influxd, database):
+    """The page's address has used up its new calls (one per 6 s here): its first posts get 429
+    with Retry-After; the monitors wait as told, not their own backoff, keep their samples, and
+    deliver every one once a call is allowed."""
+    application = await start_server(**{**app_config, "max_new_calls": 1, "new_calls_window": 6.0,
+                                        "call_timeout": 120.0})
+    await application.store.setup()
+    url = application.base_url + "/v1/stats/write/"
+    calls = itertools.count()
+    draining = True
+
+    async def use_up_the_budget():  # from 127.0.0.1, the page's own address
+        while draining:
+            await post(http_client, url, {"call": f"other-{next(calls)}", "stats": {"rtt": 1.0}})
+            await asyncio.sleep(0.05)
+
+    drain = asyncio.ensure_future(use_up_the_budget())
+    async with chromium_page() as page:
+        try:
+            await open_loopback_page(page, application.base_url)
+            await page.evaluate("startCall({call: 'quota'})")
+            await wait_for_monitors(page, "s.backoffs >= 1", timeout=30)
+        finally:
+            draining = False
+            await drain
+        await wait_for_monitors(page, "s.delivered >= 2 && s.queued <= 2", timeout=30)
+        await page.evaluate("stopAll()")
+        samples = await page.evaluate("samples")
+        errors = await page.evaluate("errors")
+        final = await page.evaluate("monitorStats()")
+
+    waits = [int(ms) for ms in re.findall(r"server answered 429; retrying in (\d+) ms", "\n".join(errors))]
+    assert len(waits) >= 2, errors
+    assert all(ms % 1000 == 0 and 1000 <= ms <= 6000 for ms in waits), errors  # Retry-After, whole seconds
+    for peer in ("caller", "callee"):
+        assert final[peer]["dropped"] == 0 and final[peer]["rejected"] == 0, final
+    await assert_stored(influxd, database, "quota", expected_samples(samples))
 
 
 async def wait_for_monitors(page, condition, timeout):

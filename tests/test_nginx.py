@@ -38,8 +38,10 @@ http {{
 """
 
 
-def site_config(listen_port, upstream_ports):
-    """The shipped file with only its ports changed: loopback and free ones."""
+def site_config(listen_port, upstream_ports, ingest_limit=True):
+    """The shipped file with only its ports changed: loopback and free ones
+    (and, for load generators that are one address, without its per-address
+    ingest limit)."""
     with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
         text = shipped.read()
     upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
@@ -48,17 +50,20 @@ def site_config(listen_port, upstream_ports):
         text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
     text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
     assert listens == 1
+    if not ingest_limit:
+        text, limits = re.subn(r"^ *limit_req zone=rtcscope_ingest .*\n", "", text, flags=re.M)
+        assert limits == 1
     return text
 
 
 class Nginx:
-    def __init__(self, prefix, upstream_ports):
+    def __init__(self, prefix, upstream_ports, ingest_limit=True):
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         os.makedirs(prefix, exist_ok=True)
         with open(os.path.join(prefix, "rtcscope.conf"), "w") as site:
-            site.write(site_config(self.port, upstream_ports))
+            site.write(site_config(self.port, upstream_ports, ingest_limit))
         with open(os.path.join(prefix, "nginx.conf"), "w") as main:
             main.write(MAIN_CONF.format(prefix=prefix))
         self.process = None
@@ -152,6 +157,36 @@ def test_errors_stay_json_through_nginx(deployment):
         connection.close()
     # The server read the body it refused instead of resetting the connection under its answer.
     assert "reset by peer" not in nginx.error_log() and "prematurely closed" not in nginx.error_log()
+
+
+def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
+    """limit_req in front of every process: a client that posts faster than the
+    zone's rate beyond its burst gets nginx's JSON 429 with Retry-After, and
+    those requests never reach a process."""
+    nginx, servers, _ = deployment
+    shipped = open(os.path.join(ROOT, "conf", "nginx.conf")).read()
+    burst = int(re.search(r"limit_req zone=rtcscope_ingest burst=(\d+) nodelay;", shipped).group(1))
+    before = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    # Its own address, so the zone's state does not touch the other tests.
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.3", 0))
+    statuses, refusals = [], []
+    for i in range(3 * burst):
+        body = json.dumps({"call": "nginx-burst", "peer": "p", "ts": now_ms(), "stats": {"seq": i}})
+        connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        document = json.loads(response.read())
+        statuses.append(response.status)
+        if response.status == 429:
+            refusals.append((document["error"]["code"], response.getheader("Retry-After"),
+                             response.getheader("Content-Type")))
+    connection.close()
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses[:burst] == [200] * burst  # the burst goes through at once
+    assert statuses.count(429) >= burst // 2, statuses
+    assert {code for code, _, _ in refusals} == {"too_many_requests"}
+    assert all(retry_after == "1" and kind.startswith("application/json") for _, retry_after, kind in refusals)
+    after = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    assert after - before == statuses.count(200)
 
 
 def test_forwarded_client_address_is_honoured(deployment):

@@ -14,16 +14,51 @@ SAMPLE_LINE = re.compile(
     r'(-?[0-9.e+-]+|\+Inf|-Inf|NaN)')
 
 
+# Every family /metrics shows, with its type: dashboards and alerts are built on these names.
+FAMILIES = {
+    "rtcscope_http_requests": "counter",
+    "rtcscope_samples_accepted": "counter",
+    "rtcscope_values_dropped": "counter",
+    "rtcscope_samples_restamped": "counter",
+    "rtcscope_ingest_refused": "counter",
+    "rtcscope_buffer_depth": "gauge",
+    "rtcscope_buffer_capacity": "gauge",
+    "rtcscope_flushes": "counter",
+    "rtcscope_flush_failures": "counter",
+    "rtcscope_flush_seconds": "histogram",
+    "rtcscope_points_written": "counter",
+    "rtcscope_points_rejected": "counter",
+    "rtcscope_influxdb_up": "gauge",
+    "rtcscope_spool_bytes": "gauge",
+    "rtcscope_detector_ticks": "counter",
+    "rtcscope_detector_queries": "counter",
+    "rtcscope_detector_skipped_ticks": "counter",
+    "rtcscope_detector_failures": "counter",
+    "rtcscope_live_calls": "gauge",
+    "rtcscope_graph_viewers": "gauge",
+    "rtcscope_watched_metrics": "gauge",
+    "rtcscope_graph_viewers_dropped": "counter",
+    "rtcscope_calls_viewers": "gauge",
+    "rtcscope_call_summaries_written": "counter",
+}
+FLUSH_BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"]
+
+
 def parse_exposition(text):
     """Check the text format's rules and return {family: (type, {(sample, labels): value})}."""
     assert text.endswith("\n")
-    typed = {}
+    typed, helped = {}, set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert name not in typed, f"TYPE twice for {name}"
+            assert name in helped, f"TYPE before HELP for {name}"
             typed[name] = kind
-        elif line.startswith("# HELP ") or not line:
+        elif line.startswith("# HELP "):
+            name, _, help_text = line[len("# HELP "):].partition(" ")
+            assert help_text.strip(), f"no help text for {name}"
+            helped.add(name)
+        elif not line:
             continue
         else:
             assert SAMPLE_LINE.fullmatch(line), line
@@ -43,7 +78,7 @@ def parse_exposition(text):
 async def scrape(http_client, base_url):
     status, _, response = await get(http_client, base_url + "/metrics")
     assert status == 200
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     return parse_exposition(response.body.decode())
 
 
@@ -54,13 +89,11 @@ def value(families, family, sample=None, **labels):
 @pytest.mark.gen_test(timeout=60)
 async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app, influxd, database):
     before = await scrape(http_client, base_url)
-    types = {name: kind for name, (kind, _) in before.items()}
-    assert types["rtcscope_samples_accepted"] == "counter"
-    assert types["rtcscope_flushes"] == "counter"
-    assert types["rtcscope_flush_failures"] == "counter"
-    assert types["rtcscope_buffer_depth"] == "gauge"
-    assert types["rtcscope_spool_bytes"] == "gauge"
-    assert types["rtcscope_flush_seconds"] == "histogram"
+    assert {name: kind for name, (kind, _) in before.items()} == FAMILIES  # nothing renamed, missing or extra
+    unlabelled = [name for name in FAMILIES if name not in ("rtcscope_http_requests", "rtcscope_ingest_refused")]
+    for name in unlabelled:  # shown from the start, at zero if nothing happened yet
+        assert before[name][1], f"{name} has no sample"
+    assert value(before, "rtcscope_buffer_capacity") == app.writer.max_buffer
 
     url = base_url + "/v1/stats/write/"
     ts = now_ms()
@@ -89,8 +122,9 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
     count = value(after, "rtcscope_flush_seconds", "rtcscope_flush_seconds_count")
     assert count == value(after, "rtcscope_flushes", "rtcscope_flushes_total")
     assert value(after, "rtcscope_flush_seconds", "rtcscope_flush_seconds_bucket", le="+Inf") == count
-    buckets = sorted((float(labels[0][1]), v) for (name, labels), v in after["rtcscope_flush_seconds"][1].items()
-                     if name.endswith("_bucket"))
+    buckets = [(labels[0][1], v) for (name, labels), v in after["rtcscope_flush_seconds"][1].items()
+               if name.endswith("_bucket")]
+    assert [le for le, _ in buckets] == FLUSH_BUCKETS
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert value(after, "rtcscope_flush_seconds", "rtcscope_flush_seconds_sum") > 0
     assert value(after, "rtcscope_buffer_depth") == 0
@@ -142,3 +176,32 @@ async def test_live_calls_and_viewers(http_client, base_url, app):
     await eventually(lambda: gauges(2, 2))
     for viewer in viewers[1:]:
         viewer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_each_application_counts_in_its_own_registry(http_client, base_url, app, start_server, app_config):
+    """Several applications in one process (as here, and in tests) never share a count."""
+    other = await start_server(**{**app_config, "spool_dir": app_config["spool_dir"] + "-other"})
+    status, _, _ = await post(http_client, base_url + "/v1/stats/write/", {"call": "m3", "stats": {"rtt": 5}})
+    assert status == 200
+    status, _, _ = await post(http_client, other.base_url + "/v1/stats/write/", {"call": "bad id!", "stats": {}})
+    assert status == 400
+    mine, theirs = await scrape(http_client, base_url), await scrape(http_client, other.base_url)
+    assert value(mine, "rtcscope_samples_accepted", "rtcscope_samples_accepted_total") == 1
+    assert value(theirs, "rtcscope_samples_accepted", "rtcscope_samples_accepted_total") == 0
+    assert value(mine, "rtcscope_ingest_refused", "rtcscope_ingest_refused_total", reason="bad_request") == 0
+    assert value(theirs, "rtcscope_ingest_refused", "rtcscope_ingest_refused_total", reason="bad_request") == 1
+    assert app.telemetry.value("rtcscope_samples_accepted_total") == 1
+    assert other.telemetry.value("rtcscope_ingest_refused_total", reason="bad_request") == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_detector_counters_are_read_when_scraped(http_client, base_url, app):
+    first = await scrape(http_client, base_url)
+    ticks = value(first, "rtcscope_detector_ticks", "rtcscope_detector_ticks_total")
+    await eventually(lambda: app.detector.ticks >= ticks + 2)
+    later = await scrape(http_client, base_url)
+    ticked = value(later, "rtcscope_detector_ticks", "rtcscope_detector_ticks_total")
+    assert ticked >= ticks + 2
+    assert value(later, "rtcscope_detector_queries", "rtcscope_detector_queries_total") >= ticked  # some per tick
+    assert value(later, "rtcscope_detector_failures", "rtcscope_detector_failures_total") == 0

@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 
-from ..telemetry import Histogram
+from ..telemetry import latency_histogram
 
 log = logging.getLogger("rtcscope.writer")
 
@@ -56,7 +56,7 @@ class BatchWriter:
         self.failures = 0
         self.points_written = 0
         self.points_rejected = 0
-        self.flush_seconds = Histogram()
+        self.flush_seconds = latency_histogram("rtcscope_flush_seconds", "duration of successful batch writes")
         self.healthy = True
 
     @property

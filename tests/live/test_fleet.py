@@ -17,14 +17,21 @@ from tests.conftest import now_ms
 from tests.helpers import assert_error, eventually, get, post
 from tests.live.test_ws import raw_viewer, read_frames
 
-pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
+# Hundreds of calls from one address: the new-call budget is raised.
+FLEET = {"tick": 3600.0, "call_timeout": 3.0, "max_new_calls": 100_000}
+pytestmark = pytest.mark.app_config(**FLEET)
 
-CALLS_PER_REQUEST = 8  # well under any per-request call limit
+CALLS_PER_REQUEST = 8  # under --max-calls-per-request
 
 
 async def send(http_client, base_url, app, body):
-    for offset in range(0, len(body), 400):
-        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body[offset:offset + 400])
+    by_call = {}
+    for sample in body:
+        by_call.setdefault(sample["call"], []).append(sample)
+    calls = list(by_call)
+    for offset in range(0, len(calls), CALLS_PER_REQUEST):
+        chunk = [sample for call in calls[offset:offset + CALLS_PER_REQUEST] for sample in by_call[call]]
+        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", chunk)
         assert status == 200, result
     await eventually(lambda: app.writer.depth == 0)
 
@@ -261,7 +268,7 @@ async def test_queries_per_tick_do_not_grow_with_calls_or_viewers(http_client, b
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.app_config(tick=3600.0, read_token="s3cret", ws_origins=["https://ops.example"])
+@pytest.mark.app_config(**FLEET, read_token="s3cret", ws_origins=["https://ops.example"])
 async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_client, base_url, app):
     await app.detector.run_tick()
     url = base_url.replace("http://", "ws://") + "/ws/calls"
@@ -277,7 +284,7 @@ async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_c
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.app_config(tick=3600.0, call_timeout=60.0)
+@pytest.mark.app_config(**{**FLEET, "call_timeout": 60.0})
 async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_client, base_url, app):
     detector = app.detector
     detector.window_ms = 20_000  # shorter than the call has lasted
@@ -297,7 +304,7 @@ async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_clie
 
 
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.app_config(tick=3600.0, call_timeout=3.0, ws_max_pending=2000)
+@pytest.mark.app_config(**FLEET, ws_max_pending=2000)
 async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_url, app):
     detector = app.detector
     await fleet_of_calls(http_client, base_url, app)

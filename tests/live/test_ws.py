@@ -10,7 +10,7 @@ from tornado.websocket import websocket_connect
 
 from rtcscope.live.detector import BUCKET_MS
 from tests.conftest import now_ms
-from tests.helpers import eventually, post
+from tests.helpers import eventually, post, split_by_call
 
 
 class Viewer:
@@ -79,8 +79,9 @@ def viewers():
 
 
 async def write(http_client, base_url, body):
-    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
-    assert status == 200, result
+    for request in split_by_call(body) if isinstance(body, list) else [body]:
+        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", request)
+        assert status == 200, result
 
 
 def sample(call, ts, peer="alice", **stats):

@@ -1,0 +1,140 @@
+"""Importing files people already have: chrome://webrtc-internals dumps.
+
+POST /v1/import/webrtc-internals?call=ID takes a dump (plain or gzip) of up
+to --max-import bytes. The body is spooled to a temporary file as it
+arrives and parsed once from there, in a worker thread so that ingest keeps
+being answered meanwhile; nothing is buffered unless the whole dump is good.
+The read token guards both routes (Application.find_handler); ingest keys
+do not apply: importing is an operator's action. The new-call limits of
+ingest (rtcscope/ingest/limits.py) do: without a read token anyone may
+import."""
+import tempfile
+import time
+
+import tornado.ioloop
+import tornado.web
+
+from rtcscope.ingest.formats import IDENTIFIER_RE, IngestError
+from rtcscope.ingest.webrtc_internals import parse_dump
+from rtcscope.timeparse import parse_duration
+
+from .base import APIHandler, ingest_client
+from .pages import PageHandler
+
+# A 64 MiB upload on a slow link takes minutes; the server's body timeout is for ingest posts.
+IMPORT_BODY_TIMEOUT_S = 600
+
+
+@tornado.web.stream_request_body
+class WebRTCInternalsImportHandler(APIHandler):
+    def initialize(self):
+        self._spool = None
+        self._size = 0
+        self._too_large = False
+        self._holds_slot = False
+        self._parsing = False
+
+    def prepare(self):
+        """The call id, the size, the new-call limits and a free import slot are checked before the body is read."""
+        if self.request.method != "POST":
+            return
+        app = self.application
+        max_import = app.settings["max_import"]
+        call = self.argument("call")
+        if not call:
+            return self.refuse(400, "missing_call", "parameter call (the id to import the dump as) is required")
+        if not IDENTIFIER_RE.fullmatch(call):
+            return self.refuse(400, "bad_call", "call must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > max_import:
+            return self.fail_too_large()
+        refusal = app.admission.admit(ingest_client(self.request), {call})
+        if refusal:  # the new-call limits of every ingest path, before the body is read
+            retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+            return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
+        if app.imports_running >= app.settings["max_imports"]:
+            return self.refuse(503, "imports_busy", "other imports are being read; retry shortly", Retry_After="5")
+        app.imports_running += 1
+        self._holds_slot = True
+        # A body without Content-Length found too large while read is read on and dropped, then
+        # answered with a 413 (as ingest does, up to 4 times the limit); beyond that Tornado cuts it off.
+        self.request.connection.set_max_body_size(4 * max_import)
+        self.request.connection.set_body_timeout(IMPORT_BODY_TIMEOUT_S)
+        self._spool = tempfile.TemporaryFile(prefix="rtcscope-import-")
+
+    def on_finish(self):
+        self._release()
+
+    def on_connection_close(self):
+        if not self._parsing:  # the worker thread still reads the spool; post() releases it after
+            self._release()
+
+    def _release(self):
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if self._holds_slot:
+            self._holds_slot = False
+            self.application.imports_running -= 1
+
+    def data_received(self, chunk):
+        if self._too_large or self._spool is None:
+            return
+        self._size += len(chunk)
+        if self._size > self.application.settings["max_import"]:
+            self._too_large = True
+            self._spool.truncate(0)
+        else:
+            self._spool.write(chunk)
+
+    def refuse(self, status, code, message, **headers):
+        """Answer an error, counted in /metrics with ingest's refusals: nothing of this dump is stored."""
+        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self.fail(status, code, message, **headers)
+
+    def fail_too_large(self):
+        self.refuse(413, "dump_too_large", f"the dump is larger than {self.application.settings['max_import']} bytes "
+                                         "(--max-import)")
+
+    async def post(self):
+        app = self.application
+        if self._too_large:
+            return self.fail_too_large()
+        if not self._size:
+            return self.refuse(400, "empty_body", "empty body: send the dump that chrome://webrtc-internals saved")
+        retention_s = parse_duration(app.config["retention"])
+        now_ms = int(time.time() * 1000)
+        self._spool.seek(0)
+        self._parsing = True
+        try:
+            imported = await tornado.ioloop.IOLoop.current().run_in_executor(
+                None, parse_dump, self._spool, self.argument("call"), now_ms,
+                retention_s * 1000 if retention_s else None, app.settings["ingest_limits"].max_skew_ns // 1_000_000,
+                app.settings["max_import"])
+        except IngestError as exc:
+            return self.refuse(exc.status, exc.code, exc.message)
+        finally:
+            self._parsing = False
+            self._release()
+        lines = imported.parsed.lines
+        if len(lines) > app.writer.max_buffer:
+            return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
+                             f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
+        if not app.writer.submit(lines):
+            if app.writer.stopping:
+                return self.refuse(503, "shutting_down", "the server is shutting down; retry later", Retry_After="5")
+            return self.refuse(503, "buffer_full", "the write buffer is full; retry later", Retry_After="5")
+        app.telemetry.inc("rtcscope_samples_accepted_total", imported.parsed.accepted)
+        self.write_json({"call": self.argument("call"), "peers": imported.peers, "samples": imported.parsed.accepted,
+                         "from": imported.first_ms, "to": imported.last_ms})
+
+
+class ImportPageHandler(PageHandler):
+    def get(self):
+        self.page("import.html", "import", max_import=self.application.settings["max_import"])
+
+
+default_handlers = [
+    (r"/v1/import/webrtc-internals/?", WebRTCInternalsImportHandler),
+    (r"/import/?", ImportPageHandler),
+]
