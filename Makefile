@@ -6,15 +6,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils systemd
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
+JS_TEST := tests/js
 
 .PHONY: install run test lint bench binary demo-fleet clean
 
 install: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@$(MAKE) -s --no-print-directory $(JS_TEST)/node_modules/.installed
+
+# npm packages the browser tests bundle (@jitsi/rtcstats), pinned by tests/js/package-lock.json.
+$(JS_TEST)/node_modules/.installed: $(JS_TEST)/package.json $(JS_TEST)/package-lock.json
+	cd $(JS_TEST) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -18,10 +18,11 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, series, stats, ws
+from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
+from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
@@ -34,7 +35,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, imports, stats, calls, fleet, alerts, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, imports, rtcstats, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -101,7 +102,7 @@ def _decode_id_character(match):
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector, telemetry, alerts):
+    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions, alerts):
         self.store = store
         self.writer = writer
         self.detector = detector
@@ -115,12 +116,16 @@ class Application(tornado.web.Application):
         self.config = config
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
+        self.rtcstats_sessions = rtcstats_sessions
         self.telemetry = telemetry
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         detector.tick_hooks.append(alerts.on_tick)
         alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
         alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
-        self.periodic_callbacks = [tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000)]
+        self.periodic_callbacks = [
+            tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
+        ]
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
@@ -135,6 +140,8 @@ class Application(tornado.web.Application):
             "ingest_limits": Limits(max_samples=config["max_samples"],
                                     max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
             "flush_interval": _seconds(config["flush_interval"]),
+            "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
+            "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
         }
         super().__init__(handlers, transforms=[base.SecurityHeaders], **settings)
@@ -181,6 +188,11 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush the buffer within the shutdown timeout, spool the rest."""
         for callback in self.periodic_callbacks:
             callback.stop()
+        # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
+        # and resend what was not stored.
+        for session in list(self.rtcstats_sessions.by_id.values()):
+            if session.connection is not None:
+                session.connection.close(1012, "the server is restarting")
         await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
@@ -209,7 +221,7 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_telemetry(writer, detector, alerts):
+def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     """Declare every family /metrics shows, in this application's own registry;
     handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
@@ -255,6 +267,15 @@ def make_telemetry(writer, detector, alerts):
                       "dropped (queue full, still owed)", labels=("result",))
     telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
                     lambda: int(alerts.sending))
+    telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
+                    lambda: rtcstats_sessions.connected)
+    telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
+                    lambda: len(rtcstats_sessions.by_id))
+    telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
+    telemetry.counter("rtcscope_rtcstats_dropped_total",
+                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)", labels=("reason",))
+    telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
+                      "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
     return telemetry
 
 
@@ -286,11 +307,13 @@ def make_app(**overrides):
                             tick_ms=_seconds(config["tick"]) * 1000,
                             quality_window_ms=_seconds(config["quality_window"]) * 1000,
                             history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
+    rtcstats_sessions = Sessions(store, config["max_samples"])
     public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
     alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
                           public_url=public_url, webhooks=webhooks,
                           window_ms=_seconds(config["quality_window"]) * 1000)
-    return Application(store, writer, config, detector, make_telemetry(writer, detector, alerts), alerts)
+    return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
+                       rtcstats_sessions, alerts)
 
 
 def parse_options():

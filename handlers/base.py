@@ -128,12 +128,13 @@ class NotFoundHandler(APIHandler):
 # --- access: ingest keys, the read token, origins, security headers -------------
 
 TOKEN_COOKIE = "rtcscope_token"
-# Open without the read token: probes, ingest (it has its own keys), the
-# client library and its demo, and static assets (no data in them).
+# Open without the read token: probes, ingest (it has its own keys; the
+# rtcstats websocket too), the client library and its demo, and static
+# assets (no data in them).
 # Exact paths: a prefix would open /v1/stats/write<anything>/, a call's stats.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v1/stats/write", "/v1/stats/write/", "/rtcscope.js", "/demo",
-                        "/demo/", "/favicon.ico"})
-OPEN_PREFIXES = ("/static/",)
+                        "/demo/", "/favicon.ico", "/rtcstats"})
+OPEN_PREFIXES = ("/static/", "/rtcstats/")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

@@ -8,6 +8,7 @@ gauge/counter semantics from here instead of hard-coding them, and raw
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 GAUGE = "gauge"
@@ -370,14 +371,34 @@ def extract(report: list[dict]) -> dict[str, dict[str, float]]:
     are omitted, and odd input is skipped rather than raised on. A dict (a
     serialised stats map, id -> stat) is accepted too.
     """
+    return extract_connections([report])
+
+
+def extract_connections(reports: Iterable[list[dict] | dict]) -> dict[str, dict[str, float]]:
+    """``extract`` for one endpoint with several peer connections: the union of
+    their reports, combined by the rules for several streams (counters summed,
+    delays the worst, capacities such as available bandwidth the largest).
+    Each report keeps its own stat ids and selected candidate pair: ids repeat
+    across peer connections (every one has a transport ``T01``)."""
+    by_kind = {kind: _KindValues() for kind in _MEDIA_KINDS}
+    connection = _KindValues()
+    for report in reports:
+        pair = _add_report(report, by_kind)
+        if pair is not None:
+            connection.add_fields(pair, _CONNECTION_FIELDS)
+    by_kind["connection"] = connection
+    extracted = {kind: values.finite() for kind, values in by_kind.items()}
+    return {kind: values for kind, values in extracted.items() if values}
+
+
+def _add_report(report: list[dict] | dict, by_kind: dict[str, _KindValues]) -> dict | None:
+    """Add one report's streams to ``by_kind``; return its selected candidate pair."""
     if isinstance(report, dict):
         stats = report.values()
     elif isinstance(report, (list, tuple)):
         stats = report
     else:
-        return {}
-
-    by_kind = {kind: _KindValues() for kind in _MEDIA_KINDS}
+        return None
     pairs: dict[str, dict] = {}
     selected_ids: list[str] = []
     for stat in stats:
@@ -400,12 +421,20 @@ def extract(report: list[dict]) -> dict[str, dict[str, float]]:
                 values = by_kind[kind]
                 values.add_fields(stat, _STREAM_FIELDS[stat_type], _PREFERENCE_RANK.get(stat_type, 0))
                 _add_derived(values, stat_type, stat)
+    return _selected_pair(pairs, selected_ids)
 
-    connection = _KindValues()
-    pair = _selected_pair(pairs, selected_ids)
-    if pair is not None:
-        connection.add_fields(pair, _CONNECTION_FIELDS)
-    by_kind["connection"] = connection
 
-    extracted = {kind: values.finite() for kind, values in by_kind.items()}
-    return {kind: values for kind, values in extracted.items() if values}
+# What extraction reads of each stats type: a holder of reports (deltas are
+# rebuilt on the latest one) keeps these fields and drops the rest (addresses,
+# certificates, codec strings).
+_READ_BESIDES_FIELDS: dict[str, frozenset[str]] = {
+    "inbound-rtp": frozenset({"jitterBufferDelay", "jitterBufferEmittedCount"}),
+    "outbound-rtp": frozenset({"qualityLimitationReason"}),
+    "candidate-pair": frozenset({"selected", "nominated", "state", "bytesSent", "bytesReceived"}),
+    "transport": frozenset({"selectedCandidatePairId"}),
+}
+REPORT_FIELDS: dict[str, frozenset[str]] = {
+    stat_type: frozenset({"id", "type", "timestamp", "kind", "mediaType"}) | {name for name, _, _ in fields}
+    | _READ_BESIDES_FIELDS.get(stat_type, frozenset())
+    for stat_type, fields in {**_STREAM_FIELDS, "candidate-pair": _CONNECTION_FIELDS, "transport": ()}.items()
+}

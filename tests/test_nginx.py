@@ -45,8 +45,8 @@ def site_config(listen_port, upstream_ports, ingest_limit=True):
     with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
         text = shipped.read()
     upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
-    assert len(upstream_lines) == len(upstream_ports), upstream_lines
-    for line, port in zip(upstream_lines, upstream_ports):
+    assert len(upstream_lines) == 2 * len(upstream_ports), upstream_lines  # the main and the rtcstats upstream
+    for line, port in zip(upstream_lines, upstream_ports * 2):
         text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
     text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
     assert listens == 1

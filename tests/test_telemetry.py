@@ -43,6 +43,11 @@ FAMILIES = {
     "rtcscope_alerts_firing": "gauge",
     "rtcscope_alerts_sender": "gauge",
     "rtcscope_webhook_deliveries": "counter",
+    "rtcscope_rtcstats_connections": "gauge",
+    "rtcscope_rtcstats_sessions": "gauge",
+    "rtcscope_rtcstats_messages": "counter",
+    "rtcscope_rtcstats_dropped": "counter",
+    "rtcscope_rtcstats_stats_incomplete": "counter",
 }
 FLUSH_BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"]
 
@@ -93,8 +98,8 @@ def value(families, family, sample=None, **labels):
 async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app, influxd, database):
     before = await scrape(http_client, base_url)
     assert {name: kind for name, (kind, _) in before.items()} == FAMILIES  # nothing renamed, missing or extra
-    unlabelled = [name for name in FAMILIES
-                  if name not in ("rtcscope_http_requests", "rtcscope_ingest_refused", "rtcscope_webhook_deliveries")]
+    unlabelled = [name for name in FAMILIES if name not in ("rtcscope_http_requests", "rtcscope_ingest_refused",
+                                                            "rtcscope_rtcstats_dropped", "rtcscope_webhook_deliveries")]
     for name in unlabelled:  # shown from the start, at zero if nothing happened yet
         assert before[name][1], f"{name} has no sample"
     assert value(before, "rtcscope_buffer_capacity") == app.writer.max_buffer

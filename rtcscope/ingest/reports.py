@@ -1,0 +1,136 @@
+"""Full getStats() reports rebuilt from the deltas clients send, and one
+endpoint's metrics extracted from the latest reports of all its peer connections.
+
+A client that sends only what changed since its previous report saves ~90%
+of the bytes; the server then holds, per peer connection, the report as it
+stands and lays each delta over it. `PeerReports` is that state for one
+endpoint (a peer): every websocket ingest path keeps one per endpoint and
+adds the rebuild of its own delta dialect on top of `_merge`.
+
+Rebuilding is pure: it returns a new report and leaves the held one as it
+was, and `commit` keeps it only once the points made from it were stored.
+A message that could not be stored therefore leaves the state as before it,
+and the client's resend applies cleanly.
+
+Only the fields extraction reads are held (`registry.REPORT_FIELDS`); other
+stats keep their type alone. Candidate addresses, certificates and codec
+strings never stay in memory, and the state of a peer is bounded by its
+number of stat ids (`max_stats`).
+"""
+from collections.abc import Mapping
+
+from .. import registry
+
+# Stat ids held per endpoint, over all its peer connections.
+MAX_STATS = 1000
+# A peer connection that sent no report for this long (it failed and was
+# replaced without a `close`) no longer counts in its endpoint's metrics.
+STALE_MS = 60_000
+# The longest text field held (ids, kinds, states): a client cannot grow the state with long strings.
+MAX_TEXT = 256
+_NUMBERS = frozenset({int, float, bool})
+
+
+class ReportError(ValueError):
+    """A delta that cannot be applied; `code` says why."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _held(stat_id, stat):
+    """What is kept of a stat: the fields extraction reads (numbers, and short
+    strings such as kind or a pair id), with its id."""
+    stat_type = stat.get("type")
+    fields = registry.REPORT_FIELDS.get(stat_type) if isinstance(stat_type, str) else None
+    if fields is None:
+        return {"type": stat_type[:MAX_TEXT]} if isinstance(stat_type, str) else {}
+    held = {name: value for name, value in stat.items()
+            if name in fields and (value.__class__ in _NUMBERS or (isinstance(value, str) and len(value) <= MAX_TEXT))}
+    held["id"] = stat_id
+    return held
+
+
+class PeerReports:
+    """The latest report of each peer connection of one endpoint."""
+
+    def __init__(self, max_stats=MAX_STATS):
+        self.max_stats = max_stats
+        self.reports = {}  # peer connection id -> {stat id: held stat}
+        self.updated = {}  # peer connection id -> time of its latest report (ms)
+
+    def rebuild_rtcstats(self, pc_id, entry):
+        """Rebuild a report from an @jitsi/rtcstats `getstats` entry.
+
+        The client deletes each stat's `id` (the key says it), deletes the
+        fields equal to its previous report's, omits the stats that are gone
+        and sets `timestamp: 0` on stats whose time equals the entry's
+        top-level `timestamp`. Returns (report, ids that arrived without a
+        type): a held report lost (a restart) leaves later deltas without
+        the fields that never change, and such stats cannot be extracted.
+        """
+        if not isinstance(entry, dict):
+            raise ReportError("bad_report", "a getstats entry must be an object of stat id: stat")
+        entry_time = entry.get("timestamp")
+        if isinstance(entry_time, bool) or not isinstance(entry_time, (int, float)):
+            entry_time = None
+        previous = self.reports.get(pc_id, {})
+        report, untyped = {}, 0
+        for stat_id, changes in entry.items():
+            if stat_id == "timestamp":
+                continue
+            if not isinstance(changes, dict):
+                raise ReportError("bad_report", f"stat {stat_id[:80]!r} is not an object")
+            held = previous.get(stat_id)
+            if held is None and "type" not in changes:
+                untyped += 1
+            stat = _merge(held, changes)
+            if stat.get("timestamp") == 0 and entry_time is not None:
+                stat["timestamp"] = entry_time
+            report[stat_id] = _held(stat_id, stat)
+        self._check_size(pc_id, report)
+        return report, untyped
+
+    def _check_size(self, pc_id, report):
+        held = sum(len(stats) for other, stats in self.reports.items() if other != pc_id)
+        if held + len(report) > self.max_stats:
+            raise ReportError("too_many_stats", f"more than {self.max_stats} stat ids for one peer")
+
+    def extract(self, pending=None, at_ms=None):
+        """The registry's metrics of the endpoint: the held reports with
+        `pending` ({pc id: report} not yet committed) laid over them. With
+        `at_ms`, peer connections silent for `STALE_MS` before it are left out."""
+        reports = dict(self.reports)
+        reports.update(pending or {})
+        if at_ms is not None:
+            reports = {pc_id: report for pc_id, report in reports.items()
+                       if (pending and pc_id in pending) or self.updated.get(pc_id, at_ms) >= at_ms - STALE_MS}
+        return registry.extract_connections(reports.values())
+
+    def commit(self, reports: Mapping, at_ms):
+        """Keep reports whose points were stored."""
+        for pc_id, report in reports.items():
+            self.reports[pc_id] = report
+            self.updated[pc_id] = at_ms
+
+    def discard(self, pc_id):
+        """A closed peer connection: its stats leave the endpoint's metrics."""
+        self.reports.pop(pc_id, None)
+        self.updated.pop(pc_id, None)
+
+    @property
+    def stat_count(self):
+        return sum(len(stats) for stats in self.reports.values())
+
+
+def _merge(held, changes):
+    """A stat as it stands after `changes`; a field set to null is gone."""
+    stat = dict(held) if held else {}
+    for name, value in changes.items():
+        if value is None:
+            stat.pop(name, None)
+        else:
+            stat[name] = value
+    return stat
