@@ -490,32 +490,39 @@ class AlertService:
                 log.exception("an alert listener failed")
 
     async def _housekeep(self, now_ms):
+        """Heartbeat, follow rtc_alerts, then take or give up the sender's role."""
         try:
-            await self.store.write(f"{NODES_MEASUREMENT},node={self.node} started={float(self.started)!r} "
-                                   f"{now_ms * 1_000_000}".encode())
-            rows = await self._query(
-                f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
-                f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
-            if self.extra:
-                self.extra_values = await self._extra_windows(now_ms)
-            if not self.loaded:
-                for alert in latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
-                    self.seen[(alert["id"], alert["state"])] = alert["at"]
-                    if alert["state"] == "firing":
-                        self.known[alert["id"]] = alert
-                self.loaded = True
-            else:
-                for alert in sorted((a for a in map(row_alert, await self._events(now_ms - FOLLOW_MS, now_ms)) if a),
-                                    key=lambda a: (a["at"], a["state"] == "resolved")):
-                    self._tell(alert)
-                for key in [key for key, at in self.seen.items() if at < now_ms - 2 * FOLLOW_MS]:
-                    del self.seen[key]
+            await self._beat(now_ms)
         except (StoreError, WriteRejected, TimeoutError, OSError, aiohttp.ClientError, InfluxDBError) as exc:
             self.failures += 1
             self.up_ticks = 0
             log.warning("alert heartbeat failed (%s): not sending until InfluxDB answers again", exc)
             await self._step_down()
-            return
+        except Exception:  # the next tick tries again; the detector's tick is not ours to break
+            self.failures += 1
+            log.exception("alert housekeeping failed")
+
+    async def _beat(self, now_ms):
+        """Write this process's heartbeat, read the others' and the new events, elect the sender."""
+        await self.store.write(f"{NODES_MEASUREMENT},node={self.node} started={float(self.started)!r} "
+                               f"{now_ms * 1_000_000}".encode())
+        rows = await self._query(
+            f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
+            f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
+        if self.extra:
+            self.extra_values = await self._extra_windows(now_ms)
+        if not self.loaded:
+            for alert in latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
+                self.seen[(alert["id"], alert["state"])] = alert["at"]
+                if alert["state"] == "firing":
+                    self.known[alert["id"]] = alert
+            self.loaded = True
+        else:
+            for alert in sorted((a for a in map(row_alert, await self._events(now_ms - FOLLOW_MS, now_ms)) if a),
+                                key=lambda a: (a["at"], a["state"] == "resolved")):
+                self._tell(alert)
+            for key in [key for key, at in self.seen.items() if at < now_ms - 2 * FOLLOW_MS]:
+                del self.seen[key]
         self.up_ticks += 1
         nodes = sorted((row["started"], series["tags"].get("node", "")) for series in rows
                        for row in series["rows"] if row.get("started") is not None)
