@@ -28,7 +28,8 @@ from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.webhooks import WebhookError, Webhooks
 from rtcscope.storage.store import Store
-from rtcscope.storage.writer import BatchWriter
+from rtcscope.storage.wal import WALError, WriteAheadLog
+from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
 
@@ -59,10 +60,18 @@ define("max_import", default=64 * 1024 * 1024,
        help="largest chrome://webrtc-internals dump POST /v1/import/webrtc-internals takes, in bytes (413 beyond)")
 define("max_imports", default=2, help="dumps one process reads at once (503 with Retry-After beyond)")
 define("max_samples", default=10_000, help="most samples in one ingest request (413 beyond)")
-define("max_buffer", default=200_000, help="points held for InfluxDB before ingest answers 503")
-define("spool_dir", default="var/spool", help="where unflushed points go at shutdown, replayed at start")
+define("max_buffer", default=200_000,
+       help="points held in memory for the next writes; beyond, they wait in the write-ahead log "
+            "(without a log, ingest answers 503 beyond)")
+define("wal_dir", default="var/wal",
+       help="write-ahead log: a 200 means the points are in it (one directory per process; empty: memory only, "
+            "lost on a crash)")
+define("wal_fsync", default="1s", help="fsync the log every interval (e.g. 1s, 200ms), or 'always' before every answer")
+define("max_wal", default=1024 ** 3, help="bytes the write-ahead log may hold while InfluxDB is slow or down (503 beyond)")
+define("spool_dir", default="var/spool",
+       help="shutdown spool of versions before the write-ahead log: its files are moved into the log once at start")
 define("shutdown_timeout", default=datetime.timedelta(seconds=10), type=datetime.timedelta,
-       help="how long shutdown may spend flushing before it spools")
+       help="how long shutdown may spend flushing; what is left stays in the write-ahead log")
 define("ingest_keys", default="", help="file of accepted ingest keys, one per line (empty: no keys)")
 define("cors_origins", default=["*"], multiple=True, help="origins allowed to POST stats (* for any)")
 define("ws_origins", default=[], multiple=True, help="extra origins allowed to open graph websockets")
@@ -89,14 +98,6 @@ define("alert_retry", default=datetime.timedelta(minutes=10), type=datetime.time
        help="how long an alert's delivery to a receiver is retried")
 define("public_url", default="",
        help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
-
-
-# Percent-escapes of identifier characters other than "." (a decoded "%2E%2E" would be a path step).
-_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
-
-
-def _decode_id_character(match):
-    return chr(int(match.group(1), 16))
 
 
 class Application(tornado.web.Application):
@@ -149,8 +150,7 @@ class Application(tornado.web.Application):
     def find_handler(self, request, **kwargs):
         """The read token guards every route but the open ones, whoever wrote the handler.
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
-        if "%" in request.path:
-            request.path = _ENCODED_ID_CHARACTER.sub(_decode_id_character, request.path)
+        request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
@@ -185,7 +185,7 @@ class Application(tornado.web.Application):
                 delay = min(delay * 2, 10)
 
     async def stop(self):
-        """Stop callbacks, flush the buffer within the shutdown timeout, spool the rest."""
+        """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
         for callback in self.periodic_callbacks:
             callback.stop()
         # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
@@ -239,12 +239,26 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
                       lambda: writer.failures)
     telemetry.histogram(writer.flush_seconds)
     telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
-    telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped",
-                      lambda: writer.points_rejected)
+    telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped, by reason",
+                      labels=("reason",))
+    for reason in REFUSAL_REASONS:
+        telemetry.inc("rtcscope_points_rejected_total", 0, reason=reason)  # shown at 0, so rate() works at once
+    writer.on_rejected = lambda reason, points: telemetry.inc("rtcscope_points_rejected_total", points, reason=reason)
+    telemetry.gauge("rtcscope_buffer_memory_points", "acknowledged points held in memory for the next writes",
+                    lambda: writer.in_memory)
     telemetry.gauge("rtcscope_influxdb_up", "1 while the last write to InfluxDB succeeded",
                     lambda: int(writer.healthy))
-    telemetry.gauge("rtcscope_spool_bytes", "bytes in the spool directory, waiting for replay",
-                    writer.spool_size)
+    wal = writer.wal
+    telemetry.gauge("rtcscope_wal_bytes", "bytes in the write-ahead log", lambda: wal.size if wal else 0)
+    telemetry.gauge("rtcscope_wal_capacity_bytes", "bytes the write-ahead log may hold (--max-wal)",
+                    lambda: wal.max_bytes if wal else 0)
+    telemetry.gauge("rtcscope_wal_full", "1 while ingest answers 503 because the log is full",
+                    lambda: int(writer.full))
+    telemetry.counter("rtcscope_wal_fsyncs_total", "fsyncs of the write-ahead log", lambda: wal.fsyncs if wal else 0)
+    telemetry.counter("rtcscope_wal_fsync_seconds_total", "time spent in fsync of the write-ahead log",
+                      lambda: wal.fsync_seconds if wal else 0)
+    telemetry.counter("rtcscope_wal_records_cut_total", "torn or damaged log records cut at start",
+                      lambda: wal.records_cut if wal else 0)
     telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
     telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
                       lambda: detector.queries)
@@ -288,6 +302,18 @@ def _seconds(value):
     return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
 
 
+def fsync_interval(value):
+    """--wal-fsync: seconds between background fsyncs, or None for 'always'."""
+    if value == "always":
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", value.strip())
+        if not match:
+            raise WALError(f"--wal-fsync={value}: give a duration (1s, 200ms) or 'always'")
+        return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    return _seconds(value)
+
+
 def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
     config = options.as_dict()
@@ -300,7 +326,11 @@ def make_app(**overrides):
         webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
                             retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
     store = Store(config["influxdb_url"], config["database"], config["retention"])
-    writer = BatchWriter(store.write, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
+    wal = None
+    if config["wal_dir"]:
+        wal = WriteAheadLog(str(config["wal_dir"]), config["database"], max_bytes=config["max_wal"],
+                            fsync_interval=fsync_interval(config["wal_fsync"])).open()
+    writer = BatchWriter(store.write, wal=wal, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
                          flush_interval=_seconds(config["flush_interval"]),
                          spool_dir=config["spool_dir"] or None)
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
@@ -328,9 +358,9 @@ async def main():
     parse_options()
     try:
         app = make_app()
-    except (RulesError, WebhookError) as exc:
-        log.error("%s", exc)
-        sys.exit(f"rtcscope-server: {exc}")
+    except (WALError, RulesError, WebhookError) as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
     await app.start()
     client_timeout = _seconds(options.client_timeout)
     server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body,

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import alerts, calls, counters, harness, ingest, jsonlibs, live, profile, scaling, writes
+from . import alerts, calls, counters, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -55,6 +55,7 @@ BENCHMARKS = [
     ("prototype", ["3. The 2015 Flask prototype's write path (historical baseline)"], ingest.prototype),
     ("live", ["4. Fan-out: 1,000 websocket viewers of one metric, 50 live calls",
               "5. Detection latency: call start and end at a viewer"], live.live),
+    ("wal", ["Write-ahead log: cost per ingest request against memory only"], wal.wal_cost),
     ("writes", ["Writer: batch size, concurrent writes and gzip to InfluxDB"], writes.write_batching),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),

@@ -132,7 +132,8 @@ def start_server(influxd, database, log_dir, name="server", **options):
     port = free_port()
     argv = [sys.executable, os.path.join(ROOT, "server.py"), f"--port={port}",
             f"--influxdb-url={influxd.url}", f"--database={database}",
-            f"--spool-dir={os.path.join(log_dir, name + '-spool')}"]
+            f"--spool-dir={os.path.join(log_dir, name + '-spool')}",
+            f"--wal-dir={os.path.join(log_dir, f'{name}-{database}-wal')}"]
     argv += [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
     server = HTTPProc(name, argv, log_dir, port)
     wait_until(lambda: database_exists(influxd, database), 30, f"database {database}")

@@ -212,6 +212,7 @@ def fed_server(ctx, name):
     port = harness.free_port()
     argv = [sys.executable, "-m", "bench.served", f"--port={port}", f"--influxdb-url={ctx.influxd.url}",
             f"--database={database}", f"--spool-dir={os.path.join(ctx.work_dir, name + '-spool')}",
+            f"--wal-dir={os.path.join(ctx.work_dir, f'{name}-{database}-wal')}",
             f"--call-timeout={CALL_TIMEOUT_S}", f"--tick={TICK_S}", f"--flush-interval={FLUSH_S}"]
     server = harness.HTTPProc(name, argv, ctx.log_dir, port, env={"RTCSCOPE_BENCH_TICK_LOG": tick_log})
     feeder = Feeder(server.url, limit=600)

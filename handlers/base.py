@@ -7,25 +7,28 @@ import orjson
 import tornado.web
 
 from rtcscope import registry
-from rtcscope.ingest.formats import FIELD_RE, IDENTIFIER_RE
+from rtcscope.ingest.formats import FIELD_RE
 from rtcscope.ingest.limits import client_key
 from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400
-# A call id in a URL path, raw or %-encoded (tornado matches the raw path and
-# decodes the group): `:`, `@`, `{`, `}` may come either way. The decoded id
-# is checked by call_id().
-CALL_PATTERN = r"(?P<call>[A-Za-z0-9_.:@{}%-]{1,384})"
+# Call ids in URL paths: tornado matches routes on the raw path, so
+# decode_path_ids() turns %-escapes of identifier characters into the
+# characters before routing (/v1/calls/room%3A1/ is the call room:1), and
+# the routes match the identifier itself. "." stays encoded: a decoded
+# "%2E%2E" would be a path step. An escape of anything else cannot be part
+# of a call id and leaves the path unmatched: a 404, as for an unknown call.
+CALL_PATTERN = r"(?P<call>[A-Za-z0-9_.:@{}-]{1,128})"
 IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.:@{}-]*")
+_ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
 
 
-def call_id(call):
-    """The decoded call id of a URL; a 404 when no call can have it."""
-    if not IDENTIFIER_RE.fullmatch(call):
-        raise tornado.web.HTTPError(404, "no call can have this id: call ids are 1-128 characters of "
-                                         "[A-Za-z0-9_.:@{}-]")
-    return call
+def decode_path_ids(path):
+    """`path` with %-escapes of identifier characters decoded."""
+    if "%" not in path:
+        return path
+    return _ENCODED_ID_CHARACTER.sub(lambda match: chr(int(match.group(1), 16)), path)
 
 
 async def find_metric(store, name):
@@ -112,7 +115,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     async def known_call(self, call):
         """The call's current state, or a 404."""
-        state = (await self.application.load_calls(call=call_id(call))).get(call)
+        state = (await self.application.load_calls(call=call)).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "unknown call %s", call)
         return state

@@ -10,15 +10,22 @@ class HealthHandler(APIHandler):
 
 
 class ReadyHandler(APIHandler):
-    """Ready when InfluxDB answers and the buffer can take more: what a load
-    balancer needs to know before sending ingest traffic here."""
+    """Ready when InfluxDB answers and ingest has room (the log's, or the
+    memory buffer's without a log): what a load balancer needs to know
+    before sending ingest traffic here. A reachable InfluxDB that refuses
+    points (a series limit, a type conflict) is still ready, since the
+    other points land, but the body says so: `refused` is the latest
+    refusal and `points_refused` counts them by reason."""
 
     async def get(self):
         influxdb = await self.store.ping()
         writer = self.writer
         ready = influxdb and not writer.full
+        wal = writer.wal
         self.write_json({"status": "ok" if ready else "unavailable", "influxdb": influxdb,
-                         "buffer": writer.depth, "buffer_max": writer.max_buffer},
+                         "buffer": writer.depth, "buffer_memory": writer.in_memory, "buffer_max": writer.max_buffer,
+                         "wal": {"bytes": wal.size, "max_bytes": wal.max_bytes, "full": wal.refusing} if wal else None,
+                         "refused": writer.last_refusal, "points_refused": writer.rejected_by_reason},
                         200 if ready else 503)
 
 

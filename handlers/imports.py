@@ -19,6 +19,7 @@ from rtcscope.ingest.webrtc_internals import parse_dump
 from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler, ingest_client
+from .ingest import REFUSAL_MESSAGES
 from .pages import PageHandler
 
 # A 64 MiB upload on a slow link takes minutes; the server's body timeout is for ingest posts.
@@ -121,9 +122,9 @@ class WebRTCInternalsImportHandler(APIHandler):
             return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
         if not app.writer.submit(lines):
-            if app.writer.stopping:
-                return self.refuse(503, "shutting_down", "the server is shutting down; retry later", Retry_After="5")
-            return self.refuse(503, "buffer_full", "the write buffer is full; retry later", Retry_After="5")
+            return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code], Retry_After="5")
+        if not await app.writer.durable():  # --wal-fsync=always: answered once on disk
+            return self.refuse(503, "wal_unavailable", REFUSAL_MESSAGES["wal_unavailable"], Retry_After="5")
         app.telemetry.inc("rtcscope_samples_accepted_total", imported.parsed.accepted)
         self.write_json({"call": self.argument("call"), "peers": imported.peers, "samples": imported.parsed.accepted,
                          "from": imported.first_ms, "to": imported.last_ms})

@@ -7,6 +7,13 @@ from rtcscope.ingest.formats import IngestError, parse
 
 from .base import APIHandler, ingest_client, ingest_key_refusal
 
+REFUSAL_MESSAGES = {
+    "shutting_down": "the server is shutting down; retry later",
+    "wal_full": "the write-ahead log is full (InfluxDB is slow or down); retry later",
+    "buffer_full": "the write buffer is full; retry later",
+    "wal_unavailable": "the write-ahead log could not be synced; retry later",
+}
+
 
 @tornado.web.stream_request_body
 class WriteHandler(APIHandler):
@@ -103,12 +110,19 @@ class WriteHandler(APIHandler):
             retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
-            retry_after = str(max(1, round(app.settings["flush_interval"] * 2)))
-            if app.writer.stopping:
-                return self.refuse(503, "shutting_down", "the server is shutting down; retry later",
-                                   Retry_After=retry_after)
-            return self.refuse(503, "buffer_full", "the write buffer is full; retry later",
-                               Retry_After=retry_after)
+            return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
+                               Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
+        if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
+            return self._answer_when_durable(parsed)
+        self._answer(parsed)
+
+    async def _answer_when_durable(self, parsed):
+        if not await self.application.writer.durable():
+            return self.refuse(503, "wal_unavailable", REFUSAL_MESSAGES["wal_unavailable"], Retry_After="1")
+        self._answer(parsed)
+
+    def _answer(self, parsed):
+        app = self.application
         for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
                                 ("rtcscope_values_dropped_total", parsed.dropped),
                                 ("rtcscope_samples_restamped_total", parsed.restamped)):

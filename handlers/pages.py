@@ -9,7 +9,7 @@ import tornado.web
 from rtcscope import registry
 from rtcscope.storage.store import StoreError
 
-from .base import CALL_PATTERN, call_id, find_metric
+from .base import CALL_PATTERN, find_metric
 
 
 class PageHandler(tornado.web.RequestHandler):
@@ -51,7 +51,7 @@ class GraphPageHandler(PageHandler):
 
 class CallPageHandler(PageHandler):
     async def get(self, call):
-        state = (await self.application.load_calls(call=call_id(call))).get(call)
+        state = (await self.application.load_calls(call=call)).get(call)
         if state is None:
             raise tornado.web.HTTPError(404, "No call %s has been seen within the retention period.", call)
         self.page("call.html", "call", call=call)

@@ -119,12 +119,23 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
             if not self.application.writer.submit(outcome.lines):
                 # Not acknowledged: the client resends it, and what follows, once reconnected.
                 self.refusing = True
-                self.telemetry.inc("rtcscope_ingest_refused_total", reason="buffer_full")
-                return self.close(CLOSE_TRY_LATER, "the write buffer is full; reconnect later")
+                self.telemetry.inc("rtcscope_ingest_refused_total", reason=self.application.writer.refusal_code)
+                return self.close(CLOSE_TRY_LATER, "the write-ahead log is full; reconnect later")
             if outcome.parsed and outcome.parsed.accepted:
                 self.telemetry.inc("rtcscope_samples_accepted_total", outcome.parsed.accepted)
         self.session.commit(outcome)
         if outcome.sn is not None:
+            if self.application.writer.sync_each:  # --wal-fsync=always: acknowledged once on disk
+                return self._acknowledge_when_durable()
+            self._acknowledge()
+
+    async def _acknowledge_when_durable(self):
+        """Tornado reads the next message only once this returns, so acks stay in order."""
+        if await self.application.writer.durable():
+            self._acknowledge()
+
+    def _acknowledge(self):
+        if self.ws_connection is not None:
             self.write_message(orjson.dumps({"type": "sn", "body": {"value": self.session.sn, "state": "ongoing"}}))
 
     def on_close(self):
@@ -136,7 +147,7 @@ class RtcstatsSocket(tornado.websocket.WebSocketHandler):
         writer = self.application.writer
         if lines and not writer.submit(lines):
             if not writer.stopping:
-                log.warning("session %s closed (%s) while the write buffer was full: its end or disconnect "
+                log.warning("session %s closed (%s) while the write-ahead log was full: its end or disconnect "
                             "marker is not stored", session.session_id, code)
         elif lines and code == CONFERENCE_LEFT:
             session.ended = True

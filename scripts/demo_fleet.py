@@ -236,9 +236,10 @@ async def run(args):
             await asyncio.wait_for(stop.wait(), max(0.0, args.interval - (time.time() - now)))
         except TimeoutError:
             pass
+    live = sum(call.admitted for call in fleet.calls)
     if not args.leave_live:
         await fleet.end_all()
-    print(f"done: {fleet.sent} samples sent, {fleet.ended + (0 if args.leave_live else len(fleet.calls))} calls ended")
+    print(f"done: {fleet.sent} samples sent, {fleet.ended + (0 if args.leave_live else live)} calls ended")
 
 
 def main(argv=None):

@@ -33,7 +33,7 @@ def database(request):
 def app_config(request, influxd, database, tmp_path):
     """Options for the server under test; `@pytest.mark.app_config(name=value)` changes them."""
     config = {"influxdb_url": influxd.url, "database": database, "spool_dir": str(tmp_path / "spool"),
-              "flush_interval": 0.1, "tick": 0.2, "call_timeout": 3.0}
+              "wal_dir": str(tmp_path / "wal"), "flush_interval": 0.1, "tick": 0.2, "call_timeout": 3.0}
     marker = request.node.get_closest_marker("app_config")
     if marker:
         config.update(marker.kwargs)
@@ -51,12 +51,15 @@ def app(io_loop, app_config, influxd):
 
 
 @pytest.fixture
-def start_server(io_loop):
+def start_server(io_loop, tmp_path):
     """Start more servers in the test (own InfluxDB, several processes' worth);
-    each gets `base_url` and is stopped at teardown."""
+    each gets `base_url`, its own write-ahead log (unless given a `wal_dir`
+    other than the `app` fixture's, which is in use), and is stopped at teardown."""
     started = []
 
     async def start(**config):
+        if str(config.get("wal_dir")) in ("None", str(tmp_path / "wal")):
+            config["wal_dir"] = str(tmp_path / f"wal-{len(started)}")
         application = server.make_app(**config)
         await application.start()
         http_server = HTTPServer(application)

@@ -1,6 +1,7 @@
 """Start a real influxd (Debian's `influxdb` package) on free loopback ports."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -57,9 +58,11 @@ def wait_for_http(process, url, timeout, describe):
 
 
 class Influxd:
-    """One influxd process; `stop()`/`start()` again keeps its data (for outage tests)."""
+    """One influxd process; `stop()`/`start()` again keeps its data (for outage tests).
+    `data_options` override settings of its [data] section (e.g. a small
+    max-series-per-database, which 1.x enforces with the inmem index only)."""
 
-    def __init__(self, data_dir=None):
+    def __init__(self, data_dir=None, data_options=None):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="rtcscope-influxd-")
         os.makedirs(self.data_dir, exist_ok=True)
         self.http_port = free_port()
@@ -67,7 +70,11 @@ class Influxd:
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.config_path = os.path.join(self.data_dir, "influxdb.conf")
         with open(self.config_path, "w") as config:
-            config.write(CONFIG.format(data=self.data_dir, http_port=self.http_port, rpc_port=self.rpc_port))
+            text = CONFIG.format(data=self.data_dir, http_port=self.http_port, rpc_port=self.rpc_port)
+            for name, value in (data_options or {}).items():
+                text = re.sub(rf"(?m)^  {name} = .*\n", "", text)
+                text = text.replace("[data]\n", f"[data]\n  {name} = {json.dumps(value)}\n", 1)
+            config.write(text)
         self.process = None
 
     def start(self, timeout=30):

@@ -19,7 +19,9 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = command or [sys.executable, os.path.join(ROOT, "server.py")]
-        self.options = {"address": "127.0.0.1", "port": self.port, **options}
+        # Each process its own write-ahead log (a directory is locked by one process) unless told.
+        self.options = {"address": "127.0.0.1", "port": self.port,
+                        "wal_dir": os.path.join(log_dir, f"wal-{self.port}"), **options}
         self.log_path = os.path.join(log_dir, f"server-{self.port}.log")
         self.cwd = cwd
         self.process = None

@@ -214,11 +214,11 @@ def own_influxd(tmp_path):
 @pytest.mark.gen_test(timeout=150)
 async def test_client_backs_off_on_503_and_everything_lands_exactly_once(
         start_server, own_influxd, tmp_path):
-    """InfluxDB goes down, the server's small buffer fills and ingest answers 503 with Retry-After;
+    """InfluxDB goes down, the server's small write-ahead log fills and ingest answers 503 with Retry-After;
     the client waits as told, keeps its samples, and when InfluxDB is back every sample it took is
     stored once, with the values the registry extracts from it."""
     application = await start_server(influxdb_url=own_influxd.url, database="backoff", max_buffer=40,
-                                      flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"))
+                                      max_wal=8 * 1024, flush_interval=0.1, call_timeout=120.0, spool_dir=str(tmp_path / "spool"))
     application.writer.retry_max = 0.5
     await application.store.setup()
     async with chromium_page() as page:

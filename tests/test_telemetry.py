@@ -29,7 +29,13 @@ FAMILIES = {
     "rtcscope_points_written": "counter",
     "rtcscope_points_rejected": "counter",
     "rtcscope_influxdb_up": "gauge",
-    "rtcscope_spool_bytes": "gauge",
+    "rtcscope_buffer_memory_points": "gauge",
+    "rtcscope_wal_bytes": "gauge",
+    "rtcscope_wal_capacity_bytes": "gauge",
+    "rtcscope_wal_full": "gauge",
+    "rtcscope_wal_fsyncs": "counter",
+    "rtcscope_wal_fsync_seconds": "counter",
+    "rtcscope_wal_records_cut": "counter",
     "rtcscope_detector_ticks": "counter",
     "rtcscope_detector_queries": "counter",
     "rtcscope_detector_skipped_ticks": "counter",
@@ -141,12 +147,17 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_outage_shows_in_depth_failures_and_spool(http_client, start_server, tmp_path):
+async def test_outage_shows_in_depth_failures_and_the_log(http_client, start_server, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every write fails
     application = await start_server(influxdb_url=dead, database="nowhere", flush_interval=0.05,
                                       spool_dir=str(tmp_path / "spool"))
     application.writer.retry_max = 0.1
     base_url = application.base_url
+    families = await scrape(http_client, base_url)
+    empty_log = value(families, "rtcscope_wal_bytes")
+    assert value(families, "rtcscope_wal_capacity_bytes") == 1024 ** 3
+    for reason in ("type_conflict", "max_series", "other"):
+        assert value(families, "rtcscope_points_rejected", "rtcscope_points_rejected_total", reason=reason) == 0
     status, _, _ = await post(http_client, base_url + "/v1/stats/write/",
                               [{"call": "m2", "stats": {"rtt": i}} for i in range(10)])
     assert status == 200
@@ -155,11 +166,8 @@ async def test_outage_shows_in_depth_failures_and_spool(http_client, start_serve
     assert value(families, "rtcscope_buffer_depth") == 11  # 10 samples + 1 presence point
     assert value(families, "rtcscope_flush_failures", "rtcscope_flush_failures_total") >= 2
     assert value(families, "rtcscope_influxdb_up") == 0
-    assert value(families, "rtcscope_spool_bytes") == 0
-    application.writer.spool()
-    families = await scrape(http_client, base_url)
-    assert value(families, "rtcscope_spool_bytes") > 100
-    assert value(families, "rtcscope_buffer_depth") == 0
+    assert value(families, "rtcscope_wal_bytes") > empty_log + 100
+    assert value(families, "rtcscope_wal_full") == 0
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -261,21 +261,24 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.app_config(max_buffer=6, influxdb_url="http://127.0.0.1:9")
-async def test_a_full_buffer_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
-    """With InfluxDB away the buffer fills: the entry that does not fit is not
-    acknowledged, the client is told to come back, and it is taken then."""
+@pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
+async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
+    """With InfluxDB away the write-ahead log fills: the entry that does not
+    fit is not acknowledged, the client is told to come back, and it is taken then."""
+    wal = app.writer.wal
+    empty = wal.size
     client = Client(base_url, "s-nine")
     assert await client.connect() == 0
-    await client.getstats(1, 10)  # three points: sample, presence, session
+    await client.getstats(1, 10)  # three points (sample, presence, session): one record
     assert await client.acked(1) == 1
+    wal.max_bytes = wal.size + (wal.size - empty) * 3 // 2  # room for one more entry's record, not two
     await client.getstats(2, 20)
     await client.getstats(3, 30)
     assert await client.acked(2) == 2
     code, reason = await client.closed()
-    assert code == 1013 and "buffer" in reason
+    assert code == 1013 and "log is full" in reason
     assert [m["body"]["value"] for m in client.messages] == [0, 1, 2]
-    app.writer.max_buffer = 100
+    wal.max_bytes = 1024 ** 2
     again = Client(base_url, "s-nine", reconnect=True)
     assert await again.connect() == 2
     await again.getstats(3, 30)

@@ -3,6 +3,7 @@ import asyncio
 
 import pytest
 
+from rtcscope.storage.writer import classify_refusal
 from tests.conftest import now_ms
 from tests.helpers import assert_error, count_points, eventually, post
 from tests.influxd import Influxd
@@ -24,8 +25,8 @@ async def test_influxdb_writes_are_batches_not_requests(http_client, base_url, a
 
 
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.app_config(max_buffer=10)
-async def test_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_client, base_url, app):
+@pytest.mark.app_config(max_buffer=10, wal_dir="")
+async def test_without_a_log_a_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_client, base_url, app):
     app.writer._wake.clear()
     app.writer.flush_interval = 60  # nothing leaves the buffer during this test
     await asyncio.sleep(0)
@@ -36,6 +37,35 @@ async def test_full_buffer_is_503_with_retry_after_and_nothing_buffered(http_cli
     assert_error(status, body, 503, "buffer_full")
     assert int(response.headers["Retry-After"]) >= 1
     assert app.writer.depth == 9
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(max_buffer=50)
+async def test_with_the_log_points_beyond_memory_wait_on_disk_and_all_arrive(http_client, base_url, app, influxd,
+                                                                             database):
+    """Memory holds --max-buffer points; the rest are read back from the log as the writer drains."""
+    gate = asyncio.Event()  # InfluxDB "slow": no write completes until the test opens it
+    write = app.writer._write
+
+    async def held(data):
+        await gate.wait()
+        await write(data)
+
+    app.writer._write = held
+    app.writer.batch_size = 30
+    url = base_url + "/v1/stats/write/"
+    ts = now_ms()
+    for request in range(20):
+        status, body, _ = await post(http_client, url, [{"call": "big", "ts": ts + request * 100 + i,
+                                                         "stats": {"rtt": i}} for i in range(20)])
+        assert status == 200, body
+    assert app.writer.depth == 20 * 21
+    assert app.writer.in_memory <= 50
+    assert app.writer.wal.unread_points == 20 * 21 - app.writer.in_memory
+    gate.set()
+    await eventually(lambda: app.writer.depth == 0, timeout=30)
+    assert count_points(influxd, database, field="rtt") == 400
+    assert app.writer.flushes >= 14  # memory was refilled from the log, 50 points at most at a time
 
 
 @pytest.fixture
@@ -70,3 +100,29 @@ async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, star
     await eventually(lambda: count_points(influxd, "outage", field="rtt") == 550, timeout=10)
     await asyncio.sleep(0.5)
     assert count_points(influxd, "outage", field="rtt") == 550
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.app_config(wal_fsync="always")
+async def test_fsync_always_answers_after_a_shared_fsync(http_client, base_url, app, influxd, database):
+    url = base_url + "/v1/stats/write/"
+    ts = now_ms()
+    results = await asyncio.gather(*[post(http_client, url, {"call": "sync", "ts": ts + i, "stats": {"rtt": i}})
+                                     for i in range(40)])
+    assert [status for status, _, _ in results] == [200] * 40
+    assert app.writer.wal._synced == app.writer.wal._appended == 40
+    assert app.writer.wal.fsyncs < 40  # concurrent requests shared fsyncs
+    await eventually(lambda: count_points(influxd, database, field="rtt") == 40)
+
+
+@pytest.mark.parametrize("message, expected", [
+    # InfluxDB 1.6's answers, as tests/storage/test_durability.py gets them from a real influxd
+    ('partial write: field type conflict: input field "v" on measurement "m" is type float, '
+     'already exists as type integer dropped=1', ("type_conflict", 1)),
+    ("partial write: max-series-per-database limit exceeded: (5) dropped=16", ("max_series", 16)),
+    ('partial write: max-values-per-tag limit exceeded (3/3): measurement="m" tag="c" value="s3" dropped=1',
+     ("max_values_per_tag", 1)),
+    ("unable to parse 'rtc_stats,call=x seq=': missing field value", ("other", None)),
+])
+def test_refusals_are_classified_from_influxdbs_answer(message, expected):
+    assert classify_refusal(f"Error writing data (400 - Bad Request): {message}") == expected
