@@ -115,7 +115,7 @@ def servers(tmp_path, influxd, receiver):
         options = {"influxdb_url": influxd.url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
                    "call_timeout": "3s", "quality_window": "3s", "alert_rules": str(rules),
                    "alert_webhooks": receiver.url, "alert_retry": "2m",
-                   "spool_dir": str(tmp_path / f"spool-{name}"), **extra}
+                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"), **extra}
         server = ServerProcess(str(tmp_path), **options).start()
         started.append(server)
         return server
