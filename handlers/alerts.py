@@ -22,9 +22,7 @@ class AlertsHandler(APIHandler):
         since = parse_duration(self.argument("since", "24h"))
         if not since:
             raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
-        if since > self.application.retention_seconds:
-            raise tornado.web.HTTPError(400, "since goes back further than the retention (%s)",
-                                        self.application.config["retention"])
+        since = min(since, self.application.retention_seconds)  # nothing older is kept
         call = self.argument("call")
         if call is not None and not IDENTIFIER_RE.fullmatch(call):
             raise tornado.web.HTTPError(400, "call must be a call id")

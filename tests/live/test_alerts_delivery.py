@@ -192,7 +192,7 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
 
 @pytest.mark.gen_test(timeout=90)
 async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
-    for query in ("state=open", "since=yesterday", "since=5000d", "state=all&state=firing", "call=a%20b"):
+    for query in ("state=open", "since=yesterday", "state=all&state=firing", "call=a%20b"):
         status, document, _ = await get(http_client, base_url + "/v1/alerts/?" + query)
         assert status == 400, query
         assert document["error"]["code"] == "bad_request"
