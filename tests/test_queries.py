@@ -167,6 +167,29 @@ async def test_calls_live_and_ended(http_client, base_url, app, influxd, databas
     assert ended["live-1"]["ended"] == ts and ended["live-1"]["state"] == "ended"
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_a_partly_visible_presence_point_is_skipped_not_a_500(http_client, base_url, app, influxd, database):
+    """InfluxDB may answer while a point is half written: a presence group
+    whose `first` is not visible yet must not break the list or the detector."""
+    ts = now_ms()
+    status, _, _ = await post(http_client, base_url + "/v1/stats/write/",
+                              {"call": "whole", "peer": "alice", "ts": ts, "stats": {"rtt": 1}})
+    assert status == 200
+    influxd.write([f"rtc_calls,call=half-written,peer=bob last={float(ts)},recv={float(ts)} {ts * 1_000_000}"],
+                  database)
+    listed = await eventually(lambda: _ready(_calls(http_client, base_url, "all"), {"whole"}))
+    assert set(listed) == {"whole"}
+    ticks, failures = app.detector.ticks, app.detector.failures
+    await eventually(lambda: app.detector.ticks >= ticks + 2)
+    assert app.detector.live_calls == ["whole"] and app.detector.failures == failures
+
+
+async def _calls(http_client, base_url, state):
+    status, body, _ = await get(http_client, base_url + f"/v1/calls/?state={state}")
+    assert status == 200, body
+    return {c["call"]: c for c in body["calls"]}
+
+
 async def _ready(calls_coro, expected):
     calls = await calls_coro
     return calls if set(calls) == expected else None

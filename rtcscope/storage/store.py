@@ -168,8 +168,7 @@ class Store:
         ends_q = (f'SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
                   f'GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
-        return ([(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in presence if s["rows"]],
-                [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in ends if s["rows"]])
+        return _complete_rows(presence, ("first", "last", "recv")), _complete_rows(ends, ("time", "at"))
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
@@ -208,3 +207,13 @@ class Store:
                      f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'GROUP BY time({bucket_s}s) fill(null)')
         return [row for series in await self.query(statement) for row in series["rows"]]
+
+
+def _complete_rows(series, fields):
+    """[(call, peer, row)] of the groups whose row has every one of `fields`.
+
+    InfluxDB can answer while a point is only partly written (some of its
+    fields not visible yet): a new peer's group then lacks a value. It is
+    skipped, not guessed at; the next read sees the whole point."""
+    return [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in series
+            if s["rows"] and all(s["rows"][0].get(name) is not None for name in fields)]
