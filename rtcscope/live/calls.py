@@ -46,8 +46,6 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     end_by_key = {(call, peer): row for call, peer, row in ends}
     calls = {}
     for call, peer, row in presence:
-        if row.get("first") is None or row.get("last") is None or row.get("recv") is None:
-            continue  # a point InfluxDB is still writing: whole at the next read
         recv = row["recv"]
         ended_at = reason = detail = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
