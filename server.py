@@ -18,13 +18,15 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
+from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
-from rtcscope.live.detector import CallDetector
+from rtcscope.live.detector import CallDetector, dumps
+from rtcscope.live.webhooks import WebhookError, Webhooks
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
@@ -34,7 +36,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, fleet, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -92,15 +94,24 @@ define("event_loop", default="asyncio",
 define("read_token", default="", help="token required to read: pages, REST queries, websockets (empty: open)")
 define("read_token_file", default="", help="file of read tokens, one per line, re-read when it changes")
 define("protect_metrics", default=False, help="require the read token for /metrics too")
+define("alert_rules", default="", help="TOML file of alert rules (empty: the built-in rules; see docs/alerts.md)")
+define("alert_webhooks", default=[], multiple=True,
+       help="URLs every alert firing and resolution is POSTed to (comma-separated; slack+https://... for Slack)")
+define("alert_secret", default="", help="secret of the X-Rtcscope-Signature HMAC-SHA256 of webhook bodies")
+define("alert_retry", default=datetime.timedelta(minutes=10), type=datetime.timedelta,
+       help="how long an alert's delivery to a receiver is retried")
+define("public_url", default="",
+       help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
 
 
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions):
+    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions, alerts):
         self.store = store
         self.writer = writer
         self.detector = detector
+        self.alerts = alerts
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
             lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
@@ -115,6 +126,9 @@ class Application(tornado.web.Application):
         self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
         client_timeout = _seconds(config["client_timeout"])
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
+        detector.tick_hooks.append(alerts.on_tick)
+        alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
+        alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.close_idle_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
@@ -194,6 +208,7 @@ class Application(tornado.web.Application):
             if session.connection is not None:
                 session.connection.close(1012, "the server is restarting")
         await self.detector.stop()
+        await self.alerts.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
         await self.store.close()
@@ -220,7 +235,7 @@ class Application(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_telemetry(writer, detector, rtcstats_sessions):
+def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     """Declare every family /metrics shows, in this application's own registry;
     handlers count into the `_total` ones without `read`."""
     telemetry = Telemetry()
@@ -273,6 +288,13 @@ def make_telemetry(writer, detector, rtcstats_sessions):
     telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
     telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
                       lambda: detector.summaries_written)
+    telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+                    lambda: alerts.firing_count)
+    telemetry.counter("rtcscope_webhook_deliveries_total",
+                      "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
+                      "dropped (queue full, still owed)", labels=("result",))
+    telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
+                    lambda: int(alerts.sending))
     telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
                     lambda: rtcstats_sessions.connected)
     telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
@@ -311,6 +333,13 @@ def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
     config = options.as_dict()
     config.update(overrides)
+    # A bad rules file or webhook URL stops the start before anything is opened.
+    rules = load_rules(config["alert_rules"])
+    retry_s = _seconds(config["alert_retry"])
+    webhooks = None
+    if config["alert_webhooks"]:
+        webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
+                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
     store = Store(config["influxdb_url"], config["database"], config["retention"])
     wal = None
     if config["wal_dir"]:
@@ -324,8 +353,12 @@ def make_app(**overrides):
                             quality_window_ms=_seconds(config["quality_window"]) * 1000,
                             history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
     rtcstats_sessions = Sessions(store, config["max_samples"])
-    return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions),
-                       rtcstats_sessions)
+    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
+    alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
+                          public_url=public_url, webhooks=webhooks,
+                          window_ms=_seconds(config["quality_window"]) * 1000)
+    return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
+                       rtcstats_sessions, alerts)
 
 
 def parse_options():
@@ -340,7 +373,7 @@ async def main():
     parse_options()
     try:
         app = make_app()
-    except WALError as exc:
+    except (WALError, RulesError, WebhookError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     await app.start()

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import calls, counters, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
+from . import alerts, calls, counters, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -62,6 +62,7 @@ BENCHMARKS = [
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
     ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
+    ("alerts", ["Alert rules: CPU of one tick's evaluation, 20,000 live peers"], alerts.alert_rules),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
     ("counters", ["/metrics counters on the ingest hot path"], counters.counters),
     ("profile", ["Profile: where a server process spends its CPU"], profile.profile),

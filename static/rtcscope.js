@@ -609,7 +609,7 @@
     }
   };
 
-  /** The closing beacon: the newest queued samples that fit, then {"event": "end"}, once.
+  /** The closing beacon: the newest queued samples that fit, then {"event": "end", "reason"}, once.
    * On pagehide (also while stop() waits) a request in flight without keepalive is about to be
    * cancelled, so its samples go too. */
   Monitor.prototype._end = function (settled) {
@@ -642,7 +642,8 @@
       }
     }
     this._ended = true;
-    var end = JSON.stringify({call: this.call, peer: this.peer, event: "end"});
+    // The reason tells the call's page why this peer ended: the page closed, or stop() was called.
+    var end = JSON.stringify({call: this.call, peer: this.peer, event: "end", reason: settled ? "stop" : "pagehide"});
     var parts = [end];
     var bytes = end.length + 2;
     for (var i = this._queue.length - 1; i >= 0; i--) {

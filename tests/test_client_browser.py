@@ -213,6 +213,8 @@ async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_clo
     events = influxd.rows(f"SELECT * FROM rtc_events WHERE call = '{call}'", database)
     assert {e["peer"] for e in events} == {"callee", "caller"}  # the end goes by websocket and by beacon
     assert all(e["end"] == 1.0 for e in events)  # and no disconnect marker: the page closed as it said
+    assert all(e["detail"] == 1.0 for e in events)  # the page closed: "pagehide"
+    assert (finished["end_reason"], finished["end_detail"]) == ("explicit", "pagehide")
 
 
 @pytest.fixture

@@ -46,6 +46,9 @@ FAMILIES = {
     "rtcscope_graph_viewers_dropped": "counter",
     "rtcscope_calls_viewers": "gauge",
     "rtcscope_call_summaries_written": "counter",
+    "rtcscope_alerts_firing": "gauge",
+    "rtcscope_alerts_sender": "gauge",
+    "rtcscope_webhook_deliveries": "counter",
     "rtcscope_rtcstats_connections": "gauge",
     "rtcscope_rtcstats_sessions": "gauge",
     "rtcscope_rtcstats_messages": "counter",
@@ -102,7 +105,7 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
     before = await scrape(http_client, base_url)
     assert {name: kind for name, (kind, _) in before.items()} == FAMILIES  # nothing renamed, missing or extra
     unlabelled = [name for name in FAMILIES if name not in ("rtcscope_http_requests", "rtcscope_ingest_refused",
-                                                            "rtcscope_rtcstats_dropped")]
+                                                            "rtcscope_rtcstats_dropped", "rtcscope_webhook_deliveries")]
     for name in unlabelled:  # shown from the start, at zero if nothing happened yet
         assert before[name][1], f"{name} has no sample"
     assert value(before, "rtcscope_buffer_capacity") == app.writer.max_buffer

@@ -105,8 +105,10 @@ class StatsConnection:
             if event != "end":
                 raise IngestError(f"{where}: unknown event {formats._show(event)} (only 'end')")
             reason = message.get("reason")
+            if reason is not None:
+                formats.check_end_detail(reason, event, where)
             collector.add_end(self.call, self.peer, collector.timestamp(_ts_ns(message, where, collector)),
-                              detail=reason if isinstance(reason, str) else None)
+                              detail=reason)
             frame.ended = True
             return base
         if "stats" not in message:

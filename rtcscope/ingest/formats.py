@@ -24,6 +24,11 @@ MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
 SUMMARIES_MEASUREMENT = "rtc_call_summaries"
+# rtc_events: why a peer ended (`reason`) and what its client said (`detail`), as float codes.
+END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
+END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
+# What a client may say in its end event's "reason".
+CLIENT_END_DETAILS = ("pagehide", "stop", "leave")
 
 # End events (rtc_events): `reason` and `detail` codes, documented in docs/storage.md.
 END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
@@ -122,13 +127,14 @@ class _Collector:
         self._seen(call, peer, ts_ns)
 
     def add_end(self, call, peer, ts_ns, detail=None):
-        """An explicit end; `detail` is the client's reason (pagehide, stop, leave), kept when known."""
+        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
         tags = "call=" + call + (",peer=" + peer if peer else "")
         at_ms = ts_ns // 1_000_000
-        reason = (f",reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r}"
-                  if detail in END_DETAIL_CODES else "")
+        codes = f",reason={END_REASON_CODES['explicit']!r}"
+        if detail is not None:
+            codes += f",detail={END_DETAIL_CODES[detail]!r}"
         self.result.lines.append(
-            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{reason} {self.now_ns}".encode())
+            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {self.now_ns}".encode())
         self.result.events += 1
         self.result.calls.add(call)
 
@@ -367,6 +373,13 @@ def _parse_json(body, collector):
         raise IngestError("JSON body must be an object or an array of objects")
 
 
+def check_end_detail(detail, event, where):
+    """The client's reason for an end: one of CLIENT_END_DETAILS, and only on an end event."""
+    if event != "end" or detail not in CLIENT_END_DETAILS:
+        raise IngestError(f"{where}: reason {_show(detail)} goes with an end event and is one of "
+                          f"{', '.join(CLIENT_END_DETAILS)}")
+
+
 def _number(value):
     """A JSON number as float, None for null/non-finite, else raise TypeError."""
     if value is None:
@@ -406,6 +419,9 @@ def _json_object(item, where, collector):
         raise IngestError(f"{where}: needs 'stats', 'report' or 'event'")
     if event is not None and event != "end":
         raise IngestError(f"{where}: unknown event {_show(event)} (only 'end')")
+    detail = item.get("reason")
+    if detail is not None:
+        check_end_detail(detail, event, where)
     ts_ns = collector.timestamp(ts_ns)
     if stats is not None:
         collector.add_sample(call, peer, kind, ts_ns, _json_stats(stats, where, collector))
@@ -415,7 +431,7 @@ def _json_object(item, where, collector):
         for report_kind, fields in registry.extract(report).items():
             collector.add_sample(call, peer, report_kind, ts_ns, _json_stats(fields, where, collector))
     if event == "end":
-        collector.add_end(call, peer, ts_ns)
+        collector.add_end(call, peer, ts_ns, detail)
 
 
 def _json_stats(stats, where, collector):

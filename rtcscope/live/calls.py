@@ -7,6 +7,10 @@ servers behind one nginx agree.
 """
 from dataclasses import dataclass, field
 
+from ..ingest.formats import END_DETAIL_CODES
+
+_DETAILS = {code: name for name, code in END_DETAIL_CODES.items()}
+
 
 @dataclass
 class CallState:
@@ -17,6 +21,8 @@ class CallState:
     last_seen: int = 0
     ended: int | None = None
     end_reason: str | None = None  # "explicit" (an end event) or "timeout"; that of the peer that ended last
+    end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave)
+    peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
 
     @property
     def span_seconds(self):
@@ -26,7 +32,7 @@ class CallState:
     def as_json(self):
         return {"call": self.call, "state": self.state, "peers": self.peers,
                 "started": self.started, "last_seen": self.last_seen, "ended": self.ended,
-                "end_reason": self.end_reason}
+                "end_reason": self.end_reason, "end_detail": self.end_detail}
 
 
 def build_calls(presence, ends, now_ms, timeout_ms):
@@ -41,30 +47,33 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     calls = {}
     for call, peer, row in presence:
         recv = row["recv"]
-        ended_at = reason = None
+        ended_at = reason = detail = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
             if end is not None and (end["time"] >= recv or end["at"] >= row["last"]):
-                ended_at, reason = int(end["at"]), "explicit"
+                ended_at, reason, detail = int(end["at"]), "explicit", _DETAILS.get(end.get("detail"))
                 break
         if ended_at is None and now_ms - recv > timeout_ms:
             ended_at, reason = int(row["last"]), "timeout"
         state = calls.get(call)
         if state is None:
             state = calls[call] = CallState(call, "ended", started=int(row["first"]),
-                                            last_seen=int(row["last"]), ended=ended_at, end_reason=reason)
+                                            last_seen=int(row["last"]), ended=ended_at, end_reason=reason,
+                                            end_detail=detail)
         else:
             state.started = min(state.started, int(row["first"]))
             state.last_seen = max(state.last_seen, int(row["last"]))
             if ended_at is not None and state.ended is not None and ended_at >= state.ended:
-                state.ended, state.end_reason = ended_at, reason
+                state.ended, state.end_reason, state.end_detail = ended_at, reason, detail
         if peer:
             state.peers.append(peer)
+            if ended_at is not None:
+                state.peer_ends[peer] = (ended_at, reason)
         if ended_at is None:
             state.state = "live"
     for state in calls.values():
         state.peers.sort()
         if state.state == "live":
-            state.ended = state.end_reason = None
+            state.ended = state.end_reason = state.end_detail = None
     return calls
 
 

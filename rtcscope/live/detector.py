@@ -161,6 +161,8 @@ class CallDetector:
         self.pending_summaries = {}  # ended call -> when to summarise it (ms)
         self._summaries_task = None
         self.summaries_written = 0
+        # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
+        self.tick_hooks = []
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
@@ -327,6 +329,7 @@ class CallDetector:
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live)
         self._queue_summaries(ended, now)
+        self._run_tick_hooks(now, calls, live)
         self._ready.set()
         for call, at in started:
             for watch in self.watches.values():
@@ -382,7 +385,20 @@ class CallDetector:
                       "changed": [{"call": call, "quality": self.published[call].as_json()}
                                   for call in sorted(changed, key=by_worst)],
                       "ended": ended_entries, "fleet": self.fleet})
+        self.send_calls_viewers(data)
+
+    def send_calls_viewers(self, data):
+        """One serialised message to every /ws/calls viewer."""
         deliver(data, self.fleet_viewers, self.unwatch_calls)
+
+    # --- alerts -------------------------------------------------------------------
+
+    def _run_tick_hooks(self, now, calls, live):
+        for hook in self.tick_hooks:
+            try:
+                hook(now, self.qualities, calls, live)
+            except Exception:  # alerts must not cost the live views their tick
+                log.exception("a tick hook failed")
 
     # --- history ------------------------------------------------------------------
 

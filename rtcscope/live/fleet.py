@@ -51,7 +51,7 @@ class CallQuality:
     """A live call's quality now (`as_json`, the shape every listing carries) and
     its worst peer's window values, which the fleet's percentiles read."""
 
-    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst")
+    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
 
     def __init__(self, peers, at):
         """`peers`: {peer: window values} of the call's peers that sent samples in the window."""
@@ -59,11 +59,12 @@ class CallQuality:
         self.worst = None
         self.worst_peer = None
         self.mos = None
+        self.peers = peers  # each peer's window values, with its unrounded "mos": what alert rules read
         problems = set()
         for peer in sorted(peers):
             window = peers[peer]
             problems.update(quality.current_problems(window))
-            mos = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
+            mos = window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
             if mos is not None and (self.mos is None or mos < self.mos):
                 self.mos, self.worst, self.worst_peer = mos, window, peer or None
         if self.mos is not None:

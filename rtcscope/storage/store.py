@@ -164,7 +164,9 @@ class Store:
             where += f' AND "call" = {quote_literal(call)}'
         presence_q = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" '
                       f'FROM {PRESENCE_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"')
-        ends_q = f'SELECT last("at") AS "at" FROM {EVENTS_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"'
+        # One selector: the row is the latest end's, its detail (the client's reason) beside it.
+        ends_q = (f'SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
+                  f'GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
         return _complete_rows(presence, ("first", "last", "recv")), _complete_rows(ends, ("time", "at"))
 

@@ -147,6 +147,7 @@
     renderPeers(summary);
     renderProblems(summary.quality.problems || []);
     renderCharts(summary, renderSummary(summary));
+    RS.callAlerts.load(summary.started);
     document.body.dataset.callState = summary.state;
     if (summary.state === "live") pollTimer = setTimeout(load, POLL_MS);
   }
@@ -161,6 +162,7 @@
     calls: (m) => {
       if ((m.started || []).some((c) => c.call === call) || (m.ended || []).some((c) => c.call === call)) load();
     },
+    alert: (m) => { if (m.call === call && summary) RS.callAlerts.load(summary.started); },
     status: (state, message) => RS.setFeed(state, message),
   });
   setInterval(() => { if (summary && summary.state === "live") renderHead(summary); }, 1000);

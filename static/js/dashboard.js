@@ -58,7 +58,9 @@
   /** One row; rebuilt only when what it shows changed, so a row under the pointer stays put. */
   function row(call) {
     const q = call.quality || {};
-    const key = [mosText(call), q.verdict, (q.problems || []).join(","), q.worst_peer, (call.peers || []).join(",")].join("|");
+    const alerts = feed.alertsOf(call.call);
+    const key = [mosText(call), q.verdict, (q.problems || []).join(","), q.worst_peer, (call.peers || []).join(","),
+                 alerts.join(",")].join("|");
     let tr = rows.get(call.call);
     if (tr && tr.dataset.key === key) return tr;
     const verdict = q.verdict || "unknown";
@@ -66,7 +68,8 @@
       RS.el("td", { class: "verdict-col" }, RS.el("span", { class: "verdict-dot", title: verdict })),
       RS.el("td", { class: "name" }, RS.el("a", { href: RS.callUrl(call.call), title: call.call }, call.call)),
       RS.el("td", { class: "num mos" }, mosText(call)),
-      RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)),
+      RS.el("td", { class: "problems-cell" }, alerts.length ? RS.el("span", { class: "alert-badge", title: "firing: " + alerts.join(", "),
+        dataset: { alerts: alerts.join(",") } }, "alert") : null, (q.problems || []).map(RS.problemBadge)),
       peersCell(call),
       RS.el("td", { class: "num duration", dataset: { started: call.started || "" } }, ""));
     if (tr) tr.replaceWith(next);

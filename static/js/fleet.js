@@ -46,6 +46,11 @@
       this.calls = new Map(); // call -> {call, peers, started, quality}
       this.fleet = null;
       this.sorted = new Map(); // order -> the calls in that order, until the next change
+      this.firing = new Map(); // call -> Map(alert id -> rule) of its firing alerts
+      RS.getJSON("/v1/alerts/").then((answer) => {
+        for (const alert of answer.alerts) this.alert(alert);
+        this.update({});
+      }).catch(() => {});
       this.feed = new RS.LiveFeed("/ws/calls", {
         snapshot: (m) => {
           this.calls = new Map(m.calls.map((c) => [c.call, c]));
@@ -60,8 +65,23 @@
           }
           this.update(m);
         },
+        alert: (m) => { this.alert(m); this.update(m); },
         status: (state, text) => { if (this.handlers.status) this.handlers.status(state, text); },
       });
+    }
+
+    /** Keep a call's firing alerts from an alert event (the webhook object). */
+    alert(event) {
+      const alerts = this.firing.get(event.call) || new Map();
+      if (event.state === "firing") alerts.set(event.id, event.rule);
+      else alerts.delete(event.id);
+      if (alerts.size) this.firing.set(event.call, alerts);
+      else this.firing.delete(event.call);
+    }
+
+    /** The rules firing on a call now. */
+    alertsOf(call) {
+      return [...(this.firing.get(call) || new Map()).values()].sort();
     }
 
     update(message) {

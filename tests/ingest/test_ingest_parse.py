@@ -80,7 +80,7 @@ def test_deep_nesting_and_huge_numbers():
 def test_end_event_without_peer_ends_the_whole_call():
     parsed = lines('{"call": "a", "event": "end", "ts": 1795536126000}')
     assert parsed.events == 1
-    assert parsed.lines == [f"rtc_events,call=a end=1.0,at=1795536126000.0 {NOW}".encode()]
+    assert parsed.lines == [f"rtc_events,call=a end=1.0,at=1795536126000.0,reason=1.0 {NOW}".encode()]
 
 
 def test_sample_limit_counts_extracted_and_listed_samples():

@@ -377,7 +377,8 @@ def test_sigterm_with_influxdb_down_leaves_the_rest_in_the_log(own_influxd, serv
 
 
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.app_config(flush_interval=0.3)
+# No detector tick: each tick also writes the alert sender's heartbeat (docs/alerts.md), not a batch.
+@pytest.mark.app_config(flush_interval=0.3, tick=3600.0)
 async def test_a_type_conflict_costs_only_its_point_and_is_counted(http_client, base_url, app, influxd, database):
     """InfluxDB refuses a point whose field type conflicts with what is
     stored and writes the rest of the batch (a partial write): the batch is

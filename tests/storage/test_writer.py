@@ -10,7 +10,8 @@ from tests.influxd import Influxd
 
 
 @pytest.mark.gen_test(timeout=60)
-@pytest.mark.app_config(flush_interval=0.3)
+# No detector tick: each tick also writes the alert sender's heartbeat (docs/alerts.md), not a batch.
+@pytest.mark.app_config(flush_interval=0.3, tick=3600.0)
 async def test_influxdb_writes_are_batches_not_requests(http_client, base_url, app, influxd, database):
     before = influxd.write_requests()
     url = base_url + "/v1/stats/write/"

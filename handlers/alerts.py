@@ -1,0 +1,36 @@
+"""Alerts: GET /v1/alerts/, the same from every process (read from InfluxDB's rtc_alerts)."""
+import time
+
+import tornado.web
+
+from rtcscope.ingest.formats import IDENTIFIER_RE
+from rtcscope.timeparse import parse_duration
+
+from .base import APIHandler
+
+STATES = ("firing", "all")
+
+
+class AlertsHandler(APIHandler):
+    """?state=firing|all (default firing), since=<duration> (default 24h, on the alert's
+    latest event), call=<id> (one call's alerts)."""
+
+    async def get(self):
+        state = self.argument("state", "firing")
+        if state not in STATES:
+            raise tornado.web.HTTPError(400, "state must be firing or all")
+        since = parse_duration(self.argument("since", "24h"))
+        if not since:
+            raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        since = min(since, self.application.retention_seconds)  # nothing older is kept
+        call = self.argument("call")
+        if call is not None and not IDENTIFIER_RE.fullmatch(call):
+            raise tornado.web.HTTPError(400, "call must be a call id")
+        now_ms = int(time.time() * 1000)
+        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms, call=call)
+        self.write_json({"alerts": alerts, "count": len(alerts)})
+
+
+default_handlers = [
+    (r"/v1/alerts/?", AlertsHandler),
+]

@@ -1,0 +1,192 @@
+"""Alerts across real server processes on one InfluxDB: a restart keeps what is owed
+to a receiver that is down, two processes deliver each event once, and a hand-over
+carries an alert on. The receiver is a real local HTTP server."""
+import collections
+import http.server
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.influxd import free_port
+from tests.processes import ROOT, ServerProcess, wait
+
+DATABASES = itertools.count()
+RULES = """
+[[rule]]
+name = "high_rtt"
+metric = "rtt"
+op = ">"
+threshold = 400
+for = "1s"
+"""
+
+
+class Receiver:
+    """Threaded HTTP receiver that keeps every body; `down()` closes the port, `up()` reopens it."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.bodies = []
+        self.server = None
+        self.up()
+
+    def up(self):
+        bodies = self.bodies
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Hook)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def receipts(self):
+        return collections.Counter((body["id"], body["state"]) for body in list(self.bodies))
+
+    def has(self, call, state):
+        return any(body["call"] == call and body["state"] == state for body in list(self.bodies))
+
+
+class Feeder:
+    """A thread posting one sample a call every 200 ms to whichever servers are given."""
+
+    def __init__(self, servers, rtt):
+        self.servers = servers
+        self.rtt = rtt
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        turn = 0
+        while not self.stopping.is_set():
+            body = json.dumps([{"call": call, "peer": "alice", "stats": {"rtt": rtt}}
+                               for call, rtt in self.rtt.items()]).encode()
+            server = self.servers[turn % len(self.servers)]
+            turn += 1
+            try:
+                urllib.request.urlopen(urllib.request.Request(server.url + "/v1/stats/write/", data=body), timeout=5)
+            except OSError:
+                pass  # a server being restarted; the next one takes it
+            self.stopping.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def receiver():
+    instance = Receiver()
+    yield instance
+    instance.down()
+
+
+@pytest.fixture
+def servers(tmp_path, influxd, receiver):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    started = []
+    database = f"alerts{os.getpid()}_{next(DATABASES)}"
+
+    def start(name, **extra):
+        options = {"influxdb_url": influxd.url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
+                   "call_timeout": "3s", "quality_window": "3s", "alert_rules": str(rules),
+                   "alert_webhooks": receiver.url, "alert_retry": "2m",
+                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"), **extra}
+        server = ServerProcess(str(tmp_path), **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def metric(server, name):
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
+
+
+def test_a_restart_does_not_lose_a_delivery_owed_to_a_receiver_that_is_down(servers, receiver):
+    receiver.down()
+    # A call timeout longer than the restart: the call stays live throughout.
+    first = servers("a", call_timeout="30s")
+    wait(lambda: metric(first, "rtcscope_alerts_sender") == 1, timeout=30)
+    with Feeder([first], {"bad": 800.0}):
+        wait(lambda: metric(first, "rtcscope_alerts_firing") == 1, timeout=30)
+        first.stop()
+        assert first.process.returncode == 0
+        assert receiver.bodies == []
+        second = servers("b", port=first.port, call_timeout="30s")
+        wait(lambda: metric(second, "rtcscope_alerts_sender") == 1, timeout=30)
+        receiver.up()
+        wait(lambda: receiver.has("bad", "firing"), timeout=60)
+        time.sleep(2)
+    # The restarted server carried the stored alert on: it sent it, and fired no other.
+    assert list(receiver.receipts().values()) == [1]
+    assert [body["state"] for body in receiver.bodies] == ["firing"]
+    assert metric(second, "rtcscope_alerts_firing") == 1
+
+
+def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert_on(servers, receiver):
+    a = servers("a")
+    b = servers("b")
+    wait(lambda: metric(a, "rtcscope_alerts_sender") == 1 or metric(b, "rtcscope_alerts_sender") == 1, timeout=30)
+    time.sleep(1)
+    assert [metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")].count(1) == 1
+    feeder = Feeder([a, b], {"bad": 800.0, "good": 30.0})
+    with feeder:
+        wait(lambda: receiver.has("bad", "firing"), timeout=30)
+        wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,
+             timeout=30)
+        sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
+        feeder.servers = [other]
+        sender.stop()
+        wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+        feeder.rtt["bad"] = 30.0
+        wait(lambda: receiver.has("bad", "resolved"), timeout=30)
+        time.sleep(2)
+    receipts = receiver.receipts()
+    assert sorted(state for _, state in receipts) == ["firing", "resolved"]
+    assert len({alert_id for alert_id, _ in receipts}) == 1  # the one alert, carried on by the other process
+    assert set(receipts.values()) == {1}
+    assert not any(body["call"] == "good" for body in receiver.bodies)
+    status, listed = other.get_json("/v1/alerts/?state=all")
+    assert status == 200 and listed["count"] == 1 and listed["alerts"][0]["state"] == "resolved"
+
+
+def test_a_bad_rules_file_stops_the_start_with_the_reason(tmp_path, influxd):
+    rules = tmp_path / "bad.toml"
+    rules.write_text('[[rule]]\nname = "x"\nmetric = "rtt"\nop = ">="\nthreshold = 1\n')
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), f"--influxdb-url={influxd.url}",
+                             f"--port={free_port()}", f"--alert-rules={rules}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "bad.toml: rule 1 (x): op must be '<' or '>'" in result.stderr
+    assert "Traceback" not in result.stderr
