@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import time
+from secrets import token_hex
 
 import tornado.httpserver
 import tornado.ioloop
@@ -20,7 +21,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
-from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.alerts import AlertService, RulesError, load_rules
@@ -122,6 +123,7 @@ class Application(tornado.web.Application):
         self.ingest_keys = Secrets(config["ingest_keys"])
         self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
         self.rtcstats_sessions = rtcstats_sessions
+        feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
         client_timeout = _seconds(config["client_timeout"])
@@ -147,7 +149,7 @@ class Application(tornado.web.Application):
             "max_import": config["max_import"],
             "max_imports": config["max_imports"],
             "ingest_limits": Limits(max_samples=config["max_samples"],
-                                    max_skew_ns=int(_seconds(config["max_skew"]) * 1e9)),
+                                    max_skew_ns=int(_seconds(config["max_skew"]) * 1e9), feed=feed),
             "flush_interval": _seconds(config["flush_interval"]),
             "stats_ws_enabled": config["stats_ws"],
             "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
@@ -352,10 +354,11 @@ def make_app(**overrides):
                             tick_ms=_seconds(config["tick"]) * 1000,
                             quality_window_ms=_seconds(config["quality_window"]) * 1000,
                             history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
-    rtcstats_sessions = Sessions(store, config["max_samples"])
+    node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
+    rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
     public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
     alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
-                          public_url=public_url, webhooks=webhooks,
+                          public_url=public_url, webhooks=webhooks, node=node,
                           window_ms=_seconds(config["quality_window"]) * 1000)
     return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
                        rtcstats_sessions, alerts)

@@ -132,7 +132,7 @@ class StatsConnection:
         """A connection closed without an end stores a disconnect marker (if it stored anything)."""
         if self.ended or not self.stored_any:
             return []
-        return [formats.disconnect_line(self.call, self.peer, now_ns)]
+        return formats.disconnect_lines(self.call, self.peer, now_ns, self.limits.feed)
 
     @property
     def stat_count(self):

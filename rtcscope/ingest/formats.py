@@ -24,6 +24,8 @@ MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
 SUMMARIES_MEASUREMENT = "rtc_call_summaries"
+# The call detector's feed: what arrived, one series per server process (docs/live.md).
+FEED_MEASUREMENT = "rtc_feed"
 # rtc_events: why a peer ended (`reason`) and what its client said (`detail`), as float codes.
 END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
 END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
@@ -66,10 +68,44 @@ class IngestError(Exception):
         self.code = code
 
 
+class Feed:
+    """Writes the call detector's feed (rtc_feed): one row per presence, end and
+    disconnect marker, tagged only by this process's node id so the measurement
+    has one series per process, with `call` and `peer` as string fields. A row's
+    time is its receive time, made unique within the series (rows of one series
+    at one time would overwrite each other)."""
+
+    def __init__(self, node):
+        self.node = node
+        self._prefix = f"{FEED_MEASUREMENT},node={node} ".encode()
+        self._last_ns = 0
+
+    def _stamp(self, now_ns):
+        self._last_ns = max(now_ns, self._last_ns + 1)
+        return self._last_ns
+
+    def _line(self, call, peer, fields, now_ns):
+        # Identifiers hold no quote nor backslash (IDENTIFIER_RE): no escaping needed.
+        return b'%scall="%s",peer="%s",%s %d' % (self._prefix, call.encode(), (peer or "").encode(),
+                                                fields.encode(), self._stamp(now_ns))
+
+    def presence(self, call, peer, first_ms, last_ms, now_ns):
+        recv_ms = float(now_ns // 1_000_000)
+        return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r}", now_ns)
+
+    def end(self, call, peer, at_ms, detail_code, now_ns):
+        detail = "" if detail_code is None else f",detail={detail_code!r}"
+        return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
+
+    def disconnect(self, call, peer, now_ns):
+        return self._line(call, peer, f"disconnected={float(now_ns // 1_000_000)!r}", now_ns)
+
+
 @dataclass
 class Limits:
     max_samples: int = 10_000
     max_skew_ns: int = 300 * 1_000_000_000
+    feed: Feed | None = None  # None: nothing goes to the live feed (imports, written with their own old times)
 
 
 @dataclass
@@ -94,6 +130,7 @@ class _Collector:
         self.result = Parsed()
         # Presence per (call, peer): [first sample ms, last sample ms].
         self.presence = {}
+        self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
         self._prefixes = {}  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
         self._stamp = 0
 
@@ -135,6 +172,7 @@ class _Collector:
             codes += f",detail={END_DETAIL_CODES[detail]!r}"
         self.result.lines.append(
             f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {self.now_ns}".encode())
+        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
         self.result.events += 1
         self.result.calls.add(call)
 
@@ -150,25 +188,36 @@ class _Collector:
             span[1] = ms
 
     def finish(self):
-        """Add one presence point per (call, peer) at the receive time: the call
-        detector and /v1/calls/ read liveness from these, not from every sample."""
+        """Add one presence point per (call, peer) at the receive time: /v1/calls/
+        reads liveness from these, not from every sample. With a live feed, the
+        presence and the ends go to it too: the call detector reads only that."""
         recv_ms = float(self.now_ns // 1_000_000)
+        lines = self.result.lines
+        feed = self.limits.feed
         for (call, peer), (first, last) in self.presence.items():
             tags = "call=" + call + (",peer=" + peer if peer else "")
-            self.result.lines.append(
+            lines.append(
                 f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
                 f"recv={recv_ms!r} {self.now_ns}".encode())
+            if feed is not None:
+                lines.append(feed.presence(call, peer, first, last, self.now_ns))
             self.result.calls.add(call)
+        if feed is not None:
+            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
         return self.result
 
 
-def disconnect_line(call, peer, now_ns):
+def disconnect_lines(call, peer, now_ns, feed):
     """A marker, not an end: the peer ends as `disconnect` if nothing follows it
     within --call-timeout (a websocket ingest connection closed without an end).
-    It has no `end` nor `at`, so readers of ends pass it by."""
-    return (f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
-            f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
-            f"{now_ns}").encode()
+    It has no `end` nor `at`, so readers of ends pass it by. With a live feed,
+    the marker goes to it too."""
+    lines = [(f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
+              f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
+              f"{now_ns}").encode()]
+    if feed is not None:
+        lines.append(feed.disconnect(call, peer, now_ns))
+    return lines
 
 
 def _remember(valid, name):

@@ -27,7 +27,7 @@ import orjson
 
 from ..storage.store import quote_literal, time_range
 from . import formats
-from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_line, encode_fields
+from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_lines, encode_fields
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
@@ -194,7 +194,7 @@ class Session:
             outcome.closed = pc_id
             if self.stored_any and not self.ended and pc_id in self.opened and self.opened <= self.closed | {pc_id}:
                 outcome.ended = True
-                outcome.lines = [self.end_line("closed", outcome.at_ms, now_ms), self._session_line(outcome, now_ms)]
+                outcome.lines = [*self.end_lines("closed", outcome.at_ms, now_ms), self._session_line(outcome, now_ms)]
         return outcome
 
     def _identity(self, value, outcome):
@@ -247,15 +247,14 @@ class Session:
             self.stored_any = self.fixed = True
             self.ended = outcome.ended
 
-    def end_line(self, detail, at_ms, now_ms):
-        """An explicit end of this peer (rtc_events, `reason` and `detail` codes)."""
-        return (f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} end=1.0,at={float(int(at_ms))!r},"
-                f"reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r} "
-                f"{_ns(now_ms)}").encode()
-
-    def disconnect_line(self, now_ms):
-        """See formats.disconnect_line."""
-        return disconnect_line(self.call, self.peer, _ns(now_ms))
+    def end_lines(self, detail, at_ms, now_ms):
+        """An explicit end of this peer (rtc_events, `reason` and `detail` codes), and its live feed row."""
+        lines = [(f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} end=1.0,at={float(int(at_ms))!r},"
+                  f"reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r} "
+                  f"{_ns(now_ms)}").encode()]
+        if self.limits.feed is not None:
+            lines.append(self.limits.feed.end(self.call, self.peer, int(at_ms), END_DETAIL_CODES[detail], _ns(now_ms)))
+        return lines
 
     def _session_line(self, outcome, now_ms):
         return (f"{SESSIONS_MEASUREMENT},call={self.call},peer={self.peer},session={self.session_id} "
@@ -268,8 +267,8 @@ class Session:
         if self.ended or not self.stored_any:
             return []
         if code == CONFERENCE_LEFT:
-            return [self.end_line("leave", now_ms, now_ms)]
-        return [self.disconnect_line(now_ms)]
+            return self.end_lines("leave", now_ms, now_ms)
+        return disconnect_lines(self.call, self.peer, _ns(now_ms), self.limits.feed)
 
 
 def _ns(ms):
@@ -291,9 +290,9 @@ class Sessions:
     process continues its deltas; one to another process (or after a restart)
     starts from what InfluxDB remembers."""
 
-    def __init__(self, store, max_samples, window_ms=RECONNECT_WINDOW_MS):
+    def __init__(self, store, max_samples, window_ms=RECONNECT_WINDOW_MS, feed=None):
         self.store = store
-        self.limits = Limits(max_samples=max_samples, max_skew_ns=MAX_AGE_MS * 1_000_000)
+        self.limits = Limits(max_samples=max_samples, max_skew_ns=MAX_AGE_MS * 1_000_000, feed=feed)
         self.window_ms = window_ms
         self.by_id = {}
 

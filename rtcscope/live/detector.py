@@ -1,7 +1,10 @@
 """The call detector: which calls are live, and the newest points of the live graphs.
 
-Every tick it asks InfluxDB for the calls active in a short look-back window
-(two queries), diffs that with the previous tick, and asks for the newest
+It keeps every (call, peer) of its look-back window in memory and each tick
+reads only the live feed's rows received since the previous tick (rtc_feed,
+one series per server process, with an overlap for rows still being written);
+the whole window is read (two grouped queries) only at its first tick and
+after a failed one. It diffs the result with the previous tick, and asks for the newest
 buckets of each metric that at least one viewer watches (one query per
 metric). The answers become `call_started` / `points` / `call_ended`
 messages, serialised once and handed to every viewer. InfluxDB is the only
@@ -35,6 +38,10 @@ CLOCK_SLACK_MS = 60_000
 # An ended call is summarised into rtc_call_summaries this long after its end was
 # seen: its last samples have reached InfluxDB, so every process reads the same.
 SUMMARY_SETTLE_MS = 5000
+# The live feed is re-read this far back every tick: rows that became visible late
+# (a batch still being written, a writer's flush) are read then. Clocks of the
+# processes sharing a database must agree within it (NTP).
+FEED_OVERLAP_MS = 3000
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
 # Summaries written per round, so a burst of ended calls cannot hold the writer.
@@ -137,8 +144,10 @@ class CallDetector:
     A viewer is any object with `send(bytes)` (one serialised JSON message) and
     `close(code, reason)`."""
 
-    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None):
+    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
+                 incremental=True):
         self.store = store
+        self.incremental = incremental  # False: the whole window every tick (what the benchmarks compare with)
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
@@ -149,6 +158,14 @@ class CallDetector:
         self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
+        # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
+        # (call, peer) -> the latest end {time, at, detail}; and when the feed was last read (None: read all).
+        self.presence = {}
+        self.ends = {}
+        self.disconnects = {}  # (call, peer) -> the latest disconnect marker {time, disconnected}
+        self.feed_read_ms = None
+        self._arrived_first = {}  # call -> earliest first sample of the rows received since the previous tick
+        self.full_reads = 0
         self.watches = {}
         self.starts = {}  # live call -> its first sample (ms)
         self.qualities = {}  # live call -> fleet.CallQuality at the last tick
@@ -282,11 +299,16 @@ class CallDetector:
         try:
             await self._tick()
         except (TimeoutError, StoreError) as exc:
-            self.failures += 1
+            self._failed()
             log.warning("call detector tick failed: %s", exc)
         except Exception:
-            self.failures += 1
+            self._failed()
             log.exception("call detector tick failed")
+
+    def _failed(self):
+        """A tick that failed may have missed feed rows: the next one reads the whole window."""
+        self.failures += 1
+        self.feed_read_ms = None
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
@@ -304,11 +326,13 @@ class CallDetector:
 
     async def _tick(self):
         now = now_ms()
-        self.queries += 3
-        (presence, ends), window = await asyncio.gather(
-            self.store.call_activity(now - self.window_ms, now + CLOCK_SLACK_MS),
+        self.queries += 1
+        _, window = await asyncio.gather(
+            self._read_activity(now),
             self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
                                       fleet.WINDOW_COUNTERS))
+        presence = [(call, peer, row) for (call, peer), row in self.presence.items()]
+        ends = [(call, peer, row) for (call, peer), row in self.ends.items()]
         calls = build_calls(presence, ends, now, self.timeout_ms)
         recv = {}
         for call, _, row in presence:
@@ -489,9 +513,63 @@ class CallDetector:
         for call in [call for call in self.starts if call not in calls or calls[call].state != "live"]:
             del self.starts[call]
 
+    # --- the window's activity ---------------------------------------------------
+
+    async def _read_activity(self, now):
+        """Bring the window's presence and ends up to date: the feed's rows since the
+        previous read, or the whole window at the first tick and after a failed one."""
+        since = now - self.window_ms
+        self._arrived_first = {}
+        if self.incremental and self.feed_read_ms is not None:
+            self.queries += 1
+            presence, ends, disconnects = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS)
+            for call, _, row in presence:
+                if row["recv"] > self.recv.get(call, 0):
+                    first = self._arrived_first.get(call)
+                    self._arrived_first[call] = row["first"] if first is None else min(first, row["first"])
+        else:
+            self.queries += 2
+            self.full_reads += 1
+            presence, ends = await self.store.call_activity(since, now + CLOCK_SLACK_MS)
+            disconnects = []
+            self.presence, self.ends, self.disconnects = {}, {}, {}
+        self._merge(presence, ends, disconnects)
+        self._forget_before(since)
+        self.feed_read_ms = now
+
+    def _merge(self, presence, ends, disconnects):
+        """Fold rows into the window: the same answer as the grouped query over it
+        (earliest first, latest last and recv; the latest end), whatever rows repeat."""
+        known = self.presence
+        for call, peer, row in presence:
+            key = (call, peer)
+            found = known.get(key)
+            if found is None:
+                known[key] = {"first": row["first"], "last": row["last"], "recv": row["recv"]}
+            else:
+                found["first"] = min(found["first"], row["first"])
+                found["last"] = max(found["last"], row["last"])
+                found["recv"] = max(found["recv"], row["recv"])
+        for rows, into in ((ends, self.ends), (disconnects, self.disconnects)):
+            for call, peer, row in rows:
+                found = into.get((call, peer))
+                if found is None or row["time"] >= found["time"]:  # a re-read of a partly written row completes it
+                    into[(call, peer)] = row
+
+    def _forget_before(self, since):
+        """Rows older than the window are what the grouped query would no longer read."""
+        for key in [key for key, row in self.presence.items() if row["recv"] < since]:
+            del self.presence[key]
+        for rows in (self.ends, self.disconnects):
+            for key in [key for key, row in rows.items() if row["time"] < since]:
+                del rows[key]
+
     async def _restart_time(self, call, now):
         """First sample of a call that came back: the earliest one received
-        after what the previous tick had seen (the window still holds the old part)."""
+        after what the previous tick had seen (the window still holds the old part).
+        The feed's rows of this tick hold it; after a full read, one query."""
+        if call in self._arrived_first:
+            return int(self._arrived_first[call])
         self.queries += 2
         presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
         firsts = [row["first"] for _, _, row in presence]

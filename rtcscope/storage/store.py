@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from ..ingest.formats import EVENTS_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT, SUMMARIES_MEASUREMENT
+from ..ingest.formats import EVENTS_MEASUREMENT, FEED_MEASUREMENT, MEASUREMENT, PRESENCE_MEASUREMENT, SUMMARIES_MEASUREMENT
 from ..timeparse import parse_duration
 from .writer import WriteRejected
 
@@ -19,6 +19,10 @@ from aioinflux import InfluxDBClient  # noqa: E402  (after silencing its optiona
 from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402
 
 RETENTION_POLICY = "rtcscope"
+# The live feed's own policy: the detector reads seconds of it, an hour is plenty to look at.
+FEED_RETENTION_POLICY = "rtc_feed"
+FEED_RETENTION = "1h"
+_FEED_PREFIX = FEED_MEASUREMENT.encode() + b","
 FIELD_CACHE_SECONDS = 5.0
 
 
@@ -80,6 +84,12 @@ class Store:
             f"{verb} RETENTION POLICY {quote_identifier(RETENTION_POLICY)} ON "
             f"{quote_identifier(self.database)} DURATION {duration}{replication} "
             f"SHARD DURATION {shard} DEFAULT")
+        verb = "ALTER" if any(row.get("name") == FEED_RETENTION_POLICY for series in rows for row in series["rows"]) \
+            else "CREATE"
+        await self.query(
+            f"{verb} RETENTION POLICY {quote_identifier(FEED_RETENTION_POLICY)} ON "
+            f"{quote_identifier(self.database)} DURATION {FEED_RETENTION}{'' if verb == 'ALTER' else ' REPLICATION 1'} "
+            f"SHARD DURATION {FEED_RETENTION}")
 
     async def ping(self):
         try:
@@ -94,8 +104,16 @@ class Store:
         The retention policy is named: before set-up has created it InfluxDB
         answers 500 and the batch is retried, where a write to the database's
         first default policy would land where queries never look."""
+        feed = None
+        if _FEED_PREFIX in data:
+            lines = data.split(b"\n")
+            feed = b"\n".join(line for line in lines if line.startswith(_FEED_PREFIX))
+            data = b"\n".join(line for line in lines if not line.startswith(_FEED_PREFIX))
         try:
-            await self.client.write(data, rp=RETENTION_POLICY)
+            if data:
+                await self.client.write(data, rp=RETENTION_POLICY)
+            if feed:  # after the points it announces: the detector reads them once it has seen the feed
+                await self.client.write(feed, rp=FEED_RETENTION_POLICY)
         except InfluxDBWriteError as exc:
             if exc.status == 400:  # bad points (e.g. a field type conflict); 404/401 are retried
                 raise WriteRejected(str(exc)) from None
@@ -169,6 +187,31 @@ class Store:
                   f'GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
         return _complete_rows(presence, ("first", "last", "recv")), _complete_rows(ends, ("time", "at"))
+
+    async def feed_since(self, since_ms):
+        """The live feed's rows received since `since_ms`, from every process: (presence, ends,
+        disconnects), each [(call, peer, row)] with the row's fields as call_activity gives them.
+
+        No grouping over calls: the cost is per row read. A row InfluxDB shows
+        only partly (some fields not visible yet) is skipped; a reader with an
+        overlap reads it whole next time."""
+        statement = (f"SELECT * FROM {quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
+                     f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
+        presence, ends, disconnects = [], [], []
+        for series in await self.query(statement):
+            for row in series["rows"]:
+                call, peer = row.get("call"), row.get("peer")
+                if not call or peer is None:
+                    continue
+                if row.get("recv") is not None:
+                    if row.get("first") is not None and row.get("last") is not None:
+                        presence.append((call, peer, row))
+                elif row.get("end") is not None:
+                    if row.get("at") is not None:
+                        ends.append((call, peer, row))
+                elif row.get("disconnected") is not None:
+                    disconnects.append((call, peer, row))
+        return presence, ends, disconnects
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""

@@ -10,6 +10,7 @@ import pytest
 
 from rtcscope import registry
 from rtcscope.live.detector import BUCKET_MS
+from rtcscope.storage.store import StoreError
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
 
@@ -181,7 +182,7 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     rtt, jitter = registry.lookup("rtt"), registry.lookup("jitter")
     one = Recorder()
     await detector.watch(rtt, one)
-    assert await queries_per_tick(1) == 4  # presence + ends + quality window + rtt
+    assert await queries_per_tick(1) == 3  # the feed since the last tick + quality window + rtt
     before = detector.queries
     many = [Recorder() for _ in range(20)]
     for viewer in many:
@@ -189,13 +190,13 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert detector.queries == before  # the snapshot of a watched metric is shared
     assert all([m["type"] for m in v.messages] == ["snapshot"] and list(v.messages[0]["calls"]) == ["c-4"]
                for v in many)
-    assert await queries_per_tick(21) == 4
+    assert await queries_per_tick(21) == 3
     await detector.watch(jitter, Recorder())
-    assert await queries_per_tick(22) == 5  # one more per watched metric
+    assert await queries_per_tick(22) == 4  # one more per watched metric
     for viewer in [one, *many]:
         detector.unwatch(viewer)
     assert list(detector.watches) == ["jitter"]
-    assert await queries_per_tick(1) == 4
+    assert await queries_per_tick(1) == 3
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -209,3 +210,79 @@ async def test_overlapping_ticks_are_skipped(app):
     detector.tick()
     await detector._task
     assert (detector.ticks, detector.skipped) == (2, 1)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_servers_agree_on_live_calls_and_their_events(http_client, base_url, app, app_config, start_server):
+    other = await start_server(**app_config)
+    await other.store.setup()
+    detectors = [app.detector, other.detector]
+    viewers = [Recorder(), Recorder()]
+    for detector, viewer in zip(detectors, viewers):
+        await detector.run_tick()
+        await detector.watch(registry.lookup("rtt"), viewer)
+    start = now_ms() - 2000
+    await send(http_client, base_url, app, samples("on-a", start, 2, rtt=10.0))
+    await send(http_client, other.base_url, other, samples("on-b", start + 100, 2, peer="bob", rtt=20.0))
+    for detector in detectors:
+        await detector.run_tick()
+    assert [detector.live_calls for detector in detectors] == [["on-a", "on-b"]] * 2
+    assert [detector.full_reads for detector in detectors] == [1, 1]  # only the first tick read the window
+    # a peer of on-a joins through the other server; the first peer leaves through this one
+    await send(http_client, other.base_url, other, samples("on-a", now_ms() - 500, 1, peer="carol", rtt=30.0))
+    end_at = now_ms()
+    await send(http_client, base_url, app, [{"call": "on-a", "peer": "alice", "event": "end", "ts": end_at}])
+    for detector in detectors:
+        await detector.run_tick()
+    assert [detector.live_states()["on-a"].peers for detector in detectors] == [["alice", "carol"]] * 2
+    await send(http_client, other.base_url, other, [{"call": "on-a", "peer": "carol", "event": "end", "ts": end_at + 1}])
+    await send(http_client, base_url, app, [{"call": "on-b", "event": "end", "ts": end_at + 2}])
+    for detector in detectors:
+        await detector.run_tick()
+    assert [detector.live_calls for detector in detectors] == [[], []]
+    expected = [("call_started", "on-a", start), ("call_started", "on-b", start + 100),
+                ("call_ended", "on-a", end_at + 1), ("call_ended", "on-b", end_at + 2)]
+    assert [viewer.events() for viewer in viewers] == [expected, expected]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_feed_rows_are_one_series_per_process_and_partial_rows_wait(http_client, base_url, app):
+    detector = app.detector
+    await detector.run_tick()
+    start = now_ms() - 1000
+    await send(http_client, base_url, app, samples("fed", start, 2, rtt=10.0) + samples("fed", start, 1, peer="bob", rtt=1.0))
+    series = await app.store.query('SHOW SERIES FROM "rtc_feed"."rtc_feed"')
+    assert [row["key"] for s in series for row in s["rows"]] == [f"rtc_feed,node={app.rtcstats_sessions.limits.feed.node}"]
+    rows = await app.store.query('SELECT * FROM "rtc_feed"."rtc_feed"')
+    assert sorted((row["call"], row["peer"], row["first"], row["last"]) for s in rows for row in s["rows"]) == [
+        ("fed", "alice", start, start + 1000), ("fed", "bob", start, start)]
+    # A row seen only in part (InfluxDB still writing it): skipped, and the tick goes on.
+    await app.store.write(f'rtc_feed,node=elsewhere call="half" {now_ms() * 1_000_000}'.encode())
+    await app.store.write(f'rtc_feed,node=elsewhere call="half",peer="p",recv={float(now_ms())!r} '
+                          f'{now_ms() * 1_000_000 + 1}'.encode())
+    await detector.run_tick()
+    assert detector.failures == 0 and detector.live_calls == ["fed"]
+    # ... and read whole at a later tick, within the overlap.
+    at = now_ms()
+    await app.store.write(f'rtc_feed,node=elsewhere call="half",peer="p",first={at - 100}.0,last={at}.0,'
+                          f'recv={float(at)!r} {at * 1_000_000 - 400_000_000}'.encode())
+    await detector.run_tick()
+    assert detector.live_calls == ["fed", "half"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_failed_tick_reads_the_whole_window_again(http_client, base_url, app):
+    detector = app.detector
+    await detector.run_tick()
+    await send(http_client, base_url, app, samples("back", now_ms() - 1000, 2, rtt=10.0))
+    real = app.store.feed_since
+
+    async def failing(since_ms):
+        raise StoreError("InfluxDB went away")
+
+    app.store.feed_since = failing
+    await detector.run_tick()
+    assert detector.failures == 1 and detector.live_calls == []
+    app.store.feed_since = real
+    await detector.run_tick()
+    assert detector.full_reads == 2 and detector.live_calls == ["back"]
