@@ -38,13 +38,16 @@ class Mode:
     write_points: int  # points per InfluxDB write measurement
     write_rounds: int  # each write variant right after its baseline, this many times
     tick_baseline: int = 1000  # per-call tick cost of this many calls is the baseline
+    feed_calls: tuple = (1000, 5000, 20000)  # live calls at which incremental and whole-window ticks are compared
+    feed_ticks: int = 4  # ticks of each compared at each
 
 
 MODES = {
     "quick": Mode("quick", seconds=3, rounds=2, viewers=1000, ticks=10, probes=6,
                   tick_calls=(10, 100, 1000, 5000), tick_rounds=3, write_points=120_000, write_rounds=2),
     "full": Mode("full", seconds=10, rounds=4, viewers=1000, ticks=30, probes=12,
-                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=200_000, write_rounds=3),
+                 tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=200_000, write_rounds=3,
+                 feed_ticks=8),
 }
 
 # key, section titles, function(ctx, *sections)
@@ -61,6 +64,8 @@ BENCHMARKS = [
     ("writes", ["Writer: batch size, concurrent writes and gzip to InfluxDB"], writes.write_batching),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),
     ("ticks", ["6b. Scaling: detector tick cost per live call, 10 to 5,000 live calls"], scaling.detector_curve),
+    ("feed", ["6c. Detector at fleet scale: incremental feed reads against whole-window reads, 1,000 to 20,000 "
+              "live calls"], scaling.detector_feed),
     ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
     ("alerts", ["Alert rules: CPU of one tick's evaluation, 20,000 live peers"], alerts.alert_rules),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),

@@ -1,11 +1,14 @@
-"""Scaling: ingest through nginx with one and two server processes, and the
-cost of a detector tick per live call from 10 to 5,000 live calls."""
+"""Scaling: ingest through nginx with one and two server processes, the
+cost of a detector tick per live call from 10 to 5,000 live calls, and the
+detector's incremental feed read against whole-window reads up to 20,000."""
 import asyncio
+import math
 import os
 import statistics
 import time
 
 from rtcscope import registry
+from rtcscope.ingest.formats import Feed
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 from tests.test_nginx import Nginx
@@ -84,16 +87,21 @@ class CountingViewer:
 TICK_TIMEOUT_MS = 15_000  # the default --call-timeout
 
 
-def _calls_lines(count, now_ms, seconds):
-    """What `count` calls posting every second leave in InfluxDB over `seconds`
-    up to `now_ms`: a presence row and an rtt sample per call per second."""
+def _calls_lines(count, now_ms, seconds, every=1, feed=None):
+    """What `count` calls posting every `every` seconds leave in InfluxDB over
+    `seconds` up to `now_ms`: a presence row (and its live feed row) and an rtt
+    sample per call and post; calls are spread evenly over the seconds."""
     lines = []
+    feed = feed or Feed("bench")
     for index in range(count):
         call = f"tick-{index:05d}"
         for back in range(seconds):
             at = now_ms - 1000 * back
+            if (index + at // 1000) % every:
+                continue
             lines.append(f"rtc_calls,call={call},peer=p first={at}.0,last={at}.0,recv={at}.0 "
                          f"{at * 1_000_000}".encode())
+            lines.append(feed.presence(call, "p", at, at, at * 1_000_000))
             lines.append(f"rtc_stats,call={call},kind=audio,peer=p rtt={30 + (index + at // 1000) % 17}.0 "
                          f"{at * 1_000_000}".encode())
     return lines
@@ -177,6 +185,82 @@ def detector_curve(ctx, section):
                  f"({TICK_TIMEOUT_MS // 1000} s): one watched metric, one viewer, every call posting every second and "
                  "its look-back window full of rows, as in steady state. InfluxDB's cost is per series (call × peer) "
                  "a query groups by, whatever the window: the last row compares it with reading only new rows.")
+
+
+# --- the detector at fleet scale: incremental against whole-window reads ---------------
+
+FLEET_SEND_S = 2  # the shipped client's send interval
+
+
+async def _before_and_after(ctx, count, ticks):
+    """Two detectors on one database, one viewer of rtt each: whole-window reads
+    every tick (before) and the feed since the previous tick (after), ticking
+    alternately after each second of arrivals. {mode: [(wall, influxd CPU, detector CPU)]}."""
+    store = Store(ctx.influxd.url, ctx.database(f"feed{count}"))
+    try:
+        await store.setup()
+        feed = Feed("bench")
+
+        async def arrivals(seconds):
+            lines = _calls_lines(count, int(time.time() * 1000), seconds, every=FLEET_SEND_S, feed=feed)
+            for start in range(0, len(lines), 5000):
+                await store.write(b"\n".join(lines[start:start + 5000]))
+
+        detectors = {"before": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, incremental=False),
+                     "after": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)}
+        await arrivals(detectors["after"].window_ms // 1000)
+        viewers = {}
+        for name, detector in detectors.items():
+            await detector.run_tick()
+            viewers[name] = CountingViewer()
+            await detector.watch(registry.lookup("rtt"), viewers[name])
+        costs = {name: [] for name in detectors}
+        for index in range(ticks):
+            await asyncio.sleep(0.5)
+            await arrivals(1)
+            for name in (("before", "after") if index % 2 == 0 else ("after", "before")):
+                detector = detectors[name]
+                pid = ctx.influxd.process.pid
+                wall, cpu, influx = time.perf_counter(), time.process_time(), harness.cpu_seconds(pid)
+                await detector.run_tick()
+                costs[name].append((time.perf_counter() - wall, harness.cpu_seconds(pid) - influx,
+                                    time.process_time() - cpu))
+        for name, detector in detectors.items():
+            if detector.failures or len(detector.live_calls) != count or not viewers[name].messages:
+                raise BenchError(f"{name} detector with {count} calls: {detector.failures} failed ticks, "
+                                 f"{len(detector.live_calls)} live, {viewers[name].messages} messages to its viewer")
+        return costs
+    finally:
+        await store.close()
+
+
+def _skipped(walls, tick_s=1.0):
+    """Ticks a 1 s periodic callback skips while these ticks run."""
+    return sum(max(0, math.ceil(wall / tick_s) - 1) for wall in walls)
+
+
+def detector_feed(ctx, section):
+    sizes = ctx.mode.feed_calls
+    for count in sizes:
+        costs = asyncio.run(_before_and_after(ctx, count, ctx.mode.feed_ticks))
+        medians = {name: [statistics.median(column) for column in zip(*runs)] for name, runs in costs.items()}
+        (wall_b, influx_b, cpu_b), (wall_a, influx_a, cpu_a) = medians["before"], medians["after"]
+        section.add(f"tick wall time, {count:,} live calls, incremental", wall_a * 1000, "ms",
+                    "whole window every tick", wall_b * 1000)
+        figure = section.add(f"influxd CPU per tick, {count:,} live calls, incremental", influx_a * 1000, "ms",
+                             "whole window every tick", influx_b * 1000)
+        skipped = {name: _skipped([run[0] for run in runs]) for name, runs in costs.items()}
+        if count == max(sizes):
+            figure.target, figure.met = "no skipped tick", skipped["after"] == 0
+        section.note(f"{count:,} live calls: incremental tick {wall_a * 1000:.0f} ms wall, influxd {influx_a * 1000:.0f} ms, "
+                     f"detector {cpu_a * 1000:.0f} ms CPU, {skipped['after']} ticks skipped of "
+                     f"{len(costs['after'])}; whole window {wall_b * 1000:.0f} ms wall, influxd {influx_b * 1000:.0f} ms, "
+                     f"detector {cpu_b * 1000:.0f} ms CPU, {skipped['before']} skipped (median of "
+                     f"{len(costs['after'])} ticks each).")
+    section.note(f"Every call sends every {FLEET_SEND_S} s (the client's default), so half of them arrive each "
+                 "second: a presence row, its feed row and an rtt sample each; the window is full, as in steady "
+                 "state. Two detectors on one database, one rtt viewer each, tick alternately after each second "
+                 "of arrivals. Skipped: ticks a 1 s periodic callback would skip while one runs.")
 
 
 def _fit(xs, ys):

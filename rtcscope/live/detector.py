@@ -545,7 +545,7 @@ class CallDetector:
             key = (call, peer)
             found = known.get(key)
             if found is None:
-                known[key] = {"first": row["first"], "last": row["last"], "recv": row["recv"]}
+                known[key] = row
             else:
                 found["first"] = min(found["first"], row["first"])
                 found["last"] = max(found["last"], row["last"])

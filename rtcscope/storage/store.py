@@ -121,6 +121,12 @@ class Store:
 
     async def query(self, statement):
         """Run one statement; returns [{"name", "tags", "rows": [dict]}]."""
+        return [{"name": series.get("name"), "tags": series.get("tags") or {},
+                 "rows": [dict(zip(series["columns"], values)) for values in series.get("values", [])]}
+                for series in await self.query_series(statement)]
+
+    async def query_series(self, statement):
+        """Run one statement; returns InfluxDB's series as they come ("columns", "values")."""
         self.queries += 1
         try:
             result = await self.client.query(statement, epoch="ms")
@@ -130,13 +136,7 @@ class Store:
         for statement_result in result.get("results", []):
             if "error" in statement_result:
                 raise StoreError(statement_result["error"])
-            for series in statement_result.get("series", []):
-                columns = series["columns"]
-                series_out.append({
-                    "name": series.get("name"),
-                    "tags": series.get("tags") or {},
-                    "rows": [dict(zip(columns, values)) for values in series.get("values", [])],
-                })
+            series_out.extend(statement_result.get("series", []))
         return series_out
 
     async def field_names(self):
@@ -195,22 +195,29 @@ class Store:
         No grouping over calls: the cost is per row read. A row InfluxDB shows
         only partly (some fields not visible yet) is skipped; a reader with an
         overlap reads it whole next time."""
-        statement = (f"SELECT * FROM {quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
+        names = ("call", "peer", "first", "last", "recv", "end", "at", "detail", "disconnected")
+        statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
+                     f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
         presence, ends, disconnects = [], [], []
-        for series in await self.query(statement):
-            for row in series["rows"]:
-                call, peer = row.get("call"), row.get("peer")
+        for series in await self.query_series(statement):
+            # Rows as lists, by column position: a feed read holds thousands of rows.
+            time_, call_, peer_, first_, last_, recv_, end_, at_, detail_, disconnected_ = map(
+                series["columns"].index, ("time", *names))
+            for values in series.get("values", ()):
+                call, peer = values[call_], values[peer_]
                 if not call or peer is None:
                     continue
-                if row.get("recv") is not None:
-                    if row.get("first") is not None and row.get("last") is not None:
-                        presence.append((call, peer, row))
-                elif row.get("end") is not None:
-                    if row.get("at") is not None:
-                        ends.append((call, peer, row))
-                elif row.get("disconnected") is not None:
-                    disconnects.append((call, peer, row))
+                if values[recv_] is not None:
+                    if values[first_] is not None and values[last_] is not None:
+                        presence.append((call, peer, {"first": values[first_], "last": values[last_],
+                                                      "recv": values[recv_]}))
+                elif values[end_] is not None:
+                    if values[at_] is not None:
+                        ends.append((call, peer, {"time": values[time_], "at": values[at_],
+                                                  "detail": values[detail_]}))
+                elif values[disconnected_] is not None:
+                    disconnects.append((call, peer, {"time": values[time_], "disconnected": values[disconnected_]}))
         return presence, ends, disconnects
 
     async def first_seen(self, since_ms, until_ms):
