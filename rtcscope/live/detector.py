@@ -22,7 +22,7 @@ from ..registry import COUNTER
 from ..storage.store import StoreError
 from ..summary import history_fields, load_summary
 from . import fleet
-from .calls import build_calls, load_calls
+from .calls import build_calls, ended_reason, load_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -159,10 +159,10 @@ class CallDetector:
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
-        # (call, peer) -> the latest end {time, at, detail}; and when the feed was last read (None: read all).
+        # (call, peer) -> the latest end and disconnect marker {time, at, detail, disconnected} (None: none);
+        # and when the feed was last read (None: read all).
         self.presence = {}
         self.ends = {}
-        self.disconnects = {}  # (call, peer) -> the latest disconnect marker {time, disconnected}
         self.feed_read_ms = None
         self._arrived_first = {}  # call -> earliest first sample of the rows received since the previous tick
         self.full_reads = 0
@@ -375,16 +375,15 @@ class CallDetector:
             for watch in self.watches.values():
                 if watch.loaded:
                     watch.drop_call(call)
-            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at}), self.watches.values())
+            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": ended_reason(calls.get(call))}),
+                           self.watches.values())
 
     def _publish_calls(self, started, ended, previous, live):
         """One `calls` message for the /ws/calls viewers when a call started, ended
         or changed enough (fleet.CallQuality.differs_from), or the fleet changed."""
         ended_entries = []
         for call, at in ended:
-            state = self.calls.get(call) or previous.get(call)
-            reason = state.end_reason if state is not None and state.state == "ended" else None
-            ended_entries.append({"call": call, "at": at, "reason": reason or "timeout"})
+            ended_entries.append({"call": call, "at": at, "reason": ended_reason(self.calls.get(call) or previous.get(call))})
         started_calls = [call for call, _ in started if call in live]
         changed = []
         for call in live:
@@ -532,14 +531,15 @@ class CallDetector:
             self.full_reads += 1
             presence, ends = await self.store.call_activity(since, now + CLOCK_SLACK_MS)
             disconnects = []
-            self.presence, self.ends, self.disconnects = {}, {}, {}
+            self.presence, self.ends = {}, {}
         self._merge(presence, ends, disconnects)
         self._forget_before(since)
         self.feed_read_ms = now
 
     def _merge(self, presence, ends, disconnects):
-        """Fold rows into the window: the same answer as the grouped query over it
-        (earliest first, latest last and recv; the latest end), whatever rows repeat."""
+        """Fold rows into the window: the same answer as the grouped queries over it
+        (earliest first, latest last and recv; per (call, peer) the latest end and
+        the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat."""
         known = self.presence
         for call, peer, row in presence:
             key = (call, peer)
@@ -550,19 +550,32 @@ class CallDetector:
                 found["first"] = min(found["first"], row["first"])
                 found["last"] = max(found["last"], row["last"])
                 found["recv"] = max(found["recv"], row["recv"])
-        for rows, into in ((ends, self.ends), (disconnects, self.disconnects)):
-            for call, peer, row in rows:
-                found = into.get((call, peer))
-                if found is None or row["time"] >= found["time"]:  # a re-read of a partly written row completes it
-                    into[(call, peer)] = row
+        events = self.ends
+        for call, peer, row in ends:
+            found = events.get((call, peer))
+            if found is None:
+                events[(call, peer)] = {"disconnected": None, **row}
+            else:
+                if row.get("at") is not None and (found["time"] is None or row["time"] >= found["time"]):
+                    # >=: a re-read of a partly written row completes it
+                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"))
+                if row.get("disconnected") is not None:
+                    found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
+        for call, peer, row in disconnects:
+            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "disconnected": None})
+            found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
 
     def _forget_before(self, since):
-        """Rows older than the window are what the grouped query would no longer read."""
+        """Rows older than the window are what the grouped queries would no longer read."""
         for key in [key for key, row in self.presence.items() if row["recv"] < since]:
             del self.presence[key]
-        for rows in (self.ends, self.disconnects):
-            for key in [key for key, row in rows.items() if row["time"] < since]:
-                del rows[key]
+        for key, row in list(self.ends.items()):
+            if row["time"] is not None and row["time"] < since:
+                row.update(time=None, at=None, detail=None)
+            if row["disconnected"] is not None and row["disconnected"] < since:
+                row["disconnected"] = None
+            if row["time"] is None and row["disconnected"] is None:
+                del self.ends[key]
 
     async def _restart_time(self, call, now):
         """First sample of a call that came back: the earliest one received
