@@ -9,7 +9,8 @@ import time
 
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed
-from rtcscope.live.detector import CallDetector
+from rtcscope.live import fleet
+from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
 from tests.test_nginx import Nginx
 
@@ -200,9 +201,14 @@ async def _before_and_after(ctx, count, ticks):
     try:
         await store.setup()
         feed = Feed("bench")
+        written = [0.0]
 
-        async def arrivals(seconds):
-            lines = _calls_lines(count, int(time.time() * 1000), seconds, every=FLEET_SEND_S, feed=feed)
+        async def arrivals(seconds=None):
+            """The rows of the seconds since the last arrivals (slow ticks make them more than one)."""
+            now = time.time()
+            seconds = seconds or max(1, min(TICK_TIMEOUT_MS // 1000, math.ceil(now - written[0])))
+            written[0] = now
+            lines = _calls_lines(count, int(now * 1000), seconds, every=FLEET_SEND_S, feed=feed)
             for start in range(0, len(lines), 5000):
                 await store.write(b"\n".join(lines[start:start + 5000]))
 
@@ -217,7 +223,7 @@ async def _before_and_after(ctx, count, ticks):
         costs = {name: [] for name in detectors}
         for index in range(ticks):
             await asyncio.sleep(0.5)
-            await arrivals(1)
+            await arrivals()
             for name in (("before", "after") if index % 2 == 0 else ("after", "before")):
                 detector = detectors[name]
                 pid = ctx.influxd.process.pid
@@ -229,9 +235,30 @@ async def _before_and_after(ctx, count, ticks):
             if detector.failures or len(detector.live_calls) != count or not viewers[name].messages:
                 raise BenchError(f"{name} detector with {count} calls: {detector.failures} failed ticks, "
                                  f"{len(detector.live_calls)} live, {viewers[name].messages} messages to its viewer")
-        return costs
+        return costs, await _incremental_query_costs(ctx, store, detectors["after"])
     finally:
         await store.close()
+
+
+async def _incremental_query_costs(ctx, store, detector):
+    """influxd CPU seconds of each query of an incremental tick, alone (median of three):
+    what is left of a tick's InfluxDB work, and where."""
+    now = int(time.time() * 1000)
+    rtt = registry.lookup("rtt")
+    since = (now // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
+    queries = {
+        "the feed since the previous tick": lambda: store.feed_since(now - 1000 - FEED_OVERLAP_MS),
+        "the quality window": lambda: store.quality_window(now - detector.quality_window_ms, now, fleet.WINDOW_GAUGES,
+                                                           fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS),
+        "the rtt points": lambda: store.metric_series(rtt, since, now, BUCKET_MS // 1000, rate=False),
+    }
+    costs = {name: [] for name in queries}
+    for _ in range(3):
+        for name, run in queries.items():
+            before = harness.cpu_seconds(ctx.influxd.process.pid)
+            await run()
+            costs[name].append(harness.cpu_seconds(ctx.influxd.process.pid) - before)
+    return {name: statistics.median(values) for name, values in costs.items()}
 
 
 def _skipped(walls, tick_s=1.0):
@@ -242,7 +269,7 @@ def _skipped(walls, tick_s=1.0):
 def detector_feed(ctx, section):
     sizes = ctx.mode.feed_calls
     for count in sizes:
-        costs = asyncio.run(_before_and_after(ctx, count, ctx.mode.feed_ticks))
+        costs, queries = asyncio.run(_before_and_after(ctx, count, ctx.mode.feed_ticks))
         medians = {name: [statistics.median(column) for column in zip(*runs)] for name, runs in costs.items()}
         (wall_b, influx_b, cpu_b), (wall_a, influx_a, cpu_a) = medians["before"], medians["after"]
         section.add(f"tick wall time, {count:,} live calls, incremental", wall_a * 1000, "ms",
@@ -253,14 +280,15 @@ def detector_feed(ctx, section):
         if count == max(sizes):
             figure.target, figure.met = "no skipped tick", skipped["after"] == 0
         section.note(f"{count:,} live calls: incremental tick {wall_a * 1000:.0f} ms wall, influxd {influx_a * 1000:.0f} ms, "
-                     f"detector {cpu_a * 1000:.0f} ms CPU, {skipped['after']} ticks skipped of "
-                     f"{len(costs['after'])}; whole window {wall_b * 1000:.0f} ms wall, influxd {influx_b * 1000:.0f} ms, "
+                     f"detector {cpu_a * 1000:.0f} ms CPU, {skipped['after']} ticks skipped over "
+                     f"{len(costs['after'])} ticks; whole window {wall_b * 1000:.0f} ms wall, influxd {influx_b * 1000:.0f} ms, "
                      f"detector {cpu_b * 1000:.0f} ms CPU, {skipped['before']} skipped (median of "
-                     f"{len(costs['after'])} ticks each).")
+                     f"{len(costs['after'])} ticks each). influxd CPU of each query of an incremental tick, alone: " +
+                     ", ".join(f"{name} {cost * 1000:.0f} ms" for name, cost in queries.items()) + ".")
     section.note(f"Every call sends every {FLEET_SEND_S} s (the client's default), so half of them arrive each "
                  "second: a presence row, its feed row and an rtt sample each; the window is full, as in steady "
-                 "state. Two detectors on one database, one rtt viewer each, tick alternately after each second "
-                 "of arrivals. Skipped: ticks a 1 s periodic callback would skip while one runs.")
+                 "state. Two detectors on one database, one rtt viewer each, tick alternately after the arrivals "
+                 "of the seconds since the previous ones. Skipped: ticks a 1 s periodic callback would skip while one runs.")
 
 
 def _fit(xs, ys):
