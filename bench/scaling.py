@@ -197,7 +197,7 @@ async def _before_and_after(ctx, count, ticks):
     """Two detectors on one database, one viewer of rtt each: whole-window reads
     every tick (before) and the feed since the previous tick (after), ticking
     alternately after each second of arrivals. {mode: [(wall, influxd CPU, detector CPU)]}."""
-    store = Store(ctx.influxd.url, ctx.database(f"feed{count}"))
+    store = Store(ctx.influxd.url, ctx.database(f"feed{count}"), timeout=60.0)  # a 20,000-call snapshot under load
     try:
         await store.setup()
         feed = Feed("bench")

@@ -163,7 +163,7 @@ async def test_outage_shows_in_depth_failures_and_the_log(http_client, start_ser
     assert status == 200
     await eventually(lambda: application.writer.failures >= 2)
     families = await scrape(http_client, base_url)
-    assert value(families, "rtcscope_buffer_depth") == 11  # 10 samples + 1 presence point
+    assert value(families, "rtcscope_buffer_depth") == 12  # 10 samples + 1 presence point + its live feed row
     assert value(families, "rtcscope_flush_failures", "rtcscope_flush_failures_total") >= 2
     assert value(families, "rtcscope_influxdb_up") == 0
     assert value(families, "rtcscope_wal_bytes") > empty_log + 100
