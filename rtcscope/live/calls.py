@@ -21,7 +21,7 @@ class CallState:
     last_seen: int = 0
     ended: int | None = None
     end_reason: str | None = None  # "explicit", "timeout" or "disconnect"; that of the peer that ended last
-    end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave)
+    end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave) or closed (rtcstats)
     peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
 
     @property
@@ -87,7 +87,7 @@ def _disconnected_at(end, recv, timeout_ms):
     """When the peer's connection closed without an end, if that counts: received
     no earlier than its last samples (samples after it void it) and before the
     peer had timed out (a marker then must not bring an ended peer back)."""
-    disconnected = end and end.get("disconnected")
+    disconnected = end.get("disconnected") if end else None
     if disconnected is None or not recv <= disconnected <= recv + timeout_ms:
         return None
     return disconnected
