@@ -207,14 +207,18 @@ class _Collector:
         return self.result
 
 
-def disconnect_lines(call, peer, now_ns, feed):
+def disconnect_line(call, peer, now_ns):
     """A marker, not an end: the peer ends as `disconnect` if nothing follows it
     within --call-timeout (a websocket ingest connection closed without an end).
-    It has no `end` nor `at`, so readers of ends pass it by. With a live feed,
-    the marker goes to it too."""
-    lines = [(f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
-              f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
-              f"{now_ns}").encode()]
+    It has no `end` nor `at`, so readers of ends pass it by."""
+    return (f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
+            f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
+            f"{now_ns}").encode()
+
+
+def disconnect_lines(call, peer, now_ns, feed):
+    """The disconnect marker, and with a live feed its feed row."""
+    lines = [disconnect_line(call, peer, now_ns)]
     if feed is not None:
         lines.append(feed.disconnect(call, peer, now_ns))
     return lines
