@@ -225,10 +225,22 @@ class StatsSocket(IngestSocket):
 
     def _write(self, frames):
         """Answers are written as prebuilt frames (handlers/ws.text_frame): write_message
-        would build a Task per answer. These sockets never negotiate compression."""
+        would build a Task per answer. These sockets never negotiate compression. With
+        nothing queued before it, an answer goes straight to the socket (the common case:
+        the client waits for it); what the socket does not take, and any error, is left to
+        the stream, which queues, retries or closes."""
         stream = self.ws_connection and self.ws_connection.stream
-        if stream is not None and not stream.closed():
-            stream.write(frames)
+        if stream is None or stream.closed():
+            return
+        if not stream.writing():
+            try:
+                sent = stream.socket.send(frames)
+            except OSError:
+                sent = 0
+            if sent == len(frames):
+                return
+            frames = frames[sent:]
+        stream.write(frames)
 
     def close_if_idle(self, now, timeout):
         if now - self.last_message > timeout:
