@@ -109,6 +109,9 @@ def fleet(ctx, section):
     section.add(f"websocket: p99 ack latency at {ws['peers']:,} peers", ws["p99_ms"], "ms",
                 f"POST p99 at {post['peers']:,} peers", post["p99_ms"], target="≤ 50 ms", met=ws["p99_ms"] <= 50)
     section.add("websocket: p50 ack latency", ws["p50_ms"], "ms", "POST p50", post["p50_ms"])
+    floor = runs["floor_asyncio"][1]
+    section.add("websocket: p99 ack latency", ws["p99_ms"], "ms", "bare asyncio floor p99, same load (what the machine "
+                "and the load generator add)", floor["p99_ms"])
     floor_cpu, tornado_cpu = runs["floor_asyncio"][0], runs["floor_tornado"][0]
     section.add("websocket, detector ticking hourly: server CPU per peer-second", runs["ws_no_detector"][0], "µs",
                 "at its 1 s tick", ws_cpu)
