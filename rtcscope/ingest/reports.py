@@ -134,12 +134,12 @@ class PeerReports:
             # The common case, every stat of every delta (its timestamp moves): the held
             # stat with the changed fields extraction reads, as `_held(_merge(...))` gives.
             stat = held.copy()
-            for name, value in changes.items():
-                if name in fields:
-                    if value is None:
-                        stat.pop(name, None)
-                    else:
-                        stat[name] = value
+            for name in fields.intersection(changes):
+                value = changes[name]
+                if value is None:
+                    stat.pop(name, None)
+                else:
+                    stat[name] = value
             if "id" in changes:
                 stat["id"] = stat_id
             report[stat_id] = stat
