@@ -8,6 +8,12 @@ is connected and a warm-up); a peer-second is one peer sending for one
 second, i.e. one report. The load generator (bench/fleetload.py) is its own
 process, so its CPU is not the server's. The per-connection state is
 measured with tracemalloc on the real fixture.
+
+Beside the server at its defaults, in the same run: the same server with its
+detector ticking once an hour (the detector's share), on uvloop, and two
+floors from bench/wsfloor.py taking the same frames (a bare asyncio
+Protocol, a bare tornado WebSocketHandler), so the report can say how much
+of the websocket's cost is what any Python server pays for the exchange.
 """
 import json
 import subprocess
@@ -129,4 +135,5 @@ def fleet(ctx, section):
         section.note(f"{name}: {run['peers']:,} peers for {run['seconds']:.0f} s, {run['sent']:,} frames sent, "
                      f"{run['answered']:,} answered, {run['refused']} refused (busy/503), {run['skipped']} sends "
                      f"skipped (previous unanswered), server {run['server_cpu']:.1f} CPU s, load generator "
-                     f"{run['load_cpu']:.1f} CPU s, max latency {run['max_ms']:.0f} ms.")
+                     f"{run['load_cpu']:.1f} CPU s, latency p50/p99/max {run['p50_ms']:.1f}/{run['p99_ms']:.0f}/"
+                     f"{run['max_ms']:.0f} ms.")
