@@ -3,9 +3,11 @@
 The dashboard must show a call arrive, its graph grow and the call leave with
 no reload; the call and graph pages must draw what REST and the websocket say."""
 import contextlib
+import json
 
 import pytest
 from playwright.async_api import async_playwright
+from tornado.websocket import websocket_connect
 
 from tests.conftest import now_ms
 from tests.helpers import eventually, get, post
@@ -178,3 +180,25 @@ async def test_page_routes_and_html_404s(http_client, base_url, app):
     assert status == 200 and b'id="live-calls"' in response.body
     response = await http_client.fetch(base_url + "/", follow_redirects=False, raise_error=False)
     assert response.code == 302 and response.headers["Location"] == "/dashboard"
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=2.0)
+async def test_a_dropped_connection_shows_as_such_on_the_dashboard_and_the_call_page(http_client, base_url, app):
+    async with browser_page() as page:
+        await page.goto(base_url + "/dashboard")
+        await page.wait_for_selector('#feed-status[data-state="live"]', timeout=WAIT_MS)
+        url = base_url.replace("http://", "ws://") + "/v1/stats/ws?call=dropped-call&peer=alice"
+        connection = await websocket_connect(url)
+        await connection.write_message(json.dumps({"ts": now_ms(), "kind": "audio", "stats": {"rtt": 41.0}}))
+        assert json.loads(await connection.read_message()) == {"type": "ack", "seq": 1}
+        await page.wait_for_selector('#live-calls tr[data-call="dropped-call"]', timeout=WAIT_MS)
+        connection.stream.close()  # no close frame, no end
+        row = await page.wait_for_selector('#ended-calls li[data-call="dropped-call"][data-end-reason="disconnect"]',
+                                           timeout=WAIT_MS)
+        assert "connection dropped" in await row.text_content()
+        await page.goto(base_url + "/calls/dropped-call/")
+        await wait_for_text(page, "#call-state", "ended")
+        assert await page.get_attribute("#call-state", "data-end-reason") == "disconnect"
+        assert "connection dropped" in await page.text_content("#call-facts")

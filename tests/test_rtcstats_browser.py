@@ -251,6 +251,9 @@ async def test_a_client_that_just_goes_away_ends_as_a_disconnect(
     assert (marker["peer"], marker["reason"], marker.get("end")) == ("ep-gone", 3.0, None)
     assert "gone" in await calls(http_client, application, "live")
     await eventually(lambda: _ended(http_client, application, "gone"), timeout=15)
+    ended = (await calls(http_client, application, "ended"))["gone"]
+    last_sample = max(row["time"] for row in rows(influxd, database, "rtc_stats", "call = 'gone'"))
+    assert (ended["end_reason"], ended["end_detail"], ended["ended"]) == ("disconnect", None, last_sample)
 
 
 async def _live_with_peer(http_client, application, call, peer):

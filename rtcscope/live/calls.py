@@ -20,8 +20,8 @@ class CallState:
     started: int = 0
     last_seen: int = 0
     ended: int | None = None
-    end_reason: str | None = None  # "explicit" (an end event) or "timeout"; that of the peer that ended last
-    end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave)
+    end_reason: str | None = None  # "explicit", "timeout" or "disconnect"; that of the peer that ended last
+    end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave) or closed (rtcstats)
     peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
 
     @property
@@ -36,24 +36,30 @@ class CallState:
 
 
 def build_calls(presence, ends, now_ms, timeout_ms):
-    """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at})].
+    """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at, detail, disconnected})]
+    (the latest end event and the latest disconnect marker; either may be None).
 
     A peer has ended when an end event (its own, or a call-wide one without
     a peer) was received no earlier than its last samples, or was taken no
     earlier than its last sample (a request still in flight when the page
     closed and its end beacon overtook it is not a comeback), or when it sent
-    nothing for `timeout_ms`. A call is live while any peer is live."""
+    nothing for `timeout_ms`. A disconnect marker received no earlier than
+    its last samples, while it was still live, gives it `timeout_ms` from the
+    marker to reconnect; then it ends as `disconnect` at its last sample. A
+    call is live while any peer is live."""
     end_by_key = {(call, peer): row for call, peer, row in ends}
     calls = {}
     for call, peer, row in presence:
         recv = row["recv"]
         ended_at = reason = detail = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
-            if end is not None and (end["time"] >= recv or end["at"] >= row["last"]):
+            if end is not None and end.get("at") is not None and (end["time"] >= recv or end["at"] >= row["last"]):
                 ended_at, reason, detail = int(end["at"]), "explicit", _DETAILS.get(end.get("detail"))
                 break
-        if ended_at is None and now_ms - recv > timeout_ms:
-            ended_at, reason = int(row["last"]), "timeout"
+        if ended_at is None:
+            disconnected = _disconnected_at(end_by_key.get((call, peer)), recv, timeout_ms)
+            if now_ms - (recv if disconnected is None else disconnected) > timeout_ms:
+                ended_at, reason = int(row["last"]), "timeout" if disconnected is None else "disconnect"
         state = calls.get(call)
         if state is None:
             state = calls[call] = CallState(call, "ended", started=int(row["first"]),
@@ -75,6 +81,22 @@ def build_calls(presence, ends, now_ms, timeout_ms):
         if state.state == "live":
             state.ended = state.end_reason = state.end_detail = None
     return calls
+
+
+def _disconnected_at(end, recv, timeout_ms):
+    """When the peer's connection closed without an end, if that counts: received
+    no earlier than its last samples (samples after it void it) and before the
+    peer had timed out (a marker then must not bring an ended peer back)."""
+    disconnected = end.get("disconnected") if end else None
+    if disconnected is None or not recv <= disconnected <= recv + timeout_ms:
+        return None
+    return disconnected
+
+
+def ended_reason(state):
+    """The reason a websocket message gives for a call that ended this tick: a call
+    that aged out of the look-back window or came back within the tick timed out."""
+    return state.end_reason if state is not None and state.state == "ended" else "timeout"
 
 
 async def load_calls(store, now_ms, window_ms, timeout_ms, call=None):

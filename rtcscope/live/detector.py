@@ -19,7 +19,7 @@ from ..registry import COUNTER
 from ..storage.store import StoreError
 from ..summary import history_fields, load_summary
 from . import fleet
-from .calls import build_calls, load_calls
+from .calls import build_calls, ended_reason, load_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -351,16 +351,15 @@ class CallDetector:
             for watch in self.watches.values():
                 if watch.loaded:
                     watch.drop_call(call)
-            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at}), self.watches.values())
+            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": ended_reason(calls.get(call))}),
+                           self.watches.values())
 
     def _publish_calls(self, started, ended, previous, live):
         """One `calls` message for the /ws/calls viewers when a call started, ended
         or changed enough (fleet.CallQuality.differs_from), or the fleet changed."""
         ended_entries = []
         for call, at in ended:
-            state = self.calls.get(call) or previous.get(call)
-            reason = state.end_reason if state is not None and state.state == "ended" else None
-            ended_entries.append({"call": call, "at": at, "reason": reason or "timeout"})
+            ended_entries.append({"call": call, "at": at, "reason": ended_reason(self.calls.get(call) or previous.get(call))})
         started_calls = [call for call, _ in started if call in live]
         changed = []
         for call in live:

@@ -164,11 +164,13 @@ class Store:
             where += f' AND "call" = {quote_literal(call)}'
         presence_q = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" '
                       f'FROM {PRESENCE_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"')
-        # One selector: the row is the latest end's, its detail (the client's reason) beside it.
-        ends_q = (f'SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
-                  f'GROUP BY "call", "peer"')
+        # One statement, two selections per group: the latest end (one selector, so the row keeps
+        # that end's time and detail) and the latest disconnect marker, which has no `at`.
+        ends_q = (f'SELECT * FROM (SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
+                  f'GROUP BY "call", "peer"), (SELECT last("disconnected") AS "disconnected" FROM '
+                  f'{EVENTS_MEASUREMENT} WHERE {where} GROUP BY "call", "peer") WHERE {where} GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
-        return _complete_rows(presence, ("first", "last", "recv")), _complete_rows(ends, ("time", "at"))
+        return _complete_rows(presence, ("first", "last", "recv")), _latest_events(ends)
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
@@ -217,3 +219,19 @@ def _complete_rows(series, fields):
     skipped, not guessed at; the next read sees the whole point."""
     return [(s["tags"].get("call", ""), s["tags"].get("peer", ""), s["rows"][0]) for s in series
             if s["rows"] and all(s["rows"][0].get(name) is not None for name in fields)]
+
+
+def _latest_events(series):
+    """[(call, peer, {time, at, detail, disconnected})]: a group's end row and marker
+    row folded into one; the end's keys are None without an end, `disconnected`
+    without a marker. Selectors only pick points whose field is visible, so a
+    partly written event is passed by until the next read sees it whole."""
+    events = []
+    for s in series:
+        end = next((row for row in s["rows"] if row.get("at") is not None), {})
+        marker = next((row["disconnected"] for row in s["rows"] if row.get("disconnected") is not None), None)
+        if end or marker is not None:
+            events.append((s["tags"].get("call", ""), s["tags"].get("peer", ""),
+                           {"time": end.get("time"), "at": end.get("at"), "detail": end.get("detail"),
+                            "disconnected": marker}))
+    return events

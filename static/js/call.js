@@ -57,10 +57,12 @@
     const badge = document.getElementById("call-state");
     badge.dataset.state = d.state;
     badge.textContent = d.state;
+    badge.dataset.endReason = d.end_reason || "";
     text("call-started", RS.when(d.started));
     text("call-duration", RS.duration((live ? Date.now() : d.ended || d.last_seen) - d.started));
     text("call-peers", d.peers.length ? d.peers.join(", ") : "–");
-    text("call-facts", (live ? "In progress, last stats " + RS.clock(d.last_seen) : "Ended " + RS.when(d.ended || d.last_seen))
+    text("call-facts", (live ? "In progress, last stats " + RS.clock(d.last_seen)
+      : "Ended " + RS.when(d.ended || d.last_seen) + (d.end_reason ? " · " + RS.endReason(d) : ""))
       + " · " + Object.keys(d.metrics).length + " metrics");
     const q = d.quality || {};
     text("call-mos", q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2));

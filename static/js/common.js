@@ -117,5 +117,14 @@ window.RS = (function () {
 
   function callUrl(call) { return "/calls/" + encodeURIComponent(call) + "/"; }
 
-  return { metrics, metricList, metric, el, getJSON, format, clock, when, dateTime, duration, localInput, color, setFeed, callUrl };
+  // How an ended call ended, in words (end_reason and end_detail of /v1/calls/).
+  const END_DETAILS = { pagehide: "page closed", stop: "stopped", leave: "left", closed: "peer connections closed" };
+  const END_REASONS = { explicit: "ended by the client", timeout: "timed out (no stats)", disconnect: "connection dropped" };
+  function endReason(c) {
+    if (!c.end_reason) return "";
+    return (c.end_reason === "explicit" && END_DETAILS[c.end_detail]) || END_REASONS[c.end_reason] || c.end_reason;
+  }
+
+  return { metrics, metricList, metric, el, getJSON, format, clock, when, dateTime, duration, localInput, color, setFeed, callUrl,
+    endReason };
 })();

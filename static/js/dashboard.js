@@ -176,12 +176,12 @@
     const q = c.quality || { verdict: "pending" };
     const mos = q.mos === null || q.mos === undefined ? (c.quality ? "–" : "…") : q.mos.toFixed(2);
     const end = c.ended || c.last_seen;
-    return RS.el("li", { dataset: { call: c.call, state: c.state, verdict: q.verdict || "unknown" } },
+    return RS.el("li", { dataset: { call: c.call, state: c.state, verdict: q.verdict || "unknown", endReason: c.end_reason || "" } },
       RS.el("span", { class: "verdict-dot", title: q.verdict || "unknown" }),
       RS.el("a", { class: "call-name", href: RS.callUrl(c.call), title: c.call }, c.call),
       RS.el("span", { class: "call-time", title: c.quality ? "mean MOS over the call" : "summarised a few seconds after the end" }, mos),
       RS.el("span", { class: "call-meta" }, RS.duration(end - c.started) + " · " + c.peers.length + (c.peers.length === 1 ? " peer" : " peers")
-        + (c.end_reason ? " · " + c.end_reason : "")),
+        + (c.end_reason ? " · " + RS.endReason(c) : "")),
       RS.el("span", { class: "call-when" }, "ended " + RS.when(end)));
   }
 

@@ -12,6 +12,7 @@ from tornado.websocket import websocket_connect
 from rtcscope.ingest.rtcstats import PROTOCOL
 from tests.conftest import now_ms
 from tests.helpers import eventually, get
+from tests.live.test_ws import Viewer
 from tests.processes import ServerProcess
 
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4")
@@ -185,9 +186,13 @@ async def test_leaving_the_conference_ends_the_peer_at_once(http_client, base_ur
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_dropped_peer_ends_after_the_call_timeout(http_client, base_url, app, influxd, database):
+async def test_a_dropped_peer_ends_as_disconnect_after_the_call_timeout(http_client, base_url, app, influxd, database):
+    graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
+    calls = await Viewer.open(base_url, "/ws/calls", origin=base_url)
+    await graph.next("snapshot")
     client = Client(base_url, "s-five")
     await join(client)
+    await graph.next("call_started", "standup")
     dropped_at = now_ms()
     client.drop()
     await eventually(lambda: rows(influxd, database, "rtc_events"))
@@ -197,12 +202,43 @@ async def test_a_dropped_peer_ends_after_the_call_timeout(http_client, base_url,
         status, listed, _ = await get(http_client, base_url + "/v1/calls/?state=all")
         return {c["call"]: c["state"] for c in listed["calls"]}
     assert (await state()) == {"standup": "live"}
-    await eventually(lambda: state_is(state, "ended"), timeout=10)
-    assert now_ms() - dropped_at >= 2500  # --call-timeout is 3 s here
+    _, ended = await graph.next("call_ended", "standup")
+    assert now_ms() - dropped_at >= 2500  # --call-timeout is 3 s here, counted from the marker
+    last_sample = max(row["time"] for row in rows(influxd, database, "rtc_stats"))
+    assert ended == {"type": "call_ended", "call": "standup", "at": last_sample, "reason": "disconnect"}
+    status, listed, _ = await get(http_client, base_url + "/v1/calls/?state=ended")
+    assert [(c["call"], c["ended"], c["end_reason"], c["end_detail"]) for c in listed["calls"]] == [
+        ("standup", last_sample, "disconnect", None)]
+    status, summary, _ = await get(http_client, base_url + "/v1/calls/standup/")
+    assert (status, summary["end_reason"]) == (200, "disconnect")
+    _, message = await calls.next("calls")
+    while not message["ended"]:
+        _, message = await calls.next("calls", after=calls.messages.index(message) + 1)
+    assert message["ended"] == [{"call": "standup", "at": last_sample, "reason": "disconnect"}]
+    graph.close()
+    calls.close()
 
 
-async def state_is(state, expected):
-    return (await state()).get("standup") == expected
+@pytest.mark.gen_test(timeout=60)
+async def test_a_reconnect_within_the_call_timeout_keeps_the_peer_live(http_client, base_url, app, influxd, database):
+    graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
+    await graph.next("snapshot")
+    client = Client(base_url, "s-eight")
+    await join(client)
+    await graph.next("call_started", "standup")
+    client.drop()
+    await eventually(lambda: rows(influxd, database, "rtc_events"))
+    await asyncio.sleep(1.5)
+    again = Client(base_url, "s-eight", reconnect=True)
+    assert await again.connect() == 4
+    for sn in range(5, 15):  # 5 s of stats: past --call-timeout (3 s) after the marker
+        await again.getstats(sn, sn * 10, ts=now_ms())
+        assert await again.acked(sn) == sn
+        await asyncio.sleep(0.5)
+    status, listed, _ = await get(http_client, base_url + "/v1/calls/?state=all")
+    assert [(c["call"], c["state"], c["end_reason"]) for c in listed["calls"]] == [("standup", "live", None)]
+    assert graph.events("standup")[1:] == []  # started once, never ended
+    graph.close()
 
 
 @pytest.mark.gen_test(timeout=30)

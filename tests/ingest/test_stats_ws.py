@@ -14,6 +14,7 @@ from bench.fleetload import report_delta as delta
 from rtcscope.registry import extract
 from tests.conftest import now_ms
 from tests.helpers import count_points, eventually, get
+from tests.live.test_ws import Viewer
 
 FIXTURE = pathlib.Path(fixture_path())
 REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
@@ -219,6 +220,24 @@ async def test_ws_is_a_reserved_call_id_and_a_plain_get_gets_json(http_client, b
     for path in ("/v1/stats/ws", "/v1/stats/ws/?type=rtt"):
         status, body, _ = await get(http_client, base_url + path)
         assert status == 400 and body["error"]["code"] == "websocket_required", (path, body)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_dropped_connection_ends_the_peer_as_disconnect(http_client, base_url, app, influxd, database):
+    graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
+    await graph.next("snapshot")
+    gone = await Peer(base_url, "ws-c9", "gina").connect()
+    ts = now_ms()
+    await gone.send([{"ts": ts, "report": REPORTS[0]}])
+    assert await gone.answers() == [{"type": "ack", "seq": 1}]
+    await graph.next("call_started", "ws-c9")
+    gone.connection.stream.close()  # the network goes away: no close frame, no end
+    _, ended = await graph.next("call_ended", "ws-c9")
+    assert ended == {"type": "call_ended", "call": "ws-c9", "at": ts, "reason": "disconnect"}
+    status, listed, _ = await get(http_client, base_url + "/v1/calls/?state=ended")
+    assert [(c["call"], c["ended"], c["end_reason"], c["end_detail"]) for c in listed["calls"]] == [
+        ("ws-c9", ts, "disconnect", None)]
+    graph.close()
 
 
 def client_frame(payload, opcode=0x1, final=True, mask=b"\x37\xfa\x21\x3d"):

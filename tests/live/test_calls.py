@@ -47,3 +47,58 @@ def test_timeout_ends_at_the_last_sample():
     rows = [presence("c", "", NOW - 30_000, NOW - 16_500, NOW - 16_000)]
     calls = build_calls(rows, [], NOW, TIMEOUT)
     assert (calls["c"].state, calls["c"].ended, calls["c"].peers) == ("ended", NOW - 16_500, [])
+
+
+def marker(call, peer, disconnected):
+    return (call, peer, {"time": None, "at": None, "detail": None, "disconnected": disconnected})
+
+
+def test_a_dropped_connection_ends_as_disconnect_once_the_timeout_after_it_has_passed():
+    rows = [presence("c", "alice", NOW - 30_000, NOW - 10_500, NOW - 10_000)]
+    dropped = [marker("c", "alice", NOW - 9000)]
+    calls = build_calls(rows, dropped, NOW + 5000, TIMEOUT)  # the samples alone would have timed out
+    assert (calls["c"].state, calls["c"].end_reason) == ("live", None)
+    calls = build_calls(rows, dropped, NOW + 6001, TIMEOUT)
+    assert (calls["c"].state, calls["c"].ended, calls["c"].end_reason) == ("ended", NOW - 10_500, "disconnect")
+    assert calls["c"].peer_ends == {"alice": (NOW - 10_500, "disconnect")}
+
+
+def test_samples_after_the_marker_void_it():
+    rows = [presence("c", "alice", NOW - 30_000, NOW - 1500, NOW - 1000)]
+    dropped = [marker("c", "alice", NOW - 9000)]  # a reconnect sent these samples
+    assert build_calls(rows, dropped, NOW, TIMEOUT)["c"].state == "live"
+    later = build_calls(rows, dropped, NOW + 14_500, TIMEOUT)["c"]
+    assert (later.state, later.ended, later.end_reason) == ("ended", NOW - 1500, "timeout")
+
+
+def test_an_end_after_the_marker_is_explicit():
+    rows = [presence("c", "alice", NOW - 30_000, NOW - 10_500, NOW - 10_000)]
+    events = [("c", "alice", {"time": NOW - 2000, "at": NOW - 2000, "detail": 3.0, "disconnected": NOW - 9000})]
+    calls = build_calls(rows, events, NOW, TIMEOUT)
+    assert (calls["c"].state, calls["c"].ended, calls["c"].end_reason, calls["c"].end_detail) == (
+        "ended", NOW - 2000, "explicit", "leave")
+
+
+def test_an_end_before_the_marker_stays_explicit():
+    # the page sent its end by beacon, then its socket closed without a close frame
+    rows = [presence("c", "alice", NOW - 30_000, NOW - 10_500, NOW - 10_000)]
+    events = [("c", "alice", {"time": NOW - 9500, "at": NOW - 9500, "detail": 1.0, "disconnected": NOW - 9000})]
+    calls = build_calls(rows, events, NOW, TIMEOUT)
+    assert (calls["c"].state, calls["c"].ended, calls["c"].end_reason) == ("ended", NOW - 9500, "explicit")
+
+
+def test_a_marker_stored_after_the_peer_timed_out_changes_nothing():
+    # the connection stayed open, silent, until it was closed for idling: the peer had timed out
+    rows = [presence("c", "alice", NOW - 60_000, NOW - 40_500, NOW - 40_000)]
+    calls = build_calls(rows, [marker("c", "alice", NOW - 5000)], NOW, TIMEOUT)
+    assert (calls["c"].state, calls["c"].ended, calls["c"].end_reason) == ("ended", NOW - 40_500, "timeout")
+
+
+def test_the_call_takes_the_reason_of_the_peer_that_ended_last():
+    rows = [presence("c", "alice", NOW - 60_000, NOW - 20_500, NOW - 20_000),
+            presence("c", "bob", NOW - 60_000, NOW - 18_500, NOW - 18_000)]
+    calls = build_calls(rows, [marker("c", "bob", NOW - 17_000)], NOW, TIMEOUT)
+    assert (calls["c"].state, calls["c"].ended, calls["c"].end_reason) == ("ended", NOW - 18_500, "disconnect")
+    assert calls["c"].peer_ends == {"alice": (NOW - 20_500, "timeout"), "bob": (NOW - 18_500, "disconnect")}
+    calls = build_calls(rows, [marker("c", "alice", NOW - 19_500)], NOW, TIMEOUT)
+    assert (calls["c"].ended, calls["c"].end_reason) == (NOW - 18_500, "timeout")

@@ -106,7 +106,7 @@ async def test_snapshot_then_started_points_and_explicit_end(http_client, base_u
     end_at = now_ms()
     await write(http_client, base_url, {"call": "c-ws", "event": "end", "ts": end_at})
     _, ended = await viewer.next("call_ended", "c-ws")
-    assert ended == {"type": "call_ended", "call": "c-ws", "at": end_at}
+    assert ended == {"type": "call_ended", "call": "c-ws", "at": end_at, "reason": "explicit"}
     assert viewer.events("c-ws") == [("call_started", first), ("call_ended", end_at)]
 
 
@@ -142,7 +142,7 @@ async def test_silence_ends_a_call_at_its_last_sample_and_it_can_start_again(htt
     await write(http_client, base_url, [sample("c-t", first, rtt=1.0), sample("c-t", first + 500, rtt=2.0)])
     await viewer.next("call_started", "c-t")
     index, ended = await viewer.next("call_ended", "c-t")
-    assert ended["at"] == first + 500
+    assert (ended["at"], ended["reason"]) == (first + 500, "timeout")
 
     again = now_ms()
     await write(http_client, base_url, [sample("c-t", again, rtt=3.0)])
