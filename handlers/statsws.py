@@ -7,9 +7,14 @@ for the writer: its `busy` says which message to send again) and answers
 each frame with its refusals and one `ack`. One connection per peer; the
 client sends a frame every sendInterval (2 s), several reports per frame,
 and waits for its answer before it sends the next."""
+import asyncio
+import struct
 import time
 
 import orjson
+import tornado.iostream
+import tornado.websocket
+from tornado.util import _websocket_mask
 
 from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
@@ -22,6 +27,111 @@ CLOSE_IDLE = 4001
 # A page going away closes with 1001 after it sent its end by sendBeacon (rtcscope.js on pagehide):
 # a disconnect marker then could land after that end and override it.
 CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+READ_SIZE = 65536
+YIELD_BYTES = 256 * 1024  # a client flooding frames lets the others' reads in this often
+
+
+class FrameReader(tornado.websocket.WebSocketProtocol13):
+    """RFC 6455 frames read a whole socket read at a time: tornado's own reader
+    awaits a read per header field, mask and payload (four per frame) and
+    decodes each text frame into a str; here one read yields every frame it
+    holds, unmasked by tornado's C `_websocket_mask`, and a text frame's bytes
+    go to `on_message` as they are (orjson checks their UTF-8). Control
+    frames, fragments and the close handshake go through tornado's code."""
+
+    async def _receive_frame_loop(self):
+        stream = self.stream
+        pending, work = b"", 0
+        try:
+            while not self.client_terminated:
+                data = await stream.read_bytes(READ_SIZE, partial=True)
+                data = pending + data if pending else data
+                offset = 0
+                while not self.client_terminated:
+                    head = _frame_head(data, offset)
+                    if head is None:
+                        break
+                    first, masked, start, length = head
+                    if not self._acceptable(first, length):
+                        return self._abort()
+                    stop = start + length
+                    if stop > len(data):  # the rest of a long frame: read exactly that
+                        data = data[offset:] + await stream.read_bytes(stop - len(data))
+                        start, stop, offset = start - offset, stop - offset, 0
+                    payload = data[start:stop]
+                    if masked:
+                        payload = _websocket_mask(data[start - 4:start], payload)
+                    work += stop - offset + 1024
+                    offset = stop
+                    handled = self._frame(first, payload)
+                    if handled is not None:
+                        await handled
+                pending = data[offset:]
+                if work >= YIELD_BYTES:
+                    work = 0
+                    await asyncio.sleep(0)
+        except tornado.iostream.StreamClosedError:
+            self._abort()
+        finally:
+            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    def _acceptable(self, first, length):
+        """Reserved bits, a long or fragmented control frame: the connection is aborted (as
+        tornado does); a message over --max-body is closed with 1009 first."""
+        if first & self.RSV_MASK or (first & 0x08 and (length >= 126 or not first & self.FIN)):
+            return False
+        fragments = self._fragmented_message_buffer
+        if length + (len(fragments) if fragments is not None else 0) > self.params.max_message_size:
+            self.close(CLOSE_TOO_BIG, "message too big")
+            return False
+        return True
+
+    def _frame(self, first, payload):
+        """One frame's payload: a whole text message goes to on_message, the rest to tornado's handling."""
+        opcode = first & self.OPCODE_MASK
+        final = first & self.FIN
+        if opcode == 0x1 and final and self._fragmented_message_buffer is None:
+            self._message_bytes_in += len(payload)
+            return self._run_callback(self.handler.on_message, payload)
+        if opcode & 0x08:
+            return self._handle_message(opcode, payload)
+        if opcode == 0:
+            if self._fragmented_message_buffer is None:
+                return self._abort()
+            self._fragmented_message_buffer.extend(payload)
+            if not final:
+                return None
+            opcode, payload = self._fragmented_message_opcode, bytes(self._fragmented_message_buffer)
+            self._fragmented_message_buffer = None
+            return self._handle_message(opcode, payload)
+        if self._fragmented_message_buffer is not None:
+            return self._abort()
+        if not final:
+            self._fragmented_message_opcode, self._fragmented_message_buffer = opcode, bytearray(payload)
+            return None
+        return self._handle_message(opcode, payload)
+
+
+def _frame_head(data, offset):
+    """(first byte, masked, payload start, payload length) of the frame at `offset`, None if incomplete."""
+    available = len(data) - offset
+    if available < 2:
+        return None
+    first, second = data[offset], data[offset + 1]
+    length, start = second & 0x7F, offset + 2
+    if length == 126:
+        if available < 4:
+            return None
+        length, start = struct.unpack_from("!H", data, start)[0], start + 2
+    elif length == 127:
+        if available < 10:
+            return None
+        length, start = struct.unpack_from("!Q", data, start)[0], start + 8
+    masked = second & 0x80
+    if masked:
+        start += 4
+    return (first, masked, start, length) if start <= len(data) else None
 
 
 class StatsSocket(IngestSocket):
@@ -32,6 +142,10 @@ class StatsSocket(IngestSocket):
     @property
     def max_message_size(self):
         return self.settings["max_body"]
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        return protocol and FrameReader(self, False, protocol.params)
 
     def initialize(self):
         self.connection = None
@@ -59,6 +173,7 @@ class StatsSocket(IngestSocket):
         self.set_nodelay(True)
 
     def on_message(self, message):
+        """`message`: a text frame's bytes (FrameReader), or a str from a fragmented one."""
         self.last_message = time.monotonic()
         app = self.application
         connection = self.connection
@@ -110,10 +225,22 @@ class StatsSocket(IngestSocket):
 
     def _write(self, frames):
         """Answers are written as prebuilt frames (handlers/ws.text_frame): write_message
-        would build a Task per answer. These sockets never negotiate compression."""
+        would build a Task per answer. These sockets never negotiate compression. With
+        nothing queued before it, an answer goes straight to the socket (the common case:
+        the client waits for it); what the socket does not take, and any error, is left to
+        the stream, which queues, retries or closes."""
         stream = self.ws_connection and self.ws_connection.stream
-        if stream is not None and not stream.closed():
-            stream.write(frames)
+        if stream is None or stream.closed():
+            return
+        if not stream.writing():
+            try:
+                sent = stream.socket.send(frames)
+            except OSError:
+                sent = 0
+            if sent == len(frames):
+                return
+            frames = frames[sent:]
+        stream.write(frames)
 
     def close_if_idle(self, now, timeout):
         if now - self.last_message > timeout:

@@ -327,7 +327,7 @@ class _KindValues:
     def add_fields(self, stat: dict, fields: tuple[tuple[str, str, float], ...], rank: int = 0) -> None:
         """The hot loop of extraction: plain floats and ints (nearly every value) are taken
         without `_number`'s checks (x - x is 0 only for a finite x; bool is neither class)."""
-        get, add = stat.get, self.add
+        get, add, values, ranks = stat.get, self.add, self.values, self.ranks
         for stat_field, metric, multiplier in fields:
             value = get(stat_field)
             if value is None:
@@ -345,10 +345,16 @@ class _KindValues:
                 value = _number(value)
                 if value is None:
                     continue
-            add(metric, value * multiplier, rank)
+            if metric in values:
+                add(metric, value * multiplier, rank)
+            else:  # the first stream of its kind with this metric, as `add` would take it
+                values[metric] = value * multiplier
+                ranks[metric] = rank
 
     def finite(self) -> dict[str, float]:
-        """Drop values that overflowed while scaling or summing."""
+        """Drop values that overflowed while scaling or summing (nearly never: checked in C first)."""
+        if all(map(math.isfinite, self.values.values())):
+            return self.values
         return {metric: value for metric, value in self.values.items() if math.isfinite(value)}
 
 

@@ -65,3 +65,23 @@ def test_the_fleet_load_is_answered_on_both_transports(influxd, database, tmp_pa
             assert (summary["errors"], summary["refused"], summary["lost"]) == (0, 0, 0), summary
     finally:
         server.stop()
+
+
+def test_the_floor_servers_answer_the_fleet_load_like_the_server(tmp_path):
+    """bench/wsfloor.py's bare asyncio and bare tornado servers take the fleet's frames and
+    answer each with an ack, so the floor runs measure the same exchange."""
+    from bench.fleet import start_subject
+
+    class Context:
+        log_dir = str(tmp_path)
+
+    for kind in ("asyncio", "tornado"):
+        server = start_subject(Context(), f"floor-{kind}", kind)
+        try:
+            done = subprocess.run([sys.executable, "-m", "bench.fleetload", "ws", server.url, "6", "1", "2.5"],
+                                  cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
+            summary = json.loads(done.stdout.splitlines()[-1])
+            assert summary["sent"] >= 6 and summary["answered"] + summary["unanswered_at_end"] >= summary["sent"], summary
+            assert (summary["errors"], summary["lost"]) == (0, 0), summary
+        finally:
+            server.stop()

@@ -26,15 +26,11 @@ PRESENCE_MEASUREMENT = "rtc_calls"
 SUMMARIES_MEASUREMENT = "rtc_call_summaries"
 # The call detector's feed: what arrived, one series per server process (docs/live.md).
 FEED_MEASUREMENT = "rtc_feed"
-# rtc_events: why a peer ended (`reason`) and what its client said (`detail`), as float codes.
+# rtc_events: why a peer ended (`reason`) and what its client said (`detail`), as float codes (docs/storage.md).
 END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
 END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
 # What a client may say in its end event's "reason".
 CLIENT_END_DETAILS = ("pagehide", "stop", "leave")
-
-# End events (rtc_events): `reason` and `detail` codes, documented in docs/storage.md.
-END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
-END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")

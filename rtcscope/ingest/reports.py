@@ -125,20 +125,23 @@ class PeerReports:
             if not isinstance(changes, dict):
                 raise ReportError("bad_report", f"stat {stat_id[:80]!r} is not an object")
             held = base.get(stat_id)
-            fields = report_fields.get(held.get("type")) if held else None
-            if fields is None or "type" in changes:
+            if held is None or "type" in changes:
                 report[stat_id] = _held(stat_id, _merge(held, changes))
+                continue
+            fields = report_fields.get(held.get("type"))
+            if fields is None:  # a type extraction does not read: only its type is held, unchanged
                 continue
             # The common case, every stat of every delta (its timestamp moves): the held
             # stat with the changed fields extraction reads, as `_held(_merge(...))` gives.
-            stat = dict(held)
-            for name, value in changes.items():
-                if name in fields:
-                    if value is None:
-                        stat.pop(name, None)
-                    else:
-                        stat[name] = value
-            stat["id"] = stat_id
+            stat = held.copy()
+            for name in fields.intersection(changes):
+                value = changes[name]
+                if value is None:
+                    stat.pop(name, None)
+                else:
+                    stat[name] = value
+            if "id" in changes:
+                stat["id"] = stat_id
             report[stat_id] = stat
         self._check_size(pc_id, report)
         return report

@@ -238,3 +238,80 @@ async def test_a_dropped_connection_ends_the_peer_as_disconnect(http_client, bas
     assert [(c["call"], c["ended"], c["end_reason"], c["end_detail"]) for c in listed["calls"]] == [
         ("ws-c9", ts, "disconnect", None)]
     graph.close()
+
+
+def client_frame(payload, opcode=0x1, final=True, mask=b"\x37\xfa\x21\x3d"):
+    """A masked client frame (RFC 6455 5.2), as a browser sends it."""
+    length = len(payload)
+    head = bytes([(0x80 if final else 0) | opcode])
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 1 << 16:
+        head += bytes([0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + length.to_bytes(8, "big")
+    return head + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+async def raw_socket(base_url, call, peer):
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"GET /v1/stats/ws?call={call}&peer={peer} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def server_frames(reader, count):
+    """The next `count` server frames as (opcode, payload)."""
+    frames = []
+    for _ in range(count):
+        first, length = await asyncio.wait_for(reader.readexactly(2), 10)
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        frames.append((first & 0x0F, await reader.readexactly(length)))
+    return frames
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_frames_split_batched_fragmented_and_pinged_are_all_read(http_client, base_url, app, influxd, database):
+    reader, writer = await raw_socket(base_url, "ws-frames", "alice")
+    ts = now_ms()
+    first = client_frame(json.dumps([{"ts": ts - 3000, "report": REPORTS[0]}]).encode())
+    for cut in range(0, len(first), 700):  # one frame over many reads, the header cut too
+        writer.write(first[cut:cut + 700])
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    assert await server_frames(reader, 1) == [(0x1, b'{"type":"ack","seq":1}')]
+    second = json.dumps(dict(delta(REPORTS[0], REPORTS[1]), ts=ts - 2000)).encode()
+    third = json.dumps(dict(delta(REPORTS[1], REPORTS[2]), ts=ts - 1000)).encode()
+    # Two frames, a ping and a fragmented message (text, a ping between its parts, continuation) in one write.
+    writer.write(client_frame(second) + client_frame(b"hi", opcode=0x9) + client_frame(third[:50], final=False)
+                 + client_frame(b"", opcode=0x9) + client_frame(third[50:], opcode=0x0))
+    assert await server_frames(reader, 4) == [(0x1, b'{"type":"ack","seq":2}'), (0xA, b"hi"), (0xA, b""),
+                                              (0x1, b'{"type":"ack","seq":3}')]
+    want = expected([(ts - 3000 + 1000 * i, REPORTS[i]) for i in range(3)])
+    await eventually(lambda: len(stored(influxd, database, "ws-frames")) == len(want))
+    assert stored(influxd, database, "ws-frames") == want
+    writer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_frame_over_max_body_is_closed_with_1009_before_it_is_read(http_client, base_url, app):
+    reader, writer = await raw_socket(base_url, "ws-big", "alice")
+    too_long = app.settings["max_body"] + 1
+    writer.write(bytes([0x81, 0x80 | 127]) + too_long.to_bytes(8, "big") + b"\0\0\0\0")  # the header alone
+    [(opcode, payload)] = await server_frames(reader, 1)
+    assert (opcode, payload[:2]) == (0x8, (1009).to_bytes(2, "big"))
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # and the connection is gone
+    writer.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_text_that_is_not_utf8_closes_with_1007(http_client, base_url, app):
+    reader, writer = await raw_socket(base_url, "ws-utf8", "alice")
+    writer.write(client_frame(b'[{"event": "end", "reason": "\xff\xfe"}]'))
+    [(opcode, payload)] = await server_frames(reader, 1)
+    assert (opcode, payload[:2]) == (0x8, (1007).to_bytes(2, "big"))
+    writer.close()
