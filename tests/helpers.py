@@ -73,3 +73,16 @@ def assert_error(status, document, expected_status, code=None):
     assert isinstance(document["error"]["message"], str) and document["error"]["message"]
     if code:
         assert document["error"]["code"] == code, document
+
+
+def high_rtt_rules(hold="1s"):
+    """An alert rules file (TOML) with one rule: rtt above 400 ms held for `hold`."""
+    return f"""
+[[rule]]
+name = "high_rtt"
+metric = "rtt"
+op = ">"
+threshold = 400
+for = "{hold}"
+severity = "critical"
+"""

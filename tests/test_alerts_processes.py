@@ -14,18 +14,12 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import high_rtt_rules
 from tests.influxd import free_port
 from tests.processes import ROOT, ServerProcess, wait
 
 DATABASES = itertools.count()
-RULES = """
-[[rule]]
-name = "high_rtt"
-metric = "rtt"
-op = ">"
-threshold = 400
-for = "1s"
-"""
+RULES = high_rtt_rules("1s")
 
 
 class Receiver:

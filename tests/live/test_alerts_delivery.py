@@ -13,20 +13,12 @@ import tornado.web
 import tornado.websocket
 
 import server
-from tests.helpers import eventually, get, post
+from tests.helpers import eventually, get, high_rtt_rules, post
 
 SECRET = "hook-secret"
 TICK = 0.2
 FOR_S = 1.0
-RULES = """
-[[rule]]
-name = "high_rtt"
-metric = "rtt"
-op = ">"
-threshold = 400
-for = "1s"
-severity = "critical"
-"""
+RULES = high_rtt_rules("1s")
 
 
 class Receiver:

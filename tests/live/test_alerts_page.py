@@ -4,18 +4,10 @@ import asyncio
 import pytest
 
 from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
+from tests.helpers import eventually, get, high_rtt_rules, post
 from tests.test_pages_browser import WAIT_MS, browser_page
 
-RULES = """
-[[rule]]
-name = "high_rtt"
-metric = "rtt"
-op = ">"
-threshold = 400
-for = "0s"
-severity = "critical"
-"""
+RULES = high_rtt_rules("0s")
 
 
 @pytest.fixture
