@@ -22,6 +22,7 @@ import aiohttp
 from .. import registry
 from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
+from ..tasks import cancel_and_wait
 from ..timeparse import parse_duration
 from .webhooks import Outgoing
 
@@ -619,12 +620,7 @@ class AlertService:
         return sorted(alerts, key=lambda alert: (-alert["at"], alert["id"]))
 
     async def stop(self):
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self._step_down()
         for line in self._unwritten:
             self.writer.submit([line])

@@ -21,6 +21,7 @@ from ..ingest.formats import SUMMARIES_MEASUREMENT
 from ..registry import COUNTER
 from ..storage.store import StoreError
 from ..summary import history_fields, load_summary
+from ..tasks import cancel_and_wait
 from . import fleet
 from .calls import build_calls, ended_reason, load_calls
 
@@ -312,12 +313,7 @@ class CallDetector:
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         if self._summaries_task is not None:
             self._summaries_task.cancel()
         viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]

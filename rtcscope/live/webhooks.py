@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from ..tasks import cancel_and_wait
+
 log = logging.getLogger("rtcscope.webhooks")
 
 SLACK_PREFIX = "slack+"
@@ -174,13 +176,7 @@ class Webhooks:
     async def stop(self):
         """Stop sending (what is not delivered stays owed in InfluxDB)."""
         workers, self.workers = list(self.workers.values()), {}
-        for worker in workers:
-            worker.task.cancel()
-        for worker in workers:
-            try:
-                await worker.task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(*(worker.task for worker in workers))
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -26,6 +26,7 @@ import re
 import time
 from collections import deque
 
+from ..tasks import cancel_and_wait
 from ..telemetry import latency_histogram
 from .wal import LogFull
 
@@ -258,12 +259,7 @@ class BatchWriter:
         the log anyway, and writing them again at the next start is harmless."""
         self.stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(self._drain(deadline=time.monotonic() + timeout), timeout)
         except TimeoutError:
