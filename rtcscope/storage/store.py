@@ -109,15 +109,25 @@ class Store:
             lines = data.split(b"\n")
             feed = b"\n".join(line for line in lines if line.startswith(_FEED_PREFIX))
             data = b"\n".join(line for line in lines if not line.startswith(_FEED_PREFIX))
-        try:
-            if data:
+        refused = None
+        if data:
+            try:
                 await self.client.write(data, rp=RETENTION_POLICY)
-            if feed:  # after the points it announces: the detector reads them once it has seen the feed
+            except InfluxDBWriteError as exc:
+                if exc.status != 400:  # 404/401/5xx: the whole batch is retried
+                    raise
+                # Bad points (e.g. a field type conflict): InfluxDB kept the others, whose
+                # feed rows must still be written, or the detector would never see them.
+                refused = WriteRejected(str(exc))
+        if feed:  # after the points it announces: the detector reads them once it has seen the feed
+            try:
                 await self.client.write(feed, rp=FEED_RETENTION_POLICY)
-        except InfluxDBWriteError as exc:
-            if exc.status == 400:  # bad points (e.g. a field type conflict); 404/401 are retried
-                raise WriteRejected(str(exc)) from None
-            raise
+            except InfluxDBWriteError as exc:
+                if exc.status == 400:
+                    raise WriteRejected(str(exc)) from None
+                raise
+        if refused is not None:
+            raise refused
 
     async def query(self, statement):
         """Run one statement; returns [{"name", "tags", "rows": [dict]}]."""

@@ -393,7 +393,10 @@ async def test_a_type_conflict_costs_only_its_point_and_is_counted(http_client, 
     response = await http_client.fetch(base_url + "/v1/stats/write/", method="POST", body=json.dumps(samples))
     assert json.loads(response.body)["accepted"] == 100
     await eventually(lambda: app.writer.depth == 0)
-    assert influxd.write_requests() - before == 1, "one write: InfluxDB said what it dropped"
+    # Two writes, none retried or split: the points (InfluxDB said what it dropped) and their feed rows.
+    assert influxd.write_requests() - before == 2
+    feed = influxd.rows("SELECT * FROM rtc_feed.rtc_feed WHERE \"call\" = 'batch'", database)
+    assert len(feed) == 1 and feed[0]["peer"] in (None, "") and feed[0]["last"] == ts + 500, feed
     assert app.writer.rejected_by_reason == {"type_conflict": 1, "max_series": 0, "max_values_per_tag": 0, "other": 0}
     assert stored_seqs(influxd, database) == list(range(99))
     response = await http_client.fetch(base_url + "/metrics")
