@@ -4,7 +4,6 @@ import time
 import tornado.web
 
 from rtcscope.ingest.formats import IDENTIFIER_RE
-from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler
 
@@ -19,9 +18,7 @@ class AlertsHandler(APIHandler):
         state = self.argument("state", "firing")
         if state not in STATES:
             raise tornado.web.HTTPError(400, "state must be firing or all")
-        since = parse_duration(self.argument("since", "24h"))
-        if not since:
-            raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        since = self.since_argument()
         since = min(since, self.application.retention_seconds)  # nothing older is kept
         call = self.argument("call")
         if call is not None and not IDENTIFIER_RE.fullmatch(call):

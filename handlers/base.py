@@ -11,7 +11,7 @@ from rtcscope import registry
 from rtcscope.ingest.formats import FIELD_RE
 from rtcscope.ingest.limits import client_key
 from rtcscope.storage.store import StoreError
-from rtcscope.timeparse import parse_time_ms
+from rtcscope.timeparse import parse_duration, parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400
 # Call ids in URL paths: tornado matches routes on the raw path, so
@@ -91,6 +91,13 @@ class APIHandler(tornado.web.RequestHandler):
         if len(values) > 1:
             raise tornado.web.HTTPError(400, "parameter %s given more than once", name)
         return values[0] if values else default
+
+    def since_argument(self):
+        """`since` (default 24h) in seconds: how far back a list looks."""
+        since = parse_duration(self.argument("since", "24h"))
+        if not since:
+            raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        return since
 
     def range_arguments(self, now_ms):
         """`start` and `end` (default now) as Unix ms, start before end by at most 400 days."""

@@ -7,7 +7,6 @@ import tornado.web
 from rtcscope.live import fleet
 from rtcscope.live.detector import CLOCK_SLACK_MS
 from rtcscope.summary import load_summary
-from rtcscope.timeparse import parse_duration
 
 from .base import CALL_PATTERN, IDENTIFIER_CHARS, APIHandler
 
@@ -22,9 +21,7 @@ class CallsHandler(APIHandler):
         state = self.argument("state", "all")
         if state not in STATES:
             raise tornado.web.HTTPError(400, "state must be live, ended or all")
-        since = parse_duration(self.argument("since", "24h"))
-        if not since:
-            raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
+        since = self.since_argument()
         sort = self.argument("sort", "recent")
         if sort not in SORTS:
             raise tornado.web.HTTPError(400, "sort must be recent or worst")
