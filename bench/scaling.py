@@ -100,11 +100,11 @@ def _calls_lines(count, now_ms, seconds, every=1, feed=None):
             at = now_ms - 1000 * back
             if (index + at // 1000) % every:
                 continue
+            rtt = b"%d.0" % (30 + (index + at // 1000) % 17)
             lines.append(f"rtc_calls,call={call},peer=p first={at}.0,last={at}.0,recv={at}.0 "
                          f"{at * 1_000_000}".encode())
-            lines.append(feed.presence(call, "p", at, at, at * 1_000_000))
-            lines.append(f"rtc_stats,call={call},kind=audio,peer=p rtt={30 + (index + at // 1000) % 17}.0 "
-                         f"{at * 1_000_000}".encode())
+            lines.append(feed.presence(call, "p", at, at, at * 1_000_000, [("audio", at * 1_000_000, [(b"rtt", rtt)])]))
+            lines.append(b"rtc_stats,call=%s,kind=audio,peer=p rtt=%s %d" % (call.encode(), rtt, at * 1_000_000))
     return lines
 
 

@@ -97,6 +97,9 @@ _LIMITATIONS = {"cpu_limited": QUALITY_LIMITATION_CODES["cpu"],
                 "bandwidth_limited": QUALITY_LIMITATION_CODES["bandwidth"]}
 _THRESHOLDS = {"high_loss": LOSS_THRESHOLD, "high_rtt": RTT_THRESHOLD_MS, "high_jitter": JITTER_THRESHOLD_MS,
                "freezes": FREEZE_THRESHOLD, **_LIMITATIONS}
+# Which window value (current_problems) shows each problem, in PROBLEM_CODES order.
+_PROBLEM_INPUTS = tuple(zip(PROBLEM_CODES, ("loss", "rtt", "jitter", "freezes", "qualityLimitationReason",
+                                            "qualityLimitationReason")))
 
 
 def threshold_of(problem: str) -> float:
@@ -126,10 +129,8 @@ def codes_of_mask(mask: float) -> list[str]:
 def current_problems(window: dict[str, float | None]) -> list[str]:
     """The problems active in a window's values: {"loss", "rtt", "jitter", "freezes",
     "qualityLimitationReason"} (a missing or None value shows none)."""
-    inputs = {"high_loss": "loss", "high_rtt": "rtt", "high_jitter": "jitter", "freezes": "freezes",
-              "cpu_limited": "qualityLimitationReason", "bandwidth_limited": "qualityLimitationReason"}
-    return [problem for problem in PROBLEM_CODES
-            if window.get(inputs[problem]) is not None and holds(problem, window[inputs[problem]])]
+    return [problem for problem, name in _PROBLEM_INPUTS
+            if window.get(name) is not None and holds(problem, window[name])]
 
 
 def _points(series: dict[str, list[tuple[int, float]]], metric: str) -> list[tuple[int, float]]:

@@ -64,12 +64,26 @@ class IngestError(Exception):
         self.code = code
 
 
+# What a presence row of the live feed carries of its samples (field `w`, docs/storage.md): the
+# inputs of the fleet view's quality window (rtcscope/live/fleet.py) and the metrics the
+# dashboard graphs by default, so the detector needs no query over rtc_stats for them.
+# Positional in `w`: new names go at the end, never in between.
+FEED_FIELDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost", "packetsReceived",
+               "packetsSent", "freezeCount", "availableBandwidth")
+_FEED_FIELDS_RE = re.compile(rb"(?:^|,)(" + b"|".join(name.encode() for name in FEED_FIELDS) + rb")=([^,]*)")
+_FEED_POSITION = {name.encode(): index for index, name in enumerate(FEED_FIELDS)}
+# A presence row carries at most this many samples (its newest): a bulk upload of one call
+# must not make a feed row InfluxDB refuses (a string field holds at most 64 KB).
+FEED_MAX_SAMPLES = 64
+
+
 class Feed:
     """Writes the call detector's feed (rtc_feed): one row per presence, end and
     disconnect marker, tagged only by this process's node id so the measurement
     has one series per process, with `call` and `peer` as string fields. A row's
     time is its receive time, made unique within the series (rows of one series
-    at one time would overwrite each other)."""
+    at one time would overwrite each other). A presence row also carries the
+    FEED_FIELDS of its samples (`w`, see `encode_samples`)."""
 
     def __init__(self, node):
         self.node = node
@@ -85,9 +99,10 @@ class Feed:
         return b'%scall="%s",peer="%s",%s %d' % (self._prefix, call.encode(), (peer or "").encode(),
                                                 fields.encode(), self._stamp(now_ns))
 
-    def presence(self, call, peer, first_ms, last_ms, now_ns):
+    def presence(self, call, peer, first_ms, last_ms, now_ns, samples=()):
         recv_ms = float(now_ns // 1_000_000)
-        return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r}", now_ns)
+        return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
+                                      f'w="{encode_samples(samples, last_ms)}"', now_ns)
 
     def end(self, call, peer, at_ms, detail_code, now_ns):
         detail = "" if detail_code is None else f",detail={detail_code!r}"
@@ -95,6 +110,47 @@ class Feed:
 
     def disconnect(self, call, peer, now_ns):
         return self._line(call, peer, f"disconnected={float(now_ns // 1_000_000)!r}", now_ns)
+
+
+def encode_samples(samples, last_ms):
+    """`w`: [(kind, time ns, [(name, value)])] (name and value as bytes) as text with nothing to escape in a line-protocol string:
+    `kind;offset:v,v,...;offset:...|kind;...`, one group per kind (its samples
+    oldest first), a sample's time as µs before the row's `last` (ms), its values in
+    FEED_FIELDS order (empty: absent; trailing empties left out). Only the newest
+    FEED_MAX_SAMPLES samples are kept."""
+    if len(samples) > FEED_MAX_SAMPLES:
+        samples = sorted(samples, key=lambda sample: sample[1])[-FEED_MAX_SAMPLES:]
+    last_us = int(last_ms) * 1000
+    groups = {}
+    for kind, ts_ns, found in samples:
+        values = [b""] * len(FEED_FIELDS)
+        for name, value in found:
+            values[_FEED_POSITION[name]] = value
+        while not values[-1]:
+            values.pop()
+        groups.setdefault(kind or "", []).append(b"%d:%s" % (last_us - ts_ns // 1000, b",".join(values)))
+    return "|".join(kind + ";" + b";".join(entries).decode() for kind, entries in groups.items())
+
+
+def decode_samples(text, last_ms):
+    """`w` back as {kind: {time µs: {name: value}}}; what cannot be read is left out
+    (a row from a newer server may carry more names than this one knows)."""
+    out = {}
+    if not text:
+        return out
+    last_us = int(last_ms) * 1000
+    width = len(FEED_FIELDS)
+    for group in text.split("|"):
+        kind, *entries = group.split(";")
+        samples = out.setdefault(kind, {})
+        for entry in entries:
+            offset, _, encoded = entry.partition(":")
+            try:
+                samples[last_us - int(offset)] = {FEED_FIELDS[index]: float(value)
+                                                  for index, value in enumerate(encoded.split(",")[:width]) if value}
+            except ValueError:
+                continue
+    return out
 
 
 @dataclass
@@ -126,6 +182,7 @@ class _Collector:
         self.result = Parsed()
         # Presence per (call, peer): [first sample ms, last sample ms].
         self.presence = {}
+        self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its FEED_FIELDS)], with a live feed
         self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
         self._prefixes = {}  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
         self._stamp = 0
@@ -158,6 +215,10 @@ class _Collector:
             prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
         result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
         self._seen(call, peer, ts_ns)
+        if self.limits.feed is not None:
+            found = _FEED_FIELDS_RE.findall(fields)
+            if found:
+                self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, found))
 
     def add_end(self, call, peer, ts_ns, detail=None):
         """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
@@ -196,7 +257,7 @@ class _Collector:
                 f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
                 f"recv={recv_ms!r} {self.now_ns}".encode())
             if feed is not None:
-                lines.append(feed.presence(call, peer, first, last, self.now_ns))
+                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
             self.result.calls.add(call)
         if feed is not None:
             lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)

@@ -1,15 +1,18 @@
-"""The call detector: which calls are live, and the newest points of the live graphs.
+"""The call detector: which calls are live, their quality, and the newest points of the live graphs.
 
-It keeps every (call, peer) of its look-back window in memory and each tick
-reads only the live feed's rows received since the previous tick (rtc_feed,
-one series per server process, with an overlap for rows still being written);
-the whole window is read (two grouped queries) only at its first tick and
-after a failed one. It diffs the result with the previous tick, and asks for the newest
-buckets of each metric that at least one viewer watches (one query per
-metric). The answers become `call_started` / `points` / `call_ended`
-messages, serialised once and handed to every viewer. InfluxDB is the only
-state that matters, so every server process derives the same events from the
-same rows. See docs/live.md.
+It keeps every (call, peer) of its look-back window in memory, with the
+samples of the last seconds the feed's rows carry, and each tick reads only
+the live feed's rows received since the previous tick (rtc_feed, one series
+per server process, with an overlap for rows still being written); the whole
+window is read (two grouped queries and the feed's last seconds) only at its
+first tick and after a failed one. It diffs the result with the previous
+tick, computes every live call's quality window and the newest buckets of the
+watched metrics the feed carries from memory (rtcscope/live/recent.py), and
+asks InfluxDB only for the other watched metrics (one query each). The
+answers become `call_started` / `points` / `call_ended` messages, serialised
+once and handed to every viewer. InfluxDB is the only state that matters, so
+every server process derives the same events from the same rows. See
+docs/live.md.
 """
 import asyncio
 import logging
@@ -17,13 +20,14 @@ import time
 
 import orjson
 
-from ..ingest.formats import SUMMARIES_MEASUREMENT
+from ..ingest.formats import FEED_FIELDS, SUMMARIES_MEASUREMENT
 from ..registry import COUNTER
 from ..storage.store import StoreError
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
 from .calls import build_calls, ended_reason, load_calls
+from .recent import RecentSamples
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -148,7 +152,8 @@ class CallDetector:
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
                  incremental=True):
         self.store = store
-        self.incremental = incremental  # False: the whole window every tick (what the benchmarks compare with)
+        # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
+        self.incremental = incremental
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
@@ -157,6 +162,10 @@ class CallDetector:
         # Long enough that a call live at the previous tick is still seen when
         # it times out, even after a few slow or failed ticks.
         self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
+        # Samples are kept for the quality window and the newest buckets of the watched metrics.
+        self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
+        self.recent = RecentSamples()
+        self._feed_keys = frozenset()  # the rows the previous feed read read whole
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
@@ -283,6 +292,16 @@ class CallDetector:
         return await self.store.metric_series(watch.metric, query_start, end_ms, BUCKET_MS // 1000,
                                               rate=watch.rate)
 
+    def _in_memory(self, watch):
+        """Whether the feed carries the metric's samples, so its newest buckets need no query."""
+        return self.incremental and watch.metric.source_field in FEED_FIELDS
+
+    def _recent_series(self, watch, calls, start_ms, end_ms):
+        """What `_metric_series` answers, for the live calls, from the feed's samples."""
+        query_start = start_ms - BUCKET_MS if watch.rate else start_ms
+        return self.recent.metric_series(watch.metric.source_field, calls, query_start, end_ms, BUCKET_MS,
+                                         rate=watch.rate, scale=watch.metric.scale)
+
     def broadcast(self, message, watches):
         for watch in watches:
             deliver(message, watch.viewers, self.unwatch)
@@ -310,6 +329,7 @@ class CallDetector:
         """A tick that failed may have missed feed rows: the next one reads the whole window."""
         self.failures += 1
         self.feed_read_ms = None
+        self._feed_keys = frozenset()
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
@@ -322,11 +342,15 @@ class CallDetector:
 
     async def _tick(self):
         now = now_ms()
-        self.queries += 1
-        _, window = await asyncio.gather(
-            self._read_activity(now),
-            self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
-                                      fleet.WINDOW_COUNTERS))
+        if self.incremental:
+            await self._read_activity(now)
+            window = None
+        else:
+            self.queries += 1
+            _, window = await asyncio.gather(
+                self._read_activity(now),
+                self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
+                                          fleet.WINDOW_COUNTERS))
         presence = [(call, peer, row) for (call, peer), row in self.presence.items()]
         ends = [(call, peer, row) for (call, peer), row in self.ends.items()]
         calls = build_calls(presence, ends, now, self.timeout_ms)
@@ -338,13 +362,18 @@ class CallDetector:
         watches = [watch for watch in self.watches.values() if watch.loaded]
         end = now_ms()
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
-        recent = await asyncio.gather(*(self._metric_series(watch, since, end) for watch in watches))
+        queried = [watch for watch in watches if not self._in_memory(watch)]
+        answers = dict(zip(queried, await asyncio.gather(*(self._metric_series(watch, since, end) for watch in queried))))
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
         self.calls, self.recv = calls, recv
         self.ticks += 1
         self.last_tick_ms = now
-        live = set(self.live_calls)
+        live = {call for call, state in calls.items() if state.state == "live"}
+        if window is None:
+            window = self.recent.window_rows(live, now - self.quality_window_ms, now)
+        recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
+                  for watch in watches]
         self.qualities = fleet.call_qualities(window, live, now)
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live)
@@ -517,19 +546,33 @@ class CallDetector:
         self._arrived_first = {}
         if self.incremental and self.feed_read_ms is not None:
             self.queries += 1
-            presence, ends, disconnects = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS)
-            for call, _, row in presence:
+            fed = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS, self._feed_keys)
+            for call, _, row in fed.presence:
                 if row["recv"] > self.recv.get(call, 0):
                     first = self._arrived_first.get(call)
                     self._arrived_first[call] = row["first"] if first is None else min(first, row["first"])
+            presence, ends, disconnects = fed.presence, fed.ends, fed.disconnects
         else:
-            self.queries += 2
             self.full_reads += 1
-            presence, ends = await self.store.call_activity(since, now + CLOCK_SLACK_MS)
-            disconnects = []
             self.presence, self.ends = {}, {}
+            self.recent.clear()
+            if self.incremental:  # the samples of the last seconds, from the feed, which holds them
+                self.queries += 3
+                (presence, ends), fed = await asyncio.gather(
+                    self.store.call_activity(since, now + CLOCK_SLACK_MS),
+                    self.store.feed_since(now - self.samples_ms - FEED_OVERLAP_MS))
+                self._merge(fed.presence, fed.ends, fed.disconnects)
+            else:
+                self.queries += 2
+                presence, ends = await self.store.call_activity(since, now + CLOCK_SLACK_MS)
+                fed = None
+            disconnects = []
         self._merge(presence, ends, disconnects)
+        if fed is not None:
+            self.recent.add(fed.samples)
+            self._feed_keys = fed.keys
         self._forget_before(since)
+        self.recent.trim(now - self.samples_ms)
         self.feed_read_ms = now
 
     def _merge(self, presence, ends, disconnects):
@@ -565,6 +608,7 @@ class CallDetector:
         """Rows older than the window are what the grouped queries would no longer read."""
         for key in [key for key, row in self.presence.items() if row["recv"] < since]:
             del self.presence[key]
+            self.recent.drop(*key)
         for key, row in list(self.ends.items()):
             if row["time"] is not None and row["time"] < since:
                 row.update(time=None, at=None, detail=None)

@@ -1,7 +1,8 @@
 """The fleet view: every live call's current quality, and the fleet's aggregates.
 
-The detector reads one grouped window of every live call's samples per tick
-(`Store.quality_window`: rows per call, peer and kind) and this module turns
+Each tick the detector has every live call's window per call, peer and kind
+(`window_row` over the samples the live feed brought, rtcscope/live/recent.py;
+or `Store.quality_window`, the same row from rtc_stats) and this module turns
 those rows into each call's quality with the call summary's rules
 (rtcscope/quality.py): the E-model MOS of the window's mean rtt, mean jitter
 and loss ratio, the problems active in the window, the verdict band. See
@@ -24,6 +25,46 @@ _SUMMED_OVER_KINDS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCo
 WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
 WINDOW_LAST = ("qualityLimitationReason",)
 WINDOW_COUNTERS = _SUMMED_OVER_KINDS
+_GAUGES, _LASTS, _COUNTERS = frozenset(WINDOW_GAUGES), frozenset(WINDOW_LAST), frozenset(WINDOW_COUNTERS)
+_ROW_NAMES = WINDOW_GAUGES + WINDOW_LAST + WINDOW_COUNTERS
+
+
+def window_row(samples, start_us, end_us):
+    """One series' window row from its samples {time µs: {name: value}} in [start_us, end_us):
+    what Store.quality_window answers for it (the mean of WINDOW_GAUGES, the last of
+    WINDOW_LAST, the spread of WINDOW_COUNTERS; None for a name without a value).
+    None when no sample of the window has any of them."""
+    sums, lasts, lows, highs = {}, {}, {}, {}
+    for us, values in samples.items():
+        if not start_us <= us < end_us:
+            continue
+        for name, value in values.items():
+            if name in _GAUGES:
+                found = sums.get(name)
+                if found is None:
+                    sums[name] = [value, 1]
+                else:
+                    found[0] += value
+                    found[1] += 1
+            elif name in _COUNTERS:
+                if name not in lows:
+                    lows[name] = highs[name] = value
+                elif value < lows[name]:
+                    lows[name] = value
+                elif value > highs[name]:
+                    highs[name] = value
+            elif name in _LASTS and (name not in lasts or us > lasts[name][0]):
+                lasts[name] = (us, value)
+    if not (sums or lasts or lows):
+        return None
+    row = dict.fromkeys(_ROW_NAMES)
+    for name, (total, count) in sums.items():
+        row[name] = total / count
+    for name, (_, value) in lasts.items():
+        row[name] = value
+    for name, low in lows.items():
+        row[name] = highs[name] - low
+    return row
 
 
 def peer_window(rows):

@@ -170,7 +170,7 @@ async def test_a_call_between_two_ticks_starts_and_ends(http_client, base_url, a
 async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, app):
     detector = app.detector
     await detector.run_tick()
-    await send(http_client, base_url, app, samples("c-4", now_ms() - 2000, 2, rtt=1.0, jitter=2.0))
+    await send(http_client, base_url, app, samples("c-4", now_ms() - 2000, 2, rtt=1.0, jitter=2.0, framesPerSecond=30.0))
     await detector.run_tick()
 
     async def queries_per_tick(viewers):
@@ -179,10 +179,10 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
             await detector.run_tick()
         return (detector.queries - before) / 3
 
-    rtt, jitter = registry.lookup("rtt"), registry.lookup("jitter")
+    rtt, jitter, fps = registry.lookup("rtt"), registry.lookup("jitter"), registry.lookup("framesPerSecond")
     one = Recorder()
     await detector.watch(rtt, one)
-    assert await queries_per_tick(1) == 3  # the feed since the last tick + quality window + rtt
+    assert await queries_per_tick(1) == 1  # the feed since the last tick: quality and rtt come with it
     before = detector.queries
     many = [Recorder() for _ in range(20)]
     for viewer in many:
@@ -190,13 +190,16 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert detector.queries == before  # the snapshot of a watched metric is shared
     assert all([m["type"] for m in v.messages] == ["snapshot"] and list(v.messages[0]["calls"]) == ["c-4"]
                for v in many)
-    assert await queries_per_tick(21) == 3
+    assert await queries_per_tick(21) == 1
     await detector.watch(jitter, Recorder())
-    assert await queries_per_tick(22) == 4  # one more per watched metric
-    for viewer in [one, *many]:
+    assert await queries_per_tick(22) == 1  # the feed carries jitter too
+    framerate = Recorder()
+    await detector.watch(fps, framerate)
+    assert await queries_per_tick(23) == 2  # one more per watched metric the feed does not carry
+    for viewer in [one, *many, framerate]:
         detector.unwatch(viewer)
     assert list(detector.watches) == ["jitter"]
-    assert await queries_per_tick(1) == 3
+    assert await queries_per_tick(1) == 1
 
 
 @pytest.mark.gen_test(timeout=30)

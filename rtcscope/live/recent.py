@@ -1,0 +1,127 @@
+"""The samples of the last seconds, kept by the call detector from the live feed.
+
+Every presence row of the feed (rtc_feed) carries the FEED_FIELDS of its
+samples (docs/storage.md). The detector keeps them per (call, peer, kind) for
+the look-back it needs and computes from them, in memory, what it would
+otherwise ask InfluxDB over rtc_stats every tick, in the shapes those queries
+answer and with their aggregates:
+
+- the quality window (`Store.quality_window`): per (call, peer, kind) the mean
+  of the gauges, the last of the limitation code, the spread of the counters;
+- a watched metric's newest buckets (`Store.metric_series`): per call the mean
+  of a gauge over its peers and kinds, or the sum over them of each series'
+  non-negative per-second derivative of its last value per bucket.
+
+A sample is keyed by its time (µs) within its series, as InfluxDB keys a
+point, so rows read twice (the feed's overlap) change nothing.
+"""
+from . import fleet
+
+
+class RecentSamples:
+    def __init__(self):
+        self.calls = {}  # call -> {peer: {kind: {time µs: {name: value}}}}
+
+    def add(self, rows):
+        """Fold feed rows [(call, peer, {kind: {time µs: values}})] in."""
+        calls = self.calls
+        for call, peer, kinds in rows:
+            peers = calls.get(call)
+            if peers is None:
+                peers = calls[call] = {}
+            known = peers.get(peer)
+            if known is None:
+                peers[peer] = kinds
+                continue
+            for kind, samples in kinds.items():
+                found = known.get(kind)
+                if found is None:
+                    known[kind] = samples
+                else:
+                    found.update(samples)
+
+    def clear(self):
+        self.calls = {}
+
+    def drop(self, call, peer):
+        peers = self.calls.get(call)
+        if peers is not None:
+            peers.pop(peer, None)
+            if not peers:
+                del self.calls[call]
+
+    def trim(self, cutoff_ms):
+        """Forget samples older than `cutoff_ms`. Samples mostly arrive in time order, so a
+        series whose first sample is recent is passed by (bounded memory, not correctness:
+        readers select by time)."""
+        cutoff = cutoff_ms * 1000
+        for peers in self.calls.values():
+            for kinds in peers.values():
+                for kind, samples in kinds.items():
+                    if next(iter(samples), cutoff) < cutoff:
+                        kinds[kind] = {us: values for us, values in samples.items() if us >= cutoff}
+
+    def window_rows(self, calls, start_ms, end_ms):
+        """[(call, peer, kind, row)] of `calls` over [start_ms, end_ms], as Store.quality_window
+        answers with fleet's WINDOW_GAUGES, WINDOW_LAST and WINDOW_COUNTERS."""
+        start, end = start_ms * 1000, (end_ms + 1) * 1000
+        rows = []
+        for call in calls:
+            for peer, kinds in self.calls.get(call, {}).items():
+                for kind, samples in kinds.items():
+                    row = fleet.window_row(samples, start, end)
+                    if row is not None:
+                        rows.append((call, peer, kind, row))
+        return rows
+
+    def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0):
+        """{call: [(bucket ms, value)]} of `calls` over [start_ms, end_ms], as Store.metric_series
+        answers for the field: a gauge's mean per bucket over the call's samples; a counter's
+        rate, per series the non-negative derivative (per second) of its last value per bucket,
+        summed over the call's series."""
+        start, end = start_ms * 1000, (end_ms + 1) * 1000
+        bucket_us = bucket_ms * 1000
+        result = {}
+        for call in calls:
+            buckets = {}
+            for kinds in self.calls.get(call, {}).values():
+                for samples in kinds.values():
+                    if rate:
+                        _add_rates(buckets, samples, field, start, end, bucket_us)
+                        continue
+                    for us, values in samples.items():
+                        value = values.get(field)
+                        if value is not None and start <= us < end:
+                            found = buckets.get(us - us % bucket_us)
+                            if found is None:
+                                buckets[us - us % bucket_us] = [value, 1]
+                            else:
+                                found[0] += value
+                                found[1] += 1
+            if buckets:
+                if rate:
+                    result[call] = [(us // 1000, total * scale) for us, total in sorted(buckets.items())]
+                else:
+                    result[call] = [(us // 1000, total / count * scale) for us, (total, count) in sorted(buckets.items())]
+        return result
+
+
+def _add_rates(buckets, samples, field, start, end, bucket_us):
+    """Add one series' rates to `buckets` {bucket µs: summed rate}: the last value of each
+    bucket, and between consecutive buckets with a value, the increase per second."""
+    lasts = {}
+    for us, values in samples.items():
+        value = values.get(field)
+        if value is not None and start <= us < end:
+            bucket = us - us % bucket_us
+            found = lasts.get(bucket)
+            if found is None or us > found[0]:
+                lasts[bucket] = (us, value)
+    previous = None
+    for bucket in sorted(lasts):
+        value = lasts[bucket][1]
+        if previous is not None:
+            increase = (value - previous[1]) * 1_000_000 / (bucket - previous[0])
+            if increase >= 0:
+                buckets[bucket] = buckets.get(bucket, 0.0) + increase
+        previous = (bucket, value)
