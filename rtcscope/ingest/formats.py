@@ -146,10 +146,15 @@ def decode_samples(text, last_ms):
         for entry in entries:
             offset, _, encoded = entry.partition(":")
             try:
-                samples[last_us - int(offset)] = {FEED_FIELDS[index]: float(value)
-                                                  for index, value in enumerate(encoded.split(",")[:width]) if value}
+                values = {FEED_FIELDS[index]: float(value) for index, value in enumerate(encoded.split(",")[:width])
+                          if value}
+                us = last_us - int(offset)
             except ValueError:
                 continue
+            if us in samples:  # one point to InfluxDB: their fields merge
+                samples[us].update(values)
+            else:
+                samples[us] = values
     return out
 
 

@@ -13,7 +13,8 @@ answer and with their aggregates:
   non-negative per-second derivative of its last value per bucket.
 
 A sample is keyed by its time (µs) within its series, as InfluxDB keys a
-point, so rows read twice (the feed's overlap) change nothing.
+point (samples at one time merge their fields), so rows read twice (the
+feed's overlap) change nothing.
 """
 from . import fleet
 
@@ -37,8 +38,13 @@ class RecentSamples:
                 found = known.get(kind)
                 if found is None:
                     known[kind] = samples
-                else:
-                    found.update(samples)
+                    continue
+                for us, values in samples.items():
+                    same = found.get(us)
+                    if same is None:
+                        found[us] = values
+                    else:  # one point to InfluxDB: the fields of both, the later one's where they meet
+                        same.update(values)
 
     def clear(self):
         self.calls = {}

@@ -1,7 +1,8 @@
 """The ingest parser on its own: formats, escapes, counters and limits, no HTTP."""
+import orjson
 import pytest
 
-from rtcscope.ingest.formats import IngestError, Limits, parse
+from rtcscope.ingest.formats import FEED_FIELDS, FEED_MAX_SAMPLES, Feed, IngestError, Limits, decode_samples, parse
 
 NOW = 1_795_536_126_812_000_000
 
@@ -88,3 +89,40 @@ def test_sample_limit_counts_extracted_and_listed_samples():
     with pytest.raises(IngestError) as error:
         parse(b"rtc_stats,call=a x=1\nrtc_stats,call=a x=2\nrtc_stats,call=a x=3", NOW, limits)
     assert error.value.status == 413
+
+
+def feed_row(parsed):
+    """(fields of the request's one rtc_feed presence row, its `w` decoded)."""
+    [row] = [line.decode() for line in parsed.lines if line.startswith(b"rtc_feed,")]
+    fields = dict(pair.split("=", 1) for pair in row.split(" ")[1].split(",", 5))
+    return fields, decode_samples(fields["w"].strip('"'), float(fields["last"]))
+
+
+def test_the_feed_row_carries_its_samples_quality_and_graph_fields():
+    ms = NOW // 10**6
+    body = orjson.dumps([
+        {"call": "c1", "peer": "bob", "kind": "audio", "ts": ms - 1000,
+         "stats": {"rtt": 41, "jitter": 3.5, "packetsLost": 7, "audioLevel": 0.5, "rttVariance": 2.0}},
+        {"call": "c1", "peer": "bob", "kind": "audio", "ts": ms - 0.5, "stats": {"rtt": 45.25}},
+        {"call": "c1", "peer": "bob", "kind": "video", "ts": ms,
+         "stats": {"availableOutgoingBitrate": 1e6, "qualityLimitationReason": 2, "freezeCount": 1, "framesPerSecond": 30}},
+        {"call": "c1", "peer": "bob", "kind": "connection", "ts": ms, "stats": {"framesPerSecond": 30}},
+    ])
+    parsed = parse(body, NOW, Limits(feed=Feed("n1")))
+    fields, samples = feed_row(parsed)
+    assert (fields["call"], fields["peer"]) == ('"c1"', '"bob"')
+    assert '\\' not in fields["w"] and fields["w"].count('"') == 2  # nothing to escape in line protocol
+    assert samples == {  # µs keys, FEED_FIELDS only; the alias stored as availableBandwidth; no kind without any
+        "audio": {(ms - 1000) * 1000: {"rtt": 41.0, "jitter": 3.5, "packetsLost": 7.0}, ms * 1000 - 500: {"rtt": 45.25}},
+        "video": {ms * 1000: {"availableBandwidth": 1e6, "qualityLimitationReason": 2.0, "freezeCount": 1.0}}}
+    assert set(FEED_FIELDS) >= {"rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost",
+                                "packetsReceived", "packetsSent", "freezeCount", "availableBandwidth"}
+
+
+def test_a_feed_row_keeps_its_newest_samples_and_line_protocol_feeds_too():
+    count = FEED_MAX_SAMPLES + 10
+    body = "\n".join(f"rtc_stats,call=c2,peer=p,kind=audio rtt={i}.0 {NOW - (count - i) * 10**6}" for i in range(count))
+    _, samples = feed_row(parse(body.encode(), NOW, Limits(feed=Feed("n1"))))
+    assert sorted(values["rtt"] for values in samples["audio"].values()) == [float(i) for i in range(10, count)]
+    _, none = feed_row(parse(b"rtc_stats,call=c3 framesPerSecond=30", NOW, Limits(feed=Feed("n1"))))
+    assert none == {}  # a presence row without any carried field: an empty `w`

@@ -289,3 +289,32 @@ async def test_a_failed_tick_reads_the_whole_window_again(http_client, base_url,
     app.store.feed_since = real
     await detector.run_tick()
     assert detector.full_reads == 2 and detector.live_calls == ["back"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_points_from_the_feed_are_what_the_grouped_query_over_rtc_stats_answers(http_client, base_url, app):
+    """Gauges and rates computed from the feed's samples against Store.metric_series on the same
+    samples: two peers, two kinds, a bucket without samples, a counter that resets."""
+    detector = app.detector
+    await detector.run_tick()
+    start = (now_ms() - 8000) // BUCKET_MS * BUCKET_MS
+    body = [sample for sample in samples("eq", start, 7, rtt=(40.0, 3.5), packetsLost=(0.0, 4.0))
+            if not start + 2 * BUCKET_MS <= sample["ts"] < start + 3 * BUCKET_MS]  # alice sends nothing in bucket 3
+    body += samples("eq", start + 250, 7, peer="bob", rtt=(80.0, -2.0))
+    body += [{"call": "eq", "peer": "bob", "kind": "audio", "ts": start + 250 + i * 1000,
+              "stats": {"packetsLost": [100.0, 107.0, 115.0, 3.0, 9.0, 20.0, 22.0][i]}} for i in range(7)]
+    body += [{"call": "eq", "peer": "alice", "kind": "video", "ts": start + 500 + i * 700,
+              "stats": {"availableOutgoingBitrate": 1e6 + i * 1e5, "packetsLost": float(i * i)}} for i in range(9)]
+    await send(http_client, base_url, app, body)
+    await detector.run_tick()
+    end = now_ms()
+    for name in ("rtt", "packetsLost", "availableBandwidth", "jitter"):
+        metric = registry.lookup(name)
+        rate = metric.type == registry.COUNTER
+        ours = detector.recent.metric_series(metric.source_field, {"eq"}, start, end, BUCKET_MS, rate=rate,
+                                             scale=metric.scale)
+        theirs = await app.store.metric_series(metric, start, end, BUCKET_MS // 1000, rate=rate)
+        theirs = {call: [(ms, pytest.approx(value)) for ms, value in points if value is not None]
+                  for call, points in theirs.items()}
+        assert ours == {call: points for call, points in theirs.items() if points}, name
+        assert name == "jitter" or len(ours["eq"]) >= 3, name

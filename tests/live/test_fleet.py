@@ -12,6 +12,7 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from rtcscope.live import fleet
 from rtcscope.quality import FAIR_MOS, GOOD_MOS, estimate_mos
 from tests.conftest import now_ms
 from tests.helpers import assert_error, eventually, get, post
@@ -330,3 +331,49 @@ async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_ur
     opcode, payload = frames[-1]
     assert opcode == 0x8 and struct.unpack(">H", payload[:2])[0] == 4008
     good.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_on_rtc_stats(
+        http_client, base_url, app, app_config, start_server):
+    other = await start_server(**app_config)
+    await other.store.setup()
+    detectors = [app.detector, other.detector]
+    statements = []
+    for store in (app.store, other.store):
+        async def recording(statement, epoch="ms", real=store.query_series):
+            statements.append(statement)
+            return await real(statement, epoch)
+
+        store.query_series = recording
+    for detector in detectors:
+        await detector.run_tick()
+    start = now_ms() - 6000
+    # One call, a peer through each process: alice lossy, far and CPU-limited with freezes, bob fine.
+    alice = call_samples("split", start, 350.0, 20.0, 0.06) + [
+        {"call": "split", "peer": "alice", "kind": "video", "ts": start + i * 1000,
+         "stats": {"freezeCount": float(i // 2), "qualityLimitationReason": 2.0 if i < 3 else 1.0}} for i in range(6)]
+    await send(http_client, base_url, app, alice)
+    await send(http_client, other.base_url, other, call_samples("split", start, 60.0, 4.0, 0.0, peer="bob"))
+    statements.clear()
+    for detector in detectors:
+        await detector.run_tick()
+    assert statements and not [statement for statement in statements if "rtc_stats" in statement]
+    expected = {"mos": expected_mos(350.0, 20.0, 0.06), "verdict": "poor",
+                "problems": ["high_loss", "high_rtt", "freezes", "cpu_limited"], "worst_peer": "alice"}
+    for detector in detectors:
+        found = detector.quality_of("split")
+        assert {key: found[key] for key in expected} == expected
+        assert detector.qualities["split"].peers["bob"]["mos"] == estimate_mos(60.0, 4.0, 0.0)
+    # The same as the grouped window over rtc_stats gives, from the first tick's rebuild too.
+    now = app.detector.last_tick_ms
+    rows = await app.store.quality_window(now - app.detector.quality_window_ms, now, fleet.WINDOW_GAUGES,
+                                          fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS)
+    assert app.detector.qualities["split"].peers == fleet.call_qualities(rows, {"split"}, now)["split"].peers
+    other.detector.feed_read_ms = None  # as after a failed tick: the window is rebuilt from the feed
+    statements.clear()
+    await other.detector.run_tick()
+    assert other.detector.full_reads == 2
+    assert not [statement for statement in statements if "rtc_stats" in statement]
+    assert other.detector.quality_of("split")["problems"] == expected["problems"]
+    assert other.detector.qualities["split"].peers == app.detector.qualities["split"].peers
