@@ -297,8 +297,12 @@ class CallDetector:
         return self.incremental and watch.metric.source_field in FEED_FIELDS
 
     def _recent_series(self, watch, calls, start_ms, end_ms):
-        """What `_metric_series` answers, for the live calls, from the feed's samples."""
+        """What `_metric_series` answers, for the live calls, from the feed's samples. A
+        gauge's buckets change only with new samples: only the calls that got some are
+        computed (a rate's bucket also becomes due as time passes: all of them)."""
         query_start = start_ms - BUCKET_MS if watch.rate else start_ms
+        if not watch.rate:
+            calls = calls & self.recent.touched
         return self.recent.metric_series(watch.metric.source_field, calls, query_start, end_ms, BUCKET_MS,
                                          rate=watch.rate, scale=watch.metric.scale)
 
@@ -343,6 +347,7 @@ class CallDetector:
     async def _tick(self):
         now = now_ms()
         if self.incremental:
+            self.recent.touched = set()
             await self._read_activity(now)
             window = None
         else:
@@ -371,10 +376,11 @@ class CallDetector:
         self.last_tick_ms = now
         live = {call for call, state in calls.items() if state.state == "live"}
         if window is None:
-            window = self.recent.window_rows(live, now - self.quality_window_ms, now)
+            self.qualities = fleet.qualities_of(self.recent.windows(live, now - self.quality_window_ms, now), live, now)
+        else:
+            self.qualities = fleet.call_qualities(window, live, now)
         recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
                   for watch in watches]
-        self.qualities = fleet.call_qualities(window, live, now)
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live)
         self._queue_summaries(ended, now)

@@ -134,7 +134,13 @@ def call_qualities(rows, live_calls, at):
     for call, peer, _, row in rows:
         if call in live_calls:
             by_call.setdefault(call, {}).setdefault(peer, []).append(row)
-    return {call: CallQuality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, {}).items()}, at)
+    return qualities_of(by_call, live_calls, at)
+
+
+def qualities_of(by_call, live_calls, at):
+    """call_qualities from the window's rows grouped {call: {peer: [row of each kind]}}."""
+    empty = {}
+    return {call: CallQuality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, empty).items()}, at)
             for call in live_calls}
 
 

@@ -22,10 +22,12 @@ from . import fleet
 class RecentSamples:
     def __init__(self):
         self.calls = {}  # call -> {peer: {kind: {time µs: {name: value}}}}
+        self.touched = set()  # calls with samples added since the detector last cleared it
 
     def add(self, rows):
         """Fold feed rows [(call, peer, {kind: {time µs: values}})] in."""
         calls = self.calls
+        self.touched.update(call for call, _, _ in rows)
         for call, peer, kinds in rows:
             peers = calls.get(call)
             if peers is None:
@@ -48,6 +50,7 @@ class RecentSamples:
 
     def clear(self):
         self.calls = {}
+        self.touched = set()
 
     def drop(self, call, peer):
         peers = self.calls.get(call)
@@ -67,18 +70,25 @@ class RecentSamples:
                     if next(iter(samples), cutoff) < cutoff:
                         kinds[kind] = {us: values for us, values in samples.items() if us >= cutoff}
 
-    def window_rows(self, calls, start_ms, end_ms):
-        """[(call, peer, kind, row)] of `calls` over [start_ms, end_ms], as Store.quality_window
-        answers with fleet's WINDOW_GAUGES, WINDOW_LAST and WINDOW_COUNTERS."""
+    def windows(self, calls, start_ms, end_ms):
+        """{call: {peer: [row of each kind]}} of `calls` over [start_ms, end_ms]: the rows
+        Store.quality_window answers with fleet's WINDOW_GAUGES, WINDOW_LAST and
+        WINDOW_COUNTERS, grouped as fleet.qualities_of takes them."""
         start, end = start_ms * 1000, (end_ms + 1) * 1000
-        rows = []
+        window_row = fleet.window_row
+        by_call = {}
         for call in calls:
-            for peer, kinds in self.calls.get(call, {}).items():
-                for kind, samples in kinds.items():
-                    row = fleet.window_row(samples, start, end)
-                    if row is not None:
-                        rows.append((call, peer, kind, row))
-        return rows
+            peers = self.calls.get(call)
+            if peers is None:
+                continue
+            found = {}
+            for peer, kinds in peers.items():
+                rows = [row for row in (window_row(samples, start, end) for samples in kinds.values()) if row is not None]
+                if rows:
+                    found[peer] = rows
+            if found:
+                by_call[call] = found
+        return by_call
 
     def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0):
         """{call: [(bucket ms, value)]} of `calls` over [start_ms, end_ms], as Store.metric_series

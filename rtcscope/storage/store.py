@@ -4,6 +4,8 @@ Every value that reaches InfluxQL is either a number formatted here or an
 identifier that already matched a strict pattern, and is quoted anyway.
 """
 import asyncio
+import contextlib
+import gc
 import time
 import warnings
 from typing import NamedTuple
@@ -37,6 +39,22 @@ FIELD_CACHE_SECONDS = 5.0
 
 class StoreError(Exception):
     """InfluxDB could not answer a query."""
+
+
+@contextlib.contextmanager
+def collection_paused():
+    """No cyclic garbage collection inside (nothing may await there): for decoding and
+    folding large answers. Their objects live a moment, long enough for the collections
+    their own allocations trigger to promote them into the old generation, and every
+    such batch ends in a full collection of the whole heap (measured: half of a tick's
+    CPU at 20,000 live calls). Reference counting frees them as well."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class FeedRows(NamedTuple):
@@ -155,8 +173,10 @@ class Store:
                  "rows": [dict(zip(series["columns"], values)) for values in series.get("values", [])]}
                 for series in await self.query_series(statement)]
 
-    async def query_series(self, statement, epoch="ms"):
-        """Run one statement; returns InfluxDB's series as they come ("columns", "values").
+    async def query_series(self, statement, epoch="ms", fold=None):
+        """Run one statement; returns InfluxDB's series as they come ("columns", "values"),
+        or with `fold`, what fold(series) returns, computed with collection paused (a large
+        answer turned into what is kept, its rows dropped at once).
 
         The answer is decoded by orjson, over the client's session: the client's own
         json.loads was a third of the detector's CPU at 20,000 live calls."""
@@ -168,19 +188,12 @@ class Store:
             async with client._session.post(client.url.format(endpoint="query"),
                                             data={"q": statement, "db": self.database, "epoch": epoch}) as response:
                 body = await response.read()
-            result = orjson.loads(body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise StoreError(str(exc) or type(exc).__name__) from None
-        except orjson.JSONDecodeError:
-            raise StoreError(f"InfluxDB answered {response.status} with no JSON") from None
-        if "error" in result:
-            raise StoreError(result["error"])
-        series_out = []
-        for statement_result in result.get("results", []):
-            if "error" in statement_result:
-                raise StoreError(statement_result["error"])
-            series_out.extend(statement_result.get("series", []))
-        return series_out
+        if fold is None:
+            return _series_of(body, response.status)
+        with collection_paused():
+            return fold(_series_of(body, response.status))
 
     async def field_names(self):
         """Field keys stored in rtc_stats, cached briefly: they decide 404 vs 200."""
@@ -246,42 +259,7 @@ class Store:
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
-        read = FeedRows([], [], [], [], set())
-        presence, ends, disconnects, samples, keys = read
-        for series in await self.query_series(statement, epoch="ns"):
-            # Rows as lists, by column position: a feed read holds tens of thousands of rows.
-            time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_ = map(
-                series["columns"].index, ("time", *names))
-            for values in series.get("values", ()):
-                key = (values[node_], values[time_])
-                if key in known:
-                    keys.add(key)
-                    continue
-                call, peer = values[call_], values[peer_]
-                if not call or peer is None:
-                    continue
-                if values[recv_] is not None:
-                    last = values[last_]
-                    if values[first_] is None or last is None:
-                        continue
-                    presence.append((call, peer, {"first": values[first_], "last": last, "recv": values[recv_]}))
-                    if values[w_] is None:  # not visible yet, or a row of an older server: read again
-                        continue
-                    if values[w_]:
-                        samples.append((call, peer, decode_samples(values[w_], last)))
-                elif values[end_] is not None:
-                    if values[at_] is None:
-                        continue
-                    ends.append((call, peer, {"time": values[time_] // 1_000_000, "at": values[at_],
-                                              "detail": values[detail_]}))
-                elif values[disconnected_] is not None:
-                    disconnects.append((call, peer, {"time": values[time_] // 1_000_000,
-                                                     "disconnected": values[disconnected_]}))
-                else:
-                    continue
-                keys.add(key)
-        return read
-
+        return await self.query_series(statement, epoch="ns", fold=lambda answer: _fold_feed(answer, names, known))
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
         statement = (f'SELECT min("first") AS "first" FROM {PRESENCE_MEASUREMENT} '
@@ -319,6 +297,61 @@ class Store:
                      f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'GROUP BY time({bucket_s}s) fill(null)')
         return [row for series in await self.query(statement) for row in series["rows"]]
+
+
+def _fold_feed(answer, names, known):
+    """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
+    read = FeedRows([], [], [], [], set())
+    presence, ends, disconnects, samples, keys = read
+    for series in answer:
+        # Rows as lists, by column position: a feed read holds tens of thousands of rows.
+        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_ = map(
+            series["columns"].index, ("time", *names))
+        for values in series.get("values", ()):
+            key = (values[node_], values[time_])
+            if key in known:
+                keys.add(key)
+                continue
+            call, peer = values[call_], values[peer_]
+            if not call or peer is None:
+                continue
+            if values[recv_] is not None:
+                last = values[last_]
+                if values[first_] is None or last is None:
+                    continue
+                presence.append((call, peer, {"first": values[first_], "last": last, "recv": values[recv_]}))
+                if values[w_] is None:  # not visible yet, or a row of an older server: read again
+                    continue
+                if values[w_]:
+                    samples.append((call, peer, decode_samples(values[w_], last)))
+            elif values[end_] is not None:
+                if values[at_] is None:
+                    continue
+                ends.append((call, peer, {"time": values[time_] // 1_000_000, "at": values[at_],
+                                          "detail": values[detail_]}))
+            elif values[disconnected_] is not None:
+                disconnects.append((call, peer, {"time": values[time_] // 1_000_000,
+                                                 "disconnected": values[disconnected_]}))
+            else:
+                continue
+            keys.add(key)
+    return read
+
+
+def _series_of(body, status):
+    """The series of every statement of a query's answer; StoreError for an error in it."""
+    try:
+        result = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise StoreError(f"InfluxDB answered {status} with no JSON") from None
+    if "error" in result:
+        raise StoreError(result["error"])
+    series_out = []
+    for statement_result in result.get("results", []):
+        if "error" in statement_result:
+            raise StoreError(statement_result["error"])
+        series_out.extend(statement_result.get("series", []))
+    return series_out
 
 
 def _complete_rows(series, fields):

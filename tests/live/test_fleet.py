@@ -341,9 +341,9 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     detectors = [app.detector, other.detector]
     statements = []
     for store in (app.store, other.store):
-        async def recording(statement, epoch="ms", real=store.query_series):
+        async def recording(statement, real=store.query_series, **options):
             statements.append(statement)
-            return await real(statement, epoch)
+            return await real(statement, **options)
 
         store.query_series = recording
     for detector in detectors:
