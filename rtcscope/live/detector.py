@@ -165,7 +165,7 @@ class CallDetector:
         # Samples are kept for the quality window and the newest buckets of the watched metrics.
         self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
         self.recent = RecentSamples()
-        self._feed_keys = frozenset()  # the rows the previous feed read read whole
+        self._feed_keys = {}  # the rows the previous feed read read whole
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
@@ -333,7 +333,7 @@ class CallDetector:
         """A tick that failed may have missed feed rows: the next one reads the whole window."""
         self.failures += 1
         self.feed_read_ms = None
-        self._feed_keys = frozenset()
+        self._feed_keys = {}
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""

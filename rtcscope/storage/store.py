@@ -59,13 +59,14 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: {name: value}}}; `keys` the (node, time ns) of every row read whole."""
+    {kind: {time µs: {name: value}}}; `keys` {node: {time ns}} of every row read whole
+    (ints, which the cyclic collector never has to look at)."""
 
     presence: list
     ends: list
     disconnects: list
     samples: list
-    keys: set
+    keys: dict
 
 
 def quote_identifier(name):
@@ -246,7 +247,7 @@ class Store:
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
         return _complete_rows(presence, ("first", "last", "recv")), _latest_events(ends)
 
-    async def feed_since(self, since_ms, known=frozenset()):
+    async def feed_since(self, since_ms, known=None):
         """The live feed's rows received since `since_ms`, from every process, as FeedRows:
         presence, ends and disconnect markers with the fields call_activity gives them, and
         the samples of the presence rows that carry them.
@@ -259,7 +260,7 @@ class Store:
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
-        return await self.query_series(statement, epoch="ns", fold=lambda answer: _fold_feed(answer, names, known))
+        return await self.query_series(statement, epoch="ns", fold=lambda answer: _fold_feed(answer, names, known or {}))
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
         statement = (f'SELECT min("first") AS "first" FROM {PRESENCE_MEASUREMENT} '
@@ -301,16 +302,20 @@ class Store:
 
 def _fold_feed(answer, names, known):
     """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
-    read = FeedRows([], [], [], [], set())
+    read = FeedRows([], [], [], [], {})
     presence, ends, disconnects, samples, keys = read
+    nothing = frozenset()
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
         time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_ = map(
             series["columns"].index, ("time", *names))
         for values in series.get("values", ()):
-            key = (values[node_], values[time_])
-            if key in known:
-                keys.add(key)
+            node, stamp = values[node_], values[time_]
+            seen = keys.get(node)
+            if seen is None:
+                seen = keys[node] = set()
+            if stamp in known.get(node, nothing):
+                seen.add(stamp)
                 continue
             call, peer = values[call_], values[peer_]
             if not call or peer is None:
@@ -327,14 +332,13 @@ def _fold_feed(answer, names, known):
             elif values[end_] is not None:
                 if values[at_] is None:
                     continue
-                ends.append((call, peer, {"time": values[time_] // 1_000_000, "at": values[at_],
+                ends.append((call, peer, {"time": stamp // 1_000_000, "at": values[at_],
                                           "detail": values[detail_]}))
             elif values[disconnected_] is not None:
-                disconnects.append((call, peer, {"time": values[time_] // 1_000_000,
-                                                 "disconnected": values[disconnected_]}))
+                disconnects.append((call, peer, {"time": stamp // 1_000_000, "disconnected": values[disconnected_]}))
             else:
                 continue
-            keys.add(key)
+            seen.add(stamp)
     return read
 
 
