@@ -126,14 +126,14 @@ class Application(tornado.web.Application):
         self.rtcstats_sessions = rtcstats_sessions
         feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
         self.telemetry = telemetry
-        self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
+        self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
         client_timeout = _seconds(config["client_timeout"])
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         detector.tick_hooks.append(alerts.on_tick)
         alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
         alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
-            tornado.ioloop.PeriodicCallback(lambda: self.close_idle_stats_sockets(client_timeout),
+            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
@@ -172,10 +172,10 @@ class Application(tornado.web.Application):
                                              {"status": status, "code": code, "message": message})
         return super().find_handler(request, **kwargs)
 
-    def close_idle_stats_sockets(self, timeout):
+    def sweep_stats_sockets(self, timeout):
         now = time.monotonic()
         for socket in list(self.stats_sockets):
-            socket.close_if_idle(now, timeout)
+            socket.sweep(now, timeout, ws.PING_INTERVAL_SECONDS)
 
     def reload_secrets(self):
         """SIGHUP: re-read the ingest keys and read tokens now."""
@@ -205,11 +205,13 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
         for callback in self.periodic_callbacks:
             callback.stop()
-        # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
-        # and resend what was not stored.
+        # Websocket ingest clients (rtcstats, rtcscope.js) reconnect after 1012 (here once restarted,
+        # or to another process) and resend what was not stored.
         for session in list(self.rtcstats_sessions.by_id.values()):
             if session.connection is not None:
                 session.connection.close(1012, "the server is restarting")
+        for socket in list(self.stats_sockets):
+            socket.stop()
         await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
