@@ -71,7 +71,7 @@ class FrameProtocol(asyncio.Protocol):
     stop and restart reading while an answer is pending (frames are answered in order)."""
 
     __slots__ = ("max_message_size", "transport", "rest", "wanted", "pieces", "fragments", "held", "write_blocked",
-                 "sent_code", "close_code", "pong_due", "_close_timer")
+                 "sent_code", "close_code", "pong_due", "draining", "_close_timer")
 
     def __init__(self, max_message_size, early=b""):
         self.max_message_size = max_message_size
@@ -85,6 +85,7 @@ class FrameProtocol(asyncio.Protocol):
         self.sent_code = None  # the code of the close frame sent
         self.close_code = None  # the client's, from its close frame
         self.pong_due = False  # a ping was sent and no pong has come since
+        self.draining = False  # failed: what the client still sends is read and dropped until it closes
         self._close_timer = None
 
     def connection_made(self, transport):
@@ -94,6 +95,8 @@ class FrameProtocol(asyncio.Protocol):
             self.data_received(rest)
 
     def data_received(self, data):
+        if self.draining:
+            return
         if self.rest:
             self.pieces.append(data)
             self.wanted -= len(data)
@@ -197,12 +200,18 @@ class FrameProtocol(asyncio.Protocol):
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_WAIT_SECONDS, self.transport.abort)
 
     def fail(self, code, reason):
-        """Close at once, without waiting for the client's echo: it broke the protocol, or the server goes away."""
-        if self.transport is None:
+        """Close without reading another frame: the client broke the protocol, or the server goes away.
+        The close frame is followed by a FIN, and what the client still sends is read and dropped
+        until it closes (at most CLOSE_WAIT_SECONDS): closing a socket with unread bytes would
+        reset the connection, and the client could lose the close frame."""
+        if self.transport is None or self.draining:
             return
-        if self.sent_code is None:
-            self._send_close(code, reason)
-        self.transport.close()
+        self.close(code, reason)
+        self.draining = True
+        self.rest, self.pieces, self.fragments = b"", [], None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._update_reading()
 
     def _send_close(self, code, reason):
         self.sent_code = code
@@ -233,7 +242,7 @@ class FrameProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self.held or self.write_blocked:
+        if (self.held or self.write_blocked) and not self.draining:
             transport.pause_reading()
         else:
             transport.resume_reading()
