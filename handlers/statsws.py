@@ -16,8 +16,7 @@ from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
 
 from .base import IngestSocket, ingest_client, ingest_key_refusal, is_websocket
-from .wire import FrameProtocol, Handover
-from .ws import text_frame
+from .wire import TEXT, FrameProtocol, Handover, server_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
 CLOSE_IDLE = 4001
@@ -125,14 +124,14 @@ class StatsWire(FrameProtocol):
         answer = b""
         for number, code, message in frame.errors:
             telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-            answer += text_frame(orjson.dumps({"type": "error", "seq": number,
+            answer += server_frame(TEXT, orjson.dumps({"type": "error", "seq": number,
                                                "error": {"code": code, "message": message}}))
-        self.send(answer + text_frame(b'{"type":"ack","seq":%d}' % self.connection.handled))
+        self.send(answer + server_frame(TEXT, b'{"type":"ack","seq":%d}' % self.connection.handled))
 
     def _busy(self, frame, code, retry_after):
         """Nothing of the frame applied: the client sends it again from `seq` after `retry_after`."""
         self.app.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-        self.send(text_frame(b'{"type":"busy","seq":%d,"retry_after":%d,"code":"%s"}'
+        self.send(server_frame(TEXT, b'{"type":"busy","seq":%d,"retry_after":%d,"code":"%s"}'
                              % (frame.first, retry_after, code.encode())))
 
     def sweep(self, now, idle_timeout, ping_interval):

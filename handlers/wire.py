@@ -76,8 +76,8 @@ class FrameProtocol(asyncio.Protocol):
     def __init__(self, max_message_size, early=b""):
         self.max_message_size = max_message_size
         self.transport = None
-        self.rest = early  # bytes of a frame not yet whole (what tornado read past the upgrade, at first)
-        self.wanted = len(early)  # bytes `rest` must reach before it is parsed again
+        self.rest = early  # bytes of a frame not yet whole (at first: what tornado read past the upgrade)
+        self.wanted = 0  # bytes `rest` must grow by before it is parsed again
         self.pieces = []  # reads since, joined once `wanted` is reached (a long frame is copied once)
         self.fragments = None  # a fragmented message so far: [opcode, bytearray]
         self.held = False  # an answer is pending: frames after it wait
