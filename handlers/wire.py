@@ -260,7 +260,8 @@ class FrameProtocol(asyncio.Protocol):
 class Handover(WebSocketProtocol13):
     """tornado's side of an upgrade: it checks the websocket headers and writes the 101
     (through the handler, so the headers every answer carries are there); then the
-    socket leaves tornado for the FrameProtocol `handler.frame_protocol(early bytes)` makes."""
+    socket leaves tornado for the FrameProtocol `handler.frame_protocol(early bytes)` makes.
+    The server speaks plain HTTP (TLS ends at the proxy), so the socket carries the frames as they are."""
 
     def start_pinging(self):
         """The FrameProtocol's owner pings (tornado would start a coroutine per connection)."""
