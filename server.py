@@ -295,6 +295,11 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
     telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
                       lambda: detector.summaries_written)
+    telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                    lambda: len(detector.ended_calls))
+    telemetry.gauge("rtcscope_ended_calls_ready",
+                    "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                    lambda: int(detector.ended_calls.ready))
     telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
                     lambda: alerts.firing_count)
     telemetry.counter("rtcscope_webhook_deliveries_total",

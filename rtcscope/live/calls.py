@@ -12,7 +12,7 @@ from ..ingest.formats import END_DETAIL_CODES
 _DETAILS = {code: name for name, code in END_DETAIL_CODES.items()}
 
 
-@dataclass
+@dataclass(slots=True)  # the ended-call index holds up to --max-ended-calls of them
 class CallState:
     call: str
     state: str  # "live" or "ended"

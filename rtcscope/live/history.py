@@ -10,10 +10,11 @@ process sees the same ends in the shared feed and loads the same rows, so
 they all list the same calls. See docs/live.md.
 """
 import dataclasses
-from collections import OrderedDict
+from types import MappingProxyType
 
-# Ended calls held at most: about 0.6 KB each (docs/live.md), so ~120 MB at the cap.
+# Ended calls held at most: about 0.8 KB each (docs/live.md), so ~160 MB at the cap.
 MAX_ENDED_CALLS = 200_000
+_NO_PEER_ENDS = MappingProxyType({})
 
 
 class EndedCall:
@@ -37,7 +38,8 @@ class EndedCalls:
     def __init__(self, window_ms, max_entries=MAX_ENDED_CALLS):
         self.window_ms = window_ms
         self.max_entries = max_entries
-        self.entries = OrderedDict()
+        self.entries = {}  # call -> EndedCall, in the order they were recorded
+        self._problems = {}  # one tuple per set of problem codes, shared by the entries that have it
         self.covered_from = None  # ms: every ended call seen since is here; None: not loaded
         self._touched = None  # calls recorded or forgotten while a load runs: newer than what it read
         self._imports = {}  # call -> deadline (ms): imported here, not indexed yet
@@ -74,10 +76,10 @@ class EndedCalls:
         """Replace the entries with a load's ended `states` (read at `now_ms`), keeping
         what ticks recorded or forgot meanwhile; `qualities`: {call: summary quality}."""
         touched, self._touched = self._touched or set(), None
-        loaded = OrderedDict()
+        loaded = {}
         for state in sorted(states, key=lambda state: state.recv):
             if state.call not in touched:
-                loaded[state.call] = EndedCall(_slim(state), qualities.get(state.call))
+                loaded[state.call] = EndedCall(_slim(state), self._shared(qualities.get(state.call)))
         for call in touched:
             if call in self.entries:
                 loaded[call] = self.entries[call]
@@ -92,7 +94,7 @@ class EndedCalls:
         if self._touched is not None:
             self._touched.add(state.call)
         self.entries.pop(state.call, None)
-        self.entries[state.call] = EndedCall(_slim(state), quality)
+        self.entries[state.call] = EndedCall(_slim(state), self._shared(quality))
         self._enforce_cap()
 
     def forget(self, call):
@@ -114,20 +116,33 @@ class EndedCalls:
     def expire(self, now_ms):
         """Drop the entries that have left the window (from the oldest end)."""
         cutoff = now_ms - self.window_ms
-        while self.entries:
-            call, entry = next(iter(self.entries.items()))
+        gone = []
+        for call, entry in self.entries.items():
             if entry.state.recv >= cutoff:
                 break
+            gone.append(call)
+        for call in gone:
             del self.entries[call]
 
     def _enforce_cap(self):
-        while len(self.entries) > self.max_entries:
-            _, entry = self.entries.popitem(last=False)
-            self.dropped += 1
+        excess = len(self.entries) - self.max_entries
+        if excess <= 0:
+            return
+        oldest = [call for call, _ in zip(self.entries, range(excess))]
+        for call in oldest:
+            entry = self.entries.pop(call)
             if self.covered_from is not None:
                 self.covered_from = max(self.covered_from, entry.state.recv + 1)
+        self.dropped += excess
+
+    def _shared(self, quality):
+        """A summary quality whose problem codes are a tuple shared with the other entries that have them."""
+        if quality is None:
+            return None
+        problems = tuple(quality["problems"])
+        return {**quality, "problems": self._problems.setdefault(problems, problems)}
 
 
 def _slim(state):
     """The state as listed: the peers' own ends are not kept (only alerts read them, of live calls)."""
-    return dataclasses.replace(state, peer_ends={}) if state.peer_ends else state
+    return dataclasses.replace(state, peer_ends=_NO_PEER_ENDS)
