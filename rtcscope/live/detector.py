@@ -193,6 +193,7 @@ class CallDetector:
         self._ended_load = None
         self._ended_load_after_ms = 0
         self._imported = set()  # imported calls read in the feed, to look up this tick
+        self._import_rows = {}  # (call, time) of the feed's import rows already read -> time (the overlap re-reads them)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
         self.ticks = 0
@@ -604,7 +605,7 @@ class CallDetector:
         if self.incremental and self.feed_read_ms is not None:
             self.queries += 1
             presence, ends, disconnects, imports = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS)
-            self._imported.update(call for call, _, _ in imports)
+            self._note_imports(imports, self.feed_read_ms - FEED_OVERLAP_MS)
             for call, _, row in presence:
                 if row["recv"] > self.recv.get(call, 0):
                     first = self._arrived_first.get(call)
@@ -618,6 +619,14 @@ class CallDetector:
         self._merge(presence, ends, disconnects)
         self._forget_before(since)
         self.feed_read_ms = now
+
+    def _note_imports(self, imports, since):
+        for call, _, row in imports:
+            if (call, row["time"]) not in self._import_rows:
+                self._import_rows[(call, row["time"])] = row["time"]
+                self._imported.add(call)
+        for key in [key for key, at in self._import_rows.items() if at < since]:
+            del self._import_rows[key]
 
     def _merge(self, presence, ends, disconnects):
         """Fold rows into the window: the same answer as the grouped queries over it

@@ -43,7 +43,6 @@ class EndedCalls:
         self.covered_from = None  # ms: every ended call seen since is here; None: not loaded
         self._touched = None  # calls recorded or forgotten while a load runs: newer than what it read
         self._imports = {}  # call -> deadline (ms): imported here, not indexed yet
-        self.loads = 0
         self.dropped = 0  # entries the cap pushed out
 
     def __len__(self):
@@ -85,7 +84,6 @@ class EndedCalls:
                 loaded[call] = self.entries[call]
         self.entries = loaded
         self.covered_from = now_ms - self.window_ms
-        self.loads += 1
         self._enforce_cap()
 
     def record(self, state, quality=None):
