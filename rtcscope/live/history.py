@@ -77,8 +77,14 @@ class EndedCalls:
         touched, self._touched = self._touched or set(), None
         loaded = {}
         for state in sorted(states, key=lambda state: state.recv):
-            if state.call not in touched:
-                loaded[state.call] = EndedCall(_slim(state), self._shared(qualities.get(state.call)))
+            if state.call in touched:
+                continue
+            quality = qualities.get(state.call)
+            known = self.entries.get(state.call)
+            if quality is None and known is not None and known.state.ended == state.ended:
+                loaded[state.call] = EndedCall(_slim(state), known.quality)  # summarised before its point was read
+            else:
+                loaded[state.call] = EndedCall(_slim(state), self._shared(quality))
         for call in touched:
             if call in self.entries:
                 loaded[call] = self.entries[call]

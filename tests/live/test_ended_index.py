@@ -78,3 +78,14 @@ def test_an_import_of_this_process_waits_for_the_detector():
     assert index.covers(60_000, NOW)
     index.expect_import("lost", NOW + 30_000)
     assert not index.covers(60_000, NOW + 29_000) and index.covers(60_000, NOW + 30_000)  # it gives up waiting
+
+
+def test_a_reload_keeps_a_quality_whose_summary_point_it_could_not_read_yet():
+    index = EndedCalls(WINDOW)
+    index.begin_load()
+    index.finish_load(NOW, [], {})
+    index.record(ended("a", NOW - 1000), quality(3.5))
+    index.invalidate()  # a failed tick
+    index.begin_load()
+    index.finish_load(NOW, [ended("a", NOW - 1000)], {})
+    assert [entry.quality["mos"] for entry in index.since(0)] == [3.5]
