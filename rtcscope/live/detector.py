@@ -7,9 +7,10 @@ the whole window is read (two grouped queries) only at its first tick and
 after a failed one. It diffs the result with the previous tick, and asks for the newest
 buckets of each metric that at least one viewer watches (one query per
 metric). The answers become `call_started` / `points` / `call_ended`
-messages, serialised once and handed to every viewer. InfluxDB is the only
-state that matters, so every server process derives the same events from the
-same rows. See docs/live.md.
+messages, serialised once and handed to every viewer. The calls that end go
+into the ended-call index (history.py) that `/v1/calls/` lists them from.
+InfluxDB is the only state that matters, so every server process derives the
+same events from the same rows. See docs/live.md.
 """
 import asyncio
 import dataclasses
