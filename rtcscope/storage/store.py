@@ -202,19 +202,20 @@ class Store:
 
     async def feed_since(self, since_ms):
         """The live feed's rows received since `since_ms`, from every process: (presence, ends,
-        disconnects), each [(call, peer, row)] with the row's fields as call_activity gives them.
+        disconnects, imports), each [(call, peer, row)] with the row's fields as call_activity
+        gives them (an import's row: {time, imported}, when the dump's points were all written).
 
         No grouping over calls: the cost is per row read. A row InfluxDB shows
         only partly (some fields not visible yet) is skipped; a reader with an
         overlap reads it whole next time."""
-        names = ("call", "peer", "first", "last", "recv", "end", "at", "detail", "disconnected")
+        names = ("call", "peer", "first", "last", "recv", "end", "at", "detail", "disconnected", "imported")
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
-        presence, ends, disconnects = [], [], []
+        presence, ends, disconnects, imports = [], [], [], []
         for series in await self.query_series(statement):
             # Rows as lists, by column position: a feed read holds thousands of rows.
-            time_, call_, peer_, first_, last_, recv_, end_, at_, detail_, disconnected_ = map(
+            time_, call_, peer_, first_, last_, recv_, end_, at_, detail_, disconnected_, imported_ = map(
                 series["columns"].index, ("time", *names))
             for values in series.get("values", ()):
                 call, peer = values[call_], values[peer_]
@@ -230,7 +231,9 @@ class Store:
                                                   "detail": values[detail_]}))
                 elif values[disconnected_] is not None:
                     disconnects.append((call, peer, {"time": values[time_], "disconnected": values[disconnected_]}))
-        return presence, ends, disconnects
+                elif values[imported_] is not None:
+                    imports.append((call, peer, {"time": values[time_], "imported": values[imported_]}))
+        return presence, ends, disconnects, imports
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
