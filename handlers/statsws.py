@@ -1,10 +1,11 @@
 """WebSocket /v1/stats/ws?call=C&peer=P[&key=K]: rtcscope.js's default transport.
 
-The protocol lives in rtcscope/ingest/connection.py; this handler checks the
-key and origin like POST ingest, admits the call through the same limits,
-stores a frame's points through the same writer (a frame is all or nothing
-for the writer: its `busy` says which message to send again) and answers
-each frame with its refusals and one `ack`. One connection per peer; the
+The protocol lives in rtcscope/ingest/connection.py; the handler checks the
+key and origin like POST ingest before the upgrade; then the socket leaves
+tornado (handlers/wire.py) and StatsWire admits the call through the same
+limits, stores a frame's points through the same writer (a frame is all or
+nothing for the writer: its `busy` says which message to send again) and
+answers each frame with its refusals and one `ack`. One connection per peer; the
 client sends a frame every sendInterval (2 s), several reports per frame,
 and waits for its answer before it sends the next."""
 import asyncio
