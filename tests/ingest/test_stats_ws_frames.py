@@ -241,3 +241,16 @@ async def test_the_servers_shutdown_closes_ingest_sockets_with_1012_and_stores_n
             await application.stop()
     await eventually(lambda: influxd.rows("SELECT * FROM rtc_stats WHERE call = 'wire-stop'", database))
     assert influxd.rows("SELECT * FROM rtc_events WHERE call = 'wire-stop'", database) == []
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_tornado_keeps_nothing_of_the_sockets_it_handed_over(http_client, base_url, app, io_loop):
+    before = set(io_loop.handlers)
+    peers = [await raw_socket(base_url, "wire-handover", f"p{index}") for index in range(5)]
+    await eventually(lambda: len(app.stats_sockets) == 5)
+    assert set(io_loop.handlers) == before  # no fd registered with tornado's loop for them
+    for index, (reader, writer) in enumerate(peers):
+        writer.write(client_frame(json.dumps({"ts": now_ms(), "kind": "audio", "stats": {"rtt": 40.0 + index}}).encode()))
+        assert await server_frames(reader, 1) == [(0x1, b'{"type":"ack","seq":1}')]
+        writer.close()
+    await eventually(lambda: not app.stats_sockets)
