@@ -28,6 +28,7 @@ from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
+from rtcscope.live.history import MAX_ENDED_CALLS
 from rtcscope.live.webhooks import WebhookError, Webhooks
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
@@ -87,6 +88,9 @@ define("new_calls_window", default=datetime.timedelta(minutes=1), type=datetime.
 define("max_calls_per_request", default=10, help="most distinct calls in one ingest request or message (413 beyond)")
 define("max_live_calls", default=50_000,
        help="most live calls in the fleet (as the detector counts them); new calls beyond get 429")
+define("max_ended_calls", default=MAX_ENDED_CALLS,
+       help="ended calls of the last 24 h held in memory for /v1/calls/ (about 0.6 KB each); "
+            "beyond, lists reaching before the oldest held are read from InfluxDB")
 define("client_timeout", default=datetime.timedelta(seconds=60), type=datetime.timedelta,
        help="a connection idle this long, or a request body not received within it, is closed")
 define("stats_ws", default=True,
@@ -126,14 +130,14 @@ class Application(tornado.web.Application):
         self.rtcstats_sessions = rtcstats_sessions
         feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
         self.telemetry = telemetry
-        self.stats_sockets = set()  # open /v1/stats/ws connections, swept for idle ones
+        self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
         client_timeout = _seconds(config["client_timeout"])
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         detector.tick_hooks.append(alerts.on_tick)
         alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
         alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
-            tornado.ioloop.PeriodicCallback(lambda: self.close_idle_stats_sockets(client_timeout),
+            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
@@ -172,10 +176,10 @@ class Application(tornado.web.Application):
                                              {"status": status, "code": code, "message": message})
         return super().find_handler(request, **kwargs)
 
-    def close_idle_stats_sockets(self, timeout):
+    def sweep_stats_sockets(self, timeout):
         now = time.monotonic()
         for socket in list(self.stats_sockets):
-            socket.close_if_idle(now, timeout)
+            socket.sweep(now, timeout, ws.PING_INTERVAL_SECONDS)
 
     def reload_secrets(self):
         """SIGHUP: re-read the ingest keys and read tokens now."""
@@ -205,11 +209,13 @@ class Application(tornado.web.Application):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
         for callback in self.periodic_callbacks:
             callback.stop()
-        # rtcstats clients reconnect after 1012 (here once restarted, or to another process)
-        # and resend what was not stored.
+        # Websocket ingest clients (rtcstats, rtcscope.js) reconnect after 1012 (here once restarted,
+        # or to another process) and resend what was not stored.
         for session in list(self.rtcstats_sessions.by_id.values()):
             if session.connection is not None:
                 session.connection.close(1012, "the server is restarting")
+        for socket in list(self.stats_sockets):
+            socket.stop()
         await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
@@ -291,6 +297,11 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
     telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
                       lambda: detector.summaries_written)
+    telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                    lambda: len(detector.ended_calls))
+    telemetry.gauge("rtcscope_ended_calls_ready",
+                    "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                    lambda: int(detector.ended_calls.ready))
     telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
                     lambda: alerts.firing_count)
     telemetry.counter("rtcscope_webhook_deliveries_total",
@@ -354,7 +365,9 @@ def make_app(**overrides):
     detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
                             tick_ms=_seconds(config["tick"]) * 1000,
                             quality_window_ms=_seconds(config["quality_window"]) * 1000,
-                            history_ms=retention_seconds(config["retention"]) * 1000, writer=writer)
+                            history_ms=retention_seconds(config["retention"]) * 1000, writer=writer,
+                            ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
+                            max_ended_calls=config["max_ended_calls"])
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
     rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
     public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"

@@ -3,8 +3,9 @@
 
 One server process on the shared influxd; the rows are written straight to
 InfluxDB as ingest and the detector would have written them. Each round asks
-the baseline (1,000 calls, another database on the same influxd, or the
-plain most-recent-first page) and the subject back to back."""
+the baseline (1,000 calls, another database on the same influxd, the plain
+most-recent-first page, or the query path: `since=25h`, longer than the
+ended-call index covers) and the subject back to back."""
 import statistics
 import time
 import urllib.parse
@@ -76,7 +77,16 @@ def _server(ctx, database, count):
         document = orjson.loads(body) if status == 200 else {}
         return document.get("count") == count // 2 and document["calls"][0]["quality"]["mos"] is not None
     harness.wait_until(scored, 60, f"{count // 2} live calls scored by the detector")
+    harness.wait_until(lambda: _metric(server, "rtcscope_ended_calls_ready") == 1, 60, "the ended-call index loaded")
     return server
+
+
+def _metric(server, name):
+    status, body = harness.http("GET", server.url + "/metrics")
+    for line in body.decode().splitlines() if status == 200 else ():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
 
 
 def _request(ctx, server, query, repeat=1):
@@ -117,12 +127,22 @@ def fleet_list(ctx, section):
     small = _server(ctx, ctx.database("calls1k"), BASELINE_CALLS)
     try:
         rounds = max(5, ctx.mode.rounds * 5)
-        runs = {"live": [], "live_small": [], "worst": [], "recent": []}
-        for _ in range(rounds):
+        runs = {"live": [], "live_small": [], "worst": [], "recent": [], "all_queried": [], "ended": [],
+                "ended_queried": []}
+        for index in range(rounds):
             runs["live"].append(_request(ctx, big, "state=live&sort=worst&limit=100", repeat=10)[0])
             runs["live_small"].append(_request(ctx, small, "state=live&sort=worst&limit=100", repeat=10)[0])
-            runs["worst"].append(_request(ctx, big, "state=all&sort=worst&limit=100")[0])
-            runs["recent"].append(_request(ctx, big, "state=all&sort=recent&limit=100")[0])
+            # the index's answer and the query path's, in alternating order
+            for name, query in (("worst", "state=all&sort=worst&limit=100"),
+                                ("all_queried", "state=all&sort=worst&limit=100&since=25h"))[::1 if index % 2 else -1]:
+                runs[name].append(_request(ctx, big, query, repeat=1 if name == "all_queried" else 10)[0])
+            runs["recent"].append(_request(ctx, big, "state=all&sort=recent&limit=100", repeat=10)[0])
+            runs["ended"].append(_request(ctx, big, "state=ended&sort=worst&limit=100", repeat=10)[0])
+            runs["ended_queried"].append(_request(ctx, big, "state=ended&sort=worst&limit=100&since=25h")[0])
+        _, indexed = _request(ctx, big, "state=all&sort=worst&limit=1000")
+        _, queried = _request(ctx, big, "state=all&sort=worst&limit=1000&since=25h")
+        if indexed != queried:
+            raise BenchError("the ended-call index and the query path gave different pages")
         cpu = {name: [run[1] + run[2] for run in values] for name, values in runs.items()}
         pairs = list(zip(cpu["live"], cpu["live_small"]))
         figure = section.add(f"CPU (server + influxd) per page, state=live sort=worst, {CALLS // 2:,} live calls",
@@ -130,6 +150,14 @@ def fleet_list(ctx, section):
                              statistics.median(cpu["live_small"]) * 1000, ratio_override=median_ratio(pairs))
         figure.target, figure.met = "≤ 10 (at most linear in the calls)", figure.ratio <= 10
         section.note(f"Per-round ratios {spread(pairs)}.")
+        for subject, baseline, what in (("worst", "all_queried", "state=all"), ("ended", "ended_queried", "state=ended")):
+            pairs = list(zip(cpu[subject], cpu[baseline]))
+            figure = section.add(f"CPU (server + influxd) per page, {what} sort=worst, {CALLS:,} calls, ended ones "
+                                 "from the index", statistics.median(cpu[subject]) * 1000, "ms",
+                                 "the query path (since=25h), same calls", statistics.median(cpu[baseline]) * 1000,
+                                 ratio_override=median_ratio(pairs))
+            figure.target, figure.met = "≤ 0.1 (no InfluxDB query)", figure.ratio <= 0.1
+            section.note(f"Per-round ratios {spread(pairs)}.")
         pairs = list(zip(cpu["worst"], cpu["recent"]))
         figure = section.add(f"CPU (server + influxd) per page, state=all sort=worst, {CALLS:,} calls",
                              statistics.median(cpu["worst"]) * 1000, "ms", "sort=recent, same calls",
@@ -137,7 +165,8 @@ def fleet_list(ctx, section):
         figure.target, figure.met = "≤ 1.2 (ordering by quality is cheap)", figure.ratio <= 1.2
         section.note(f"Per-round ratios {spread(pairs)}.")
         for name, query in (("live", "state=live&sort=worst"), ("worst", "state=all&sort=worst"),
-                            ("recent", "state=all&sort=recent")):
+                            ("all_queried", "state=all&sort=worst&since=25h"), ("recent", "state=all&sort=recent"),
+                            ("ended", "state=ended&sort=worst"), ("ended_queried", "state=ended&sort=worst&since=25h")):
             section.note(f"{query}&limit=100, {CALLS:,} calls, median of {rounds}: {_median(runs[name], 0) * 1000:.0f} ms "
                          f"wall, server CPU {_median(runs[name], 1) * 1000:.0f} ms, influxd CPU "
                          f"{_median(runs[name], 2) * 1000:.0f} ms.")
@@ -146,11 +175,18 @@ def fleet_list(ctx, section):
         if len(seen) != live or len(set(seen)) != live:
             raise BenchError(f"walking the pages saw {len(seen)} calls, {len(set(seen))} distinct, of {live}")
         section.add(f"walking all {pages} pages of 100, state=live sort=worst, {live:,} live calls", wall * 1000, "ms")
+        wall, pages, seen = _walk(ctx, big, "state=ended&sort=worst", 100)
+        if len(seen) != live or len(set(seen)) != live:
+            raise BenchError(f"walking the ended pages saw {len(seen)} calls, {len(set(seen))} distinct, of {live}")
+        section.add(f"walking all {pages} pages of 100, state=ended sort=worst, {live:,} ended calls", wall * 1000, "ms")
+        memory = _metric(big, "rtcscope_ended_calls")
         section.note(f"{CALLS // 2:,} live calls (the list is the detector's last tick with its quality: no query) and "
-                     f"{CALLS // 2:,} ended ones (the presence query over `since` as before, plus one query for all "
-                     f"their rtc_call_summaries points), {PRESENCE_ROWS} presence rows each; the walk saw every live call once. "
-                     "A state=all page costs the presence query over `since` (24 h) for every call in it: "
-                     "most of that is influxd's, the rest parsing 10,000 series.")
+                     f"{CALLS // 2:,} ended ones (the detector's ended-call index, {memory:,.0f} entries, loaded at start "
+                     "with their rtc_call_summaries quality: no query), "
+                     f"{PRESENCE_ROWS} presence rows each; the walks saw every call once, and a page of 1,000 from the "
+                     "index equals the query path's. The query path (`since=25h`, beyond the index's 24 h) costs the "
+                     "presence query over `since` for every call in it, most of it influxd's, plus one query for the "
+                     "summary points.")
     finally:
         big.stop()
         small.stop()

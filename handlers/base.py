@@ -14,6 +14,8 @@ from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_duration, parse_time_ms
 
 MAX_RANGE_SECONDS = 400 * 86400
+# How far back the call and alert lists look without `since`: the window of the detector's ended-call index.
+DEFAULT_SINCE = "24h"
 # Call ids in URL paths: tornado matches routes on the raw path, so
 # decode_path_ids() turns %-escapes of identifier characters into the
 # characters before routing (/v1/calls/room%3A1/ is the call room:1), and
@@ -93,8 +95,8 @@ class APIHandler(tornado.web.RequestHandler):
         return values[0] if values else default
 
     def since_argument(self):
-        """`since` (default 24h) in seconds: how far back a list looks."""
-        since = parse_duration(self.argument("since", "24h"))
+        """`since` (default DEFAULT_SINCE) in seconds: how far back a list looks."""
+        since = parse_duration(self.argument("since", DEFAULT_SINCE))
         if not since:
             raise tornado.web.HTTPError(400, "since must be a duration like 30m, 24h or 7d")
         return since

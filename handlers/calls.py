@@ -35,21 +35,11 @@ class CallsHandler(APIHandler):
         except fleet.BadCursor as exc:
             raise tornado.web.HTTPError(400, "%s", exc) from None
 
-        detector = self.application.detector
-        # The live list is the detector's last tick: no query, however many calls are live.
-        calls = detector.live_states() if state == "live" else None
-        if calls is None:
-            calls = await self.application.load_calls(window_ms=since * 1000)
-        listed = [c for c in calls.values() if state in ("all", c.state) and search in c.call]
-        summaries = {}
-        if any(c.state == "ended" for c in listed):
-            now = int(time.time() * 1000)
-            summaries = await self.store.call_summaries(now - since * 1000, now + CLOCK_SLACK_MS)
+        listed, qualities = await self.listed_calls(state, since * 1000, search)
         # Sort keys from what is at hand; documents only for the page.
         if sort == "worst":
             def key(found):
-                document = self.quality_document(found, summaries)
-                return fleet.worst_key(found.call, document)
+                return fleet.worst_key(found.call, self.quality_document(found, qualities))
         else:
             def key(found):
                 return fleet.recent_key(found.state, found.last_seen, found.call)
@@ -60,16 +50,42 @@ class CallsHandler(APIHandler):
         documents = []
         for _, found in page:
             document = found.as_json()
-            document["quality"] = self.quality_document(found, summaries)
+            document["quality"] = self.quality_document(found, qualities)
             documents.append(document)
         self.write_json({"calls": documents, "count": len(keyed),
                          "next": fleet.encode_cursor(sort, page[-1][0]) if more and page else None})
 
-    def quality_document(self, found, summaries):
-        """A live call's quality as of the detector's last tick; an ended one's from its summary point."""
+    async def listed_calls(self, state, since_ms, search):
+        """The calls of the list, and the summary qualities of its ended ones ({call: quality}).
+
+        Live calls are the detector's last tick, ended ones its index of the calls
+        that ended within the default window: no InfluxDB query. A `since` the index
+        does not cover (longer than its window, beyond its cap, before it has loaded)
+        reads the presence rows over `since` and the summary points instead."""
+        detector = self.application.detector
+        live = detector.live_states()
+        now = int(time.time() * 1000)
+        if live is not None and state == "live":
+            return [found for found in live.values() if search in found.call], {}
+        if live is not None and detector.ended_calls.covers(since_ms, now):
+            ended = [entry for entry in detector.ended_calls.since(now - since_ms)
+                     if search in entry.state.call and entry.state.call not in live]
+            listed = [entry.state for entry in ended]
+            if state == "all":
+                listed += [found for found in live.values() if search in found.call]
+            return listed, {entry.state.call: entry.quality for entry in ended}
+        calls = await self.application.load_calls(window_ms=since_ms)
+        listed = [c for c in calls.values() if state in ("all", c.state) and search in c.call]
+        if not any(c.state == "ended" for c in listed):
+            return listed, {}
+        summaries = await self.store.call_summaries(now - since_ms, now + CLOCK_SLACK_MS)
+        return listed, {call: fleet.summary_quality(row) for call, row in summaries.items()}
+
+    def quality_document(self, found, qualities):
+        """A live call's quality as of the detector's last tick; an ended one's from its summary."""
         if found.state == "live":
             return self.application.detector.quality_of(found.call)
-        return fleet.summary_quality(summaries.get(found.call))
+        return qualities.get(found.call)
 
     def limit_argument(self):
         text = self.argument("limit", str(DEFAULT_LIMIT))

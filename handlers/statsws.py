@@ -1,141 +1,36 @@
 """WebSocket /v1/stats/ws?call=C&peer=P[&key=K]: rtcscope.js's default transport.
 
-The protocol lives in rtcscope/ingest/connection.py; this handler checks the
-key and origin like POST ingest, admits the call through the same limits,
-stores a frame's points through the same writer (a frame is all or nothing
-for the writer: its `busy` says which message to send again) and answers
-each frame with its refusals and one `ack`. One connection per peer; the
+The protocol lives in rtcscope/ingest/connection.py; the handler checks the
+key and origin like POST ingest before the upgrade; then the socket leaves
+tornado (handlers/wire.py) and StatsWire admits the call through the same
+limits, stores a frame's points through the same writer (a frame is all or
+nothing for the writer: its `busy` says which message to send again) and
+answers each frame with its refusals and one `ack`. One connection per peer; the
 client sends a frame every sendInterval (2 s), several reports per frame,
 and waits for its answer before it sends the next."""
 import asyncio
-import struct
 import time
 
 import orjson
-import tornado.iostream
-import tornado.websocket
-from tornado.util import _websocket_mask
 
 from rtcscope.ingest.connection import FrameError, StatsConnection
 from rtcscope.ingest.formats import IDENTIFIER_RE
 
 from .base import IngestSocket, ingest_client, ingest_key_refusal, is_websocket
-from .ws import text_frame
+from .wire import TEXT, FrameProtocol, Handover, server_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
 CLOSE_IDLE = 4001
+CLOSE_PING_TIMEOUT = 1000  # no pong within the ping interval (tornado's code and reason for it)
 # A page going away closes with 1001 after it sent its end by sendBeacon (rtcscope.js on pagehide):
 # a disconnect marker then could land after that end and override it.
 CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_BIG = 1009
-READ_SIZE = 65536
-YIELD_BYTES = 256 * 1024  # a client flooding frames lets the others' reads in this often
-
-
-class FrameReader(tornado.websocket.WebSocketProtocol13):
-    """RFC 6455 frames read a whole socket read at a time: tornado's own reader
-    awaits a read per header field, mask and payload (four per frame) and
-    decodes each text frame into a str; here one read yields every frame it
-    holds, unmasked by tornado's C `_websocket_mask`, and a text frame's bytes
-    go to `on_message` as they are (orjson checks their UTF-8). Control
-    frames, fragments and the close handshake go through tornado's code."""
-
-    async def _receive_frame_loop(self):
-        stream = self.stream
-        pending, work = b"", 0
-        try:
-            while not self.client_terminated:
-                data = await stream.read_bytes(READ_SIZE, partial=True)
-                data = pending + data if pending else data
-                offset = 0
-                while not self.client_terminated:
-                    head = _frame_head(data, offset)
-                    if head is None:
-                        break
-                    first, masked, start, length = head
-                    if not self._acceptable(first, length):
-                        return self._abort()
-                    stop = start + length
-                    if stop > len(data):  # the rest of a long frame: read exactly that
-                        data = data[offset:] + await stream.read_bytes(stop - len(data))
-                        start, stop, offset = start - offset, stop - offset, 0
-                    payload = data[start:stop]
-                    if masked:
-                        payload = _websocket_mask(data[start - 4:start], payload)
-                    work += stop - offset + 1024
-                    offset = stop
-                    handled = self._frame(first, payload)
-                    if handled is not None:
-                        await handled
-                pending = data[offset:]
-                if work >= YIELD_BYTES:
-                    work = 0
-                    await asyncio.sleep(0)
-        except tornado.iostream.StreamClosedError:
-            self._abort()
-        finally:
-            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
-
-    def _acceptable(self, first, length):
-        """Reserved bits, a long or fragmented control frame: the connection is aborted (as
-        tornado does); a message over --max-body is closed with 1009 first."""
-        if first & self.RSV_MASK or (first & 0x08 and (length >= 126 or not first & self.FIN)):
-            return False
-        fragments = self._fragmented_message_buffer
-        if length + (len(fragments) if fragments is not None else 0) > self.params.max_message_size:
-            self.close(CLOSE_TOO_BIG, "message too big")
-            return False
-        return True
-
-    def _frame(self, first, payload):
-        """One frame's payload: a whole text message goes to on_message, the rest to tornado's handling."""
-        opcode = first & self.OPCODE_MASK
-        final = first & self.FIN
-        if opcode == 0x1 and final and self._fragmented_message_buffer is None:
-            self._message_bytes_in += len(payload)
-            return self._run_callback(self.handler.on_message, payload)
-        if opcode & 0x08:
-            return self._handle_message(opcode, payload)
-        if opcode == 0:
-            if self._fragmented_message_buffer is None:
-                return self._abort()
-            self._fragmented_message_buffer.extend(payload)
-            if not final:
-                return None
-            opcode, payload = self._fragmented_message_opcode, bytes(self._fragmented_message_buffer)
-            self._fragmented_message_buffer = None
-            return self._handle_message(opcode, payload)
-        if self._fragmented_message_buffer is not None:
-            return self._abort()
-        if not final:
-            self._fragmented_message_opcode, self._fragmented_message_buffer = opcode, bytearray(payload)
-            return None
-        return self._handle_message(opcode, payload)
-
-
-def _frame_head(data, offset):
-    """(first byte, masked, payload start, payload length) of the frame at `offset`, None if incomplete."""
-    available = len(data) - offset
-    if available < 2:
-        return None
-    first, second = data[offset], data[offset + 1]
-    length, start = second & 0x7F, offset + 2
-    if length == 126:
-        if available < 4:
-            return None
-        length, start = struct.unpack_from("!H", data, start)[0], start + 2
-    elif length == 127:
-        if available < 10:
-            return None
-        length, start = struct.unpack_from("!Q", data, start)[0], start + 8
-    masked = second & 0x80
-    if masked:
-        start += 4
-    return (first, masked, start, length) if start <= len(data) else None
+CLOSE_RESTART = 1012  # the server is stopping: the client reconnects (here once restarted, or elsewhere)
 
 
 class StatsSocket(IngestSocket):
-    """One monitored peer's connection."""
+    """The upgrade of one monitored peer's connection: refusals are JSON 4xx/503 answers;
+    once upgraded, the connection is a StatsWire."""
 
     quiet_success = True  # counted in /metrics, not logged per connection
 
@@ -145,12 +40,7 @@ class StatsSocket(IngestSocket):
 
     def get_websocket_protocol(self):
         protocol = super().get_websocket_protocol()
-        return protocol and FrameReader(self, False, protocol.params)
-
-    def initialize(self):
-        self.connection = None
-        self.client = None
-        self.last_message = time.monotonic()
+        return protocol and Handover(self, False, protocol.params)
 
     def prepare(self):
         """Before the upgrade: the ingest key and the ids; a refusal is a JSON 4xx."""
@@ -165,20 +55,35 @@ class StatsSocket(IngestSocket):
         if refusal:
             self.refuse_upgrade(*refusal)
 
-    def open(self):
-        self.connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
-                                          self.settings["ingest_limits"])
-        self.client = ingest_client(self.request)
-        self.application.stats_sockets.add(self)
-        self.set_nodelay(True)
+    def frame_protocol(self, early):
+        """Called by Handover once the 101 is sent."""
+        connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
+                                     self.settings["ingest_limits"])
+        return StatsWire(self.application, connection, ingest_client(self.request), self.max_message_size, early)
+
+
+class StatsWire(FrameProtocol):
+    """One monitored peer's upgraded connection: each text frame is a StatsConnection frame."""
+
+    __slots__ = ("app", "connection", "client", "last_message", "pinged_at", "answering")
+
+    def __init__(self, app, connection, client, max_message_size, early):
+        super().__init__(max_message_size, early)
+        self.app = app
+        self.connection = connection
+        self.client = client
+        self.last_message = self.pinged_at = time.monotonic()
+        self.answering = None  # --wal-fsync=always: the task that answers once the frame is on disk
+
+    def connection_made(self, transport):
+        self.app.stats_sockets.add(self)
+        super().connection_made(transport)
 
     def on_message(self, message):
-        """`message`: a text frame's bytes (FrameReader), or a str from a fragmented one."""
         self.last_message = time.monotonic()
-        app = self.application
-        connection = self.connection
+        app = self.app
         try:
-            frame = connection.receive(message, time.time_ns() // 1000 * 1000)
+            frame = self.connection.receive(message, time.time_ns() // 1000 * 1000)
         except FrameError as exc:
             app.telemetry.inc("rtcscope_ingest_refused_total", reason="invalid_frame")
             return self.close(CLOSE_INVALID, str(exc))
@@ -187,22 +92,29 @@ class StatsSocket(IngestSocket):
             refusal = app.admission.admit(self.client, parsed.calls)
             if refusal:
                 return self._busy(frame, refusal.code, refusal.retry_after or 1)
-            if not app.writer.submit(parsed.lines):
-                return self._busy(frame, app.writer.refusal_code,
-                                  max(1, round(self.settings["flush_interval"] * 2)))
-        if app.writer.sync_each and parsed.lines:  # --wal-fsync=always: answered once on disk
-            return self._answer_when_durable(frame)
+            writer = app.writer
+            if not writer.submit(parsed.lines):
+                return self._busy(frame, writer.refusal_code, max(1, round(app.settings["flush_interval"] * 2)))
+            if writer.sync_each:  # --wal-fsync=always: answered once on disk, the frames after it wait
+                self.hold()
+                self.answering = asyncio.ensure_future(self._answer_when_durable(frame))
+                return
         self._answer(frame)
 
     async def _answer_when_durable(self, frame):
-        if not await self.application.writer.durable():
-            return self._busy(frame, "wal_unavailable", 1)
-        self._answer(frame)
+        try:
+            if await self.app.writer.durable():
+                self._answer(frame)
+            else:
+                self._busy(frame, "wal_unavailable", 1)
+        finally:
+            self.answering = None
+            self.release()
 
     def _answer(self, frame):
         """Commit the frame, then its refusals and one ack for all of it."""
         self.connection.commit(frame)
-        telemetry = self.application.telemetry
+        telemetry = self.app.telemetry
         parsed = frame.parsed
         if parsed.accepted:
             telemetry.inc("rtcscope_samples_accepted_total", parsed.accepted)
@@ -213,45 +125,36 @@ class StatsSocket(IngestSocket):
         answer = b""
         for number, code, message in frame.errors:
             telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-            answer += text_frame(orjson.dumps({"type": "error", "seq": number,
+            answer += server_frame(TEXT, orjson.dumps({"type": "error", "seq": number,
                                                "error": {"code": code, "message": message}}))
-        self._write(answer + text_frame(b'{"type":"ack","seq":%d}' % self.connection.handled))
+        self.send(answer + server_frame(TEXT, b'{"type":"ack","seq":%d}' % self.connection.handled))
 
     def _busy(self, frame, code, retry_after):
         """Nothing of the frame applied: the client sends it again from `seq` after `retry_after`."""
-        self.application.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
-        self._write(text_frame(b'{"type":"busy","seq":%d,"retry_after":%d,"code":"%s"}'
-                               % (frame.first, retry_after, code.encode())))
+        self.app.telemetry.inc("rtcscope_ingest_refused_total", reason=code)
+        self.send(server_frame(TEXT, b'{"type":"busy","seq":%d,"retry_after":%d,"code":"%s"}'
+                             % (frame.first, retry_after, code.encode())))
 
-    def _write(self, frames):
-        """Answers are written as prebuilt frames (handlers/ws.text_frame): write_message
-        would build a Task per answer. These sockets never negotiate compression. With
-        nothing queued before it, an answer goes straight to the socket (the common case:
-        the client waits for it); what the socket does not take, and any error, is left to
-        the stream, which queues, retries or closes."""
-        stream = self.ws_connection and self.ws_connection.stream
-        if stream is None or stream.closed():
-            return
-        if not stream.writing():
-            try:
-                sent = stream.socket.send(frames)
-            except OSError:
-                sent = 0
-            if sent == len(frames):
-                return
-            frames = frames[sent:]
-        stream.write(frames)
+    def sweep(self, now, idle_timeout, ping_interval):
+        """The Application's periodic sweep: the idle close, then a ping every
+        `ping_interval`, and a close when the previous one got no pong."""
+        if now - self.last_message > idle_timeout:
+            return self.close(CLOSE_IDLE, "idle for longer than --client-timeout")
+        if now - self.pinged_at >= ping_interval:
+            if self.pong_due:
+                return self.close(CLOSE_PING_TIMEOUT, "ping timed out")
+            self.pinged_at = now
+            self.ping()
 
-    def close_if_idle(self, now, timeout):
-        if now - self.last_message > timeout:
-            self.close(CLOSE_IDLE, "idle for longer than --client-timeout")
+    def stop(self):
+        """The server stops: the client reconnects (here once restarted, or to another process) and
+        sends again what was not acknowledged; no disconnect marker, the peer did not go away."""
+        self.fail(CLOSE_RESTART, "the server is restarting")
 
-    def on_close(self):
-        app = self.application
+    def on_closed(self):
+        app = self.app
         app.stats_sockets.discard(self)
-        if self.connection is None:
-            return
-        if self.close_code == CLOSE_GOING_AWAY:
+        if self.close_code == CLOSE_GOING_AWAY or self.sent_code == CLOSE_RESTART:
             return
         lines = self.connection.closed_lines(time.time_ns() // 1000 * 1000)
         if lines:

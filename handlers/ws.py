@@ -4,7 +4,6 @@ The call detector produces each message once; these handlers only write it
 and keep a slow viewer from holding unbounded memory."""
 import functools
 import logging
-import struct
 
 import tornado.iostream
 import tornado.websocket
@@ -13,6 +12,7 @@ from rtcscope.live.detector import DetectorUnavailable
 from rtcscope.storage.store import StoreError
 
 from .base import find_metric
+from .wire import TEXT, server_frame
 
 log = logging.getLogger("rtcscope.ws")
 
@@ -26,16 +26,11 @@ PING_TIMEOUT_SECONDS = 20
 
 @functools.lru_cache(maxsize=8)
 def text_frame(message):
-    """`message` as one final, unmasked, uncompressed text frame (RFC 6455 5.2),
-    built once and written to every viewer: tornado's write_message would frame
-    it again per viewer and wrap each write in a Task. Valid because these
-    sockets never negotiate compression (no get_compression_options)."""
-    length = len(message)
-    if length < 126:
-        return struct.pack("!BB", 0x81, length) + message
-    if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length) + message
-    return struct.pack("!BBQ", 0x81, 127, length) + message
+    """`message` as one text frame, built once and written to every viewer:
+    tornado's write_message would frame it again per viewer and wrap each
+    write in a Task. Valid because these sockets never negotiate compression
+    (no get_compression_options)."""
+    return server_frame(TEXT, message)
 
 
 class LiveSocket(tornado.websocket.WebSocketHandler):

@@ -46,6 +46,8 @@ FAMILIES = {
     "rtcscope_graph_viewers_dropped": "counter",
     "rtcscope_calls_viewers": "gauge",
     "rtcscope_call_summaries_written": "counter",
+    "rtcscope_ended_calls": "gauge",
+    "rtcscope_ended_calls_ready": "gauge",
     "rtcscope_alerts_firing": "gauge",
     "rtcscope_alerts_sender": "gauge",
     "rtcscope_webhook_deliveries": "counter",

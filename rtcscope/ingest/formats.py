@@ -111,6 +111,11 @@ class Feed:
     def disconnect(self, call, peer, now_ns):
         return self._line(call, peer, f"disconnected={float(now_ns // 1_000_000)!r}", now_ns)
 
+    def imported(self, call, now_ns):
+        """An imported call, after all of its points: not presence (the call is over and
+        never live), only word to every detector that the ended calls have one more."""
+        return self._line(call, "", f"imported={float(now_ns // 1_000_000)!r}", now_ns)
+
 
 def encode_samples(samples, last_ms):
     """`w`: [(kind, time ns, [(name, value)])] (name and value as bytes) as text with nothing to escape in a line-protocol string:

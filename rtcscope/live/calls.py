@@ -12,7 +12,7 @@ from ..ingest.formats import END_DETAIL_CODES
 _DETAILS = {code: name for name, code in END_DETAIL_CODES.items()}
 
 
-@dataclass
+@dataclass(slots=True)  # the ended-call index holds up to --max-ended-calls of them
 class CallState:
     call: str
     state: str  # "live" or "ended"
@@ -23,6 +23,7 @@ class CallState:
     end_reason: str | None = None  # "explicit", "timeout" or "disconnect"; that of the peer that ended last
     end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave) or closed (rtcstats)
     peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
+    recv: int = 0  # when its latest presence point was received (ms): what a look-back window selects it by
 
     @property
     def span_seconds(self):
@@ -64,10 +65,11 @@ def build_calls(presence, ends, now_ms, timeout_ms):
         if state is None:
             state = calls[call] = CallState(call, "ended", started=int(row["first"]),
                                             last_seen=int(row["last"]), ended=ended_at, end_reason=reason,
-                                            end_detail=detail)
+                                            end_detail=detail, recv=int(recv))
         else:
             state.started = min(state.started, int(row["first"]))
             state.last_seen = max(state.last_seen, int(row["last"]))
+            state.recv = max(state.recv, int(recv))
             if ended_at is not None and state.ended is not None and ended_at >= state.ended:
                 state.ended, state.end_reason, state.end_detail = ended_at, reason, detail
         if peer:

@@ -10,11 +10,13 @@ tick, computes every live call's quality window and the newest buckets of the
 watched metrics the feed carries from memory (rtcscope/live/recent.py), and
 asks InfluxDB only for the other watched metrics (one query each). The
 answers become `call_started` / `points` / `call_ended` messages, serialised
-once and handed to every viewer. InfluxDB is the only state that matters, so
-every server process derives the same events from the same rows. See
-docs/live.md.
+once and handed to every viewer. The calls that end go into the ended-call
+index (history.py) that `/v1/calls/` lists them from. InfluxDB is the only
+state that matters, so every server process derives the same events from the
+same rows. See docs/live.md.
 """
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -27,6 +29,7 @@ from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
 from .calls import build_calls, ended_reason, load_calls
+from .history import MAX_ENDED_CALLS, EndedCalls
 from .recent import RecentSamples
 
 log = logging.getLogger("rtcscope.detector")
@@ -53,6 +56,13 @@ STARTS_LOOK_BACK_MS = 86400_000
 SUMMARIES_PER_ROUND = 50
 # Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
 MAX_PENDING_SUMMARIES = 100_000
+# The ended-call index's look-back: the call list's default `since`.
+ENDED_WINDOW_MS = 86400_000
+# A failed load of the ended-call index is tried again after this long.
+ENDED_LOAD_RETRY_MS = 30_000
+# Calls the load finds ended this recently without a summary point are summarised here
+# too (another process may have stopped before writing it; the point is written idempotently).
+SUMMARY_CATCH_UP_MS = 60_000
 
 
 class DetectorUnavailable(Exception):
@@ -150,7 +160,7 @@ class CallDetector:
     `close(code, reason)`."""
 
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
-                 incremental=True):
+                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS):
         self.store = store
         # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
         self.incremental = incremental
@@ -188,6 +198,12 @@ class CallDetector:
         self.pending_summaries = {}  # ended call -> when to summarise it (ms)
         self._summaries_task = None
         self.summaries_written = 0
+        # The calls that ended within the call list's default window, kept up to date tick by tick.
+        self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
+        self._ended_load = None
+        self._ended_load_after_ms = 0
+        self._imported = set()  # imported calls read in the feed, to look up this tick
+        self._import_rows = {}  # (call, time) of the feed's import rows already read -> time (the overlap re-reads them)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
         self.ticks = 0
@@ -330,14 +346,17 @@ class CallDetector:
             log.exception("call detector tick failed")
 
     def _failed(self):
-        """A tick that failed may have missed feed rows: the next one reads the whole window."""
+        """A tick that failed may have missed feed rows: the next one reads the whole window,
+        and the ended-call index (it may have missed imports) is loaded again."""
         self.failures += 1
         self.feed_read_ms = None
         self._feed_keys = {}
+        self.ended_calls.invalidate()
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
+        await cancel_and_wait(self._ended_load)
         if self._summaries_task is not None:
             self._summaries_task.cancel()
         viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]
@@ -387,12 +406,16 @@ class CallDetector:
             recv[call] = max(recv.get(call, 0), row["recv"])
         started, ended = await self._diff(calls, now)
         await self._keep_starts(calls, started, now)
+        imported = await self._imported_states(now)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
+        if self.last_tick_ms is not None and now - self.last_tick_ms > self.window_ms - FEED_OVERLAP_MS:
+            self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
         self.calls, self.recv = calls, recv
         self.ticks += 1
         self.last_tick_ms = now
         live = {call for call, state in calls.items() if state.state == "live"}
+        self._index_ended(started, ended, imported, previous, live, now)
         if window is None:
             self.qualities = fleet.qualities_of(self.recent.windows(live, now - self.quality_window_ms, now), live, now)
         else:
@@ -474,6 +497,68 @@ class CallDetector:
 
     # --- history ------------------------------------------------------------------
 
+    def _index_ended(self, started, ended, imported, previous, live, now):
+        """Keep the ended-call index up to date with this tick's ends and comebacks, and
+        load it when it is not ready. An end seen here carries the state of the tick; the
+        summary, 5 s later, replaces it with the one read over the call's whole history."""
+        index = self.ended_calls
+        for call, _ in started:
+            if call in live:
+                index.forget(call)
+        for call, _ in ended:
+            state, before = self.calls.get(call), previous.get(call)
+            if state is None:  # aged out of the window between ticks: ended at its last sample
+                state = dataclasses.replace(before, state="ended", ended=before.last_seen, end_reason="timeout",
+                                            end_detail=None)
+            elif state.state != "ended":
+                continue
+            elif before is not None and before.state == "live":  # its real start and every peer it had
+                state = dataclasses.replace(state, started=min(state.started, before.started),
+                                            peers=sorted(set(state.peers) | set(before.peers)))
+            index.record(state)
+        for state in imported:
+            if state.call not in live:
+                index.record(state)
+        index.expire(now)
+        if not index.ready and (self._ended_load is None or self._ended_load.done()) \
+                and now >= self._ended_load_after_ms:
+            self._ended_load = asyncio.ensure_future(self._load_ended())
+
+    async def _load_ended(self):
+        """Fill the ended-call index: the window's calls and rtc_call_summaries points, read once."""
+        index = self.ended_calls
+        now = now_ms()
+        start, end = now - index.window_ms, now + CLOCK_SLACK_MS
+        index.begin_load()
+        try:
+            self.queries += 3
+            (presence, ends), summaries = await asyncio.gather(self.store.call_activity(start, end),
+                                                               self.store.call_summaries(start, end))
+        except (TimeoutError, StoreError) as exc:
+            index.abort_load()
+            self._ended_load_after_ms = now + ENDED_LOAD_RETRY_MS
+            log.warning("loading the ended calls failed, tried again in %d s: %s", ENDED_LOAD_RETRY_MS // 1000, exc)
+            return
+        live = set(self.live_calls)
+        ended = [state for state in build_calls(presence, ends, now, self.timeout_ms).values()
+                 if state.state == "ended" and state.call not in live]
+        index.finish_load(now, ended, {call: fleet.summary_quality(row) for call, row in summaries.items()})
+        catch_up = [state.call for state in ended
+                    if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
+        if catch_up and self.writer is not None:
+            self._queue_summaries([(call, None) for call in catch_up], now)
+
+    async def _imported_states(self, now):
+        """The ended states of the calls imported since the previous tick (by any process)."""
+        imported, self._imported = self._imported, set()
+        states = []
+        for call in sorted(imported):
+            self.queries += 2
+            state = (await load_calls(self.store, now, self.ended_calls.window_ms, self.timeout_ms, call=call)).get(call)
+            if state is not None and state.state == "ended":
+                states.append(state)
+        return states
+
     def _queue_summaries(self, ended, now):
         if self.writer is None:
             return
@@ -511,6 +596,9 @@ class CallDetector:
                 return  # the buffer is full: try again next round
             self.pending_summaries.pop(call, None)
             self.summaries_written += 1
+            current = (self.calls or {}).get(call)
+            if current is None or current.state != "live":
+                self.ended_calls.record(state, fleet.summary_quality({**fields, "time": state.ended}))
 
     async def _diff(self, calls, now):
         """[(call, at)] started and ended since the previous tick.
@@ -592,6 +680,7 @@ class CallDetector:
             if fed is not None:
                 self._merge(fed.presence, fed.ends, fed.disconnects)
         else:
+            self._note_imports(fed.imports, self.feed_read_ms - FEED_OVERLAP_MS)
             for call, _, row in presence:
                 if row["recv"] > self.recv.get(call, 0):
                     first = self._arrived_first.get(call)
@@ -603,6 +692,14 @@ class CallDetector:
         self._forget_before(now - self.window_ms)
         self.recent.trim(now - self.samples_ms)
         self.feed_read_ms = now
+
+    def _note_imports(self, imports, since):
+        for call, _, row in imports:
+            if (call, row["time"]) not in self._import_rows:
+                self._import_rows[(call, row["time"])] = row["time"]
+                self._imported.add(call)
+        for key in [key for key, at in self._import_rows.items() if at < since]:
+            del self._import_rows[key]
 
     def _merge(self, presence, ends, disconnects):
         """Fold rows into the window: the same answer as the grouped queries over it

@@ -65,6 +65,7 @@ class FeedRows(NamedTuple):
     presence: list
     ends: list
     disconnects: list
+    imports: list
     samples: list
     keys: dict
 
@@ -249,14 +250,15 @@ class Store:
 
     async def feed_since(self, since_ms, known=None):
         """The live feed's rows received since `since_ms`, from every process, as FeedRows:
-        presence, ends and disconnect markers with the fields call_activity gives them, and
-        the samples of the presence rows that carry them.
+        presence, ends and disconnect markers with the fields call_activity gives them,
+        imports ({time, imported}: a dump's points were all written), and the samples of
+        the presence rows that carry them.
 
         No grouping over calls: the cost is per row read. A row InfluxDB shows
         only partly (some fields not visible yet) is skipped; a reader with an
         overlap reads it whole next time. Rows in `known` (their keys from the
         previous read) are passed by without decoding: the overlap re-reads them."""
-        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected")
+        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", "imported")
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {min(max(int(since_ms), MIN_TIME_MS), MAX_TIME_MS)}ms")
@@ -302,12 +304,12 @@ class Store:
 
 def _fold_feed(answer, names, known):
     """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
-    read = FeedRows([], [], [], [], {})
-    presence, ends, disconnects, samples, keys = read
+    read = FeedRows([], [], [], [], [], {})
+    presence, ends, disconnects, imports, samples, keys = read
     nothing = frozenset()
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
-        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_ = map(
+        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_, imported_ = map(
             series["columns"].index, ("time", *names))
         for values in series.get("values", ()):
             node, stamp = values[node_], values[time_]
@@ -336,6 +338,8 @@ def _fold_feed(answer, names, known):
                                           "detail": values[detail_]}))
             elif values[disconnected_] is not None:
                 disconnects.append((call, peer, {"time": stamp // 1_000_000, "disconnected": values[disconnected_]}))
+            elif values[imported_] is not None:
+                imports.append((call, peer, {"time": stamp // 1_000_000, "imported": values[imported_]}))
             else:
                 continue
             seen.add(stamp)

@@ -70,7 +70,8 @@ async def test_an_imported_dump_is_an_ended_call_at_its_own_times(http_client, b
     status, live, _ = await get(http_client, base_url + "/v1/calls/?state=live&since=1h")
     assert call not in [item["call"] for item in live["calls"]]
     assert call not in app.detector.live_calls
-    fed = await app.store.feed_since(0)  # the live feed never carries an import
+    fed = await app.store.feed_since(0)  # the live feed never carries an import as live
+    assert [row_call for row_call, _, _ in fed.imports] == [call]  # only word that it was imported
     assert call not in {row_call for row_call, _, _ in fed.presence + fed.ends + fed.samples}
 
     status, summary, _ = await get(http_client, f"{base_url}/v1/calls/{urllib.parse.quote(call, safe='')}/")
