@@ -175,6 +175,7 @@ class CallDetector:
         # Samples are kept for the quality window and the newest buckets of the watched metrics.
         self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
         self.recent = RecentSamples()
+        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality)
         self._feed_keys = {}  # the rows the previous feed read read whole
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
@@ -308,6 +309,22 @@ class CallDetector:
         return await self.store.metric_series(watch.metric, query_start, end_ms, BUCKET_MS // 1000,
                                               rate=watch.rate)
 
+    def _feed_qualities(self, live, now):
+        """Every live call's quality from the feed's samples. A call whose window has
+        neither gained nor lost a sample since it was last computed keeps its quality
+        (at this tick): at a 1 s tick with the client's 2 s sends, half the calls."""
+        kept = self._steady
+        stale = [call for call in live if call in self.recent.touched or kept.get(call, (0, None))[0] < now]
+        by_call, until = self.recent.windows(stale, now - self.quality_window_ms, now)
+        qualities = fleet.qualities_of(by_call, stale, now)
+        self._steady = {call: (until.get(call, float("inf")), found) for call, found in qualities.items()}
+        for call in live:
+            if call not in qualities:
+                steady_until, found = kept[call]
+                qualities[call] = found.at_tick(now)
+                self._steady[call] = (steady_until, found)
+        return qualities
+
     def _in_memory(self, watch):
         """Whether the feed carries the metric's samples, so its newest buckets need no query."""
         return self.incremental and watch.metric.source_field in FEED_FIELDS
@@ -417,7 +434,7 @@ class CallDetector:
         live = {call for call, state in calls.items() if state.state == "live"}
         self._index_ended(started, ended, imported, previous, live, now)
         if window is None:
-            self.qualities = fleet.qualities_of(self.recent.windows(live, now - self.quality_window_ms, now), live, now)
+            self.qualities = self._feed_qualities(live, now)
         else:
             self.qualities = fleet.call_qualities(window, live, now)
         recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
@@ -677,6 +694,7 @@ class CallDetector:
         if whole:
             self.presence, self.ends = {}, {}
             self.recent.clear()
+            self._steady = {}
             if fed is not None:
                 self._merge(fed.presence, fed.ends, fed.disconnects)
         else:

@@ -113,6 +113,14 @@ class CallQuality:
         self.verdict = quality.verdict_of(self.mos) or "unknown"
         self.problems = [code for code in quality.PROBLEM_CODES if code in problems]
 
+    def at_tick(self, at):
+        """The same quality, as of another tick."""
+        same = object.__new__(CallQuality)
+        for name in self.__slots__:
+            setattr(same, name, getattr(self, name))
+        same.at = at
+        return same
+
     def as_json(self):
         return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,
                 "worst_peer": self.worst_peer, "at": self.at}

@@ -22,7 +22,7 @@ from . import fleet
 class RecentSamples:
     def __init__(self):
         self.calls = {}  # call -> {peer: {kind: {time µs: {name: value}}}}
-        self.touched = set()  # calls with samples added since the detector last cleared it
+        self.touched = set()  # calls with samples added or dropped since the detector last cleared it
 
     def add(self, rows):
         """Fold feed rows [(call, peer, {kind: {time µs: values}})] in."""
@@ -55,6 +55,7 @@ class RecentSamples:
     def drop(self, call, peer):
         peers = self.calls.get(call)
         if peers is not None:
+            self.touched.add(call)
             peers.pop(peer, None)
             if not peers:
                 del self.calls[call]
@@ -71,24 +72,42 @@ class RecentSamples:
                         kinds[kind] = {us: values for us, values in samples.items() if us >= cutoff}
 
     def windows(self, calls, start_ms, end_ms):
-        """{call: {peer: [row of each kind]}} of `calls` over [start_ms, end_ms]: the rows
-        Store.quality_window answers with fleet's WINDOW_GAUGES, WINDOW_LAST and
-        WINDOW_COUNTERS, grouped as fleet.qualities_of takes them."""
+        """({call: {peer: [row of each kind]}}, {call: until ms}) of `calls` over [start_ms, end_ms]:
+        the rows Store.quality_window answers with fleet's WINDOW_GAUGES, WINDOW_LAST and
+        WINDOW_COUNTERS, grouped as fleet.qualities_of takes them; and for each call the
+        time until which a window sliding with the clock keeps the same samples (its oldest
+        one leaves, or one stamped ahead enters), barring new ones."""
         start, end = start_ms * 1000, (end_ms + 1) * 1000
+        length = end_ms - start_ms
         window_row = fleet.window_row
-        by_call = {}
+        by_call, until = {}, {}
         for call in calls:
             peers = self.calls.get(call)
             if peers is None:
                 continue
             found = {}
+            oldest = ahead = None
             for peer, kinds in peers.items():
-                rows = [row for row in (window_row(samples, start, end) for samples in kinds.values()) if row is not None]
+                rows = []
+                for samples in kinds.values():
+                    row = window_row(samples, start, end)
+                    if row is not None:
+                        rows.append(row)
+                    for us in samples:
+                        if us >= end:
+                            ahead = us if ahead is None or us < ahead else ahead
+                        elif us >= start and (oldest is None or us < oldest):
+                            oldest = us
                 if rows:
                     found[peer] = rows
             if found:
                 by_call[call] = found
-        return by_call
+            bounds = [oldest / 1000 + length] if oldest is not None else []
+            if ahead is not None:
+                bounds.append(ahead / 1000 - 1)
+            if bounds:
+                until[call] = min(bounds)
+        return by_call, until
 
     def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0):
         """{call: [(bucket ms, value)]} of `calls` over [start_ms, end_ms], as Store.metric_series
