@@ -28,7 +28,7 @@ from ..storage.store import StoreError, collection_paused
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
-from .calls import build_calls, ended_reason, load_calls
+from .calls import CallStates, build_calls, ended_reason, load_calls
 from .history import MAX_ENDED_CALLS, EndedCalls
 from .recent import RecentSamples
 
@@ -184,6 +184,9 @@ class CallDetector:
         # and when the feed was last read (None: read all).
         self.presence = {}
         self.ends = {}
+        self._rows_of = {}  # call -> {peer: its presence row}: self.presence by call, in the same order
+        self._changed = set()  # calls whose rows changed since the last tick built them
+        self.call_states = CallStates(timeout_ms)
         self.feed_read_ms = None
         self._arrived_first = {}  # call -> earliest first sample of the rows received since the previous tick
         self.full_reads = 0
@@ -415,12 +418,9 @@ class CallDetector:
         await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
 
     async def _apply(self, now, watches, since, end, window, answers):
-        presence = [(call, peer, row) for (call, peer), row in self.presence.items()]
-        ends = [(call, peer, row) for (call, peer), row in self.ends.items()]
-        calls = build_calls(presence, ends, now, self.timeout_ms)
-        recv = {}
-        for call, _, row in presence:
-            recv[call] = max(recv.get(call, 0), row["recv"])
+        self.call_states.update(self._rows_of, self.ends, self._changed, now)
+        self._changed = set()
+        calls, recv = dict(self.call_states.states), dict(self.call_states.recv)
         started, ended = await self._diff(calls, now)
         await self._keep_starts(calls, started, now)
         imported = await self._imported_states(now)
@@ -692,7 +692,8 @@ class CallDetector:
         presence, ends, disconnects, fed, whole = read
         self._arrived_first = {}
         if whole:
-            self.presence, self.ends = {}, {}
+            self.presence, self.ends, self._rows_of = {}, {}, {}
+            self.call_states.clear()
             self.recent.clear()
             self._steady = {}
             if fed is not None:
@@ -722,18 +723,28 @@ class CallDetector:
     def _merge(self, presence, ends, disconnects):
         """Fold rows into the window: the same answer as the grouped queries over it
         (earliest first, latest last and recv; per (call, peer) the latest end and
-        the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat."""
-        known = self.presence
+        the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat.
+        The calls whose rows changed are noted, for the next tick to build again."""
+        known, rows_of, changed = self.presence, self._rows_of, self._changed
         for call, peer, row in presence:
             key = (call, peer)
             found = known.get(key)
             if found is None:
                 known[key] = row
-            else:
+                rows = rows_of.get(call)
+                if rows is None:
+                    rows_of[call] = {peer: row}
+                else:
+                    rows[peer] = row
+                changed.add(call)
+            elif row["first"] < found["first"] or row["last"] > found["last"] or row["recv"] > found["recv"]:
                 found["first"] = min(found["first"], row["first"])
                 found["last"] = max(found["last"], row["last"])
                 found["recv"] = max(found["recv"], row["recv"])
+                changed.add(call)
         events = self.ends
+        changed.update(call for call, _, _ in ends)
+        changed.update(call for call, _, _ in disconnects)
         for call, peer, row in ends:
             found = events.get((call, peer))
             if found is None:
@@ -752,12 +763,20 @@ class CallDetector:
         """Rows older than the window are what the grouped queries would no longer read."""
         for key in [key for key, row in self.presence.items() if row["recv"] < since]:
             del self.presence[key]
-            self.recent.drop(*key)
+            call, peer = key
+            rows = self._rows_of[call]
+            del rows[peer]
+            if not rows:
+                del self._rows_of[call]
+            self._changed.add(call)
+            self.recent.drop(call, peer)
         for key, row in list(self.ends.items()):
             if row["time"] is not None and row["time"] < since:
                 row.update(time=None, at=None, detail=None)
+                self._changed.add(key[0])
             if row["disconnected"] is not None and row["disconnected"] < since:
                 row["disconnected"] = None
+                self._changed.add(key[0])
             if row["time"] is None and row["disconnected"] is None:
                 del self.ends[key]
 

@@ -102,3 +102,50 @@ def test_the_call_takes_the_reason_of_the_peer_that_ended_last():
     assert calls["c"].peer_ends == {"alice": (NOW - 20_500, "timeout"), "bob": (NOW - 18_500, "disconnect")}
     calls = build_calls(rows, [marker("c", "alice", NOW - 19_500)], NOW, TIMEOUT)
     assert (calls["c"].ended, calls["c"].end_reason) == (NOW - 18_500, "timeout")
+
+
+def test_incremental_states_equal_build_calls_over_the_same_rows():
+    """The detector builds again only the calls whose rows changed or whose live peers may
+    have timed out; after every tick of starts, ends, timeouts, disconnects and comebacks
+    (rows repeated as the feed's overlap re-reads them, rows aged out of the window),
+    its states are build_calls' over the rows it holds."""
+    import random
+
+    from rtcscope.live.detector import CallDetector
+
+    detector = CallDetector(None, timeout_ms=TIMEOUT, tick_ms=1000)
+    rng = random.Random(7)
+    calls = [f"c{index}" for index in range(40)]
+    seen_reasons, comebacks, was = set(), 0, {}
+    for tick in range(120):
+        now = NOW + tick * 1000
+        presence_rows, ends, disconnects = [], [], []
+        for index, call in enumerate(calls):
+            mood, phase = rng.random(), (tick + index * 3) % 40
+            if mood < 0.12 or (index % 2 == 0 and phase >= 20):  # quiet, for a tick or long enough to time out
+                continue
+            for peer in rng.sample(["alice", "bob", ""], rng.choice((1, 1, 2))):
+                sent = now - rng.choice((0, 300, 2500))  # some arrive late, as the overlap re-reads them
+                presence_rows.append((call, peer, {"first": sent - 2000, "last": sent, "recv": sent + 50}))
+            if mood > 0.96:
+                ends.append((call, rng.choice(["alice", "bob", ""]),
+                             {"time": now + 10, "at": now + rng.choice((-5000, 5)), "detail": rng.choice((None, 1))}))
+            elif mood > 0.93 or (index % 4 == 0 and phase == 19):  # a connection closed, before silence
+                disconnects.append((call, rng.choice(["alice", "bob"]), {"time": now + 20, "disconnected": now + 20}))
+        detector._merge(presence_rows, ends, disconnects)
+        detector._forget_before(now - detector.window_ms)
+        detector.call_states.update(detector._rows_of, detector.ends, detector._changed, now)
+        detector._changed = set()
+        rows = [(call, peer, row) for (call, peer), row in detector.presence.items()]
+        expected = build_calls(rows, [(call, peer, row) for (call, peer), row in detector.ends.items()], now, TIMEOUT)
+        assert detector.call_states.states == expected, tick
+        recv = {}
+        for call, _, row in rows:
+            recv[call] = max(recv.get(call, 0), row["recv"])
+        assert detector.call_states.recv == recv
+        for call, state in expected.items():
+            seen_reasons.add(state.end_reason)
+            if state.state == "live" and was.get(call) == "ended":
+                comebacks += 1
+            was[call] = state.state
+    assert {"explicit", "timeout", "disconnect"} <= seen_reasons and comebacks > 5
