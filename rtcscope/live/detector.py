@@ -404,14 +404,24 @@ class CallDetector:
         queried = [watch for watch in watches if not self._in_memory(watch)]
         reads = [self._metric_series(watch, since, end) for watch in queried]
         window = None
-        if self.incremental:
-            read, *answers = await asyncio.gather(self._read_activity(now), *reads)
-        else:
+        if not self.incremental:
             self.queries += 1
-            read, window, *answers = await asyncio.gather(
-                self._read_activity(now),
-                self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES, fleet.WINDOW_LAST,
-                                          fleet.WINDOW_COUNTERS), *reads)
+            reads.insert(0, self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES,
+                                                      fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS))
+        # The other reads run beside the feed's, which is awaited alone: a gathered task keeps
+        # its result as long as the gathering does, and the feed's rows would outlive their
+        # folding, to be traversed by the collection that follows the tick (measured: 0.2-0.4 s
+        # at 20,000 live calls).
+        others = asyncio.gather(*reads) if reads else None
+        try:
+            read = await self._read_activity(now)
+        except BaseException:
+            if others is not None:
+                others.cancel()
+            raise
+        answers = await others if others is not None else []
+        if not self.incremental:
+            window = answers.pop(0)
         self.recent.touched = set()
         self._apply_activity(now, read)
         del read
@@ -709,7 +719,7 @@ class CallDetector:
             self.recent.add(fed.samples)
             self._feed_keys = fed.keys
         self._forget_before(now - self.window_ms)
-        self.recent.trim(now - self.samples_ms)
+        self.recent.trim(now - self.samples_ms, self.recent.touched)
         self.feed_read_ms = now
 
     def _note_imports(self, imports, since):
