@@ -60,13 +60,14 @@ class RecentSamples:
             if not peers:
                 del self.calls[call]
 
-    def trim(self, cutoff_ms):
-        """Forget samples older than `cutoff_ms`. Samples mostly arrive in time order, so a
-        series whose first sample is recent is passed by (bounded memory, not correctness:
-        readers select by time)."""
+    def trim(self, cutoff_ms, calls):
+        """Forget the samples of `calls` older than `cutoff_ms`. Samples mostly arrive in time
+        order, so a series whose first sample is recent is passed by (bounded memory, not
+        correctness: readers select by time). The detector trims the calls that got samples:
+        a call that sends no more keeps its last ones until it leaves the window."""
         cutoff = cutoff_ms * 1000
-        for peers in self.calls.values():
-            for kinds in peers.values():
+        for call in calls:
+            for kinds in self.calls.get(call, {}).values():
                 for kind, samples in kinds.items():
                     if next(iter(samples), cutoff) < cutoff:
                         kinds[kind] = {us: values for us, values in samples.items() if us >= cutoff}
