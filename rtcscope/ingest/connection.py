@@ -98,7 +98,7 @@ class StatsConnection:
                                                     base=None if base is _NO_BASE else base)
             ts_ns = collector.timestamp(_ts_ns(message, where, collector))
             for kind, fields in self.reports.extract({PC: report}).items():
-                collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields))
+                collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields), fields)
             return report
         event = message.get("event")
         if event is not None:

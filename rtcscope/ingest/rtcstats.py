@@ -223,7 +223,7 @@ class Session:
         collector = formats._Collector(_ns(now_ms), self.limits)
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
-            collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields))
+            collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields), fields)
         outcome.parsed = collector.finish()
         if outcome.parsed.lines:
             outcome.lines = outcome.parsed.lines + [self._session_line(outcome, now_ms)]

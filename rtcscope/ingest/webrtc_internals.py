@@ -320,7 +320,7 @@ def _encode(call, connections, last_ms):
     for peer, samples in connections:
         for micros, encoded in samples:
             for kind, fields in encoded:
-                collector.add_sample(call, peer, kind, micros * 1000, fields)
+                collector.add_sample(call, peer, kind, micros * 1000, fields, None)  # an import has no live feed
         if samples:
             collector.add_end(call, peer, samples[-1][0] * 1000)
             samples.clear()
