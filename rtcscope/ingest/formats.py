@@ -182,10 +182,15 @@ class Parsed:
     calls: set = field(default_factory=set)
 
 
+# Series prefixes a long-lived caller keeps for its collectors (`prefixes`), at most this many.
+SERIES_PREFIXES_LIMIT = 64
+
+
 class _Collector:
     """Accumulates validated samples of one request into line protocol."""
 
-    def __init__(self, now_ns, limits):
+    def __init__(self, now_ns, limits, prefixes=None):
+        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
         self.now_ns = now_ns
         self.limits = limits
         self.result = Parsed()
@@ -193,7 +198,7 @@ class _Collector:
         self.presence = {}
         self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
         self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
-        self._prefixes = {}  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
         self._stamp = 0
 
     def timestamp(self, ts_ns):
@@ -221,6 +226,8 @@ class _Collector:
         series = (call, peer, kind)
         prefix = self._prefixes.get(series)
         if prefix is None:
+            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
+                self._prefixes.clear()
             tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
             prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
         result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
@@ -328,6 +335,17 @@ def encode_fields(fields):
         return None
     if b":null" in text:  # orjson writes NaN and infinities as null
         return None
+    return _fields_of_json(text)
+
+
+def encode_extracted(fields):
+    """`encode_fields` of extraction's output (registry.extract: finite floats under registry
+    names), which needs none of its checks."""
+    return _fields_of_json(orjson.dumps(fields))
+
+
+def _fields_of_json(text):
+    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields."""
     return text[2:-1].replace(b'":', b"=").replace(b',"', b",")
 
 

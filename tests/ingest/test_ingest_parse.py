@@ -5,7 +5,16 @@ import pytest
 from bench.fleetload import clean_reports
 from rtcscope import registry
 from rtcscope.ingest.connection import StatsConnection
-from rtcscope.ingest.formats import FEED_FIELDS, FEED_MAX_SAMPLES, Feed, IngestError, Limits, decode_samples, parse
+from rtcscope.ingest.formats import (
+    FEED_FIELDS,
+    FEED_MAX_SAMPLES,
+    SERIES_PREFIXES_LIMIT,
+    Feed,
+    IngestError,
+    Limits,
+    decode_samples,
+    parse,
+)
 
 NOW = 1_795_536_126_812_000_000
 
@@ -161,3 +170,14 @@ def test_the_feed_carries_what_is_stored_of_a_sample_with_nulls_and_booleans():
     fields, samples = feed_row(parsed)
     assert fields["w"] == '"video;0:41.0,,,,,,,1.0"'
     assert samples == {"video": {NOW // 1000: {"rtt": 41.0, "freezeCount": 1.0}}}
+
+
+def test_a_connections_series_prefixes_stay_right_and_bounded_across_frames():
+    connection = StatsConnection("c1", "bob", Limits())
+    ms = NOW // 10**6
+    for index in range(3 * SERIES_PREFIXES_LIMIT):
+        kind = "audio" if index % 2 else f"k{index}"
+        frame = connection.receive(orjson.dumps({"ts": ms, "kind": kind, "stats": {"rtt": index + 0.5}}), NOW)
+        connection.commit(frame)
+        assert frame.parsed.lines[0] == f"rtc_stats,call=c1,kind={kind},peer=bob rtt={index}.5 {NOW}".encode()
+        assert len(connection.prefixes) <= SERIES_PREFIXES_LIMIT
