@@ -119,10 +119,12 @@ def compare(base, rounds, frames, profile):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="main", help="git revision of the baseline")
-    parser.add_argument("--rounds", type=int, default=31, help="subject/baseline pairs")
+    parser.add_argument("--rounds", type=int, default=31, help="subject/baseline pairs (at least 2)")
     parser.add_argument("--frames", type=int, default=4, help="frames per connection in one timed run")
     parser.add_argument("--profile", action="store_true", help="then a cProfile of the subject")
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2")
     compare(args.base, args.rounds, args.frames, args.profile)
 
 
