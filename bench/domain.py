@@ -6,9 +6,11 @@ InfluxDB: the socket layer and storing are measured by bench/fleet.py.
 
     python -m bench.domain                  # this tree against main
     python -m bench.domain --base HEAD~1 --rounds 31 --profile
+    python -m bench.domain --subject HEAD~1 --base HEAD~2   # one commit's step
 
-The baseline is `rtcscope/` of --base, imported in the same process under
-another name (the package imports itself relatively). Each round times one
+The baseline is `rtcscope/` of --base (and with --subject, the subject is
+that revision's), imported in the same process under another name (the
+package imports itself relatively). Each round times one
 frame per connection of the subject and of the baseline, in alternating
 order, so that load from other processes hits both alike; printed are the
 medians of CPU µs per frame (thread CPU clock) and of wall µs per frame, the
@@ -85,13 +87,21 @@ class Subject:
         return (time.thread_time() - cpu) / frames * 1e6, (time.perf_counter() - wall) / frames * 1e6
 
 
-def compare(base, rounds, frames, profile):
-    with tempfile.TemporaryDirectory(prefix="domain-base-") as tree:
-        archive = subprocess.run(["git", "-C", ROOT, "archive", base, "rtcscope"], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
-        shutil.move(os.path.join(tree, "rtcscope"), os.path.join(tree, "rtcscope_base"))
+def _package_of(revision, tree, name):
+    """`rtcscope/` of `revision` as package `name` under `tree`."""
+    archive = subprocess.run(["git", "-C", ROOT, "archive", revision, "rtcscope"], check=True, capture_output=True).stdout
+    unpacked = os.path.join(tree, f"{name}.src")
+    os.makedirs(unpacked)
+    subprocess.run(["tar", "-x", "-C", unpacked], input=archive, check=True)
+    shutil.move(os.path.join(unpacked, "rtcscope"), os.path.join(tree, name))
+    return name
+
+
+def compare(base, subject, rounds, frames, profile):
+    with tempfile.TemporaryDirectory(prefix="domain-") as tree:
         sys.path.insert(0, tree)
-        subjects = {"subject": Subject("rtcscope"), "baseline": Subject("rtcscope_base")}
+        subjects = {"subject": Subject("rtcscope" if subject is None else _package_of(subject, tree, "rtcscope_subject")),
+                    "baseline": Subject(_package_of(base, tree, "rtcscope_base"))}
     load_before, proc_cpu, wall = _load(), _proc_cpu_seconds(), time.perf_counter()
     results = {"subject": [], "baseline": []}
     for index in range(rounds):
@@ -99,8 +109,8 @@ def compare(base, rounds, frames, profile):
             results[name].append(subjects[name].timed(frames))
     proc_cpu, wall = _proc_cpu_seconds() - proc_cpu, time.perf_counter() - wall
     ratios = [subject[0] / baseline[0] for subject, baseline in zip(results["subject"], results["baseline"])]
-    print(f"base {base}: {rounds} rounds of {frames} frames x {CONNECTIONS} connections each; load {load_before} -> {_load()}; "
-          f"{proc_cpu:.1f} CPU s (/proc) in {wall:.1f} s wall")
+    print(f"{subject or 'this tree'} against {base}: {rounds} rounds of {frames} frames x {CONNECTIONS} connections each; "
+          f"load {load_before} -> {_load()}; {proc_cpu:.1f} CPU s (/proc) in {wall:.1f} s wall")
     for name, runs in results.items():
         print(f"  {name:8} {statistics.median(run[0] for run in runs):6.1f} CPU µs/frame  "
               f"{statistics.median(run[1] for run in runs):6.1f} wall µs/frame")
@@ -119,13 +129,14 @@ def compare(base, rounds, frames, profile):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="main", help="git revision of the baseline")
+    parser.add_argument("--subject", help="git revision of the subject (default: this tree)")
     parser.add_argument("--rounds", type=int, default=31, help="subject/baseline pairs (at least 2)")
     parser.add_argument("--frames", type=int, default=4, help="frames per connection in one timed run")
     parser.add_argument("--profile", action="store_true", help="then a cProfile of the subject")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
-    compare(args.base, args.rounds, args.frames, args.profile)
+    compare(args.base, args.subject, args.rounds, args.frames, args.profile)
 
 
 if __name__ == "__main__":
