@@ -371,6 +371,12 @@ def _add_derived(values: _KindValues, stat_type: str, stat: dict) -> None:
             values.add("qualityLimitationReason", QUALITY_LIMITATION_CODES[reason])
 
 
+# Per stream stats type: (its fields, its preference rank, whether `_add_derived` reads it).
+_STREAM_PLANS: dict[str, tuple[tuple[tuple[str, str, float], ...], int, bool]] = {
+    stat_type: (fields, _PREFERENCE_RANK.get(stat_type, 0), stat_type in ("inbound-rtp", "outbound-rtp"))
+    for stat_type, fields in _STREAM_FIELDS.items()}
+
+
 def _traffic(pair: dict) -> float:
     return (_number(pair.get("bytesSent")) or 0.0) + (_number(pair.get("bytesReceived")) or 0.0)
 
@@ -378,6 +384,8 @@ def _traffic(pair: dict) -> float:
 def _selected_pair(pairs: dict[str, dict], selected_ids: list[str]) -> dict | None:
     """The transport's selected pair; else a nominated succeeded one (Firefox marks it ``selected``)."""
     candidates = [pairs[pair_id] for pair_id in selected_ids if pair_id in pairs]
+    if len(candidates) == 1:  # one transport: nothing to weigh
+        return candidates[0]
     if not candidates:
         candidates = [
             pair for pair in pairs.values()
@@ -430,7 +438,16 @@ def _add_report(report: list[dict] | dict, by_kind: dict[str, _KindValues]) -> d
         stat_type = stat.get("type")
         if not isinstance(stat_type, str):
             continue
-        if stat_type == "candidate-pair":
+        plan = _STREAM_PLANS.get(stat_type)
+        if plan is not None:
+            kind = stat.get("kind") or stat.get("mediaType")
+            if kind in _MEDIA_KINDS:
+                values = by_kind[kind]
+                fields, rank, derived = plan
+                values.add_fields(stat, fields, rank)
+                if derived:
+                    _add_derived(values, stat_type, stat)
+        elif stat_type == "candidate-pair":
             pair_id = stat.get("id")
             if isinstance(pair_id, str):
                 pairs[pair_id] = stat
@@ -438,12 +455,6 @@ def _add_report(report: list[dict] | dict, by_kind: dict[str, _KindValues]) -> d
             pair_id = stat.get("selectedCandidatePairId")
             if isinstance(pair_id, str):
                 selected_ids.append(pair_id)
-        elif stat_type in _STREAM_FIELDS:
-            kind = stat.get("kind") or stat.get("mediaType")
-            if kind in _MEDIA_KINDS:
-                values = by_kind[kind]
-                values.add_fields(stat, _STREAM_FIELDS[stat_type], _PREFERENCE_RANK.get(stat_type, 0))
-                _add_derived(values, stat_type, stat)
     return _selected_pair(pairs, selected_ids)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from . import formats
-from .formats import IngestError, encode_fields
+from .formats import IngestError, encode_extracted
 from .reports import MAX_STATS, PeerReports, ReportError
 
 # The one peer connection a websocket ingest connection reports on.
@@ -57,6 +57,7 @@ class StatsConnection:
         self.peer = peer
         self.limits = limits
         self.reports = PeerReports(max_stats=max_stats)
+        self.prefixes = {}  # the collectors' series prefixes (formats._Collector)
         self.handled = 0  # messages acknowledged or refused so far
         self.stored_any = False
         self.ended = False
@@ -71,7 +72,7 @@ class StatsConnection:
         frame = Frame(first=self.handled + 1, count=len(messages))
         if frame.count > self.limits.max_samples:
             raise FrameError(f"more than {self.limits.max_samples} messages in one frame")
-        collector = formats._Collector(now_ns, self.limits)
+        collector = formats._Collector(now_ns, self.limits, self.prefixes)
         base = self.reports.reports.get(PC)
         for number, message in enumerate(messages, frame.first):
             try:
@@ -98,7 +99,7 @@ class StatsConnection:
                                                     base=None if base is _NO_BASE else base)
             ts_ns = collector.timestamp(_ts_ns(message, where, collector))
             for kind, fields in self.reports.extract({PC: report}).items():
-                collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields))
+                collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
             return report
         event = message.get("event")
         if event is not None:

@@ -70,8 +70,6 @@ class IngestError(Exception):
 # Positional in `w`: new names go at the end, never in between.
 FEED_FIELDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost", "packetsReceived",
                "packetsSent", "freezeCount", "availableBandwidth")
-_FEED_FIELDS_RE = re.compile(rb"(?:^|,)(" + b"|".join(name.encode() for name in FEED_FIELDS) + rb")=([^,]*)")
-_FEED_POSITION = {name.encode(): index for index, name in enumerate(FEED_FIELDS)}
 # A presence row carries at most this many samples (its newest): a bulk upload of one call
 # must not make a feed row InfluxDB refuses (a string field holds at most 64 KB).
 FEED_MAX_SAMPLES = 64
@@ -117,23 +115,24 @@ class Feed:
         return self._line(call, "", f"imported={float(now_ns // 1_000_000)!r}", now_ns)
 
 
+def encode_feed_values(values):
+    """A sample's FEED_FIELDS of `values` ({name: number}) as `w` holds them: `v,v,...` in
+    FEED_FIELDS order, empty for an absent one, trailing empties left out (b"": none).
+    One orjson call: its `null` for an absent name becomes empty; no number ends in , or ]."""
+    return orjson.dumps(list(map(values.get, FEED_FIELDS))).replace(b"null", b"").rstrip(b",]")[1:]
+
+
 def encode_samples(samples, last_ms):
-    """`w`: [(kind, time ns, [(name, value)])] (name and value as bytes) as text with nothing to escape in a line-protocol string:
-    `kind;offset:v,v,...;offset:...|kind;...`, one group per kind (its samples
-    oldest first), a sample's time as µs before the row's `last` (ms), its values in
-    FEED_FIELDS order (empty: absent; trailing empties left out). Only the newest
+    """`w`: [(kind, time ns, `encode_feed_values` of it)] as text with nothing to escape in a
+    line-protocol string: `kind;offset:v,v,...;offset:...|kind;...`, one group per kind (its
+    samples oldest first), a sample's time as µs before the row's `last` (ms). Only the newest
     FEED_MAX_SAMPLES samples are kept."""
     if len(samples) > FEED_MAX_SAMPLES:
         samples = sorted(samples, key=lambda sample: sample[1])[-FEED_MAX_SAMPLES:]
     last_us = int(last_ms) * 1000
     groups = {}
-    for kind, ts_ns, found in samples:
-        values = [b""] * len(FEED_FIELDS)
-        for name, value in found:
-            values[_FEED_POSITION[name]] = value
-        while not values[-1]:
-            values.pop()
-        groups.setdefault(kind or "", []).append(b"%d:%s" % (last_us - ts_ns // 1000, b",".join(values)))
+    for kind, ts_ns, values in samples:
+        groups.setdefault(kind or "", []).append(b"%d:%s" % (last_us - ts_ns // 1000, values))
     return "|".join(kind + ";" + b";".join(entries).decode() for kind, entries in groups.items())
 
 
@@ -183,18 +182,23 @@ class Parsed:
     calls: set = field(default_factory=set)
 
 
+# Series prefixes a long-lived caller keeps for its collectors (`prefixes`), at most this many.
+SERIES_PREFIXES_LIMIT = 64
+
+
 class _Collector:
     """Accumulates validated samples of one request into line protocol."""
 
-    def __init__(self, now_ns, limits):
+    def __init__(self, now_ns, limits, prefixes=None):
+        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
         self.now_ns = now_ns
         self.limits = limits
         self.result = Parsed()
         # Presence per (call, peer): [first sample ms, last sample ms].
         self.presence = {}
-        self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its FEED_FIELDS)], with a live feed
+        self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
         self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
-        self._prefixes = {}  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
         self._stamp = 0
 
     def timestamp(self, ts_ns):
@@ -207,8 +211,9 @@ class _Collector:
         self._stamp += 1000
         return self.now_ns + self._stamp
 
-    def add_sample(self, call, peer, kind, ts_ns, fields):
-        """`fields` is the sample's encoded field set (b"rtt=41.0,jitter=3.1"), empty if none."""
+    def add_sample(self, call, peer, kind, ts_ns, fields, values):
+        """`fields` is the sample's encoded field set (b"rtt=41.0,jitter=3.1"), empty if none;
+        `values` the {name: number} it was encoded from, read for the live feed (None: no feed)."""
         result = self.result
         result.samples += 1
         if result.samples > self.limits.max_samples:
@@ -221,14 +226,16 @@ class _Collector:
         series = (call, peer, kind)
         prefix = self._prefixes.get(series)
         if prefix is None:
+            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
+                self._prefixes.clear()
             tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
             prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
         result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
         self._seen(call, peer, ts_ns)
         if self.limits.feed is not None:
-            found = _FEED_FIELDS_RE.findall(fields)
-            if found:
-                self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, found))
+            feed_values = encode_feed_values(values)
+            if feed_values:
+                self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, feed_values))
 
     def add_end(self, call, peer, ts_ns, detail=None):
         """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
@@ -328,6 +335,17 @@ def encode_fields(fields):
         return None
     if b":null" in text:  # orjson writes NaN and infinities as null
         return None
+    return _fields_of_json(text)
+
+
+def encode_extracted(fields):
+    """`encode_fields` of extraction's output (registry.extract: finite floats under registry
+    names), which needs none of its checks."""
+    return _fields_of_json(orjson.dumps(fields))
+
+
+def _fields_of_json(text):
+    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields."""
     return text[2:-1].replace(b'":', b"=").replace(b',"', b",")
 
 
@@ -383,7 +401,7 @@ def _parse_lines(body, collector, precision):
         call = tags.get("call")
         if call is None:
             raise IngestError(f"{where}: missing call id (tag id or call)")
-        fields = _line_fields(sections[1], where, collector)
+        fields, values = _line_fields(sections[1], where, collector)
         ts_ns = None
         if len(sections) == 3:
             try:
@@ -391,14 +409,15 @@ def _parse_lines(body, collector, precision):
             except ValueError:
                 raise IngestError(f"{where}: timestamp must be an integer, got {_show(sections[2])}") from None
         ts_ns = collector.timestamp(ts_ns)
-        collector.add_sample(call, tags.get("peer"), tags.get("kind"), ts_ns, fields)
+        collector.add_sample(call, tags.get("peer"), tags.get("kind"), ts_ns, fields, values)
 
 
 def _line_fields(section, where, collector):
+    """The line's fields as line-protocol bytes and as {name: float}."""
     pairs = _split_escaped(section, ",", where) if ("\\" in section or '"' in section) else section.split(",")
     if len(pairs) > MAX_FIELDS:
         raise IngestError(f"{where}: more than {MAX_FIELDS} fields")
-    encoded = []
+    encoded, values = [], {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         name = _unescape(name)
@@ -414,7 +433,8 @@ def _line_fields(section, where, collector):
             collector.result.dropped += 1
         else:
             encoded.append(f"{name}={value!r}")
-    return ",".join(encoded).encode()
+            values[name] = value
+    return ",".join(encoded).encode(), values
 
 
 def _line_value(raw, name, where):
@@ -544,18 +564,18 @@ def _json_object(item, where, collector):
         check_end_detail(detail, event, where)
     ts_ns = collector.timestamp(ts_ns)
     if stats is not None:
-        collector.add_sample(call, peer, kind, ts_ns, _json_stats(stats, where, collector))
+        collector.add_sample(call, peer, kind, ts_ns, *_json_stats(stats, where, collector))
     if report is not None:
         if not isinstance(report, list):
             raise IngestError(f"{where}: report must be the array getStats() returned")
         for report_kind, fields in registry.extract(report).items():
-            collector.add_sample(call, peer, report_kind, ts_ns, _json_stats(fields, where, collector))
+            collector.add_sample(call, peer, report_kind, ts_ns, *_json_stats(fields, where, collector))
     if event == "end":
         collector.add_end(call, peer, ts_ns, detail)
 
 
 def _json_stats(stats, where, collector):
-    """The sample's fields as line-protocol bytes; b"" when none is left."""
+    """The sample's fields as line-protocol bytes (b"" when none is left) and as {name: number}."""
     if not isinstance(stats, dict):
         raise IngestError(f"{where}: stats must be an object of name: number")
     names = tuple(stats)
@@ -572,13 +592,13 @@ def _json_stats(stats, where, collector):
     if plan is not None:
         stats = registry.apply_storage_plan(plan, stats)
     encoded = encode_fields(stats)
-    return _json_stats_one_by_one(stats, where, collector) if encoded is None else encoded
+    return _json_stats_one_by_one(stats, where, collector) if encoded is None else (encoded, stats)
 
 
 def _json_stats_one_by_one(stats, where, collector):
     """Values that are not all finite numbers: drop null and non-finite ones
     (counted), turn booleans into 1/0, refuse anything else."""
-    encoded = []
+    encoded, kept = [], {}
     for name, value in stats.items():
         kind = value.__class__
         if kind is float:
@@ -593,6 +613,7 @@ def _json_stats_one_by_one(stats, where, collector):
             keep = value is not None
         if keep:
             encoded.append(f"{name}={value!r}")
+            kept[name] = value
         else:
             collector.result.dropped += 1
-    return ",".join(encoded).encode()
+    return ",".join(encoded).encode(), kept

@@ -27,7 +27,7 @@ import orjson
 
 from ..storage.store import quote_literal, time_range
 from . import formats
-from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_lines, encode_fields
+from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_lines, encode_extracted
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
@@ -137,6 +137,7 @@ class Session:
         self.call = stored.call or identifier(meeting) or session_id
         self.peer = stored.peer or session_id
         self.reports = PeerReports()
+        self.prefixes = {}  # the collectors' series prefixes (formats._Collector)
         self.opened = set()
         self.closed = set()
         self.ended = False
@@ -220,10 +221,10 @@ class Session:
             outcome.dropped = exc.code
             return outcome
         outcome.reports = {pc_id: report}
-        collector = formats._Collector(_ns(now_ms), self.limits)
+        collector = formats._Collector(_ns(now_ms), self.limits, self.prefixes)
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
-            collector.add_sample(self.call, self.peer, kind, ts_ns, encode_fields(fields))
+            collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
         outcome.parsed = collector.finish()
         if outcome.parsed.lines:
             outcome.lines = outcome.parsed.lines + [self._session_line(outcome, now_ms)]

@@ -27,7 +27,7 @@ import orjson
 
 from .. import registry
 from ..timeparse import parse_time_ms
-from .formats import IDENTIFIER_RE, IngestError, Limits, Parsed, _Collector, encode_fields
+from .formats import IDENTIFIER_RE, IngestError, Limits, Parsed, _Collector, encode_extracted
 
 GZIP_MAGIC = b"\x1f\x8b"
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_.:@{}-]")
@@ -259,7 +259,7 @@ def _connection_samples(key, stats):
                 report.append(entry)
         extracted = registry.extract(report)
         if extracted:
-            samples.append((round(ms * 1000), [(kind, encode_fields(fields)) for kind, fields in extracted.items()]))
+            samples.append((round(ms * 1000), [(kind, encode_extracted(fields)) for kind, fields in extracted.items()]))
     return samples
 
 
@@ -320,7 +320,7 @@ def _encode(call, connections, last_ms):
     for peer, samples in connections:
         for micros, encoded in samples:
             for kind, fields in encoded:
-                collector.add_sample(call, peer, kind, micros * 1000, fields)
+                collector.add_sample(call, peer, kind, micros * 1000, fields, None)  # an import has no live feed
         if samples:
             collector.add_end(call, peer, samples[-1][0] * 1000)
             samples.clear()

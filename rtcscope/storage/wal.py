@@ -204,7 +204,12 @@ class WriteAheadLog:
         size = len(header) + len(payload)
         if not force and self.size + size > self.max_bytes:
             self.refusing = True
-            raise LogFull()
+            if self._checkpoint == (self._active, self._sizes[self._active]) and self._sizes[self._active] > len(SEGMENT_MAGIC):
+                # All of it is in InfluxDB, but in the active segment, which only `done` frees:
+                # with nothing more to write, no `done` would come, and the log would refuse for ever.
+                self.done(self._checkpoint)
+            if self.size + size > self.max_bytes:
+                raise LogFull()
         if self._sizes[self._active] + size > self.segment_bytes and self._sizes[self._active] > len(SEGMENT_MAGIC):
             self._rotate()
         self._write_record(header, payload)

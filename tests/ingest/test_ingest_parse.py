@@ -2,7 +2,19 @@
 import orjson
 import pytest
 
-from rtcscope.ingest.formats import FEED_FIELDS, FEED_MAX_SAMPLES, Feed, IngestError, Limits, decode_samples, parse
+from bench.fleetload import clean_reports
+from rtcscope import registry
+from rtcscope.ingest.connection import StatsConnection
+from rtcscope.ingest.formats import (
+    FEED_FIELDS,
+    FEED_MAX_SAMPLES,
+    SERIES_PREFIXES_LIMIT,
+    Feed,
+    IngestError,
+    Limits,
+    decode_samples,
+    parse,
+)
 
 NOW = 1_795_536_126_812_000_000
 
@@ -126,3 +138,46 @@ def test_a_feed_row_keeps_its_newest_samples_and_line_protocol_feeds_too():
     assert sorted(values["rtt"] for values in samples["audio"].values()) == [float(i) for i in range(10, count)]
     _, none = feed_row(parse(b"rtc_stats,call=c3 framesPerSecond=30", NOW, Limits(feed=Feed("n1"))))
     assert none == {}  # a presence row without any carried field: an empty `w`
+
+
+def test_the_feed_carries_the_same_samples_from_a_report_its_stats_and_their_line_protocol():
+    """`w` is made from the values each path extracted or parsed: the websocket's report, a JSON
+    report, its extracted stats as JSON and as line protocol give the same samples."""
+    report, ms = clean_reports()["caller"][2], NOW // 10**6
+    extracted = registry.extract(report)
+    connection = StatsConnection("c1", "bob", Limits(feed=Feed("n1")))
+    socket_fields, socket_samples = feed_row(connection.receive(orjson.dumps({"ts": ms, "report": report}), NOW).parsed)
+    json_report = feed_row(parse(orjson.dumps({"call": "c1", "peer": "bob", "ts": ms, "report": report}), NOW,
+                                 Limits(feed=Feed("n1"))))
+    json_stats = feed_row(parse(orjson.dumps([{"call": "c1", "peer": "bob", "ts": ms, "kind": kind, "stats": fields}
+                                              for kind, fields in extracted.items()]), NOW, Limits(feed=Feed("n1"))))
+    body = "\n".join(f"rtc_stats,call=c1,peer=bob,kind={kind} " + ",".join(f"{name}={value!r}" for name, value in fields.items())
+                     + f" {NOW}" for kind, fields in extracted.items())
+    _, line_samples = feed_row(parse(body.encode(), NOW, Limits(feed=Feed("n1"))))
+    assert json_report[0]["w"] == socket_fields["w"] == json_stats[0]["w"]
+    assert socket_samples == json_report[1] == json_stats[1] == line_samples == {
+        kind: {ms * 1000: {name: value for name, value in fields.items() if name in FEED_FIELDS}}
+        for kind, fields in extracted.items() if not set(FEED_FIELDS).isdisjoint(fields)}
+    assert {"rtt", "jitter", "packetsLost", "qualityLimitationReason"} <= set(socket_samples["video"][ms * 1000])
+
+
+def test_the_feed_carries_what_is_stored_of_a_sample_with_nulls_and_booleans():
+    body = orjson.dumps({"call": "c1", "peer": "bob", "kind": "video", "ts": NOW // 10**6,
+                         "stats": {"rtt": 41, "jitter": None, "freezeCount": True, "googRtt": 50, "framesPerSecond": 30}})
+    parsed = parse(body, NOW, Limits(feed=Feed("n1")))
+    assert parsed.dropped == 1
+    assert parsed.lines[0].split(b" ")[1] == b"rtt=41.0,freezeCount=1.0,framesPerSecond=30.0"
+    fields, samples = feed_row(parsed)
+    assert fields["w"] == '"video;0:41.0,,,,,,,1.0"'
+    assert samples == {"video": {NOW // 1000: {"rtt": 41.0, "freezeCount": 1.0}}}
+
+
+def test_a_connections_series_prefixes_stay_right_and_bounded_across_frames():
+    connection = StatsConnection("c1", "bob", Limits())
+    ms = NOW // 10**6
+    for index in range(3 * SERIES_PREFIXES_LIMIT):
+        kind = "audio" if index % 2 else f"k{index}"
+        frame = connection.receive(orjson.dumps({"ts": ms, "kind": kind, "stats": {"rtt": index + 0.5}}), NOW)
+        connection.commit(frame)
+        assert frame.parsed.lines[0] == f"rtc_stats,call=c1,kind={kind},peer=bob rtt={index}.5 {NOW}".encode()
+        assert len(connection.prefixes) <= SERIES_PREFIXES_LIMIT

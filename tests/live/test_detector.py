@@ -297,7 +297,8 @@ async def test_points_from_the_feed_are_what_the_grouped_query_over_rtc_stats_an
     samples: two peers, two kinds, a bucket without samples, a counter that resets."""
     detector = app.detector
     await detector.run_tick()
-    start = (now_ms() - 8000) // BUCKET_MS * BUCKET_MS
+    # Within the detector's memory of samples (10 s) with seconds to spare: a slow second tick must not trim the first bucket.
+    start = (now_ms() - 6000) // BUCKET_MS * BUCKET_MS
     body = [sample for sample in samples("eq", start, 7, rtt=(40.0, 3.5), packetsLost=(0.0, 4.0))
             if not start + 2 * BUCKET_MS <= sample["ts"] < start + 3 * BUCKET_MS]  # alice sends nothing in bucket 3
     body += samples("eq", start + 250, 7, peer="bob", rtt=(80.0, -2.0))

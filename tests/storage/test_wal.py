@@ -226,3 +226,18 @@ def test_a_log_no_larger_than_one_segment_frees_its_room_once_drained(tmp_path):
     assert not wal.refusing and wal.size == len(SEGMENT_MAGIC)
     wal.append(lines(0, 20))
     close(wal)
+
+
+def test_a_drained_log_takes_a_record_that_fits_only_once_its_segment_is_freed(tmp_path):
+    """Everything was written, then an append finds the log full: the drained active
+    segment is freed there and then, since no later `done` would come to free it."""
+    wal = opened(tmp_path, max_bytes=8 * 1024)  # the whole log fits in one (active) segment
+    position = wal.append(lines(0, 120))
+    read_all(wal)
+    wal.done(position)  # drained, but not full yet: the segment stays
+    assert wal.size > 3 * 1024 and not wal.refusing
+    position = wal.append(lines(1000, 160))  # would not fit beside the drained records
+    assert not wal.refusing and 4 * 1024 < wal.size < 8 * 1024
+    assert seqs(read_all(wal)) == list(range(1000, 1160))
+    wal.done(position)
+    close(wal)
