@@ -8,7 +8,6 @@ tick's CPU goes; the figures of record are 6c's."""
 import argparse
 import asyncio
 import cProfile
-import math
 import os
 import pstats
 import statistics
@@ -16,28 +15,17 @@ import tempfile
 import time
 
 from rtcscope import registry
-from rtcscope.ingest.formats import Feed
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
 from . import harness
-from .scaling import FLEET_SEND_S, TICK_TIMEOUT_MS, CountingViewer, _calls_lines
+from .scaling import TICK_TIMEOUT_MS, CountingViewer, fleet_arrivals
 
 
 async def run(influxd, count, ticks, profile):
     store = Store(influxd.url, f"onetick{count}", timeout=60.0)
     await store.setup()
-    feed = Feed("bench")
-    written = [0.0]
-
-    async def arrivals(seconds=None):
-        now = time.time()
-        seconds = seconds or max(1, min(TICK_TIMEOUT_MS // 1000, math.ceil(now - written[0])))
-        written[0] = now
-        lines = _calls_lines(count, int(now * 1000), seconds, every=FLEET_SEND_S, feed=feed)
-        for start in range(0, len(lines), 5000):
-            await store.write(b"\n".join(lines[start:start + 5000]))
-
+    arrivals = fleet_arrivals(store, count)
     detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
     await arrivals(detector.window_ms // 1000)
     await detector.run_tick()

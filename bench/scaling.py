@@ -9,7 +9,7 @@ import statistics
 import time
 
 from rtcscope import registry
-from rtcscope.ingest.formats import Feed
+from rtcscope.ingest.formats import Feed, encode_feed_values
 from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
@@ -101,10 +101,12 @@ def _calls_lines(count, now_ms, seconds, every=1, feed=None):
             at = now_ms - 1000 * back
             if (index + at // 1000) % every:
                 continue
-            rtt = b"%d.0" % (30 + (index + at // 1000) % 17)
+            value = float(30 + (index + at // 1000) % 17)
+            rtt = b"%r" % value
             lines.append(f"rtc_calls,call={call},peer=p first={at}.0,last={at}.0,recv={at}.0 "
                          f"{at * 1_000_000}".encode())
-            lines.append(feed.presence(call, "p", at, at, at * 1_000_000, [("audio", at * 1_000_000, [(b"rtt", rtt)])]))
+            sample = ("audio", at * 1_000_000, encode_feed_values({"rtt": value}))
+            lines.append(feed.presence(call, "p", at, at, at * 1_000_000, [sample]))
             lines.append(b"rtc_stats,call=%s,kind=audio,peer=p rtt=%s %d" % (call.encode(), rtt, at * 1_000_000))
     return lines
 
@@ -194,6 +196,23 @@ def detector_curve(ctx, section):
 FLEET_SEND_S = 2  # the shipped client's send interval
 
 
+def fleet_arrivals(store, count):
+    """arrivals(seconds=None): writes what `count` calls sending every FLEET_SEND_S seconds
+    posted in the seconds since the last arrivals (slow ticks make them more than one)."""
+    feed = Feed("bench")
+    written = [0.0]
+
+    async def arrivals(seconds=None):
+        now = time.time()
+        seconds = seconds or max(1, min(TICK_TIMEOUT_MS // 1000, math.ceil(now - written[0])))
+        written[0] = now
+        lines = _calls_lines(count, int(now * 1000), seconds, every=FLEET_SEND_S, feed=feed)
+        for start in range(0, len(lines), 5000):
+            await store.write(b"\n".join(lines[start:start + 5000]))
+
+    return arrivals
+
+
 async def _before_and_after(ctx, count, ticks):
     """Two detectors on one database, one viewer of rtt each: whole-window grouped reads
     every tick, presence, quality window and rtt points over rtc_calls and rtc_stats
@@ -203,18 +222,7 @@ async def _before_and_after(ctx, count, ticks):
     store = Store(ctx.influxd.url, ctx.database(f"feed{count}"), timeout=60.0)  # a 20,000-call snapshot under load
     try:
         await store.setup()
-        feed = Feed("bench")
-        written = [0.0]
-
-        async def arrivals(seconds=None):
-            """The rows of the seconds since the last arrivals (slow ticks make them more than one)."""
-            now = time.time()
-            seconds = seconds or max(1, min(TICK_TIMEOUT_MS // 1000, math.ceil(now - written[0])))
-            written[0] = now
-            lines = _calls_lines(count, int(now * 1000), seconds, every=FLEET_SEND_S, feed=feed)
-            for start in range(0, len(lines), 5000):
-                await store.write(b"\n".join(lines[start:start + 5000]))
-
+        arrivals = fleet_arrivals(store, count)
         detectors = {"before": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, incremental=False),
                      "after": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)}
         await arrivals(detectors["after"].window_ms // 1000)
