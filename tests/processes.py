@@ -1,5 +1,6 @@
 """Run the server as a real process (server.py or the built binary), as an
 operator would: for signals, restarts, nginx in front and the binary."""
+import contextlib
 import json
 import os
 import signal
@@ -70,3 +71,24 @@ def wait(condition, timeout=60, interval=0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def processes_on_one_database(tmp_path, influxdb_url, database, **common):
+    """`start(name, **options)` runs a server process on the shared database with a short
+    tick and flush and its own spool and log directories; all are stopped on leaving."""
+    started = []
+
+    def start(name, **extra):
+        options = {"influxdb_url": influxdb_url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
+                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"),
+                   **common, **extra}
+        server = ServerProcess(str(tmp_path), **options).start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

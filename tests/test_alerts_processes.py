@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import high_rtt_rules
 from tests.influxd import free_port
-from tests.processes import ROOT, ServerProcess, wait
+from tests.processes import ROOT, processes_on_one_database, wait
 
 DATABASES = itertools.count()
 RULES = high_rtt_rules("1s")
@@ -102,21 +102,10 @@ def receiver():
 def servers(tmp_path, influxd, receiver):
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    started = []
-    database = f"alerts{os.getpid()}_{next(DATABASES)}"
-
-    def start(name, **extra):
-        options = {"influxdb_url": influxd.url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
-                   "call_timeout": "3s", "quality_window": "3s", "alert_rules": str(rules),
-                   "alert_webhooks": receiver.url, "alert_retry": "2m",
-                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"), **extra}
-        server = ServerProcess(str(tmp_path), **options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with processes_on_one_database(tmp_path, influxd.url, f"alerts{os.getpid()}_{next(DATABASES)}",
+                                   call_timeout="3s", quality_window="3s", alert_rules=str(rules),
+                                   alert_webhooks=receiver.url, alert_retry="2m") as start:
+        yield start
 
 
 def metric(server, name):

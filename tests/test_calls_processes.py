@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.processes import ServerProcess, wait
+from tests.processes import processes_on_one_database, wait
 from tests.test_alerts_processes import metric
 
 DATABASES = itertools.count()
@@ -17,20 +17,9 @@ DATABASES = itertools.count()
 
 @pytest.fixture
 def servers(tmp_path, influxd):
-    started = []
-    database = f"ended{os.getpid()}_{next(DATABASES)}"
-
-    def start(name):
-        options = {"influxdb_url": influxd.url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
-                   "call_timeout": "2s", "spool_dir": str(tmp_path / f"spool-{name}"),
-                   "wal_dir": str(tmp_path / f"wal-{name}")}
-        server = ServerProcess(str(tmp_path), **options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with processes_on_one_database(tmp_path, influxd.url, f"ended{os.getpid()}_{next(DATABASES)}",
+                                   call_timeout="2s") as start:
+        yield start
 
 
 def post(server, body):
