@@ -49,6 +49,9 @@ define("database", default="rtcscope", help="InfluxDB database, created at start
 define("retention", default="30d", help="retention of the database's default policy (e.g. 30d, inf)")
 define("tick", default=datetime.timedelta(seconds=1), type=datetime.timedelta,
        help="call detector period")
+define("detector", default=True,
+       help="run the call detector here (live calls, graphs, the call list, alerts); false: an ingest-only "
+            "process, for a fleet whose ingest takes several (see docs/deploying.md)")
 define("flush_interval", default=datetime.timedelta(seconds=0.5), type=datetime.timedelta,
        help="longest time an acknowledged sample waits in the buffer")
 define("batch_size", default=20_000, help="points per InfluxDB write; a full batch is flushed at once")
@@ -120,7 +123,7 @@ class Application(tornado.web.Application):
         self.alerts = alerts
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
-            lambda: detector.live_calls, max_new_calls=config["max_new_calls"],
+            (lambda: detector.live_calls) if detector else None, max_new_calls=config["max_new_calls"],
             window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
             max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
             tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
@@ -133,15 +136,17 @@ class Application(tornado.web.Application):
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
         client_timeout = _seconds(config["client_timeout"])
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
-        detector.tick_hooks.append(alerts.on_tick)
-        alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
         alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
-            tornado.ioloop.PeriodicCallback(detector.tick, _seconds(config["tick"]) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
+        if detector:
+            detector.tick_hooks.append(alerts.on_tick)
+            alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
+            self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick,
+                                                                           _seconds(config["tick"]) * 1000))
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
@@ -174,7 +179,10 @@ class Application(tornado.web.Application):
             status, code, message = access
             return self.get_handler_delegate(request, base.AccessDeniedHandler,
                                              {"status": status, "code": code, "message": message})
-        return super().find_handler(request, **kwargs)
+        delegate = super().find_handler(request, **kwargs)
+        if self.detector is None and getattr(delegate.handler_class, "needs_detector", False):
+            return self.get_handler_delegate(request, base.AccessDeniedHandler, base.NO_DETECTOR)
+        return delegate
 
     def sweep_stats_sockets(self, timeout):
         now = time.monotonic()
@@ -216,7 +224,8 @@ class Application(tornado.web.Application):
                 session.connection.close(1012, "the server is restarting")
         for socket in list(self.stats_sockets):
             socket.stop()
-        await self.detector.stop()
+        if self.detector:
+            await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
         await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
@@ -282,26 +291,27 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
                       lambda: wal.fsync_seconds if wal else 0)
     telemetry.counter("rtcscope_wal_records_cut_total", "torn or damaged log records cut at start",
                       lambda: wal.records_cut if wal else 0)
-    telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
-    telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
-                      lambda: detector.queries)
-    telemetry.counter("rtcscope_detector_skipped_ticks_total", "ticks skipped while the previous one still ran",
-                      lambda: detector.skipped)
-    telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
-                      lambda: detector.failures)
-    telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(detector.live_calls))
-    telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: detector.viewer_count)
-    telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                    lambda: len(detector.watches))
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
-    telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
-    telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
-                      lambda: detector.summaries_written)
-    telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
-                    lambda: len(detector.ended_calls))
-    telemetry.gauge("rtcscope_ended_calls_ready",
-                    "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
-                    lambda: int(detector.ended_calls.ready))
+    if detector:  # an ingest-only process has none
+        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
+        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
+                          lambda: detector.queries)
+        telemetry.counter("rtcscope_detector_skipped_ticks_total", "ticks skipped while the previous one still ran",
+                          lambda: detector.skipped)
+        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
+                          lambda: detector.failures)
+        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(detector.live_calls))
+        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: detector.viewer_count)
+        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
+                        lambda: len(detector.watches))
+        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
+        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                          lambda: detector.summaries_written)
+        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                        lambda: len(detector.ended_calls))
+        telemetry.gauge("rtcscope_ended_calls_ready",
+                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                        lambda: int(detector.ended_calls.ready))
     telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
                     lambda: alerts.firing_count)
     telemetry.counter("rtcscope_webhook_deliveries_total",
@@ -362,12 +372,14 @@ def make_app(**overrides):
     writer = BatchWriter(store.write, wal=wal, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
                          flush_interval=_seconds(config["flush_interval"]),
                          spool_dir=config["spool_dir"] or None)
-    detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
-                            tick_ms=_seconds(config["tick"]) * 1000,
-                            quality_window_ms=_seconds(config["quality_window"]) * 1000,
-                            history_ms=retention_seconds(config["retention"]) * 1000, writer=writer,
-                            ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
-                            max_ended_calls=config["max_ended_calls"])
+    detector = None
+    if config["detector"]:
+        detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
+                                tick_ms=_seconds(config["tick"]) * 1000,
+                                quality_window_ms=_seconds(config["quality_window"]) * 1000,
+                                history_ms=retention_seconds(config["retention"]) * 1000, writer=writer,
+                                ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
+                                max_ended_calls=config["max_ended_calls"])
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
     rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
     public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"

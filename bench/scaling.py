@@ -89,18 +89,18 @@ class CountingViewer:
 TICK_TIMEOUT_MS = 15_000  # the default --call-timeout
 
 
-def _calls_lines(count, now_ms, seconds, every=1, feed=None):
-    """What `count` calls posting every `every` seconds leave in InfluxDB over
-    `seconds` up to `now_ms`: a presence row (and its live feed row) and an rtt
-    sample per call and post; calls are spread evenly over the seconds."""
+def _calls_lines(count, since_ms, until_ms, every_ms=1000, feed=None):
+    """What `count` calls posting every `every_ms` leave in InfluxDB over (since_ms, until_ms]:
+    a presence row (and its live feed row) and an rtt sample per call and post. The calls'
+    posts are spread evenly over the period, as independent clients' are, so any stretch
+    of time holds its share of them, whatever its length."""
     lines = []
     feed = feed or Feed("bench")
     for index in range(count):
         call = f"tick-{index:05d}"
-        for back in range(seconds):
-            at = now_ms - 1000 * back
-            if (index + at // 1000) % every:
-                continue
+        phase = index * every_ms // count
+        at = since_ms + (phase - since_ms - 1) % every_ms + 1  # its first post after since_ms
+        while at <= until_ms:
             value = float(30 + (index + at // 1000) % 17)
             rtt = b"%r" % value
             lines.append(f"rtc_calls,call={call},peer=p first={at}.0,last={at}.0,recv={at}.0 "
@@ -108,6 +108,7 @@ def _calls_lines(count, now_ms, seconds, every=1, feed=None):
             sample = ("audio", at * 1_000_000, encode_feed_values({"rtt": value}))
             lines.append(feed.presence(call, "p", at, at, at * 1_000_000, [sample]))
             lines.append(b"rtc_stats,call=%s,kind=audio,peer=p rtt=%s %d" % (call.encode(), rtt, at * 1_000_000))
+            at += every_ms
     return lines
 
 
@@ -118,7 +119,8 @@ async def _tick_costs(ctx, count, ticks):
         await store.setup()
 
         async def feed(seconds):
-            lines = _calls_lines(count, int(time.time() * 1000), seconds)
+            now = int(time.time() * 1000)
+            lines = _calls_lines(count, now - seconds * 1000, now)
             for start in range(0, len(lines), 5000):
                 await store.write(b"\n".join(lines[start:start + 5000]))
 
@@ -198,15 +200,17 @@ FLEET_SEND_S = 2  # the shipped client's send interval
 
 def fleet_arrivals(store, count):
     """arrivals(seconds=None): writes what `count` calls sending every FLEET_SEND_S seconds
-    posted in the seconds since the last arrivals (slow ticks make them more than one)."""
+    posted in the last `seconds`, or by default since the previous arrivals (at most a call
+    timeout): exactly the posts of the time that passed, so a slow tick has more rows to
+    read after it, and a tick on time the rows of a second."""
     feed = Feed("bench")
-    written = [0.0]
+    written = [None]
 
     async def arrivals(seconds=None):
-        now = time.time()
-        seconds = seconds or max(1, min(TICK_TIMEOUT_MS // 1000, math.ceil(now - written[0])))
+        now = int(time.time() * 1000)
+        since = now - seconds * 1000 if seconds or written[0] is None else max(written[0], now - TICK_TIMEOUT_MS)
         written[0] = now
-        lines = _calls_lines(count, int(now * 1000), seconds, every=FLEET_SEND_S, feed=feed)
+        lines = _calls_lines(count, since, now, every_ms=FLEET_SEND_S * 1000, feed=feed)
         for start in range(0, len(lines), 5000):
             await store.write(b"\n".join(lines[start:start + 5000]))
 

@@ -208,8 +208,17 @@ def read_access(application, request):
                                 "or send Authorization: Bearer TOKEN"
 
 
+# What an ingest-only process (--detector=false) answers on a route that needs the
+# detector's memory (handlers with `needs_detector`): the request reached the wrong
+# process, not a busy one, so there is nothing to retry here.
+NO_DETECTOR = {"status": 421, "code": "no_detector",
+               "message": "this process takes ingest only (--detector=false); live calls, graphs and the "
+                          "call list are served by the processes that run the call detector"}
+
+
 class AccessDeniedHandler(APIHandler):
-    """Answers every method of a request that lacks a valid read token."""
+    """Answers every method of a request this process refuses before routing it: no valid
+    read token, or a route that needs the detector in a process without one."""
 
     def initialize(self, status, code, message):
         self.refusal = (status, code, message)

@@ -17,6 +17,8 @@ MAX_LIMIT = 1000
 
 
 class CallsHandler(APIHandler):
+    needs_detector = True  # live calls and the ended-call index are the detector's
+
     async def get(self):
         state = self.argument("state", "all")
         if state not in STATES:

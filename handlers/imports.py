@@ -125,7 +125,9 @@ class WebRTCInternalsImportHandler(APIHandler):
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
         # Last, so InfluxDB has the call's points when a detector reads it: every process lists it as ended.
         lines.append(app.settings["ingest_limits"].feed.imported(self.argument("call"), time.time_ns()))
-        app.detector.ended_calls.expect_import(self.argument("call"), int(time.time() * 1000) + IMPORT_LISTED_WITHIN_MS)
+        if app.detector is not None:  # an ingest-only process lists no calls; the feed row tells those that do
+            app.detector.ended_calls.expect_import(self.argument("call"),
+                                                   int(time.time() * 1000) + IMPORT_LISTED_WITHIN_MS)
         if not app.writer.submit(lines):
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code], Retry_After="5")
         if not await app.writer.durable():  # --wal-fsync=always: answered once on disk

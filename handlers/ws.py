@@ -36,6 +36,8 @@ def text_frame(message):
 class LiveSocket(tornado.websocket.WebSocketHandler):
     """A viewer of the detector's messages. Viewers only listen; what they send is ignored."""
 
+    needs_detector = True
+
     @property
     def ping_interval(self):
         return self.settings.get("websocket_ping_interval", PING_INTERVAL_SECONDS)

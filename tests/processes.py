@@ -56,12 +56,17 @@ class ServerProcess:
             return log.read()
 
     def get_json(self, path, headers=None):
-        request = urllib.request.Request(self.url + path, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+        return get_json(self.url + path, headers)
+
+
+def get_json(url, headers=None):
+    """(status, decoded JSON body) of a GET, whatever the status."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
 
 
 def wait(condition, timeout=60, interval=0.1):

@@ -18,7 +18,7 @@ from tests.helpers import eventually, get, post
 from tests.influxd import free_port
 from tests.ingest.test_stats_ws import Peer
 from tests.live.test_ws import Viewer
-from tests.processes import ROOT, ServerProcess, wait
+from tests.processes import ROOT, ServerProcess, get_json, wait
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -41,32 +41,33 @@ http {{
 """
 
 
-def site_config(listen_port, upstream_ports, ingest_limit=True):
-    """The shipped file with only its ports changed: loopback and free ones
-    (and, for load generators that are one address, without its per-address
-    ingest limit)."""
+def site_config(listen_port, upstream_ports, ingest_limit=True, ingest_ports=None):
+    """The shipped file with only its ports changed: loopback and free ones, the
+    ingest upstreams' `ingest_ports` (default: the same processes), and, for load
+    generators that are one address, without its per-address ingest limit."""
     with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
         text = shipped.read()
     upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
-    assert len(upstream_lines) == 2 * len(upstream_ports), upstream_lines  # the main and the rtcstats upstream
-    for line, port in zip(upstream_lines, upstream_ports * 2):
+    assert len(upstream_lines) == 3 * len(upstream_ports), upstream_lines  # the main, ingest and rtcstats upstreams
+    ingest_ports = ingest_ports or upstream_ports
+    for line, port in zip(upstream_lines, upstream_ports + ingest_ports * 2):
         text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
     text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
     assert listens == 1
     if not ingest_limit:
         text, limits = re.subn(r"^ *limit_req zone=rtcscope_ingest .*\n", "", text, flags=re.M)
-        assert limits == 1
+        assert limits == 3  # /rtcstats, /v1/stats/ws, /v1/stats/write
     return text
 
 
 class Nginx:
-    def __init__(self, prefix, upstream_ports, ingest_limit=True):
+    def __init__(self, prefix, upstream_ports, ingest_limit=True, ingest_ports=None):
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         os.makedirs(prefix, exist_ok=True)
         with open(os.path.join(prefix, "rtcscope.conf"), "w") as site:
-            site.write(site_config(self.port, upstream_ports, ingest_limit))
+            site.write(site_config(self.port, upstream_ports, ingest_limit, ingest_ports))
         with open(os.path.join(prefix, "nginx.conf"), "w") as main:
             main.write(MAIN_CONF.format(prefix=prefix))
         self.process = None
@@ -257,3 +258,37 @@ async def test_rtcscope_js_websocket_through_nginx(deployment, influxd):
     peer.connection.close()
     want = len(extract(reports[0])) + len(extract(reports[1]))
     await eventually(lambda: len(influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)) == want)
+
+
+def test_ingest_only_processes_take_the_ingest_and_a_detector_process_the_views(influxd, tmp_path):
+    """The fleet layout of conf/nginx.conf: ingest goes to the ingest-only process, pages,
+    the call list and live views to the one with the detector, and the call one took in
+    the other shows live."""
+    database = f"nginxroles{os.getpid()}"
+    common = {"influxdb_url": influxd.url, "database": database, "xheaders": "true", "flush_interval": "0.1s",
+              "tick": "0.2s", "call_timeout": "5s"}
+    viewing = ServerProcess(str(tmp_path), spool_dir=tmp_path / "spool-v", wal_dir=tmp_path / "wal-v", **common).start()
+    ingest = ServerProcess(str(tmp_path), spool_dir=tmp_path / "spool-i", wal_dir=tmp_path / "wal-i", detector="false",
+                           **common).start()
+    nginx = Nginx(str(tmp_path / "nginx"), [viewing.port] * 2, ingest_ports=[ingest.port] * 2).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+        body = json.dumps([{"call": "nginx-roles", "peer": "p", "kind": "audio", "ts": now_ms(), "stats": {"rtt": 40.0}}])
+        connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
+        connection.close()
+        assert metric_value(ingest, "rtcscope_samples_accepted_total") == 1
+        assert metric_value(viewing, "rtcscope_samples_accepted_total") == 0
+
+        def listed():
+            status, document = get_json(nginx.url + "/v1/calls/?state=live")
+            return status == 200 and [entry["call"] for entry in document["calls"]]
+
+        wait(lambda: listed() == ["nginx-roles"], timeout=20)
+        status, document = ingest.get_json("/v1/calls/?state=live")
+        assert (status, document["error"]["code"]) == (421, "no_detector")
+    finally:
+        nginx.stop()
+        for server in (ingest, viewing):
+            server.stop()

@@ -68,7 +68,10 @@ class CallAdmission:
     """The per-process limits on calls; one instance, shared by every ingest path.
 
     `live_calls` returns the detector's live calls (a collection, as of its
-    last tick); it is read at most once per `tick` seconds."""
+    last tick); it is read at most once per `tick` seconds. None in a process
+    without a detector (an ingest-only one): the live calls are then the calls
+    this process took samples of within the call timeout, and the cap counts
+    those."""
 
     def __init__(self, live_calls, *, max_new_calls=120, window=60.0, max_calls_per_request=10,
                  max_live_calls=50_000, call_timeout=15.0, tick=1.0, flush_interval=0.5,
@@ -111,7 +114,8 @@ class CallAdmission:
             if refusal:
                 return refusal
             bucket[0] = max(0.0, bucket[0] - len(new))
-            self.pending.update(dict.fromkeys(new, now))
+            if self._read_live is not None:  # else they count as seen, below
+                self.pending.update(dict.fromkeys(new, now))
         for call in calls:
             seen[call] = now
             seen.move_to_end(call)
@@ -125,6 +129,9 @@ class CallAdmission:
         return len(self._live_view(now)) + len(self._pending(now))
 
     def _live_view(self, now):
+        if self._read_live is None:
+            self._trim_seen(now - self.call_timeout)
+            return self.seen
         if now - self._live_read_at >= self.tick:
             self._live = live = frozenset(self._read_live())
             self._live_read_at = now

@@ -130,6 +130,25 @@ def test_the_fleet_cap_refuses_new_calls_and_lets_live_ones_carry_on():
     assert limits.admit("b", {"full-again"}).code == "too_many_live_calls"
 
 
+def test_without_a_detector_the_cap_counts_the_calls_this_process_carries():
+    """An ingest-only process (--detector=false) has no fleet view: its live calls are
+    the ones it took samples of within the call timeout."""
+    clock = Clock()
+    limits = CallAdmission(None, max_live_calls=10, max_new_calls=100, call_timeout=15.0, clock=clock)
+    assert limits.admit("a", calls("c", 8)) is None
+    assert limits.live_estimate == 8
+    assert limits.admit("b", calls("d", 3)).code == "too_many_live_calls"
+    assert limits.admit("b", calls("d", 2)) is None
+    clock.now += 10
+    assert limits.admit("a", {"c-0", "c-1"}) is None  # calls carrying on are not new: no token, no room needed
+    assert limits.admit("b", {"e-0"}).code == "too_many_live_calls"
+    clock.now += 6  # the other eight have sent nothing for a call timeout: ended here
+    assert limits.live_estimate == 2
+    assert limits.admit("b", calls("e", 8)) is None
+    assert limits.live_estimate == 10
+    assert limits.buckets["a"][0] == 92  # its carrying-on calls cost no token
+
+
 def test_a_refused_request_leaves_no_trace():
     limits, _ = admission(max_new_calls=5)
     assert limits.admit("a", {"u", "v", "w"}) is None
