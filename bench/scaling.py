@@ -6,7 +6,10 @@ import asyncio
 import math
 import os
 import statistics
+import sys
 import time
+
+import tornado.ioloop
 
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
@@ -318,3 +321,86 @@ def _fit(xs, ys):
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
     return slope, mean_y - slope * mean_x
 
+
+
+# --- the detector in real time ------------------------------------------------------
+
+REALTIME_WARMUP_S = 5
+
+
+async def _realtime(ctx, count, seconds):
+    """One detector on the server's 1 s schedule (a PeriodicCallback; a tick still running
+    when the next is due skips it, as CallDetector.tick does) with one rtt viewer, while
+    bench.arrivals writes the fleet's posts in real time from a process of its own.
+    {walls, skipped, ticks, cpu, influxd, messages, seconds} over `seconds` after a warm-up."""
+    database = ctx.database(f"realtime{count}")
+    store = Store(ctx.influxd.url, database, timeout=60.0)
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.arrivals", ctx.influxd.url, database, str(count),
+        str(REALTIME_WARMUP_S + seconds + 60), cwd=harness.ROOT, stdout=asyncio.subprocess.PIPE)
+    try:
+        if (await asyncio.wait_for(writer.stdout.readline(), 600)).strip() != b"filled":
+            raise BenchError(f"bench.arrivals for {count} calls did not start")
+        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
+        await detector.run_tick()
+        viewer = CountingViewer()
+        await detector.watch(registry.lookup("rtt"), viewer)
+        walls, skipped, running = [], [0], [None]
+
+        def on_time():
+            if running[0] is not None and not running[0].done():
+                skipped[0] += 1
+                return
+            began = time.perf_counter()
+            running[0] = asyncio.ensure_future(detector.run_tick())
+            running[0].add_done_callback(lambda _: walls.append(time.perf_counter() - began))
+
+        schedule = tornado.ioloop.PeriodicCallback(on_time, 1000)
+        schedule.start()
+        await asyncio.sleep(REALTIME_WARMUP_S)
+        walls.clear()
+        skipped[0], messages = 0, viewer.messages
+        cpu, influx, wall = time.process_time(), harness.cpu_seconds(ctx.influxd.process.pid), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu, influx = time.process_time() - cpu, harness.cpu_seconds(ctx.influxd.process.pid) - influx
+        elapsed = time.perf_counter() - wall
+        schedule.stop()
+        if running[0] is not None:
+            await running[0]
+        if detector.failures or len(detector.live_calls) != count:
+            raise BenchError(f"realtime detector with {count} calls: {detector.failures} failed ticks, "
+                             f"{len(detector.live_calls)} live")
+        return {"walls": walls, "skipped": skipped[0], "cpu": cpu, "influxd": influx, "seconds": elapsed,
+                "messages": viewer.messages - messages}
+    finally:
+        if writer.returncode is None:
+            writer.kill()
+        await writer.wait()
+        await store.close()
+
+
+def detector_realtime(ctx, section):
+    seconds = ctx.mode.realtime_seconds
+    base, count = ctx.mode.realtime_calls
+    runs = {size: asyncio.run(_realtime(ctx, size, seconds)) for size in (base, count)}
+    at, below = runs[count], runs[base]
+    section.add(f"ticks skipped over {seconds} s, {count:,} live calls", at["skipped"], "ticks",
+                f"at {base:,} live calls", below["skipped"], target="no skipped tick", met=at["skipped"] == 0)
+    section.add(f"tick wall time, median, {count:,} live calls", statistics.median(at["walls"]) * 1000, "ms",
+                f"at {base:,}", statistics.median(below["walls"]) * 1000)
+    section.add(f"tick wall time, slowest, {count:,} live calls", max(at["walls"]) * 1000, "ms",
+                f"at {base:,}", max(below["walls"]) * 1000)
+    section.add(f"detector CPU per second, {count:,} live calls", at["cpu"] / at["seconds"] * 1000, "ms",
+                f"at {base:,}", below["cpu"] / below["seconds"] * 1000)
+    section.add(f"influxd CPU per second, {count:,} live calls (the arrivals' writes included)",
+                at["influxd"] / at["seconds"] * 1000, "ms", f"at {base:,}", below["influxd"] / below["seconds"] * 1000)
+    for size, run in runs.items():
+        section.note(f"{size:,} live calls: {len(run['walls'])} ticks in {run['seconds']:.1f} s, {run['skipped']} "
+                     f"skipped; wall median {statistics.median(run['walls']) * 1000:.0f} ms, slowest "
+                     f"{max(run['walls']) * 1000:.0f} ms; detector {run['cpu']:.2f} CPU s, influxd "
+                     f"{run['influxd']:.2f} CPU s; {run['messages']} messages to the rtt viewer.")
+    section.note(f"The detector as the server runs it: a 1 s PeriodicCallback (a tick still running when the next "
+                 f"is due skips it), one rtt viewer, while a process of its own (bench/arrivals.py) writes what the "
+                 f"calls send in real time, every {FLEET_SEND_S} s each, spread evenly: a presence row, its feed row "
+                 f"and an rtt sample per post, every 0.1 s the posts of the time that passed. Measured over {seconds} s "
+                 f"after {REALTIME_WARMUP_S} s of ticks, the look-back window full from the start.")
