@@ -18,6 +18,7 @@ same rows. See docs/live.md.
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 
 import orjson
@@ -175,7 +176,7 @@ class CallDetector:
         # Samples are kept for the quality window and the newest buckets of the watched metrics.
         self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
         self.recent = RecentSamples()
-        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality)
+        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality), kept across ticks
         self._feed_keys = {}  # the rows the previous feed read read whole
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
@@ -313,20 +314,24 @@ class CallDetector:
                                               rate=watch.rate)
 
     def _feed_qualities(self, live, now):
-        """Every live call's quality from the feed's samples. A call whose window has
-        neither gained nor lost a sample since it was last computed keeps its quality
-        (at this tick): at a 1 s tick with the client's 2 s sends, half the calls."""
-        kept = self._steady
-        stale = [call for call in live if call in self.recent.touched or kept.get(call, (0, None))[0] < now]
+        """({live call: quality}, the calls computed again) from the feed's samples. A call
+        whose window has neither gained nor lost a sample since it was last computed keeps
+        its quality, as of this tick: at a 1 s tick with the client's 2 s sends, half the calls."""
+        steady = self._steady
+        touched = self.recent.touched
+        stale = [call for call in live if call in touched or steady.get(call, (0, None))[0] < now]
         by_call, until = self.recent.windows(stale, now - self.quality_window_ms, now)
-        qualities = fleet.qualities_of(by_call, stale, now)
-        self._steady = {call: (until.get(call, float("inf")), found) for call, found in qualities.items()}
+        always = math.inf
+        for call, found in fleet.qualities_of(by_call, stale, now).items():
+            steady[call] = (until.get(call, always), found)
+        for call in [call for call in steady if call not in live]:
+            del steady[call]
+        qualities = {}
         for call in live:
-            if call not in qualities:
-                steady_until, found = kept[call]
-                qualities[call] = found.at_tick(now)
-                self._steady[call] = (steady_until, found)
-        return qualities
+            found = steady[call][1]
+            found.at = now
+            qualities[call] = found
+        return qualities, stale
 
     def _in_memory(self, watch):
         """Whether the feed carries the metric's samples, so its newest buckets need no query."""
@@ -428,11 +433,13 @@ class CallDetector:
         await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
 
     async def _apply(self, now, watches, since, end, window, answers):
-        self.call_states.update(self._rows_of, self.ends, self._changed, now)
+        rebuilt = self.call_states.update(self._rows_of, self.ends, self._changed, now)
         self._changed = set()
         calls, recv = dict(self.call_states.states), dict(self.call_states.recv)
-        started, ended = await self._diff(calls, now)
-        await self._keep_starts(calls, started, now)
+        # Only these can have started, ended or changed: the others' states are last tick's objects.
+        candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
+        started, ended = await self._diff(calls, candidates, now)
+        await self._keep_starts(calls, candidates, started, now)
         imported = await self._imported_states(now)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
@@ -444,13 +451,13 @@ class CallDetector:
         live = {call for call, state in calls.items() if state.state == "live"}
         self._index_ended(started, ended, imported, previous, live, now)
         if window is None:
-            self.qualities = self._feed_qualities(live, now)
+            self.qualities, recomputed = self._feed_qualities(live, now)
         else:
-            self.qualities = fleet.call_qualities(window, live, now)
+            self.qualities, recomputed = fleet.call_qualities(window, live, now), live
         recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
                   for watch in watches]
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
-        self._publish_calls(started, ended, previous, live)
+        self._publish_calls(started, ended, previous, live, recomputed)
         self._queue_summaries(ended, now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
@@ -477,18 +484,19 @@ class CallDetector:
             self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": ended_reason(calls.get(call))}),
                            self.watches.values())
 
-    def _publish_calls(self, started, ended, previous, live):
+    def _publish_calls(self, started, ended, previous, live, recomputed):
         """One `calls` message for the /ws/calls viewers when a call started, ended
-        or changed enough (fleet.CallQuality.differs_from), or the fleet changed."""
+        or changed enough (fleet.CallQuality.differs_from), or the fleet changed.
+        Only a call whose quality was `recomputed` (or that started) can have changed."""
         ended_entries = []
         for call, at in ended:
             ended_entries.append({"call": call, "at": at, "reason": ended_reason(self.calls.get(call) or previous.get(call))})
         started_calls = [call for call, _ in started if call in live]
         changed = []
-        for call in live:
+        for call in set(recomputed).union(started_calls):
             current = self.qualities[call]
             before = self.published.get(call)
-            if before is None or current.differs_from(before):
+            if current is not before and (before is None or current.differs_from(before)):
                 if before is not None and call not in started_calls:
                     changed.append(call)
                 self.published[call] = current
@@ -627,8 +635,9 @@ class CallDetector:
             if current is None or current.state != "live":
                 self.ended_calls.record(state, fleet.summary_quality({**fields, "time": state.ended}))
 
-    async def _diff(self, calls, now):
-        """[(call, at)] started and ended since the previous tick.
+    async def _diff(self, calls, candidates, now):
+        """[(call, at)] started and ended since the previous tick, of the `candidates`: the
+        calls whose states were built again, and those gone from the window.
 
         A call first seen already over (it lived between two ticks) starts and
         ends at once, so every process tells the same story. The first tick
@@ -638,9 +647,13 @@ class CallDetector:
             return [], []
         previous = self.calls
         started, ended = [], []
-        for call, state in calls.items():
-            before = previous.get(call)
+        for call in candidates:
+            state, before = calls.get(call), previous.get(call)
             was_live = before is not None and before.state == "live"
+            if state is None:
+                if was_live:  # aged out of the window between ticks
+                    ended.append((call, before.last_seen))
+                continue
             if state.state == "live" and not was_live:
                 at = state.started
                 if before is not None:
@@ -651,30 +664,29 @@ class CallDetector:
             elif state.state == "ended" and before is None:
                 started.append((call, state.started))
                 ended.append((call, state.ended))
-        for call, before in previous.items():
-            if before.state == "live" and call not in calls:  # aged out of the window between ticks
-                ended.append((call, before.last_seen))
         started.sort(key=lambda item: (item[1], item[0]))
         ended.sort(key=lambda item: (item[1], item[0]))
         return started, ended
 
-    async def _keep_starts(self, calls, started, now):
+    async def _keep_starts(self, calls, candidates, started, now):
         """Give each live call its real start: the look-back window holds only the
         last seconds of a long call. A call's start is remembered from the tick it
         started; calls already live at this process's first tick cost one query,
         once, over the last day."""
         if self.calls is None:
-            live = [call for call, state in calls.items() if state.state == "live"]
+            live = {call for call, state in calls.items() if state.state == "live"}
             if live:
                 self.queries += 1
-                self.starts = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
+                seen = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
+                self.starts = {call: at for call, at in seen.items() if call in live}
         for call, at in started:
             self.starts[call] = at
-        for call, state in calls.items():
-            if state.state == "live":
+        for call in candidates:  # the others' states were given their start at an earlier tick
+            state = calls.get(call)
+            if state is not None and state.state == "live":
                 state.started = self.starts.setdefault(call, state.started)
-        for call in [call for call in self.starts if call not in calls or calls[call].state != "live"]:
-            del self.starts[call]
+            else:
+                self.starts.pop(call, None)
 
     # --- the window's activity ---------------------------------------------------
 

@@ -14,6 +14,7 @@ import binascii
 import orjson
 
 from .. import quality
+from ..ingest.formats import FEED_INDEX
 from ..summary import percentile
 
 VERDICTS = ("good", "fair", "poor", "unknown")
@@ -25,63 +26,63 @@ _SUMMED_OVER_KINDS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCo
 WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
 WINDOW_LAST = ("qualityLimitationReason",)
 WINDOW_COUNTERS = _SUMMED_OVER_KINDS
-_GAUGES, _LASTS, _COUNTERS = frozenset(WINDOW_GAUGES), frozenset(WINDOW_LAST), frozenset(WINDOW_COUNTERS)
-_ROW_NAMES = WINDOW_GAUGES + WINDOW_LAST + WINDOW_COUNTERS
+_GAUGE_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_GAUGES)
+_LAST_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_LAST)
+_COUNTER_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_COUNTERS)
 
 
-def window_row(samples, start_us, end_us):
-    """One series' window row from its samples {time µs: {name: value}} in [start_us, end_us):
-    what Store.quality_window answers for it (the mean of WINDOW_GAUGES, the last of
-    WINDOW_LAST, the spread of WINDOW_COUNTERS; None for a name without a value).
-    None when no sample of the window has any of them."""
-    sums, lasts, lows, highs = {}, {}, {}, {}
-    for us, values in samples.items():
-        if not start_us <= us < end_us:
-            continue
-        for name, value in values.items():
-            if name in _GAUGES:
-                found = sums.get(name)
-                if found is None:
-                    sums[name] = [value, 1]
-                else:
-                    found[0] += value
-                    found[1] += 1
-            elif name in _COUNTERS:
-                if name not in lows:
-                    lows[name] = highs[name] = value
-                elif value < lows[name]:
-                    lows[name] = value
-                elif value > highs[name]:
-                    highs[name] = value
-            elif name in _LASTS and (name not in lasts or us > lasts[name][0]):
-                lasts[name] = (us, value)
-    if not (sums or lasts or lows):
-        return None
-    row = dict.fromkeys(_ROW_NAMES)
-    for name, (total, count) in sums.items():
-        row[name] = total / count
-    for name, (_, value) in lasts.items():
-        row[name] = value
-    for name, low in lows.items():
-        row[name] = highs[name] - low
-    return row
+def window_row(inside):
+    """One series' window row from its samples in the window, oldest first (values in
+    FEED_FIELDS order, as decode_samples gives them): what Store.quality_window answers for
+    it (the mean of WINDOW_GAUGES, the last of WINDOW_LAST, the spread of WINDOW_COUNTERS;
+    None for a name without a value). None when no sample of the window has any of them."""
+    columns = tuple(zip(*inside))
+    row = {}
+    found = False
+    for name, index in _GAUGE_COLUMNS:
+        present = _present(columns[index])
+        row[name] = sum(present) / len(present) if present else None
+        found = found or bool(present)
+    for name, index in _LAST_COLUMNS:
+        row[name] = None
+        for value in reversed(columns[index]):
+            if value is not None:
+                row[name] = value
+                found = True
+                break
+    for name, index in _COUNTER_COLUMNS:
+        present = _present(columns[index])
+        row[name] = max(present) - min(present) if present else None
+        found = found or bool(present)
+    return row if found else None
+
+
+def _present(column):
+    """A column's values without its absent ones (most columns hold all or none)."""
+    absent = column.count(None)
+    if not absent:
+        return column
+    return () if absent == len(column) else [value for value in column if value is not None]
 
 
 def peer_window(rows):
     """One peer's window values from its kinds' rows: rtt, jitter (means), loss ratio,
     freezes (the freeze count's increase) and the latest quality-limitation code."""
-    values = {}
-    for row in rows:
-        for name in _WORST_OF_KINDS:
-            if row.get(name) is not None:
-                values[name] = max(values.get(name, row[name]), row[name])
-        for name in _SUMMED_OVER_KINDS:
-            if row.get(name) is not None:
-                values[name] = values.get(name, 0.0) + row[name]
+    if len(rows) == 1:  # one kind: its row is the peer's (None is read as no value)
+        values = rows[0]
+    else:
+        values = {}
+        for row in rows:
+            for name in _WORST_OF_KINDS:
+                if row.get(name) is not None:
+                    values[name] = max(values.get(name, row[name]), row[name])
+            for name in _SUMMED_OVER_KINDS:
+                if row.get(name) is not None:
+                    values[name] = values.get(name, 0.0) + row[name]
     loss = None
     if values.get("packetsLost") is not None:
-        loss = quality.loss_ratio(values["packetsLost"], values.get("packetsReceived", 0.0),
-                                  values.get("packetsSent", 0.0))
+        loss = quality.loss_ratio(values["packetsLost"], values.get("packetsReceived") or 0.0,
+                                  values.get("packetsSent") or 0.0)
     if loss is None:
         loss = values.get("fractionLost")
     return {"rtt": values.get("rtt"), "jitter": values.get("jitter"), "loss": loss,
@@ -90,7 +91,8 @@ def peer_window(rows):
 
 class CallQuality:
     """A live call's quality now (`as_json`, the shape every listing carries) and
-    its worst peer's window values, which the fleet's percentiles read."""
+    its worst peer's window values, which the fleet's percentiles read. `at` is the
+    tick it holds as of: the detector moves it on while the call's window is unchanged."""
 
     __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
 
@@ -99,27 +101,18 @@ class CallQuality:
         self.at = at
         self.worst = None
         self.worst_peer = None
-        self.mos = None
         self.peers = peers  # each peer's window values, with its unrounded "mos": what alert rules read
         problems = set()
-        for peer in sorted(peers):
+        lowest = None
+        for peer in sorted(peers) if len(peers) > 1 else peers:
             window = peers[peer]
             problems.update(quality.current_problems(window))
             mos = window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
-            if mos is not None and (self.mos is None or mos < self.mos):
-                self.mos, self.worst, self.worst_peer = mos, window, peer or None
-        if self.mos is not None:
-            self.mos = round(self.mos, 2)
+            if mos is not None and (lowest is None or mos < lowest):
+                lowest, self.worst, self.worst_peer = mos, window, peer or None
+        self.mos = None if lowest is None else round(lowest, 2)
         self.verdict = quality.verdict_of(self.mos) or "unknown"
-        self.problems = [code for code in quality.PROBLEM_CODES if code in problems]
-
-    def at_tick(self, at):
-        """The same quality, as of another tick."""
-        same = object.__new__(CallQuality)
-        for name in self.__slots__:
-            setattr(same, name, getattr(self, name))
-        same.at = at
-        return same
+        self.problems = [code for code in quality.PROBLEM_CODES if code in problems] if problems else []
 
     def as_json(self):
         return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,

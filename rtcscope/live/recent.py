@@ -14,39 +14,48 @@ answer and with their aggregates:
 
 A sample is keyed by its time (µs) within its series, as InfluxDB keys a
 point (samples at one time merge their fields), so rows read twice (the
-feed's overlap) change nothing.
+feed's overlap) change nothing; its values are a tuple in FEED_FIELDS order
+(formats.decode_samples), and each series is kept in time order, so a window
+is a slice found by bisection and its aggregates are taken column by column.
 """
+from bisect import bisect_left
+
+from ..ingest.formats import FEED_INDEX, merge_values
 from . import fleet
 
 
 class RecentSamples:
     def __init__(self):
-        self.calls = {}  # call -> {peer: {kind: {time µs: {name: value}}}}
+        self.calls = {}  # call -> {peer: {kind: {time µs: values}}}, each series in time order
         self.touched = set()  # calls with samples added or dropped since the detector last cleared it
 
     def add(self, rows):
-        """Fold feed rows [(call, peer, {kind: {time µs: values}})] in."""
+        """Fold feed rows [(call, peer, {kind: {time µs: values}})] in. A row's samples mostly
+        come after the series' newest: they are appended; otherwise merged and put in order."""
         calls = self.calls
         self.touched.update(call for call, _, _ in rows)
         for call, peer, kinds in rows:
             peers = calls.get(call)
             if peers is None:
-                peers = calls[call] = {}
+                calls[call] = {peer: kinds}
+                continue
             known = peers.get(peer)
             if known is None:
                 peers[peer] = kinds
                 continue
             for kind, samples in kinds.items():
                 found = known.get(kind)
-                if found is None:
-                    known[kind] = samples
+                if not samples:
                     continue
-                for us, values in samples.items():
-                    same = found.get(us)
-                    if same is None:
-                        found[us] = values
-                    else:  # one point to InfluxDB: the fields of both, the later one's where they meet
-                        same.update(values)
+                if not found:
+                    known[kind] = samples
+                elif next(iter(samples)) > next(reversed(found)):
+                    found.update(samples)
+                else:
+                    for us, values in samples.items():
+                        same = found.get(us)
+                        found[us] = values if same is None else merge_values(same, values)
+                    known[kind] = dict(sorted(found.items()))
 
     def clear(self):
         self.calls = {}
@@ -61,16 +70,17 @@ class RecentSamples:
                 del self.calls[call]
 
     def trim(self, cutoff_ms, calls):
-        """Forget the samples of `calls` older than `cutoff_ms`. Samples mostly arrive in time
-        order, so a series whose first sample is recent is passed by (bounded memory, not
-        correctness: readers select by time). The detector trims the calls that got samples:
-        a call that sends no more keeps its last ones until it leaves the window."""
+        """Forget the samples of `calls` older than `cutoff_ms` (bounded memory, not correctness:
+        readers select by time). The detector trims the calls that got samples: a call that
+        sends no more keeps its last ones until it leaves the window."""
         cutoff = cutoff_ms * 1000
         for call in calls:
             for kinds in self.calls.get(call, {}).values():
-                for kind, samples in kinds.items():
-                    if next(iter(samples), cutoff) < cutoff:
-                        kinds[kind] = {us: values for us, values in samples.items() if us >= cutoff}
+                for samples in kinds.values():
+                    first = next(iter(samples), cutoff)
+                    while first < cutoff:  # in time order: the oldest go first
+                        del samples[first]
+                        first = next(iter(samples), cutoff)
 
     def windows(self, calls, start_ms, end_ms):
         """({call: {peer: [row of each kind]}}, {call: until ms}) of `calls` over [start_ms, end_ms]:
@@ -91,14 +101,25 @@ class RecentSamples:
             for peer, kinds in peers.items():
                 rows = []
                 for samples in kinds.values():
-                    row = window_row(samples, start, end)
+                    earliest = next(iter(samples), None)
+                    if earliest is None:
+                        continue
+                    if earliest >= start and next(reversed(samples)) < end:  # the usual case: all inside
+                        inside = list(samples.values())
+                    else:
+                        times = list(samples)
+                        first, last = bisect_left(times, start), bisect_left(times, end)
+                        if last < len(times) and (ahead is None or times[last] < ahead):
+                            ahead = times[last]
+                        if first == last:
+                            continue
+                        earliest = times[first]
+                        inside = [samples[us] for us in times[first:last]]
+                    if oldest is None or earliest < oldest:
+                        oldest = earliest
+                    row = window_row(inside)
                     if row is not None:
                         rows.append(row)
-                    for us in samples:
-                        if us >= end:
-                            ahead = us if ahead is None or us < ahead else ahead
-                        elif us >= start and (oldest is None or us < oldest):
-                            oldest = us
                 if rows:
                     found[peer] = rows
             if found:
@@ -117,16 +138,17 @@ class RecentSamples:
         summed over the call's series."""
         start, end = start_ms * 1000, (end_ms + 1) * 1000
         bucket_us = bucket_ms * 1000
+        index = FEED_INDEX[field]
         result = {}
         for call in calls:
             buckets = {}
             for kinds in self.calls.get(call, {}).values():
                 for samples in kinds.values():
                     if rate:
-                        _add_rates(buckets, samples, field, start, end, bucket_us)
+                        _add_rates(buckets, samples, index, start, end, bucket_us)
                         continue
                     for us, values in samples.items():
-                        value = values.get(field)
+                        value = values[index]
                         if value is not None and start <= us < end:
                             found = buckets.get(us - us % bucket_us)
                             if found is None:
@@ -142,20 +164,17 @@ class RecentSamples:
         return result
 
 
-def _add_rates(buckets, samples, field, start, end, bucket_us):
+def _add_rates(buckets, samples, index, start, end, bucket_us):
     """Add one series' rates to `buckets` {bucket µs: summed rate}: the last value of each
     bucket, and between consecutive buckets with a value, the increase per second."""
     lasts = {}
     for us, values in samples.items():
-        value = values.get(field)
+        value = values[index]
         if value is not None and start <= us < end:
-            bucket = us - us % bucket_us
-            found = lasts.get(bucket)
-            if found is None or us > found[0]:
-                lasts[bucket] = (us, value)
+            lasts[us - us % bucket_us] = value  # in time order: the bucket's last wins
     previous = None
     for bucket in sorted(lasts):
-        value = lasts[bucket][1]
+        value = lasts[bucket]
         if previous is not None:
             increase = (value - previous[1]) * 1_000_000 / (bucket - previous[0])
             if increase >= 0:

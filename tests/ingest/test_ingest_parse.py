@@ -107,7 +107,9 @@ def feed_row(parsed):
     """(fields of the request's one rtc_feed presence row, its `w` decoded)."""
     [row] = [line.decode() for line in parsed.lines if line.startswith(b"rtc_feed,")]
     fields = dict(pair.split("=", 1) for pair in row.split(" ")[1].split(",", 5))
-    return fields, decode_samples(fields["w"].strip('"'), float(fields["last"]))
+    decoded = decode_samples(fields["w"].strip('"'), float(fields["last"]))
+    return fields, {kind: {us: {name: value for name, value in zip(FEED_FIELDS, values) if value is not None}
+                           for us, values in samples.items()} for kind, samples in decoded.items()}
 
 
 def test_the_feed_row_carries_its_samples_quality_and_graph_fields():
