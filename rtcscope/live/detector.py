@@ -189,7 +189,8 @@ class CallDetector:
         self._changed = set()  # calls whose rows changed since the last tick built them
         self.call_states = CallStates(timeout_ms)
         self.feed_read_ms = None
-        self._arrived_first = {}  # call -> earliest first sample of the rows received since the previous tick
+        self._arrived = []  # during a tick, the presence rows its feed read brought
+        self._arrived_first = None  # call -> earliest first sample of those received since the previous tick
         self.full_reads = 0
         self.watches = {}
         self.starts = {}  # live call -> its first sample (ms)
@@ -430,7 +431,10 @@ class CallDetector:
         self.recent.touched = set()
         self._apply_activity(now, read)
         del read
-        await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
+        try:
+            await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
+        finally:
+            self._arrived, self._arrived_first = [], None  # freed now, not traversed by the collector after
 
     async def _apply(self, now, watches, since, end, window, answers):
         rebuilt = self.call_states.update(self._rows_of, self.ends, self._changed, now)
@@ -712,7 +716,7 @@ class CallDetector:
     def _apply_activity(self, now, read):
         """Fold what `_read_activity` read into the window; forget what is older than it."""
         presence, ends, disconnects, fed, whole = read
-        self._arrived_first = {}
+        self._arrived, self._arrived_first = ([] if whole else presence), None
         if whole:
             self.presence, self.ends, self._rows_of = {}, {}, {}
             self.call_states.clear()
@@ -722,10 +726,6 @@ class CallDetector:
                 self._merge(fed.presence, fed.ends, fed.disconnects)
         else:
             self._note_imports(fed.imports, self.feed_read_ms - FEED_OVERLAP_MS)
-            for call, _, row in presence:
-                if row["recv"] > self.recv.get(call, 0):
-                    first = self._arrived_first.get(call)
-                    self._arrived_first[call] = row["first"] if first is None else min(first, row["first"])
         self._merge(presence, ends, disconnects)
         if fed is not None:
             self.recent.add(fed.samples)
@@ -806,6 +806,12 @@ class CallDetector:
         """First sample of a call that came back: the earliest one received
         after what the previous tick had seen (the window still holds the old part).
         The feed's rows of this tick hold it; after a full read, one query."""
+        if self._arrived_first is None:  # once per tick, and only in a tick with a comeback
+            self._arrived_first = {}
+            for arrived, _, row in self._arrived:
+                if row["recv"] > self.recv.get(arrived, 0):
+                    first = self._arrived_first.get(arrived)
+                    self._arrived_first[arrived] = row["first"] if first is None else min(first, row["first"])
         if call in self._arrived_first:
             return int(self._arrived_first[call])
         self.queries += 2
