@@ -341,12 +341,14 @@ class CallDetector:
     def _recent_series(self, watch, calls, start_ms, end_ms):
         """What `_metric_series` answers, for the live calls, from the feed's samples. A
         gauge's buckets change only with new samples: only the calls that got some are
-        computed (a rate's bucket also becomes due as time passes: all of them)."""
-        query_start = start_ms - BUCKET_MS if watch.rate else start_ms
-        if not watch.rate:
-            calls = calls & self.recent.touched
-        return self.recent.metric_series(watch.metric.source_field, calls, query_start, end_ms, BUCKET_MS,
-                                         rate=watch.rate, scale=watch.metric.scale)
+        computed, from the bucket of their earliest new one (a rate's bucket also becomes
+        due as time passes: all of them, whole)."""
+        if watch.rate:
+            return self.recent.metric_series(watch.metric.source_field, calls, start_ms - BUCKET_MS, end_ms,
+                                             BUCKET_MS, rate=True, scale=watch.metric.scale)
+        touched = self.recent.touched
+        return self.recent.metric_series(watch.metric.source_field, calls & touched.keys(), start_ms, end_ms,
+                                         BUCKET_MS, rate=False, scale=watch.metric.scale, changed=touched)
 
     def broadcast(self, message, watches):
         for watch in watches:
@@ -428,7 +430,7 @@ class CallDetector:
         answers = await others if others is not None else []
         if not self.incremental:
             window = answers.pop(0)
-        self.recent.touched = set()
+        self.recent.touched = {}
         self._apply_activity(now, read)
         del read
         try:

@@ -27,14 +27,22 @@ from . import fleet
 class RecentSamples:
     def __init__(self):
         self.calls = {}  # call -> {peer: {kind: {time µs: values}}}, each series in time order
-        self.touched = set()  # calls with samples added or dropped since the detector last cleared it
+        # Calls with samples added or dropped since the detector last cleared it -> the earliest
+        # time (µs) that changed (0: a peer's samples were dropped).
+        self.touched = {}
 
     def add(self, rows):
         """Fold feed rows [(call, peer, {kind: {time µs: values}})] in. A row's samples mostly
         come after the series' newest: they are appended; otherwise merged and put in order."""
-        calls = self.calls
-        self.touched.update(call for call, _, _ in rows)
+        calls, touched = self.calls, self.touched
         for call, peer, kinds in rows:
+            earliest = touched.get(call)
+            for samples in kinds.values():
+                first = next(iter(samples), None)
+                if first is not None and (earliest is None or first < earliest):
+                    earliest = first
+            if earliest is not None:
+                touched[call] = earliest
             peers = calls.get(call)
             if peers is None:
                 calls[call] = {peer: kinds}
@@ -59,12 +67,12 @@ class RecentSamples:
 
     def clear(self):
         self.calls = {}
-        self.touched = set()
+        self.touched = {}
 
     def drop(self, call, peer):
         peers = self.calls.get(call)
         if peers is not None:
-            self.touched.add(call)
+            self.touched[call] = 0
             peers.pop(peer, None)
             if not peers:
                 del self.calls[call]
@@ -131,25 +139,31 @@ class RecentSamples:
                 until[call] = min(bounds)
         return by_call, until
 
-    def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0):
+    def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0, changed=None):
         """{call: [(bucket ms, value)]} of `calls` over [start_ms, end_ms], as Store.metric_series
         answers for the field: a gauge's mean per bucket over the call's samples; a counter's
         rate, per series the non-negative derivative (per second) of its last value per bucket,
-        summed over the call's series."""
+        summed over the call's series. With `changed` ({call: µs}, as `touched`), a gauge's
+        buckets only from the one holding that time: the earlier ones got no sample."""
         start, end = start_ms * 1000, (end_ms + 1) * 1000
         bucket_us = bucket_ms * 1000
         index = FEED_INDEX[field]
         result = {}
         for call in calls:
             buckets = {}
+            low = start
+            if changed is not None and not rate:
+                low = max(start, changed[call] - changed[call] % bucket_us)
             for kinds in self.calls.get(call, {}).values():
                 for samples in kinds.values():
                     if rate:
                         _add_rates(buckets, samples, index, start, end, bucket_us)
                         continue
-                    for us, values in samples.items():
-                        value = values[index]
-                        if value is not None and start <= us < end:
+                    for us in reversed(samples):  # newest first: what came before `low` is passed by at once
+                        if us < low:
+                            break
+                        value = samples[us][index]
+                        if value is not None and us < end:
                             found = buckets.get(us - us % bucket_us)
                             if found is None:
                                 buckets[us - us % bucket_us] = [value, 1]

@@ -27,7 +27,7 @@ def test_rows_out_of_order_and_one_point_twice_keep_the_series_in_time_order():
     series = recent.calls["c"]["p"]["audio"]
     assert list(series) == [(MS + 1000) * 1000, (MS + 2000) * 1000, (MS + 3000) * 1000, (MS + 4000) * 1000]
     assert named(series[(MS + 3000) * 1000]) == {"rtt": 45.0, "jitter": 2.0}  # fields of both, the later's where they meet
-    assert recent.touched == {"c"}
+    assert recent.touched == {"c": (MS + 1000) * 1000}  # the earliest sample that came in
 
 
 def test_trim_forgets_only_the_given_calls_older_samples():
@@ -65,3 +65,16 @@ def test_buckets_of_a_gauge_and_of_a_counters_rate():
     rates = recent.metric_series("packetsLost", ["c"], MS, MS + 3000, 1000, rate=True)
     assert rates == {"c": [(MS + 1000, 4.0)]}  # last per bucket 2, 6, 3: +4 a second, then a reset (none)
     assert FEED_INDEX["packetsLost"] == FEED_FIELDS.index("packetsLost")
+
+
+def test_a_gauges_buckets_from_the_earliest_new_sample_only():
+    recent = RecentSamples()
+    recent.add([row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i}) for i in range(6)))])
+    recent.touched = {}
+    recent.add([row("c", "p", ("audio", MS + 4500, {"rtt": 100.0}))])  # late into the bucket at 4 s
+    whole = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False)
+    assert whole == {"c": [(MS, 5.0), (MS + 2000, 25.0), (MS + 4000, 190.0 / 3)]}
+    fresh = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False, changed=recent.touched)
+    assert fresh == {"c": [(MS + 4000, 190.0 / 3)]}  # the buckets before it got nothing new
+    recent.drop("c", "other")
+    assert recent.touched == {"c": 0}  # a dropped peer changes every bucket
