@@ -1,13 +1,17 @@
-"""One incremental detector against a populated influxd, ticking after each second of
-arrivals: its wall and CPU time per tick, and optionally a cProfile of its ticks.
+"""One incremental detector against a populated influxd, ticking after arrivals: its wall
+and CPU time per tick, and optionally a cProfile of its ticks or the CPU of each of its
+phases (thread CPU clock, no profiler).
 
-    python -m bench.onetick 20000 --ticks 6 [--profile [--sort cumulative]]
+    python -m bench.onetick 20000 --ticks 6 [--arrivals 1] [--phases | --profile [--sort cumulative]]
 
-A smaller driver than 6c (no whole-window detector beside it) for looking at where a
-tick's CPU goes; the figures of record are 6c's."""
+The arrivals before a tick are the posts of the time since the previous ones, or with
+`--arrivals S` exactly S seconds of them (the cost of a tick on time). A smaller driver
+than 6c and 6d, for looking at where a tick's CPU goes; the figures of record are theirs."""
 import argparse
 import asyncio
+import collections
 import cProfile
+import functools
 import os
 import pstats
 import statistics
@@ -15,14 +19,47 @@ import tempfile
 import time
 
 from rtcscope import registry
+from rtcscope.live import calls, recent
+from rtcscope.live import detector as detector_module
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
 from . import harness
 from .scaling import TICK_TIMEOUT_MS, CountingViewer, fleet_arrivals
 
+# (owner, function) timed by --phases: the tick's parts, by what they handle.
+PHASES = [(CallDetector, name) for name in ("_read_activity", "_apply_activity", "_apply", "_feed_qualities",
+                                            "_recent_series", "_publish_calls", "_diff", "_keep_starts")]
+PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
+PHASES += [(calls.CallStates, "update"), (detector_module.Watch, "merge"), (detector_module.fleet, "qualities_of"),
+           (detector_module.fleet, "fleet_aggregates")]
 
-async def run(influxd, count, ticks, profile):
+
+def time_phases():
+    """Wrap PHASES with CPU timers; returns {phase: CPU seconds} as they accumulate."""
+    spent = collections.Counter()
+    for owner, name in PHASES:
+        original = getattr(owner, name)
+        label = f"{owner.__name__.rsplit('.', 1)[-1]}.{name}"
+        if asyncio.iscoroutinefunction(original):
+            async def timed(*args, _original=original, _label=label, **kwargs):
+                began = time.thread_time()
+                try:
+                    return await _original(*args, **kwargs)
+                finally:
+                    spent[_label] += time.thread_time() - began
+        else:
+            def timed(*args, _original=original, _label=label, **kwargs):
+                began = time.thread_time()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    spent[_label] += time.thread_time() - began
+        setattr(owner, name, functools.wraps(original)(timed))
+    return spent
+
+
+async def run(influxd, count, ticks, profile, seconds=None, spent=None):
     store = Store(influxd.url, f"onetick{count}", timeout=60.0)
     await store.setup()
     arrivals = fleet_arrivals(store, count)
@@ -34,9 +71,15 @@ async def run(influxd, count, ticks, profile):
     await arrivals()
     await detector.run_tick()
     costs = []
+    if spent is not None:
+        spent.clear()
+    written = time.monotonic()
     for _ in range(ticks):
-        await asyncio.sleep(0.5)
-        await arrivals()
+        # With --arrivals, the next ones once that much time has passed (none are written twice;
+        # those of the time a slow tick overran are not written at all).
+        await asyncio.sleep(0.5 if seconds is None else max(0.0, written + seconds - time.monotonic()))
+        written = time.monotonic()
+        await arrivals(seconds)
         wall, cpu = time.perf_counter(), time.process_time()
         if profile:
             profile.enable()
@@ -54,6 +97,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("calls", type=int, nargs="+")
     parser.add_argument("--ticks", type=int, default=6)
+    parser.add_argument("--arrivals", type=int, help="seconds of arrivals before each tick (default: the time that passed)")
+    parser.add_argument("--phases", action="store_true", help="the CPU of each phase of a tick, per tick")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats: tottime, cumulative)")
     parser.add_argument("--top", type=int, default=25)
@@ -61,15 +106,18 @@ def main():
     with tempfile.TemporaryDirectory() as work_dir:
         influxd = harness.start_influxd(work_dir)
         try:
+            spent = time_phases() if args.phases else None
             for count in args.calls:
                 profile = cProfile.Profile() if args.profile else None
                 load = os.getloadavg()[0]
-                costs = asyncio.run(run(influxd, count, args.ticks, profile))
+                costs = asyncio.run(run(influxd, count, args.ticks, profile, args.arrivals, spent))
                 wall, cpu = (statistics.median(column) for column in zip(*costs))
                 print(f"{count:,} live calls: tick {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms detector CPU "
                       f"(median of {len(costs)}; load {load:.1f} to {os.getloadavg()[0]:.1f})")
                 if profile:
                     pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
+                for phase, seconds in (spent or {}).most_common():
+                    print(f"  {phase:32} {seconds / len(costs) * 1000:7.1f} ms CPU per tick")
         finally:
             influxd.cleanup()
 

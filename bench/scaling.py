@@ -374,16 +374,35 @@ async def _realtime(ctx, count, seconds):
         schedule.stop()
         if running[0] is not None:
             await running[0]
+        writer.kill()
+        await writer.wait()
+        alone = await _ticks_alone(store, detector, count)
         if detector.failures or len(detector.live_calls) != count:
             raise BenchError(f"realtime detector with {count} calls: {detector.failures} failed ticks, "
                              f"{len(detector.live_calls)} live")
         return {"walls": walls, "skipped": skipped[0], "cpu": cpu, "influxd": influx, "writer": written,
-                "seconds": elapsed, "messages": viewer.messages - messages}
+                "seconds": elapsed, "messages": viewer.messages - messages, "alone": alone}
     finally:
         if writer.returncode is None:
             writer.kill()
         await writer.wait()
         await store.close()
+
+
+async def _ticks_alone(store, detector, count, ticks=3):
+    """(wall, CPU) seconds, medians, of ticks that each read exactly one second of arrivals
+    written before them, with nothing else running: the detector's own cost of a second."""
+    arrivals = fleet_arrivals(store, count)
+    await arrivals(1)
+    await detector.run_tick()
+    costs = []
+    for _ in range(ticks):
+        await asyncio.sleep(1.0)
+        await arrivals(1)
+        wall, cpu = time.perf_counter(), time.process_time()
+        await detector.run_tick()
+        costs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return tuple(statistics.median(column) for column in zip(*costs))
 
 
 def detector_realtime(ctx, section):
@@ -406,6 +425,17 @@ def detector_realtime(ctx, section):
                 f"at {base:,}", below["cpu"] / below["seconds"] * 1000)
     section.add(f"influxd CPU per second, {count:,} live calls (the arrivals' writes included)",
                 at["influxd"] / at["seconds"] * 1000, "ms", f"at {base:,}", below["influxd"] / below["seconds"] * 1000)
+    section.add(f"one tick after one second of arrivals, nothing else running, {count:,} live calls: detector CPU",
+                at["alone"][1] * 1000, "ms", f"at {base:,}", below["alone"][1] * 1000)
+    section.add(f"the same tick's wall time, {count:,} live calls", at["alone"][0] * 1000, "ms", f"at {base:,}",
+                below["alone"][0] * 1000)
+    demand = (at["alone"][1] + (at["influxd"] + at["writer"]) / at["seconds"])
+    section.note(f"What a second at {count:,} live calls asks of the machine: the detector's tick of one second's "
+                 f"arrivals alone {at['alone'][1] * 1000:.0f} ms of CPU ({at['alone'][0] * 1000:.0f} ms wall), "
+                 f"influxd {at['influxd'] / at['seconds'] * 1000:.0f} ms and the arrivals' writer "
+                 f"{at['writer'] / at['seconds'] * 1000:.0f} ms a second: {demand:.2f} of the {os.cpu_count()} cores, "
+                 "with the tick's share one Python thread that must finish within the second while the other two "
+                 "take cores from it; a tick that runs over reads more rows the next time.")
     for size, run in runs.items():
         section.note(f"{size:,} live calls: {len(run['walls'])} ticks in {run['seconds']:.1f} s, {run['skipped']} "
                      f"skipped; wall median {statistics.median(run['walls']) * 1000:.0f} ms, slowest "

@@ -59,7 +59,7 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: {name: value}}}; `keys` {node: {time ns}} of every row read whole
+    {kind: {time µs: values}} as formats.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
     (ints, which the cyclic collector never has to look at)."""
 
     presence: list
