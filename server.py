@@ -309,11 +309,12 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
                           lambda: detector.summaries_written)
         telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
                         lambda: len(detector.ended_calls))
+        # Followed each tick: an ingest-only process does not know it.
+        telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+                        lambda: alerts.firing_count)
         telemetry.gauge("rtcscope_ended_calls_ready",
                         "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
                         lambda: int(detector.ended_calls.ready))
-    telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
-                    lambda: alerts.firing_count)
     telemetry.counter("rtcscope_webhook_deliveries_total",
                       "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
                       "dropped (queue full, still owed)", labels=("result",))

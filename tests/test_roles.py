@@ -53,7 +53,8 @@ async def test_what_an_ingest_only_process_takes_the_detector_process_shows(http
     assert ingest.detector is None
     assert len(ingest.periodic_callbacks) == len(viewing.periodic_callbacks) - 1
     text = (await http_client.fetch(ingest.base_url + "/metrics")).body.decode()
-    assert "rtcscope_samples_accepted_total" in text and "rtcscope_detector_ticks_total" not in text
+    assert "rtcscope_samples_accepted_total" in text and "rtcscope_alerts_sender 0.0" in text
+    assert "rtcscope_detector_ticks_total" not in text and "rtcscope_alerts_firing" not in text
     assert "rtcscope_detector_ticks_total" in (await http_client.fetch(viewing.base_url + "/metrics")).body.decode()
 
 
