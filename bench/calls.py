@@ -12,6 +12,9 @@ import urllib.parse
 
 import orjson
 
+from rtcscope.ingest.formats import Feed, encode_feed_values
+from rtcscope.storage.store import FEED_RETENTION, FEED_RETENTION_POLICY
+
 from . import harness
 from .harness import BenchError
 from .report import median_ratio, spread
@@ -27,8 +30,11 @@ TICK_SECONDS = 5
 
 
 def _lines(count, now_ms):
-    """Presence, samples and (for the ended half) end events and summaries of `count` calls."""
-    lines = []
+    """(lines, the live feed's lines) of `count` calls: presence, samples and, for the ended
+    half, end events and summaries; and the feed's rows, with the samples the detector
+    scores the calls from."""
+    lines, fed = [], []
+    feed = Feed("bench")
     for index in range(count):
         call = f"c-{index:05d}"
         ended = index % 2 == 1
@@ -37,34 +43,41 @@ def _lines(count, now_ms):
             at = last - (PRESENCE_ROWS - 1 - row) * 2000
             lines.append(f"rtc_calls,call={call},peer=a first={float(at - 2000)},last={float(at)},recv={float(at)} "
                          f"{at * 1_000_000}")
+            samples = []
             if not ended:
                 rtt, loss = 40.0 + index % 400, float(index % 13)
                 lines.append(f"rtc_stats,call={call},kind=audio,peer=a rtt={rtt},jitter=5.0,"
                              f"packetsLost={loss * row},packetsReceived={100.0 * row} {at * 1_000_000}")
+                values = {"rtt": rtt, "jitter": 5.0, "packetsLost": loss * row, "packetsReceived": 100.0 * row}
+                samples.append(("audio", at * 1_000_000, encode_feed_values(values)))
+            fed.append(feed.presence(call, "a", at - 2000, at, at * 1_000_000, samples).decode())
         if ended:
             lines.append(f"rtc_events,call={call},peer=a end=1.0,at={float(last)} {last * 1_000_000}")
             mos = 4.4 - index % 30 * 0.05
             lines.append(f"rtc_call_summaries,call={call} duration_s=10.0,peers=1.0,mos_mean={mos},mos_min={mos - 0.2},"
                          f"problems=0.0,problem_mask=0.0,poor={float(mos < 3.6)} {last * 1_000_000}")
-    return lines
+    return lines, fed
 
 
 def _fill(ctx, database, count):
     """Before the server starts: its detector's first tick takes these calls as
     they are (ended ones are history, not news to summarise)."""
     for statement in (f'CREATE DATABASE "{database}"', f'CREATE RETENTION POLICY "rtcscope" ON "{database}" '
-                      'DURATION 30d REPLICATION 1 SHARD DURATION 1d DEFAULT'):
+                      'DURATION 30d REPLICATION 1 SHARD DURATION 1d DEFAULT',
+                      f'CREATE RETENTION POLICY "{FEED_RETENTION_POLICY}" ON "{database}" DURATION {FEED_RETENTION} '
+                      f'REPLICATION 1 SHARD DURATION {FEED_RETENTION}'):
         query = urllib.parse.urlencode({"q": statement}).encode()
         status, body = harness.http("POST", ctx.influxd.url + "/query", query, timeout=60,
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
         if status != 200:
             raise BenchError(f"influxd refused {statement}: {status} {body[:200]!r}")
-    lines = _lines(count, int(time.time() * 1000))
-    url = harness.influx_write_url(ctx.influxd, database) + "&rp=rtcscope"
-    for start in range(0, len(lines), 20_000):
-        status, body = harness.http("POST", url, "\n".join(lines[start:start + 20_000]).encode(), timeout=60)
-        if status != 204:
-            raise BenchError(f"influxd refused the bench's rows: {status} {body[:200]!r}")
+    lines, fed = _lines(count, int(time.time() * 1000))
+    for policy, rows in (("rtcscope", lines), (FEED_RETENTION_POLICY, fed)):
+        url = harness.influx_write_url(ctx.influxd, database) + f"&rp={policy}"
+        for start in range(0, len(rows), 20_000):
+            status, body = harness.http("POST", url, "\n".join(rows[start:start + 20_000]).encode(), timeout=60)
+            if status != 204:
+                raise BenchError(f"influxd refused the bench's rows: {status} {body[:200]!r}")
 
 
 def _server(ctx, database, count):
