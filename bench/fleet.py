@@ -5,7 +5,8 @@ client sent before it (two full reports per request), in the same run.
 
 Server CPU comes from /proc over the measured window only (after every peer
 is connected and a warm-up); a peer-second is one peer sending for one
-second, i.e. one report. The load generator (bench/fleetload.py) is its own
+second, i.e. one report. Each run starts once the shared influxd is idle
+(it may still be compacting what an earlier benchmark wrote). The load generator (bench/fleetload.py) is its own
 process, so its CPU is not the server's. The per-connection state is
 measured with tracemalloc on the real fixture.
 
@@ -56,6 +57,7 @@ def start_subject(ctx, name, how):
 def run_load(ctx, name, how, peers, sizes):
     """One load run against a fresh server: (server CPU µs per peer-second, the generator's summary)."""
     mode = "post" if name.startswith("post") else "ws"
+    harness.wait_quiet(ctx.influxd.process.pid)
     server = start_subject(ctx, name, how)
     try:
         argv = [sys.executable, "-m", "bench.fleetload", mode, server.url, str(peers),

@@ -98,6 +98,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def wait_quiet(pid, busy=0.05, timeout=60.0):
+    """Wait (at most `timeout` s) until process `pid` uses under `busy` of a core over a
+    second: an influxd still compacting what an earlier benchmark wrote takes a core from
+    the next one's measurement. Returns the share it used in its last second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        share = cpu_seconds(pid) - before
+        if share < busy or time.monotonic() > deadline:
+            return share
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
