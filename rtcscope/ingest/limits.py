@@ -107,7 +107,8 @@ class CallAdmission:
         now = self.clock()
         seen = self.seen
         fresh_after = now - self.call_timeout
-        new = [call for call in calls if seen.get(call, -math.inf) < fresh_after and call not in self._live_view(now)]
+        live = self._live_view(now)
+        new = [call for call in calls if seen.get(call, -math.inf) < fresh_after and call not in live]
         if new:
             bucket = self._bucket(client, now)
             refusal = self._lacks_tokens(bucket, len(new)) or self._lacks_room(len(new), now)
