@@ -296,7 +296,8 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
         telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
         telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
                           lambda: detector.queries)
-        telemetry.counter("rtcscope_detector_skipped_ticks_total", "ticks skipped while the previous one still ran",
+        telemetry.counter("rtcscope_detector_skipped_ticks_total",
+                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
                           lambda: detector.skipped)
         telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
                           lambda: detector.failures)

@@ -116,7 +116,7 @@ def main():
                       f"(median of {len(costs)}; load {load:.1f} to {os.getloadavg()[0]:.1f})")
                 if profile:
                     pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
-                for phase, seconds in (spent or {}).most_common():
+                for phase, seconds in spent.most_common() if spent is not None else ():
                     print(f"  {phase:32} {seconds / len(costs) * 1000:7.1f} ms CPU per tick")
         finally:
             influxd.cleanup()

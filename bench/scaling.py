@@ -374,9 +374,7 @@ async def _realtime(ctx, count, seconds):
         schedule.stop()
         if in_flight:
             await in_flight[0]
-        # A tick whose synchronous part holds the loop over a deadline lets the PeriodicCallback pass it
-        # without calling tick(), which then counts no skip: count the ticks the schedule owed too.
-        skipped = max(detector.skipped - skipped, round(elapsed) - len(walls))
+        skipped = detector.skipped - skipped  # tick() counts the deadlines the loop passed too
         detector.run_tick = run_tick
         writer.kill()
         await writer.wait()
@@ -448,7 +446,7 @@ def detector_realtime(ctx, section):
                      f"{run['seconds'] * os.cpu_count():.0f} the machine had); {run['messages']} messages to the "
                      "rtt viewer.")
     section.note(f"The detector as the server runs it: a 1 s PeriodicCallback (a tick still running when the next "
-                 f"is due skips it; skipped counts those, or the ticks the schedule owed that did not run if more), "
+                 f"is due skips it; skipped is the detector's count: those, and the deadlines the loop was held past), "
                  f"one rtt viewer, while a process of its own (bench/arrivals.py) writes what the "
                  f"calls send in real time, every {FLEET_SEND_S} s each, spread evenly: a presence row, its feed row "
                  f"and an rtt sample per post, every 0.1 s the posts of the time that passed. Measured over {seconds} s "

@@ -215,6 +215,7 @@ class CallDetector:
         self.ticks = 0
         self.queries = 0
         self.skipped = 0
+        self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
         self.failures = 0
         self._task = None
         self._ready = asyncio.Event()
@@ -357,11 +358,29 @@ class CallDetector:
     # --- ticks --------------------------------------------------------------------
 
     def tick(self):
-        """PeriodicCallback entry: start a tick unless the previous one still runs."""
+        """PeriodicCallback entry: start a tick unless the previous one still runs.
+
+        Both count as skipped: a call while the previous tick runs, and a deadline that
+        passed without a call (a PeriodicCallback held past its next deadline, by a tick's
+        synchronous part or anything else on the loop, passes it silently)."""
+        now = time.monotonic()
+        self.skipped += self._deadlines_passed(now)
         if self._task is not None and not self._task.done():
             self.skipped += 1
             return
         self._task = asyncio.ensure_future(self.run_tick())
+
+    def _deadlines_passed(self, now):
+        """The schedule's deadlines before `now` that got no call, since the previous call.
+        A call comes at or after its deadline, so the earliest phase seen is the schedule's."""
+        period = self.tick_ms / 1000
+        if self._deadline is None:
+            self._deadline = now
+            return 0
+        self._deadline = min(self._deadline + period, now)
+        passed = int((now - self._deadline) // period)
+        self._deadline += passed * period
+        return passed
 
     async def run_tick(self):
         try:

@@ -5,11 +5,13 @@ wants with `run_tick()`; viewers are plain recorders of what the detector
 hands them."""
 import asyncio
 import json
+import time
 
 import pytest
+import tornado.ioloop
 
 from rtcscope import registry
-from rtcscope.live.detector import BUCKET_MS
+from rtcscope.live.detector import BUCKET_MS, CallDetector
 from rtcscope.storage.store import StoreError
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
@@ -213,6 +215,35 @@ async def test_overlapping_ticks_are_skipped(app):
     detector.tick()
     await detector._task
     assert (detector.ticks, detector.skipped) == (2, 1)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_deadlines_a_held_loop_passes_count_as_skipped():
+    """A tick whose synchronous part holds the loop over the next deadlines: tornado's
+    PeriodicCallback passes them without calling tick(), and they count as skipped."""
+    detector = CallDetector(None, timeout_ms=3000, tick_ms=100)
+    started = []
+
+    async def holding_tick():
+        started.append(time.monotonic())
+        if len(started) == 3:
+            time.sleep(0.45)  # the loop is held over four deadlines
+
+    detector.run_tick = holding_tick
+    schedule = tornado.ioloop.PeriodicCallback(detector.tick, 100)
+    began = time.monotonic()
+    schedule.start()
+    await asyncio.sleep(1.5)
+    schedule.stop()
+    deadlines = (time.monotonic() - began) / 0.1
+    assert detector.skipped >= 3
+    assert abs(len(started) + detector.skipped - deadlines) <= 2  # every deadline either ticked or counted
+
+
+def test_a_late_first_call_does_not_count_the_on_time_ones_after_it():
+    detector = CallDetector(None, timeout_ms=3000, tick_ms=1000)
+    calls = [100.6, 101.0, 102.0, 103.0, 105.2, 106.0, 107.0]  # 100.6 late; deadline 104 passed unserved
+    assert [detector._deadlines_passed(now) for now in calls] == [0, 0, 0, 0, 1, 0, 0]
 
 
 @pytest.mark.gen_test(timeout=60)
