@@ -35,7 +35,7 @@
     ackTimeout: 30000,    // ms a websocket frame may wait for its answer before the connection is replaced
     maxBatchBytes: 60000, // largest request body; stays under the 64 KiB keepalive limit
     finalBytes: 16384,    // most sample bytes in the closing beacon, leaving room for other monitors
-    maxQueue: 600,        // samples kept while the server cannot take them; the oldest go beyond
+    maxQueue: 600,        // samples queued while the server cannot take them (a request in flight aside); the oldest go
     minBackoff: 1000,     // ms of the first wait after a network error or a 503 without Retry-After
     maxBackoff: 60000,
     onsample: null,       // function (sample): sees (and may add "stats" to) every sample before it is queued
@@ -211,13 +211,22 @@
     this._trim();
   };
 
-  /** Keep at most maxQueue samples (counting the request in flight): the oldest queued go first. */
+  /** Keep at most maxQueue samples queued: the oldest go first. A request in flight is not counted:
+   * its samples are older than any queued, cannot be taken back, and the server may yet take them.
+   * Counting them would drop the newest samples beside a request that then fails; instead a failed
+   * request's samples come back to the front of the queue (_putBack) and go first. */
   Monitor.prototype._trim = function () {
-    var excess = Math.min(this.queued - this.settings.maxQueue, this._queue.length);
+    var excess = this._queue.length - this.settings.maxQueue;
     if (excess > 0) {
       this._queue.splice(0, excess);
       this.stats.dropped += excess;
     }
+  };
+
+  /** Samples of a request or frame that did not land go back in front of the newer ones queued. */
+  Monitor.prototype._putBack = function (samples) {
+    this._queue = samples.concat(this._queue);
+    this._trim();
   };
 
   /** The oldest queued samples that fit in `budget` bytes (at least one), taken off the queue. */
@@ -283,13 +292,12 @@
     }
     if (status === 413 && samples.length > 1) {
       this._batchBytes = Math.max(1, Math.floor(this._batchBytes / 2));
-      this._queue = samples.concat(this._queue);
+      this._putBack(samples);
       this._maybeSend(true);
       return;
     }
     if (status === 0 || RETRY_STATUSES[status]) {
-      this._queue = samples.concat(this._queue);
-      this._trim();
+      this._putBack(samples);
       this._waitAndRetry(waitMs, (message || "server answered " + status), status);
       return;
     }
@@ -426,7 +434,7 @@
         self.stats.delivered += 1;
       }
     });
-    this._queue = again.concat(this._queue);
+    this._putBack(again);
     flight.delivered = notTaken === Infinity;
     flight.resolve();
     if (flight.delivered) {
@@ -448,8 +456,7 @@
     if (ws) {
       clearTimeout(ws.timer);
       if (ws.flight) {
-        this._queue = ws.flight.samples.concat(this._queue);
-        this._trim();
+        this._putBack(ws.flight.samples);
         ws.flight.resolve();
       }
     }
