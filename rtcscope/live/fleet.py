@@ -20,73 +20,90 @@ from ..summary import percentile
 VERDICTS = ("good", "fair", "poor", "unknown")
 # A call is listed as changed when its MOS moved at least this much (or its verdict, problems or worst peer changed).
 MOS_STEP = 0.1
-# Gauges of a peer's kinds take the worst (as a summary's timelines do); counters add up.
-_WORST_OF_KINDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason")
-_SUMMED_OVER_KINDS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCount")
 WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
 WINDOW_LAST = ("qualityLimitationReason",)
-WINDOW_COUNTERS = _SUMMED_OVER_KINDS
-_GAUGE_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_GAUGES)
-_LAST_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_LAST)
-_COUNTER_COLUMNS = tuple((name, FEED_INDEX[name]) for name in WINDOW_COUNTERS)
+WINDOW_COUNTERS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCount")
+# A window row: one series' values in this order (a tuple; None for a name without a value). A
+# peer's kinds combine by position: the gauges and the last take the worst (as a summary's
+# timelines do), the counters add up.
+WINDOW_NAMES = WINDOW_GAUGES + WINDOW_LAST + WINDOW_COUNTERS
+_GAUGE_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_GAUGES)
+_LAST_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_LAST)
+_COUNTER_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_COUNTERS)
 
 
 def window_row(inside):
     """One series' window row from its samples in the window, oldest first (values in
     FEED_FIELDS order, as decode_samples gives them): what Store.quality_window answers for
-    it (the mean of WINDOW_GAUGES, the last of WINDOW_LAST, the spread of WINDOW_COUNTERS;
-    None for a name without a value). None when no sample of the window has any of them."""
+    it (the mean of WINDOW_GAUGES, the last of WINDOW_LAST, the spread of WINDOW_COUNTERS),
+    as a tuple in WINDOW_NAMES order. None when no sample of the window has any of them."""
     columns = tuple(zip(*inside))
-    row = {}
-    found = False
-    for name, index in _GAUGE_COLUMNS:
-        present = _present(columns[index])
-        row[name] = sum(present) / len(present) if present else None
-        found = found or bool(present)
-    for name, index in _LAST_COLUMNS:
-        row[name] = None
-        for value in reversed(columns[index]):
-            if value is not None:
-                row[name] = value
-                found = True
-                break
-    for name, index in _COUNTER_COLUMNS:
-        present = _present(columns[index])
-        row[name] = max(present) - min(present) if present else None
-        found = found or bool(present)
-    return row if found else None
+    row = []
+    for index in _GAUGE_INDEXES:
+        column = columns[index]
+        absent = column.count(None)
+        if absent == len(column):
+            row.append(None)
+            continue
+        if absent:
+            column = [value for value in column if value is not None]
+        row.append(sum(column) / len(column))
+    for index in _LAST_INDEXES:
+        column = columns[index]
+        last = None
+        if column.count(None) != len(column):
+            for value in reversed(column):
+                if value is not None:
+                    last = value
+                    break
+        row.append(last)
+    for index in _COUNTER_INDEXES:
+        column = columns[index]
+        absent = column.count(None)
+        if absent == len(column):
+            row.append(None)
+            continue
+        if absent:
+            column = [value for value in column if value is not None]
+        row.append(max(column) - min(column))
+    return None if row.count(None) == len(row) else tuple(row)
 
 
-def _present(column):
-    """A column's values without its absent ones (most columns hold all or none)."""
-    absent = column.count(None)
-    if not absent:
-        return column
-    return () if absent == len(column) else [value for value in column if value is not None]
+def row_of(values):
+    """A window row from {name: value} (Store.quality_window's shape)."""
+    return tuple(values.get(name) for name in WINDOW_NAMES)
 
 
 def peer_window(rows):
     """One peer's window values from its kinds' rows: rtt, jitter (means), loss ratio,
     freezes (the freeze count's increase) and the latest quality-limitation code."""
-    if len(rows) == 1:  # one kind: its row is the peer's (None is read as no value)
-        values = rows[0]
-    else:
-        values = {}
-        for row in rows:
-            for name in _WORST_OF_KINDS:
-                if row.get(name) is not None:
-                    values[name] = max(values.get(name, row[name]), row[name])
-            for name in _SUMMED_OVER_KINDS:
-                if row.get(name) is not None:
-                    values[name] = values.get(name, 0.0) + row[name]
+    if len(rows) == 1:  # one kind: its row is the peer's
+        rtt, jitter, fraction, limitation, lost, received, sent, freezes = rows[0]
+    else:  # unrolled: a tick combines some 40,000 peers' rows
+        rtt = jitter = fraction = limitation = lost = received = sent = freezes = None
+        for k_rtt, k_jitter, k_fraction, k_limitation, k_lost, k_received, k_sent, k_freezes in rows:
+            if k_rtt is not None and (rtt is None or k_rtt > rtt):
+                rtt = k_rtt
+            if k_jitter is not None and (jitter is None or k_jitter > jitter):
+                jitter = k_jitter
+            if k_fraction is not None and (fraction is None or k_fraction > fraction):
+                fraction = k_fraction
+            if k_limitation is not None and (limitation is None or k_limitation > limitation):
+                limitation = k_limitation
+            if k_lost is not None:
+                lost = k_lost if lost is None else lost + k_lost
+            if k_received is not None:
+                received = k_received if received is None else received + k_received
+            if k_sent is not None:
+                sent = k_sent if sent is None else sent + k_sent
+            if k_freezes is not None:
+                freezes = k_freezes if freezes is None else freezes + k_freezes
     loss = None
-    if values.get("packetsLost") is not None:
-        loss = quality.loss_ratio(values["packetsLost"], values.get("packetsReceived") or 0.0,
-                                  values.get("packetsSent") or 0.0)
+    if lost is not None:
+        loss = quality.loss_ratio(lost, received or 0.0, sent or 0.0)
     if loss is None:
-        loss = values.get("fractionLost")
-    return {"rtt": values.get("rtt"), "jitter": values.get("jitter"), "loss": loss,
-            "freezes": values.get("freezeCount"), "qualityLimitationReason": values.get("qualityLimitationReason")}
+        loss = fraction
+    return {"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes, "qualityLimitationReason": limitation}
 
 
 class CallQuality:
@@ -129,17 +146,17 @@ class CallQuality:
 
 
 def call_qualities(rows, live_calls, at):
-    """{call: CallQuality} for every live call; `rows`: [(call, peer, kind, row)] of the window.
-    A live call with no sample in the window is unknown."""
+    """{call: CallQuality} for every live call; `rows`: [(call, peer, kind, {name: value})] of
+    the window, as Store.quality_window answers. A live call with no sample in the window is unknown."""
     by_call = {}
     for call, peer, _, row in rows:
         if call in live_calls:
-            by_call.setdefault(call, {}).setdefault(peer, []).append(row)
+            by_call.setdefault(call, {}).setdefault(peer, []).append(row_of(row))
     return qualities_of(by_call, live_calls, at)
 
 
 def qualities_of(by_call, live_calls, at):
-    """call_qualities from the window's rows grouped {call: {peer: [row of each kind]}}."""
+    """call_qualities from the window's rows (window_row's tuples) grouped {call: {peer: [row of each kind]}}."""
     empty = {}
     return {call: CallQuality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, empty).items()}, at)
             for call in live_calls}

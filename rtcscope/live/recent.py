@@ -14,7 +14,7 @@ answer and with their aggregates:
 
 A sample is keyed by its time (µs) within its series, as InfluxDB keys a
 point (samples at one time merge their fields), so rows read twice (the
-feed's overlap) change nothing; its values are a tuple in FEED_FIELDS order
+feed's overlap) change nothing; its values are a list in FEED_FIELDS order
 (formats.decode_samples), and each series is kept in time order, so a window
 is a slice found by bisection and its aggregates are taken column by column.
 """
@@ -93,7 +93,7 @@ class RecentSamples:
     def windows(self, calls, start_ms, end_ms):
         """({call: {peer: [row of each kind]}}, {call: until ms}) of `calls` over [start_ms, end_ms]:
         the rows Store.quality_window answers with fleet's WINDOW_GAUGES, WINDOW_LAST and
-        WINDOW_COUNTERS, grouped as fleet.qualities_of takes them; and for each call the
+        WINDOW_COUNTERS (as fleet.window_row's tuples), grouped as fleet.qualities_of takes them; and for each call the
         time until which a window sliding with the clock keeps the same samples (its oldest
         one leaves, or one stamped ahead enters), barring new ones."""
         start, end = start_ms * 1000, (end_ms + 1) * 1000
@@ -159,10 +159,10 @@ class RecentSamples:
                     if rate:
                         _add_rates(buckets, samples, index, start, end, bucket_us)
                         continue
-                    for us in reversed(samples):  # newest first: what came before `low` is passed by at once
+                    for us, values in reversed(samples.items()):  # newest first: what came before `low` is passed by at once
                         if us < low:
                             break
-                        value = samples[us][index]
+                        value = values[index]
                         if value is not None and us < end:
                             found = buckets.get(us - us % bucket_us)
                             if found is None:

@@ -107,7 +107,7 @@ def feed_row(parsed):
     """(fields of the request's one rtc_feed presence row, its `w` decoded)."""
     [row] = [line.decode() for line in parsed.lines if line.startswith(b"rtc_feed,")]
     fields = dict(pair.split("=", 1) for pair in row.split(" ")[1].split(",", 5))
-    decoded = decode_samples(fields["w"].strip('"'), float(fields["last"]))
+    decoded = decode_samples(fields["w"][1:-1].replace('\\"', '"'), float(fields["last"]))  # a line-protocol string
     return fields, {kind: {us: {name: value for name, value in zip(FEED_FIELDS, values) if value is not None}
                            for us, values in samples.items()} for kind, samples in decoded.items()}
 
@@ -125,7 +125,7 @@ def test_the_feed_row_carries_its_samples_quality_and_graph_fields():
     parsed = parse(body, NOW, Limits(feed=Feed("n1")))
     fields, samples = feed_row(parsed)
     assert (fields["call"], fields["peer"]) == ('"c1"', '"bob"')
-    assert '\\' not in fields["w"] and fields["w"].count('"') == 2  # nothing to escape in line protocol
+    assert fields["w"].startswith('"{\\"') and fields["w"].endswith(']}"')  # JSON in a line-protocol string
     assert samples == {  # µs keys, FEED_FIELDS only; the alias stored as availableBandwidth; no kind without any
         "audio": {(ms - 1000) * 1000: {"rtt": 41.0, "jitter": 3.5, "packetsLost": 7.0}, ms * 1000 - 500: {"rtt": 45.25}},
         "video": {ms * 1000: {"availableBandwidth": 1e6, "qualityLimitationReason": 2.0, "freezeCount": 1.0}}}
@@ -170,8 +170,22 @@ def test_the_feed_carries_what_is_stored_of_a_sample_with_nulls_and_booleans():
     assert parsed.dropped == 1
     assert parsed.lines[0].split(b" ")[1] == b"rtt=41.0,freezeCount=1.0,framesPerSecond=30.0"
     fields, samples = feed_row(parsed)
-    assert fields["w"] == '"video;0:41.0,,,,,,,1.0"'
+    assert fields["w"] == '"{\\"video\\":[[0,41.0,null,null,null,null,null,null,1.0,null]]}"'
     assert samples == {"video": {NOW // 1000: {"rtt": 41.0, "freezeCount": 1.0}}}
+
+
+def test_feed_samples_of_other_writers_are_read_as_far_as_they_can_be():
+    width = len(FEED_FIELDS)
+    newer = orjson.dumps({"audio": [[2000, *range(width), 99.0], [0, 1.5]], "video": [[0, None, 2.0], "junk", [1.5, 3.0]]})
+    assert decode_samples(newer.decode(), 10) == {  # names beyond ours cut, missing ones absent, the unreadable left out
+        "audio": {8000: list(range(width)), 10000: [1.5] + [None] * (width - 1)},
+        "video": {10000: [None, 2.0] + [None] * (width - 2)}}
+    unordered = orjson.dumps({"audio": [[0, 2.0], [1000, 1.0], [0, None, 3.0]]}).decode()
+    decoded = decode_samples(unordered, 10)
+    assert list(decoded["audio"]) == [9000, 10000]  # time order, and one time's samples merged
+    assert decoded["audio"][10000][:2] == [2.0, 3.0]
+    assert decode_samples("audio;1000000:41.5,3.1|video;0:,,,2", 10) == {}  # a server before JSON: no samples
+    assert decode_samples("", 10) == {} and decode_samples("[1, 2]", 10) == {}
 
 
 def test_a_connections_series_prefixes_stay_right_and_bounded_across_frames():

@@ -2,6 +2,7 @@
 rows in and out of order, merges of one point, trimming, the window's rows and bounds,
 and buckets, on values in FEED_FIELDS order as decode_samples gives them."""
 from rtcscope.ingest.formats import FEED_FIELDS, FEED_INDEX, decode_samples, encode_feed_values, encode_samples
+from rtcscope.live import fleet
 from rtcscope.live.recent import RecentSamples
 
 MS = 1_800_000_000_000
@@ -46,7 +47,7 @@ def test_the_window_row_of_a_slice_and_how_long_it_holds():
                     ("video", MS + 2500, {"qualityLimitationReason": 1.0, "freezeCount": 3.0}),
                     ("video", MS + 4500, {"qualityLimitationReason": 2.0, "freezeCount": 5.0}))])
     by_call, until = recent.windows(["c", "none"], MS + 2000, MS + 5000)  # samples at 2..5 s inside
-    audio, video = by_call["c"]["p"]
+    audio, video = (dict(zip(fleet.WINDOW_NAMES, row)) for row in by_call["c"]["p"])  # rows in WINDOW_NAMES order
     assert audio == {"rtt": 35.0, "jitter": None, "fractionLost": None, "qualityLimitationReason": None,
                      "packetsLost": 25.0 - 4.0, "packetsReceived": None, "packetsSent": None, "freezeCount": None}
     assert (video["qualityLimitationReason"], video["freezeCount"], video["rtt"]) == (2.0, 2.0, None)
