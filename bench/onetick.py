@@ -6,12 +6,14 @@ phases (thread CPU clock, no profiler).
 
 Each call is the shipped client's two peers with the real fixture's kinds (bench.scaling's "real" shape).
 
-The arrivals before a tick are the posts of the time since the previous ones, or with
-`--arrivals S` exactly S seconds of them (the cost of a tick on time). A smaller driver
-than 6c and 6d, for looking at where a tick's CPU goes; the figures of record are theirs."""
+Before each tick exactly `--arrivals S` more seconds of the fleet are written (default 1: the
+cost of a tick on time), the bench driving the detector's clock (bench.scaling.driven_clock),
+so every second is written however long writing and ticking take. A smaller driver than 6d,
+for looking at where a tick's CPU goes; the figures of record are 6d's."""
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import functools
 import os
@@ -20,14 +22,13 @@ import statistics
 import tempfile
 import time
 
-from rtcscope import registry
 from rtcscope.live import calls, recent
 from rtcscope.live import detector as detector_module
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
 from . import harness
-from .scaling import TICK_TIMEOUT_MS, CountingViewer, fleet_arrivals, steady_fill_s
+from .scaling import TICK_TIMEOUT_MS, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(CallDetector, name) for name in ("_read_activity", "_apply_activity", "_apply", "_feed_qualities",
@@ -61,46 +62,31 @@ def time_phases():
     return spent
 
 
-async def run(influxd, count, ticks, profile, seconds=None, spent=None):
+async def run(influxd, count, ticks, profile, seconds=1, spent=None):
     store = Store(influxd.url, f"onetick{count}", timeout=60.0)
     await store.setup()
-    arrivals = fleet_arrivals(store, count, stats=False)
-    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-    await arrivals(steady_fill_s(detector))
-    await detector.run_tick()
-    viewer = CountingViewer()
-    await detector.watch(registry.lookup("rtt"), viewer)
-    await arrivals()
-    await detector.run_tick()
-    costs = []
-    if spent is not None:
-        spent.clear()
-    written = time.monotonic()
-    for _ in range(ticks):
-        # With --arrivals, the next ones once that much time has passed (none are written twice;
-        # those of the time a slow tick overran are not written at all).
-        await asyncio.sleep(0.5 if seconds is None else max(0.0, written + seconds - time.monotonic()))
-        written = time.monotonic()
-        await arrivals(seconds)
-        wall, cpu = time.perf_counter(), time.process_time()
-        if profile:
-            profile.enable()
-        await detector.run_tick()
-        if profile:
+
+    @contextlib.asynccontextmanager
+    async def profiled():
+        profile.enable()
+        try:
+            yield
+        finally:
             profile.disable()
-        costs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    await store.close()
-    # Posts of the time a slow write and tick took beyond the arrivals' seconds are not written: some calls time out.
-    if detector.failures or len(detector.live_calls) < (count if seconds is None else 0.9 * count):
-        raise harness.BenchError(f"{detector.failures} failed ticks, {len(detector.live_calls)} live")
-    return costs
+
+    try:
+        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
+        return await ticks_on_a_driven_clock(store, detector, count, ticks, seconds, profiled if profile else None,
+                                             filled=spent.clear if spent is not None else None)
+    finally:
+        await store.close()
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("calls", type=int, nargs="+")
     parser.add_argument("--ticks", type=int, default=6)
-    parser.add_argument("--arrivals", type=int, help="seconds of arrivals before each tick (default: the time that passed)")
+    parser.add_argument("--arrivals", type=int, default=1, help="seconds of arrivals before each tick")
     parser.add_argument("--phases", action="store_true", help="the CPU of each phase of a tick, per tick")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats: tottime, cumulative)")

@@ -3,6 +3,7 @@ cost of a detector tick per live call from 10 to 5,000 live calls, and the
 detector's incremental feed read (presence, quality and points from the feed)
 against whole-window grouped reads up to 20,000."""
 import asyncio
+import contextlib
 import functools
 import gc
 import math
@@ -15,6 +16,7 @@ import tornado.ioloop
 
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
+from rtcscope.live import detector as detector_module
 from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
@@ -255,18 +257,18 @@ def detector_curve(ctx, section):
 FLEET_SEND_S = 2  # the shipped client's send interval
 
 
-def fleet_arrivals(store, count, stats=True, shape="real"):
+def fleet_arrivals(store, count, stats=True, shape="real", clock=None):
     """arrivals(seconds=None): writes what `count` calls sending every FLEET_SEND_S seconds
     posted in the last `seconds`, or by default since the previous arrivals (at most a call
     timeout): exactly the posts of the time that passed, so a slow tick has more rows to
     read after it, and a tick on time the rows of a second. Without `stats`, only what the
     incremental detector reads (presence and feed rows), not the samples in rtc_stats.
-    `shape`: what each call sends (CALL_SHAPES)."""
+    `shape`: what each call sends (CALL_SHAPES); `clock`: the time it is (ms; default the wall clock)."""
     feed = Feed("bench")
     written = [None]
 
     async def arrivals(seconds=None):
-        now = int(time.time() * 1000)
+        now = clock() if clock is not None else int(time.time() * 1000)
         since = now - seconds * 1000 if seconds or written[0] is None else max(written[0], now - TICK_TIMEOUT_MS)
         written[0] = now
         lines = _calls_lines(count, since, now, every_ms=FLEET_SEND_S * 1000, feed=feed, stats=stats, shape=shape)
@@ -453,38 +455,74 @@ async def _realtime(ctx, count, seconds):
         await store.close()
 
 
-async def _ticks_alone(store, detector, count, ticks=3):
-    """(wall, CPU) seconds, medians, of ticks that each read exactly one second of arrivals
-    written before them, with nothing else running: the detector's own cost of a second.
-    When writing and ticking take longer than a second, the posts of the time between are
-    not written, and some calls may time out meanwhile: the live calls are checked after."""
-    arrivals = fleet_arrivals(store, count, stats=False)
-    await arrivals(1)
-    await detector.run_tick()
-    costs = []
-    for _ in range(ticks):
-        await asyncio.sleep(1.0)
-        await arrivals(1)
-        wall, cpu = time.perf_counter(), time.process_time()
+class DrivenClock:
+    """The detector's clock in a benchmark (ms), moved on by the bench: each timed tick then
+    follows exactly one more second of a fleet whose every second was written, however long
+    writing and ticking take on this machine."""
+
+    def __init__(self):
+        self.ms = int(time.time() * 1000)
+
+    def __call__(self):
+        return self.ms
+
+
+@contextlib.contextmanager
+def driven_clock():
+    """The detector's `now_ms` is a DrivenClock inside."""
+    clock, real = DrivenClock(), detector_module.now_ms
+    detector_module.now_ms = clock
+    try:
+        yield clock
+    finally:
+        detector_module.now_ms = real
+
+
+async def ticks_on_a_driven_clock(store, detector, count, ticks, seconds=1, each=None, filled=None):
+    """[(wall, CPU) seconds] of `ticks` ticks, each after exactly `seconds` more of the
+    fleet's arrivals, with nothing else running: the detector's own cost of that much of
+    the fleet, in its steady state (its samples filled first, one rtt viewer). `each`:
+    an async context manager factory around each timed tick (a profiler); `filled`: called
+    once the fill is read, before the timed ticks."""
+    with driven_clock() as clock:
+        arrivals = fleet_arrivals(store, count, stats=False, clock=clock)
+        await arrivals(steady_fill_s(detector))
         await detector.run_tick()
-        costs.append((time.perf_counter() - wall, time.process_time() - cpu))
-    if detector.failures or len(detector.live_calls) < 0.9 * count:
-        raise BenchError(f"detector with {count} calls, ticks alone: {detector.failures} failed ticks, "
+        if not detector.watches:
+            await detector.watch(registry.lookup("rtt"), CountingViewer())
+        clock.ms += seconds * 1000
+        await arrivals()
+        await detector.run_tick()  # the first after the fill's whole-window read, not timed
+        if filled is not None:
+            filled()
+        costs = []
+        for _ in range(ticks):
+            clock.ms += seconds * 1000
+            await arrivals()
+            wall, cpu = time.perf_counter(), time.process_time()
+            async with each() if each is not None else contextlib.nullcontext():
+                await detector.run_tick()
+            costs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    if detector.failures or len(detector.live_calls) != count:
+        raise BenchError(f"detector with {count} calls on a driven clock: {detector.failures} failed ticks, "
                          f"{len(detector.live_calls)} live")
-    return (*(statistics.median(column) for column in zip(*costs)), len(detector.live_calls))
+    return costs
+
+
+async def _ticks_alone(store, detector, count, ticks=3):
+    """(wall, CPU) seconds, medians, of ticks that each follow exactly one more second of
+    arrivals, nothing else running: the detector's own cost of a second of the fleet."""
+    costs = await ticks_on_a_driven_clock(store, detector, count, ticks)
+    return tuple(statistics.median(column) for column in zip(*costs))
 
 
 async def _alone(ctx, count):
-    """_ticks_alone of a detector following `count` live calls, its window filled first:
-    for a fleet this machine cannot write in real time beside the detector."""
+    """_ticks_alone of a detector following `count` live calls: for a fleet this machine
+    cannot write in real time beside the detector."""
     store = Store(ctx.influxd.url, ctx.database(f"alone{count}"), timeout=60.0)
     try:
         await store.setup()
-        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-        await fleet_arrivals(store, count, stats=False)(steady_fill_s(detector))
-        await detector.run_tick()
-        await detector.watch(registry.lookup("rtt"), CountingViewer())
-        return await _ticks_alone(store, detector, count)
+        return await _ticks_alone(store, CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000), count)
     finally:
         await store.close()
 
@@ -530,10 +568,11 @@ def detector_realtime(ctx, section):
                      f"{run['influxd']:.2f} CPU s, the arrivals' writer {run['writer']:.2f} CPU s (of "
                      f"{run['seconds'] * os.cpu_count():.0f} the machine had); {run['messages']} messages to the "
                      "rtt viewer.")
-    section.note(f"{target:,} live calls, the detector alone: its window filled, then three ticks each after exactly "
-                 f"one second of arrivals: {alone[1] * 1000:.0f} ms of CPU, {alone[0] * 1000:.0f} ms wall (medians); "
-                 f"{alone[2]:,} calls live after them (a call whose posts fell in the unwritten time between ticks "
-                 f"times out). This machine cannot also write {target:,} real calls' arrivals in real time beside "
+    section.note(f"{target:,} live calls, the detector alone: its samples filled, then three ticks each after exactly "
+                 f"one more second of arrivals, the bench driving the detector's clock (every second of the fleet "
+                 f"written, however long writing and ticking take): {alone[1] * 1000:.0f} ms of CPU, "
+                 f"{alone[0] * 1000:.0f} ms wall (medians). This machine cannot also write {target:,} real calls' "
+                 f"arrivals in real time beside "
                  f"it: influxd and the writer need about {(at['influxd'] + at['writer']) / at['seconds'] * target / count:.1f} "
                  f"cores for them (scaled from {count:,}).")
     section.note(f"The detector as the server runs it: a 1 s PeriodicCallback (a tick still running when the next "

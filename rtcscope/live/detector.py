@@ -720,8 +720,8 @@ class CallDetector:
         whole) from the feed's rows since the previous read, or the whole window at the
         first tick and after a failed one (whole: True)."""
         if self.incremental and self.feed_read_ms is not None:
-            self.queries += 1
             fed = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS, self._feed_keys)
+            self.queries += fed.queries
             return fed.presence, fed.ends, fed.disconnects, fed, False
         self.full_reads += 1
         since = now - self.window_ms

@@ -33,8 +33,8 @@ _COUNTER_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_COUNTERS)
 
 
 def window_row(inside):
-    """One series' window row from its samples in the window, oldest first (values in
-    FEED_FIELDS order, as decode_samples gives them): what Store.quality_window answers for
+    """One series' window row from its samples in the window, oldest first (an iterable of
+    values in FEED_FIELDS order, as decode_samples gives them): what Store.quality_window answers for
     it (the mean of WINDOW_GAUGES, the last of WINDOW_LAST, the spread of WINDOW_COUNTERS),
     as a tuple in WINDOW_NAMES order. None when no sample of the window has any of them."""
     columns = tuple(zip(*inside))

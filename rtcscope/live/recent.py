@@ -19,6 +19,7 @@ feed's overlap) change nothing; its values are a list in FEED_FIELDS order
 is a slice found by bisection and its aggregates are taken column by column.
 """
 from bisect import bisect_left
+from itertools import islice
 
 from ..ingest.formats import FEED_INDEX, merge_values
 from . import fleet
@@ -113,7 +114,7 @@ class RecentSamples:
                     if earliest is None:
                         continue
                     if earliest >= start and next(reversed(samples)) < end:  # the usual case: all inside
-                        inside = list(samples.values())
+                        inside = samples.values()
                     else:
                         times = list(samples)
                         first, last = bisect_left(times, start), bisect_left(times, end)
@@ -122,7 +123,7 @@ class RecentSamples:
                         if first == last:
                             continue
                         earliest = times[first]
-                        inside = [samples[us] for us in times[first:last]]
+                        inside = islice(samples.values(), first, last)
                     if oldest is None or earliest < oldest:
                         oldest = earliest
                     row = window_row(inside)

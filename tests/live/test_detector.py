@@ -202,6 +202,12 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
         detector.unwatch(viewer)
     assert list(detector.watches) == ["jitter"]
     assert await queries_per_tick(1) == 1
+    # New rows: the overlap read by key, then the rows from the first one not read whole before.
+    await send(http_client, base_url, app, samples("c-4", now_ms() - 1000, 1, rtt=2.0))
+    made, counted, of_alerts = app.store.queries, detector.queries, app.alerts.queries
+    await detector.run_tick()
+    await app.alerts._task
+    assert (app.store.queries - made - (app.alerts.queries - of_alerts), detector.queries - counted) == (2, 2)
 
 
 @pytest.mark.gen_test(timeout=30)
