@@ -247,7 +247,8 @@ def detector_curve(ctx, section):
     section.add(f"influxd CPU, presence query over the window, {max(sizes):,} calls", grouped * 1000, "ms",
                 "raw rows of the last 2 s", raw * 1000)
     section.note("The detector runs in the bench process against the shared influxd with the default call timeout "
-                 f"({TICK_TIMEOUT_MS // 1000} s): one watched metric, one viewer, every call posting every second and "
+                 f"({TICK_TIMEOUT_MS // 1000} s): one watched metric, one viewer, every call (\"thin\": one peer, "
+                 "rtt alone) posting every second and "
                  "its look-back window full of rows, as in steady state. InfluxDB's cost is per series (call × peer) "
                  "a query groups by, whatever the window: the last row compares it with reading only new rows.")
 
@@ -365,7 +366,8 @@ def detector_feed(ctx, section):
                      f"{len(costs['after'])} ticks each). influxd CPU of each query, alone: " +
                      ", ".join(f"{name} {cost * 1000:.0f} ms" for name, cost in queries.items()) + ".")
     section.note(f"Every call sends every {FLEET_SEND_S} s (the client's default), so half of them arrive each "
-                 "second: a presence row, its feed row (with the sample's rtt) and an rtt sample each; the window is "
+                 "second: a presence row, its feed row (with its two samples' rtt, one a second) and those rtt "
+                 "samples in rtc_stats each (the \"thin\" call of bench.scaling: one peer, rtt alone); the window is "
                  "full, as in steady state. Two detectors on one database, one rtt viewer each, tick in phases (feed, "
                  "grouped, grouped, feed; each phase's first tick untimed, so the feed is read since the same "
                  "detector's previous tick), each tick after the arrivals of the seconds since the previous ones "
