@@ -40,33 +40,23 @@ def window_row(inside):
     columns = tuple(zip(*inside))
     row = []
     for index in _GAUGE_INDEXES:
-        column = columns[index]
-        absent = column.count(None)
-        if absent == len(column):
-            row.append(None)
-            continue
-        if absent:
-            column = [value for value in column if value is not None]
-        row.append(sum(column) / len(column))
+        present = _present(columns[index])
+        row.append(None if present is None else sum(present) / len(present))
     for index in _LAST_INDEXES:
-        column = columns[index]
-        last = None
-        if column.count(None) != len(column):
-            for value in reversed(column):
-                if value is not None:
-                    last = value
-                    break
-        row.append(last)
+        present = _present(columns[index])
+        row.append(None if present is None else present[-1])
     for index in _COUNTER_INDEXES:
-        column = columns[index]
-        absent = column.count(None)
-        if absent == len(column):
-            row.append(None)
-            continue
-        if absent:
-            column = [value for value in column if value is not None]
-        row.append(max(column) - min(column))
+        present = _present(columns[index])
+        row.append(None if present is None else max(present) - min(present))
     return None if row.count(None) == len(row) else tuple(row)
+
+
+def _present(column):
+    """A column's values without its absent ones, None when it has none (most columns hold all or none)."""
+    absent = column.count(None)
+    if absent == len(column):
+        return None
+    return column if not absent else [value for value in column if value is not None]
 
 
 def row_of(values):
