@@ -3,7 +3,7 @@ import time
 
 import tornado.web
 
-from rtcscope.ingest.formats import IDENTIFIER_RE
+from rtcscope.storage.schema import IDENTIFIER_RE
 
 from .base import APIHandler
 

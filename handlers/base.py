@@ -8,8 +8,8 @@ import tornado.web
 import tornado.websocket
 
 from rtcscope import registry
-from rtcscope.ingest.formats import FIELD_RE
 from rtcscope.ingest.limits import client_key
+from rtcscope.storage.schema import FIELD_RE, IDENTIFIER_CHARS, IDENTIFIER_MAX
 from rtcscope.storage.store import StoreError
 from rtcscope.timeparse import parse_duration, parse_time_ms
 
@@ -22,8 +22,7 @@ DEFAULT_SINCE = "24h"
 # the routes match the identifier itself. "." stays encoded: a decoded
 # "%2E%2E" would be a path step. An escape of anything else cannot be part
 # of a call id and leaves the path unmatched: a 404, as for an unknown call.
-CALL_PATTERN = r"(?P<call>[A-Za-z0-9_.:@{}-]{1,128})"
-IDENTIFIER_CHARS = re.compile(r"[A-Za-z0-9_.:@{}-]*")
+CALL_PATTERN = f"(?P<call>[{IDENTIFIER_CHARS}]{{1,{IDENTIFIER_MAX}}})"
 _ENCODED_ID_CHARACTER = re.compile(r"%(3[0-9A]|40|[46][1-9A-F]|[57][0-9A]|2D|5F|7[BD])", re.IGNORECASE)
 
 

@@ -6,9 +6,10 @@ import tornado.web
 
 from rtcscope.live import fleet
 from rtcscope.live.detector import CLOCK_SLACK_MS
+from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, NOT_IDENTIFIER_RE
 from rtcscope.summary import load_summary
 
-from .base import CALL_PATTERN, IDENTIFIER_CHARS, APIHandler
+from .base import CALL_PATTERN, APIHandler
 
 STATES = ("live", "ended", "all")
 SORTS = ("recent", "worst")
@@ -28,8 +29,8 @@ class CallsHandler(APIHandler):
         if sort not in SORTS:
             raise tornado.web.HTTPError(400, "sort must be recent or worst")
         search = self.argument("q", "")
-        if len(search) > 128 or not IDENTIFIER_CHARS.fullmatch(search):
-            raise tornado.web.HTTPError(400, "q must be up to 128 characters of a call id ([A-Za-z0-9_.:@{}-])")
+        if len(search) > IDENTIFIER_MAX or NOT_IDENTIFIER_RE.search(search):
+            raise tornado.web.HTTPError(400, f"q must be up to {IDENTIFIER_MAX} characters of a call id ([{IDENTIFIER_CHARS}])")
         limit = self.limit_argument()
         cursor = self.argument("cursor")
         try:

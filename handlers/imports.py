@@ -14,8 +14,9 @@ import time
 import tornado.ioloop
 import tornado.web
 
-from rtcscope.ingest.formats import IDENTIFIER_RE, IngestError
+from rtcscope.ingest.formats import IngestError
 from rtcscope.ingest.webrtc_internals import parse_dump
+from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
 from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler, ingest_client
@@ -47,7 +48,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         if not call:
             return self.refuse(400, "missing_call", "parameter call (the id to import the dump as) is required")
         if not IDENTIFIER_RE.fullmatch(call):
-            return self.refuse(400, "bad_call", "call must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+            return self.refuse(400, "bad_call", f"call must be {IDENTIFIER_RULE}")
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_import:
             return self.fail_too_large()

@@ -8,7 +8,6 @@ import time
 
 import orjson
 
-from rtcscope.ingest.formats import IDENTIFIER_RE
 from rtcscope.ingest.rtcstats import (
     CONFERENCE_LEFT,
     Refused,
@@ -16,6 +15,7 @@ from rtcscope.ingest.rtcstats import (
     choose_subprotocol,
     connection_arguments,
 )
+from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
 from rtcscope.storage.store import StoreError
 
 from .base import IngestSocket, ingest_client, ingest_key_refusal
@@ -58,7 +58,7 @@ class RtcstatsSocket(IngestSocket):
         refusal = ingest_key_refusal(self.application, self.request)
         session_id = self.arguments.get("statsSessionId", "")
         if refusal is None and not IDENTIFIER_RE.fullmatch(session_id):
-            refusal = (400, "bad_request", "statsSessionId must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+            refusal = (400, "bad_request", f"statsSessionId must be {IDENTIFIER_RULE}")
         if refusal:
             self.refuse_upgrade(*refusal)
 

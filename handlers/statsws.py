@@ -14,7 +14,7 @@ import time
 import orjson
 
 from rtcscope.ingest.connection import FrameError, StatsConnection
-from rtcscope.ingest.formats import IDENTIFIER_RE
+from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
 
 from .base import IngestSocket, ingest_client, ingest_key_refusal, is_websocket
 from .wire import TEXT, FrameProtocol, Handover, server_frame
@@ -51,7 +51,7 @@ class StatsSocket(IngestSocket):
         if refusal is None and not self.settings["stats_ws_enabled"]:
             refusal = (503, "websocket_off", "websocket ingest is off on this server: POST /v1/stats/write/")
         if refusal is None and not (IDENTIFIER_RE.fullmatch(call) and IDENTIFIER_RE.fullmatch(peer)):
-            refusal = (400, "bad_request", "call and peer must be 1-128 characters of [A-Za-z0-9_.:@{}-]")
+            refusal = (400, "bad_request", f"call and peer must be {IDENTIFIER_RULE}")
         if refusal:
             self.refuse_upgrade(*refusal)
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rtcscope import registry
-from rtcscope.storage.store import RETENTION_POLICY
+from rtcscope.storage.schema import RETENTION_POLICY
 from tests.helpers import count_points, eventually, post
 
 GRAFANA = pathlib.Path(__file__).resolve().parents[1] / "conf" / "grafana"

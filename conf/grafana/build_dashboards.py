@@ -14,13 +14,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from rtcscope.ingest.formats import MEASUREMENT, PRESENCE_MEASUREMENT  # noqa: E402
 from rtcscope.registry import COUNTER, all_metrics  # noqa: E402
-from rtcscope.storage.store import RETENTION_POLICY  # noqa: E402
+from rtcscope.storage.schema import MEASUREMENT, PRESENCE_MEASUREMENT, RETENTION_POLICY, SUMMARIES_MEASUREMENT  # noqa: E402
 
 OUT = os.path.join(HERE, "provisioning", "dashboards")
 DATASOURCE = {"type": "influxdb", "uid": "rtcscope-influxdb"}
-SUMMARIES_MEASUREMENT = "rtc_call_summaries"  # written by the detector for every ended call
 STATS = f'"{RETENTION_POLICY}"."{MEASUREMENT}"'
 PRESENCE = f'"{RETENTION_POLICY}"."{PRESENCE_MEASUREMENT}"'
 SUMMARIES = f'"{RETENTION_POLICY}"."{SUMMARIES_MEASUREMENT}"'

@@ -11,7 +11,6 @@ their pattern are remembered, and a sample whose values are all finite
 numbers is encoded by orjson and two byte replacements instead of a Python
 loop over its fields.
 """
-import re
 from dataclasses import dataclass, field
 from math import isfinite
 
@@ -19,21 +18,22 @@ import orjson
 import ujson
 
 from .. import registry
+from ..storage.schema import (
+    CLIENT_END_DETAILS,
+    END_DETAIL_CODES,
+    END_REASON_CODES,
+    EVENTS_MEASUREMENT,
+    FEED_FIELDS,
+    FEED_MAX_SAMPLES,
+    FEED_MEASUREMENT,
+    FIELD_RE,
+    FIELD_RULE,
+    IDENTIFIER_RE,
+    IDENTIFIER_RULE,
+    MEASUREMENT,
+    PRESENCE_MEASUREMENT,
+)
 
-MEASUREMENT = "rtc_stats"
-EVENTS_MEASUREMENT = "rtc_events"
-PRESENCE_MEASUREMENT = "rtc_calls"
-SUMMARIES_MEASUREMENT = "rtc_call_summaries"
-# The call detector's feed: what arrived, one series per server process (docs/live.md).
-FEED_MEASUREMENT = "rtc_feed"
-# rtc_events: why a peer ended (`reason`) and what its client said (`detail`), as float codes (docs/storage.md).
-END_REASON_CODES = {"explicit": 1.0, "timeout": 2.0, "disconnect": 3.0}
-END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
-# What a client may say in its end event's "reason".
-CLIENT_END_DETAILS = ("pagehide", "stop", "leave")
-
-IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
-FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_FIELDS = 64
 MAX_EXACT_INT = 2**53  # ints up to this convert to float exactly, and never overflow
 # Names that already matched their pattern: every sample repeats a few field
@@ -64,15 +64,6 @@ class IngestError(Exception):
         self.code = code
 
 
-# What a presence row of the live feed carries of its samples (field `w`, docs/storage.md): the
-# inputs of the fleet view's quality window (rtcscope/live/fleet.py) and the metrics the
-# dashboard graphs by default, so the detector needs no query over rtc_stats for them.
-# Positional in `w`: new names go at the end, never in between.
-FEED_FIELDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost", "packetsReceived",
-               "packetsSent", "freezeCount", "availableBandwidth")
-# A presence row carries at most this many samples (its newest): a bulk upload of one call
-# must not make a feed row InfluxDB refuses (a string field holds at most 64 KB).
-FEED_MAX_SAMPLES = 64
 
 
 class Feed:
@@ -141,7 +132,6 @@ def encode_samples(samples, last_ms):
 
 
 # A decoded sample's values: a list in FEED_FIELDS order, None for an absent name.
-FEED_INDEX = {name: index for index, name in enumerate(FEED_FIELDS)}
 _WIDTH = len(FEED_FIELDS)
 _NO_FEED_VALUES = orjson.dumps([None] * _WIDTH)
 
@@ -340,7 +330,7 @@ def check_identifier(value, what, where):
         return value
     if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
         raise IngestError(
-            f"{where}: {what} must be 1-128 characters of [A-Za-z0-9_.:@{{}}-], got {_show(value)}")
+            f"{where}: {what} must be {IDENTIFIER_RULE}, got {_show(value)}")
     _remember(_valid_identifiers, value)
     return value
 
@@ -350,7 +340,7 @@ def check_field_name(name, where):
         return
     if not FIELD_RE.fullmatch(name):
         raise IngestError(
-            f"{where}: field name {_show(name)} must match ^[A-Za-z][A-Za-z0-9_]{{0,63}}$")
+            f"{where}: field name {_show(name)} must match {FIELD_RULE}")
     _remember(_valid_fields, name)
 
 

@@ -19,19 +19,18 @@ a session are stored with each message's points (`rtc_rtcstats_sessions`),
 so a reconnect to a restarted process continues without duplicates.
 """
 import math
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 
 import orjson
 
+from ..storage.schema import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, NOT_IDENTIFIER_RE, SESSIONS_MEASUREMENT
 from ..storage.store import quote_literal, time_range
 from . import formats
-from .formats import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, Limits, disconnect_lines, encode_extracted
+from .formats import Limits, disconnect_lines, encode_extracted
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
-SESSIONS_MEASUREMENT = "rtc_rtcstats_sessions"
 # Close codes of the client (constants.js): 3001 the conference was left (the
 # client does not reconnect), 3002 "do not reconnect" for anything else.
 CONFERENCE_LEFT = 3001
@@ -47,7 +46,6 @@ RECONNECT_WINDOW_MS = 11 * 60_000
 # times a peer-to-peer one): what a session holds stays bounded.
 MAX_PEER_CONNECTIONS = 32
 
-_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_.:@{}-]")
 
 
 class Refused(Exception):
@@ -78,7 +76,7 @@ def check_subprotocol(chosen):
 
 def identifier(text):
     """Any text as a call or peer id: characters outside the id set become `-`, at most 128."""
-    return _NOT_IDENTIFIER.sub("-", text)[:128]
+    return NOT_IDENTIFIER_RE.sub("-", text)[:128]
 
 
 def connection_arguments(meeting, arguments):

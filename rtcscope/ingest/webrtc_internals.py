@@ -15,7 +15,6 @@ before the caller buffers any point.
 """
 import gzip
 import json
-import re
 import sys
 import zlib
 from array import array
@@ -26,11 +25,11 @@ import ijson
 import orjson
 
 from .. import registry
+from ..storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE, NOT_IDENTIFIER_RE
 from ..timeparse import parse_time_ms
-from .formats import IDENTIFIER_RE, IngestError, Limits, Parsed, _Collector, encode_extracted
+from .formats import IngestError, Limits, Parsed, _Collector, encode_extracted
 
 GZIP_MAGIC = b"\x1f\x8b"
-_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_.:@{}-]")
 _SERIES_KEYS = ("startTime", "endTime", "statsType", "values")
 _READ_SIZE = 256 * 1024
 _NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -73,7 +72,7 @@ def open_dump(stream, max_bytes):
 def peer_name(key, taken):
     """A PeerConnection key ("8-1") as a peer id: characters outside the
     identifier set become "-", and a name taken twice gets a suffix."""
-    name = _NOT_IDENTIFIER.sub("-", str(key))[:120] or "peer"
+    name = NOT_IDENTIFIER_RE.sub("-", str(key))[:120] or "peer"
     candidate, number = name, 1
     while candidate in taken:
         number += 1
@@ -281,7 +280,7 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
     `max_bytes` bounds a compressed dump once decompressed. Nothing is
     returned for a dump with a problem: an `IngestError` says what."""
     if not isinstance(call, str) or not IDENTIFIER_RE.fullmatch(call):
-        raise IngestError("call must be 1-128 characters of [A-Za-z0-9_.:@{}-]", 400, "bad_call")
+        raise IngestError(f"call must be {IDENTIFIER_RULE}", 400, "bad_call")
     taken = set()
     connections = []  # (peer, [(µs, [(kind, encoded fields)])])
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .. import registry
+from ..storage.schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
@@ -285,8 +286,6 @@ class AlertEngine:
 
 # --- the alerts of every process, kept in InfluxDB -------------------------------------
 
-ALERTS_MEASUREMENT = "rtc_alerts"
-NODES_MEASUREMENT = "rtc_nodes"
 # A process sends once it has been up this many ticks, if its start is the oldest
 # among the heartbeats of this many last ticks.
 ELECTION_TICKS = 3

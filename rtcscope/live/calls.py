@@ -7,7 +7,7 @@ servers behind one nginx agree.
 """
 from dataclasses import dataclass, field
 
-from ..ingest.formats import END_DETAIL_CODES
+from ..storage.schema import END_DETAIL_CODES
 
 _DETAILS = {code: name for name, code in END_DETAIL_CODES.items()}
 

@@ -23,8 +23,8 @@ import time
 
 import orjson
 
-from ..ingest.formats import FEED_FIELDS, SUMMARIES_MEASUREMENT
 from ..registry import COUNTER
+from ..storage.schema import FEED_FIELDS, SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait

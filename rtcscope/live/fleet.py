@@ -14,7 +14,7 @@ import binascii
 import orjson
 
 from .. import quality
-from ..ingest.formats import FEED_INDEX
+from ..storage.schema import FEED_INDEX
 from ..summary import percentile
 
 VERDICTS = ("good", "fair", "poor", "unknown")

@@ -21,7 +21,8 @@ is a slice found by bisection and its aggregates are taken column by column.
 from bisect import bisect_left
 from itertools import islice
 
-from ..ingest.formats import FEED_INDEX, merge_values
+from ..ingest.formats import merge_values
+from ..storage.schema import FEED_INDEX
 from . import fleet
 
 

@@ -14,25 +14,24 @@ from urllib.parse import urlparse
 import aiohttp
 import orjson
 
-from ..ingest.formats import (
+from ..ingest.formats import decode_samples
+from ..timeparse import parse_duration
+from .schema import (
     EVENTS_MEASUREMENT,
     FEED_MEASUREMENT,
+    FEED_RETENTION,
+    FEED_RETENTION_POLICY,
     MEASUREMENT,
     PRESENCE_MEASUREMENT,
+    RETENTION_POLICY,
     SUMMARIES_MEASUREMENT,
-    decode_samples,
 )
-from ..timeparse import parse_duration
 from .writer import WriteRejected
 
 warnings.filterwarnings("ignore", message="Pandas/Numpy is not available")
 from aioinflux import InfluxDBClient  # noqa: E402  (after silencing its optional-pandas warning)
 from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402,F401  (InfluxDBError: what writes raise, for callers)
 
-RETENTION_POLICY = "rtcscope"
-# The live feed's own policy: the detector reads seconds of it, an hour is plenty to look at.
-FEED_RETENTION_POLICY = "rtc_feed"
-FEED_RETENTION = "1h"
 _FEED_PREFIX = FEED_MEASUREMENT.encode() + b","
 FIELD_CACHE_SECONDS = 5.0
 
