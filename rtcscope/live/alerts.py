@@ -3,7 +3,7 @@
 The rules, the per-(rule, call, peer) state machine with its hysteresis, and
 the alert events it produces are pure and synchronous here; where events are
 kept (InfluxDB's rtc_alerts), which process sends them and how they reach
-receivers is AlertService below and rtcscope/live/webhooks.py. See docs/alerts.md.
+receivers is AlertService below and rtcscope/alerts/delivery.py. See docs/alerts.md.
 """
 import asyncio
 import collections
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .. import registry
+from ..alerts.delivery import Outgoing
 from ..storage.schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
 from ..timeparse import parse_duration
-from .webhooks import Outgoing
 
 log = logging.getLogger("rtcscope.alerts")
 

@@ -205,7 +205,7 @@ def test_a_missing_rules_file_is_an_error(tmp_path):
 
 
 def test_slack_receivers_get_a_text_and_keys_differ_per_url():
-    from rtcscope.live.webhooks import Receiver, WebhookError
+    from rtcscope.alerts.delivery import Receiver, WebhookError
 
     alert = {"id": "a1", "rule": "high_rtt", "severity": "warning", "state": "firing", "call": "c-1", "peer": "bob",
              "value": 612.5, "threshold": 400.0, "since": 1, "at": 2, "url": "https://rtc.example/calls/c-1/"}
