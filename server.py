@@ -22,11 +22,11 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.alerts.delivery import WebhookError, Webhooks
+from rtcscope.alerts.service import AlertService, RulesError, load_rules
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
-from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.history import MAX_ENDED_CALLS

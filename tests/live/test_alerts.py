@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from rtcscope.live.alerts import BUILTIN_RULES, AlertEngine, Rule, RulesError, alert_id, load_rules
+from rtcscope.alerts.service import BUILTIN_RULES, AlertEngine, Rule, RulesError, alert_id, load_rules
 
 TICK = 1000
 BAD_RTT = {"rtt": 600.0, "mos": 3.9, "loss": 0.0, "freezes": 0.0}
@@ -221,7 +221,7 @@ def test_slack_receivers_get_a_text_and_keys_differ_per_url():
 
 
 def test_an_event_survives_its_line_protocol_round_trip():
-    from rtcscope.live.alerts import encode_event, row_alert
+    from rtcscope.alerts.service import encode_event, row_alert
 
     alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "call": "room:1@x{y}", "peer": None,
              "value": None, "threshold": 0.05, "since": 1795536120000, "at": 1795536130000,

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .. import registry
-from ..alerts.delivery import Outgoing
 from ..storage.schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
 from ..timeparse import parse_duration
+from .delivery import Outgoing
 
 log = logging.getLogger("rtcscope.alerts")
 
