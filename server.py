@@ -22,7 +22,8 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.alerts.delivery import WebhookError, Webhooks
-from rtcscope.alerts.service import AlertService, RulesError, load_rules
+from rtcscope.alerts.rules import RulesError, load_rules
+from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission

@@ -4,7 +4,8 @@ import pathlib
 
 import pytest
 
-from rtcscope.alerts.service import BUILTIN_RULES, AlertEngine, Rule, RulesError, alert_id, load_rules
+from rtcscope.alerts.rules import BUILTIN_RULES, Rule, RulesError, load_rules
+from rtcscope.alerts.state import AlertEngine, alert_id
 
 TICK = 1000
 BAD_RTT = {"rtt": 600.0, "mos": 3.9, "loss": 0.0, "freezes": 0.0}
