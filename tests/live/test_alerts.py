@@ -222,7 +222,7 @@ def test_slack_receivers_get_a_text_and_keys_differ_per_url():
 
 
 def test_an_event_survives_its_line_protocol_round_trip():
-    from rtcscope.alerts.service import encode_event, row_alert
+    from rtcscope.storage.alerts import encode_event, row_alert
 
     alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "call": "room:1@x{y}", "peer": None,
              "value": None, "threshold": 0.05, "since": 1795536120000, "at": 1795536130000,
