@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from ..storage.alerts import receiver_field
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger("rtcscope.webhooks")
@@ -46,7 +47,7 @@ class Receiver:
         self.url = spec[len(SLACK_PREFIX):] if self.slack else spec
         if not self.url.startswith(("http://", "https://")):
             raise WebhookError(f"alert webhook {spec!r} is not an http(s) URL (slack+https://... for Slack)")
-        self.key = "r_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+        self.key = receiver_field(spec)
 
     def body(self, alert):
         if not self.slack:

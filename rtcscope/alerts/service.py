@@ -14,9 +14,8 @@ import urllib.parse
 import aiohttp
 
 from .. import registry
-from ..storage.alerts import encode_delivery, encode_event, latest_by_id, row_alert
-from ..storage.schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
-from ..storage.store import InfluxDBError, StoreError, quote_literal, time_range
+from ..storage import alerts as stored
+from ..storage.store import InfluxDBError, StoreError
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
 from .delivery import Outgoing
@@ -102,8 +101,8 @@ class AlertService:
 
     def _record(self, alert):
         self._seq = (self._seq + 1) % 1_000_000
-        time_ns = alert["at"] * 1_000_000 + self._seq
-        self._submit(encode_event(alert, self.node, time_ns))
+        time_ns = stored.event_time_ns(alert["at"], self._seq)
+        self._submit(stored.encode_event(alert, self.node, time_ns))
         if self.webhooks is not None:
             self.webhooks.send(Outgoing(alert, self.node, time_ns))
         self._tell(alert)
@@ -147,28 +146,24 @@ class AlertService:
 
     async def _beat(self, now_ms):
         """Write this process's heartbeat, read the others' and the new events, elect the sender."""
-        await self.store.write(f"{NODES_MEASUREMENT},node={self.node} started={float(self.started)!r} "
-                               f"{now_ms * 1_000_000}".encode())
-        rows = await self._query(
-            f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
-            f'WHERE {time_range(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000)} GROUP BY "node"')
+        await self.store.write(stored.encode_heartbeat(self.node, self.started, now_ms))
+        rows = await self._query(stored.heartbeats_query(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000))
         if self.extra:
             self.extra_values = await self._extra_windows(now_ms)
         if not self.loaded:
-            for alert in latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
+            for alert in stored.latest_by_id(await self._events(now_ms - self.lookback_ms, now_ms)):
                 self.seen[(alert["id"], alert["state"])] = alert["at"]
                 if alert["state"] == "firing":
                     self.known[alert["id"]] = alert
             self.loaded = True
         else:
-            for alert in sorted((a for a in map(row_alert, await self._events(now_ms - FOLLOW_MS, now_ms)) if a),
+            for alert in sorted((a for a in map(stored.row_alert, await self._events(now_ms - FOLLOW_MS, now_ms)) if a),
                                 key=lambda a: (a["at"], a["state"] == "resolved")):
                 self._tell(alert)
             for key in [key for key, at in self.seen.items() if at < now_ms - 2 * FOLLOW_MS]:
                 del self.seen[key]
         self.up_ticks += 1
-        nodes = sorted((row["started"], series["tags"].get("node", "")) for series in rows
-                       for row in series["rows"] if row.get("started") is not None)
+        nodes = stored.node_starts(rows)
         self.sender = nodes[0][1] if nodes else None
         should = self.sender == self.node and self.up_ticks >= ELECTION_TICKS
         if should and not self.sending:
@@ -190,13 +185,12 @@ class AlertService:
         return await self.store.query(statement)
 
     async def _events(self, since_ms, until_ms):
-        rows = await self._query(f"SELECT * FROM {ALERTS_MEASUREMENT} WHERE {time_range(since_ms, until_ms)}")
-        return [row for series in rows for row in series["rows"]]
+        return stored.rows_of(await self._query(stored.events_query(since_ms, until_ms)))
 
     async def _take_over(self, now_ms):
         """Become the sender: carry on the firing alerts InfluxDB holds, send what is owed."""
         rows = await self._events(now_ms - max(self.lookback_ms, self._retry_ms), now_ms + 60_000)
-        self.engine.adopt([event_of(alert) for alert in latest_by_id(rows) if alert["state"] == "firing"])
+        self.engine.adopt([event_of(alert) for alert in stored.latest_by_id(rows) if alert["state"] == "firing"])
         log.info("node %s sends alerts from now on", self.node)
         self.sending = True
         if self.webhooks is not None:
@@ -211,12 +205,11 @@ class AlertService:
         """Queue, oldest first, every event of the retry period some receiver has not had."""
         owed = []
         for row in rows:
-            alert = row_alert(row)
+            alert = stored.row_alert(row)
             if alert is None or alert["at"] < now_ms - self._retry_ms or row.get("node") is None:
                 continue
-            time_ns = int(row["time"]) * 1_000_000 + int(row.get("seq") or 0)
-            owed.append((time_ns, Outgoing(alert, row["node"], time_ns),
-                         {key for key, value in row.items() if key.startswith("r_") and value is not None}))
+            time_ns = stored.row_time_ns(row)
+            owed.append((time_ns, Outgoing(alert, row["node"], time_ns), stored.delivered_to(row)))
         for _, outgoing, delivered in sorted(owed, key=lambda item: item[0]):
             if receivers is None:
                 self.webhooks.send(outgoing, delivered)
@@ -236,7 +229,7 @@ class AlertService:
         if self.on_delivery is not None:
             self.on_delivery(result)
         if result in ("delivered", "expired"):
-            self._submit(encode_delivery(outgoing.node, outgoing.time_ns, receiver.key, result == "delivered"))
+            self._submit(stored.encode_delivery(outgoing.node, outgoing.time_ns, receiver.key, result == "delivered"))
 
     async def _refill(self, receiver):
         """A receiver's queue overflowed and drained: queue again what it is still owed."""
@@ -253,10 +246,8 @@ class AlertService:
     async def list_alerts(self, state, since_ms, now_ms, call=None):
         """Alerts whose latest event is since `since_ms`, with that event ("firing" or "all");
         of one call when `call` is given."""
-        where = f" AND \"call\" = {quote_literal(call)}" if call is not None else ""
-        rows = await self.store.query(f"SELECT * FROM {ALERTS_MEASUREMENT} "
-                                      f"WHERE {time_range(since_ms, now_ms + 60_000)}{where}")
-        alerts = latest_by_id(row for series in rows for row in series["rows"])
+        rows = await self.store.query(stored.events_query(since_ms, now_ms + 60_000, call))
+        alerts = stored.latest_by_id(stored.rows_of(rows))
         if state == "firing":
             alerts = [alert for alert in alerts if alert["state"] == "firing"]
         return sorted(alerts, key=lambda alert: (-alert["at"], alert["id"]))

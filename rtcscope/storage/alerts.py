@@ -4,10 +4,15 @@ Unlike the other measurements these hold strings and few series: an event's
 point is tagged by the process that wrote it, a receiver's outcome is a field
 written onto that same point, and a heartbeat is one point per process and tick.
 """
-from .schema import ALERTS_MEASUREMENT
+import hashlib
+
+from .schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
+from .store import quote_literal, time_range
 
 _STRING_FIELDS = ("id", "rule", "severity", "state", "call", "peer", "url")
 _REQUIRED = ("id", "rule", "severity", "state", "call", "threshold", "since", "at", "url")
+# A receiver's outcome on an event's point: this prefix and a hash of its URL.
+RECEIVER_PREFIX = "r_"
 
 
 def _string(value):
@@ -50,3 +55,51 @@ def latest_by_id(rows):
         if before is None or (alert["at"], alert["state"] == "resolved") >= (before["at"], before["state"] == "resolved"):
             latest[alert["id"]] = alert
     return sorted(latest.values(), key=lambda alert: (alert["at"], alert["id"]))
+
+
+def event_time_ns(at_ms, seq):
+    """An event's point time: its `at` plus a per-node sequence (0-999,999) as nanoseconds,
+    so that two events of one node in the same millisecond are two points."""
+    return at_ms * 1_000_000 + seq
+
+
+def row_time_ns(row):
+    """The point time of a stored event, rebuilt from its time in ms and its `seq`."""
+    return int(row["time"]) * 1_000_000 + int(row.get("seq") or 0)
+
+
+def receiver_field(spec):
+    """The field holding one receiver's outcomes: the same in every process configured with that URL."""
+    return RECEIVER_PREFIX + hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def delivered_to(row):
+    """The receiver fields of an event's point that hold an outcome (delivered or given up)."""
+    return {key for key, value in row.items() if key.startswith(RECEIVER_PREFIX) and value is not None}
+
+
+def events_query(since_ms, until_ms, call=None):
+    """Every event point of the time range; of one call when `call` is given."""
+    where = f" AND \"call\" = {quote_literal(call)}" if call is not None else ""
+    return f"SELECT * FROM {ALERTS_MEASUREMENT} WHERE {time_range(since_ms, until_ms)}{where}"
+
+
+def rows_of(series):
+    """The rows of a query's answer, its series put end to end."""
+    return [row for found in series for row in found["rows"]]
+
+
+def encode_heartbeat(node, started_ms, at_ms):
+    """A process's heartbeat: its node id and start time, at the tick's time."""
+    return f"{NODES_MEASUREMENT},node={node} started={float(started_ms)!r} {at_ms * 1_000_000}".encode()
+
+
+def heartbeats_query(since_ms, until_ms):
+    return (f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
+            f'WHERE {time_range(since_ms, until_ms)} GROUP BY "node"')
+
+
+def node_starts(series):
+    """(start, node id) of each process with a heartbeat in a heartbeats_query's answer, oldest start first."""
+    return sorted((row["started"], found["tags"].get("node", "")) for found in series
+                  for row in found["rows"] if row.get("started") is not None)
