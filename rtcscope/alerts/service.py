@@ -1,8 +1,9 @@
 """The alerts of every process: rules evaluated every detector tick, events kept in InfluxDB.
 
-Every process evaluates the rules (rules.py) through its state machine
-(state.py) and follows rtc_alerts; the elected sender records the events there
-and delivers them (delivery.py). See docs/alerts.md.
+Every process evaluates the rules (rules.py) on what they read each tick
+(inputs.py) through their state machines (state.py), and follows rtc_alerts
+(rtcscope/storage/alerts.py); the sender the processes elect (election.py)
+records the events there and delivers them (delivery.py). See docs/alerts.md.
 """
 import asyncio
 import collections
@@ -19,14 +20,12 @@ from ..storage.store import InfluxDBError, StoreError
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
 from .delivery import Outgoing
+from .election import Election
 from .inputs import ended_of, extra_metrics, extra_windows, peer_windows
 from .state import AlertEngine, event_of
 
 log = logging.getLogger("rtcscope.alerts")
 
-# A process sends once it has been up this many ticks, if its start is the oldest
-# among the heartbeats of this many last ticks.
-ELECTION_TICKS = 3
 # Firing alerts a new sender takes over, and what /v1/alerts/ looks back over by default.
 LOOKBACK_MS = 24 * 3600_000
 # Events every process reads back each tick (for /ws/calls and its firing count): an
@@ -40,18 +39,14 @@ class AlertService:
     records the events in rtc_alerts and delivers them. Every process follows
     rtc_alerts to tell its /ws/calls viewers and count what fires.
 
-    Election: each tick every process writes a heartbeat (rtc_nodes: its random
-    node id, its start time); the sender is the process with the oldest start
-    among the heartbeats of the last ELECTION_TICKS ticks (ties: the smaller node
-    id), once it has been up ELECTION_TICKS ticks. Taking over, it adopts the
-    firing alerts InfluxDB holds and sends what is still undelivered."""
+    Which process sends is the election's (election.py); taking over, the sender
+    adopts the firing alerts InfluxDB holds and sends what is still undelivered."""
 
     def __init__(self, store, writer, rules, *, tick_ms, public_url, webhooks=None, lookback_ms=LOOKBACK_MS,
                  node=None, on_delivery=None, window_ms=10_000):
         self.store = store
         self.writer = writer
         self.engine = AlertEngine(list(rules))
-        self.tick_ms = tick_ms
         self.public_url = public_url.rstrip("/")
         self.webhooks = webhooks
         self.lookback_ms = lookback_ms
@@ -59,11 +54,8 @@ class AlertService:
         self.extra = extra_metrics(rules)
         self.extra_values = {}  # (call, peer) -> values of the extra metrics, as of the last tick
         self.node = node or secrets.token_hex(8)
-        self.started = int(time.time() * 1000)
+        self.election = Election(store, self.node, tick_ms, take_over=self._take_over, step_down=self._stop_sending)
         self.on_delivery = on_delivery  # called with each delivery result (for /metrics)
-        self.sending = False
-        self.sender = None  # the node id that sends, as of the last tick
-        self.up_ticks = 0
         self.known = {}  # id -> latest firing event as InfluxDB holds it
         self.seen = {}  # (id, state) -> at: events already told to listeners
         self.listeners = []  # callables taking each new event (the webhook object)
@@ -72,7 +64,7 @@ class AlertService:
         self._unwritten = collections.deque(maxlen=MAX_UNWRITTEN)
         self._task = None
         self.failures = 0
-        self.queries = 0  # InfluxDB queries of the alerts (2 per tick: nodes, new events)
+        self._queries = 0
         if webhooks is not None:
             webhooks.on_result = self._delivered
             webhooks.refill = self._refill
@@ -80,6 +72,16 @@ class AlertService:
     @property
     def firing_count(self):
         return len(self.known)
+
+    @property
+    def sending(self):
+        """Whether this process is the one that records and sends."""
+        return self.election.sending
+
+    @property
+    def queries(self):
+        """InfluxDB queries of the alerts (2 per tick: nodes, new events; 3 with rules on other metrics)."""
+        return self._queries + self.election.queries
 
     def call_url(self, call):
         return f"{self.public_url}/calls/{urllib.parse.quote(call, safe='')}/"
@@ -137,17 +139,15 @@ class AlertService:
             await self._beat(now_ms)
         except (StoreError, WriteRejected, TimeoutError, OSError, aiohttp.ClientError, InfluxDBError) as exc:
             self.failures += 1
-            self.up_ticks = 0
             log.warning("alert heartbeat failed (%s): not sending until InfluxDB answers again", exc)
-            await self._step_down()
+            await self.election.lost()
         except Exception:  # the next tick tries again; the detector's tick is not ours to break
             self.failures += 1
             log.exception("alert housekeeping failed")
 
     async def _beat(self, now_ms):
         """Write this process's heartbeat, read the others' and the new events, elect the sender."""
-        await self.store.write(stored.encode_heartbeat(self.node, self.started, now_ms))
-        rows = await self._query(stored.heartbeats_query(now_ms - ELECTION_TICKS * self.tick_ms, now_ms + 60_000))
+        heartbeats = await self.election.heartbeat(now_ms)
         if self.extra:
             self.extra_values = await self._extra_windows(now_ms)
         if not self.loaded:
@@ -162,37 +162,25 @@ class AlertService:
                 self._tell(alert)
             for key in [key for key, at in self.seen.items() if at < now_ms - 2 * FOLLOW_MS]:
                 del self.seen[key]
-        self.up_ticks += 1
-        nodes = stored.node_starts(rows)
-        self.sender = nodes[0][1] if nodes else None
-        should = self.sender == self.node and self.up_ticks >= ELECTION_TICKS
-        if should and not self.sending:
-            await self._take_over(now_ms)
-        elif not should and self.sending:
-            await self._step_down()
+        await self.election.decide(heartbeats, now_ms)
 
     async def _extra_windows(self, now_ms):
         """The window of the registry metrics only custom rules use: one grouped query."""
         metrics = self.extra.values()
         gauges = sorted({metric.source_field for metric in metrics if metric.type != registry.COUNTER})
         counters = sorted({metric.source_field for metric in metrics if metric.type == registry.COUNTER})
-        self.queries += 1
+        self._queries += 1
         rows = await self.store.quality_window(now_ms - self.window_ms, now_ms, gauges, (), counters)
         return extra_windows(rows, self.extra, self.window_ms)
 
-    async def _query(self, statement):
-        self.queries += 1
-        return await self.store.query(statement)
-
     async def _events(self, since_ms, until_ms):
-        return stored.rows_of(await self._query(stored.events_query(since_ms, until_ms)))
+        self._queries += 1
+        return stored.rows_of(await self.store.query(stored.events_query(since_ms, until_ms)))
 
     async def _take_over(self, now_ms):
         """Become the sender: carry on the firing alerts InfluxDB holds, send what is owed."""
         rows = await self._events(now_ms - max(self.lookback_ms, self._retry_ms), now_ms + 60_000)
         self.engine.adopt([event_of(alert) for alert in stored.latest_by_id(rows) if alert["state"] == "firing"])
-        log.info("node %s sends alerts from now on", self.node)
-        self.sending = True
         if self.webhooks is not None:
             self.webhooks.start()
             self._send_owed(rows, now_ms)
@@ -218,10 +206,7 @@ class AlertService:
                     if worker.receiver.key not in delivered:
                         worker.put(outgoing)
 
-    async def _step_down(self):
-        if self.sending:
-            log.info("node %s no longer sends alerts", self.node)
-        self.sending = False
+    async def _stop_sending(self):
         if self.webhooks is not None:
             await self.webhooks.stop()
 
@@ -254,6 +239,6 @@ class AlertService:
 
     async def stop(self):
         await cancel_and_wait(self._task)
-        await self._step_down()
+        await self.election.resign()
         for line in self._unwritten:
             self.writer.submit([line])
