@@ -83,6 +83,20 @@ class AlertService:
         """InfluxDB queries of the alerts (2 per tick: nodes, new events; 3 with rules on other metrics)."""
         return self._queries + self.election.queries
 
+    def register_metrics(self, telemetry, *, follows=True):
+        """Show the alerts' families on /metrics and count the deliveries into them. `follows`:
+        this process follows rtc_alerts each tick (it runs the detector); an ingest-only one
+        does not know what fires, so it shows no firing count."""
+        if follows:
+            telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+                            lambda: self.firing_count)
+        telemetry.counter("rtcscope_webhook_deliveries_total",
+                          "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
+                          "dropped (queue full, still owed)", labels=("result",))
+        telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
+                        lambda: int(self.sending))
+        self.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
+
     def call_url(self, call):
         return f"{self.public_url}/calls/{urllib.parse.quote(call, safe='')}/"
 

@@ -235,3 +235,30 @@ def test_an_event_survives_its_line_protocol_round_trip():
     row = dict(alert, threshold=0.05, since=float(alert["since"]), at=float(alert["at"]))
     assert row_alert(row) == alert
     assert row_alert(dict(row, id=None)) is None  # a point not whole yet
+
+
+@pytest.mark.parametrize("follows", [True, False])
+def test_the_service_registers_its_own_metrics(follows):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rtcscope.alerts.service import AlertService
+    from rtcscope.telemetry import Telemetry
+
+    telemetry = Telemetry()
+    alerts = AlertService(None, None, BUILTIN_RULES, tick_ms=1000, public_url="http://rtc.example")
+    alerts.register_metrics(telemetry, follows=follows)
+    alerts.known["a1"] = {"id": "a1", "state": "firing"}
+    alerts.on_delivery("delivered")
+    alerts.on_delivery("failed")
+    alerts.on_delivery("failed")
+    families = {family.name: family for family in text_string_to_metric_families(telemetry.render().decode())}
+    expected = {"rtcscope_alerts_sender", "rtcscope_webhook_deliveries"} | ({"rtcscope_alerts_firing"} if follows else set())
+    assert set(families) == expected
+    assert families["rtcscope_alerts_sender"].type == "gauge" and families["rtcscope_alerts_sender"].samples[0].value == 0
+    deliveries = {sample.labels["result"]: sample.value for sample in families["rtcscope_webhook_deliveries"].samples
+                  if sample.name == "rtcscope_webhook_deliveries_total"}
+    assert deliveries == {"delivered": 1.0, "failed": 2.0}
+    assert families["rtcscope_webhook_deliveries"].documentation.startswith("webhook deliveries by result: delivered, ")
+    if follows:
+        assert families["rtcscope_alerts_firing"].samples[0].value == 1
+        assert families["rtcscope_alerts_firing"].documentation == "alerts firing now (as InfluxDB's rtc_alerts holds them)"
