@@ -31,6 +31,7 @@ from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
+from rtcscope.retry import Backoff
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
@@ -204,15 +205,16 @@ class Application(tornado.web.Application):
             callback.start()
 
     async def _setup_database(self):
-        delay = 0.5
+        # Full jitter: processes started together against an InfluxDB that is down spread their retries.
+        backoff = Backoff(0.5, 10, factor=2, jitter="full")
         while True:
             try:
                 await self.store.setup()
                 return
             except Exception as exc:
-                log.warning("InfluxDB set-up failed (%s); retrying in %.0fs", exc, delay)
+                delay = next(backoff)
+                log.warning("InfluxDB set-up failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def stop(self):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
