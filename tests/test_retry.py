@@ -1,4 +1,4 @@
-"""The retry helper on its own: delays within their bounds, growing, jittered, reset by a success."""
+"""retry.Backoff on its own: delays within their bounds, growing, jittered, reset by a success."""
 import random
 
 import pytest
