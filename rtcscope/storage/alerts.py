@@ -12,7 +12,7 @@ from .store import quote_literal, time_range
 _STRING_FIELDS = ("id", "rule", "severity", "state", "call", "peer", "url")
 _REQUIRED = ("id", "rule", "severity", "state", "call", "threshold", "since", "at", "url")
 # A receiver's outcome on an event's point: this prefix and a hash of its URL.
-RECEIVER_PREFIX = "r_"
+_RECEIVER_PREFIX = "r_"
 
 
 def _string(value):
@@ -70,12 +70,12 @@ def row_time_ns(row):
 
 def receiver_field(spec):
     """The field holding one receiver's outcomes: the same in every process configured with that URL."""
-    return RECEIVER_PREFIX + hashlib.sha256(spec.encode()).hexdigest()[:12]
+    return _RECEIVER_PREFIX + hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
 def delivered_to(row):
     """The receiver fields of an event's point that hold an outcome (delivered or given up)."""
-    return {key for key, value in row.items() if key.startswith(RECEIVER_PREFIX) and value is not None}
+    return {key for key, value in row.items() if key.startswith(_RECEIVER_PREFIX) and value is not None}
 
 
 def events_query(since_ms, until_ms, call=None):
@@ -95,6 +95,7 @@ def encode_heartbeat(node, started_ms, at_ms):
 
 
 def heartbeats_query(since_ms, until_ms):
+    """The last heartbeat of each process in the time range, one series per node."""
     return (f'SELECT last("started") AS "started" FROM {NODES_MEASUREMENT} '
             f'WHERE {time_range(since_ms, until_ms)} GROUP BY "node"')
 
