@@ -21,15 +21,17 @@ from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from rtcscope.alerts.delivery import WebhookError, Webhooks
+from rtcscope.alerts.rules import RulesError, load_rules
+from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
-from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
-from rtcscope.live.webhooks import WebhookError, Webhooks
+from rtcscope.retry import Backoff
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
@@ -203,15 +205,16 @@ class Application(tornado.web.Application):
             callback.start()
 
     async def _setup_database(self):
-        delay = 0.5
+        # Full jitter: processes started together against an InfluxDB that is down spread their retries.
+        backoff = Backoff(0.5, 10, factor=2, jitter="full")
         while True:
             try:
                 await self.store.setup()
                 return
             except Exception as exc:
-                log.warning("InfluxDB set-up failed (%s); retrying in %.0fs", exc, delay)
+                delay = next(backoff)
+                log.warning("InfluxDB set-up failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def stop(self):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""

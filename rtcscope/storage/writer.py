@@ -1,5 +1,5 @@
 """Batching writer: acknowledged points reach InfluxDB in batches, one write
-at a time, retried with backoff.
+at a time, retried with jittered backoff (rtcscope/retry.py).
 
 With a write-ahead log (the default) acknowledged means appended to the log:
 `submit` appends a request's points, then keeps them in memory while the
@@ -26,6 +26,7 @@ import re
 import time
 from collections import deque
 
+from ..retry import Backoff
 from ..tasks import cancel_and_wait
 from ..telemetry import latency_histogram
 from .wal import LogFull
@@ -187,7 +188,7 @@ class BatchWriter:
 
     async def _drain(self, deadline):
         """Write until nothing is queued; on failure back off and retry the same batch."""
-        backoff = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         while self._batches or self._buffer or self._fill():
             if not self._batches:
                 self._fill()
@@ -212,12 +213,12 @@ class BatchWriter:
             except Exception as exc:  # InfluxDB down, slow or restarting: keep the batch
                 self.failures += 1
                 self.healthy = False
+                delay = next(backoff)
                 log.warning("write of %d points failed (%s); retrying in %.1fs",
-                            len(batch), exc or type(exc).__name__, backoff)
-                if deadline is not None and time.monotonic() + backoff > deadline:
+                            len(batch), exc or type(exc).__name__, delay)
+                if deadline is not None and time.monotonic() + delay > deadline:
                     return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry_max)
+                await asyncio.sleep(delay)
                 if self.stopping and deadline is None:
                     return
                 continue
@@ -227,7 +228,7 @@ class BatchWriter:
             self.points_written += len(batch)
             self._batches.popleft()
             self._finished(batch)
-            backoff = self.retry_initial
+            backoff.reset()
 
     def _refused(self, reason, points, message, batch):
         self.healthy = True  # InfluxDB answered

@@ -1,4 +1,4 @@
-"""Webhook delivery of alert events: one worker per receiver, retried with backoff.
+"""Webhook delivery of alert events: one worker per receiver, retried with jittered backoff.
 
 Each receiver has its own bounded queue and its own task, so a receiver that
 is down delays only itself. An event is retried until it is delivered or its
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from ..retry import Backoff
+from ..storage.alerts import receiver_field
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger("rtcscope.webhooks")
@@ -46,7 +48,7 @@ class Receiver:
         self.url = spec[len(SLACK_PREFIX):] if self.slack else spec
         if not self.url.startswith(("http://", "https://")):
             raise WebhookError(f"alert webhook {spec!r} is not an http(s) URL (slack+https://... for Slack)")
-        self.key = "r_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+        self.key = receiver_field(spec)
 
     def body(self, alert):
         if not self.slack:
@@ -129,7 +131,7 @@ class Worker:
         if self.hub.secret:
             headers[SIGNATURE_HEADER] = signature(self.hub.secret, body)
         deadline = record.alert["at"] + self.hub.retry_ms
-        delay = self.hub.backoff_initial
+        backoff = Backoff(self.hub.backoff_initial, self.hub.backoff_max)
         while now_ms() < deadline:
             try:
                 async with self.hub.session.post(self.receiver.url, data=body, headers=headers) as response:
@@ -140,10 +142,10 @@ class Worker:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
             self.hub.report(record, self.receiver, "failed")
+            delay = next(backoff)
             log.warning("webhook %s: alert %s not delivered (%s); retrying in %.0fs",
                         self.receiver.url, record.alert["id"], problem, delay)
             await asyncio.sleep(min(delay, max(0.0, (deadline - now_ms()) / 1000)))
-            delay = min(delay * 2, self.hub.backoff_max)
         return False
 
 
