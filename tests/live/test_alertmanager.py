@@ -7,6 +7,8 @@ import datetime
 import functools
 import json
 import os
+import pathlib
+import subprocess
 import time
 
 import pytest
@@ -272,3 +274,44 @@ def test_two_processes_give_one_alert_and_the_next_sender_carries_the_re_sends_o
             wait(lambda: not held(alertmanager, 'call="bad"'), timeout=30)
         assert held(alertmanager) == []
         assert metric(other, delivered) == 1  # the resolution
+
+
+def documented_config():
+    """The alertmanager.yml of docs/alerts.md, its notifications held back beyond the test
+    (nothing leaves the machine)."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    config = text.split("### An alertmanager.yml", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "group_wait: 30s" in config
+    return config.replace("group_wait: 30s", "group_wait: 1h")
+
+
+def test_the_documented_alertmanager_yml_routes_by_severity_and_scope_and_silences_mute_by_call_and_dimension():
+    manager = Alertmanager(documented_config())
+    checked = subprocess.run(["amtool", "check-config", manager.config_path], capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+    manager.start()
+    try:
+        now = int(time.time() * 1000)
+        alerts = [dict(PEER_ALERT, severity="critical", call="c-1", since=now - 5000, at=now),
+                  dict(PEER_ALERT, severity="warning", call="c-2", since=now - 5000, at=now),
+                  dict(COHORT_ALERT, since=now - 5000, at=now)]
+        status, _ = manager.post([postable(alert, now, 60_000, PUBLIC) for alert in alerts])
+        assert status == 200
+
+        def receivers():
+            return {alert["labels"].get("call") or alert["labels"]["value"]:
+                    ([r["name"] for r in alert["receivers"]], alert["status"]["state"]) for alert in manager.alerts()}
+
+        assert receivers() == {"c-1": (["oncall-pager"], "active"), "c-2": (["rtc-chat"], "active"),
+                               "turn-2.example.com:443": (["network-team"], "active")}
+        for matcher in ('call="c-1"', 'dimension="turn_server"'):
+            added = subprocess.run(["amtool", f"--alertmanager.url={manager.url}", "silence", "add", matcher,
+                                    "--duration=1h", "--comment=test", "--author=tests"],
+                                   capture_output=True, text=True, timeout=30)
+            assert added.returncode == 0, added.stderr
+        wait(lambda: receivers()["c-1"][1] == "suppressed", timeout=10)
+        assert receivers() == {"c-1": (["oncall-pager"], "suppressed"), "c-2": (["rtc-chat"], "active"),
+                               "turn-2.example.com:443": (["network-team"], "suppressed")}
+    finally:
+        manager.cleanup()
