@@ -11,7 +11,7 @@ outcome as any webhook (webhooks.py), so it reaches Alertmanager once the sender
 can and survives a restart. The re-sends are this receiver's worker's own: every
 `resend` it posts, in batches, the alerts that fire now (the sender's view of
 rtc_alerts), between two deliveries of its queue, so a re-send never overtakes
-a resolution; a new sender starts with a re-send. See docs/alerts.md.
+a resolution; a new sender carries the re-sends on. See docs/alerts.md.
 """
 import asyncio
 import contextlib
@@ -130,12 +130,14 @@ def make_receiver(spec, *, resend_ms, public_url):
 
 class AlertmanagerWorker(Worker):
     """Delivers the receiver's queue as any worker does, and between two deliveries
-    re-sends the firing alerts every `resend_ms`: at once when it starts (a new
-    sender carries the re-sends on), then on time even while the queue is empty."""
+    re-sends the firing alerts every `resend_ms`, on time even while the queue is
+    empty. The first re-send is a period after the start: a new sender's alerts
+    were re-sent by the previous one with endsAt several periods ahead, and by then
+    its ticks have resolved those of the calls that ended during the hand-over."""
 
     def __init__(self, hub, receiver):
         super().__init__(hub, receiver)
-        self.next_resend = 0.0  # time.monotonic() of the next re-send
+        self.next_resend = time.monotonic() + receiver.resend_ms / 1000
 
     async def between(self):
         if time.monotonic() < self.next_resend:
