@@ -4,10 +4,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 
-from tests.influxd import free_port, wait_for_http
+from tests.influxd import free_port, terminate, wait_for_http
 
 # One receiver that notifies nobody: the tests read what Alertmanager holds through its API.
 CONFIG = """\
@@ -48,13 +49,7 @@ class Alertmanager:
         return self
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def cleanup(self):
