@@ -169,8 +169,9 @@ class Worker:
 
 class Webhooks:
     """The receivers and their workers. `on_result(record, receiver, result)` is told
-    every outcome: delivered, failed (an attempt; retried), expired (given up) or
-    dropped (queue full; still owed)."""
+    every outcome: delivered, failed (an attempt; retried), expired (given up),
+    dropped (queue full; still owed) or resent (a firing alert posted again, with
+    record None: see alertmanager.py)."""
 
     def __init__(self, specs, *, secret="", retry_ms=600_000, on_result=None, refill=None,
                  max_queue=MAX_QUEUE, backoff_initial=1.0, backoff_max=60.0, make_receiver=Receiver):
