@@ -5,6 +5,7 @@ REST queries over them and pushes live graphs to dashboard pages.
 """
 import asyncio
 import datetime
+import functools
 import gc
 import logging
 import os
@@ -21,6 +22,7 @@ from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from rtcscope.alerts.alertmanager import make_receiver
 from rtcscope.alerts.delivery import WebhookError, Webhooks
 from rtcscope.alerts.rules import RulesError, load_rules
 from rtcscope.alerts.service import AlertService
@@ -111,6 +113,9 @@ define("alert_webhooks", default=[], multiple=True,
 define("alert_secret", default="", help="secret of the X-Rtcscope-Signature HMAC-SHA256 of webhook bodies")
 define("alert_retry", default=datetime.timedelta(minutes=10), type=datetime.timedelta,
        help="how long an alert's delivery to a receiver is retried")
+define("alertmanager_resend", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="how often a firing alert is posted again to alertmanager+http(s):// receivers (its endsAt is "
+            "4 of these ahead)")
 define("public_url", default="",
        help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
 
@@ -321,7 +326,8 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
                         lambda: int(detector.ended_calls.ready))
     telemetry.counter("rtcscope_webhook_deliveries_total",
                       "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
-                      "dropped (queue full, still owed)", labels=("result",))
+                      "dropped (queue full, still owed), resent (a firing alert posted again to Alertmanager)",
+                      labels=("result",))
     telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
                     lambda: int(alerts.sending))
     telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
@@ -365,10 +371,14 @@ def make_app(**overrides):
     # A bad rules file or webhook URL stops the start before anything is opened.
     rules = load_rules(config["alert_rules"])
     retry_s = _seconds(config["alert_retry"])
+    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
     webhooks = None
     if config["alert_webhooks"]:
+        receiver = functools.partial(make_receiver, resend_ms=int(_seconds(config["alertmanager_resend"]) * 1000),
+                                     public_url=public_url)
         webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
-                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
+                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)),
+                            make_receiver=receiver)
     store = Store(config["influxdb_url"], config["database"], config["retention"])
     wal = None
     if config["wal_dir"]:
@@ -387,7 +397,6 @@ def make_app(**overrides):
                                 max_ended_calls=config["max_ended_calls"])
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
     rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
-    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
     alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
                           public_url=public_url, webhooks=webhooks, node=node,
                           window_ms=_seconds(config["quality_window"]) * 1000)

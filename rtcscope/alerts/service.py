@@ -68,6 +68,7 @@ class AlertService:
         if webhooks is not None:
             webhooks.on_result = self._delivered
             webhooks.refill = self._refill
+            webhooks.firing = lambda: list(self.known.values())  # what Alertmanager receivers re-send
 
     @property
     def firing_count(self):
