@@ -28,7 +28,7 @@ class Extractor:
         """What a request or a websocket upgrade tells of its client: browser and
         OS from its User-Agent, country and asn from its address (None for an
         import: the importer is not the caller)."""
-        found = dict(self.user_agents.parse(user_agent))
+        found = self.user_agents.parse(user_agent)
         if address:
             found.update(self.geoip.lookup(address))
         return found

@@ -28,6 +28,9 @@ VALUE_RULE = f"1-{MAX_VALUE} characters of [{IDENTIFIER_CHARS}]"
 RESERVED_NAMES = frozenset({"by", "call", "cursor", "duration", "end", "key", "kind", "limit", "metric", "peer",
                             "q", "since", "sort", "start", "state", "token", "value"})
 QUERY_PREFIX = "tag."
+# Values that passed: every request of a peer repeats its tags. Bounded (cleared when full).
+_VALID_VALUES_LIMIT = 10_000
+_valid_values = set()
 _JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -77,9 +80,14 @@ def query_tags(arguments: Mapping[str, list], allowed: tuple[str, ...], where: s
 
 
 def _check_value(name, value, where):
+    if value.__class__ is str and value in _valid_values:
+        return value
     if value.__class__ is not str or not VALUE_RE.fullmatch(value):
         raise formats.IngestError(f"{where}: tag {name} must be {VALUE_RULE}, got {_described(value)}",
                                   code="bad_tags")
+    if len(_valid_values) >= _VALID_VALUES_LIMIT:
+        _valid_values.clear()
+    _valid_values.add(value)
     return value
 
 

@@ -12,8 +12,6 @@ one with every request: the answers are kept per distinct string in a bounded
 LRU, keyed by the string's hash so that no User-Agent is held.
 """
 from collections import OrderedDict
-from collections.abc import Mapping
-from types import MappingProxyType
 
 import ua_parser
 from ua_parser.core import Domain
@@ -26,7 +24,6 @@ CACHE_SIZE = 4096
 # this, and a client cannot make the parser scan a 64 KB header.
 MAX_USER_AGENT = 512
 _DOMAINS = Domain.USER_AGENT | Domain.OS
-_NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
 class UserAgents:
@@ -38,24 +35,24 @@ class UserAgents:
         self._cache = OrderedDict()
         self.cache_size = cache_size
 
-    def parse(self, user_agent: str | None) -> Mapping[str, str]:
-        """The four dimensions the header tells (a read-only mapping; empty for
+    def parse(self, user_agent: str | None) -> dict[str, str]:
+        """The four dimensions the header tells, a new dict of them (empty for
         none, a missing header or one no rule knows)."""
         if not user_agent:
-            return _NOTHING
+            return {}
         user_agent = user_agent[:MAX_USER_AGENT]
         key = hash(user_agent)
         cache = self._cache
         found = cache.get(key)
-        if found is not None:
+        if found is None:
+            found = cache[key] = self.parse_uncached(user_agent)
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        else:
             cache.move_to_end(key)
-            return found
-        found = cache[key] = self.parse_uncached(user_agent)
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return found
+        return found.copy()
 
-    def parse_uncached(self, user_agent: str) -> Mapping[str, str]:
+    def parse_uncached(self, user_agent: str) -> dict[str, str]:
         parsed = self._resolver(user_agent, _DOMAINS)
         found = {}
         for result, family_name, version_name in ((parsed.user_agent, "browser", "browser_version"),
@@ -65,4 +62,4 @@ class UserAgents:
             found[family_name] = result.family[:MAX_VALUE]
             if result.major:
                 found[version_name] = result.major[:MAX_VALUE]
-        return MappingProxyType(found) if found else _NOTHING
+        return found
