@@ -8,7 +8,6 @@ import datetime
 import gc
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -34,7 +33,7 @@ from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
 from rtcscope.telemetry import Telemetry
-from rtcscope.timeparse import parse_duration
+from rtcscope.timeparse import SUBSECOND_RE, parse_duration
 
 log = logging.getLogger("rtcscope")
 
@@ -348,10 +347,10 @@ def fsync_interval(value):
     if value == "always":
         return None
     if isinstance(value, str):
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", value.strip())
-        if not match:
+        seconds = parse_duration(value.strip(), SUBSECOND_RE)
+        if seconds is None:
             raise WALError(f"--wal-fsync={value}: give a duration (1s, 200ms) or 'always'")
-        return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+        return seconds
     return _seconds(value)
 
 
