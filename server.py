@@ -29,11 +29,12 @@ from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
 from rtcscope.live.webhooks import WebhookError, Webhooks
+from rtcscope.settings import Settings, SettingsError
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
 from rtcscope.telemetry import Telemetry
-from rtcscope.timeparse import SUBSECOND_RE, parse_duration
+from rtcscope.timeparse import parse_duration
 
 log = logging.getLogger("rtcscope")
 
@@ -122,18 +123,18 @@ class Application(tornado.web.Application):
         self.alerts = alerts
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
-            (lambda: detector.live_calls) if detector else None, max_new_calls=config["max_new_calls"],
-            window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
-            max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
-            tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
-        self.config = config
-        self.ingest_keys = Secrets(config["ingest_keys"])
-        self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
+            (lambda: detector.live_calls) if detector else None, max_new_calls=config.max_new_calls,
+            window=config.new_calls_window, max_calls_per_request=config.max_calls_per_request,
+            max_live_calls=config.max_live_calls, call_timeout=config.call_timeout,
+            tick=config.tick, flush_interval=config.flush_interval)
+        self.config = config  # the Settings, built once from the options
+        self.ingest_keys = Secrets(config.ingest_keys)
+        self.read_tokens = Secrets(config.read_token_file, [config.read_token])
         self.rtcstats_sessions = rtcstats_sessions
         feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
-        client_timeout = _seconds(config["client_timeout"])
+        client_timeout = config.client_timeout
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
@@ -144,23 +145,21 @@ class Application(tornado.web.Application):
         if detector:
             detector.tick_hooks.append(alerts.on_tick)
             alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
-            self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick,
-                                                                           _seconds(config["tick"]) * 1000))
+            self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick, config.tick * 1000))
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
             "template_path": os.path.join(ROOT, "templates"),
             "static_path": os.path.join(ROOT, "static"),
-            "cors_origins": set(config["cors_origins"]),
-            "ws_origins": set(config["ws_origins"]),
-            "ws_max_pending": config["ws_max_pending"],
-            "max_body": config["max_body"],
-            "max_import": config["max_import"],
-            "max_imports": config["max_imports"],
-            "ingest_limits": Limits(max_samples=config["max_samples"],
-                                    max_skew_ns=int(_seconds(config["max_skew"]) * 1e9), feed=feed),
-            "flush_interval": _seconds(config["flush_interval"]),
-            "stats_ws_enabled": config["stats_ws"],
+            "cors_origins": set(config.cors_origins),
+            "ws_origins": set(config.ws_origins),
+            "ws_max_pending": config.ws_max_pending,
+            "max_body": config.max_body,
+            "max_import": config.max_import,
+            "max_imports": config.max_imports,
+            "ingest_limits": Limits(max_samples=config.max_samples, max_skew_ns=int(config.max_skew * 1e9), feed=feed),
+            "flush_interval": config.flush_interval,
+            "stats_ws_enabled": config.stats_ws,
             "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
             "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
@@ -227,19 +226,18 @@ class Application(tornado.web.Application):
             await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
-        await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
+        await self.writer.stop(self.config.shutdown_timeout)
         await self.store.close()
 
     @property
     def retention_seconds(self):
-        return retention_seconds(self.config["retention"])
+        return self.config.retention_seconds
 
     async def load_calls(self, call=None, window_ms=None):
         now_ms = int(time.time() * 1000)
         if window_ms is None:
             window_ms = self.retention_seconds * 1000
-        return await load_calls(self.store, now_ms, window_ms,
-                                _seconds(self.config["call_timeout"]) * 1000, call=call)
+        return await load_calls(self.store, now_ms, window_ms, self.config.call_timeout * 1000, call=call)
 
     def log_request(self, handler):
         """Count every request; log each one, except successes of handlers that
@@ -333,60 +331,33 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     return telemetry
 
 
-def retention_seconds(retention):
-    """How far back data can be: the retention, or 400 days when it is infinite."""
-    return parse_duration(retention) or 400 * 86400
-
-
-def _seconds(value):
-    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
-
-
-def fsync_interval(value):
-    """--wal-fsync: seconds between background fsyncs, or None for 'always'."""
-    if value == "always":
-        return None
-    if isinstance(value, str):
-        seconds = parse_duration(value.strip(), SUBSECOND_RE)
-        if seconds is None:
-            raise WALError(f"--wal-fsync={value}: give a duration (1s, 200ms) or 'always'")
-        return seconds
-    return _seconds(value)
-
-
 def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
-    config = options.as_dict()
-    config.update(overrides)
+    config = Settings.from_options({**options.as_dict(), **overrides})
     # A bad rules file or webhook URL stops the start before anything is opened.
-    rules = load_rules(config["alert_rules"])
-    retry_s = _seconds(config["alert_retry"])
+    rules = load_rules(config.alert_rules)
     webhooks = None
-    if config["alert_webhooks"]:
-        webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
-                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
-    store = Store(config["influxdb_url"], config["database"], config["retention"])
+    if config.alert_webhooks:
+        webhooks = Webhooks([url for url in config.alert_webhooks if url], secret=config.alert_secret,
+                            retry_ms=config.alert_retry * 1000, backoff_max=max(1.0, min(60.0, config.alert_retry / 10)))
+    store = Store(config.influxdb_url, config.database, config.retention)
     wal = None
-    if config["wal_dir"]:
-        wal = WriteAheadLog(str(config["wal_dir"]), config["database"], max_bytes=config["max_wal"],
-                            fsync_interval=fsync_interval(config["wal_fsync"])).open()
-    writer = BatchWriter(store.write, wal=wal, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
-                         flush_interval=_seconds(config["flush_interval"]),
-                         spool_dir=config["spool_dir"] or None)
+    if config.wal_dir:
+        wal = WriteAheadLog(str(config.wal_dir), config.database, max_bytes=config.max_wal,
+                            fsync_interval=config.wal_fsync).open()
+    writer = BatchWriter(store.write, wal=wal, max_buffer=config.max_buffer, batch_size=config.batch_size,
+                         flush_interval=config.flush_interval, spool_dir=config.spool_dir or None)
     detector = None
-    if config["detector"]:
-        detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
-                                tick_ms=_seconds(config["tick"]) * 1000,
-                                quality_window_ms=_seconds(config["quality_window"]) * 1000,
-                                history_ms=retention_seconds(config["retention"]) * 1000, writer=writer,
+    if config.detector:
+        detector = CallDetector(store, timeout_ms=config.call_timeout * 1000, tick_ms=config.tick * 1000,
+                                quality_window_ms=config.quality_window * 1000,
+                                history_ms=config.retention_seconds * 1000, writer=writer,
                                 ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
-                                max_ended_calls=config["max_ended_calls"])
+                                max_ended_calls=config.max_ended_calls)
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
-    rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
-    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
-    alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
-                          public_url=public_url, webhooks=webhooks, node=node,
-                          window_ms=_seconds(config["quality_window"]) * 1000)
+    rtcstats_sessions = Sessions(store, config.max_samples, feed=Feed(node))
+    alerts = AlertService(store, writer, rules, tick_ms=config.tick * 1000, public_url=config.public_url,
+                          webhooks=webhooks, node=node, window_ms=config.quality_window * 1000)
     return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
                        rtcstats_sessions, alerts)
 
@@ -410,16 +381,17 @@ async def main():
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         app = make_app()
-    except (WALError, RulesError, WebhookError) as exc:
+    except (SettingsError, WALError, RulesError, WebhookError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     await app.start()
-    client_timeout = _seconds(options.client_timeout)
-    server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body,
-                                           idle_connection_timeout=client_timeout, body_timeout=client_timeout)
-    server.listen(options.port, options.address)
+    config = app.config
+    server = tornado.httpserver.HTTPServer(app, xheaders=config.xheaders, max_body_size=4 * config.max_body,
+                                           idle_connection_timeout=config.client_timeout,
+                                           body_timeout=config.client_timeout)
+    server.listen(config.port, config.address)
     log.info("rtcscope-server on http://%s:%d, InfluxDB %s database %s",
-             options.address, options.port, options.influxdb_url, options.database)
+             config.address, config.port, config.influxdb_url, config.database)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -193,7 +193,7 @@ def read_access(application, request):
     tokens = application.read_tokens
     path = request.path
     if not tokens.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
-            path == "/metrics" and not application.config["protect_metrics"]):
+            path == "/metrics" and not application.config.protect_metrics):
         return "open"
     header, cookie = bearer_token(request), request.cookies.get(TOKEN_COOKIE)
     query = _query_value(request, "token")

@@ -17,7 +17,6 @@ import tornado.web
 from rtcscope.ingest.formats import IngestError
 from rtcscope.ingest.webrtc_internals import parse_dump
 from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
-from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler, ingest_client
 from .ingest import REFUSAL_MESSAGES
@@ -106,7 +105,7 @@ class WebRTCInternalsImportHandler(APIHandler):
             return self.fail_too_large()
         if not self._size:
             return self.refuse(400, "empty_body", "empty body: send the dump that chrome://webrtc-internals saved")
-        retention_s = parse_duration(app.config["retention"])
+        retention_s = app.config.retention_limit
         now_ms = int(time.time() * 1000)
         self._spool.seek(0)
         self._parsing = True
