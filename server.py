@@ -131,7 +131,9 @@ class Application(tornado.web.Application):
         self.ingest_keys = Secrets(config.ingest_keys)
         self.read_tokens = Secrets(config.read_token_file, [config.read_token])
         self.rtcstats_sessions = rtcstats_sessions
-        feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
+        # One live feed series per process: every ingest path writes it.
+        self.ingest_limits = Limits(max_samples=config.max_samples, max_skew_ns=int(config.max_skew * 1e9),
+                                    feed=rtcstats_sessions.limits.feed)
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
         client_timeout = config.client_timeout
@@ -151,15 +153,6 @@ class Application(tornado.web.Application):
         settings = {
             "template_path": os.path.join(ROOT, "templates"),
             "static_path": os.path.join(ROOT, "static"),
-            "cors_origins": set(config.cors_origins),
-            "ws_origins": set(config.ws_origins),
-            "ws_max_pending": config.ws_max_pending,
-            "max_body": config.max_body,
-            "max_import": config.max_import,
-            "max_imports": config.max_imports,
-            "ingest_limits": Limits(max_samples=config.max_samples, max_skew_ns=int(config.max_skew * 1e9), feed=feed),
-            "flush_interval": config.flush_interval,
-            "stats_ws_enabled": config.stats_ws,
             "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
             "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
@@ -229,14 +222,10 @@ class Application(tornado.web.Application):
         await self.writer.stop(self.config.shutdown_timeout)
         await self.store.close()
 
-    @property
-    def retention_seconds(self):
-        return self.config.retention_seconds
-
     async def load_calls(self, call=None, window_ms=None):
         now_ms = int(time.time() * 1000)
         if window_ms is None:
-            window_ms = self.retention_seconds * 1000
+            window_ms = self.config.retention_seconds * 1000
         return await load_calls(self.store, now_ms, window_ms, self.config.call_timeout * 1000, call=call)
 
     def log_request(self, handler):

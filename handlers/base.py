@@ -273,7 +273,7 @@ class IngestSocket(tornado.websocket.WebSocketHandler):
 
     def check_origin(self, origin):
         """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
-        allowed = self.settings["cors_origins"]
+        allowed = self.application.config.cors_origins
         if "*" in allowed or origin in allowed:
             return True
         self.application.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")
