@@ -32,7 +32,7 @@ from rtcscope.live.webhooks import WebhookError, Webhooks
 from rtcscope.settings import Settings, SettingsError
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
-from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
+from rtcscope.storage.writer import BatchWriter
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
 
@@ -240,8 +240,9 @@ class Application(tornado.web.Application):
 
 
 def make_telemetry(writer, detector, rtcstats_sessions, alerts):
-    """Declare every family /metrics shows, in this application's own registry;
-    handlers count into the `_total` ones without `read`."""
+    """Every family /metrics shows, in this application's own registry: the
+    handlers' counters here (they count into them), the rest declared by the
+    components that own them."""
     telemetry = Telemetry()
     telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labels=("route", "status"))
     telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
@@ -249,34 +250,7 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
     telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
                       labels=("reason",))
-    telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
-    telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
-                    lambda: writer.max_buffer)
-    telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
-    telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
-                      lambda: writer.failures)
-    telemetry.histogram(writer.flush_seconds)
-    telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
-    telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped, by reason",
-                      labels=("reason",))
-    for reason in REFUSAL_REASONS:
-        telemetry.inc("rtcscope_points_rejected_total", 0, reason=reason)  # shown at 0, so rate() works at once
-    writer.on_rejected = lambda reason, points: telemetry.inc("rtcscope_points_rejected_total", points, reason=reason)
-    telemetry.gauge("rtcscope_buffer_memory_points", "acknowledged points held in memory for the next writes",
-                    lambda: writer.in_memory)
-    telemetry.gauge("rtcscope_influxdb_up", "1 while the last write to InfluxDB succeeded",
-                    lambda: int(writer.healthy))
-    wal = writer.wal
-    telemetry.gauge("rtcscope_wal_bytes", "bytes in the write-ahead log", lambda: wal.size if wal else 0)
-    telemetry.gauge("rtcscope_wal_capacity_bytes", "bytes the write-ahead log may hold (--max-wal)",
-                    lambda: wal.max_bytes if wal else 0)
-    telemetry.gauge("rtcscope_wal_full", "1 while ingest answers 503 because the log is full",
-                    lambda: int(writer.full))
-    telemetry.counter("rtcscope_wal_fsyncs_total", "fsyncs of the write-ahead log", lambda: wal.fsyncs if wal else 0)
-    telemetry.counter("rtcscope_wal_fsync_seconds_total", "time spent in fsync of the write-ahead log",
-                      lambda: wal.fsync_seconds if wal else 0)
-    telemetry.counter("rtcscope_wal_records_cut_total", "torn or damaged log records cut at start",
-                      lambda: wal.records_cut if wal else 0)
+    writer.register_metrics(telemetry)
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
     if detector:  # an ingest-only process has none
         telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
