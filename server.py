@@ -281,16 +281,7 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
                       "dropped (queue full, still owed)", labels=("result",))
     telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
                     lambda: int(alerts.sending))
-    telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
-                    lambda: rtcstats_sessions.connected)
-    telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
-                    lambda: len(rtcstats_sessions.by_id))
-    telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
-    telemetry.counter("rtcscope_rtcstats_dropped_total",
-                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)",
-                      labels=("reason",))
-    telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
-                      "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
+    rtcstats_sessions.register_metrics(telemetry)
     return telemetry
 
 
