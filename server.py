@@ -253,29 +253,10 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     writer.register_metrics(telemetry)
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
     if detector:  # an ingest-only process has none
-        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
-        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
-                          lambda: detector.queries)
-        telemetry.counter("rtcscope_detector_skipped_ticks_total",
-                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
-                          lambda: detector.skipped)
-        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
-                          lambda: detector.failures)
-        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(detector.live_calls))
-        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: detector.viewer_count)
-        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                        lambda: len(detector.watches))
-        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
-        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
-                          lambda: detector.summaries_written)
-        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
-                        lambda: len(detector.ended_calls))
+        detector.register_metrics(telemetry)
         # Followed each tick: an ingest-only process does not know it.
         telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
                         lambda: alerts.firing_count)
-        telemetry.gauge("rtcscope_ended_calls_ready",
-                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
-                        lambda: int(detector.ended_calls.ready))
     telemetry.counter("rtcscope_webhook_deliveries_total",
                       "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
                       "dropped (queue full, still owed)", labels=("result",))
