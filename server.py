@@ -138,7 +138,6 @@ class Application(tornado.web.Application):
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
         client_timeout = config.client_timeout
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
-        alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
                                             min(client_timeout / 4, 5) * 1000),
@@ -254,14 +253,7 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
     if detector:  # an ingest-only process has none
         detector.register_metrics(telemetry)
-        # Followed each tick: an ingest-only process does not know it.
-        telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
-                        lambda: alerts.firing_count)
-    telemetry.counter("rtcscope_webhook_deliveries_total",
-                      "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
-                      "dropped (queue full, still owed)", labels=("result",))
-    telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
-                    lambda: int(alerts.sending))
+    alerts.register_metrics(telemetry, ticked=detector is not None)
     rtcstats_sessions.register_metrics(telemetry)
     return telemetry
 

@@ -623,3 +623,16 @@ class AlertService:
         await self._step_down()
         for line in self._unwritten:
             self.writer.submit([line])
+
+    def register_metrics(self, telemetry, ticked=True):
+        """The alerts' families on /metrics. What fires is followed each detector
+        tick: a process without a detector (`ticked` false) does not know it."""
+        if ticked:
+            telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+                            lambda: self.firing_count)
+        telemetry.counter("rtcscope_webhook_deliveries_total",
+                          "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
+                          "dropped (queue full, still owed)", labels=("result",))
+        self.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
+        telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
+                        lambda: int(self.sending))
