@@ -136,11 +136,10 @@ class Application(tornado.web.Application):
                                     feed=rtcstats_sessions.limits.feed)
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
-        client_timeout = config.client_timeout
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         self.periodic_callbacks = [
-            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
-                                            min(client_timeout / 4, 5) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(config.client_timeout),
+                                            min(config.client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
         if detector:
@@ -261,7 +260,7 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
 def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
     config = Settings.from_options({**options.as_dict(), **overrides})
-    # A bad rules file or webhook URL stops the start before anything is opened.
+    # A bad setting, rules file or webhook URL stops the start before anything is opened.
     rules = load_rules(config.alert_rules)
     webhooks = None
     if config.alert_webhooks:
