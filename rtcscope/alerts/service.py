@@ -93,7 +93,8 @@ class AlertService:
                             lambda: self.firing_count)
         telemetry.counter("rtcscope_webhook_deliveries_total",
                           "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
-                          "dropped (queue full, still owed)", labels=("result",))
+                          "dropped (queue full, still owed), resent (a firing alert posted again to Alertmanager)",
+                          labels=("result",))
         telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
                         lambda: int(self.sending))
         self.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)

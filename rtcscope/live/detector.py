@@ -839,3 +839,26 @@ class CallDetector:
         presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
         firsts = [row["first"] for _, _, row in presence]
         return int(min(firsts)) if firsts else None
+
+    def register_metrics(self, telemetry):
+        """The detector's families on /metrics, read when scraped."""
+        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: self.ticks)
+        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
+                          lambda: self.queries)
+        telemetry.counter("rtcscope_detector_skipped_ticks_total",
+                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
+                          lambda: self.skipped)
+        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
+                          lambda: self.failures)
+        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
+        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.viewer_count)
+        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
+                        lambda: len(self.watches))
+        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.fleet_viewers))
+        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                          lambda: self.summaries_written)
+        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                        lambda: len(self.ended_calls))
+        telemetry.gauge("rtcscope_ended_calls_ready",
+                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                        lambda: int(self.ended_calls.ready))
