@@ -1,0 +1,42 @@
+"""One dimension's breakdown (SPEC §15): each value's peers, poor peers, poor share,
+median MOS and lift, the peers without the dimension under the value None."""
+from ..summary import percentile
+from . import POOR
+
+
+def live_rows(peers, by):
+    """[(value, peers, poor, mos_p50)] of dimension `by` over live peers (call, peer,
+    values, verdict, mos), in one pass; mos_p50 is the nearest-rank median, as
+    InfluxDB's percentile() gives it for ended peers."""
+    counts = {}
+    for _call, _peer, values, verdict, mos in peers:
+        value = values.get(by)
+        found = counts.get(value)
+        if found is None:
+            found = counts[value] = [0, 0, []]
+        found[0] += 1
+        if verdict == POOR:
+            found[1] += 1
+        if mos is not None:
+            found[2].append(mos)
+    return [(value, peers, poor, percentile(sorted(scores), 0.5)) for value, (peers, poor, scores) in counts.items()]
+
+
+def breakdown(by, state, rows):
+    """The breakdown document of `rows` [(value, peers, poor, mos_p50)]: live_rows' or
+    a history query's; sorted by poor peers, then peers, both descending."""
+    rows = [(value, int(peers), int(poor), mos) for value, peers, poor, mos in rows if peers]
+    total, poor_total = sum(row[1] for row in rows), sum(row[2] for row in rows)
+    values = [{"value": value, "peers": peers, "poor": poor, "poor_share": round(poor / peers, 4),
+               "mos_p50": None if mos is None else round(mos, 2), "lift": lift(poor, peers, poor_total, total)}
+              for value, peers, poor, mos in rows]
+    values.sort(key=lambda found: (-found["poor"], -found["peers"], found["value"] is None, found["value"] or ""))
+    return {"by": by, "state": state, "peers": total, "poor": poor_total, "values": values}
+
+
+def lift(poor, peers, poor_total, total):
+    """(poor / peers) / (poor_total / total): how many times the fleet's poor share a
+    value has, rounded to 2 decimals; None when the fleet has no poor peer."""
+    if not poor_total or not peers:
+        return None
+    return round(poor * total / (peers * poor_total), 2)
