@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass
 
 from . import alerts, calls, counters, dimensions, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
+from .diagnosis import diagnosis as diagnosis_bench
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -75,6 +76,7 @@ BENCHMARKS = [
     ("alerts", ["Alert rules: CPU of one tick's evaluation, 20,000 live peers"], alerts.alert_rules),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
     ("dimensions", ["Dimensions: cost per ingest request against the parser"], dimensions.dimensions),
+    ("diagnosis", ["Diagnosis: breakdown and explain over 10,000 live calls"], diagnosis_bench),
     ("counters", ["/metrics counters on the ingest hot path"], counters.counters),
     ("profile", ["Profile: where a server process spends its CPU"], profile.profile),
 ]
