@@ -24,8 +24,9 @@ import time
 import orjson
 
 from ..registry import COUNTER
-from ..storage.schema import FEED_FIELDS, SUMMARIES_MEASUREMENT
+from ..storage.schema import FEED_FIELDS
 from ..storage.store import StoreError, collection_paused
+from ..storage.summaries import summary_line
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
@@ -650,9 +651,7 @@ class CallDetector:
             except (TimeoutError, StoreError) as exc:
                 log.warning("call summary of %s failed, retried: %s", call, exc)
                 return
-            encoded = ",".join(f"{name}={value!r}" for name, value in sorted(fields.items()))
-            line = f"{SUMMARIES_MEASUREMENT},call={call} {encoded} {state.ended * 1_000_000}"
-            if not self.writer.submit([line.encode()]):
+            if not self.writer.submit([summary_line(call, fields, state.ended)]):
                 return  # the buffer is full: try again next round
             self.pending_summaries.pop(call, None)
             self.summaries_written += 1
