@@ -7,7 +7,7 @@ phases (thread CPU clock, no profiler).
 Each call is the shipped client's two peers with the real fixture's kinds (bench.scaling's "real" shape).
 
 Before each tick exactly `--arrivals S` more seconds of the fleet are written (default 1: the
-cost of a tick on time), the bench driving the detector's clock (bench.scaling.driven_clock),
+cost of a tick on time), the bench driving the detector's clock (bench.scaling.DrivenClock),
 so every second is written however long writing and ticking take. A smaller driver than 6d,
 for looking at where a tick's CPU goes; the figures of record are 6d's."""
 import argparse
@@ -28,7 +28,7 @@ from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
 from . import harness
-from .scaling import TICK_TIMEOUT_MS, ticks_on_a_driven_clock
+from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(CallDetector, name) for name in ("_read_activity", "_apply_activity", "_apply", "_feed_qualities",
@@ -75,8 +75,9 @@ async def run(influxd, count, ticks, profile, seconds=1, spent=None):
             profile.disable()
 
     try:
-        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-        return await ticks_on_a_driven_clock(store, detector, count, ticks, seconds, profiled if profile else None,
+        clock = DrivenClock()
+        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
+        return await ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds, profiled if profile else None,
                                              filled=spent.clear if spent is not None else None)
     finally:
         await store.close()

@@ -16,7 +16,6 @@ import tornado.ioloop
 
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
-from rtcscope.live import detector as detector_module
 from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
@@ -403,7 +402,8 @@ async def _realtime(ctx, count, seconds):
     {walls, skipped, cpu, influxd, writer, seconds, messages, alone} over `seconds` after a warm-up."""
     database = ctx.database(f"realtime{count}")
     store = Store(ctx.influxd.url, database, timeout=60.0)
-    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
+    clock = DrivenClock()  # the wall clock, until its ticks alone
+    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
     writer = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.arrivals", ctx.influxd.url, database, str(count),
         str(steady_fill_s(detector)), str(REALTIME_WARMUP_S + seconds + 60), cwd=harness.ROOT,
@@ -449,7 +449,7 @@ async def _realtime(ctx, count, seconds):
                              f"{len(detector.live_calls)} live")
         return {"walls": walls, "skipped": skipped, "cpu": cpu, "influxd": influx, "writer": written,
                 "seconds": elapsed, "messages": viewer.messages - messages,
-                "alone": await _ticks_alone(store, detector, count)}
+                "alone": await _ticks_alone(store, detector, clock, count)}
     finally:
         if writer.returncode is None:
             writer.kill()
@@ -458,35 +458,33 @@ async def _realtime(ctx, count, seconds):
 
 
 class DrivenClock:
-    """The detector's clock in a benchmark (ms), moved on by the bench: each timed tick then
-    follows exactly one more second of a fleet whose every second was written, however long
-    writing and ticking take on this machine."""
+    """A detector's clock in a benchmark (ms): the wall clock, except inside `driven()`, where
+    the bench moves it on: each timed tick then follows exactly one more second of a fleet
+    whose every second was written, however long writing and ticking take on this machine."""
 
     def __init__(self):
-        self.ms = int(time.time() * 1000)
+        self.ms = None  # None: the wall clock
 
     def __call__(self):
-        return self.ms
+        return int(time.time() * 1000) if self.ms is None else self.ms
+
+    @contextlib.contextmanager
+    def driven(self):
+        """Stopped at the time it is on entry, moved on by the bench inside."""
+        self.ms = int(time.time() * 1000)
+        try:
+            yield self
+        finally:
+            self.ms = None
 
 
-@contextlib.contextmanager
-def driven_clock():
-    """The detector's `now_ms` is a DrivenClock inside."""
-    clock, real = DrivenClock(), detector_module.now_ms
-    detector_module.now_ms = clock
-    try:
-        yield clock
-    finally:
-        detector_module.now_ms = real
-
-
-async def ticks_on_a_driven_clock(store, detector, count, ticks, seconds=1, each=None, filled=None):
-    """[(wall, CPU) seconds] of `ticks` ticks, each after exactly `seconds` more of the
-    fleet's arrivals, with nothing else running: the detector's own cost of that much of
-    the fleet, in its steady state (its samples filled first, one rtt viewer). `each`:
-    an async context manager factory around each timed tick (a profiler); `filled`: called
-    once the fill is read, before the timed ticks."""
-    with driven_clock() as clock:
+async def ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds=1, each=None, filled=None):
+    """[(wall, CPU) seconds] of `ticks` ticks of `detector` (made with the DrivenClock `clock`),
+    each after exactly `seconds` more of the fleet's arrivals, with nothing else running: the
+    detector's own cost of that much of the fleet, in its steady state (its samples filled
+    first, one rtt viewer). `each`: an async context manager factory around each timed tick
+    (a profiler); `filled`: called once the fill is read, before the timed ticks."""
+    with clock.driven():
         arrivals = fleet_arrivals(store, count, stats=False, clock=clock)
         await arrivals(steady_fill_s(detector))
         await detector.run_tick()
@@ -511,10 +509,10 @@ async def ticks_on_a_driven_clock(store, detector, count, ticks, seconds=1, each
     return costs
 
 
-async def _ticks_alone(store, detector, count, ticks=3):
+async def _ticks_alone(store, detector, clock, count, ticks=3):
     """(wall, CPU) seconds, medians, of ticks that each follow exactly one more second of
     arrivals, nothing else running: the detector's own cost of a second of the fleet."""
-    costs = await ticks_on_a_driven_clock(store, detector, count, ticks)
+    costs = await ticks_on_a_driven_clock(store, detector, clock, count, ticks)
     return tuple(statistics.median(column) for column in zip(*costs))
 
 
@@ -524,7 +522,9 @@ async def _alone(ctx, count):
     store = Store(ctx.influxd.url, ctx.database(f"alone{count}"), timeout=60.0)
     try:
         await store.setup()
-        return await _ticks_alone(store, CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000), count)
+        clock = DrivenClock()
+        return await _ticks_alone(store, CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock),
+                                  clock, count)
     finally:
         await store.close()
 

@@ -72,6 +72,7 @@ class DetectorUnavailable(Exception):
 
 
 def now_ms():
+    """The detector's clock unless it is given one: the wall clock, Unix ms."""
     return int(time.time() * 1000)
 
 
@@ -162,8 +163,9 @@ class CallDetector:
     `close(code, reason)`."""
 
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
-                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS):
+                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS, clock=now_ms):
         self.store = store
+        self.clock = clock  # the time it is (Unix ms): the wall clock, or a benchmark's
         # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
         self.incremental = incremental
         self.timeout_ms = timeout_ms
@@ -302,7 +304,7 @@ class CallDetector:
     async def _load(self, watch):
         """Fill a newly watched metric with the last five minutes of the live calls."""
         await self._wait_ready()
-        end = now_ms()
+        end = self.clock()
         start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
         series = await self._metric_series(watch, start, end)
         watch.series = {}
@@ -425,7 +427,7 @@ class CallDetector:
         """The tick's queries at once (the feed, and the watched metrics it does not carry),
         then its work; only a comeback after a whole-window read and the first tick's
         starts await again."""
-        now = now_ms()
+        now = self.clock()
         watches = [watch for watch in self.watches.values() if watch.loaded]
         end = now
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
@@ -588,7 +590,7 @@ class CallDetector:
     async def _load_ended(self):
         """Fill the ended-call index: the window's calls and rtc_call_summaries points, read once."""
         index = self.ended_calls
-        now = now_ms()
+        now = self.clock()
         start, end = now - index.window_ms, now + CLOCK_SLACK_MS
         index.begin_load()
         try:
@@ -638,7 +640,7 @@ class CallDetector:
         window starts too late for a long call), so every process computes the
         same start, end and buckets, and writes the same point: same time,
         tag and fields, which InfluxDB keeps once."""
-        now = now_ms()
+        now = self.clock()
         due = [call for call, at in self.pending_summaries.items() if at <= now][:SUMMARIES_PER_ROUND]
         for call in due:
             try:
