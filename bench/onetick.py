@@ -22,8 +22,7 @@ import statistics
 import tempfile
 import time
 
-from rtcscope.live import calls, recent
-from rtcscope.live import detector as detector_module
+from rtcscope.live import calls, fleet, graphs, recent
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
@@ -32,10 +31,10 @@ from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(CallDetector, name) for name in ("_read_activity", "_apply_activity", "_apply", "_feed_qualities",
-                                            "_recent_series", "_publish_calls", "_diff", "_keep_starts")]
+                                            "_publish_calls", "_diff", "_keep_starts")]
+PHASES += [(graphs.Graphs, "recent_series")]
 PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
-PHASES += [(calls.CallStates, "update"), (detector_module.Watch, "merge"), (detector_module.fleet, "qualities_of"),
-           (detector_module.fleet, "fleet_aggregates")]
+PHASES += [(calls.CallStates, "update"), (graphs.Watch, "merge"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]
 
 
 def time_phases():

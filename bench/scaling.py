@@ -17,7 +17,8 @@ import tornado.ioloop
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
 from rtcscope.live import fleet
-from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
+from rtcscope.live.detector import FEED_OVERLAP_MS, CallDetector
+from rtcscope.live.graphs import BUCKET_MS, RECENT_BUCKETS
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
 from tests.test_nginx import Nginx
@@ -488,7 +489,7 @@ async def ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds=
         arrivals = fleet_arrivals(store, count, stats=False, clock=clock)
         await arrivals(steady_fill_s(detector))
         await detector.run_tick()
-        if not detector.watches:
+        if not detector.graphs.watches:
             await detector.watch(registry.lookup("rtt"), CountingViewer())
         clock.ms += seconds * 1000
         await arrivals()

@@ -21,28 +21,18 @@ import logging
 import math
 import time
 
-import orjson
-
-from ..registry import COUNTER
-from ..storage.schema import FEED_FIELDS
 from ..storage.store import StoreError, collection_paused
 from ..storage.summaries import summary_line
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
 from .calls import CallStates, build_calls, ended_reason, load_calls
+from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs, deliver, dumps
 from .history import MAX_ENDED_CALLS, EndedCalls
 from .recent import RecentSamples
 
 log = logging.getLogger("rtcscope.detector")
 
-BUCKET_MS = 2000
-SNAPSHOT_MS = 5 * 60 * 1000
-# Buckets re-read every tick, so samples that arrive a few seconds late still land.
-RECENT_BUCKETS = 4
-# A rate's bucket is drawn once it has closed and its last samples have had
-# time to arrive (a client's send interval plus the flush interval, roughly).
-RATE_SETTLE_MS = 1000
 # Presence rows stamped up to this far ahead count (servers whose clocks run fast).
 CLOCK_SLACK_MS = 60_000
 # An ended call is summarised into rtc_call_summaries this long after its end was
@@ -74,86 +64,6 @@ class DetectorUnavailable(Exception):
 def now_ms():
     """The detector's clock unless it is given one: the wall clock, Unix ms."""
     return int(time.time() * 1000)
-
-
-def dumps(message):
-    """One serialisation per message; the same bytes go to every viewer."""
-    return orjson.dumps(message)
-
-
-def deliver(message, viewers, leave):
-    """Hand one serialised message to every viewer; one broken viewer must not cost the others their tick."""
-    for viewer in list(viewers):
-        try:
-            viewer.send(message)
-        except Exception:
-            log.exception("dropping a viewer that failed to take a message")
-            leave(viewer)
-
-
-class Watch:
-    """One watched metric: its viewers and the last five minutes of its live calls."""
-
-    def __init__(self, metric):
-        self.metric = metric
-        self.rate = metric.type == COUNTER
-        self.viewers = set()
-        self.waiting = 0
-        self.series = None  # {call: {bucket ms: value}} once loaded
-        self.loading = None
-        self._snapshot = None
-
-    @property
-    def loaded(self):
-        return self.series is not None
-
-    def merge(self, call, points, since_ms, now_ms):
-        """Store new or changed buckets; return them as [[ms, value]].
-
-        A rate's bucket is used once it has closed and settled: before that it
-        holds part of the bucket's increase over the whole bucket's time, a dip
-        that would be redrawn every tick."""
-        known = self.series.setdefault(call, {})
-        until = now_ms - BUCKET_MS - RATE_SETTLE_MS if self.rate else now_ms
-        newest = next(reversed(known)) if known else None
-        out_of_order = False
-        changed = []
-        for ms, value in points:
-            if value is None or not since_ms <= ms <= until or known.get(ms) == value:
-                continue
-            if ms not in known and newest is not None and ms < newest:
-                out_of_order = True
-            known[ms] = value
-            newest = ms if newest is None else max(newest, ms)
-            changed.append([ms, value])
-        if out_of_order:
-            self.series[call] = dict(sorted(known.items()))
-        if changed:
-            self._snapshot = None
-        return changed
-
-    def add_call(self, call):
-        self.series.setdefault(call, {})
-        self._snapshot = None
-
-    def drop_call(self, call):
-        if self.series.pop(call, None) is not None:
-            self._snapshot = None
-
-    def trim(self, cutoff_ms):
-        for points in self.series.values():
-            while points and next(iter(points)) < cutoff_ms:
-                del points[next(iter(points))]
-                self._snapshot = None
-
-    def snapshot(self):
-        """The snapshot message, serialised once per change."""
-        if self._snapshot is None:
-            self._snapshot = dumps({
-                "type": "snapshot", "metric": self.metric.name, "bucket_ms": BUCKET_MS,
-                "calls": {call: [[ms, value] for ms, value in points.items()]
-                          for call, points in sorted(self.series.items())}})
-        return self._snapshot
 
 
 class CallDetector:
@@ -195,7 +105,6 @@ class CallDetector:
         self._arrived = []  # during a tick, the presence rows its feed read brought
         self._arrived_first = None  # call -> earliest first sample of those received since the previous tick
         self.full_reads = 0
-        self.watches = {}
         self.starts = {}  # live call -> its first sample (ms)
         self.qualities = {}  # live call -> fleet.CallQuality at the last tick
         self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
@@ -216,14 +125,20 @@ class CallDetector:
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
         self.ticks = 0
-        self.queries = 0
+        self._queries = 0  # its own; `queries` counts its components' too
         self.skipped = 0
         self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
         self.failures = 0
         self._task = None
         self._ready = asyncio.Event()
+        self.graphs = Graphs(store, self.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
 
     # --- viewers ------------------------------------------------------------------
+
+    @property
+    def queries(self):
+        """InfluxDB queries the detector made, all its parts together."""
+        return self._queries + self.graphs.queries
 
     @property
     def live_calls(self):
@@ -235,38 +150,12 @@ class CallDetector:
             return None
         return {call: state for call, state in self.calls.items() if state.state == "live"}
 
-    @property
-    def viewer_count(self):
-        return sum(len(watch.viewers) for watch in self.watches.values())
-
     async def watch(self, metric, viewer):
-        """Send `viewer` the metric's snapshot, then every change. The first
-        viewer of a metric costs one query; the others get the shared snapshot."""
-        watch = self.watches.get(metric.name)
-        if watch is None:
-            watch = self.watches[metric.name] = Watch(metric)
-        watch.waiting += 1
-        try:
-            if not watch.loaded:
-                if watch.loading is None or watch.loading.done():  # none yet, or the last one failed
-                    watch.loading = asyncio.ensure_future(self._load(watch))
-                await asyncio.shield(watch.loading)
-        finally:
-            watch.waiting -= 1
-            if not watch.loaded:
-                self._forget_if_unwatched(watch)
-        viewer.send(watch.snapshot())
-        watch.viewers.add(viewer)
+        """Send `viewer` the metric's snapshot, then every change (graphs.Graphs.watch)."""
+        await self.graphs.watch(metric, viewer)
 
     def unwatch(self, viewer):
-        for watch in list(self.watches.values()):
-            if viewer in watch.viewers:
-                watch.viewers.discard(viewer)
-                self._forget_if_unwatched(watch)
-
-    def _forget_if_unwatched(self, watch):
-        if not watch.viewers and not watch.waiting and self.watches.get(watch.metric.name) is watch:
-            del self.watches[watch.metric.name]
+        self.graphs.unwatch(viewer)
 
     async def watch_calls(self, viewer):
         """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
@@ -301,23 +190,6 @@ class CallDetector:
         except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
 
-    async def _load(self, watch):
-        """Fill a newly watched metric with the last five minutes of the live calls."""
-        await self._wait_ready()
-        end = self.clock()
-        start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
-        series = await self._metric_series(watch, start, end)
-        watch.series = {}
-        for call in self.live_calls:
-            watch.merge(call, series.get(call, ()), start, end)
-
-    async def _metric_series(self, watch, start_ms, end_ms):
-        """Per-call points from `start_ms`; rates need the bucket before it too."""
-        self.queries += 1
-        query_start = start_ms - BUCKET_MS if watch.rate else start_ms
-        return await self.store.metric_series(watch.metric, query_start, end_ms, BUCKET_MS // 1000,
-                                              rate=watch.rate)
-
     def _feed_qualities(self, live, now):
         """({live call: quality}, the calls computed again) from the feed's samples. A call
         whose window has neither gained nor lost a sample since it was last computed keeps
@@ -337,26 +209,6 @@ class CallDetector:
             found.at = now
             qualities[call] = found
         return qualities, stale
-
-    def _in_memory(self, watch):
-        """Whether the feed carries the metric's samples, so its newest buckets need no query."""
-        return self.incremental and watch.metric.source_field in FEED_FIELDS
-
-    def _recent_series(self, watch, calls, start_ms, end_ms):
-        """What `_metric_series` answers, for the live calls, from the feed's samples. A
-        gauge's buckets change only with new samples: only the calls that got some are
-        computed, from the bucket of their earliest new one (a rate's bucket also becomes
-        due as time passes: all of them, whole)."""
-        if watch.rate:
-            return self.recent.metric_series(watch.metric.source_field, calls, start_ms - BUCKET_MS, end_ms,
-                                             BUCKET_MS, rate=True, scale=watch.metric.scale)
-        touched = self.recent.touched
-        return self.recent.metric_series(watch.metric.source_field, calls & touched.keys(), start_ms, end_ms,
-                                         BUCKET_MS, rate=False, scale=watch.metric.scale, changed=touched)
-
-    def broadcast(self, message, watches):
-        for watch in watches:
-            deliver(message, watch.viewers, self.unwatch)
 
     # --- ticks --------------------------------------------------------------------
 
@@ -409,8 +261,7 @@ class CallDetector:
         await cancel_and_wait(self._ended_load)
         if self._summaries_task is not None:
             self._summaries_task.cancel()
-        viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]
-        for viewer in viewers + list(self.fleet_viewers):
+        for viewer in self.graphs.viewers() + list(self.fleet_viewers):
             viewer.close(1001, "server shutting down")
 
     async def _tick(self):
@@ -428,14 +279,14 @@ class CallDetector:
         then its work; only a comeback after a whole-window read and the first tick's
         starts await again."""
         now = self.clock()
-        watches = [watch for watch in self.watches.values() if watch.loaded]
+        watches = self.graphs.loaded()
         end = now
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
-        queried = [watch for watch in watches if not self._in_memory(watch)]
-        reads = [self._metric_series(watch, since, end) for watch in queried]
+        queried = [watch for watch in watches if not self.graphs.in_memory(watch)]
+        reads = [self.graphs.metric_series(watch, since, end) for watch in queried]
         window = None
         if not self.incremental:
-            self.queries += 1
+            self._queries += 1
             reads.insert(0, self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES,
                                                       fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS))
         # The other reads run beside the feed's, which is awaited alone: a gathered task keeps
@@ -482,35 +333,15 @@ class CallDetector:
             self.qualities, recomputed = self._feed_qualities(live, now)
         else:
             self.qualities, recomputed = fleet.call_qualities(window, live, now), live
-        recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
+        recent = [answers[watch] if watch in answers else self.graphs.recent_series(watch, live, since, end)
                   for watch in watches]
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live, recomputed)
         self._queue_summaries(ended, now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
-        for call, at in started:
-            for watch in self.watches.values():
-                if watch.loaded:
-                    watch.add_call(call)
-            self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
-        for watch, series in zip(watches, recent):
-            if not watch.loaded:
-                continue
-            changed = {}
-            for call in live & series.keys():
-                points = watch.merge(call, series[call], since, end)
-                if points:
-                    changed[call] = points
-            watch.trim(end - SNAPSHOT_MS)
-            if changed:
-                self.broadcast(dumps({"type": "points", "metric": watch.metric.name, "calls": changed}), [watch])
-        for call, at in ended:
-            for watch in self.watches.values():
-                if watch.loaded:
-                    watch.drop_call(call)
-            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": ended_reason(calls.get(call))}),
-                           self.watches.values())
+        self.graphs.publish(started, zip(watches, recent),
+                            [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
 
     def _publish_calls(self, started, ended, previous, live, recomputed):
         """One `calls` message for the /ws/calls viewers when a call started, ended
@@ -594,7 +425,7 @@ class CallDetector:
         start, end = now - index.window_ms, now + CLOCK_SLACK_MS
         index.begin_load()
         try:
-            self.queries += 3
+            self._queries += 3
             (presence, ends), summaries = await asyncio.gather(self.store.call_activity(start, end),
                                                                self.store.call_summaries(start, end))
         except (TimeoutError, StoreError) as exc:
@@ -616,7 +447,7 @@ class CallDetector:
         imported, self._imported = self._imported, set()
         states = []
         for call in sorted(imported):
-            self.queries += 2
+            self._queries += 2
             state = (await load_calls(self.store, now, self.ended_calls.window_ms, self.timeout_ms, call=call)).get(call)
             if state is not None and state.state == "ended":
                 states.append(state)
@@ -702,7 +533,7 @@ class CallDetector:
         if self.calls is None:
             live = {call for call, state in calls.items() if state.state == "live"}
             if live:
-                self.queries += 1
+                self._queries += 1
                 seen = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
                 self.starts = {call: at for call, at in seen.items() if call in live}
         for call, at in started:
@@ -722,14 +553,14 @@ class CallDetector:
         first tick and after a failed one (whole: True)."""
         if self.incremental and self.feed_read_ms is not None:
             fed = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS, self._feed_keys)
-            self.queries += fed.queries
+            self._queries += fed.queries
             return fed.presence, fed.ends, fed.disconnects, fed, False
         self.full_reads += 1
         since = now - self.window_ms
         if not self.incremental:
-            self.queries += 2
+            self._queries += 2
             return *await self.store.call_activity(since, now + CLOCK_SLACK_MS), [], None, True
-        self.queries += 3  # and the samples of the last seconds, from the feed, which holds them
+        self._queries += 3  # and the samples of the last seconds, from the feed, which holds them
         (presence, ends), fed = await asyncio.gather(
             self.store.call_activity(since, now + CLOCK_SLACK_MS),
             self.store.feed_since(now - self.samples_ms - FEED_OVERLAP_MS))
@@ -836,7 +667,17 @@ class CallDetector:
                     self._arrived_first[arrived] = row["first"] if first is None else min(first, row["first"])
         if call in self._arrived_first:
             return int(self._arrived_first[call])
-        self.queries += 2
+        self._queries += 2
         presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
         firsts = [row["first"] for _, _, row in presence]
         return int(min(firsts)) if firsts else None
+
+    # --- what server.py's /metrics declarations read (register_metrics has them all) ---
+
+    @property
+    def viewer_count(self):
+        return self.graphs.viewer_count
+
+    @property
+    def watches(self):
+        return self.graphs.watches

@@ -11,7 +11,8 @@ import pytest
 import tornado.ioloop
 
 from rtcscope import registry
-from rtcscope.live.detector import BUCKET_MS, CallDetector
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.graphs import BUCKET_MS
 from rtcscope.storage.store import StoreError
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
@@ -200,7 +201,7 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert await queries_per_tick(23) == 2  # one more per watched metric the feed does not carry
     for viewer in [one, *many, framerate]:
         detector.unwatch(viewer)
-    assert list(detector.watches) == ["jitter"]
+    assert list(detector.graphs.watches) == ["jitter"]
     assert await queries_per_tick(1) == 1
     # New rows: the overlap read by key, then the rows from the first one not read whole before.
     await send(http_client, base_url, app, samples("c-4", now_ms() - 1000, 1, rtt=2.0))
