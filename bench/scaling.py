@@ -17,7 +17,8 @@ import tornado.ioloop
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
 from rtcscope.live import fleet
-from rtcscope.live.detector import FEED_OVERLAP_MS, CallDetector
+from rtcscope.live.activity import FEED_OVERLAP_MS
+from rtcscope.live.detector import CallDetector
 from rtcscope.live.graphs import BUCKET_MS, RECENT_BUCKETS
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
@@ -184,7 +185,7 @@ async def _tick_costs(ctx, count, ticks):
                 await store.write(b"\n".join(lines[start:start + 5000]))
 
         detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-        await feed(detector.window_ms // 1000)  # the look-back window full, as in steady state
+        await feed(detector.activity.window_ms // 1000)  # the look-back window full, as in steady state
         await detector.run_tick()
         viewer = CountingViewer()
         await detector.watch(registry.lookup("rtt"), viewer)
@@ -212,7 +213,7 @@ async def _presence_query_costs(ctx, store, detector):
     incremental detector would ask), alternating; median of three each."""
     now = int(time.time() * 1000)
     grouped = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" FROM rtc_calls '
-               f'WHERE time >= {now - detector.window_ms}ms GROUP BY "call", "peer"')
+               f'WHERE time >= {now - detector.activity.window_ms}ms GROUP BY "call", "peer"')
     raw = f'SELECT "call", "peer", "first", "last", "recv" FROM rtc_calls WHERE time >= {now - 2000}ms'
     costs = {grouped: [], raw: []}
     for _ in range(3):
@@ -391,7 +392,7 @@ def steady_fill_s(detector):
     the feed's overlap and one more. Older rows give it nothing more to follow (a peer's
     presence is one entry, whatever its age), and this machine takes longer than a call
     timeout to write the whole window of 20,000 real calls."""
-    return (detector.samples_ms + FEED_OVERLAP_MS) // 1000 + 1
+    return (detector.activity.samples_ms + FEED_OVERLAP_MS) // 1000 + 1
 
 REALTIME_WARMUP_S = 5
 

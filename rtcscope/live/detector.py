@@ -26,22 +26,16 @@ from ..storage.summaries import summary_line
 from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
-from .calls import CallStates, build_calls, ended_reason, load_calls
+from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
+from .calls import build_calls, ended_reason, load_calls
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs, deliver, dumps
 from .history import MAX_ENDED_CALLS, EndedCalls
-from .recent import RecentSamples
 
 log = logging.getLogger("rtcscope.detector")
 
-# Presence rows stamped up to this far ahead count (servers whose clocks run fast).
-CLOCK_SLACK_MS = 60_000
 # An ended call is summarised into rtc_call_summaries this long after its end was
 # seen: its last samples have reached InfluxDB, so every process reads the same.
 SUMMARY_SETTLE_MS = 5000
-# The live feed is re-read this far back every tick: rows that became visible late
-# (a batch still being written, a writer's flush) are read then. Clocks of the
-# processes sharing a database must agree within it (NTP).
-FEED_OVERLAP_MS = 3000
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
 # Summaries written per round, so a burst of ended calls cannot hold the writer.
@@ -83,28 +77,10 @@ class CallDetector:
         self.quality_window_ms = quality_window_ms
         self.history_ms = history_ms  # how far back an ended call's start is looked up
         self.writer = writer  # where call summaries go; None: not written
-        # Long enough that a call live at the previous tick is still seen when
-        # it times out, even after a few slow or failed ticks.
-        self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
-        # Samples are kept for the quality window and the newest buckets of the watched metrics.
-        self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
-        self.recent = RecentSamples()
+        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
         self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality), kept across ticks
-        self._feed_keys = {}  # the rows the previous feed read read whole
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
-        # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
-        # (call, peer) -> the latest end and disconnect marker {time, at, detail, disconnected} (None: none);
-        # and when the feed was last read (None: read all).
-        self.presence = {}
-        self.ends = {}
-        self._rows_of = {}  # call -> {peer: its presence row}: self.presence by call, in the same order
-        self._changed = set()  # calls whose rows changed since the last tick built them
-        self.call_states = CallStates(timeout_ms)
-        self.feed_read_ms = None
-        self._arrived = []  # during a tick, the presence rows its feed read brought
-        self._arrived_first = None  # call -> earliest first sample of those received since the previous tick
-        self.full_reads = 0
         self.starts = {}  # live call -> its first sample (ms)
         self.qualities = {}  # live call -> fleet.CallQuality at the last tick
         self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
@@ -131,14 +107,14 @@ class CallDetector:
         self.failures = 0
         self._task = None
         self._ready = asyncio.Event()
-        self.graphs = Graphs(store, self.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
+        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
 
     # --- viewers ------------------------------------------------------------------
 
     @property
     def queries(self):
         """InfluxDB queries the detector made, all its parts together."""
-        return self._queries + self.graphs.queries
+        return self._queries + self.activity.queries + self.graphs.queries
 
     @property
     def live_calls(self):
@@ -195,9 +171,9 @@ class CallDetector:
         whose window has neither gained nor lost a sample since it was last computed keeps
         its quality, as of this tick: at a 1 s tick with the client's 2 s sends, half the calls."""
         steady = self._steady
-        touched = self.recent.touched
+        touched = self.activity.recent.touched
         stale = [call for call in live if call in touched or steady.get(call, (0, None))[0] < now]
-        by_call, until = self.recent.windows(stale, now - self.quality_window_ms, now)
+        by_call, until = self.activity.recent.windows(stale, now - self.quality_window_ms, now)
         always = math.inf
         for call, found in fleet.qualities_of(by_call, stale, now).items():
             steady[call] = (until.get(call, always), found)
@@ -251,8 +227,7 @@ class CallDetector:
         """A tick that failed may have missed feed rows: the next one reads the whole window,
         and the ended-call index (it may have missed imports) is loaded again."""
         self.failures += 1
-        self.feed_read_ms = None
-        self._feed_keys = {}
+        self.activity.read_whole_next()
         self.ended_calls.invalidate()
 
     async def stop(self):
@@ -295,7 +270,7 @@ class CallDetector:
         # at 20,000 live calls).
         others = asyncio.gather(*reads) if reads else None
         try:
-            read = await self._read_activity(now)
+            read = await self.activity.read(now)
         except BaseException:
             if others is not None:
                 others.cancel()
@@ -303,18 +278,20 @@ class CallDetector:
         answers = await others if others is not None else []
         if not self.incremental:
             window = answers.pop(0)
-        self.recent.touched = {}
-        self._apply_activity(now, read)
+        if read.whole:
+            self._steady = {}
+        else:
+            self._note_imports(read.fed.imports, read.since)
+        self.activity.apply(now, read)
         del read
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
-            self._arrived, self._arrived_first = [], None  # freed now, not traversed by the collector after
+            self.activity.tick_done()
 
     async def _apply(self, now, watches, since, end, window, answers):
-        rebuilt = self.call_states.update(self._rows_of, self.ends, self._changed, now)
-        self._changed = set()
-        calls, recv = dict(self.call_states.states), dict(self.call_states.recv)
+        rebuilt = self.activity.build(now)
+        calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
@@ -322,7 +299,7 @@ class CallDetector:
         imported = await self._imported_states(now)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
-        if self.last_tick_ms is not None and now - self.last_tick_ms > self.window_ms - FEED_OVERLAP_MS:
+        if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
             self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
         self.calls, self.recv = calls, recv
         self.ticks += 1
@@ -514,7 +491,7 @@ class CallDetector:
             if state.state == "live" and not was_live:
                 at = state.started
                 if before is not None:
-                    at = await self._restart_time(call, now) or at
+                    at = await self.activity.restart_time(call, self.recv, now) or at
                 started.append((call, at))
             elif state.state == "ended" and was_live:
                 ended.append((call, state.ended))
@@ -545,48 +522,6 @@ class CallDetector:
             else:
                 self.starts.pop(call, None)
 
-    # --- the window's activity ---------------------------------------------------
-
-    async def _read_activity(self, now):
-        """What brings the window up to date: (presence, ends, disconnects, feed rows or None,
-        whole) from the feed's rows since the previous read, or the whole window at the
-        first tick and after a failed one (whole: True)."""
-        if self.incremental and self.feed_read_ms is not None:
-            fed = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS, self._feed_keys)
-            self._queries += fed.queries
-            return fed.presence, fed.ends, fed.disconnects, fed, False
-        self.full_reads += 1
-        since = now - self.window_ms
-        if not self.incremental:
-            self._queries += 2
-            return *await self.store.call_activity(since, now + CLOCK_SLACK_MS), [], None, True
-        self._queries += 3  # and the samples of the last seconds, from the feed, which holds them
-        (presence, ends), fed = await asyncio.gather(
-            self.store.call_activity(since, now + CLOCK_SLACK_MS),
-            self.store.feed_since(now - self.samples_ms - FEED_OVERLAP_MS))
-        return presence, ends, [], fed, True
-
-    def _apply_activity(self, now, read):
-        """Fold what `_read_activity` read into the window; forget what is older than it."""
-        presence, ends, disconnects, fed, whole = read
-        self._arrived, self._arrived_first = ([] if whole else presence), None
-        if whole:
-            self.presence, self.ends, self._rows_of = {}, {}, {}
-            self.call_states.clear()
-            self.recent.clear()
-            self._steady = {}
-            if fed is not None:
-                self._merge(fed.presence, fed.ends, fed.disconnects)
-        else:
-            self._note_imports(fed.imports, self.feed_read_ms - FEED_OVERLAP_MS)
-        self._merge(presence, ends, disconnects)
-        if fed is not None:
-            self.recent.add(fed.samples)
-            self._feed_keys = fed.keys
-        self._forget_before(now - self.window_ms)
-        self.recent.trim(now - self.samples_ms, self.recent.touched)
-        self.feed_read_ms = now
-
     def _note_imports(self, imports, since):
         for call, _, row in imports:
             if (call, row["time"]) not in self._import_rows:
@@ -594,83 +529,6 @@ class CallDetector:
                 self._imported.add(call)
         for key in [key for key, at in self._import_rows.items() if at < since]:
             del self._import_rows[key]
-
-    def _merge(self, presence, ends, disconnects):
-        """Fold rows into the window: the same answer as the grouped queries over it
-        (earliest first, latest last and recv; per (call, peer) the latest end and
-        the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat.
-        The calls whose rows changed are noted, for the next tick to build again."""
-        known, rows_of, changed = self.presence, self._rows_of, self._changed
-        for call, peer, row in presence:
-            key = (call, peer)
-            found = known.get(key)
-            if found is None:
-                known[key] = row
-                rows = rows_of.get(call)
-                if rows is None:
-                    rows_of[call] = {peer: row}
-                else:
-                    rows[peer] = row
-                changed.add(call)
-            elif row["first"] < found["first"] or row["last"] > found["last"] or row["recv"] > found["recv"]:
-                found["first"] = min(found["first"], row["first"])
-                found["last"] = max(found["last"], row["last"])
-                found["recv"] = max(found["recv"], row["recv"])
-                changed.add(call)
-        events = self.ends
-        changed.update(call for call, _, _ in ends)
-        changed.update(call for call, _, _ in disconnects)
-        for call, peer, row in ends:
-            found = events.get((call, peer))
-            if found is None:
-                events[(call, peer)] = {"disconnected": None, **row}
-            else:
-                if row.get("at") is not None and (found["time"] is None or row["time"] >= found["time"]):
-                    # >=: a re-read of a partly written row completes it
-                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"))
-                if row.get("disconnected") is not None:
-                    found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
-        for call, peer, row in disconnects:
-            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "disconnected": None})
-            found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
-
-    def _forget_before(self, since):
-        """Rows older than the window are what the grouped queries would no longer read."""
-        for key in [key for key, row in self.presence.items() if row["recv"] < since]:
-            del self.presence[key]
-            call, peer = key
-            rows = self._rows_of[call]
-            del rows[peer]
-            if not rows:
-                del self._rows_of[call]
-            self._changed.add(call)
-            self.recent.drop(call, peer)
-        for key, row in list(self.ends.items()):
-            if row["time"] is not None and row["time"] < since:
-                row.update(time=None, at=None, detail=None)
-                self._changed.add(key[0])
-            if row["disconnected"] is not None and row["disconnected"] < since:
-                row["disconnected"] = None
-                self._changed.add(key[0])
-            if row["time"] is None and row["disconnected"] is None:
-                del self.ends[key]
-
-    async def _restart_time(self, call, now):
-        """First sample of a call that came back: the earliest one received
-        after what the previous tick had seen (the window still holds the old part).
-        The feed's rows of this tick hold it; after a full read, one query."""
-        if self._arrived_first is None:  # once per tick, and only in a tick with a comeback
-            self._arrived_first = {}
-            for arrived, _, row in self._arrived:
-                if row["recv"] > self.recv.get(arrived, 0):
-                    first = self._arrived_first.get(arrived)
-                    self._arrived_first[arrived] = row["first"] if first is None else min(first, row["first"])
-        if call in self._arrived_first:
-            return int(self._arrived_first[call])
-        self._queries += 2
-        presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
-        firsts = [row["first"] for _, _, row in presence]
-        return int(min(firsts)) if firsts else None
 
     # --- what server.py's /metrics declarations read (register_metrics has them all) ---
 

@@ -288,7 +288,7 @@ async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_c
 @pytest.mark.app_config(**{**FLEET, "call_timeout": 60.0})
 async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_client, base_url, app):
     detector = app.detector
-    detector.window_ms = 20_000  # shorter than the call has lasted
+    detector.activity.window_ms = 20_000  # shorter than the call has lasted
     now = now_ms()
     lines = [f"rtc_calls,call=long,peer=a first={float(at)},last={float(at)},recv={float(at)} {at * 1_000_000}"
              for at in (now - 40_000, now - 1000)]
@@ -370,10 +370,10 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     rows = await app.store.quality_window(now - app.detector.quality_window_ms, now, fleet.WINDOW_GAUGES,
                                           fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS)
     assert app.detector.qualities["split"].peers == fleet.call_qualities(rows, {"split"}, now)["split"].peers
-    other.detector.feed_read_ms = None  # as after a failed tick: the window is rebuilt from the feed
+    other.detector.activity.read_whole_next()  # as after a failed tick: the window is rebuilt from the feed
     statements.clear()
     await other.detector.run_tick()
-    assert other.detector.full_reads == 2
+    assert other.detector.activity.full_reads == 2
     assert not [statement for statement in statements if "rtc_stats" in statement]
     assert other.detector.quality_of("split")["problems"] == expected["problems"]
     assert other.detector.qualities["split"].peers == app.detector.qualities["split"].peers
