@@ -22,26 +22,18 @@ import math
 import time
 
 from ..storage.store import StoreError, collection_paused
-from ..storage.summaries import summary_line
-from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
 from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
 from .calls import build_calls, ended_reason, load_calls
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs, deliver, dumps
 from .history import MAX_ENDED_CALLS, EndedCalls
+from .summaries import Summaries
 
 log = logging.getLogger("rtcscope.detector")
 
-# An ended call is summarised into rtc_call_summaries this long after its end was
-# seen: its last samples have reached InfluxDB, so every process reads the same.
-SUMMARY_SETTLE_MS = 5000
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
-# Summaries written per round, so a burst of ended calls cannot hold the writer.
-SUMMARIES_PER_ROUND = 50
-# Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
-MAX_PENDING_SUMMARIES = 100_000
 # The ended-call index's look-back: the call list's default `since`.
 ENDED_WINDOW_MS = 86400_000
 # A failed load of the ended-call index is tried again after this long.
@@ -75,8 +67,6 @@ class CallDetector:
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
-        self.history_ms = history_ms  # how far back an ended call's start is looked up
-        self.writer = writer  # where call summaries go; None: not written
         self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
         self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality), kept across ticks
         self.calls = None  # {call: CallState} as of the last tick; None before the first
@@ -89,11 +79,9 @@ class CallDetector:
         self.last_tick_ms = None
         self.fleet_viewers = set()
         self._calls_snapshot = None
-        self.pending_summaries = {}  # ended call -> when to summarise it (ms)
-        self._summaries_task = None
-        self.summaries_written = 0
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
+        self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live)
         self._ended_load = None
         self._ended_load_after_ms = 0
         self._imported = set()  # imported calls read in the feed, to look up this tick
@@ -119,6 +107,10 @@ class CallDetector:
     @property
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    def _is_live(self, call):
+        state = (self.calls or {}).get(call)
+        return state is not None and state.state == "live"
 
     def live_states(self):
         """{call: CallState} of the live calls as of the last tick; None before the first."""
@@ -234,8 +226,7 @@ class CallDetector:
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
         await cancel_and_wait(self._ended_load)
-        if self._summaries_task is not None:
-            self._summaries_task.cancel()
+        self.summaries.stop()
         for viewer in self.graphs.viewers() + list(self.fleet_viewers):
             viewer.close(1001, "server shutting down")
 
@@ -314,7 +305,7 @@ class CallDetector:
                   for watch in watches]
         self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
         self._publish_calls(started, ended, previous, live, recomputed)
-        self._queue_summaries(ended, now)
+        self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
         self.graphs.publish(started, zip(watches, recent),
@@ -416,8 +407,8 @@ class CallDetector:
         index.finish_load(now, ended, {call: fleet.summary_quality(row) for call, row in summaries.items()})
         catch_up = [state.call for state in ended
                     if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
-        if catch_up and self.writer is not None:
-            self._queue_summaries([(call, None) for call in catch_up], now)
+        if catch_up:
+            self.summaries.queue(catch_up, now)
 
     async def _imported_states(self, now):
         """The ended states of the calls imported since the previous tick (by any process)."""
@@ -429,45 +420,6 @@ class CallDetector:
             if state is not None and state.state == "ended":
                 states.append(state)
         return states
-
-    def _queue_summaries(self, ended, now):
-        if self.writer is None:
-            return
-        for call, _ in ended:
-            if len(self.pending_summaries) >= MAX_PENDING_SUMMARIES:
-                log.warning("call summaries fall behind: %s is not summarised", call)
-                continue
-            self.pending_summaries[call] = now + SUMMARY_SETTLE_MS
-        if self.pending_summaries and (self._summaries_task is None or self._summaries_task.done()):
-            self._summaries_task = asyncio.ensure_future(self._write_summaries())
-
-    async def _write_summaries(self):
-        """Summarise the ended calls that have settled, one rtc_call_summaries point each.
-
-        The call's state is read again over the whole history (the detector's
-        window starts too late for a long call), so every process computes the
-        same start, end and buckets, and writes the same point: same time,
-        tag and fields, which InfluxDB keeps once."""
-        now = self.clock()
-        due = [call for call, at in self.pending_summaries.items() if at <= now][:SUMMARIES_PER_ROUND]
-        for call in due:
-            try:
-                states = await load_calls(self.store, now, self.history_ms, self.timeout_ms, call=call)
-                state = states.get(call)
-                if state is None or state.state != "ended":
-                    self.pending_summaries.pop(call, None)  # live again: summarised when it ends again
-                    continue
-                fields = history_fields(await load_summary(self.store, state))
-            except (TimeoutError, StoreError) as exc:
-                log.warning("call summary of %s failed, retried: %s", call, exc)
-                return
-            if not self.writer.submit([summary_line(call, fields, state.ended)]):
-                return  # the buffer is full: try again next round
-            self.pending_summaries.pop(call, None)
-            self.summaries_written += 1
-            current = (self.calls or {}).get(call)
-            if current is None or current.state != "live":
-                self.ended_calls.record(state, fleet.summary_quality({**fields, "time": state.ended}))
 
     async def _diff(self, calls, candidates, now):
         """[(call, at)] started and ended since the previous tick, of the `candidates`: the
@@ -539,3 +491,7 @@ class CallDetector:
     @property
     def watches(self):
         return self.graphs.watches
+
+    @property
+    def summaries_written(self):
+        return self.summaries.written
