@@ -16,7 +16,6 @@ state that matters, so every server process derives the same events from the
 same rows. See docs/live.md.
 """
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -25,22 +24,15 @@ from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
 from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
-from .calls import build_calls, ended_reason, load_calls
+from .calls import ended_reason
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs, deliver, dumps
-from .history import MAX_ENDED_CALLS, EndedCalls
+from .history import ENDED_WINDOW_MS, MAX_ENDED_CALLS, EndedCalls, EndedCallsUpkeep
 from .summaries import Summaries
 
 log = logging.getLogger("rtcscope.detector")
 
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
-# The ended-call index's look-back: the call list's default `since`.
-ENDED_WINDOW_MS = 86400_000
-# A failed load of the ended-call index is tried again after this long.
-ENDED_LOAD_RETRY_MS = 30_000
-# Calls the load finds ended this recently without a summary point are summarised here
-# too (another process may have stopped before writing it; the point is written idempotently).
-SUMMARY_CATCH_UP_MS = 60_000
 
 
 class DetectorUnavailable(Exception):
@@ -82,10 +74,7 @@ class CallDetector:
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
         self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live)
-        self._ended_load = None
-        self._ended_load_after_ms = 0
-        self._imported = set()  # imported calls read in the feed, to look up this tick
-        self._import_rows = {}  # (call, time) of the feed's import rows already read -> time (the overlap re-reads them)
+        self.ended_upkeep = EndedCallsUpkeep(store, self.ended_calls, clock, timeout_ms, self._is_live, self.summaries)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
         self.ticks = 0
@@ -102,7 +91,7 @@ class CallDetector:
     @property
     def queries(self):
         """InfluxDB queries the detector made, all its parts together."""
-        return self._queries + self.activity.queries + self.graphs.queries
+        return self._queries + self.activity.queries + self.graphs.queries + self.ended_upkeep.queries
 
     @property
     def live_calls(self):
@@ -225,7 +214,7 @@ class CallDetector:
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
-        await cancel_and_wait(self._ended_load)
+        await self.ended_upkeep.stop()
         self.summaries.stop()
         for viewer in self.graphs.viewers() + list(self.fleet_viewers):
             viewer.close(1001, "server shutting down")
@@ -272,7 +261,7 @@ class CallDetector:
         if read.whole:
             self._steady = {}
         else:
-            self._note_imports(read.fed.imports, read.since)
+            self.ended_upkeep.note_imports(read.fed.imports, read.since)
         self.activity.apply(now, read)
         del read
         try:
@@ -287,7 +276,7 @@ class CallDetector:
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
         await self._keep_starts(calls, candidates, started, now)
-        imported = await self._imported_states(now)
+        imported = await self.ended_upkeep.imported_states(now)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
         if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
@@ -296,7 +285,7 @@ class CallDetector:
         self.ticks += 1
         self.last_tick_ms = now
         live = {call for call, state in calls.items() if state.state == "live"}
-        self._index_ended(started, ended, imported, previous, live, now)
+        self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         if window is None:
             self.qualities, recomputed = self._feed_qualities(live, now)
         else:
@@ -357,70 +346,6 @@ class CallDetector:
             except Exception:  # alerts must not cost the live views their tick
                 log.exception("a tick hook failed")
 
-    # --- history ------------------------------------------------------------------
-
-    def _index_ended(self, started, ended, imported, previous, live, now):
-        """Keep the ended-call index up to date with this tick's ends and comebacks, and
-        load it when it is not ready. An end seen here carries the state of the tick; the
-        summary, 5 s later, replaces it with the one read over the call's whole history."""
-        index = self.ended_calls
-        for call, _ in started:
-            if call in live:
-                index.forget(call)
-        for call, _ in ended:
-            state, before = self.calls.get(call), previous.get(call)
-            if state is None:  # aged out of the window between ticks: ended at its last sample
-                state = dataclasses.replace(before, state="ended", ended=before.last_seen, end_reason="timeout",
-                                            end_detail=None)
-            elif state.state != "ended":
-                continue
-            elif before is not None and before.state == "live":  # its real start and every peer it had
-                state = dataclasses.replace(state, started=min(state.started, before.started),
-                                            peers=sorted(set(state.peers) | set(before.peers)))
-            index.record(state)
-        for state in imported:
-            if state.call not in live:
-                index.record(state)
-        index.expire(now)
-        if not index.ready and (self._ended_load is None or self._ended_load.done()) \
-                and now >= self._ended_load_after_ms:
-            self._ended_load = asyncio.ensure_future(self._load_ended())
-
-    async def _load_ended(self):
-        """Fill the ended-call index: the window's calls and rtc_call_summaries points, read once."""
-        index = self.ended_calls
-        now = self.clock()
-        start, end = now - index.window_ms, now + CLOCK_SLACK_MS
-        index.begin_load()
-        try:
-            self._queries += 3
-            (presence, ends), summaries = await asyncio.gather(self.store.call_activity(start, end),
-                                                               self.store.call_summaries(start, end))
-        except (TimeoutError, StoreError) as exc:
-            index.abort_load()
-            self._ended_load_after_ms = now + ENDED_LOAD_RETRY_MS
-            log.warning("loading the ended calls failed, tried again in %d s: %s", ENDED_LOAD_RETRY_MS // 1000, exc)
-            return
-        live = set(self.live_calls)
-        ended = [state for state in build_calls(presence, ends, now, self.timeout_ms).values()
-                 if state.state == "ended" and state.call not in live]
-        index.finish_load(now, ended, {call: fleet.summary_quality(row) for call, row in summaries.items()})
-        catch_up = [state.call for state in ended
-                    if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
-        if catch_up:
-            self.summaries.queue(catch_up, now)
-
-    async def _imported_states(self, now):
-        """The ended states of the calls imported since the previous tick (by any process)."""
-        imported, self._imported = self._imported, set()
-        states = []
-        for call in sorted(imported):
-            self._queries += 2
-            state = (await load_calls(self.store, now, self.ended_calls.window_ms, self.timeout_ms, call=call)).get(call)
-            if state is not None and state.state == "ended":
-                states.append(state)
-        return states
-
     async def _diff(self, calls, candidates, now):
         """[(call, at)] started and ended since the previous tick, of the `candidates`: the
         calls whose states were built again, and those gone from the window.
@@ -473,14 +398,6 @@ class CallDetector:
                 state.started = self.starts.setdefault(call, state.started)
             else:
                 self.starts.pop(call, None)
-
-    def _note_imports(self, imports, since):
-        for call, _, row in imports:
-            if (call, row["time"]) not in self._import_rows:
-                self._import_rows[(call, row["time"])] = row["time"]
-                self._imported.add(call)
-        for key in [key for key, at in self._import_rows.items() if at < since]:
-            del self._import_rows[key]
 
     # --- what server.py's /metrics declarations read (register_metrics has them all) ---
 
