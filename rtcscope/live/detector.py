@@ -24,8 +24,14 @@ from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
 from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
+from .calllist import CallList
 from .calls import ended_reason
-from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs, deliver, dumps
+from .graphs import (
+    BUCKET_MS,
+    RECENT_BUCKETS,
+    Graphs,
+    dumps,  # noqa: F401  (server.py serialises the alerts' /ws/calls messages with it)
+)
 from .history import ENDED_WINDOW_MS, MAX_ENDED_CALLS, EndedCalls, EndedCallsUpkeep
 from .summaries import Summaries
 
@@ -65,12 +71,8 @@ class CallDetector:
         self.recv = {}  # call -> latest receive time of its presence rows
         self.starts = {}  # live call -> its first sample (ms)
         self.qualities = {}  # live call -> fleet.CallQuality at the last tick
-        self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
-        self.fleet = None  # the fleet aggregates at the last tick
-        self._sent_fleet = None
         self.last_tick_ms = None
-        self.fleet_viewers = set()
-        self._calls_snapshot = None
+        self.call_list = CallList()
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
         self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live)
@@ -117,24 +119,14 @@ class CallDetector:
     async def watch_calls(self, viewer):
         """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
         await self._wait_ready()
-        viewer.send(self.calls_snapshot())
-        self.fleet_viewers.add(viewer)
+        self.call_list.add(viewer, self.live_states())
 
     def unwatch_calls(self, viewer):
-        self.fleet_viewers.discard(viewer)
+        self.call_list.discard(viewer)
 
-    def live_entry(self, call):
-        state = self.calls[call]
-        return {"call": call, "peers": state.peers, "started": state.started,
-                "quality": self.published[call].as_json()}
-
-    def calls_snapshot(self):
-        """The /ws/calls snapshot, worst first, serialised once per change."""
-        if self._calls_snapshot is None:
-            entries = sorted((self.live_entry(call) for call in self.live_calls),
-                             key=lambda entry: fleet.worst_key(entry["call"], entry["quality"]))
-            self._calls_snapshot = dumps({"type": "snapshot", "calls": entries, "fleet": self.fleet})
-        return self._calls_snapshot
+    def send_calls_viewers(self, data):
+        """One serialised message to every /ws/calls viewer."""
+        self.call_list.send(data)
 
     def quality_of(self, call):
         """A live call's quality as of the last tick (unknown for a call newer than it)."""
@@ -216,7 +208,7 @@ class CallDetector:
         await cancel_and_wait(self._task)
         await self.ended_upkeep.stop()
         self.summaries.stop()
-        for viewer in self.graphs.viewers() + list(self.fleet_viewers):
+        for viewer in self.graphs.viewers() + list(self.call_list.viewers):
             viewer.close(1001, "server shutting down")
 
     async def _tick(self):
@@ -292,50 +284,13 @@ class CallDetector:
             self.qualities, recomputed = fleet.call_qualities(window, live, now), live
         recent = [answers[watch] if watch in answers else self.graphs.recent_series(watch, live, since, end)
                   for watch in watches]
-        self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
-        self._publish_calls(started, ended, previous, live, recomputed)
+        self.call_list.publish(started, ended, calls, previous, live, recomputed, self.qualities,
+                               fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities))
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
         self.graphs.publish(started, zip(watches, recent),
                             [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
-
-    def _publish_calls(self, started, ended, previous, live, recomputed):
-        """One `calls` message for the /ws/calls viewers when a call started, ended
-        or changed enough (fleet.CallQuality.differs_from), or the fleet changed.
-        Only a call whose quality was `recomputed` (or that started) can have changed."""
-        ended_entries = []
-        for call, at in ended:
-            ended_entries.append({"call": call, "at": at, "reason": ended_reason(self.calls.get(call) or previous.get(call))})
-        started_calls = [call for call, _ in started if call in live]
-        changed = []
-        for call in set(recomputed).union(started_calls):
-            current = self.qualities[call]
-            before = self.published.get(call)
-            if current is not before and (before is None or current.differs_from(before)):
-                if before is not None and call not in started_calls:
-                    changed.append(call)
-                self.published[call] = current
-        for call in [call for call in self.published if call not in live]:
-            del self.published[call]
-        self._calls_snapshot = None
-        if not (started_calls or changed or ended_entries or self.fleet != self._sent_fleet):
-            return
-        self._sent_fleet = self.fleet
-
-        def by_worst(call):
-            return fleet.worst_key(call, self.published[call].as_json())
-
-        data = dumps({"type": "calls",
-                      "started": [self.live_entry(call) for call in sorted(started_calls, key=by_worst)],
-                      "changed": [{"call": call, "quality": self.published[call].as_json()}
-                                  for call in sorted(changed, key=by_worst)],
-                      "ended": ended_entries, "fleet": self.fleet})
-        self.send_calls_viewers(data)
-
-    def send_calls_viewers(self, data):
-        """One serialised message to every /ws/calls viewer."""
-        deliver(data, self.fleet_viewers, self.unwatch_calls)
 
     # --- alerts -------------------------------------------------------------------
 
@@ -408,6 +363,10 @@ class CallDetector:
     @property
     def watches(self):
         return self.graphs.watches
+
+    @property
+    def fleet_viewers(self):
+        return self.call_list.viewers
 
     @property
     def summaries_written(self):

@@ -313,17 +313,17 @@ async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_ur
     good = await CallsViewer.open(base_url)
     await good.wait(1)
     reader, writer = await raw_viewer(base_url, "/ws/calls")
-    await eventually(lambda: len(detector.fleet_viewers) == 2)
+    await eventually(lambda: len(detector.call_list.viewers) == 2)
     port = writer.get_extra_info("sockname")[1]
-    [slow] = [v for v in detector.fleet_viewers if v.request.connection.context.address[1] == port]
+    [slow] = [v for v in detector.call_list.viewers if v.request.connection.context.address[1] == port]
     slow.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     for tick in range(30):  # 40 calls start every tick: a message of several kB every tick
         await send(http_client, base_url, app, [sample for n in range(40) for sample in call_samples(
             f"more-{tick}-{n:02d}", now_ms() - 1000, 50.0, 5.0, 0.0, count=2)])
         await detector.run_tick()
-        if len(detector.fleet_viewers) == 1:
+        if len(detector.call_list.viewers) == 1:
             break
-    assert len(detector.fleet_viewers) == 1 and slow not in detector.fleet_viewers
+    assert len(detector.call_list.viewers) == 1 and slow not in detector.call_list.viewers
     await eventually(lambda: any(entry["call"] == f"more-{tick}-00" for entry in good.messages[-1].get("started", ())))
     frames = await asyncio.wait_for(read_frames(reader), 30)
     writer.close()
