@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 
-from rtcscope.live import activity, calls, fleet, graphs, recent
+from rtcscope.live import activity, calllist, calls, fleet, graphs, recent
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
@@ -31,7 +31,8 @@ from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(activity.Activity, name) for name in ("read", "apply")]
-PHASES += [(CallDetector, name) for name in ("_apply", "_feed_qualities", "_publish_calls", "_diff", "_keep_starts")]
+PHASES += [(CallDetector, name) for name in ("_apply", "_diff", "_keep_starts")]
+PHASES += [(fleet.FeedQualities, "update"), (calllist.CallList, "publish")]
 PHASES += [(graphs.Graphs, "recent_series")]
 PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
 PHASES += [(calls.CallStates, "update"), (graphs.Watch, "merge"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]

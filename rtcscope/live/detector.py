@@ -17,7 +17,6 @@ same rows. See docs/live.md.
 """
 import asyncio
 import logging
-import math
 import time
 
 from ..storage.store import StoreError, collection_paused
@@ -66,7 +65,7 @@ class CallDetector:
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
         self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
-        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality), kept across ticks
+        self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
         self.calls = None  # {call: CallState} as of the last tick; None before the first
         self.recv = {}  # call -> latest receive time of its presence rows
         self.starts = {}  # live call -> its first sample (ms)
@@ -138,26 +137,6 @@ class CallDetector:
             await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
         except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
-
-    def _feed_qualities(self, live, now):
-        """({live call: quality}, the calls computed again) from the feed's samples. A call
-        whose window has neither gained nor lost a sample since it was last computed keeps
-        its quality, as of this tick: at a 1 s tick with the client's 2 s sends, half the calls."""
-        steady = self._steady
-        touched = self.activity.recent.touched
-        stale = [call for call in live if call in touched or steady.get(call, (0, None))[0] < now]
-        by_call, until = self.activity.recent.windows(stale, now - self.quality_window_ms, now)
-        always = math.inf
-        for call, found in fleet.qualities_of(by_call, stale, now).items():
-            steady[call] = (until.get(call, always), found)
-        for call in [call for call in steady if call not in live]:
-            del steady[call]
-        qualities = {}
-        for call in live:
-            found = steady[call][1]
-            found.at = now
-            qualities[call] = found
-        return qualities, stale
 
     # --- ticks --------------------------------------------------------------------
 
@@ -251,7 +230,7 @@ class CallDetector:
         if not self.incremental:
             window = answers.pop(0)
         if read.whole:
-            self._steady = {}
+            self.feed_qualities.clear()
         else:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
         self.activity.apply(now, read)
@@ -279,7 +258,7 @@ class CallDetector:
         live = {call for call, state in calls.items() if state.state == "live"}
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         if window is None:
-            self.qualities, recomputed = self._feed_qualities(live, now)
+            self.qualities, recomputed = self.feed_qualities.update(live, now)
         else:
             self.qualities, recomputed = fleet.call_qualities(window, live, now), live
         recent = [answers[watch] if watch in answers else self.graphs.recent_series(watch, live, since, end)
