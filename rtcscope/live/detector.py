@@ -64,13 +64,16 @@ class CallDetector:
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
-        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
-        self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
-        self.calls = None  # {call: CallState} as of the last tick; None before the first
+        # What the last tick found.
+        self.calls = None  # {call: CallState}; None before the first tick
         self.recv = {}  # call -> latest receive time of its presence rows
         self.starts = {}  # live call -> its first sample (ms)
-        self.qualities = {}  # live call -> fleet.CallQuality at the last tick
+        self.qualities = {}  # live call -> fleet.CallQuality
         self.last_tick_ms = None
+        # Its parts: the window's rows, the live calls' quality, the two websockets' fan-out, the ended calls.
+        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
+        self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
+        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
         self.call_list = CallList()
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
@@ -78,21 +81,44 @@ class CallDetector:
         self.ended_upkeep = EndedCallsUpkeep(store, self.ended_calls, clock, timeout_ms, self._is_live, self.summaries)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
-        self.ticks = 0
-        self._queries = 0  # its own; `queries` counts its components' too
-        self.skipped = 0
-        self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
-        self.failures = 0
+        # The schedule, and what /metrics counts of it.
         self._task = None
         self._ready = asyncio.Event()
-        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
-
-    # --- viewers ------------------------------------------------------------------
+        self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
+        self.ticks = 0
+        self.skipped = 0
+        self.failures = 0
+        self._queries = 0  # its own; `queries` counts its parts' too
 
     @property
     def queries(self):
         """InfluxDB queries the detector made, all its parts together."""
         return self._queries + self.activity.queries + self.graphs.queries + self.ended_upkeep.queries
+
+    def register_metrics(self, telemetry):
+        """Declare the detector's /metrics families in `telemetry` (rtcscope.telemetry.Telemetry), read when scraped."""
+        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: self.ticks)
+        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
+                          lambda: self.queries)
+        telemetry.counter("rtcscope_detector_skipped_ticks_total",
+                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
+                          lambda: self.skipped)
+        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
+                          lambda: self.failures)
+        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
+        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.graphs.viewer_count)
+        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
+                        lambda: len(self.graphs.watches))
+        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.call_list.viewers))
+        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                          lambda: self.summaries.written)
+        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                        lambda: len(self.ended_calls))
+        telemetry.gauge("rtcscope_ended_calls_ready",
+                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                        lambda: int(self.ended_calls.ready))
+
+    # --- live calls and viewers -------------------------------------------------------
 
     @property
     def live_calls(self):
@@ -271,14 +297,14 @@ class CallDetector:
         self.graphs.publish(started, zip(watches, recent),
                             [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
 
-    # --- alerts -------------------------------------------------------------------
-
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:
             try:
                 hook(now, self.qualities, calls, live)
             except Exception:  # alerts must not cost the live views their tick
                 log.exception("a tick hook failed")
+
+    # --- what changed -----------------------------------------------------------------
 
     async def _diff(self, calls, candidates, now):
         """[(call, at)] started and ended since the previous tick, of the `candidates`: the
