@@ -72,6 +72,14 @@ async def test_the_feed_and_the_whole_window_tell_viewers_the_same(http_client, 
         assert told[0] == told[1]
         return feed.live_calls
 
+    try:
+        await follow_a_fleet(http_client, base_url, app, detectors, viewers, tick_both)
+    finally:
+        for detector in detectors:
+            await detector.stop()
+
+
+async def follow_a_fleet(http_client, base_url, app, detectors, viewers, tick_both):
     now = now_ms()
     await send(http_client, base_url, app, [item for call in ("a", "b", "c") for item in reports(call, [0, 1, 2], now)])
     assert await tick_both() == ["a", "b", "c"]
