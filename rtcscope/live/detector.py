@@ -1,19 +1,16 @@
 """The call detector: which calls are live, their quality, and the newest points of the live graphs.
 
-It keeps every (call, peer) of its look-back window in memory, with the
-samples of the last seconds the feed's rows carry, and each tick reads only
-the live feed's rows received since the previous tick (rtc_feed, one series
-per server process, with an overlap for rows still being written); the whole
-window is read (two grouped queries and the feed's last seconds) only at its
-first tick and after a failed one. It diffs the result with the previous
-tick, computes every live call's quality window and the newest buckets of the
-watched metrics the feed carries from memory (rtcscope/live/recent.py), and
-asks InfluxDB only for the other watched metrics (one query each). The
-answers become `call_started` / `points` / `call_ended` messages, serialised
-once and handed to every viewer. The calls that end go into the ended-call
-index (history.py) that `/v1/calls/` lists them from. InfluxDB is the only
-state that matters, so every server process derives the same events from the
-same rows. See docs/live.md.
+Each tick brings its window of activity up to date with the live feed's rows received since
+the previous tick (activity.py: rtc_feed, one series per server process, with an overlap for
+rows still being written; the whole window only at its first tick and after a failed one),
+diffs the calls' states with the previous tick's, computes every live call's quality and the
+newest buckets of the watched metrics the feed carries from memory (fleet.FeedQualities,
+recent.py), and asks InfluxDB only for the other watched metrics (one query each). It
+publishes the result: the live call list's message (calllist.py) and the graphs'
+`call_started` / `points` / `call_ended` (graphs.py), each serialised once and handed to
+every viewer; the calls that end go into the ended-call index (history.py) and are
+summarised (summaries.py). InfluxDB is the only state that matters, so every server process
+derives the same events from the same rows. See docs/live.md.
 """
 import asyncio
 import logging
