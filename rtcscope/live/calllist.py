@@ -18,7 +18,8 @@ class CallList:
         self._snapshot = None
 
     def add(self, viewer, live_states):
-        """Send `viewer` the snapshot (`live_states`: {call: CallState} of the live calls), then every change."""
+        """Send `viewer` the snapshot, then every change; `live_states()`: {call: CallState} of
+        the live calls, read only when the snapshot changed since it was last serialised."""
         viewer.send(self.snapshot(live_states))
         self.viewers.add(viewer)
 
@@ -28,7 +29,7 @@ class CallList:
     def snapshot(self, live_states):
         """The snapshot message, worst first, serialised once per change."""
         if self._snapshot is None:
-            entries = sorted((self._entry(call, state) for call, state in live_states.items()),
+            entries = sorted((self._entry(call, state) for call, state in live_states().items()),
                              key=lambda entry: fleet.worst_key(entry["call"], entry["quality"]))
             self._snapshot = dumps({"type": "snapshot", "calls": entries, "fleet": self.fleet})
         return self._snapshot

@@ -141,7 +141,7 @@ class CallDetector:
     async def watch_calls(self, viewer):
         """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
         await self._wait_ready()
-        self.call_list.add(viewer, self.live_states())
+        self.call_list.add(viewer, self.live_states)
 
     def unwatch_calls(self, viewer):
         self.call_list.discard(viewer)
