@@ -292,7 +292,7 @@ async def _before_and_after(ctx, count, ticks):
         arrivals = fleet_arrivals(store, count, shape="thin")
         detectors = {"before": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, incremental=False),
                      "after": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)}
-        await arrivals(detectors["after"].window_ms // 1000)
+        await arrivals(detectors["after"].activity.window_ms // 1000)
         viewers = {}
         for name, detector in detectors.items():
             await detector.run_tick()
