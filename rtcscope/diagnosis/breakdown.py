@@ -4,22 +4,30 @@ from ..summary import percentile
 from . import POOR
 
 
-def live_rows(peers, by):
-    """[(value, peers, poor, mos_p50)] of dimension `by` over live peers (call, peer,
-    values, verdict, mos), in one pass; mos_p50 is the nearest-rank median, as
-    InfluxDB's percentile() gives it for ended peers."""
-    counts = {}
+def value_counts(peers, dimensions):
+    """{dimension: {value: [peers, poor, [mos...]]}} of live peers (call, peer, values,
+    verdict, mos), in one pass; the peers without a dimension under the value None."""
+    counts = {dimension: {} for dimension in dimensions}
     for _call, _peer, values, verdict, mos in peers:
-        value = values.get(by)
-        found = counts.get(value)
-        if found is None:
-            found = counts[value] = [0, 0, []]
-        found[0] += 1
-        if verdict == POOR:
-            found[1] += 1
-        if mos is not None:
-            found[2].append(mos)
-    return [(value, peers, poor, percentile(sorted(scores), 0.5)) for value, (peers, poor, scores) in counts.items()]
+        poor = verdict == POOR
+        for dimension, found in counts.items():
+            value = values.get(dimension)
+            entry = found.get(value)
+            if entry is None:
+                entry = found[value] = [0, 0, []]
+            entry[0] += 1
+            if poor:
+                entry[1] += 1
+            if mos is not None:
+                entry[2].append(mos)
+    return counts
+
+
+def live_rows(peers, by):
+    """[(value, peers, poor, mos_p50)] of dimension `by` over live peers; mos_p50 is the
+    nearest-rank median, as InfluxDB's percentile() gives it for ended peers."""
+    return [(value, peers, poor, percentile(sorted(scores), 0.5))
+            for value, (peers, poor, scores) in value_counts(peers, (by,))[by].items()]
 
 
 def breakdown(by, state, rows):
