@@ -53,22 +53,15 @@ class Tally:
         return cls(len(everyone), len(poor), _items(everyone), _items(poor), [(values, 1) for values in poor])
 
     @classmethod
-    def of_groups(cls, groups):
-        """From groups (values, peers, poor) of peers with the same values: a GROUP BY *
-        over ended peers' summaries."""
-        counts, poor_counts, poor_groups = Counter(), Counter(), []
-        peers = poor = 0
-        for values, group_peers, group_poor in groups:
-            group_peers, group_poor = int(group_peers), int(group_poor)
-            peers += group_peers
-            poor += group_poor
+    def of_history(cls, peers, counts, poor_groups):
+        """From ended peers as InfluxDB groups them: `peers` in all, `counts`
+        {(dimension, value): peers} (GROUP BY each dimension), `poor_groups`
+        [(values, poor peers)] of the poor peers with the same values (GROUP BY *)."""
+        poor_counts = Counter()
+        for values, poor in poor_groups:
             for item in values.items():
-                counts[item] += group_peers
-                if group_poor:
-                    poor_counts[item] += group_poor
-            if group_poor:
-                poor_groups.append((values, group_poor))
-        return cls(peers, poor, counts, poor_counts, poor_groups)
+                poor_counts[item] += poor
+        return cls(peers, sum(poor for _, poor in poor_groups), Counter(counts), poor_counts, poor_groups)
 
 
 def _items(many_values):

@@ -173,16 +173,18 @@ def test_no_poor_peer_or_every_peer_poor_or_no_peer_finds_nothing():
     assert explain(Tally.of_live([]), 5) == {"peers": 0, "poor": 0, "findings": []}
 
 
-def test_history_groups_give_what_the_same_live_peers_give():
-    """GROUP BY * over ended peers answers groups of peers with the same dimensions."""
+def test_history_counts_give_what_the_same_live_peers_give():
+    """Ended peers come as InfluxDB groups them: peers per value of each dimension, and the
+    poor peers grouped by all their values."""
     peers = fleet(bad=relayed_over_tcp_through_turn_2, seed=11)
-    groups = {}
+    counts, poor_groups = {}, {}
     for _call, _peer, values, verdict, _mos in peers:
-        key = tuple(sorted(values.items()))
-        counts = groups.setdefault(key, [0, 0.0])
-        counts[0] += 1
-        counts[1] += verdict == "poor"
-    tally = Tally.of_groups((dict(key), peers, poor) for key, (peers, poor) in groups.items())
+        for item in values.items():
+            counts[item] = counts.get(item, 0) + 1
+        if verdict == "poor":
+            key = tuple(sorted(values.items()))
+            poor_groups[key] = poor_groups.get(key, 0) + 1
+    tally = Tally.of_history(len(peers), counts, [(dict(key), poor) for key, poor in poor_groups.items()])
     assert explain(tally, 5) == explain(Tally.of_live(peers), 5)
     assert explain(tally, 5)["findings"][0]["value"] == TURN_2
 
