@@ -11,6 +11,8 @@ MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
 SUMMARIES_MEASUREMENT = "rtc_call_summaries"
+# One point per ended peer, its dimensions as tags: history breakdowns are GROUP BY a tag (docs/storage.md).
+PEER_SUMMARIES_MEASUREMENT = "rtc_peer_summaries"
 # The call detector's feed: what arrived, one series per server process (docs/live.md).
 FEED_MEASUREMENT = "rtc_feed"
 ALERTS_MEASUREMENT = "rtc_alerts"

@@ -22,6 +22,7 @@ from .schema import (
     FEED_RETENTION,
     FEED_RETENTION_POLICY,
     MEASUREMENT,
+    PEER_SUMMARIES_MEASUREMENT,
     PRESENCE_MEASUREMENT,
     RETENTION_POLICY,
     SUMMARIES_MEASUREMENT,
@@ -325,6 +326,37 @@ class Store:
                      f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'GROUP BY time({bucket_s}s) fill(null)')
         return [row for series in await self.query(statement) for row in series["rows"]]
+
+    async def peer_breakdown(self, start_ms, end_ms, dimension):
+        """The peers that ended in the range per value of one dimension (a tag of
+        rtc_peer_summaries; None: peers without it): [(value, peers, poor, mos_p50)],
+        the median MOS by nearest rank as the live breakdown's."""
+        statement = (f'SELECT count("poor") AS "peers", sum("poor") AS "poor", percentile("mos_mean", 50) AS "mos_p50" '
+                     f'FROM {PEER_SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'GROUP BY {quote_identifier(dimension)}')
+        return [(series["tags"].get(dimension) or None, row["peers"], row["poor"] or 0, row["mos_p50"])
+                for series in await self.query(statement) for row in series["rows"]]
+
+    async def peer_tally(self, start_ms, end_ms, dimensions):
+        """The peers that ended in the range as an explanation counts them, in two queries:
+        (peers, {(dimension, value): peers} of each of `dimensions`, [(values, poor peers)]
+        of the poor peers grouped by all their dimensions)."""
+        where = time_range(start_ms, end_ms)
+        count = f'SELECT count("poor") AS "peers" FROM {PEER_SUMMARIES_MEASUREMENT} WHERE {where}'
+        statements = [count] + [f"{count} GROUP BY {quote_identifier(name)}" for name in dimensions]
+        peers, counts = 0, {}
+        for series in await self.query(";".join(statements)):
+            found = series["rows"][0]["peers"] if series["rows"] else 0
+            if not series["tags"]:
+                peers = found
+            for name, value in series["tags"].items():
+                if value:
+                    counts[(name, value)] = found
+        poor = await self.query(f'SELECT count("poor") AS "poor" FROM {PEER_SUMMARIES_MEASUREMENT} '
+                                f'WHERE {where} AND "poor" = 1 GROUP BY *')
+        poor_groups = [({name: value for name, value in series["tags"].items() if value}, series["rows"][0]["poor"])
+                       for series in poor if series["rows"]]
+        return peers, counts, poor_groups
 
 
 def _fold_feed(answer, names, known):
