@@ -22,7 +22,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
 from rtcscope.credentials import Secrets
-from rtcscope.ingest.formats import Feed, Limits
+from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.alerts import AlertService, RulesError, load_rules
@@ -30,6 +30,7 @@ from rtcscope.live.calls import load_calls
 from rtcscope.live.detector import CallDetector, dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
 from rtcscope.live.webhooks import WebhookError, Webhooks
+from rtcscope.storage.feed import Feed
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter

@@ -15,10 +15,10 @@ import time
 import tornado.ioloop
 
 from rtcscope import registry
-from rtcscope.ingest.formats import Feed, encode_feed_values
 from rtcscope.live import detector as detector_module
 from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
+from rtcscope.storage.feed import Feed, encode_feed_values
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
 from tests.test_nginx import Nginx

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import aiohttp
 import orjson
 
-from ..ingest.formats import decode_samples
 from ..timeparse import parse_duration
+from .feed import decode_samples
 from .schema import (
     EVENTS_MEASUREMENT,
     FEED_MEASUREMENT,
@@ -58,7 +58,7 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as formats.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
+    {kind: {time µs: values}} as feed.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
     (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
 
     presence: list
