@@ -1,4 +1,5 @@
-"""Parse and validate ingest bodies (line protocol or JSON) into line-protocol points.
+"""Parse and validate ingest bodies (line protocol or JSON) into line-protocol points
+(written by storage/lines.py).
 
 The whole body is validated before anything is returned, so a handler can
 buffer all of a request or none of it. Identifiers and field names are
@@ -8,8 +9,8 @@ encoding a plain string join on the hot path.
 Hot path (see docs/PERFORMANCE.md): JSON is decoded by orjson (twice as fast
 as ujson on our bodies), names and sets of field names that already passed
 their pattern are remembered, and a sample whose values are all finite
-numbers is encoded by orjson and two byte replacements instead of a Python
-loop over its fields.
+numbers is encoded by orjson and two byte replacements (lines.encode_fields)
+instead of a Python loop over its fields.
 """
 from dataclasses import dataclass, field
 from math import isfinite
@@ -18,18 +19,15 @@ import orjson
 import ujson
 
 from .. import registry
-from ..storage.feed import Feed, encode_feed_values
+from ..storage.feed import Feed
+from ..storage.lines import Points, encode_fields
 from ..storage.schema import (
     CLIENT_END_DETAILS,
-    END_DETAIL_CODES,
-    END_REASON_CODES,
-    EVENTS_MEASUREMENT,
     FIELD_RE,
     FIELD_RULE,
     IDENTIFIER_RE,
     IDENTIFIER_RULE,
     MEASUREMENT,
-    PRESENCE_MEASUREMENT,
 )
 
 MAX_FIELDS = 64
@@ -41,7 +39,6 @@ _VALID_NAMES_LIMIT = 20_000
 _valid_identifiers = set()
 _valid_fields = set()
 _field_plans = {}  # tuples of a sample's field names, all valid -> the registry's storage plan (None: as sent)
-_NUMBER_TYPES = frozenset({float, int})
 
 PRECISION_NS = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -82,23 +79,14 @@ class Parsed:
     calls: set = field(default_factory=set)
 
 
-# Series prefixes a long-lived caller keeps for its collectors (`prefixes`), at most this many.
-SERIES_PREFIXES_LIMIT = 64
-
-
-class _Collector:
-    """Accumulates validated samples of one request into line protocol."""
+class _Collector(Points):
+    """One request's validated samples and ends as points, with its counters and limits."""
 
     def __init__(self, now_ns, limits, prefixes=None):
         """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
-        self.now_ns = now_ns
+        super().__init__(now_ns, limits.feed, prefixes)
         self.limits = limits
-        self.result = Parsed()
-        # Presence per (call, peer): [first sample ms, last sample ms].
-        self.presence = {}
-        self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
-        self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
-        self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        self.result = Parsed(lines=self.lines)
         self._stamp = 0
 
     def timestamp(self, ts_ns):
@@ -123,79 +111,19 @@ class _Collector:
         if not fields:
             return
         result.accepted += 1
-        series = (call, peer, kind)
-        prefix = self._prefixes.get(series)
-        if prefix is None:
-            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
-                self._prefixes.clear()
-            tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
-            prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
-        result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
-        self._seen(call, peer, ts_ns)
-        if self.limits.feed is not None:
-            feed_values = encode_feed_values(values)
-            if feed_values:
-                self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, feed_values))
+        self.sample(call, peer, kind, ts_ns, fields, values)
 
     def add_end(self, call, peer, ts_ns, detail=None):
-        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
-        tags = "call=" + call + (",peer=" + peer if peer else "")
-        at_ms = ts_ns // 1_000_000
-        codes = f",reason={END_REASON_CODES['explicit']!r}"
-        if detail is not None:
-            codes += f",detail={END_DETAIL_CODES[detail]!r}"
-        self.result.lines.append(
-            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {self.now_ns}".encode())
-        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
+        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS)."""
+        self.end(call, peer, ts_ns // 1_000_000, detail)
         self.result.events += 1
         self.result.calls.add(call)
 
-    def _seen(self, call, peer, ts_ns):
-        ms = ts_ns // 1_000_000
-        key = (call, peer)
-        span = self.presence.get(key)
-        if span is None:
-            self.presence[key] = [ms, ms]
-        elif ms < span[0]:
-            span[0] = ms
-        elif ms > span[1]:
-            span[1] = ms
-
     def finish(self):
-        """Add one presence point per (call, peer) at the receive time: /v1/calls/
-        reads liveness from these, not from every sample. With a live feed, the
-        presence and the ends go to it too: the call detector reads only that."""
-        recv_ms = float(self.now_ns // 1_000_000)
-        lines = self.result.lines
-        feed = self.limits.feed
-        for (call, peer), (first, last) in self.presence.items():
-            tags = "call=" + call + (",peer=" + peer if peer else "")
-            lines.append(
-                f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
-                f"recv={recv_ms!r} {self.now_ns}".encode())
-            if feed is not None:
-                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
-            self.result.calls.add(call)
-        if feed is not None:
-            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
+        """The request's points with their presence (Points.finish), and its counters."""
+        super().finish()
+        self.result.calls.update(call for call, _ in self.presence)
         return self.result
-
-
-def disconnect_line(call, peer, now_ns):
-    """A marker, not an end: the peer ends as `disconnect` if nothing follows it
-    within --call-timeout (a websocket ingest connection closed without an end).
-    It has no `end` nor `at`, so readers of ends pass it by."""
-    return (f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
-            f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
-            f"{now_ns}").encode()
-
-
-def disconnect_lines(call, peer, now_ns, feed):
-    """The disconnect marker, and with a live feed its feed row."""
-    lines = [disconnect_line(call, peer, now_ns)]
-    if feed is not None:
-        lines.append(feed.disconnect(call, peer, now_ns))
-    return lines
 
 
 def _remember(valid, name):
@@ -221,32 +149,6 @@ def check_field_name(name, where):
         raise IngestError(
             f"{where}: field name {_show(name)} must match {FIELD_RULE}")
     _remember(_valid_fields, name)
-
-
-def encode_fields(fields):
-    """{name: number} (valid names) as line-protocol fields, or None when a value
-    is not a finite number. A number without the `i` suffix is a float to
-    InfluxDB, so orjson's "41" is stored as 41.0, like every other value."""
-    if not set(map(type, fields.values())) <= _NUMBER_TYPES:
-        return None
-    try:
-        text = orjson.dumps(fields)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits
-        return None
-    if b":null" in text:  # orjson writes NaN and infinities as null
-        return None
-    return _fields_of_json(text)
-
-
-def encode_extracted(fields):
-    """`encode_fields` of extraction's output (registry.extract: finite floats under registry
-    names), which needs none of its checks."""
-    return _fields_of_json(orjson.dumps(fields))
-
-
-def _fields_of_json(text):
-    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields."""
-    return text[2:-1].replace(b'":', b"=").replace(b',"', b",")
 
 
 def _show(value):

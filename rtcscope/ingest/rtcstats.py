@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from ..storage.lines import disconnect_lines, encode_extracted
 from ..storage.schema import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, NOT_IDENTIFIER_RE, SESSIONS_MEASUREMENT
 from ..storage.store import quote_literal, time_range
 from . import formats
-from .formats import Limits, disconnect_lines, encode_extracted
+from .formats import Limits
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
@@ -135,7 +136,7 @@ class Session:
         self.call = stored.call or identifier(meeting) or session_id
         self.peer = stored.peer or session_id
         self.reports = PeerReports()
-        self.prefixes = {}  # the collectors' series prefixes (formats._Collector)
+        self.prefixes = {}  # the series prefixes of its points (storage.lines.Points)
         self.opened = set()
         self.closed = set()
         self.ended = False
