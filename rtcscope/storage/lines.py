@@ -1,6 +1,6 @@
 """Line protocol of what the ingest paths store (docs/storage.md): samples (rtc_stats),
 explicit ends and disconnect markers (rtc_events), presence (rtc_calls), the live feed's
-rows beside them (feed.py).
+rows beside them (feed.py) and rtcstats sessions (rtc_rtcstats_sessions).
 
 Identifiers and field names arrive checked (schema.IDENTIFIER_RE, FIELD_RE): they need no
 escaping, so a line is a plain join. Every value is written as a float (a field whose type
@@ -15,6 +15,7 @@ from .schema import (
     EVENTS_MEASUREMENT,
     MEASUREMENT,
     PRESENCE_MEASUREMENT,
+    SESSIONS_MEASUREMENT,
 )
 
 # Series prefixes a long-lived caller keeps for its points (`prefixes`), at most this many.
@@ -95,6 +96,14 @@ def end_line(call, peer, at_ms, detail, now_ns):
     return f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {now_ns}".encode()
 
 
+def end_lines(call, peer, at_ms, detail, now_ns, feed):
+    """`end_line`, and with a live feed its feed row."""
+    lines = [end_line(call, peer, at_ms, detail, now_ns)]
+    if feed is not None:
+        lines.append(feed.end(call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail], now_ns))
+    return lines
+
+
 def disconnect_line(call, peer, now_ns):
     """A marker, not an end: the peer ends as `disconnect` if nothing follows it
     within --call-timeout (a websocket ingest connection closed without an end).
@@ -110,6 +119,12 @@ def disconnect_lines(call, peer, now_ns, feed):
     if feed is not None:
         lines.append(feed.disconnect(call, peer, now_ns))
     return lines
+
+
+def session_line(call, peer, session, sn, offset_ms, now_ns):
+    """An rtcstats session's last stored sequence number and clock offset, written with its points."""
+    return (f"{SESSIONS_MEASUREMENT},call={call},peer={peer},session={session} "
+            f"sn={float(sn)!r},offset={float(offset_ms)!r} {now_ns}").encode()
 
 
 def encode_fields(fields):
