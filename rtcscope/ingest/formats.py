@@ -12,7 +12,7 @@ their pattern are remembered, and a sample whose values are all finite
 numbers is encoded by orjson and two byte replacements (lines.encode_fields)
 instead of a Python loop over its fields.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import isfinite
 
 import orjson
@@ -68,15 +68,15 @@ class Limits:
 
 @dataclass
 class Parsed:
-    """What one request adds: its points, ready to buffer, and its counters."""
+    """What one request adds: its points, ready to buffer, the calls they are of, and its counters."""
 
-    lines: list = field(default_factory=list)
+    lines: list
+    calls: set
     samples: int = 0
     accepted: int = 0
     events: int = 0
     dropped: int = 0
     restamped: int = 0
-    calls: set = field(default_factory=set)
 
 
 class _Collector(Points):
@@ -84,9 +84,9 @@ class _Collector(Points):
 
     def __init__(self, now_ns, limits, prefixes=None):
         """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
-        super().__init__(now_ns, limits.feed, prefixes)
+        Points.__init__(self, now_ns, limits.feed, prefixes)
         self.limits = limits
-        self.result = Parsed(lines=self.lines)
+        self.result = Parsed(self.lines, self.calls)
         self._stamp = 0
 
     def timestamp(self, ts_ns):
@@ -117,12 +117,10 @@ class _Collector(Points):
         """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS)."""
         self.end(call, peer, ts_ns // 1_000_000, detail)
         self.result.events += 1
-        self.result.calls.add(call)
 
     def finish(self):
         """The request's points with their presence (Points.finish), and its counters."""
-        super().finish()
-        self.result.calls.update(call for call, _ in self.presence)
+        Points.finish(self)
         return self.result
 
 

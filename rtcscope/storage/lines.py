@@ -32,6 +32,7 @@ class Points:
         self.now_ns = now_ns
         self.feed = feed
         self.lines = []
+        self.calls = set()  # the calls of its ends and presence
         # Presence per (call, peer): [first sample ms, last sample ms].
         self.presence = {}
         self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
@@ -67,6 +68,7 @@ class Points:
         """An explicit end at `at_ms` (an int); its feed row comes with `finish`."""
         self.lines.append(end_line(call, peer, at_ms, detail, self.now_ns))
         self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
+        self.calls.add(call)
 
     def finish(self):
         """Add one presence point per (call, peer) at the receive time: /v1/calls/
@@ -82,6 +84,7 @@ class Points:
                 f"recv={recv_ms!r} {self.now_ns}".encode())
             if feed is not None:
                 lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
+            self.calls.add(call)
         if feed is not None:
             lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
 
