@@ -20,7 +20,23 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from handlers import (
+    alerts,
+    base,
+    calls,
+    client,
+    fleet,
+    health,
+    imports,
+    ingest,
+    janus,
+    pages,
+    rtcstats,
+    series,
+    stats,
+    statsws,
+    ws,
+)
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
@@ -39,7 +55,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, fleet, alerts, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, imports, rtcstats, janus, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -329,6 +345,10 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.counter("rtcscope_rtcstats_dropped_total",
                       "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)",
                       labels=("reason",))
+    telemetry.counter("rtcscope_janus_events_total", "Janus events received, by Janus's event type",
+                      labels=("type",))
+    telemetry.counter("rtcscope_janus_events_skipped_total",
+                      "Janus events of handles whose opaque_id names no call, by reason: not stored", labels=("reason",))
     telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
                       "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
     return telemetry

@@ -94,8 +94,11 @@ class Feed:
         return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
                                       f'w="{encoded}"', now_ns)
 
-    def end(self, call, peer, at_ms, detail_code, now_ns):
+    def end(self, call, peer, at_ms, detail_code, now_ns, reason="explicit"):
+        """`reason` other than explicit (a media server's session timeout) is written as its code."""
         detail = "" if detail_code is None else f",detail={detail_code!r}"
+        if reason != "explicit":
+            detail += f",reason={END_REASON_CODES[reason]!r}"
         return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
 
     def disconnect(self, call, peer, now_ns):
@@ -258,18 +261,23 @@ class _Collector:
             if feed_values:
                 self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, feed_values))
 
-    def add_end(self, call, peer, ts_ns, detail=None):
-        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
+    def add_end(self, call, peer, ts_ns, detail=None, reason="explicit"):
+        """An end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code. `reason`:
+        "explicit", or "timeout" for a peer a media server saw time out (END_REASON_CODES)."""
         tags = "call=" + call + (",peer=" + peer if peer else "")
         at_ms = ts_ns // 1_000_000
-        codes = f",reason={END_REASON_CODES['explicit']!r}"
+        codes = f",reason={END_REASON_CODES[reason]!r}"
         if detail is not None:
             codes += f",detail={END_DETAIL_CODES[detail]!r}"
         self.result.lines.append(
             f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {self.now_ns}".encode())
-        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
+        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail], reason))
         self.result.events += 1
         self.result.calls.add(call)
+
+    def add_presence(self, call, peer, ts_ns):
+        """A peer seen without a sample (a media server's handle attached): its presence only."""
+        self._seen(call, peer, ts_ns)
 
     def _seen(self, call, peer, ts_ns):
         ms = ts_ns // 1_000_000
@@ -298,7 +306,8 @@ class _Collector:
                 lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
             self.result.calls.add(call)
         if feed is not None:
-            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
+            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns, reason)
+                         for call, peer, at_ms, detail, reason in self.ends)
         return self.result
 
 
