@@ -233,7 +233,7 @@ window.echotest = async function (options) {
     });
   });
   await up;
-  monitor(handle, options);
+  if (options.server) monitor(handle, options);
   return handle.getId();
 };
 
@@ -274,7 +274,7 @@ window.videoroom = async function (options) {
     });
   });
   await up;
-  monitor(publisher, options);
+  if (options.server) monitor(publisher, options);
   return publisher.getId();
 };
 
