@@ -49,7 +49,9 @@ class JanusEventsHandler(WriteHandler):
         if self.request.headers.get("Content-Encoding", "").lower() == "gzip":  # Janus's `compress = true`
             body = self.gunzip(body)
         # One table per application: the handles whose statistics make each SFU peer.
-        peers = self.settings.setdefault("janus_peers", janus.JanusPeers())
+        peers = self.settings.get("janus_peers")
+        if peers is None:
+            peers = self.settings["janus_peers"] = janus.JanusPeers()
         self.outcome = janus.parse(body, now_ns, self.settings["ingest_limits"], peers)
         return self.outcome.parsed
 

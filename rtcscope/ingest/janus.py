@@ -24,6 +24,7 @@ a kind is the union of its handles' latest statistics, counters summed, delays a
 link qualities the worst, as the registry combines several streams. `JanusPeers`
 keeps that state for one process, bounded.
 """
+import functools
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ EVENT_TYPES = {1: "sessions", 2: "handles", 4: "external", 8: "jsep", 16: "webrt
 SESSION, HANDLE, WEBRTC, MEDIA = 1, 2, 16, 32
 _WEBRTC_ICE, _WEBRTC_PAIR, _WEBRTC_DTLS, _WEBRTC_STATE = 1, 4, 5, 6
 _MEDIA_STATS = 3
-# Types whose events belong to a handle, and so to a peer: without a usable opaque_id they are skipped.
-_HANDLE_TYPES = frozenset({HANDLE, WEBRTC, MEDIA})
+# Types of the events kept: a session's, and those of a handle (skipped without a usable opaque_id).
+_USED_TYPES = frozenset({SESSION, HANDLE, WEBRTC, MEDIA})
+_SUBTYPES = frozenset({int, type(None)})
 
 # State codes, stored as numbers like every field: libnice's component states (Janus names them),
 # Janus's DTLS states (dtls.h), and the hang-up reasons Janus gives (ice.c, janus.c; 0 for another).
@@ -57,6 +59,10 @@ OTHER_HANGUP_REASON = 0.0
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
                "nacks-received", "nacks-sent", "rtt", "jitter-local", "jitter-remote", "in-link-quality",
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
+_COUNTER_NAMES, _GAUGE_NAMES = _STAT_NAMES[:8], _STAT_NAMES[8:]  # counters are 0 when absent
+_NUMBERS_OR_NONE = frozenset({int, float, type(None)})
+_MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
+_CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
 _NUMBER_TYPES = frozenset({int, float})
 
 # How long a handle that says nothing is remembered (it then leaves its peer's sums, as a peer
@@ -83,7 +89,7 @@ class _Handle:
     def __init__(self, key, session, heard):
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.session = session
-        self.streams = {}  # (mid, media) -> (kind, numbers in _STAT_NAMES order, None where absent)
+        self.streams = {}  # (mid, media) -> (kind, counters, gauges): _STAT_NAMES's numbers, None where absent
         self.detached = False
         self.heard = heard
 
@@ -179,8 +185,10 @@ def parse(body, now_ns, limits, peers):
         raise IngestError("body must be a Janus event (an object) or an array of them")
     if len(document) > limits.max_samples:
         raise IngestError(f"more than {limits.max_samples} events in one request", 413, "too_many_samples")
-    outcome = Outcome(Parsed())
-    actions = [_read(event, index, outcome) for index, event in enumerate(document)]
+    types, skipped = {}, {}
+    actions = [_read(event, index, types, skipped) for index, event in enumerate(document)]
+    outcome = Outcome(Parsed(), Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
+                      Counter(skipped))
     collector = _Collector(now_ns, limits)
     _Apply(collector, peers, outcome).run(actions)
     outcome.parsed = collector.finish()
@@ -189,116 +197,122 @@ def parse(body, now_ns, limits, peers):
 
 # --- reading: every event checked before anything is applied ---------------------
 
+# `where` below: the event's index in the post, told as "index N" in an error.
+
 def _integer(event, name, where):
     value = event.get(name)
     if value is not None and value.__class__ is not int:
-        raise IngestError(f"{where}: {name} must be an integer, got {_show(value)}")
+        raise IngestError(f"index {where}: {name} must be an integer, got {_show(value)}")
     return value
 
 
 def _object(event, where):
     body = event.get("event")
     if body.__class__ is not dict:
-        raise IngestError(f"{where}: event must be an object")
+        raise IngestError(f"index {where}: event must be an object")
     return body
 
 
 def _text(body, name, where):
     value = body.get(name)
     if value is not None and value.__class__ is not str:
-        raise IngestError(f"{where}: event.{name} must be a string, got {_show(value)}")
+        raise IngestError(f"index {where}: event.{name} must be a string, got {_show(value)}")
     return value
 
 
-def _read(event, index, outcome):
-    """One event as the action it asks for (a tuple), or None for one that is only counted."""
-    where = f"index {index}"
+def _read(event, index, types, skipped):
+    """One event as the action it asks for, (what, its details, handle id, session id,
+    opaque_id, time ns, emitter), or None for one only counted (in `types`, by type)."""
     if event.__class__ is not dict:
-        raise IngestError(f"{where}: each event must be a JSON object")
+        raise IngestError(f"index {index}: each event must be a JSON object")
     kind = event.get("type")
     if kind.__class__ is not int:
-        raise IngestError(f"{where}: type must be a Janus event type (an integer), got {_show(kind)}")
-    outcome.types[EVENT_TYPES.get(kind, "other")] += 1
+        raise IngestError(f"index {index}: type must be a Janus event type (an integer), got {_show(kind)}")
+    types[kind] = types.get(kind, 0) + 1
+    if kind not in _USED_TYPES:
+        return None
+    handle_id, session, stamp, subtype = map(event.get, ("handle_id", "session_id", "timestamp", "subtype"))
+    if not (handle_id.__class__ is session.__class__ is stamp.__class__ is int and subtype.__class__ in _SUBTYPES):
+        for name in ("handle_id", "session_id", "timestamp", "subtype"):
+            _integer(event, name, f"index {index}")
+    ts_ns = None if stamp is None else stamp * 1000  # Janus's time of the event, µs
+    where = index  # told as "index N" only in an error
     if kind == SESSION:
         name = _text(_object(event, where), "name", where)
-        session = _integer(event, "session_id", where)
-        return ("session", session, name, _timestamp(event, where)) if name in ("timeout", "destroyed") else None
-    if kind not in _HANDLE_TYPES:
-        return None
-    handle_id, session = _integer(event, "handle_id", where), _integer(event, "session_id", where)
+        return ("session", name, None, session, None, ts_ns) if name in ("timeout", "destroyed") else None
     opaque_id = event.get("opaque_id")
-    subtype = _integer(event, "subtype", where)
-    if kind == HANDLE:
+    if kind == MEDIA:
+        what = ("stats", _read_stats(event.get("event"), where)) if subtype == _MEDIA_STATS else None
+    elif kind == WEBRTC:
+        what = _read_webrtc(_object(event, where), subtype, where)
+    else:  # HANDLE
         body = _object(event, where)
         name = _text(body, "name", where)
         if opaque_id is None:
             opaque_id = body.get("opaque_id")  # where Janus before 0.10 put it
-        action = (name,) if name in ("attached", "detached") else None
-    elif kind == WEBRTC:
-        action = _read_webrtc(_object(event, where), subtype, where)
-    elif subtype == _MEDIA_STATS:
-        action = ("stats", _read_stats(event.get("event"), where))
-    else:
-        action = None
+        what = (name, None) if name in ("attached", "detached") else None
     if opaque_id is not None and opaque_id.__class__ is not str:
-        raise IngestError(f"{where}: opaque_id must be a string, got {_show(opaque_id)}")
-    if action is None:
+        raise IngestError(f"index {index}: opaque_id must be a string, got {_show(opaque_id)}")
+    if what is None:
         return None
     if handle_id is None:
-        raise IngestError(f"{where}: a {EVENT_TYPES[kind]} event needs its handle_id")
+        raise IngestError(f"index {index}: a {EVENT_TYPES[kind]} event needs its handle_id")
     if not opaque_id:
-        outcome.skipped["no_opaque_id"] += 1
+        skipped["no_opaque_id"] = skipped.get("no_opaque_id", 0) + 1
         return None
-    return (action, handle_id, session, opaque_id, _timestamp(event, where), event.get("emitter"))
-
-
-def _timestamp(event, where):
-    """Janus's time of the event (µs) in ns, None without one."""
-    stamp = _integer(event, "timestamp", where)
-    return None if stamp is None else stamp * 1000
+    return (*what, handle_id, session, opaque_id, ts_ns, event.get("emitter"))
 
 
 def _read_webrtc(body, subtype, where):
     if subtype == _WEBRTC_ICE:
         state = _text(body, "ice", where)
-        return None if state is None else ("state", "iceState", ICE_STATE_CODES.get(state))
+        return None if state is None else ("state", ("iceState", ICE_STATE_CODES.get(state)))
     if subtype == _WEBRTC_DTLS:
         state = _text(body, "dtls", where)
-        return None if state is None else ("state", "dtlsState", DTLS_STATE_CODES.get(state))
+        return None if state is None else ("state", ("dtlsState", DTLS_STATE_CODES.get(state)))
     if subtype == _WEBRTC_STATE and _text(body, "connection", where) == "hangup":
         reason = _text(body, "reason", where)
-        return ("state", "hangupReason", HANGUP_REASON_CODES.get(reason, OTHER_HANGUP_REASON))
+        return ("state", ("hangupReason", HANGUP_REASON_CODES.get(reason, OTHER_HANGUP_REASON)))
     if subtype == _WEBRTC_PAIR:
         candidates = body.get("candidates")
         remote = candidates.get("remote") if candidates.__class__ is dict else None
         if remote.__class__ is not dict:
             return None
         # The peer's side of the pair as Janus sees it; its address and port are not kept.
-        return ("pair", _text(remote, "type", where), _text(remote, "transport", where))
+        return ("pair", (("candidate_type", _text(remote, "type", where)),
+                         ("transport", _text(remote, "transport", where))))
     return None
 
 
 def _read_stats(body, where):
-    """[(kind, (mid, media), numbers, codec)] of a media statistics event: one medium,
+    """[(kind, (mid, media), counters, gauges, codec)] of a media statistics event: one medium,
     or with combine_media_stats an array of them. Data channels are left out."""
     if body.__class__ is dict:
         body = (body,)
     elif body.__class__ is not list:
-        raise IngestError(f"{where}: event must be an object (or an array of them, with combine_media_stats)")
+        raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
     streams = []
     for info in body:
         if info.__class__ is not dict:
-            raise IngestError(f"{where}: event must be an object (or an array of them, with combine_media_stats)")
-        media = _text(info, "media", where) or ""
-        kind = "audio" if media == "audio" else "video" if media.startswith("video") else None
+            raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
+        media = info.get("media")
+        kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
         if kind is None:
+            if media is not None and media.__class__ is not str:
+                raise IngestError(f"index {where}: event.media must be a string, got {_show(media)}")
             continue
-        numbers = tuple(map(info.get, _STAT_NAMES))
-        if not set(map(type, numbers)) <= _NUMBER_TYPES:
-            for name, value in zip(_STAT_NAMES, numbers):
+        counters, gauges = tuple(map(info.get, _COUNTER_NAMES)), tuple(map(info.get, _GAUGE_NAMES))
+        if not (_NUMBERS_OR_NONE.issuperset(map(type, counters)) and _NUMBERS_OR_NONE.issuperset(map(type, gauges))):
+            for name in _STAT_NAMES:
+                value = info.get(name)
                 if value is not None and value.__class__ not in _NUMBER_TYPES:
-                    raise IngestError(f"{where}: event.{name} must be a number, got {_show(value)}")
-        streams.append((kind, (info.get("mid"), media), numbers, _text(info, "codec", where)))
+                    raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
+        if None in counters:
+            counters = tuple(value or 0 for value in counters)
+        codec = info.get("codec")
+        if codec is not None and codec.__class__ is not str:
+            raise IngestError(f"index {where}: event.codec must be a string, got {_show(codec)}")
+        streams.append((kind, (info.get("mid"), media), counters, gauges, codec))
     return streams
 
 
@@ -310,18 +324,18 @@ class _Apply:
         self.peers = peers
         self.outcome = outcome
         self.now = peers.clock()
-        self.dirty = {}  # (call, peer, kind) -> newest statistics time (ns) in this post
+        self.dirty = {}  # ((call, peer), kind) -> newest statistics time (ns) in this post
         self.ended = []  # peers that ended here: forgotten once their last samples are out
 
     def run(self, actions):
-        peers, outcome = self.peers, self.outcome
+        peers, outcome, collector, dirty = self.peers, self.outcome, self.collector, self.dirty
         for action in actions:
             if action is None:
                 continue
-            if action[0] == "session":
-                self.session_over(*action[1:])
+            what, details, handle_id, session, opaque_id, ts_ns = action[:6]
+            if what == "session":
+                self.session_over(session, details, ts_ns)
                 continue
-            (what, *details), handle_id, session, opaque_id, ts_ns, emitter = action
             key = peers.peer_of(opaque_id, handle_id)
             if key is None:
                 outcome.skipped["invalid_opaque_id"] += 1
@@ -331,44 +345,40 @@ class _Apply:
             dimensions = outcome.dimensions.get(key)
             if dimensions is None:
                 dimensions = outcome.dimensions[key] = {}
+                emitter = action[6]
                 if emitter.__class__ is str and emitter:
-                    dimensions["emitter"] = NOT_IDENTIFIER_RE.sub("-", emitter)[:64]
+                    dimensions["emitter"] = _dimension_value(emitter)
             handle = peers.handle(handle_id, key, session, self.now)
-            ts_ns = self.collector.timestamp(ts_ns)
+            ts_ns = collector.timestamp(ts_ns)
             if what == "stats":
-                self.stats(handle, key, ts_ns, details[0], dimensions)
+                streams = handle.streams
+                for kind, stream, counters, gauges, codec in details:
+                    streams[stream] = (kind, counters, gauges)
+                    if dirty.get((key, kind), 0) < ts_ns:
+                        dirty[key, kind] = ts_ns
+                    if codec and counters[0]:  # what Janus receives: the codec the peer sends
+                        dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(codec)
             elif what == "state":
                 name, code = details
                 if code is not None:
                     values = {name: code}
-                    self.collector.add_sample(*key, "connection", ts_ns, encode_extracted(values), values)
+                    collector.add_sample(*key, "connection", ts_ns, encode_extracted(values), values)
             elif what == "pair":
-                candidate_type, transport = details
-                dimensions.update((name, value) for name, value in (("candidate_type", candidate_type),
-                                                                    ("transport", transport)) if value)
+                dimensions.update((name, value) for name, value in details if value)
             elif what == "attached":
-                self.collector.add_presence(*key, ts_ns)
+                collector.add_presence(*key, ts_ns)
             elif not handle.detached:  # detached (and not already, by its session's end)
                 handle.detached = True
                 if not peers.live_handles(key):
                     self.end(key, ts_ns, peers.ended_sessions.get(session, "explicit"))
                     peers.detached_peers.setdefault(session, set()).add(key)
-        for (call, peer, kind), ts_ns in self.dirty.items():
-            values = self.union(peers.peers.get((call, peer), ()), kind)
+        for (key, kind), ts_ns in dirty.items():
+            values = self.union(peers.peers.get(key, ()), kind)
             if values:
-                self.collector.add_sample(call, peer, kind, ts_ns, encode_extracted(values), values)
+                collector.add_sample(*key, kind, ts_ns, encode_extracted(values), values)
         for key in self.ended:
             peers.forget_peer(key)
         peers.trim(self.now)
-
-    def stats(self, handle, key, ts_ns, streams, dimensions):
-        for kind, stream, numbers, codec in streams:
-            handle.streams[stream] = (kind, numbers)
-            dirty = (*key, kind)
-            if self.dirty.get(dirty, 0) < ts_ns:
-                self.dirty[dirty] = ts_ns
-            if codec and numbers[0]:  # what Janus receives: the codec the peer sends
-                dimensions[f"{kind}_codec"] = codec if codec == "opus" or codec == "multiopus" else codec.upper()
 
     def session_over(self, session, name, ts_ns):
         """A session that timed out or was destroyed takes its handles with it. Janus
@@ -397,43 +407,48 @@ class _Apply:
         """The peer's sample of `kind` from its handles' latest statistics: counters summed
         over every stream (a detached handle's last ones included until it is forgotten,
         so sums never step back at a detach); delays and link qualities, the worst of
-        the streams of live handles that carry the direction they describe (a stream
-        Janus only receives has no round trip nor downlink report: its 0 is no value)."""
+        the streams of live handles that carry the direction they describe: what Janus
+        receives (its own figures of the peer's uplink), what it sends (the peer's
+        receiver reports of its downlink). A round trip or a link quality of 0 is
+        Janus's "no report yet" (rtcp.c), not a value. One loop, no call per stream:
+        this runs for every sample."""
         handles = self.peers.handles
-        sums = [0.0] * 8
-        counted = False
+        counters = []
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for stream_kind, numbers in handle.streams.values():
+            for stream_kind, stream_counters, gauges in handle.streams.values():
                 if stream_kind != kind:
                     continue
-                counted = True
-                for index in range(8):
-                    value = numbers[index]
-                    if value is not None:
-                        sums[index] += value
+                counters.append(stream_counters)
                 if handle.detached:
                     continue
-                (received, sent, _, _, _, _, _, _, stream_rtt, jitter_local, jitter_remote, in_quality,
-                 in_media, out_quality, out_media) = numbers
-                # A round trip or a link quality of 0 is Janus's "no report yet" (rtcp.c).
-                if received:
-                    up_jitter = _worst(max, up_jitter, jitter_local)
-                    up_quality = _worst(min, up_quality, in_quality or None)
-                    up_media = _worst(min, up_media, in_media or None)
-                if sent:
-                    rtt = _worst(max, rtt, stream_rtt or None)
-                    down_jitter = _worst(max, down_jitter, jitter_remote)
-                    down_quality = _worst(min, down_quality, out_quality or None)
-                    down_media = _worst(min, down_media, out_media or None)
-        if not counted:
+                stream_rtt, jitter_local, jitter_remote, in_quality, in_media, out_quality, out_media = gauges
+                if stream_counters[0]:  # packets received
+                    if jitter_local is not None and (up_jitter is None or jitter_local > up_jitter):
+                        up_jitter = jitter_local
+                    if in_quality and (up_quality is None or in_quality < up_quality):
+                        up_quality = in_quality
+                    if in_media and (up_media is None or in_media < up_media):
+                        up_media = in_media
+                if stream_counters[1]:  # packets sent
+                    if stream_rtt and (rtt is None or stream_rtt > rtt):
+                        rtt = stream_rtt
+                    if jitter_remote is not None and (down_jitter is None or jitter_remote > down_jitter):
+                        down_jitter = jitter_remote
+                    if out_quality and (down_quality is None or out_quality < down_quality):
+                        down_quality = out_quality
+                    if out_media and (down_media is None or out_media < down_media):
+                        down_media = out_media
+        if not counters:
             return None
-        received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = sums
-        values = {"packetsReceived": received, "packetsSent": sent, "bytesReceived": bytes_received,
-                  "bytesSent": bytes_sent, "packetsLost": lost + lost_remote, "nackCount": nacks_received + nacks_sent,
-                  "uplinkPacketsLost": lost, "downlinkPacketsLost": lost_remote}
-        jitter = _worst(max, up_jitter, down_jitter)
+        received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
+            counters[0] if len(counters) == 1 else map(sum, zip(*counters)))
+        values = {"packetsReceived": float(received), "packetsSent": float(sent),
+                  "bytesReceived": float(bytes_received), "bytesSent": float(bytes_sent),
+                  "packetsLost": float(lost + lost_remote), "nackCount": float(nacks_received + nacks_sent),
+                  "uplinkPacketsLost": float(lost), "downlinkPacketsLost": float(lost_remote)}
+        jitter = up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter) else down_jitter
         for name, value in (("rtt", rtt), ("jitter", jitter), ("uplinkJitter", up_jitter),
                             ("downlinkJitter", down_jitter), ("uplinkQuality", up_quality),
                             ("uplinkMediaQuality", up_media), ("downlinkQuality", down_quality),
@@ -443,7 +458,13 @@ class _Apply:
         return values
 
 
-def _worst(pick, current, value):
-    if value is None:
-        return current
-    return value if current is None else pick(current, value)
+@functools.lru_cache(maxsize=1024)
+def _dimension_value(text):
+    """A dimension value: identifier characters, at most 64 (docs/storage.md)."""
+    return NOT_IDENTIFIER_RE.sub("-", text)[:64]
+
+
+@functools.lru_cache(maxsize=256)
+def _codec_name(codec):
+    """Janus's codec name as browsers name it (the mimeType's subtype): opus, VP8, H264, AV1..."""
+    return _dimension_value(codec if codec in ("opus", "multiopus") else codec.upper())
