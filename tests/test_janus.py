@@ -12,8 +12,8 @@ from tornado.testing import bind_unused_port
 
 from tests.conftest import now_ms
 from tests.helpers import eventually, get
-from tests.influxd import Influxd
 from tests.janus import Janus, host_address, page_application
+from tests.storage.test_durability import own_influxd  # noqa: F401 (a fixture)
 from tests.test_client_browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser,
@@ -39,6 +39,16 @@ def page_origin(io_loop):
     server.add_sockets([sock])
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture
+def janus_server(start_server, app_config, key_file, janus_for):
+    """A server with an ingest key and a Janus posting to it: (application, janus)."""
+    async def start(**janus_options):
+        application = await start_server(**{**app_config, "ingest_keys": str(key_file)})
+        await application.store.setup()
+        return application, janus_for(application, **janus_options)
+    return start
 
 
 @pytest.fixture
@@ -86,11 +96,8 @@ def sfu_rows(influxd, database, peer, kind):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_client, start_server, app_config, key_file,
-                                                                      janus_for, page_origin, influxd, database):
-    application = await start_server(**{**app_config, "ingest_keys": str(key_file)})
-    await application.store.setup()
-    janus = janus_for(application)
+async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_client, janus_server, page_origin, influxd, database):
+    application, janus = await janus_server()
     async with browser() as chromium:
         for peer in ("alice", "bob"):
             await join(chromium, page_origin, janus, "videoroom", peer, server=application.base_url)
@@ -130,11 +137,8 @@ async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_clie
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_client_hanging_up_ends_its_sfu_peer_explicitly(http_client, start_server, app_config, key_file,
-                                                               janus_for, page_origin, influxd, database):
-    application = await start_server(**{**app_config, "ingest_keys": str(key_file)})
-    await application.store.setup()
-    janus = janus_for(application)
+async def test_a_client_hanging_up_ends_its_sfu_peer_explicitly(http_client, janus_server, page_origin, influxd, database):
+    application, janus = await janus_server()
     async with browser() as chromium:
         page = await join(chromium, page_origin, janus, "echotest", "alice", server=application.base_url)
         await eventually(lambda: len(sfu_rows(influxd, database, "alice", "video")) >= 2, timeout=30)
@@ -151,11 +155,8 @@ async def test_a_client_hanging_up_ends_its_sfu_peer_explicitly(http_client, sta
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(start_server, app_config, key_file, janus_for,
-                                                                      influxd, database):
-    application = await start_server(**{**app_config, "ingest_keys": str(key_file)})
-    await application.store.setup()
-    janus = janus_for(application, session_timeout=3)
+async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(janus_server, influxd, database):
+    application, janus = await janus_server(session_timeout=3)
     session = janus.create_session()
     janus.attach(session, opaque_id=f"{CALL}/carol")  # and no keepalive after it
     await eventually(lambda: influxd.rows("SELECT * FROM rtc_events WHERE time > 0", database), timeout=20)
@@ -166,11 +167,8 @@ async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(start_ser
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_events_of_handles_without_an_opaque_id_store_nothing(http_client, start_server, app_config, key_file,
-                                                                   janus_for, page_origin, influxd, database):
-    application = await start_server(**{**app_config, "ingest_keys": str(key_file)})
-    await application.store.setup()
-    janus = janus_for(application)
+async def test_events_of_handles_without_an_opaque_id_store_nothing(janus_server, page_origin, influxd, database):
+    application, janus = await janus_server()
     async with browser() as chromium:
         page = await join(chromium, page_origin, janus, "echotest", None)  # janus.js without opaqueId, no monitor
         await eventually(lambda: application.telemetry.value("rtcscope_janus_events_total", type="media") >= 6,
@@ -183,16 +181,9 @@ async def test_events_of_handles_without_an_opaque_id_store_nothing(http_client,
         assert influxd.rows(f"SELECT * FROM {measurement} WHERE time > 0", database) == []
 
 
-@pytest.fixture
-def own_influxd(tmp_path):
-    instance = Influxd(str(tmp_path / "influxd")).start()
-    yield instance
-    instance.cleanup()
-
-
 @pytest.mark.gen_test(timeout=180)
 async def test_janus_posting_while_influxdb_is_down_loses_nothing_it_was_answered_for(
-        start_server, app_config, key_file, janus_for, page_origin, own_influxd):
+        start_server, app_config, key_file, janus_for, page_origin, own_influxd):  # noqa: F811 (the imported fixture)
     database = "janus_outage"
     application = await start_server(**{**app_config, "influxdb_url": own_influxd.url, "database": database,
                                         "ingest_keys": str(key_file)})

@@ -199,11 +199,23 @@ def parse(body, now_ns, limits, peers):
 
 # `where` below: the event's index in the post, told as "index N" in an error.
 
-def _integer(event, name, where):
-    value = event.get(name)
-    if value is not None and value.__class__ is not int:
-        raise IngestError(f"index {where}: {name} must be an integer, got {_show(value)}")
+_TYPE_NAMES = {int: "an integer", str: "a string"}
+
+
+def _typed(body, name, kind, where, prefix=""):
+    """body[name] when absent, null or of class `kind`; an IngestError otherwise."""
+    value = body.get(name)
+    if value is not None and value.__class__ is not kind:
+        raise IngestError(f"index {where}: {prefix}{name} must be {_TYPE_NAMES[kind]}, got {_show(value)}")
     return value
+
+
+def _integer(event, name, where):
+    return _typed(event, name, int, where)
+
+
+def _text(body, name, where):
+    return _typed(body, name, str, where, "event.")
 
 
 def _object(event, where):
@@ -211,13 +223,6 @@ def _object(event, where):
     if body.__class__ is not dict:
         raise IngestError(f"index {where}: event must be an object")
     return body
-
-
-def _text(body, name, where):
-    value = body.get(name)
-    if value is not None and value.__class__ is not str:
-        raise IngestError(f"index {where}: event.{name} must be a string, got {_show(value)}")
-    return value
 
 
 def _read(event, index, types, skipped):
@@ -298,8 +303,7 @@ def _read_stats(body, where):
         media = info.get("media")
         kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
         if kind is None:
-            if media is not None and media.__class__ is not str:
-                raise IngestError(f"index {where}: event.media must be a string, got {_show(media)}")
+            _text(info, "media", where)
             continue
         counters, gauges = tuple(map(info.get, _COUNTER_NAMES)), tuple(map(info.get, _GAUGE_NAMES))
         if not (_NUMBERS_OR_NONE.issuperset(map(type, counters)) and _NUMBERS_OR_NONE.issuperset(map(type, gauges))):
@@ -309,10 +313,7 @@ def _read_stats(body, where):
                     raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
         if None in counters:
             counters = tuple(value or 0 for value in counters)
-        codec = info.get("codec")
-        if codec is not None and codec.__class__ is not str:
-            raise IngestError(f"index {where}: event.codec must be a string, got {_show(codec)}")
-        streams.append((kind, (info.get("mid"), media), counters, gauges, codec))
+        streams.append((kind, (info.get("mid"), media), counters, gauges, _text(info, "codec", where)))
     return streams
 
 
