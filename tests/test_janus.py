@@ -112,9 +112,12 @@ async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_clie
         status, call, _ = await get(http_client, application.base_url + f"/v1/calls/{CALL}/")
         assert status == 200 and call["state"] == "live" and call["peers"] == everyone
 
-        # Janus's figures for each peer: a few seconds of both directions.
-        await eventually(lambda: all(len(sfu_rows(influxd, database, peer, "video")) >= 4 for peer in ("alice", "bob")),
-                         timeout=30)
+        # Janus's figures for each peer: a few seconds of both directions, round trips once receiver reports came.
+        def rtts(peer):
+            return [row["rtt"] for kind in ("audio", "video") for row in sfu_rows(influxd, database, peer, kind)
+                    if row["rtt"] is not None]
+        await eventually(lambda: all(len(sfu_rows(influxd, database, peer, "video")) >= 4 and rtts(peer)
+                                     for peer in ("alice", "bob")), timeout=30)
         for peer in ("alice", "bob"):
             for kind in ("audio", "video"):
                 rows = sfu_rows(influxd, database, peer, kind)
@@ -124,9 +127,7 @@ async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_clie
                 assert all(row["packetsLost"] >= 0 and row["uplinkPacketsLost"] >= 0 for row in rows)
                 jitters = [row["jitter"] for row in rows if row["jitter"] is not None]
                 assert jitters and all(0 <= jitter < 200 for jitter in jitters)  # ms, on this machine
-            rtts = [row["rtt"] for row in sfu_rows(influxd, database, peer, "video") + sfu_rows(
-                influxd, database, peer, "audio") if row["rtt"] is not None]
-            assert rtts and all(0 < rtt < 1000 for rtt in rtts)
+            assert all(0 < rtt < 1000 for rtt in rtts(peer))
             # The client's own view of itself is there beside it.
             own = influxd.rows(f"SELECT * FROM rtc_stats WHERE \"peer\" = '{peer}' AND time > 0", database)
             assert own
@@ -134,6 +135,28 @@ async def test_a_videoroom_call_shows_each_peers_own_and_sfu_view_live(http_clie
         assert 4.0 in [row["iceState"] for row in connection]  # ICE ready
         assert 3.0 in [row["dtlsState"] for row in connection]  # DTLS connected
         assert application.telemetry.value("rtcscope_janus_events_total", type="media") > 0
+
+        # The call page puts each peer's SFU view under its own row, and draws it dashed in the peer's colour.
+        page = await chromium.new_page(viewport={"width": 1400, "height": 1800})
+        await page.goto(application.base_url + f"/calls/{CALL}/")
+        await page.wait_for_selector("#peer-quality tbody tr:nth-child(4)")
+        rows = await page.eval_on_selector_all("#peer-quality tbody tr", "rows => rows.map((row) => "
+                                               "[row.dataset.peer, row.className])")
+        peers = [peer for peer, _ in rows]
+        assert sorted(peers) == everyone
+        for peer in ("alice", "bob"):
+            assert peers.index(peer + "@janus") == peers.index(peer) + 1
+        assert {peer: name for peer, name in rows} == {"alice": "", "bob": "", "alice@janus": "sfu-view",
+                                                       "bob@janus": "sfu-view"}
+        await page.wait_for_function('() => document.querySelectorAll(\'.chart-body[data-metric="packetsSent"] '
+                                     '.legend-item\').length >= 4')
+        legend = await page.eval_on_selector_all(
+            '.chart-body[data-metric="packetsSent"] .legend-item',
+            "items => items.map((item) => [item.dataset.series, item.querySelector('.legend-swatch').className, "
+            "item.querySelector('.legend-swatch').style.color])")
+        by_peer = {peer: (swatch, color) for peer, swatch, color in legend}
+        assert "dashed" in by_peer["alice@janus"][0] and "dashed" not in by_peer["alice"][0]
+        assert by_peer["alice@janus"][1] == by_peer["alice"][1] != by_peer["bob"][1]
 
 
 @pytest.mark.gen_test(timeout=120)
