@@ -48,15 +48,12 @@ class JanusEventsHandler(WriteHandler):
     def parse(self, body, now_ns):
         if self.request.headers.get("Content-Encoding", "").lower() == "gzip":  # Janus's `compress = true`
             body = self.gunzip(body)
-        # One table per application: the handles whose statistics make each SFU peer.
-        peers = self.settings.get("janus_peers")
-        if peers is None:
-            peers = self.settings["janus_peers"] = janus.JanusPeers()
-        self.outcome = janus.parse(body, now_ns, self.settings["ingest_limits"], peers)
+        app = self.application
+        self.outcome = janus.parse(body, now_ns, app.ingest_limits, app.janus_peers)
         return self.outcome.parsed
 
     def gunzip(self, body):
-        limit = self.settings["max_body"]
+        limit = self.application.config.max_body
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             text = decompressor.decompress(body, limit + 1)

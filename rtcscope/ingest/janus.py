@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from ..dimensions import MAX_VALUE
+from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
 from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE
 from .formats import IngestError, Parsed, _Collector, _show, encode_extracted
 
@@ -63,6 +65,7 @@ _COUNTER_NAMES, _GAUGE_NAMES = _STAT_NAMES[:8], _STAT_NAMES[8:]  # counters are 
 _NUMBERS_OR_NONE = frozenset({int, float, type(None)})
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
+_LOWERCASE_CODECS = frozenset({"opus", "multiopus", "red"})  # as browsers' mimeTypes spell them
 _NUMBER_TYPES = frozenset({int, float})
 
 # How long a handle that says nothing is remembered (it then leaves its peer's sums, as a peer
@@ -284,8 +287,9 @@ def _read_webrtc(body, subtype, where):
         if remote.__class__ is not dict:
             return None
         # The peer's side of the pair as Janus sees it; its address and port are not kept.
-        return ("pair", (("candidate_type", _text(remote, "type", where)),
-                         ("transport", _text(remote, "transport", where))))
+        transport = _text(remote, "transport", where)
+        return ("pair", (("candidate_type", CANDIDATE_TYPES.get(_text(remote, "type", where))),
+                         ("transport", transport if transport in TRANSPORTS else None)))
     return None
 
 
@@ -461,11 +465,11 @@ class _Apply:
 
 @functools.lru_cache(maxsize=1024)
 def _dimension_value(text):
-    """A dimension value: identifier characters, at most 64 (docs/storage.md)."""
-    return NOT_IDENTIFIER_RE.sub("-", text)[:64]
+    """A dimension value in identifier characters, at most dimensions.MAX_VALUE of them."""
+    return NOT_IDENTIFIER_RE.sub("-", text)[:MAX_VALUE]
 
 
 @functools.lru_cache(maxsize=256)
 def _codec_name(codec):
-    """Janus's codec name as browsers name it (the mimeType's subtype): opus, VP8, H264, AV1..."""
-    return _dimension_value(codec if codec in ("opus", "multiopus") else codec.upper())
+    """Janus's codec name as browsers name it (the mimeType's subtype): opus, VP8, H264, AV1, PCMU..."""
+    return _dimension_value(codec if codec in _LOWERCASE_CODECS else codec.upper())

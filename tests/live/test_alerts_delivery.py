@@ -249,12 +249,12 @@ for = "0s"
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, receiver, tmp_path):
+async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, app_config, receiver,
+                                                                   tmp_path):
     await app.stop()
     rules = tmp_path / "fps.toml"
     rules.write_text(LOW_FPS_RULES)
-    config = dict(app.config, alert_rules=str(rules))
-    other = server.make_app(**config)
+    other = server.make_app(**{**app_config, "alert_rules": str(rules)})
     await other.start()
     http = tornado.httpserver.HTTPServer(other)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
