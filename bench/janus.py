@@ -16,7 +16,8 @@ import statistics
 import time
 
 from rtcscope.ingest import formats, janus
-from rtcscope.ingest.formats import Feed, Limits
+from rtcscope.ingest.formats import Limits
+from rtcscope.storage.feed import Feed
 
 from . import harness
 from .harness import cpu_meter, wrk

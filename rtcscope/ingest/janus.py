@@ -33,8 +33,9 @@ import orjson
 
 from ..dimensions import MAX_VALUE
 from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
+from ..storage.lines import encode_extracted
 from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE
-from .formats import IngestError, Parsed, _Collector, _show, encode_extracted
+from .formats import IngestError, Parsed, _Collector, _show
 
 SFU_SUFFIX = "@janus"
 # Janus's event types (src/events/eventhandler.h), named as its `events` setting names them.
@@ -190,11 +191,11 @@ def parse(body, now_ns, limits, peers):
         raise IngestError(f"more than {limits.max_samples} events in one request", 413, "too_many_samples")
     types, skipped = {}, {}
     actions = [_read(event, index, types, skipped) for index, event in enumerate(document)]
-    outcome = Outcome(Parsed(), Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
-                      Counter(skipped))
     collector = _Collector(now_ns, limits)
+    outcome = Outcome(collector.result, Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
+                      Counter(skipped))
     _Apply(collector, peers, outcome).run(actions)
-    outcome.parsed = collector.finish()
+    collector.finish()
     return outcome
 
 

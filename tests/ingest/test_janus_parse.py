@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from rtcscope.ingest import formats, janus
-from rtcscope.ingest.formats import Feed, IngestError, Limits
+from rtcscope.ingest.formats import IngestError, Limits
+from rtcscope.storage.feed import Feed
 from rtcscope.storage.schema import END_REASON_CODES, FEED_FIELDS
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "janus"
