@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.parse
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures",
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data",
                        "chromium-loopback-audio-video.json")
 SEND_INTERVAL = 2.0
 # What rtcscope.js takes out of every report before it leaves the page.

@@ -12,8 +12,8 @@ from rtcscope.ingest.formats import Limits, parse
 
 from .ingest import PROTOTYPE_BODY, SINGLE_BODY
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
-                       "shared", "fixtures", "chromium-loopback-audio-video.json")
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data",
+                       "chromium-loopback-audio-video.json")
 
 
 def _batch_body(samples=100, calls=10):
@@ -67,10 +67,7 @@ def _line_body(samples=100):
 
 
 def json_libraries(ctx, section):
-    report_body = _report_body() if os.path.exists(FIXTURE) else None
-    bodies = [("one sample", SINGLE_BODY), ("100 samples", _batch_body())]
-    if report_body:
-        bodies.append(("raw getStats() report", report_body))
+    bodies = [("one sample", SINGLE_BODY), ("100 samples", _batch_body()), ("raw getStats() report", _report_body())]
     now_ns = 1795536126812000000
     for label, body in bodies:
         parser_s, decode_s = compare(lambda: orjson.loads(body), lambda: parse(body, now_ns, Limits()))

@@ -6,9 +6,8 @@ import time
 
 from tornado.httpclient import HTTPRequest
 
-# Real Chromium getStats() output, shared with the contract.
-CHROMIUM_FIXTURE = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-                    / "chromium-loopback-audio-video.json")
+# Real Chromium getStats() output (tests/data/README.md).
+CHROMIUM_FIXTURE = pathlib.Path(__file__).resolve().parent / "data" / "chromium-loopback-audio-video.json"
 
 
 async def post(http_client, url, body, content_type="application/json", headers=None):
