@@ -3,6 +3,7 @@ operator would: for signals, restarts, nginx in front and the binary."""
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,22 @@ def get_json(url, headers=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+
+
+def assert_pages_served(url):
+    """/dashboard as HTML, each script and stylesheet it names, and the client library:
+    what a server started away from this tree (an install, the binary) must find of its own."""
+    with urllib.request.urlopen(url + "/dashboard", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/html")
+        page = response.read().decode()
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert any(a.split("?")[0].endswith(".js") for a in assets), assets
+    assert any(a.split("?")[0].endswith(".css") for a in assets), assets
+    for asset in assets:
+        with urllib.request.urlopen(url + asset, timeout=10) as response:
+            assert response.status == 200 and response.read(), asset
+    with urllib.request.urlopen(url + "/rtcscope.js", timeout=10) as response:
+        assert b"RTCScope" in response.read()
 
 
 def wait(condition, timeout=60, interval=0.1):
