@@ -3,7 +3,6 @@ in-process server per test, talked to over real HTTP."""
 import itertools
 import os
 import sys
-import time
 
 import pytest
 from tornado.httpserver import HTTPServer
@@ -12,7 +11,7 @@ from tornado.testing import bind_unused_port
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import server  # noqa: E402
-from tests.influxd import Influxd  # noqa: E402
+from tests.support.influxd import Influxd  # noqa: E402
 
 _databases = itertools.count()
 
@@ -73,7 +72,3 @@ def start_server(io_loop, tmp_path):
     for http_server, application in started:
         http_server.stop()
         io_loop.run_sync(application.stop)
-
-
-def now_ms():
-    return int(time.time() * 1000)

@@ -14,9 +14,10 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import high_rtt_rules
-from tests.influxd import free_port
-from tests.processes import ROOT, processes_on_one_database, wait
+from tests.support.alerts import high_rtt_rules
+from tests.support.influxd import free_port
+from tests.support.processes import ROOT, processes_on_one_database
+from tests.support.waits import wait
 
 DATABASES = itertools.count()
 RULES = high_rtt_rules("1s")

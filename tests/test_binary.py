@@ -10,10 +10,11 @@ import subprocess
 import pytest
 
 import server
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
 from tests.live.test_ws import Viewer
-from tests.processes import ROOT, ServerProcess, assert_pages_served
+from tests.support.api import assert_pages_served, get, post
+from tests.support.processes import ROOT, ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
 

@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.processes import processes_on_one_database, wait
+from tests.support.processes import processes_on_one_database
+from tests.support.waits import wait
 from tests.test_alerts_processes import metric
 
 DATABASES = itertools.count()

@@ -13,9 +13,10 @@ from tornado.httpserver import HTTPServer
 
 import server
 from rtcscope.registry import extract
-from tests.helpers import eventually, get, post
-from tests.influxd import Influxd
-from tests.processes import ServerProcess
+from tests.support.api import get, post
+from tests.support.influxd import Influxd
+from tests.support.processes import ServerProcess
+from tests.support.waits import eventually
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
+from tests.support.api import get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 from tests.test_pages_browser import WAIT_MS, browser_page
 
 # A still window: quality reads the last two minutes, so written samples keep their verdict through a test.

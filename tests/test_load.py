@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, get
 from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess
+from tests.support.api import get
+from tests.support.influxd import count_points
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 VIEWERS = 500
 DELAY_SECONDS = 0.25

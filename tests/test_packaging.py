@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.processes import ROOT, ServerProcess, assert_pages_served
+from tests.support.api import assert_pages_served
+from tests.support.processes import ROOT, ServerProcess
 
 pytestmark = pytest.mark.slow
 

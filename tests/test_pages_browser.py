@@ -9,8 +9,9 @@ import pytest
 from playwright.async_api import async_playwright
 from tornado.websocket import websocket_connect
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
+from tests.support.api import get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -13,7 +13,7 @@ from rtcscope.registry import (
     extract,
     lookup,
 )
-from tests.helpers import CHROMIUM_FIXTURE
+from tests.support.reports import CHROMIUM_FIXTURE
 
 FIXTURE = CHROMIUM_FIXTURE
 

@@ -11,9 +11,11 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from rtcscope.credentials import Secrets
-from tests.conftest import now_ms
-from tests.helpers import assert_error, count_points, eventually, get, post
-from tests.processes import ServerProcess
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 def sample(mark, call="sec"):

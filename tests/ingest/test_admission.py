@@ -9,10 +9,11 @@ import time
 import pytest
 from tornado.httpclient import HTTPRequest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
 from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess, wait
+from tests.support.api import assert_error, get, post
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually, wait
 
 
 def write_url(base_url):

@@ -8,9 +8,11 @@ import pytest
 from tornado.httpclient import HTTPRequest
 
 from rtcscope import registry
-from tests.conftest import now_ms
 from tests.data import dumps
-from tests.helpers import assert_error, count_points, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 DAY_MS = 86_400_000
 

@@ -3,8 +3,11 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import CHROMIUM_FIXTURE, assert_error, count_points, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.reports import CHROMIUM_FIXTURE
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 FIXTURE = CHROMIUM_FIXTURE
 SEED_BODY = ("rtc_stats,id=8d3f0c4e-77aa-4f1e-9a51-0c3b2f1a9e10 availableBandwidth=12.3,"

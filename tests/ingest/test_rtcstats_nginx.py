@@ -2,9 +2,9 @@
 a session's reconnects reach the process that holds its delta state."""
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually
 from tests.ingest.test_rtcstats_ws import Client
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 from tests.test_nginx import deployment, metric_value  # noqa: F401  (the module's two processes behind nginx)
 
 

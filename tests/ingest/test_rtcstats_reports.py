@@ -11,7 +11,7 @@ import pytest
 
 from rtcscope.ingest.reports import STALE_MS, PeerReports, ReportError
 from rtcscope.registry import extract, extract_connections
-from tests.helpers import CHROMIUM_FIXTURE
+from tests.support.reports import CHROMIUM_FIXTURE
 
 
 def compress(previous, report):

@@ -10,10 +10,11 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from rtcscope.ingest.rtcstats import PROTOCOL
-from tests.conftest import now_ms
-from tests.helpers import eventually, get
 from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess
+from tests.support.api import get
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4")
 

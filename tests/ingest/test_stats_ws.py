@@ -12,9 +12,11 @@ from tornado.websocket import websocket_connect
 from bench.fleetload import fixture_path
 from bench.fleetload import report_delta as delta
 from rtcscope.registry import extract
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, get
 from tests.live.test_ws import Viewer
+from tests.support.api import get
+from tests.support.influxd import count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 FIXTURE = pathlib.Path(fixture_path())
 REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]

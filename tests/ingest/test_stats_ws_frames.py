@@ -15,9 +15,9 @@ from tornado.testing import bind_unused_port
 
 import server
 from bench.fleetload import report_delta as delta
-from tests.conftest import now_ms
-from tests.helpers import eventually
 from tests.ingest.test_stats_ws import REPORTS, client_frame, expected, raw_socket, server_frames, stored
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 CLOSE = 0x8
 

@@ -13,7 +13,9 @@ import tornado.web
 import tornado.websocket
 
 import server
-from tests.helpers import eventually, get, high_rtt_rules, post
+from tests.support.alerts import high_rtt_rules
+from tests.support.api import get, post
+from tests.support.waits import eventually
 
 SECRET = "hook-secret"
 TICK = 0.2

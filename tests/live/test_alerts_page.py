@@ -3,8 +3,10 @@ import asyncio
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, high_rtt_rules, post
+from tests.support.alerts import high_rtt_rules
+from tests.support.api import get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 from tests.test_pages_browser import WAIT_MS, browser_page
 
 RULES = high_rtt_rules("0s")

@@ -13,8 +13,9 @@ import tornado.ioloop
 from rtcscope import registry
 from rtcscope.live.detector import BUCKET_MS, CallDetector
 from rtcscope.storage.store import StoreError
-from tests.conftest import now_ms
-from tests.helpers import eventually, post
+from tests.support.api import post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
 

@@ -8,11 +8,12 @@ import asyncio
 import pytest
 
 from rtcscope.live import fleet
-from tests.conftest import now_ms
 from tests.data import dumps
-from tests.helpers import eventually, get
 from tests.ingest.test_import import import_dump, recent
 from tests.live.test_fleet import FLEET, call_samples, send
+from tests.support.api import get
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.app_config(**FLEET)
 

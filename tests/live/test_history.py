@@ -6,8 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 CALLS = {  # call -> (rtt, lost of 100 packets)
     "h-good": (40.0, 0), "h-lossy": (80.0, 12), "h-slow": (900.0, 0), "h-fine": (60.0, 1)}

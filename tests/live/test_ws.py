@@ -9,8 +9,9 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from rtcscope.live.detector import BUCKET_MS
-from tests.conftest import now_ms
-from tests.helpers import eventually, post, split_by_call
+from tests.support.api import post
+from tests.support.samples import now_ms, split_by_call
+from tests.support.waits import eventually
 
 
 class Viewer:

@@ -21,10 +21,11 @@ import pytest
 
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import RECORD_HEADER, _records
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, post
-from tests.influxd import Influxd
-from tests.processes import ROOT, ServerProcess, wait
+from tests.support.api import post
+from tests.support.influxd import Influxd, count_points
+from tests.support.processes import ROOT, ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually, wait
 from tests.test_load import SlowProxy
 
 PER_REQUEST = 20

@@ -4,9 +4,10 @@ import asyncio
 import pytest
 
 from rtcscope.storage.writer import classify_refusal
-from tests.conftest import now_ms
-from tests.helpers import assert_error, count_points, eventually, post
-from tests.influxd import Influxd
+from tests.support.api import assert_error, post
+from tests.support.influxd import Influxd, count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 @pytest.mark.gen_test(timeout=60)

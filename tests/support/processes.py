@@ -1,19 +1,16 @@
 """Run the server as a real process (server.py or the built binary), as an
 operator would: for signals, restarts, nginx in front and the binary."""
 import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
-from tests.influxd import free_port, wait_for_http
+from tests.support.api import get_json
+from tests.support.influxd import free_port
+from tests.support.waits import wait_for_http
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ServerProcess:
@@ -58,41 +55,6 @@ class ServerProcess:
 
     def get_json(self, path, headers=None):
         return get_json(self.url + path, headers)
-
-
-def get_json(url, headers=None):
-    """(status, decoded JSON body) of a GET, whatever the status."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-def assert_pages_served(url):
-    """/dashboard as HTML, each script and stylesheet it names, and the client library:
-    what a server started away from this tree (an install, the binary) must find of its own."""
-    with urllib.request.urlopen(url + "/dashboard", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/html")
-        page = response.read().decode()
-    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
-    assert any(a.split("?")[0].endswith(".js") for a in assets), assets
-    assert any(a.split("?")[0].endswith(".css") for a in assets), assets
-    for asset in assets:
-        with urllib.request.urlopen(url + asset, timeout=10) as response:
-            assert response.status == 200 and response.read(), asset
-    with urllib.request.urlopen(url + "/rtcscope.js", timeout=10) as response:
-        assert b"RTCScope" in response.read()
-
-
-def wait(condition, timeout=60, interval=0.1):
-    """Synchronous `eventually`, for tests that drive processes rather than an IOLoop."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager

@@ -6,9 +6,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
+
+from tests.support.waits import wait_for_http
 
 CONFIG = """\
 reporting-disabled = true
@@ -40,21 +41,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for_http(process, url, timeout, describe):
-    """Poll `url` until it answers; fail at once if `process` exits.
-    `describe()` names the process (and where its log is) in the error."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{describe()} exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{describe()} did not answer {url} in time")
 
 
 class Influxd:
@@ -137,3 +123,11 @@ class Influxd:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def count_points(influxd, database, measurement="rtc_stats", field=None):
+    """Points in a measurement: all rows, or (cheaper for big counts) those with `field`."""
+    if field is None:
+        return len(influxd.rows(f'SELECT * FROM "{measurement}" WHERE time > 0', database))
+    rows = influxd.rows(f'SELECT count("{field}") FROM "{measurement}" WHERE time > 0', database)
+    return rows[0]["count"] if rows else 0
