@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import server  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
+from tests.support.websockets import Viewer  # noqa: E402
 
 _databases = itertools.count()
 
@@ -72,3 +73,18 @@ def start_server(io_loop, tmp_path):
     for http_server, application in started:
         http_server.stop()
         io_loop.run_sync(application.stop)
+
+
+@pytest.fixture
+def viewers():
+    """`await viewers(base_url, path)` opens a graph viewer (tests.support.websockets.Viewer); all are closed at teardown."""
+    opened = []
+
+    async def open_viewer(base_url, path="/ws/graph/rtt", origin=None):
+        viewer = await Viewer.open(base_url, path, origin)
+        opened.append(viewer)
+        return viewer
+
+    yield open_viewer
+    for viewer in opened:
+        viewer.close()

@@ -10,11 +10,11 @@ import subprocess
 import pytest
 
 import server
-from tests.live.test_ws import Viewer
 from tests.support.api import assert_pages_served, get, post
 from tests.support.processes import ROOT, ServerProcess
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from tests.live.test_ws import Viewer
 from tests.support.api import get
 from tests.support.influxd import count_points
 from tests.support.processes import ServerProcess
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 VIEWERS = 500
 DELAY_SECONDS = 0.25

@@ -7,11 +7,11 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.ingest.test_stats_ws import REPORTS, Peer, delta
-from tests.live.test_ws import Viewer
+from tests.ingest.test_stats_ws import REPORTS, delta
 from tests.support.api import get, post
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import Peer, Viewer
 
 
 @pytest.fixture

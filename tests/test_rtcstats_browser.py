@@ -15,9 +15,9 @@ import tornado.web
 from playwright.async_api import async_playwright
 from tornado.testing import bind_unused_port
 
-from tests.live.test_ws import Viewer
 from tests.support.api import get
 from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 from tests.test_client_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser

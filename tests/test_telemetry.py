@@ -4,11 +4,11 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live.test_ws import Viewer
 from tests.support.api import get, post
 from tests.support.influxd import count_points, free_port
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 SAMPLE_LINE = re.compile(
     r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? '

@@ -9,11 +9,11 @@ import time
 import pytest
 from tornado.httpclient import HTTPRequest
 
-from tests.live.test_ws import Viewer
 from tests.support.api import assert_error, get, post
 from tests.support.processes import ServerProcess
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
+from tests.support.websockets import Viewer
 
 
 def write_url(base_url):

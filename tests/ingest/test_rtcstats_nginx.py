@@ -2,9 +2,9 @@
 a session's reconnects reach the process that holds its delta state."""
 import pytest
 
-from tests.ingest.test_rtcstats_ws import Client
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import RtcstatsClient
 from tests.test_nginx import deployment, metric_value  # noqa: F401  (the module's two processes behind nginx)
 
 
@@ -20,7 +20,7 @@ async def test_reconnects_reach_the_same_process(deployment):  # noqa: F811
         session = f"nginx-session-{number}"
         # Both forms of the endpoint: with a trailing slash, and with a (here unchecked) key on it.
         endpoint = "/rtcstats/" if number % 2 else "/rtcstats?key=k1"
-        client = Client(nginx.url, session, meeting="via-nginx", endpoint=endpoint)
+        client = RtcstatsClient(nginx.url, session, meeting="via-nginx", endpoint=endpoint)
         assert await client.connect() == 0
         await client.getstats(1, 10)
         assert await client.acked(1) == 1
@@ -30,7 +30,7 @@ async def test_reconnects_reach_the_same_process(deployment):  # noqa: F811
         for sn in (2, 3):
             client.drop()
             await eventually(lambda: connections(servers) == [0, 0], timeout=10)
-            client = Client(nginx.url, session, meeting="via-nginx", reconnect=True, endpoint=endpoint)
+            client = RtcstatsClient(nginx.url, session, meeting="via-nginx", reconnect=True, endpoint=endpoint)
             # The process it reached holds the session: it knows the last entry, and the delta applies.
             assert await client.connect() == sn - 1
             assert connections(servers)[homes[session]] == 1

@@ -15,9 +15,10 @@ from tornado.testing import bind_unused_port
 
 import server
 from bench.fleetload import report_delta as delta
-from tests.ingest.test_stats_ws import REPORTS, client_frame, expected, raw_socket, server_frames, stored
+from tests.ingest.test_stats_ws import REPORTS, expected, stored
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import client_frame, raw_socket, server_frames
 
 CLOSE = 0x8
 

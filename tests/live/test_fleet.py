@@ -14,10 +14,10 @@ from tornado.websocket import websocket_connect
 
 from rtcscope.live import fleet
 from rtcscope.quality import FAIR_MOS, GOOD_MOS, estimate_mos
-from tests.live.test_ws import raw_viewer, read_frames
 from tests.support.api import assert_error, get, post
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
+from tests.support.websockets import raw_viewer, read_frames
 
 # Hundreds of calls from one address: the new-call budget is raised.
 FLEET = {"tick": 3600.0, "call_timeout": 3.0, "max_new_calls": 100_000}

@@ -5,78 +5,13 @@ import socket
 import struct
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.httpclient import HTTPClientError
 
 from rtcscope.live.detector import BUCKET_MS
 from tests.support.api import post
 from tests.support.samples import now_ms, split_by_call
 from tests.support.waits import eventually
-
-
-class Viewer:
-    """A websocket viewer that reads in the background and keeps every message."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.messages = []
-        self._reader = asyncio.ensure_future(self._read())
-        self._arrived = asyncio.Event()
-
-    @classmethod
-    async def open(cls, base_url, path, origin=None):
-        url = base_url.replace("http://", "ws://") + path
-        headers = {"Origin": origin} if origin else {}
-        return cls(await websocket_connect(HTTPRequest(url, headers=headers)))
-
-    async def _read(self):
-        while True:
-            message = await self.connection.read_message()
-            if message is None:
-                self._arrived.set()
-                return
-            self.messages.append(json.loads(message))
-            self._arrived.set()
-
-    async def next(self, kind, call=None, after=0, timeout=15):
-        """The first message of `kind` (for `call`) at index >= `after`, waiting for it."""
-        async def found():
-            while True:
-                for index, message in enumerate(self.messages[after:], after):
-                    if message["type"] == kind and (call is None or message.get("call") == call
-                                                    or call in message.get("calls", {})):
-                        return index, message
-                if self._reader.done():
-                    raise AssertionError(f"closed ({self.connection.close_code}) before a {kind} message")
-                self._arrived.clear()
-                await self._arrived.wait()
-        return await asyncio.wait_for(found(), timeout)
-
-    async def closed(self, timeout=15):
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.connection.close_code, self.connection.close_reason
-
-    def events(self, call):
-        return [(m["type"], m["at"]) for m in self.messages
-                if m["type"] in ("call_started", "call_ended") and m["call"] == call]
-
-    def close(self):
-        self.connection.close()
-        self._reader.cancel()
-
-
-@pytest.fixture
-def viewers():
-    opened = []
-
-    async def open_viewer(base_url, path="/ws/graph/rtt", origin=None):
-        viewer = await Viewer.open(base_url, path, origin)
-        opened.append(viewer)
-        return viewer
-
-    yield open_viewer
-    for viewer in opened:
-        viewer.close()
+from tests.support.websockets import raw_viewer, read_frames
 
 
 async def write(http_client, base_url, body):
@@ -203,37 +138,6 @@ async def test_cross_origin_viewers_need_the_allow_list(http_client, base_url, a
     await allowed.next("snapshot")
     same = await viewers(base_url, origin=base_url)
     await same.next("snapshot")
-
-
-async def raw_viewer(base_url, path):
-    """A viewer that shakes hands and then never reads, with a tiny receive window."""
-    host, port = base_url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    await writer.drain()
-    return reader, writer
-
-
-async def read_frames(reader):
-    """(opcode, payload) of every server frame until the connection ends."""
-    await reader.readuntil(b"\r\n\r\n")
-    frames = []
-    while True:
-        try:
-            head = await reader.readexactly(2)
-        except asyncio.IncompleteReadError:
-            return frames
-        length = head[1] & 0x7F
-        if length == 126:
-            length = struct.unpack(">H", await reader.readexactly(2))[0]
-        elif length == 127:
-            length = struct.unpack(">Q", await reader.readexactly(8))[0]
-        frames.append((head[0] & 0x0F, await reader.readexactly(length)))
 
 
 @pytest.mark.gen_test(timeout=90)
