@@ -2,18 +2,15 @@
 bodies the server really decodes and the messages it really encodes; in this
 process, alternating, best of N."""
 import json
-import os
 import timeit
 
 import orjson
 import ujson
 
 from rtcscope.ingest.formats import Limits, parse
+from tests.support.reports import chromium_reports
 
 from .ingest import PROTOTYPE_BODY, SINGLE_BODY
-
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data",
-                       "chromium-loopback-audio-video.json")
 
 
 def _batch_body(samples=100, calls=10):
@@ -32,8 +29,7 @@ def _batch_body(samples=100, calls=10):
 
 
 def _report_body():
-    with open(FIXTURE) as fixture:
-        report = json.load(fixture)["reports"][-1]
+    report = chromium_reports()[-1]
     return json.dumps({"call": "c-42", "peer": "caller", "report": report["caller"]}).encode()
 
 

@@ -21,9 +21,10 @@ from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
+from tests.support.reports import clean_reports
 from tests.test_nginx import Nginx
 
-from . import fleetload, harness, ingest
+from . import harness, ingest
 from .harness import BenchError
 from .report import median_ratio, spread
 
@@ -110,7 +111,7 @@ CALL_LOSSY = 10
 
 def _fixture_shape():
     """{peer: {kind: extracted values}} of one report of the real fixture."""
-    reports = fleetload.clean_reports()
+    reports = clean_reports()
     return {peer: registry.extract(reports[peer][len(reports[peer]) // 2]) for peer in ("caller", "callee")}
 
 

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from bench.fleetload import clean_reports, report_delta
 from rtcscope.registry import extract
 from tests.support.api import get, get_json, post
 from tests.support.influxd import free_port
 from tests.support.processes import ROOT, ServerProcess
+from tests.support.reports import clean_reports, report_delta
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
 from tests.support.websockets import Peer, Viewer

@@ -7,8 +7,9 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.ingest.test_stats_ws import REPORTS, delta
 from tests.support.api import get, post
+from tests.support.reports import REPORTS
+from tests.support.reports import report_delta as delta
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import Peer, Viewer

@@ -2,7 +2,6 @@
 import orjson
 import pytest
 
-from bench.fleetload import clean_reports
 from rtcscope import registry
 from rtcscope.ingest.connection import StatsConnection
 from rtcscope.ingest.formats import (
@@ -15,6 +14,7 @@ from rtcscope.ingest.formats import (
     decode_samples,
     parse,
 )
+from tests.support.reports import clean_reports
 
 NOW = 1_795_536_126_812_000_000
 

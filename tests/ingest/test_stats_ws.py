@@ -3,34 +3,18 @@ full reports and deltas land as registry.extract of the reports they stand for; 
 refusals, back-pressure, limits, keys, origins, ends and disconnects."""
 import asyncio
 import json
-import pathlib
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from bench.fleetload import fixture_path
-from bench.fleetload import report_delta as delta
 from rtcscope.registry import extract
 from tests.support.api import get
 from tests.support.influxd import count_points
+from tests.support.reports import REPORTS, expected, stored
+from tests.support.reports import report_delta as delta
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import Peer, Viewer, client_frame, raw_socket, server_frames
-
-FIXTURE = pathlib.Path(fixture_path())
-REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
-
-
-def stored(influxd, database, call):
-    """{(time ms, kind): fields} of a call's rtc_stats points."""
-    rows = influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)
-    return {(round(row.pop("time")), row.pop("kind")): {k: v for k, v in row.items()
-                                                        if v is not None and k not in ("call", "peer")}
-            for row in rows}
-
-
-def expected(samples):
-    return {(ts, kind): fields for ts, report in samples for kind, fields in extract(report).items()}
 
 
 @pytest.mark.gen_test(timeout=60)

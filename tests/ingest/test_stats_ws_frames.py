@@ -14,8 +14,8 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 import server
-from bench.fleetload import report_delta as delta
-from tests.ingest.test_stats_ws import REPORTS, expected, stored
+from tests.support.reports import REPORTS, expected, stored
+from tests.support.reports import report_delta as delta
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import client_frame, raw_socket, server_frames
