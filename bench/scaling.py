@@ -21,8 +21,8 @@ from rtcscope.live import fleet
 from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
+from tests.support.nginx import Nginx
 from tests.support.reports import clean_reports
-from tests.test_nginx import Nginx
 
 from . import harness, ingest
 from .harness import BenchError

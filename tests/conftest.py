@@ -12,6 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import server  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
+from tests.support.nginx import Nginx  # noqa: E402
+from tests.support.processes import ServerProcess  # noqa: E402
+from tests.support.waits import wait  # noqa: E402
 from tests.support.websockets import Viewer  # noqa: E402
 
 _databases = itertools.count()
@@ -88,3 +91,21 @@ def viewers():
     yield open_viewer
     for viewer in opened:
         viewer.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(influxd, tmp_path_factory):
+    """Two server processes on one database, nginx in front."""
+    directory = tmp_path_factory.mktemp("nginx")
+    database = f"nginx{os.getpid()}_{next(_databases)}"
+    processes = [ServerProcess(str(directory), influxdb_url=influxd.url, database=database, xheaders="true",
+                               spool_dir=directory / f"spool{n}", flush_interval="0.1s", tick="0.2s",
+                               call_timeout="5s").start() for n in range(2)]
+    nginx = Nginx(str(directory / "nginx"), [process.port for process in processes]).start()
+    for process in processes:
+        wait(lambda: process.get_json("/readyz")[0] == 200, timeout=30)
+    yield nginx, processes, database
+    nginx.stop()
+    for process in processes:
+        process.stop()
+        assert process.process.returncode == 0, process.log()

@@ -7,7 +7,6 @@ import urllib.error
 import urllib.request
 
 from tests.data import dumps
-from tests.test_nginx import deployment  # noqa: F401 (the fixture: two processes behind nginx)
 
 
 def post_dump(url, call, body):
@@ -20,7 +19,7 @@ def post_dump(url, call, body):
         return error.code, json.loads(error.read())
 
 
-def test_a_dump_above_nginx_ingest_limit_is_imported_through_it(deployment):  # noqa: F811
+def test_a_dump_above_nginx_ingest_limit_is_imported_through_it(deployment):
     nginx, _, _ = deployment
     base = dumps.load(dumps.AUDIO_VIDEO)
     last = time.time() * 1000 - 60_000

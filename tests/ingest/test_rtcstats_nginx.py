@@ -5,7 +5,7 @@ import pytest
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import RtcstatsClient
-from tests.test_nginx import deployment, metric_value  # noqa: F401  (the module's two processes behind nginx)
+from tests.test_nginx import metric_value
 
 
 def connections(servers):
@@ -13,7 +13,7 @@ def connections(servers):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_reconnects_reach_the_same_process(deployment):  # noqa: F811
+async def test_reconnects_reach_the_same_process(deployment):
     nginx, servers, _ = deployment
     homes = {}
     for number in range(12):
