@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.alerts import high_rtt_rules
 from tests.support.influxd import free_port
+from tests.support.metrics import metric
 from tests.support.processes import ROOT, processes_on_one_database
 from tests.support.waits import wait
 
@@ -107,14 +108,6 @@ def servers(tmp_path, influxd, receiver):
                                    call_timeout="3s", quality_window="3s", alert_rules=str(rules),
                                    alert_webhooks=receiver.url, alert_retry="2m") as start:
         yield start
-
-
-def metric(server, name):
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
 
 
 def test_a_restart_does_not_lose_a_delivery_owed_to_a_receiver_that_is_down(servers, receiver):

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
+from tests.support.metrics import metric
 from tests.support.processes import processes_on_one_database
 from tests.support.waits import wait
-from tests.test_alerts_processes import metric
 
 DATABASES = itertools.count()
 

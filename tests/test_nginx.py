@@ -10,6 +10,7 @@ import pytest
 
 from rtcscope.registry import extract
 from tests.support.api import get, get_json, post
+from tests.support.metrics import metric
 from tests.support.nginx import Nginx
 from tests.support.processes import ROOT, ServerProcess
 from tests.support.reports import clean_reports, report_delta
@@ -18,17 +19,9 @@ from tests.support.waits import eventually, wait
 from tests.support.websockets import Peer, Viewer
 
 
-def metric_value(server, name):
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
-    connection.close()
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
-
-
 def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
     nginx, servers, database = deployment
-    before = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    before = [metric(server, "rtcscope_samples_accepted_total") for server in servers]
     connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
     sock_before = None
     start = now_ms() - 10_000
@@ -41,7 +34,7 @@ def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
         assert sock_before in (None, connection.sock)  # one client connection throughout
         sock_before = connection.sock
     connection.close()
-    after = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    after = [metric(server, "rtcscope_samples_accepted_total") for server in servers]
     assert sum(after) - sum(before) == 40
     assert all(a > b for a, b in zip(after, before)), (before, after)  # both processes took some
     def stored():
@@ -73,7 +66,7 @@ def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
     nginx, servers, _ = deployment
     shipped = open(os.path.join(ROOT, "conf", "nginx.conf")).read()
     burst = int(re.search(r"limit_req zone=rtcscope_ingest burst=(\d+) nodelay;", shipped).group(1))
-    before = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    before = sum(metric(server, "rtcscope_samples_accepted_total") for server in servers)
     # Its own address, so the zone's state does not touch the other tests.
     connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.3", 0))
     statuses, refusals = [], []
@@ -92,7 +85,7 @@ def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
     assert statuses.count(429) >= burst // 2, statuses
     assert {code for code, _, _ in refusals} == {"too_many_requests"}
     assert all(retry_after == "1" and kind.startswith("application/json") for _, retry_after, kind in refusals)
-    after = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    after = sum(metric(server, "rtcscope_samples_accepted_total") for server in servers)
     assert after - before == statuses.count(200)
 
 
@@ -181,8 +174,8 @@ def test_ingest_only_processes_take_the_ingest_and_a_detector_process_the_views(
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
         connection.close()
-        assert metric_value(ingest, "rtcscope_samples_accepted_total") == 1
-        assert metric_value(viewing, "rtcscope_samples_accepted_total") == 0
+        assert metric(ingest, "rtcscope_samples_accepted_total") == 1
+        assert metric(viewing, "rtcscope_samples_accepted_total") == 0
 
         def listed():
             status, document = get_json(nginx.url + "/v1/calls/?state=live")

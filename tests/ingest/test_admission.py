@@ -3,13 +3,13 @@ calls in one request, a client's budget of new calls, the fleet's cap, and
 live graphs that keep their tick while one client or many flood ingest."""
 import asyncio
 import json
-import re
 import time
 
 import pytest
 from tornado.httpclient import HTTPRequest
 
 from tests.support.api import assert_error, get, post
+from tests.support.metrics import exposed
 from tests.support.processes import ServerProcess
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
@@ -35,9 +35,7 @@ def stored_calls(influxd, database):
     return calls
 
 
-def refused_total(metrics_text, reason):
-    match = re.search(rf'^rtcscope_ingest_refused_total{{reason="{reason}"}} (\S+)$', metrics_text, re.M)
-    return float(match.group(1)) if match else 0.0
+
 
 
 def assert_retry_after(response):
@@ -68,7 +66,7 @@ async def test_too_many_calls_in_one_request_is_413_and_nothing_is_stored(
     await asyncio.sleep(0.3)  # a few more flush intervals: anything else would have landed
     assert stored_calls(influxd, database) == {f"ten-{n}" for n in range(10)}
     _, _, response = await get(http_client, base_url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_calls") == 3
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_calls") == 3
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -90,7 +88,7 @@ async def test_new_calls_budget_refuses_with_retry_after_and_refills(http_client
     await eventually(lambda: len(stored_calls(influxd, database)) >= 6)
     assert stored_calls(influxd, database) == {"first-0", "first-1", "first-2", "first-3", "more-0", "more-1"}
     _, _, response = await get(http_client, base_url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_new_calls") == 1
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_new_calls") == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -255,4 +253,4 @@ async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, s
     assert stored_calls(influxd, database) == early
     assert await live_count() == 30
     _, _, response = await get(http_client, server.url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_live_calls") == len(answers)
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_live_calls") == len(answers)

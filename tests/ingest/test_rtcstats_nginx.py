@@ -2,14 +2,14 @@
 a session's reconnects reach the process that holds its delta state."""
 import pytest
 
+from tests.support.metrics import metric
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import RtcstatsClient
-from tests.test_nginx import metric_value
 
 
 def connections(servers):
-    return [metric_value(server, "rtcscope_rtcstats_connections") for server in servers]
+    return [metric(server, "rtcscope_rtcstats_connections") for server in servers]
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -42,4 +42,4 @@ async def test_reconnects_reach_the_same_process(deployment):
     # The sessions are spread over both processes, in both forms.
     assert {homes[f"nginx-session-{n}"] for n in range(0, 12, 2)} == {0, 1}
     assert {homes[f"nginx-session-{n}"] for n in range(1, 12, 2)} == {0, 1}
-    assert sum(metric_value(server, "rtcscope_rtcstats_stats_incomplete_total") for server in servers) == 0
+    assert sum(metric(server, "rtcscope_rtcstats_stats_incomplete_total") for server in servers) == 0

@@ -23,6 +23,7 @@ from rtcscope.storage.store import Store
 from rtcscope.storage.wal import RECORD_HEADER, _records
 from tests.support.api import post
 from tests.support.influxd import Influxd, count_points
+from tests.support.metrics import exposed, metric
 from tests.support.processes import ROOT, ServerProcess
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
@@ -99,14 +100,6 @@ def kill_influxd(influxd):
     influxd.process.kill()  # SIGKILL: no goodbye to open connections
     influxd.process.wait()
     influxd.process = None
-
-
-def metric(server, name):
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split(" ")[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 @pytest.fixture
@@ -401,7 +394,7 @@ async def test_a_type_conflict_costs_only_its_point_and_is_counted(http_client, 
     assert app.writer.rejected_by_reason == {"type_conflict": 1, "max_series": 0, "max_values_per_tag": 0, "other": 0}
     assert stored_seqs(influxd, database) == list(range(99))
     response = await http_client.fetch(base_url + "/metrics")
-    assert 'rtcscope_points_rejected_total{reason="type_conflict"} 1' in response.body.decode()
+    assert exposed(response.body.decode(), "rtcscope_points_rejected_total", reason="type_conflict") == 1
     response = await http_client.fetch(base_url + "/readyz")
     ready = json.loads(response.body)
     assert response.code == 200 and ready["status"] == "ok"
