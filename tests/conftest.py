@@ -11,10 +11,10 @@ from tornado.testing import bind_unused_port
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import server  # noqa: E402
+from tests.support.alerts import Receiver  # noqa: E402
 from tests.support.influxd import Influxd  # noqa: E402
 from tests.support.nginx import Nginx  # noqa: E402
-from tests.support.processes import ServerProcess  # noqa: E402
-from tests.support.waits import wait  # noqa: E402
+from tests.support.processes import ServerProcess, server_processes  # noqa: E402
 from tests.support.websockets import Viewer  # noqa: E402
 
 _databases = itertools.count()
@@ -30,6 +30,14 @@ def influxd():
 @pytest.fixture
 def database(request):
     return f"t{os.getpid()}_{next(_databases)}"
+
+
+@pytest.fixture
+def own_influxd(tmp_path):
+    """An influxd of this test's own, to take down and bring back."""
+    instance = Influxd(str(tmp_path / "influxd")).start()
+    yield instance
+    instance.cleanup()
 
 
 @pytest.fixture
@@ -103,9 +111,27 @@ def deployment(influxd, tmp_path_factory):
                                call_timeout="5s").start() for n in range(2)]
     nginx = Nginx(str(directory / "nginx"), [process.port for process in processes]).start()
     for process in processes:
-        wait(lambda: process.get_json("/readyz")[0] == 200, timeout=30)
+        process.wait_ready(30)
     yield nginx, processes, database
     nginx.stop()
     for process in processes:
         process.stop()
         assert process.process.returncode == 0, process.log()
+
+
+
+@pytest.fixture
+def servers(tmp_path, influxd, database):
+    """`servers(name=None, **options)` starts a server process as an operator would, on the
+    session's influxd and the test's database unless told (tests.support.processes.server_processes);
+    all are stopped at teardown."""
+    with server_processes(tmp_path, influxdb_url=influxd.url, database=database) as start:
+        yield start
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook receiver (tests.support.alerts.Receiver), closed at teardown."""
+    instance = Receiver()
+    yield instance
+    instance.down()

@@ -14,7 +14,6 @@ from tornado.httpserver import HTTPServer
 import server
 from rtcscope.registry import extract
 from tests.support.api import get, post
-from tests.support.influxd import Influxd
 from tests.support.processes import ServerProcess
 from tests.support.waits import eventually
 
@@ -216,14 +215,6 @@ async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_clo
     assert all(e["end"] == 1.0 for e in events)  # and no disconnect marker: the page closed as it said
     assert all(e["detail"] == 1.0 for e in events)  # the page closed: "pagehide"
     assert (finished["end_reason"], finished["end_detail"]) == ("explicit", "pagehide")
-
-
-@pytest.fixture
-def own_influxd(tmp_path):
-    """An influxd of this test's own, to take down and bring back."""
-    instance = Influxd(str(tmp_path / "influxd")).start()
-    yield instance
-    instance.cleanup()
 
 
 # What a monitor reports when the server says "wait", by transport: a 503 or 429 with Retry-After

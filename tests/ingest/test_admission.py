@@ -10,9 +10,8 @@ from tornado.httpclient import HTTPRequest
 
 from tests.support.api import assert_error, get, post
 from tests.support.metrics import exposed
-from tests.support.processes import ServerProcess
 from tests.support.samples import now_ms
-from tests.support.waits import eventually, wait
+from tests.support.waits import eventually
 from tests.support.websockets import Viewer
 
 
@@ -159,26 +158,11 @@ async def flood(http_client, url, prefix, seconds, workers=6, headers=None):
     return answers
 
 
-@pytest.fixture
-def server_process(influxd, tmp_path, database):
-    started = []
-
-    def start(**options):
-        process = ServerProcess(str(tmp_path), influxdb_url=influxd.url, database=database,
-                                spool_dir=str(tmp_path / f"spool{len(started)}"), flush_interval="0.1s", **options)
-        started.append(process.start())
-        wait(lambda: process.get_json("/readyz")[0] == 200, timeout=30)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
 @pytest.mark.gen_test(timeout=120)
 async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_keep_their_tick(
-        http_client, server_process, influxd, database):
-    server = server_process(tick="0.25s", call_timeout="5s")  # the default budget: 120 new calls a minute
+        http_client, servers, influxd, database):
+    # the default budget: 120 new calls a minute
+    server = servers(flush_interval="0.1s", tick="0.25s", call_timeout="5s").wait_ready(30)
     viewer = await TimedViewer.open(server.url, "/ws/graph/rtt", origin=server.url)
     real_statuses = []
     posting = asyncio.ensure_future(keep_posting(http_client, write_url(server.url), "real-call", 0.2, real_statuses))
@@ -218,11 +202,11 @@ async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, server_process, influxd, database):
+async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, servers, influxd, database):
     """Through --xheaders (nginx's X-Real-IP), every request another client, IPv4 and IPv6:
     each has its own budget, the fleet's cap of 30 live calls holds them all."""
-    server = server_process(xheaders="true", tick="0.25s", call_timeout="20s", max_new_calls=3,
-                            max_live_calls=30)
+    server = servers(flush_interval="0.1s", xheaders="true", tick="0.25s", call_timeout="20s", max_new_calls=3,
+                     max_live_calls=30).wait_ready(30)
     url = write_url(server.url)
 
     def address(n):

@@ -24,47 +24,6 @@ FOR_S = 1.0
 RULES = high_rtt_rules("1s")
 
 
-class Receiver:
-    """A real HTTP receiver on a free port that can go down and come back on the same port."""
-
-    def __init__(self):
-        self.received = []  # (monotonic time, headers, raw body)
-        receiver = self
-
-        class Hook(tornado.web.RequestHandler):
-            def post(self):
-                receiver.received.append((time.monotonic(), dict(self.request.headers), self.request.body))
-                self.write("ok")
-
-        self.app = tornado.web.Application([(r"/hook", Hook)])
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.server = None
-        self.up(sockets)
-
-    def up(self, sockets=None):
-        self.server = tornado.httpserver.HTTPServer(self.app)
-        self.server.add_sockets(sockets or tornado.netutil.bind_sockets(self.port, "127.0.0.1"))
-
-    async def down(self):
-        self.server.stop()
-        await self.server.close_all_connections()
-
-    def alerts(self):
-        return [json.loads(body) for _, _, body in self.received]
-
-    def events(self):
-        return [(alert["call"], alert["rule"], alert["state"]) for alert in self.alerts()]
-
-
-@pytest.fixture
-def receiver(io_loop):
-    instance = Receiver()
-    yield instance
-    io_loop.run_sync(instance.down)
-
-
 @pytest.fixture
 def rules_file(tmp_path):
     path = tmp_path / "rules.toml"
@@ -196,7 +155,7 @@ async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
 @pytest.mark.gen_test(timeout=90)
 async def test_a_receiver_that_is_down_gets_the_events_once_it_is_back(http_client, base_url, app, receiver):
     await sending(app)
-    await receiver.down()
+    receiver.down()
     feeder = Feeder(http_client, base_url)
     feeder.rtt = {"bad-2": 700.0}
     feeder.start()

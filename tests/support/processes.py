@@ -8,7 +8,7 @@ import sys
 
 from tests.support.api import get_json
 from tests.support.influxd import free_port
-from tests.support.waits import wait_for_http
+from tests.support.waits import wait, wait_for_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,20 +56,25 @@ class ServerProcess:
     def get_json(self, path, headers=None):
         return get_json(self.url + path, headers)
 
+    def wait_ready(self, timeout=60):
+        """Until /readyz says 200: InfluxDB reachable, the write-ahead log not full."""
+        wait(lambda: self.get_json("/readyz")[0] == 200, timeout)
+        return self
+
 
 @contextlib.contextmanager
-def processes_on_one_database(tmp_path, influxdb_url, database, **common):
-    """`start(name, **options)` runs a server process on the shared database with a short
-    tick and flush and its own spool and log directories; all are stopped on leaving."""
+def server_processes(directory, **common):
+    """`start(name=None, **options)` runs a server process with `common` and `options`; unless
+    told, its spool and write-ahead log are its name's (a number by default) under `directory`.
+    Every one still running is stopped on leaving."""
     started = []
 
-    def start(name, **extra):
-        options = {"influxdb_url": influxdb_url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
-                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"),
-                   **common, **extra}
-        server = ServerProcess(str(tmp_path), **options).start()
+    def start(name=None, **options):
+        name = len(started) if name is None else name
+        server = ServerProcess(str(directory), **{"spool_dir": directory / f"spool-{name}",
+                                                  "wal_dir": directory / f"wal-{name}", **common, **options})
         started.append(server)
-        return server
+        return server.start()
 
     try:
         yield start
