@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 from tests.data import dumps
-from tests.test_pages_browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.browser import WAIT_MS, browser_page, wait_for_text
 
 
 def recent_dump(tmp_path, name="dump.json"):

@@ -5,9 +5,9 @@ import pytest
 
 from tests.support.alerts import high_rtt_rules
 from tests.support.api import get, post
+from tests.support.browser import WAIT_MS, browser_page
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
-from tests.test_pages_browser import WAIT_MS, browser_page
 
 RULES = high_rtt_rules("0s")
 
