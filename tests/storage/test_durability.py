@@ -22,12 +22,11 @@ import pytest
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import RECORD_HEADER, _records
 from tests.support.api import post
-from tests.support.influxd import Influxd, count_points
+from tests.support.influxd import Influxd, SlowProxy, count_points
 from tests.support.metrics import exposed, metric
 from tests.support.processes import ROOT
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
-from tests.test_load import SlowProxy
 
 PER_REQUEST = 20
 POINTS_PER_REQUEST = PER_REQUEST + 1  # the samples and one presence point

@@ -1,4 +1,5 @@
-"""Start a real influxd (Debian's `influxdb` package) on free loopback ports."""
+"""Start a real influxd (Debian's `influxdb` package) on free loopback ports; put a slow link in front of it."""
+import asyncio
 import json
 import os
 import re
@@ -131,3 +132,43 @@ def count_points(influxd, database, measurement="rtc_stats", field=None):
         return len(influxd.rows(f'SELECT * FROM "{measurement}" WHERE time > 0', database))
     rows = influxd.rows(f'SELECT count("{field}") FROM "{measurement}" WHERE time > 0', database)
     return rows[0]["count"] if rows else 0
+
+
+class SlowProxy:
+    """TCP proxy to InfluxDB that holds every chunk of every answer for a while."""
+
+    def __init__(self, target_port, delay):
+        self.target_port = target_port
+        self.delay = delay
+        self.connections = 0
+        self._handlers = set()
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, client_reader, client_writer):
+        self.connections += 1
+        self._handlers.add(asyncio.current_task())
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(self._pipe(client_reader, upstream_writer, 0),
+                             self._pipe(upstream_reader, client_writer, self.delay), return_exceptions=True)
+
+    @staticmethod
+    async def _pipe(reader, writer, delay):
+        try:
+            while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def close(self):
+        """Stop listening and drop the connections, answers still held included."""
+        self.server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
