@@ -38,6 +38,12 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
+# An influxd given no data directory keeps its data, thrown away with it, in memory where the
+# machine has a tmpfs: on disk, a test session's hundreds of small databases took 2.5 times as
+# long to create and 45 s to delete at the end (ext4 mounted with discard).
+SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,7 +56,7 @@ class Influxd:
     max-series-per-database, which 1.x enforces with the inmem index only)."""
 
     def __init__(self, data_dir=None, data_options=None):
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="rtcscope-influxd-")
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="rtcscope-influxd-", dir=SCRATCH)
         os.makedirs(self.data_dir, exist_ok=True)
         self.http_port = free_port()
         self.rpc_port = free_port()
