@@ -18,6 +18,8 @@ from tests.support.metrics import metric
 from tests.support.processes import ROOT
 from tests.support.waits import wait
 
+pytestmark = pytest.mark.slow
+
 RULES = high_rtt_rules("1s")
 
 

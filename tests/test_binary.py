@@ -16,6 +16,8 @@ from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import Viewer
 
+pytestmark = pytest.mark.binary
+
 BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
 
 

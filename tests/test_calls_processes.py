@@ -5,8 +5,12 @@ import json
 import time
 import urllib.request
 
+import pytest
+
 from tests.support.metrics import metric
 from tests.support.waits import wait
+
+pytestmark = pytest.mark.slow
 
 # A short tick, flush and call timeout: calls end and are summarised within seconds.
 OPTIONS = {"tick": "0.2s", "flush_interval": "0.1s", "call_timeout": "2s"}

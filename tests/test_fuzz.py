@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from tests.support.processes import ServerProcess
 
+pytestmark = pytest.mark.slow
+
 MAX_BODY = 64 * 1024
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

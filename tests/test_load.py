@@ -13,6 +13,8 @@ from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import Viewer
 
+pytestmark = pytest.mark.slow
+
 VIEWERS = 500
 DELAY_SECONDS = 0.25
 

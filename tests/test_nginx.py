@@ -18,6 +18,8 @@ from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
 from tests.support.websockets import Peer, Viewer
 
+pytestmark = pytest.mark.nginx
+
 
 def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
     nginx, servers, database = deployment

@@ -138,6 +138,7 @@ async def test_alias_resolves_to_the_registry_metric(http_client, base_url, app,
     assert status == 200 and set(body) == {"c-1", "c-2"}
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=40)
 async def test_calls_live_and_ended(http_client, base_url, app, influxd, database):
     ts = now_ms()

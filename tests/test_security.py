@@ -93,6 +93,7 @@ async def test_ingest_key_file_is_reread_when_it_changes(http_client, start_serv
     await eventually(rotated, timeout=10, interval=0.3)
 
 
+@pytest.mark.slow
 def test_sighup_rereads_the_key_file(influxd, tmp_path, key_file):
     """Same size and mtime, so only the signal can make the server notice."""
     server = ServerProcess(str(tmp_path), influxdb_url=influxd.url, database="sighup",

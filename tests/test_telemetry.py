@@ -149,6 +149,7 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
     assert value(after, "rtcscope_influxdb_up") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_outage_shows_in_depth_failures_and_the_log(http_client, start_server, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every write fails

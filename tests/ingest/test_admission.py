@@ -158,6 +158,7 @@ async def flood(http_client, url, prefix, seconds, workers=6, headers=None):
     return answers
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_keep_their_tick(
         http_client, servers, influxd, database):
@@ -201,6 +202,7 @@ async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_
     assert max(gaps) < 1.5, gaps  # generous: six ticks, on a shared machine
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, servers, influxd, database):
     """Through --xheaders (nginx's X-Real-IP), every request another client, IPv4 and IPv6:

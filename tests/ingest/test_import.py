@@ -207,6 +207,7 @@ async def test_a_dump_over_max_import_is_a_413(http_client, base_url, app, influ
     assert call_rows(influxd, database, "big", "rtc_calls") == []
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=240)
 async def test_a_dump_near_max_import_is_streamed_without_a_second_copy(http_client, base_url, app, influxd,
                                                                          database):

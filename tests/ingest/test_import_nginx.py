@@ -6,7 +6,11 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from tests.data import dumps
+
+pytestmark = pytest.mark.nginx
 
 
 def post_dump(url, call, body):

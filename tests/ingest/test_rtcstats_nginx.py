@@ -7,6 +7,8 @@ from tests.support.samples import now_ms
 from tests.support.waits import eventually
 from tests.support.websockets import RtcstatsClient
 
+pytestmark = pytest.mark.nginx
+
 
 def connections(servers):
     return [metric(server, "rtcscope_rtcstats_connections") for server in servers]

@@ -120,6 +120,7 @@ async def test_leaving_the_conference_ends_the_peer_at_once(http_client, base_ur
     await eventually(ended, timeout=2)  # well within --call-timeout (3 s here)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_dropped_peer_ends_as_disconnect_after_the_call_timeout(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
@@ -154,6 +155,7 @@ async def test_a_dropped_peer_ends_as_disconnect_after_the_call_timeout(http_cli
     calls.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_reconnect_within_the_call_timeout_keeps_the_peer_live(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
@@ -231,6 +233,7 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
     assert refused.value.code == 403
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
 async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
@@ -274,6 +277,7 @@ async def test_the_new_call_limit_applies(http_server, base_url, app):
     assert await client.acked(2) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing(influxd, database, tmp_path):
     """SIGTERM: the clients are told 1012 (they reconnect, with the same session), what they

@@ -148,6 +148,7 @@ async def test_ids_origin_and_new_call_limit(http_client, base_url, app, influxd
     assert count_points(influxd, database) == len(extract(REPORTS[0]))  # only the first call's
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_ingest_keys_apply(start_server, influxd, database, tmp_path):
     keys = tmp_path / "keys"
@@ -181,6 +182,7 @@ async def test_ws_is_a_reserved_call_id_and_a_plain_get_gets_json(http_client, b
         assert status == 400 and body["error"]["code"] == "websocket_required", (path, body)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_dropped_connection_ends_the_peer_as_disconnect(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)

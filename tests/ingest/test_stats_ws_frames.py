@@ -112,6 +112,7 @@ async def test_the_server_pings_and_closes_a_connection_that_never_pongs(http_cl
     await eventually(lambda: not app.stats_sockets)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(client_timeout=0.6)
 async def test_an_idle_connection_is_closed_with_4001_and_ends_the_peer(http_client, base_url, app, influxd, database):

@@ -83,6 +83,7 @@ def app_config(app_config, receiver, rules_file):
     return app_config
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call_never_fires(
         http_client, base_url, app, receiver):
@@ -152,6 +153,7 @@ async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
         assert document["error"]["code"] == "bad_request"
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_receiver_that_is_down_gets_the_events_once_it_is_back(http_client, base_url, app, receiver):
     await sending(app)
@@ -210,6 +212,7 @@ for = "0s"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, receiver, tmp_path):
     await app.stop()

@@ -139,6 +139,7 @@ async def test_counters_are_rates_and_only_changed_buckets_are_sent(http_client,
     assert points["calls"]["c-2"] == [[start + 2 * BUCKET_MS, pytest.approx(20.0)]]
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=30)
 async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, base_url, app):
     detector, viewer = await watching(app, "rtt")

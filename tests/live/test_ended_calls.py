@@ -84,6 +84,7 @@ def served(app, base_url):
     return app
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_ended_calls_are_listed_with_reason_and_quality_without_a_query(http_client, served, influxd, database):
     app = served
@@ -138,6 +139,7 @@ async def test_a_call_that_comes_back_moves_from_ended_to_live(http_client, serv
     assert {c["call"]: c["end_detail"] for c in ended["calls"]} == {"back": None, "gone": "stop"}
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_a_server_started_later_lists_the_same_ended_calls(http_client, served, app_config, start_server):
     one = served
@@ -163,6 +165,7 @@ async def test_a_server_started_later_lists_the_same_ended_calls(http_client, se
     assert {c["call"]: c["quality"]["verdict"] for c in first["calls"]}["l-two"] == "poor"
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_paging_over_ended_calls_never_repeats_or_skips(http_client, served):
     app = served

@@ -197,6 +197,7 @@ async def test_calls_websocket_snapshot_then_diffs(http_client, base_url, app):
     viewer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_timed_out_call_ends_with_reason_timeout(http_client, base_url, app):
     await app.detector.run_tick()
@@ -277,6 +278,7 @@ async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_clie
     viewer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(**FLEET, ws_max_pending=2000)
 async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_url, app):

@@ -30,6 +30,7 @@ def nearest_rank(values, fraction):
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_two_servers_write_one_summary_per_ended_call(http_client, start_server, influxd, database, tmp_path):
     config = {"influxdb_url": influxd.url, "database": database, "flush_interval": 0.1, "tick": 0.2,

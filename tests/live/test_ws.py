@@ -133,6 +133,7 @@ async def test_cross_origin_viewers_need_the_allow_list(http_client, base_url, a
     await same.next("snapshot")
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 @pytest.mark.app_config(ws_max_pending=20_000)
 async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
@@ -174,6 +175,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     assert app.telemetry.value("rtcscope_graph_viewers_dropped_total") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
 async def test_without_influxdb_viewers_are_told_to_come_back(http_client, base_url, app, viewers):

@@ -28,6 +28,8 @@ from tests.support.processes import ROOT
 from tests.support.samples import now_ms
 from tests.support.waits import eventually, wait
 
+pytestmark = pytest.mark.slow
+
 PER_REQUEST = 20
 POINTS_PER_REQUEST = PER_REQUEST + 1  # the samples and one presence point
 
