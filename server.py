@@ -5,10 +5,10 @@ REST queries over them and pushes live graphs to dashboard pages.
 """
 import asyncio
 import datetime
+import functools
 import gc
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -21,18 +21,23 @@ from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from rtcscope.alerts.alertmanager import make_receiver
+from rtcscope.alerts.delivery import WebhookError, Webhooks
+from rtcscope.alerts.rules import RulesError, load_rules
+from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
-from rtcscope.live.alerts import AlertService, RulesError, load_rules
 from rtcscope.live.calls import load_calls
-from rtcscope.live.detector import CallDetector, dumps
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.graphs import dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
-from rtcscope.live.webhooks import WebhookError, Webhooks
+from rtcscope.retry import Backoff
+from rtcscope.settings import Settings, SettingsError
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
-from rtcscope.storage.writer import REFUSAL_REASONS, BatchWriter
+from rtcscope.storage.writer import BatchWriter
 from rtcscope.telemetry import Telemetry
 from rtcscope.timeparse import parse_duration
 
@@ -109,6 +114,9 @@ define("alert_webhooks", default=[], multiple=True,
 define("alert_secret", default="", help="secret of the X-Rtcscope-Signature HMAC-SHA256 of webhook bodies")
 define("alert_retry", default=datetime.timedelta(minutes=10), type=datetime.timedelta,
        help="how long an alert's delivery to a receiver is retried")
+define("alertmanager_resend", default=datetime.timedelta(minutes=1), type=datetime.timedelta,
+       help="how often a firing alert is posted again to alertmanager+http(s):// receivers (its endsAt is "
+            "4 of these ahead)")
 define("public_url", default="",
        help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
 
@@ -123,45 +131,34 @@ class Application(tornado.web.Application):
         self.alerts = alerts
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
-            (lambda: detector.live_calls) if detector else None, max_new_calls=config["max_new_calls"],
-            window=_seconds(config["new_calls_window"]), max_calls_per_request=config["max_calls_per_request"],
-            max_live_calls=config["max_live_calls"], call_timeout=_seconds(config["call_timeout"]),
-            tick=_seconds(config["tick"]), flush_interval=_seconds(config["flush_interval"]))
-        self.config = config
-        self.ingest_keys = Secrets(config["ingest_keys"])
-        self.read_tokens = Secrets(config["read_token_file"], [config["read_token"]])
+            (lambda: detector.live_calls) if detector else None, max_new_calls=config.max_new_calls,
+            window=config.new_calls_window, max_calls_per_request=config.max_calls_per_request,
+            max_live_calls=config.max_live_calls, call_timeout=config.call_timeout,
+            tick=config.tick, flush_interval=config.flush_interval)
+        self.config = config  # the Settings, built once from the options
+        self.ingest_keys = Secrets(config.ingest_keys)
+        self.read_tokens = Secrets(config.read_token_file, [config.read_token])
         self.rtcstats_sessions = rtcstats_sessions
-        feed = rtcstats_sessions.limits.feed  # one live feed series per process, every ingest path writes it
+        # One live feed series per process: every ingest path writes it.
+        self.ingest_limits = Limits(max_samples=config.max_samples, max_skew_ns=int(config.max_skew * 1e9),
+                                    feed=rtcstats_sessions.limits.feed)
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
-        client_timeout = _seconds(config["client_timeout"])
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
-        alerts.on_delivery = lambda result: telemetry.inc("rtcscope_webhook_deliveries_total", result=result)
         self.periodic_callbacks = [
-            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(client_timeout),
-                                            min(client_timeout / 4, 5) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(config.client_timeout),
+                                            min(config.client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
         if detector:
             detector.tick_hooks.append(alerts.on_tick)
             alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
-            self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick,
-                                                                           _seconds(config["tick"]) * 1000))
+            self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick, config.tick * 1000))
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
         handlers.append((r"/v1/.*", base.NotFoundHandler))
         settings = {
             "template_path": os.path.join(ROOT, "templates"),
             "static_path": os.path.join(ROOT, "static"),
-            "cors_origins": set(config["cors_origins"]),
-            "ws_origins": set(config["ws_origins"]),
-            "ws_max_pending": config["ws_max_pending"],
-            "max_body": config["max_body"],
-            "max_import": config["max_import"],
-            "max_imports": config["max_imports"],
-            "ingest_limits": Limits(max_samples=config["max_samples"],
-                                    max_skew_ns=int(_seconds(config["max_skew"]) * 1e9), feed=feed),
-            "flush_interval": _seconds(config["flush_interval"]),
-            "stats_ws_enabled": config["stats_ws"],
             "websocket_ping_interval": ws.PING_INTERVAL_SECONDS,
             "websocket_ping_timeout": ws.PING_TIMEOUT_SECONDS,
             "xsrf_cookies": False,
@@ -203,15 +200,16 @@ class Application(tornado.web.Application):
             callback.start()
 
     async def _setup_database(self):
-        delay = 0.5
+        # Full jitter: processes started together against an InfluxDB that is down spread their retries.
+        backoff = Backoff(0.5, 10, factor=2, jitter="full")
         while True:
             try:
                 await self.store.setup()
                 return
             except Exception as exc:
-                log.warning("InfluxDB set-up failed (%s); retrying in %.0fs", exc, delay)
+                delay = next(backoff)
+                log.warning("InfluxDB set-up failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def stop(self):
         """Stop callbacks, flush within the shutdown timeout; the rest stays in the log."""
@@ -228,19 +226,14 @@ class Application(tornado.web.Application):
             await self.detector.stop()
         await self.alerts.stop()
         self._setup_task.cancel()
-        await self.writer.stop(_seconds(self.config["shutdown_timeout"]))
+        await self.writer.stop(self.config.shutdown_timeout)
         await self.store.close()
-
-    @property
-    def retention_seconds(self):
-        return retention_seconds(self.config["retention"])
 
     async def load_calls(self, call=None, window_ms=None):
         now_ms = int(time.time() * 1000)
         if window_ms is None:
-            window_ms = self.retention_seconds * 1000
-        return await load_calls(self.store, now_ms, window_ms,
-                                _seconds(self.config["call_timeout"]) * 1000, call=call)
+            window_ms = self.config.retention_seconds * 1000
+        return await load_calls(self.store, now_ms, window_ms, self.config.call_timeout * 1000, call=call)
 
     def log_request(self, handler):
         """Count every request; log each one, except successes of handlers that
@@ -254,8 +247,9 @@ class Application(tornado.web.Application):
 
 
 def make_telemetry(writer, detector, rtcstats_sessions, alerts):
-    """Declare every family /metrics shows, in this application's own registry;
-    handlers count into the `_total` ones without `read`."""
+    """Every family /metrics shows, in this application's own registry: the
+    handlers' counters here (they count into them), the rest declared by the
+    components that own them."""
     telemetry = Telemetry()
     telemetry.counter("rtcscope_http_requests_total", "HTTP requests by route and status", labels=("route", "status"))
     telemetry.counter("rtcscope_samples_accepted_total", "samples acknowledged (buffered)")
@@ -263,131 +257,45 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
     telemetry.counter("rtcscope_samples_restamped_total", "samples whose timestamp was replaced (skew)")
     telemetry.counter("rtcscope_ingest_refused_total", "ingest requests refused, nothing stored, by reason",
                       labels=("reason",))
-    telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: writer.depth)
-    telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
-                    lambda: writer.max_buffer)
-    telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: writer.flushes)
-    telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
-                      lambda: writer.failures)
-    telemetry.histogram(writer.flush_seconds)
-    telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: writer.points_written)
-    telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped, by reason",
-                      labels=("reason",))
-    for reason in REFUSAL_REASONS:
-        telemetry.inc("rtcscope_points_rejected_total", 0, reason=reason)  # shown at 0, so rate() works at once
-    writer.on_rejected = lambda reason, points: telemetry.inc("rtcscope_points_rejected_total", points, reason=reason)
-    telemetry.gauge("rtcscope_buffer_memory_points", "acknowledged points held in memory for the next writes",
-                    lambda: writer.in_memory)
-    telemetry.gauge("rtcscope_influxdb_up", "1 while the last write to InfluxDB succeeded",
-                    lambda: int(writer.healthy))
-    wal = writer.wal
-    telemetry.gauge("rtcscope_wal_bytes", "bytes in the write-ahead log", lambda: wal.size if wal else 0)
-    telemetry.gauge("rtcscope_wal_capacity_bytes", "bytes the write-ahead log may hold (--max-wal)",
-                    lambda: wal.max_bytes if wal else 0)
-    telemetry.gauge("rtcscope_wal_full", "1 while ingest answers 503 because the log is full",
-                    lambda: int(writer.full))
-    telemetry.counter("rtcscope_wal_fsyncs_total", "fsyncs of the write-ahead log", lambda: wal.fsyncs if wal else 0)
-    telemetry.counter("rtcscope_wal_fsync_seconds_total", "time spent in fsync of the write-ahead log",
-                      lambda: wal.fsync_seconds if wal else 0)
-    telemetry.counter("rtcscope_wal_records_cut_total", "torn or damaged log records cut at start",
-                      lambda: wal.records_cut if wal else 0)
+    writer.register_metrics(telemetry)
     telemetry.counter("rtcscope_graph_viewers_dropped_total", "graph viewers closed for falling behind")
     if detector:  # an ingest-only process has none
-        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: detector.ticks)
-        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
-                          lambda: detector.queries)
-        telemetry.counter("rtcscope_detector_skipped_ticks_total",
-                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
-                          lambda: detector.skipped)
-        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
-                          lambda: detector.failures)
-        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(detector.live_calls))
-        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: detector.viewer_count)
-        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                        lambda: len(detector.watches))
-        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(detector.fleet_viewers))
-        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
-                          lambda: detector.summaries_written)
-        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
-                        lambda: len(detector.ended_calls))
-        # Followed each tick: an ingest-only process does not know it.
-        telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
-                        lambda: alerts.firing_count)
-        telemetry.gauge("rtcscope_ended_calls_ready",
-                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
-                        lambda: int(detector.ended_calls.ready))
-    telemetry.counter("rtcscope_webhook_deliveries_total",
-                      "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "
-                      "dropped (queue full, still owed)", labels=("result",))
-    telemetry.gauge("rtcscope_alerts_sender", "1 while this process is the one that records and sends alerts",
-                    lambda: int(alerts.sending))
-    telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open",
-                    lambda: rtcstats_sessions.connected)
-    telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
-                    lambda: len(rtcstats_sessions.by_id))
-    telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
-    telemetry.counter("rtcscope_rtcstats_dropped_total",
-                      "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)",
-                      labels=("reason",))
-    telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
-                      "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
+        detector.register_metrics(telemetry)
+    alerts.register_metrics(telemetry, follows=detector is not None)
+    rtcstats_sessions.register_metrics(telemetry)
     return telemetry
-
-
-def retention_seconds(retention):
-    """How far back data can be: the retention, or 400 days when it is infinite."""
-    return parse_duration(retention) or 400 * 86400
-
-
-def _seconds(value):
-    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
-
-
-def fsync_interval(value):
-    """--wal-fsync: seconds between background fsyncs, or None for 'always'."""
-    if value == "always":
-        return None
-    if isinstance(value, str):
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", value.strip())
-        if not match:
-            raise WALError(f"--wal-fsync={value}: give a duration (1s, 200ms) or 'always'")
-        return float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
-    return _seconds(value)
 
 
 def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
-    config = options.as_dict()
-    config.update(overrides)
-    # A bad rules file or webhook URL stops the start before anything is opened.
-    rules = load_rules(config["alert_rules"])
-    retry_s = _seconds(config["alert_retry"])
+    config = Settings.from_options({**options.as_dict(), **overrides})
+    # A bad setting, rules file or webhook URL stops the start before anything is opened.
+    rules = load_rules(config.alert_rules)
     webhooks = None
-    if config["alert_webhooks"]:
-        webhooks = Webhooks([url for url in config["alert_webhooks"] if url], secret=config["alert_secret"],
-                            retry_ms=retry_s * 1000, backoff_max=max(1.0, min(60.0, retry_s / 10)))
-    store = Store(config["influxdb_url"], config["database"], config["retention"])
+    if config.alert_webhooks:
+        receiver = functools.partial(make_receiver, resend_ms=int(config.alertmanager_resend * 1000),
+                                     public_url=config.public_url)
+        webhooks = Webhooks([url for url in config.alert_webhooks if url], secret=config.alert_secret,
+                            retry_ms=config.alert_retry * 1000, backoff_max=max(1.0, min(60.0, config.alert_retry / 10)),
+                            make_receiver=receiver)
+    store = Store(config.influxdb_url, config.database, config.retention)
     wal = None
-    if config["wal_dir"]:
-        wal = WriteAheadLog(str(config["wal_dir"]), config["database"], max_bytes=config["max_wal"],
-                            fsync_interval=fsync_interval(config["wal_fsync"])).open()
-    writer = BatchWriter(store.write, wal=wal, max_buffer=config["max_buffer"], batch_size=config["batch_size"],
-                         flush_interval=_seconds(config["flush_interval"]),
-                         spool_dir=config["spool_dir"] or None)
+    if config.wal_dir:
+        wal = WriteAheadLog(str(config.wal_dir), config.database, max_bytes=config.max_wal,
+                            fsync_interval=config.wal_fsync).open()
+    writer = BatchWriter(store.write, wal=wal, max_buffer=config.max_buffer, batch_size=config.batch_size,
+                         flush_interval=config.flush_interval, spool_dir=config.spool_dir or None)
     detector = None
-    if config["detector"]:
-        detector = CallDetector(store, timeout_ms=_seconds(config["call_timeout"]) * 1000,
-                                tick_ms=_seconds(config["tick"]) * 1000,
-                                quality_window_ms=_seconds(config["quality_window"]) * 1000,
-                                history_ms=retention_seconds(config["retention"]) * 1000, writer=writer,
+    if config.detector:
+        detector = CallDetector(store, timeout_ms=config.call_timeout * 1000, tick_ms=config.tick * 1000,
+                                quality_window_ms=config.quality_window * 1000,
+                                history_ms=config.retention_seconds * 1000, writer=writer,
                                 ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
-                                max_ended_calls=config["max_ended_calls"])
+                                max_ended_calls=config.max_ended_calls)
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
-    rtcstats_sessions = Sessions(store, config["max_samples"], feed=Feed(node))
-    public_url = config["public_url"] or f"http://{config['address']}:{config['port']}"
-    alerts = AlertService(store, writer, rules, tick_ms=_seconds(config["tick"]) * 1000,
-                          public_url=public_url, webhooks=webhooks, node=node,
-                          window_ms=_seconds(config["quality_window"]) * 1000)
+    rtcstats_sessions = Sessions(store, config.max_samples, feed=Feed(node))
+    alerts = AlertService(store, writer, rules, tick_ms=config.tick * 1000, public_url=config.public_url,
+                          webhooks=webhooks, node=node, window_ms=config.quality_window * 1000)
     return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
                        rtcstats_sessions, alerts)
 
@@ -411,16 +319,17 @@ async def main():
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         app = make_app()
-    except (WALError, RulesError, WebhookError) as exc:
+    except (SettingsError, WALError, RulesError, WebhookError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     await app.start()
-    client_timeout = _seconds(options.client_timeout)
-    server = tornado.httpserver.HTTPServer(app, xheaders=options.xheaders, max_body_size=4 * options.max_body,
-                                           idle_connection_timeout=client_timeout, body_timeout=client_timeout)
-    server.listen(options.port, options.address)
+    config = app.config
+    server = tornado.httpserver.HTTPServer(app, xheaders=config.xheaders, max_body_size=4 * config.max_body,
+                                           idle_connection_timeout=config.client_timeout,
+                                           body_timeout=config.client_timeout)
+    server.listen(config.port, config.address)
     log.info("rtcscope-server on http://%s:%d, InfluxDB %s database %s",
-             options.address, options.port, options.influxdb_url, options.database)
+             config.address, config.port, config.influxdb_url, config.database)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

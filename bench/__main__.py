@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import alerts, calls, counters, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
+from . import alerts, calls, counters, dimensions, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -74,6 +74,7 @@ BENCHMARKS = [
     ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
     ("alerts", ["Alert rules: CPU of one tick's evaluation, 20,000 live peers"], alerts.alert_rules),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
+    ("dimensions", ["Dimensions: cost per ingest request against the parser"], dimensions.dimensions),
     ("counters", ["/metrics counters on the ingest hot path"], counters.counters),
     ("profile", ["Profile: where a server process spends its CPU"], profile.profile),
 ]

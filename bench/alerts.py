@@ -5,8 +5,10 @@ process, alternating, best of N. A quiet fleet (no peer bad) and a bad one
 (every peer's rtt over the rule: every key tracked, half firing) bound it."""
 import random
 
+from rtcscope.alerts.inputs import ended_of, peer_windows
+from rtcscope.alerts.rules import BUILTIN_RULES
+from rtcscope.alerts.state import AlertEngine
 from rtcscope.live import fleet
-from rtcscope.live.alerts import BUILTIN_RULES, AlertEngine, ended_of, peer_windows
 from rtcscope.live.calls import CallState
 
 from .jsonlibs import compare

@@ -26,6 +26,7 @@ COMPONENTS = [
     ("aioinflux/", "batching writer + InfluxDB client"),
     ("aiohttp/", "batching writer + InfluxDB client"),
     ("rtcscope/live/", "detector"),
+    ("rtcscope/alerts/", "detector"),  # evaluated in the detector's tick
     ("handlers/ws.py", "websocket fan-out"),
     ("tornado/websocket.py", "websocket fan-out"),
     ("handlers/", "handlers (ingest, base)"),

@@ -19,7 +19,7 @@ class AlertsHandler(APIHandler):
         if state not in STATES:
             raise tornado.web.HTTPError(400, "state must be firing or all")
         since = self.since_argument()
-        since = min(since, self.application.retention_seconds)  # nothing older is kept
+        since = min(since, self.application.config.retention_seconds)  # nothing older is kept
         call = self.argument("call")
         if call is not None and not IDENTIFIER_RE.fullmatch(call):
             raise tornado.web.HTTPError(400, "call must be a call id")

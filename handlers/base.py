@@ -193,7 +193,7 @@ def read_access(application, request):
     tokens = application.read_tokens
     path = request.path
     if not tokens.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (
-            path == "/metrics" and not application.config["protect_metrics"]):
+            path == "/metrics" and not application.config.protect_metrics):
         return "open"
     header, cookie = bearer_token(request), request.cookies.get(TOKEN_COOKIE)
     query = _query_value(request, "token")
@@ -273,7 +273,7 @@ class IngestSocket(tornado.websocket.WebSocketHandler):
 
     def check_origin(self, origin):
         """Cross-origin pages are the normal case: the ingest allow-list (--cors-origins) decides."""
-        allowed = self.settings["cors_origins"]
+        allowed = self.application.config.cors_origins
         if "*" in allowed or origin in allowed:
             return True
         self.application.telemetry.inc("rtcscope_ingest_refused_total", reason="origin_not_allowed")

@@ -16,7 +16,7 @@ class FleetHistoryHandler(APIHandler):
         bucket = parse_duration(self.argument("bucket", "1h"))
         if not duration or not bucket:
             raise tornado.web.HTTPError(400, "duration and bucket must be durations like 1h, 24h or 7d")
-        retention = self.application.retention_seconds
+        retention = self.application.config.retention_seconds
         if duration > retention:
             raise tornado.web.HTTPError(400, "duration is longer than the retention (%ds)", retention)
         if -(-duration // bucket) > MAX_BUCKETS:

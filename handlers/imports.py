@@ -17,7 +17,6 @@ import tornado.web
 from rtcscope.ingest.formats import IngestError
 from rtcscope.ingest.webrtc_internals import parse_dump
 from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
-from rtcscope.timeparse import parse_duration
 
 from .base import APIHandler, ingest_client
 from .ingest import REFUSAL_MESSAGES
@@ -43,7 +42,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         if self.request.method != "POST":
             return
         app = self.application
-        max_import = app.settings["max_import"]
+        max_import = app.config.max_import
         call = self.argument("call")
         if not call:
             return self.refuse(400, "missing_call", "parameter call (the id to import the dump as) is required")
@@ -56,7 +55,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         if refusal:  # the new-call limits of every ingest path, before the body is read
             retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
-        if app.imports_running >= app.settings["max_imports"]:
+        if app.imports_running >= app.config.max_imports:
             return self.refuse(503, "imports_busy", "other imports are being read; retry shortly", Retry_After="5")
         app.imports_running += 1
         self._holds_slot = True
@@ -85,7 +84,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         if self._too_large or self._spool is None:
             return
         self._size += len(chunk)
-        if self._size > self.application.settings["max_import"]:
+        if self._size > self.application.config.max_import:
             self._too_large = True
             self._spool.truncate(0)
         else:
@@ -97,7 +96,7 @@ class WebRTCInternalsImportHandler(APIHandler):
         self.fail(status, code, message, **headers)
 
     def fail_too_large(self):
-        self.refuse(413, "dump_too_large", f"the dump is larger than {self.application.settings['max_import']} bytes "
+        self.refuse(413, "dump_too_large", f"the dump is larger than {self.application.config.max_import} bytes "
                                          "(--max-import)")
 
     async def post(self):
@@ -106,15 +105,15 @@ class WebRTCInternalsImportHandler(APIHandler):
             return self.fail_too_large()
         if not self._size:
             return self.refuse(400, "empty_body", "empty body: send the dump that chrome://webrtc-internals saved")
-        retention_s = parse_duration(app.config["retention"])
+        retention_s = app.config.retention_limit
         now_ms = int(time.time() * 1000)
         self._spool.seek(0)
         self._parsing = True
         try:
             imported = await tornado.ioloop.IOLoop.current().run_in_executor(
                 None, parse_dump, self._spool, self.argument("call"), now_ms,
-                retention_s * 1000 if retention_s else None, app.settings["ingest_limits"].max_skew_ns // 1_000_000,
-                app.settings["max_import"])
+                retention_s * 1000 if retention_s else None, app.ingest_limits.max_skew_ns // 1_000_000,
+                app.config.max_import)
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
         finally:
@@ -125,7 +124,7 @@ class WebRTCInternalsImportHandler(APIHandler):
             return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
         # Last, so InfluxDB has the call's points when a detector reads it: every process lists it as ended.
-        lines.append(app.settings["ingest_limits"].feed.imported(self.argument("call"), time.time_ns()))
+        lines.append(app.ingest_limits.feed.imported(self.argument("call"), time.time_ns()))
         if app.detector is not None:  # an ingest-only process lists no calls; the feed row tells those that do
             app.detector.ended_calls.expect_import(self.argument("call"),
                                                    int(time.time() * 1000) + IMPORT_LISTED_WITHIN_MS)
@@ -140,7 +139,7 @@ class WebRTCInternalsImportHandler(APIHandler):
 
 class ImportPageHandler(PageHandler):
     def get(self):
-        self.page("import.html", "import", max_import=self.application.settings["max_import"])
+        self.page("import.html", "import", max_import=self.application.config.max_import)
 
 
 default_handlers = [

@@ -28,7 +28,7 @@ class WriteHandler(APIHandler):
 
     def set_default_headers(self):
         super().set_default_headers()
-        allowed = self.application.settings["cors_origins"]
+        allowed = self.application.config.cors_origins
         origin = self.request.headers.get("Origin")
         if "*" in allowed:
             self.set_header("Access-Control-Allow-Origin", "*")
@@ -47,7 +47,7 @@ class WriteHandler(APIHandler):
             if refusal[0] == 401:
                 self.set_header("WWW-Authenticate", 'Bearer realm="rtcscope"')
             return self.refuse(*refusal)
-        max_body = self.application.settings["max_body"]
+        max_body = self.application.config.max_body
         readable = max(max_body, 1) * 4
         self.request.connection.set_max_body_size(readable)
         length = self.request.headers.get("Content-Length")
@@ -64,7 +64,7 @@ class WriteHandler(APIHandler):
         if self._too_large:
             return
         self._size += len(chunk)
-        if self._size > self.application.settings["max_body"]:
+        if self._size > self.application.config.max_body:
             self._too_large = True
             self._chunks = []
         else:
@@ -74,7 +74,7 @@ class WriteHandler(APIHandler):
         """With an allow-list, a browser on another origin may not post at all:
         sendBeacon's text/plain posts need no preflight, so CORS alone would
         let them through."""
-        allowed = self.application.settings["cors_origins"]
+        allowed = self.application.config.cors_origins
         origin = self.request.headers.get("Origin")
         if "*" in allowed or origin is None or origin in allowed:
             return None
@@ -86,7 +86,7 @@ class WriteHandler(APIHandler):
         self.fail(status, code, message, **headers)
 
     def fail_too_large(self):
-        self.refuse(413, "body_too_large", f"body larger than {self.application.settings['max_body']} bytes")
+        self.refuse(413, "body_too_large", f"body larger than {self.application.config.max_body} bytes")
 
     def options(self):
         self.set_header("Access-Control-Allow-Methods", "POST, OPTIONS")
@@ -101,7 +101,7 @@ class WriteHandler(APIHandler):
             return self.fail_too_large()
         now_ns = time.time_ns() // 1000 * 1000
         try:
-            parsed = parse(b"".join(self._chunks), now_ns, app.settings["ingest_limits"],
+            parsed = parse(b"".join(self._chunks), now_ns, app.ingest_limits,
                            precision=self.argument("precision", "ns"))
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
@@ -111,7 +111,7 @@ class WriteHandler(APIHandler):
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
-                               Retry_After=str(max(1, round(app.settings["flush_interval"] * 2))))
+                               Retry_After=str(max(1, round(app.config.flush_interval * 2))))
         if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
             return self._answer_when_durable(parsed)
         self._answer(parsed)

@@ -39,7 +39,7 @@ class RtcstatsSocket(IngestSocket):
 
     @property
     def max_message_size(self):
-        return self.settings["max_body"]
+        return self.application.config.max_body
 
     @property
     def telemetry(self):

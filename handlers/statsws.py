@@ -36,7 +36,7 @@ class StatsSocket(IngestSocket):
 
     @property
     def max_message_size(self):
-        return self.settings["max_body"]
+        return self.application.config.max_body
 
     def get_websocket_protocol(self):
         protocol = super().get_websocket_protocol()
@@ -48,7 +48,7 @@ class StatsSocket(IngestSocket):
             400, "websocket_required", "/v1/stats/ws takes a websocket; POST samples to /v1/stats/write/")
         refusal = refusal or ingest_key_refusal(self.application, self.request)
         call, peer = self.get_query_argument("call", ""), self.get_query_argument("peer", "")
-        if refusal is None and not self.settings["stats_ws_enabled"]:
+        if refusal is None and not self.application.config.stats_ws:
             refusal = (503, "websocket_off", "websocket ingest is off on this server: POST /v1/stats/write/")
         if refusal is None and not (IDENTIFIER_RE.fullmatch(call) and IDENTIFIER_RE.fullmatch(peer)):
             refusal = (400, "bad_request", f"call and peer must be {IDENTIFIER_RULE}")
@@ -58,7 +58,7 @@ class StatsSocket(IngestSocket):
     def frame_protocol(self, early):
         """Called by Handover once the 101 is sent."""
         connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
-                                     self.settings["ingest_limits"])
+                                     self.application.ingest_limits)
         return StatsWire(self.application, connection, ingest_client(self.request), self.max_message_size, early)
 
 
@@ -94,7 +94,7 @@ class StatsWire(FrameProtocol):
                 return self._busy(frame, refusal.code, refusal.retry_after or 1)
             writer = app.writer
             if not writer.submit(parsed.lines):
-                return self._busy(frame, writer.refusal_code, max(1, round(app.settings["flush_interval"] * 2)))
+                return self._busy(frame, writer.refusal_code, max(1, round(app.config.flush_interval * 2)))
             if writer.sync_each:  # --wal-fsync=always: answered once on disk, the frames after it wait
                 self.hold()
                 self.answering = asyncio.ensure_future(self._answer_when_durable(frame))

@@ -48,7 +48,7 @@ class LiveSocket(tornado.websocket.WebSocketHandler):
 
     def check_origin(self, origin):
         """Called only for cross-origin requests: those need the --ws-origins allow-list."""
-        return origin in self.settings["ws_origins"]
+        return origin in self.application.config.ws_origins
 
     def leave(self):
         """Stop getting the detector's messages."""
@@ -56,7 +56,7 @@ class LiveSocket(tornado.websocket.WebSocketHandler):
 
     def start_pending(self):
         self.pending = 0
-        self.max_pending = self.settings["ws_max_pending"]  # bytes not yet taken by the socket
+        self.max_pending = self.application.config.ws_max_pending  # bytes not yet taken by the socket
 
     def on_message(self, message):
         pass

@@ -381,7 +381,7 @@ def _traffic(pair: dict) -> float:
     return (_number(pair.get("bytesSent")) or 0.0) + (_number(pair.get("bytesReceived")) or 0.0)
 
 
-def _selected_pair(pairs: dict[str, dict], selected_ids: list[str]) -> dict | None:
+def selected_pair(pairs: dict[str, dict], selected_ids: list[str]) -> dict | None:
     """The transport's selected pair; else a nominated succeeded one (Firefox marks it ``selected``)."""
     candidates = [pairs[pair_id] for pair_id in selected_ids if pair_id in pairs]
     if len(candidates) == 1:  # one transport: nothing to weigh
@@ -455,7 +455,7 @@ def _add_report(report: list[dict] | dict, by_kind: dict[str, _KindValues]) -> d
             pair_id = stat.get("selectedCandidatePairId")
             if isinstance(pair_id, str):
                 selected_ids.append(pair_id)
-    return _selected_pair(pairs, selected_ids)
+    return selected_pair(pairs, selected_ids)
 
 
 # What extraction reads of each stats type: a holder of reports (deltas are

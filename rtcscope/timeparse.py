@@ -3,6 +3,8 @@ import re
 from datetime import UTC, datetime
 
 DURATION_RE = re.compile(r"(\d{1,9})([smhd])")
+# --wal-fsync's intervals: fractions of a second and milliseconds (1.5s, 200ms).
+SUBSECOND_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s)")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Bucket sizes a person reads easily, smallest first (seconds).
@@ -13,12 +15,16 @@ SEED_INTERVAL_BUCKETS = {600: 30, 1800: 120, 3600: 300}
 CALL_BUCKETS = (1, 2, 5, 10, 30, 60)
 
 
-def parse_duration(text):
-    """'10m' -> 600 seconds; None when it is not `^\\d+[smhd]$`."""
-    match = DURATION_RE.fullmatch(text or "")
+def parse_duration(text, form=DURATION_RE):
+    """'10m' -> 600 seconds; None when it is not of `form`: `^\\d+[smhd]$`, or
+    SUBSECOND_RE's `1.5s` and `200ms`."""
+    match = form.fullmatch(text or "")
     if not match:
         return None
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    number, unit = match.groups()
+    if unit == "ms":
+        return float(number) / 1000
+    return (float(number) if "." in number else int(number)) * UNIT_SECONDS[unit]
 
 
 def parse_time_ms(text, now_ms):

@@ -2,17 +2,14 @@
 to a receiver that is down, two processes deliver each event once, and a hand-over
 carries an alert on. The receiver is a real local HTTP server."""
 import functools
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 
 import pytest
 
-from tests.support.alerts import high_rtt_rules
+from tests.support.alerts import ProcessFeeder, high_rtt_rules
 from tests.support.influxd import free_port
 from tests.support.metrics import metric
 from tests.support.processes import ROOT
@@ -21,37 +18,6 @@ from tests.support.waits import wait
 pytestmark = pytest.mark.slow
 
 RULES = high_rtt_rules("1s")
-
-
-class Feeder:
-    """A thread posting one sample a call every 200 ms to whichever servers are given."""
-
-    def __init__(self, servers, rtt):
-        self.servers = servers
-        self.rtt = rtt
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        turn = 0
-        while not self.stopping.is_set():
-            body = json.dumps([{"call": call, "peer": "alice", "stats": {"rtt": rtt}}
-                               for call, rtt in self.rtt.items()]).encode()
-            server = self.servers[turn % len(self.servers)]
-            turn += 1
-            try:
-                urllib.request.urlopen(urllib.request.Request(server.url + "/v1/stats/write/", data=body), timeout=5)
-            except OSError:
-                pass  # a server being restarted; the next one takes it
-            self.stopping.wait(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -68,7 +34,7 @@ def test_a_restart_does_not_lose_a_delivery_owed_to_a_receiver_that_is_down(aler
     # A call timeout longer than the restart: the call stays live throughout.
     first = alerting("a", call_timeout="30s")
     wait(lambda: metric(first, "rtcscope_alerts_sender") == 1, timeout=30)
-    with Feeder([first], {"bad": 800.0}):
+    with ProcessFeeder([first], {"bad": 800.0}):
         wait(lambda: metric(first, "rtcscope_alerts_firing") == 1, timeout=30)
         first.stop()
         assert first.process.returncode == 0
@@ -90,7 +56,7 @@ def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert
     wait(lambda: metric(a, "rtcscope_alerts_sender") == 1 or metric(b, "rtcscope_alerts_sender") == 1, timeout=30)
     time.sleep(1)
     assert [metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")].count(1) == 1
-    feeder = Feeder([a, b], {"bad": 800.0, "good": 30.0})
+    feeder = ProcessFeeder([a, b], {"bad": 800.0, "good": 30.0})
     with feeder:
         wait(lambda: receiver.has("bad", "firing"), timeout=30)
         wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,

@@ -62,6 +62,15 @@ async def test_what_an_ingest_only_process_takes_the_detector_process_shows(http
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_periodic_callbacks_run_with_the_application_and_stop_with_it(pair):
+    for application in pair:
+        assert application.periodic_callbacks
+        assert all(callback.is_running() for callback in application.periodic_callbacks)
+        await application.stop()
+        assert not any(callback.is_running() for callback in application.periodic_callbacks)
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_an_ingest_only_process_answers_the_detectors_routes_with_421(http_client, pair):
     ingest, _ = pair
     for path in ("/v1/calls/", "/v1/calls/?state=ended", "/ws/calls", "/ws/graph/rtt"):

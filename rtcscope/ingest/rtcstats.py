@@ -320,6 +320,19 @@ class Sessions:
     def connected(self):
         return sum(1 for session in self.by_id.values() if session.connection is not None)
 
+    def register_metrics(self, telemetry):
+        """The rtcstats families on /metrics: the sessions read when scraped, the
+        messages counted by the socket that receives them."""
+        telemetry.gauge("rtcscope_rtcstats_connections", "rtcstats websocket connections open", lambda: self.connected)
+        telemetry.gauge("rtcscope_rtcstats_sessions", "rtcstats sessions held (connected or within the reconnect window)",
+                        lambda: len(self.by_id))
+        telemetry.counter("rtcscope_rtcstats_messages_total", "rtcstats messages received")
+        telemetry.counter("rtcscope_rtcstats_dropped_total",
+                          "rtcstats messages dropped, by reason (duplicate, too_old, invalid_entry, ...)",
+                          labels=("reason",))
+        telemetry.counter("rtcscope_rtcstats_stats_incomplete_total",
+                          "rtcstats stat ids that arrived without their type (state lost in a restart): not extracted")
+
     def sweep(self, now_ms):
         """Forget sessions whose client has stopped reconnecting."""
         gone = [session_id for session_id, session in self.by_id.items()

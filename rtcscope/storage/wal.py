@@ -442,6 +442,24 @@ class WriteAheadLog:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
+    def register_metrics(self, telemetry):
+        """The log's families on /metrics, read when scraped."""
+        telemetry.gauge("rtcscope_wal_bytes", "bytes in the write-ahead log", lambda: self.size)
+        telemetry.gauge("rtcscope_wal_capacity_bytes", "bytes the write-ahead log may hold (--max-wal)",
+                        lambda: self.max_bytes)
+        telemetry.counter("rtcscope_wal_fsyncs_total", "fsyncs of the write-ahead log", lambda: self.fsyncs)
+        telemetry.counter("rtcscope_wal_fsync_seconds_total", "time spent in fsync of the write-ahead log",
+                          lambda: self.fsync_seconds)
+        telemetry.counter("rtcscope_wal_records_cut_total", "torn or damaged log records cut at start",
+                          lambda: self.records_cut)
+
+
+class NoLog:
+    """Stands for the log in a process without one (--wal-dir=''): its families show 0."""
+
+    size = max_bytes = fsyncs = fsync_seconds = records_cut = 0
+    register_metrics = WriteAheadLog.register_metrics
+
 
 def _records(data, offset):
     """(point count, end offset, payload) of each whole, valid record from `offset`."""

@@ -1,5 +1,5 @@
 """Batching writer: acknowledged points reach InfluxDB in batches, one write
-at a time, retried with backoff.
+at a time, retried with jittered backoff (rtcscope/retry.py).
 
 With a write-ahead log (the default) acknowledged means appended to the log:
 `submit` appends a request's points, then keeps them in memory while the
@@ -26,9 +26,10 @@ import re
 import time
 from collections import deque
 
+from ..retry import Backoff
 from ..tasks import cancel_and_wait
 from ..telemetry import latency_histogram
-from .wal import LogFull
+from .wal import LogFull, NoLog
 
 log = logging.getLogger("rtcscope.writer")
 
@@ -187,7 +188,7 @@ class BatchWriter:
 
     async def _drain(self, deadline):
         """Write until nothing is queued; on failure back off and retry the same batch."""
-        backoff = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         while self._batches or self._buffer or self._fill():
             if not self._batches:
                 self._fill()
@@ -212,12 +213,12 @@ class BatchWriter:
             except Exception as exc:  # InfluxDB down, slow or restarting: keep the batch
                 self.failures += 1
                 self.healthy = False
+                delay = next(backoff)
                 log.warning("write of %d points failed (%s); retrying in %.1fs",
-                            len(batch), exc or type(exc).__name__, backoff)
-                if deadline is not None and time.monotonic() + backoff > deadline:
+                            len(batch), exc or type(exc).__name__, delay)
+                if deadline is not None and time.monotonic() + delay > deadline:
                     return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry_max)
+                await asyncio.sleep(delay)
                 if self.stopping and deadline is None:
                     return
                 continue
@@ -227,7 +228,7 @@ class BatchWriter:
             self.points_written += len(batch)
             self._batches.popleft()
             self._finished(batch)
-            backoff = self.retry_initial
+            backoff.reset()
 
     def _refused(self, reason, points, message, batch):
         self.healthy = True  # InfluxDB answered
@@ -294,3 +295,24 @@ class BatchWriter:
             log.info("took %d spooled points from %s into the write-ahead log", len(lines), path)
         if self.wal is not None and not self.wal.caught_up:
             self._wake.set()
+
+    def register_metrics(self, telemetry):
+        """The writer's families on /metrics, read when scraped, and its log's (which registers its own)."""
+        telemetry.gauge("rtcscope_buffer_depth", "points acknowledged and not yet in InfluxDB", lambda: self.depth)
+        telemetry.gauge("rtcscope_buffer_capacity", "points the buffer holds before ingest answers 503",
+                        lambda: self.max_buffer)
+        telemetry.counter("rtcscope_flushes_total", "successful batch writes", lambda: self.flushes)
+        telemetry.counter("rtcscope_flush_failures_total", "batch writes that failed and are retried",
+                          lambda: self.failures)
+        telemetry.histogram(self.flush_seconds)
+        telemetry.counter("rtcscope_points_written_total", "points written to InfluxDB", lambda: self.points_written)
+        telemetry.counter("rtcscope_points_rejected_total", "points InfluxDB refused (400), dropped, by reason",
+                          labels=("reason",))
+        for reason in REFUSAL_REASONS:
+            telemetry.inc("rtcscope_points_rejected_total", 0, reason=reason)  # shown at 0, so rate() works at once
+        self.on_rejected = lambda reason, points: telemetry.inc("rtcscope_points_rejected_total", points, reason=reason)
+        telemetry.gauge("rtcscope_buffer_memory_points", "acknowledged points held in memory for the next writes",
+                        lambda: self.in_memory)
+        telemetry.gauge("rtcscope_influxdb_up", "1 while the last write to InfluxDB succeeded", lambda: int(self.healthy))
+        telemetry.gauge("rtcscope_wal_full", "1 while ingest answers 503 because the log is full", lambda: int(self.full))
+        (self.wal or NoLog()).register_metrics(telemetry)

@@ -227,7 +227,7 @@ async def test_frames_split_batched_fragmented_and_pinged_are_all_read(http_clie
 @pytest.mark.gen_test(timeout=60)
 async def test_a_frame_over_max_body_is_closed_with_1009_before_it_is_read(http_client, base_url, app):
     reader, writer = await raw_socket(base_url, "ws-big", "alice")
-    too_long = app.settings["max_body"] + 1
+    too_long = app.config.max_body + 1
     writer.write(bytes([0x81, 0x80 | 127]) + too_long.to_bytes(8, "big") + b"\0\0\0\0")  # the header alone
     [(opcode, payload)] = await server_frames(reader, 1)
     assert (opcode, payload[:2]) == (0x8, (1009).to_bytes(2, "big"))

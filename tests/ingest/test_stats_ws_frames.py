@@ -159,7 +159,7 @@ async def test_not_json_closes_with_1007_and_the_handshake_completes(http_client
 @pytest.mark.gen_test(timeout=60)
 async def test_fragments_over_max_body_close_with_1009(http_client, base_url, app):
     reader, writer = await raw_socket(base_url, "wire-big", "alice")
-    half = b"x" * (app.settings["max_body"] // 2 + 1)
+    half = b"x" * (app.config.max_body // 2 + 1)
     writer.write(client_frame(b"[" + half, final=False))
     writer.write(client_frame(half, opcode=0x0, final=False))  # its header says the message is too big
     assert await closed_with(reader) == (1009, "message too big")

@@ -4,7 +4,8 @@ import pathlib
 
 import pytest
 
-from rtcscope.live.alerts import BUILTIN_RULES, AlertEngine, Rule, RulesError, alert_id, load_rules
+from rtcscope.alerts.rules import BUILTIN_RULES, Rule, RulesError, load_rules
+from rtcscope.alerts.state import AlertEngine, alert_id
 
 TICK = 1000
 BAD_RTT = {"rtt": 600.0, "mos": 3.9, "loss": 0.0, "freezes": 0.0}
@@ -205,7 +206,7 @@ def test_a_missing_rules_file_is_an_error(tmp_path):
 
 
 def test_slack_receivers_get_a_text_and_keys_differ_per_url():
-    from rtcscope.live.webhooks import Receiver, WebhookError
+    from rtcscope.alerts.delivery import Receiver, WebhookError
 
     alert = {"id": "a1", "rule": "high_rtt", "severity": "warning", "state": "firing", "call": "c-1", "peer": "bob",
              "value": 612.5, "threshold": 400.0, "since": 1, "at": 2, "url": "https://rtc.example/calls/c-1/"}
@@ -221,7 +222,7 @@ def test_slack_receivers_get_a_text_and_keys_differ_per_url():
 
 
 def test_an_event_survives_its_line_protocol_round_trip():
-    from rtcscope.live.alerts import encode_event, row_alert
+    from rtcscope.storage.alerts import encode_event, row_alert
 
     alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "call": "room:1@x{y}", "peer": None,
              "value": None, "threshold": 0.05, "since": 1795536120000, "at": 1795536130000,
@@ -234,3 +235,30 @@ def test_an_event_survives_its_line_protocol_round_trip():
     row = dict(alert, threshold=0.05, since=float(alert["since"]), at=float(alert["at"]))
     assert row_alert(row) == alert
     assert row_alert(dict(row, id=None)) is None  # a point not whole yet
+
+
+@pytest.mark.parametrize("follows", [True, False])
+def test_the_service_registers_its_own_metrics(follows):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rtcscope.alerts.service import AlertService
+    from rtcscope.telemetry import Telemetry
+
+    telemetry = Telemetry()
+    alerts = AlertService(None, None, BUILTIN_RULES, tick_ms=1000, public_url="http://rtc.example")
+    alerts.register_metrics(telemetry, follows=follows)
+    alerts.known["a1"] = {"id": "a1", "state": "firing"}
+    alerts.on_delivery("delivered")
+    alerts.on_delivery("failed")
+    alerts.on_delivery("failed")
+    families = {family.name: family for family in text_string_to_metric_families(telemetry.render().decode())}
+    expected = {"rtcscope_alerts_sender", "rtcscope_webhook_deliveries"} | ({"rtcscope_alerts_firing"} if follows else set())
+    assert set(families) == expected
+    assert families["rtcscope_alerts_sender"].type == "gauge" and families["rtcscope_alerts_sender"].samples[0].value == 0
+    deliveries = {sample.labels["result"]: sample.value for sample in families["rtcscope_webhook_deliveries"].samples
+                  if sample.name == "rtcscope_webhook_deliveries_total"}
+    assert deliveries == {"delivered": 1.0, "failed": 2.0}
+    assert families["rtcscope_webhook_deliveries"].documentation.startswith("webhook deliveries by result: delivered, ")
+    if follows:
+        assert families["rtcscope_alerts_firing"].samples[0].value == 1
+        assert families["rtcscope_alerts_firing"].documentation == "alerts firing now (as InfluxDB's rtc_alerts holds them)"

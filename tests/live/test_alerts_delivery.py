@@ -13,7 +13,7 @@ import tornado.web
 import tornado.websocket
 
 import server
-from tests.support.alerts import high_rtt_rules
+from tests.support.alerts import Feeder, high_rtt_rules, sending
 from tests.support.api import get, post
 from tests.support.metrics import exposed
 from tests.support.waits import eventually
@@ -31,45 +31,9 @@ def rules_file(tmp_path):
     return str(path)
 
 
-class Feeder:
-    """Posts one sample per call every 200 ms, with the rtt each call has now."""
-
-    def __init__(self, http_client, base_url):
-        self.http_client = http_client
-        self.url = base_url + "/v1/stats/write/"
-        self.rtt = {}
-        self.first_post = {}
-        self.task = None
-
-    async def run(self):
-        while True:
-            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0}}
-                    for call, rtt in self.rtt.items()]
-            if body:
-                status, result, _ = await post(self.http_client, self.url, body)
-                assert status == 200, result
-                for call in self.rtt:
-                    self.first_post.setdefault(call, time.monotonic())
-            await asyncio.sleep(0.2)
-
-    def start(self):
-        self.task = asyncio.ensure_future(self.run())
-
-    async def stop(self):
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-
-
 def verify(secret, headers, body):
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(headers.get("X-Rtcscope-Signature", ""), expected)
-
-
-async def sending(app):
-    await eventually(lambda: app.alerts.sending, timeout=15)
 
 
 def alert_config(receiver, rules_file, **extra):
@@ -214,12 +178,12 @@ for = "0s"
 
 @pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
-async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, receiver, tmp_path):
+async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, app_config, receiver,
+                                                                   tmp_path):
     await app.stop()
     rules = tmp_path / "fps.toml"
     rules.write_text(LOW_FPS_RULES)
-    config = dict(app.config, alert_rules=str(rules))
-    other = server.make_app(**config)
+    other = server.make_app(**{**app_config, "alert_rules": str(rules)})
     await other.start()
     http = tornado.httpserver.HTTPServer(other)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")

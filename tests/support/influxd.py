@@ -50,6 +50,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def terminate(process, timeout=10):
+    """SIGTERM a test's child process and wait; SIGKILL if it hangs (None and exited ones: nothing)."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Influxd:
     """One influxd process; `stop()`/`start()` again keeps its data (for outage tests).
     `data_options` override settings of its [data] section (e.g. a small
@@ -81,13 +92,7 @@ class Influxd:
         return self
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def query(self, statement, database=None):

@@ -220,3 +220,26 @@ class RtcstatsClient:
         while await self.read(timeout) is not None:
             pass
         return self.connection.close_code, self.connection.close_reason
+
+
+class Recorder:
+    """A viewer the detector writes to directly, no socket between: keeps every message it is sent."""
+
+    def __init__(self):
+        self.messages = []
+        self.closed = None
+
+    def send(self, data):
+        self.messages.append(json.loads(data))
+
+    def close(self, code, reason):
+        self.closed = (code, reason)
+
+    def of_type(self, kind):
+        return [m for m in self.messages if m["type"] == kind]
+
+    def events(self):
+        return [(m["type"], m["call"], m["at"]) for m in self.messages if m["type"] in ("call_started", "call_ended")]
+
+    def clear(self):
+        self.messages.clear()

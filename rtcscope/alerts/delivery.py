@@ -1,4 +1,4 @@
-"""Webhook delivery of alert events: one worker per receiver, retried with backoff.
+"""Webhook delivery of alert events: one worker per receiver, retried with jittered backoff.
 
 Each receiver has its own bounded queue and its own task, so a receiver that
 is down delays only itself. An event is retried until it is delivered or its
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from ..retry import Backoff
+from ..storage.alerts import receiver_field
 from ..tasks import cancel_and_wait
 
 log = logging.getLogger("rtcscope.webhooks")
@@ -46,7 +48,10 @@ class Receiver:
         self.url = spec[len(SLACK_PREFIX):] if self.slack else spec
         if not self.url.startswith(("http://", "https://")):
             raise WebhookError(f"alert webhook {spec!r} is not an http(s) URL (slack+https://... for Slack)")
-        self.key = "r_" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+        self.key = receiver_field(spec)
+
+    def make_worker(self, hub):
+        return Worker(hub, self)
 
     def body(self, alert):
         if not self.slack:
@@ -107,13 +112,14 @@ class Worker:
 
     async def run(self):
         while True:
+            await self.between()
             if not self.queue:
                 if self.overflowed and self.hub.refill is not None:
                     self.overflowed = False
                     await self.hub.refill(self.receiver)
                     continue
                 self.wake.clear()
-                await self.wake.wait()
+                await self.idle()
                 continue
             record = self.queue[0]
             delivered = await self._deliver(record)
@@ -122,43 +128,56 @@ class Worker:
                 self.ids.discard((record.alert["id"], record.alert["state"]))
             self.hub.report(record, self.receiver, "delivered" if delivered else "expired")
 
-    async def _deliver(self, record):
-        """POST until a 2xx or the event's retry period is over; True when delivered."""
-        body = self.receiver.body(record.alert)
+    async def between(self):
+        """A receiver's own work between two deliveries (a webhook has none)."""
+
+    async def idle(self):
+        """Wait for an event to deliver."""
+        await self.wake.wait()
+
+    async def post(self, body):
+        """One POST of a body: None when answered 2xx, else what went wrong."""
         headers = {"Content-Type": "application/json", "User-Agent": "rtcscope-server"}
         if self.hub.secret:
             headers[SIGNATURE_HEADER] = signature(self.hub.secret, body)
+        try:
+            async with self.hub.session.post(self.receiver.url, data=body, headers=headers) as response:
+                await response.read()
+                return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return str(exc) or type(exc).__name__
+
+    async def _deliver(self, record):
+        """POST until a 2xx or the event's retry period is over; True when delivered. The
+        body is built for each attempt (an Alertmanager body holds the time it is sent)."""
         deadline = record.alert["at"] + self.hub.retry_ms
-        delay = self.hub.backoff_initial
+        backoff = Backoff(self.hub.backoff_initial, self.hub.backoff_max)
         while now_ms() < deadline:
-            try:
-                async with self.hub.session.post(self.receiver.url, data=body, headers=headers) as response:
-                    await response.read()
-                    if 200 <= response.status < 300:
-                        return True
-                    problem = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                problem = str(exc) or type(exc).__name__
+            problem = await self.post(self.receiver.body(record.alert))
+            if problem is None:
+                return True
             self.hub.report(record, self.receiver, "failed")
+            delay = next(backoff)
             log.warning("webhook %s: alert %s not delivered (%s); retrying in %.0fs",
                         self.receiver.url, record.alert["id"], problem, delay)
             await asyncio.sleep(min(delay, max(0.0, (deadline - now_ms()) / 1000)))
-            delay = min(delay * 2, self.hub.backoff_max)
         return False
 
 
 class Webhooks:
     """The receivers and their workers. `on_result(record, receiver, result)` is told
-    every outcome: delivered, failed (an attempt; retried), expired (given up) or
-    dropped (queue full; still owed)."""
+    every outcome: delivered, failed (an attempt; retried), expired (given up),
+    dropped (queue full; still owed) or resent (a firing alert posted again, with
+    record None: see alertmanager.py)."""
 
     def __init__(self, specs, *, secret="", retry_ms=600_000, on_result=None, refill=None,
-                 max_queue=MAX_QUEUE, backoff_initial=1.0, backoff_max=60.0):
-        self.receivers = [Receiver(spec) for spec in specs]
+                 max_queue=MAX_QUEUE, backoff_initial=1.0, backoff_max=60.0, make_receiver=Receiver):
+        self.receivers = [make_receiver(spec) for spec in specs]
         self.secret = secret
         self.retry_ms = retry_ms
         self.on_result = on_result
         self.refill = refill
+        self.firing = None  # () -> the webhook objects of the alerts firing now, for receivers that re-send them
         self.max_queue = max_queue
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -170,7 +189,7 @@ class Webhooks:
             return
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         for receiver in self.receivers:
-            worker = self.workers[receiver.key] = Worker(self, receiver)
+            worker = self.workers[receiver.key] = receiver.make_worker(self)
             worker.task = asyncio.ensure_future(worker.run())
 
     async def stop(self):

@@ -1,0 +1,133 @@
+"""The alert rules: the built-ins, and a TOML rules file parsed and checked (docs/alerts.md: Rules).
+
+A bad file stops the start with the reason and where; what a rule's metric
+reads in a peer's window is Rule.value_in.
+"""
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+
+from .. import registry
+from ..timeparse import parse_duration
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+SEVERITY_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+OPS = {"<": lambda value, threshold: value < threshold, ">": lambda value, threshold: value > threshold}
+# Window values that are not registry metrics: the E-model MOS, the loss ratio (0-1)
+# and the freezes counted in the window (freezeCount's increase, under either name).
+DERIVED = ("mos", "loss", "freezes")
+_FREEZES_NAMES = ("freezes", "freezeCount")
+RULE_KEYS = {"name", "metric", "op", "threshold", "for", "severity"}
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    metric: str  # a window value: one of DERIVED or a registry metric's canonical name
+    op: str
+    threshold: float
+    for_ms: int
+    severity: str
+
+    def holds(self, value):
+        return value is not None and math.isfinite(value) and OPS[self.op](value, self.threshold)
+
+    def value_in(self, window):
+        """The rule's value in a window; a (lowest, highest) pair over a peer's kinds gives
+        the one the rule is about (the lowest for `<`)."""
+        value = window.get(self.metric)
+        if isinstance(value, tuple):
+            value = value[0] if self.op == "<" else value[1]
+        return value
+
+
+BUILTIN_RULES = (
+    Rule("poor_mos", "mos", "<", 3.1, 10_000, "critical"),
+    Rule("high_loss", "loss", ">", 0.05, 10_000, "warning"),
+    Rule("high_rtt", "rtt", ">", 400.0, 10_000, "warning"),
+    # A freeze is already a sustained stall: any freeze in the window fires at once.
+    Rule("freezes", "freezes", ">", 0.0, 0, "warning"),
+)
+
+
+def load_rules(path):
+    """The rules of a TOML file ([[rule]] tables), or the built-ins without a path."""
+    if not path:
+        return list(BUILTIN_RULES)
+    try:
+        with open(path, "rb") as source:
+            document = tomllib.load(source)
+    except OSError as exc:
+        raise RulesError(f"alert rules {path}: cannot read it: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"alert rules {path}: not valid TOML: {exc}") from None
+    return parse_rules(document, path)
+
+
+def parse_rules(document, where="alert rules"):
+    extra = set(document) - {"rule"}
+    if extra:
+        raise RulesError(f"{where}: unknown top-level key {sorted(extra)[0]!r} (rules go in [[rule]] tables)")
+    tables = document.get("rule")
+    if not isinstance(tables, list) or not tables:
+        raise RulesError(f"{where}: no [[rule]] tables (leave --alert-rules empty for the built-in rules)")
+    rules, names = [], set()
+    for index, table in enumerate(tables, 1):
+        rule = _parse_rule(table, f"{where}: rule {index}")
+        if rule.name in names:
+            raise RulesError(f"{where}: rule {index}: name {rule.name!r} is used twice")
+        names.add(rule.name)
+        rules.append(rule)
+    return rules
+
+
+def _parse_rule(table, where):
+    if not isinstance(table, dict):
+        raise RulesError(f"{where}: must be a table")
+    unknown = set(table) - RULE_KEYS
+    if unknown:
+        raise RulesError(f"{where}: unknown key {sorted(unknown)[0]!r} (keys: {', '.join(sorted(RULE_KEYS))})")
+    missing = {"name", "metric", "op", "threshold"} - set(table)
+    if missing:
+        raise RulesError(f"{where}: missing {', '.join(sorted(missing))}")
+    name = table["name"]
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise RulesError(f"{where}: name must match {NAME_RE.pattern}, got {name!r}")
+    where = f"{where} ({name})"
+    metric = table["metric"]
+    if not isinstance(metric, str):
+        raise RulesError(f"{where}: metric must be a string")
+    metric = window_name(metric)
+    if metric is None:
+        raise RulesError(f"{where}: unknown metric {table['metric']!r}: mos, loss, freezes or a registry metric "
+                         "(see /v1/metrics/)")
+    op = table["op"]
+    if op not in OPS:
+        raise RulesError(f"{where}: op must be '<' or '>', got {op!r}")
+    threshold = table["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise RulesError(f"{where}: threshold must be a finite number, got {threshold!r}")
+    duration = table.get("for", "0s")
+    seconds = parse_duration(duration) if isinstance(duration, str) else None
+    if seconds is None:
+        raise RulesError(f"{where}: for must be a duration like 10s or 2m, got {duration!r}")
+    severity = table.get("severity", "warning")
+    if not isinstance(severity, str) or not SEVERITY_RE.fullmatch(severity):
+        raise RulesError(f"{where}: severity must match {SEVERITY_RE.pattern}, got {severity!r}")
+    return Rule(name, metric, op, float(threshold), seconds * 1000, severity)
+
+
+def window_name(metric):
+    """The window value a rule's metric names: mos, loss, freezes, or a registry
+    metric's canonical name (aliases resolved); None when it is none of these."""
+    if metric in _FREEZES_NAMES:
+        return "freezes"
+    if metric in DERIVED:
+        return metric
+    found = registry.lookup(metric)
+    return found.name if found is not None else None

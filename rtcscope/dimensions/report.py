@@ -1,0 +1,168 @@
+"""A peer's route and codecs from a raw getStats() report (SPEC §15).
+
+The route is the selected candidate pair's local candidate, the pair chosen
+as the registry chooses it for the connection's metrics
+(`registry.selected_pair`): `candidate_type`, `relay_protocol` and
+`turn_server` (only when relayed), `transport`, `network_type`. The codecs
+are those each outbound RTP stream names (`audio_codec`, `video_codec`: the
+mimeType without its `audio/` or `video/`).
+
+Whenever the local candidate of the selected pair is known, every connection
+dimension is in the answer, None for those that do not apply (a direct route
+has no TURN server) or that the browser does not tell: the route is replaced
+as a whole, and a peer that moved from a relay to a direct route loses its
+TURN server (`peer.Dimensions.update`). Codecs are in the answer only when a
+stream names one. Ids, addresses and ports are read to follow the links and
+never come out.
+"""
+from collections.abc import Iterable
+
+from .. import registry
+from . import CONNECTION_DIMENSIONS, MAX_VALUE
+
+CANDIDATE_TYPES = {"host": "host", "srflx": "srflx", "prflx": "prflx", "relay": "relay",
+                   # Firefox before the names were settled (until version 62).
+                   "serverreflexive": "srflx", "peerreflexive": "prflx", "relayed": "relay"}
+RELAY_PROTOCOLS = frozenset({"udp", "tcp", "tls"})
+TRANSPORTS = frozenset({"udp", "tcp"})
+# RTCNetworkType; its "unknown" is no answer.
+NETWORK_TYPES = frozenset({"bluetooth", "cellular", "ethernet", "wifi", "wimax", "vpn"})
+# TURN's default ports (RFC 7065): a `url` without one uses these.
+TURN_PORTS = {"turn": "3478", "turns": "5349"}
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_CODEC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_")
+_MEDIA_KINDS = ("audio", "video")
+
+# The fields read here, per stats type: a holder of reports that keeps only what
+# it reads (reports.PeerReports, registry.REPORT_FIELDS) must keep these too.
+DIMENSION_FIELDS: dict[str, frozenset[str]] = {
+    "transport": frozenset({"selectedCandidatePairId"}),
+    "candidate-pair": frozenset({"localCandidateId", "selected", "nominated", "state", "bytesSent", "bytesReceived"}),
+    "local-candidate": frozenset({"candidateType", "relayProtocol", "url", "protocol", "networkType"}),
+    "outbound-rtp": frozenset({"kind", "mediaType", "codecId", "bytesSent"}),
+    "codec": frozenset({"mimeType"}),
+}
+
+
+def report_dimensions(report: list | dict) -> dict[str, str | None]:
+    """The route and codecs of one report (the array getStats() returned, or a
+    map of stat id to stat); {} when it tells neither."""
+    return connections_dimensions([report])
+
+
+def connections_dimensions(reports: Iterable[list | dict]) -> dict[str, str | None]:
+    """`report_dimensions` of one endpoint with several peer connections (an
+    rtcstats peer): the route of the busiest selected pair among them (the
+    registry's rule for several transports), each codec from the busiest stream
+    of its kind."""
+    routes = {}
+    codecs = {}  # kind -> (bytes sent, codec)
+    for report in reports:
+        if isinstance(report, dict):
+            report = report.values()
+        elif not isinstance(report, (list, tuple)):
+            continue
+        route = _read(report, codecs)
+        if route is not None:
+            routes[str(len(routes))] = route
+    found = {}
+    if routes:
+        found.update(_route(registry.selected_pair(routes, list(routes))["local"]))
+    for kind, (_, codec) in codecs.items():
+        found[f"{kind}_codec"] = codec
+    return found
+
+
+def _read(stats, codecs):
+    """One report's selected pair with its local candidate (a stand-in for the pair,
+    carrying its traffic, for `selected_pair` to weigh against other reports'),
+    None without one; adds its streams' codecs to `codecs`."""
+    by_id = {}
+    pairs = {}
+    selected_ids = []
+    outbound = []
+    for stat in stats:
+        if stat.__class__ is not dict:
+            continue
+        stat_type = stat.get("type")
+        stat_id = stat.get("id")
+        if stat_id.__class__ is str:
+            by_id[stat_id] = stat
+        if stat_type == "candidate-pair":
+            if stat_id.__class__ is str:
+                pairs[stat_id] = stat
+        elif stat_type == "transport":
+            pair_id = stat.get("selectedCandidatePairId")
+            if pair_id.__class__ is str:
+                selected_ids.append(pair_id)
+        elif stat_type == "outbound-rtp":
+            outbound.append(stat)
+    for stream in outbound:
+        _add_codec(stream, by_id, codecs)
+    pair = registry.selected_pair(pairs, selected_ids)
+    if pair is None:
+        return None
+    local = by_id.get(pair.get("localCandidateId"))
+    if local is None or local.get("type") != "local-candidate" or local.get("candidateType") not in CANDIDATE_TYPES:
+        return None
+    return {"bytesSent": pair.get("bytesSent"), "bytesReceived": pair.get("bytesReceived"), "local": local}
+
+
+def _route(local):
+    candidate_type = CANDIDATE_TYPES[local["candidateType"]]
+    relayed = candidate_type == "relay"
+    relay_protocol = local.get("relayProtocol") if relayed else None
+    transport = local.get("protocol")
+    network_type = local.get("networkType")
+    return dict(zip(CONNECTION_DIMENSIONS, (
+        candidate_type,
+        relay_protocol if relay_protocol in RELAY_PROTOCOLS else None,
+        turn_server(local.get("url")) if relayed else None,
+        transport if transport in TRANSPORTS else None,
+        network_type if network_type in NETWORK_TYPES else None,
+    )))
+
+
+def _add_codec(stream, by_id, codecs):
+    kind = stream.get("kind") or stream.get("mediaType")
+    if kind not in _MEDIA_KINDS:
+        return
+    codec = by_id.get(stream.get("codecId"))
+    mime_type = codec.get("mimeType") if codec is not None and codec.get("type") == "codec" else None
+    if mime_type.__class__ is not str:
+        return
+    media, _, name = mime_type.partition("/")
+    if media.lower() != kind or not name or len(name) > MAX_VALUE or not _CODEC_CHARS.issuperset(name):
+        return
+    sent = stream.get("bytesSent")
+    sent = sent if sent.__class__ in (int, float) else 0
+    if kind not in codecs or sent > codecs[kind][0]:
+        codecs[kind] = (sent, name)
+
+
+def turn_server(url) -> str | None:
+    """`host:port` of a TURN `url` (`turn:host:port?transport=udp`, `turns:[::1]`,
+    ...), without user name, credentials or parameters; None when it is none."""
+    if url.__class__ is not str or len(url) > 256:
+        return None
+    scheme, colon, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in TURN_PORTS:
+        return None
+    rest = rest.split("?", 1)[0].rsplit("@", 1)[-1].lstrip("/")
+    if rest.startswith("["):
+        host, bracket, port = rest[1:].partition("]")
+        if not bracket or not host or not _IPV6_CHARS.issuperset(host) or port[:1] not in ("", ":"):
+            return None
+        shown_host, port = f"[{host}]", port[1:]
+    else:
+        host, _, port = rest.partition(":")
+        if not host or not _HOST_CHARS.issuperset(host):
+            return None
+        shown_host = host.lower()
+    port = port or TURN_PORTS[scheme]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    server = f"{shown_host}:{int(port)}"
+    return server if len(server) <= MAX_VALUE else None

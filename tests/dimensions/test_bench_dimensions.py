@@ -1,0 +1,14 @@
+"""The dimensions benchmark runs and measures every figure against its baseline."""
+from bench import dimensions
+from bench.report import Section
+
+
+def test_dimensions_benchmark():
+    section = Section("dimensions")
+    dimensions.dimensions(None, section)
+    assert [figure.what.split(":")[0] for figure in section.figures[:3]] == ["dimensions of a request"] * 3
+    assert len(section.figures) == 6
+    for figure in section.figures:
+        assert figure.value > 0 and figure.baseline > 0, figure
+    cached, uncached = section.figures[3].value, section.figures[3].baseline
+    assert cached < uncached / 5  # the cache is what makes a parse per request affordable
