@@ -106,6 +106,7 @@ def held(alertmanager, *matchers):
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_the_worker_re_sends_what_fires_and_a_re_send_never_brings_a_resolution_back(alertmanager):
     alertmanager.start()
@@ -147,6 +148,7 @@ def app_config(app_config, alertmanager, tmp_path):
     return app_config
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_bad_calls_alert_is_active_in_alertmanager_kept_so_by_re_sends_and_ended_by_recovery(
         http_client, base_url, app, alertmanager):
@@ -205,6 +207,7 @@ async def test_a_bad_calls_alert_is_active_in_alertmanager_kept_so_by_re_sends_a
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="failed") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_an_alertmanager_down_at_first_gets_the_alert_once_up_and_again_after_a_restart(
         http_client, base_url, app, alertmanager, influxd, database):
@@ -234,6 +237,7 @@ async def test_an_alertmanager_down_at_first_gets_the_alert_once_up_and_again_af
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="delivered") == 1
 
 
+@pytest.mark.slow
 def test_two_processes_give_one_alert_and_the_next_sender_carries_the_re_sends_on(tmp_path, servers, alertmanager):
     alertmanager.start()
     rules = tmp_path / "rules.toml"

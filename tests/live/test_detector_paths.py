@@ -35,6 +35,7 @@ def reports(call, indexes, now):
             for n, index in enumerate(indexes) for peer in ("caller", "callee")]
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_the_feed_and_the_whole_window_tell_viewers_the_same(http_client, base_url, app):
     time = [0]
