@@ -31,6 +31,7 @@ def test_finite_numbers_round_trip_through_the_fast_path(stats):
     assert list(stored_fields(parsed.lines[0])) == list(stats)  # order kept
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(names, st.one_of(finite, st.booleans(), st.none()), min_size=1, max_size=12))
 def test_booleans_and_nulls_take_the_one_by_one_path(stats):
