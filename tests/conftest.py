@@ -1,5 +1,6 @@
-"""Fixtures: a real influxd for the session, a fresh database and an
-in-process server per test, talked to over real HTTP."""
+"""Fixtures: a real influxd for the session (and one of a test's own), a fresh database and an
+in-process server per test, talked to over real HTTP; server processes, two of them behind
+nginx, graph viewers and a webhook receiver. What they are built on is in tests/support."""
 import itertools
 import os
 import sys
@@ -117,7 +118,6 @@ def deployment(influxd, tmp_path_factory):
     for process in processes:
         process.stop()
         assert process.process.returncode == 0, process.log()
-
 
 
 @pytest.fixture

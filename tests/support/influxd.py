@@ -124,6 +124,11 @@ class Influxd:
                 out.append(row)
         return out
 
+    def has_database(self, name):
+        """Whether `name` exists yet (a server process creates its database in the background)."""
+        series = self.query("SHOW DATABASES")["results"][0].get("series", [])
+        return any([name] in s.get("values", []) for s in series)
+
     def write_requests(self):
         """How many write requests influxd's HTTP service has received."""
         result = self.query("SHOW STATS FOR 'httpd'")["results"][0]
