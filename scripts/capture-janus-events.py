@@ -28,8 +28,8 @@ from tornado.testing import bind_unused_port
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.janus import Janus, page_application  # noqa: E402
-from tests.test_client_browser import CHROMIUM_ARGS  # noqa: E402
+from tests.support.browser import CHROMIUM_ARGS  # noqa: E402
+from tests.support.janus import Janus, page_application  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "janus"
 SCENARIOS = ("echotest", "videoroom", "single", "timeout")
