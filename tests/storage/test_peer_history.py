@@ -5,8 +5,8 @@ import pytest
 from rtcscope.diagnosis.breakdown import breakdown, live_rows
 from rtcscope.diagnosis.explain import Tally, explain
 from rtcscope.dimensions import BUILTIN_DIMENSIONS
-from tests.conftest import now_ms
-from tests.diagnosis.test_explain import TURN_2, fleet, relayed_over_tcp_through_turn_2
+from tests.support.fleets import TURN_2, fleet, relayed_over_tcp_through_turn_2
+from tests.support.samples import now_ms
 
 DIMENSIONS = BUILTIN_DIMENSIONS + ("region", "app_version", "media_server")
 
