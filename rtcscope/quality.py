@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from rtcscope.registry import ICE_STATE_CODES, QUALITY_LIMITATION_CODES
+from rtcscope.storage.schema import SFU_SUFFIX
 
 # Thresholds of a problem. RTT 300 ms is the ITU-T G.114 one-way 150 ms limit, both ways.
 LOSS_THRESHOLD = 0.03
@@ -104,6 +105,16 @@ _PROBLEM_INPUTS = tuple(zip(PROBLEM_CODES, ("loss", "rtt", "jitter", "freezes", 
                                             "qualityLimitationReason", "iceState")))
 # Problems shown by one point, without sustaining: a freeze is already a long stall, a failed ICE a lost connection.
 _UNSUSTAINED = frozenset({"freezes", "ice_failed"})
+# What only a media server sees of a peer: its problem, even where the media server's view does not vote.
+SFU_PROBLEMS = frozenset({"ice_failed"})
+
+
+def voting_peers(peers: Iterable[str]) -> list[str]:
+    """The peers whose figures judge a call: its clients. A media server's view of a peer
+    (`P@janus`) explains, it does not vote, unless the call has nothing else."""
+    peers = list(peers)
+    clients = [peer for peer in peers if not peer.endswith(SFU_SUFFIX)]
+    return clients or peers
 
 
 def threshold_of(problem: str) -> float:
@@ -252,13 +263,19 @@ def mos_timeline(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, 
             for time in sorted(rtt.keys() | loss.keys())]
 
 
-def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
+def summarize_quality(series: dict[str, list[tuple[int, float]]],
+                      views: dict[str, list[tuple[int, float]]] | None = None) -> dict:
     """MOS from the call's mean rtt, jitter and loss ratio, its verdict, the problems seen
-    and the MOS over time.
+    and the MOS over time. `views`: the series of the peers that do not vote (voting_peers),
+    of which only the SFU_PROBLEMS count.
 
     Verdict: "good" from MOS 4.02 (R >= 80), "fair" from 3.60 (R >= 70), else "poor".
     """
     mos = estimate_mos(_mean(series, "rtt"), _mean(series, "jitter"), _mean_loss_ratio(series))
     verdict = verdict_of(mos)
-    return {"mos": mos, "verdict": verdict, "problems": find_problems(series), "timeline": mos_timeline(series)}
+    problems = find_problems(series)
+    if views:
+        problems = sorted(problems + [found for found in find_problems(views) if found["problem"] in SFU_PROBLEMS],
+                          key=lambda found: (found["from"], found["problem"]))
+    return {"mos": mos, "verdict": verdict, "problems": problems, "timeline": mos_timeline(series)}
 

@@ -35,10 +35,9 @@ from ..dimensions import MAX_VALUE
 from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
 from ..registry import ICE_STATE_CODES
 from ..storage.lines import encode_extracted
-from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE
+from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE, SFU_SUFFIX
 from .formats import IngestError, Parsed, _Collector, _show
 
-SFU_SUFFIX = "@janus"
 # Janus's event types (src/events/eventhandler.h), named as its `events` setting names them.
 EVENT_TYPES = {1: "sessions", 2: "handles", 4: "external", 8: "jsep", 16: "webrtc", 32: "media", 64: "plugins",
                128: "transports", 256: "core"}

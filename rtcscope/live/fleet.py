@@ -108,17 +108,23 @@ class CallQuality:
     __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
 
     def __init__(self, peers, at):
-        """`peers`: {peer: window values} of the call's peers that sent samples in the window."""
+        """`peers`: {peer: window values} of the call's peers that sent samples in the window.
+        The call is judged by its voting peers (quality.voting_peers); the others have their
+        MOS too, and add only their SFU_PROBLEMS."""
         self.at = at
         self.worst = None
         self.worst_peer = None
         self.peers = peers  # each peer's window values, with its unrounded "mos": what alert rules read
         problems = set()
         lowest = None
+        voters = peers if len(peers) < 2 else set(quality.voting_peers(peers))
         for peer in sorted(peers) if len(peers) > 1 else peers:
             window = peers[peer]
-            problems.update(quality.current_problems(window))
             mos = window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
+            if peer not in voters:
+                problems.update(quality.SFU_PROBLEMS.intersection(quality.current_problems(window)))
+                continue
+            problems.update(quality.current_problems(window))
             if mos is not None and (lowest is None or mos < lowest):
                 lowest, self.worst, self.worst_peer = mos, window, peer or None
         self.mos = None if lowest is None else round(lowest, 2)

@@ -31,6 +31,8 @@ IDENTIFIER_MAX = 128
 IDENTIFIER_RE = re.compile(f"[{IDENTIFIER_CHARS}]{{1,{IDENTIFIER_MAX}}}")
 NOT_IDENTIFIER_RE = re.compile(f"[^{IDENTIFIER_CHARS}]")
 IDENTIFIER_RULE = f"1-{IDENTIFIER_MAX} characters of [{IDENTIFIER_CHARS}]"
+# A media server's view of peer P is stored as peer P + SFU_SUFFIX (rtcscope/ingest/janus.py).
+SFU_SUFFIX = "@janus"
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 FIELD_RULE = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
