@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..dimensions import MAX_VALUE
+from ..dimensions import EMITTER_DIMENSION, MAX_VALUE
 from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
 from ..registry import ICE_STATE_CODES
 from ..storage.lines import encode_extracted
@@ -351,7 +351,7 @@ class _Apply:
                 dimensions = outcome.dimensions[key] = {}
                 emitter = action[6]
                 if emitter.__class__ is str and emitter:
-                    dimensions["emitter"] = _dimension_value(emitter)
+                    dimensions[EMITTER_DIMENSION] = _dimension_value(emitter)
             handle = peers.handle(handle_id, key, session, self.now)
             ts_ns = collector.timestamp(ts_ns)
             if what == "stats":
