@@ -242,8 +242,8 @@ class Store:
         presence_q = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" '
                       f'FROM {PRESENCE_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"')
         # One statement, two selections per group: the latest end (one selector, so the row keeps
-        # that end's time and detail) and the latest disconnect marker, which has no `at`.
-        ends_q = (f'SELECT * FROM (SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
+        # that end's time, detail and reason) and the latest disconnect marker, which has no `at`.
+        ends_q = (f'SELECT * FROM (SELECT last("at") AS "at", "detail", "reason" FROM {EVENTS_MEASUREMENT} WHERE {where} '
                   f'GROUP BY "call", "peer"), (SELECT last("disconnected") AS "disconnected" FROM '
                   f'{EVENTS_MEASUREMENT} WHERE {where} GROUP BY "call", "peer") WHERE {where} GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
@@ -280,7 +280,8 @@ class Store:
             if first_unknown is None:
                 return FeedRows([], [], [], [], [], kept, queries=1)
             since = str(first_unknown)  # ns
-        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", "imported")
+        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", "imported",
+                 "reason")
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {since}")
@@ -348,7 +349,7 @@ def _fold_feed(answer, names, known):
     nothing = frozenset()
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
-        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_, imported_ = map(
+        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_, imported_, reason_ = map(
             series["columns"].index, ("time", *names))
         for values in series.get("values", ()):
             node, stamp = values[node_], values[time_]
@@ -374,7 +375,7 @@ def _fold_feed(answer, names, known):
                 if values[at_] is None:
                     continue
                 ends.append((call, peer, {"time": stamp // 1_000_000, "at": values[at_],
-                                          "detail": values[detail_]}))
+                                          "detail": values[detail_], "reason": values[reason_]}))
             elif values[disconnected_] is not None:
                 disconnects.append((call, peer, {"time": stamp // 1_000_000, "disconnected": values[disconnected_]}))
             elif values[imported_] is not None:
@@ -412,7 +413,7 @@ def _complete_rows(series, fields):
 
 
 def _latest_events(series):
-    """[(call, peer, {time, at, detail, disconnected})]: a group's end row and marker
+    """[(call, peer, {time, at, detail, reason, disconnected})]: a group's end row and marker
     row folded into one; the end's keys are None without an end, `disconnected`
     without a marker. Selectors only pick points whose field is visible, so a
     partly written event is passed by until the next read sees it whole."""
@@ -423,5 +424,5 @@ def _latest_events(series):
         if end or marker is not None:
             events.append((s["tags"].get("call", ""), s["tags"].get("peer", ""),
                            {"time": end.get("time"), "at": end.get("at"), "detail": end.get("detail"),
-                            "disconnected": marker}))
+                            "reason": end.get("reason"), "disconnected": marker}))
     return events

@@ -14,7 +14,7 @@
 
   function problemValue(problem, value) {
     if (problem.problem === "high_loss") return RS.format(value * 100, "%");
-    if (problem.metric === "qualityLimitationReason") return "";
+    if (problem.metric === "qualityLimitationReason" || problem.metric === "iceState") return "";
     return RS.format(value, RS.metric(problem.metric).display_unit);
   }
 

@@ -7,6 +7,7 @@
     high_loss: ["loss", "High packet loss"], high_rtt: ["rtt", "High round-trip time"],
     high_jitter: ["jitter", "High jitter"], freezes: ["freezes", "Video freezes"],
     cpu_limited: ["cpu", "Video limited by CPU"], bandwidth_limited: ["bandwidth", "Video limited by bandwidth"],
+    ice_failed: ["ice", "ICE failed (the media server's view)"],
   };
 
   function mosOf(call) {
