@@ -259,6 +259,9 @@ class Graphs:
         to every viewer of every metric, the others to the viewers of their metric."""
         self.live, self.end, self._drawn = live, end, None
         for call, at in started:
+            for watch in self.watches.values():
+                if watch.since is not None and at >= watch.since:  # its whole life is in the memory
+                    watch.complete.add(call)
             self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
         for watch, series in recent:
             if watch.loaded:
