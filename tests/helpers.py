@@ -86,3 +86,16 @@ threshold = 400
 for = "{hold}"
 severity = "critical"
 """
+
+
+def record_statements(store):
+    """The statements `store` sends InfluxDB from now on, in a list (the store itself unchanged)."""
+    statements = []
+    send_query = store.query_series
+
+    async def recording(statement, *args, **kwargs):
+        statements.append(statement)
+        return await send_query(statement, *args, **kwargs)
+
+    store.query_series = recording
+    return statements

@@ -11,7 +11,7 @@ from rtcscope import registry
 from rtcscope.live.graphs import BUCKET_MS, SNAPSHOT_MS
 from rtcscope.summary import percentile
 from tests.conftest import now_ms
-from tests.helpers import eventually, post, split_by_call
+from tests.helpers import eventually, post, record_statements, split_by_call
 from tests.live.test_detector import Recorder
 
 CALLS = 2000
@@ -69,19 +69,6 @@ def band_points(message):
         for ms, value in message["band"][label]:
             found.setdefault(ms, {})[label] = value
     return found
-
-
-def record_statements(store):
-    """The statements the store sends InfluxDB from now on (the store itself unchanged)."""
-    statements = []
-    send_query = store.query_series
-
-    async def recording(statement, *args, **kwargs):
-        statements.append(statement)
-        return await send_query(statement, *args, **kwargs)
-
-    store.query_series = recording
-    return statements
 
 
 async def until_bucket(bucket):
