@@ -111,6 +111,7 @@ async def _first_viewer(ctx, count):
                 "band_query": band_query,
                 "written_s": steady_fill_s(detector) + WARM_TICKS + ticks + POINT_TICKS}
     finally:
+        await detector.stop()
         await store.close()
 
 

@@ -25,7 +25,7 @@ from .scaling import FLEET_SEND_S, _calls_lines
 
 PARTITIONS = 4
 CALLS = 20_000
-ROUNDS = 5
+ROUNDS = 7
 FEED = '"rtc_feed"."rtc_feed"'
 COLUMNS = ('"node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", '
            '"imported"')

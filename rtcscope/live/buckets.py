@@ -49,8 +49,8 @@ class CallBuckets:
                 row = self._free.pop()
             else:
                 row, self._used = self._used, self._used + 1
-                if row == len(self.values):
-                    grown = np.full((2 * len(self.values), RING), np.nan)
+                if row == len(self.values):  # a quarter more: the slack stays a quarter of the calls at most
+                    grown = np.full((max(len(self.values) + 1024, len(self.values) * 5 // 4), RING), np.nan)
                     grown[:row] = self.values
                     self.values = grown
             self.rows[call] = row

@@ -205,6 +205,7 @@ class CallDetector:
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
+        await self.graphs.stop()
         await self.ended_upkeep.stop()
         self.summaries.stop()
         for viewer in self.graphs.viewers() + list(self.call_list.viewers):

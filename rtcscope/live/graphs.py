@@ -15,6 +15,7 @@ from .. import registry
 from ..registry import COUNTER
 from ..storage.schema import FEED_FIELDS
 from ..storage.store import StoreError
+from ..tasks import cancel_and_wait
 from .buckets import BAND, BUCKET_MS, SNAPSHOT_MS, WORST_LINES, CallBuckets, worst_calls
 
 log = logging.getLogger("rtcscope.detector")
@@ -177,6 +178,10 @@ class Graphs:
         viewer.send(watch.snapshot(len(self.live), self.end))
         watch.viewers.add(viewer)
 
+    async def stop(self):
+        """Cancel the loads under way: nothing of them runs after a stop."""
+        await cancel_and_wait(*(task for watch in self.watches.values() for task in (watch.loading, watch.fetching)))
+
     def unwatch(self, viewer):
         for watch in list(self.watches.values()):
             if viewer in watch.viewers:
@@ -193,14 +198,19 @@ class Graphs:
 
     async def _load(self, watch):
         """The first viewer of a metric not followed yet: in band mode, the band's five minutes
-        from one query whose answer is a row per bucket (the calls drawn as lines are loaded
-        like any calls the memory does not hold). The other calls' buckets come with the ticks."""
+        from one query whose answer is a row per bucket (it reads every call's series: when it
+        fails or times out, the band starts now), the calls drawn as lines loaded like any calls
+        the memory does not hold. The other calls' buckets come with the ticks."""
         await self._wait_ready()
         end = self.end
         memory = CallBuckets()
         if self.mode() == BAND_MODE:
-            memory.set_band(await self.metric_band(watch, end - SNAPSHOT_MS, end))
             watch.band_since = end
+            try:
+                memory.set_band(await self.metric_band(watch, end - SNAPSHOT_MS, end))
+            except (StoreError, TimeoutError) as exc:  # the graph starts now rather than not at all
+                log.warning("the band of %s over five minutes could not be read (%s): from now on only", watch.metric.name,
+                            exc)
         watch.memory, watch.since = memory, end
 
     async def metric_series(self, watch, start_ms, end_ms, calls=None):
