@@ -119,14 +119,15 @@ async def _followed_cost(ctx, count, ticks, kept):
     """[(wall, CPU)] of ticks of a detector following `count` real calls, with one rtt viewer:
     the dashboard's default graphs followed from the first tick (`kept`), or rtt alone."""
     store = Store(ctx.influxd.url, ctx.database(f"followed{count}{'kept' if kept else 'rtt'}"), timeout=60.0)
+    clock = DrivenClock()
+    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
+    if not kept:
+        detector.graphs.watches.clear()
     try:
         await store.setup()
-        clock = DrivenClock()
-        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
-        if not kept:
-            detector.graphs.watches.clear()
         return await ticks_on_a_driven_clock(store, detector, clock, count, ticks)
     finally:
+        await detector.stop()
         await store.close()
 
 
@@ -160,8 +161,8 @@ def graphs(ctx, section):
     section.note(f"Baseline, in the same database right after: the query the first viewer made before, five "
                  f"minutes of rtt grouped by call ({answered}), {baseline_seconds:.2f} s and influxd "
                  f"{baseline_influx * 1000:.0f} ms of CPU, though only the last {found['written_s']} s of samples "
-                 "were written (with five minutes of them it reads up to 300 s / that many times the points; at "
-                 "20,000 real calls it timed out). The band's own query, a row per bucket: "
+                 f"were written (with five minutes of them it reads up to {300 / found['written_s']:.0f} times the "
+                 "points; at 20,000 real calls it timed out). The band's own query, a row per bucket: "
                  f"{band_seconds * 1000:.0f} ms, influxd {band_influx * 1000:.0f} ms ({band_rows} buckets).")
     section.note(f"Memory of the followed graphs: {found['memory'] / 1e6:.0f} MB for the "
                  f"{len(KEPT_METRICS)} default graphs at {count:,} calls (five minutes of 2 s buckets, 8 bytes each, "
