@@ -17,6 +17,7 @@
   const WORST_COLORS = ["#dc2626", "#ea580c", "#9333ea", "#ca8a04", "#db2777"];
   const FLEET_P50 = "#334155";
   const FLEET_P95 = "#64748b";
+  const SFU_DASH = [6, 4];
   const FLEET_FILL = "rgba(100, 116, 139, 0.16)";
 
   /** 24-hour clock labels: seconds when ticks are closer than a minute, the date over long spans. */
@@ -164,10 +165,11 @@
       return count;
     }
 
-    /** A line's colour: the worst calls' over the band by rank, a call's own otherwise. */
+    /** A line's colour: the worst calls' over the band by rank, a call's or a peer's own otherwise. */
     colorOf(call) {
       const rank = this.drawn.indexOf(call);
-      return this.mode === "band" && rank >= 0 ? WORST_COLORS[rank % WORST_COLORS.length] : RS.color(call);
+      if (this.mode === "band" && rank >= 0) return WORST_COLORS[rank % WORST_COLORS.length];
+      return this.linkTo ? RS.color(call) : RS.peerColor(call);
     }
 
     /** uPlot's aligned columns: `undefined` where a call has no bucket (spanned), `null` for a real gap. */
@@ -231,10 +233,16 @@
       this.updateLegend();
     }
 
+    /** A line of a call's peer that is a media server's view of it: dashed, in the peer's colour. */
+    isSfuView(line) {
+      return !this.linkTo && RS.sfuView(line) !== null;
+    }
+
     legendItem(color, label, href, dashed) {
       const value = RS.el("span", { class: "legend-value" });
       const swatch = RS.el("span", { class: "legend-swatch" + (dashed ? " dashed" : "") });
       swatch.style.background = color;
+      swatch.style.color = color; // a dashed swatch's dashes
       const name = href ? RS.el("a", { href: href, title: label }, label) : RS.el("span", { class: "legend-label" }, label);
       this.legend.append(RS.el("span", { class: "legend-item", dataset: href ? { call: label } : { series: label } }, swatch, name, value));
       return value;
@@ -250,7 +258,7 @@
         if (lines.length) this.legend.append(RS.el("span", { class: "legend-break" }, "worst calls:"));
       }
       lines.slice(0, LEGEND_MAX).forEach((call, i) => {
-        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call)));
+        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call), this.isSfuView(call)));
       });
       if (!band && total > LEGEND_MAX) {
         this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (total - LEGEND_MAX) + " more calls"));
@@ -285,7 +293,7 @@
                      font: "11px system-ui, sans-serif" };
       const callSeries = lines.map((call, i) => ({
         label: call, stroke: colors[i], width: band ? 1.5 : 1.75, spanGaps: false,
-        points: { size: 5, fill: colors[i] }, value: format,
+        dash: this.isSfuView(call) ? SFU_DASH : undefined, points: { size: 5, fill: colors[i] }, value: format,
       }));
       const fleetSeries = band ? [
         { label: "fleet p50", stroke: FLEET_P50, width: 1.5, points: { show: false }, value: format },
