@@ -207,25 +207,21 @@ class Store:
             self._fields = (time.monotonic(), names)
         return names
 
-    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, by="call"):
-        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]}.
+    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, calls=None, by="call"):
+        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]},
+        of one `call` or of the `calls` listed (by the tag index: their series alone are read).
 
         Gauges are averaged over a call's (or peer's) series; counters shown as
         rates are differentiated per series (peer x kind) and then summed."""
-        field = quote_identifier(metric.source_field)
-        group = quote_identifier(by)
         where = time_range(start_ms, end_ms)
         if call is not None:
-            where += f' AND "call" = {quote_literal(call)}'
-        if rate:
-            statement = (
-                f'SELECT sum("rate") AS "value" FROM ('
-                f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
-                f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
-                f'WHERE {where} GROUP BY time({bucket_s}s), {group} fill(none)')
-        else:
-            statement = (f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} '
-                         f'GROUP BY time({bucket_s}s), {group} fill(null)')
+            calls = [call]
+        if calls is not None:
+            if not calls:
+                return {}
+            where += " AND (" + " OR ".join(f'"call" = {quote_literal(name)}' for name in calls) + ")"
+        statement = _series_statement(metric, where, bucket_s, rate, quote_identifier(by),
+                                      "fill(none)" if rate else "fill(null)")
         scale = metric.scale
         result = {}
         for series in await self.query(statement):
@@ -233,6 +229,20 @@ class Store:
                 (row["time"], None if row["value"] is None else row["value"] * scale)
                 for row in series["rows"]]
         return result
+
+    async def metric_band(self, metric, start_ms, end_ms, bucket_s, *, rate, percentiles):
+        """Per bucket, the `percentiles` across calls of each call's value as metric_series
+        gives it: {ms: [value of each percentile]}. One statement whose answer is a row per
+        bucket however many calls there are; InfluxDB still reads every call's series in
+        the range (a subquery per call, then percentile() across them: nearest rank, rounded)."""
+        where = time_range(start_ms, end_ms)
+        per_call = _series_statement(metric, where, bucket_s, rate, '"call"', "fill(none)")
+        names = [f"p{int(rank)}" for rank in percentiles]
+        columns = ", ".join(f'percentile("value", {int(rank)}) AS "{name}"' for rank, name in zip(percentiles, names))
+        statement = f'SELECT {columns} FROM ({per_call}) WHERE {where} GROUP BY time({bucket_s}s) fill(none)'
+        scale = metric.scale
+        return {row["time"]: [None if row[name] is None else row[name] * scale for name in names]
+                for series in await self.query(statement) for row in series["rows"]}
 
     async def call_activity(self, since_ms, until_ms, call=None):
         """Presence and end events per (call, peer) since `since_ms`."""
@@ -340,6 +350,18 @@ class Store:
                      f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'GROUP BY time({bucket_s}s) fill(null)')
         return [row for series in await self.query(statement) for row in series["rows"]]
+
+
+def _series_statement(metric, where, bucket_s, rate, group, fill):
+    """A metric's value per bucket and `group` (a quoted tag): a gauge's mean over the group's
+    series, a counter's non-negative per-second derivative of each series' last value, summed."""
+    field = quote_identifier(metric.source_field)
+    if rate:
+        return (f'SELECT sum("rate") AS "value" FROM ('
+                f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
+                f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
+                f'WHERE {where} GROUP BY time({bucket_s}s), {group} {fill}')
+    return f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} GROUP BY time({bucket_s}s), {group} {fill}'
 
 
 def _fold_feed(answer, names, known):

@@ -96,11 +96,6 @@
       if (!this.sorted.has(order)) this.sorted.set(order, [...this.calls.values()].sort(ORDERS[order] || worstFirst));
       return this.sorted.get(order);
     }
-
-    /** The `n` worst calls' ids: the lines a graph draws over the fleet's band. */
-    worst(n) {
-      return this.list("worst").slice(0, n).map((c) => c.call);
-    }
   }
 
   Object.assign(RS, { FleetFeed, PROBLEMS, problemBadge, mosOf, problemsOf });
