@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.ingest.formats import IngestError, parse
 
-from .base import APIHandler, ingest_client, ingest_key_refusal
+from .base import APIHandler, client_dimensions, ingest_client, ingest_key_refusal
 
 REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
@@ -102,14 +102,16 @@ class WriteHandler(APIHandler):
         now_ns = time.time_ns() // 1000 * 1000
         try:
             parsed = parse(b"".join(self._chunks), now_ns, app.ingest_limits,
-                           precision=self.argument("precision", "ns"))
+                           self.argument("precision", "ns"), app.dimensions, client_dimensions(self))
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
         refusal = app.admission.admit(ingest_client(self.request), parsed.calls)
         if refusal:
+            app.ingest_limits.feed.forget(parsed.sent_dimensions)
             retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
+            app.ingest_limits.feed.forget(parsed.sent_dimensions)
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
                                Retry_After=str(max(1, round(app.config.flush_interval * 2))))
         if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)

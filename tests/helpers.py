@@ -1,14 +1,15 @@
 """Small helpers the tests share: real HTTP requests and waiting on InfluxDB."""
 import asyncio
 import json
+import os
 import pathlib
 import time
 
 from tornado.httpclient import HTTPRequest
 
-# Real Chromium getStats() output, shared with the contract.
-CHROMIUM_FIXTURE = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-                    / "chromium-loopback-audio-video.json")
+# Real Chromium getStats() output, shared with the contract (RTCSCOPE_FIXTURE: where it is, when elsewhere).
+CHROMIUM_FIXTURE = pathlib.Path(os.environ.get("RTCSCOPE_FIXTURE") or pathlib.Path(__file__).resolve().parents[2]
+                                / "shared" / "fixtures" / "chromium-loopback-audio-video.json")
 
 
 async def post(http_client, url, body, content_type="application/json", headers=None):

@@ -8,8 +8,9 @@ changes is refused by InfluxDB).
 """
 import orjson
 
-from .feed import encode_feed_values
+from .feed import encode_feed_values, string_field
 from .schema import (
+    DIMENSIONS_MEASUREMENT,
     END_DETAIL_CODES,
     END_REASON_CODES,
     EVENTS_MEASUREMENT,
@@ -37,6 +38,9 @@ class Points:
         self.presence = {}
         self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
         self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
+        # (call, peer) -> what the request tells of the peer's dimensions ({name: value or None}), with a live feed
+        self.dimensions = {}
+        self.sent_dimensions = []  # the (call, peer) whose dimensions `finish` wrote
         self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
 
     def sample(self, call, peer, kind, ts_ns, fields, values):
@@ -77,16 +81,32 @@ class Points:
         recv_ms = float(self.now_ns // 1_000_000)
         lines = self.lines
         feed = self.feed
-        for (call, peer), (first, last) in self.presence.items():
+        dimensions = self.dimensions
+        for key, (first, last) in self.presence.items():
+            call, peer = key
             tags = "call=" + call + (",peer=" + peer if peer else "")
             lines.append(
                 f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
                 f"recv={recv_ms!r} {self.now_ns}".encode())
             if feed is not None:
-                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
+                d = None
+                update = dimensions.get(key) if peer else None
+                if update:
+                    d, changed = feed.dimensions(call, peer, update, self.now_ns)
+                    if changed:
+                        lines.append(dimensions_line(call, peer, d, self.now_ns))
+                    if d is not None:
+                        self.sent_dimensions.append(key)
+                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get(key, ()), d))
             self.calls.add(call)
         if feed is not None:
             lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
+
+
+def dimensions_line(call, peer, d, time_ns):
+    """An rtc_dimensions point: the peer's dimensions `d` (JSON, as the feed's rows carry it)
+    as of `time_ns`, written when they change."""
+    return f'{DIMENSIONS_MEASUREMENT},call={call},peer={peer} d="{string_field(d)}" {time_ns}'.encode()
 
 
 def end_line(call, peer, at_ms, detail, now_ns):
