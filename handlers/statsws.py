@@ -1,7 +1,8 @@
-"""WebSocket /v1/stats/ws?call=C&peer=P[&key=K]: rtcscope.js's default transport.
+"""WebSocket /v1/stats/ws?call=C&peer=P[&key=K][&tag.<name>=V...]: rtcscope.js's default transport.
 
 The protocol lives in rtcscope/ingest/connection.py; the handler checks the
-key and origin like POST ingest before the upgrade; then the socket leaves
+key, origin and `tag.<name>=` arguments like POST ingest before the upgrade
+(and reads the peer's dimensions from them, its User-Agent and address, once); then the socket leaves
 tornado (handlers/wire.py) and StatsWire admits the call through the same
 limits, stores a frame's points through the same writer (a frame is all or
 nothing for the writer: its `busy` says which message to send again) and

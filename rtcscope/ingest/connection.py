@@ -18,7 +18,10 @@ refused with `need_full_report` until a full report comes: a delta is never
 laid over a report other than the one the client computed it from.
 
 The state per connection is the held report (reports.PeerReports: the fields
-extraction reads, at most `MAX_STATS` stat ids) and a few counters.
+extraction and the dimensions read, at most `MAX_STATS` stat ids), the peer's
+dimensions (the upgrade's, with the route and codecs of the held report,
+worked out again only in a frame whose reports may have moved them) and a few
+counters.
 """
 from dataclasses import dataclass, field
 

@@ -148,15 +148,15 @@ class _Collector(Points):
     def peer_dimensions(self):
         """Each peer's dimensions as the request tells them: its client's, the tags and the
         route and codecs of the newest report of each peer (read once per request)."""
-        tags, reports, client, dimensions = self._tags, self._reports, self.client, self.dimensions
+        tags, reports, client, dimensions = self._tags, self._reports, self.client or {}, self.dimensions
         for key in self.presence:
             if not key[1]:
                 continue
-            update = dict(client) if client else {}
+            update = client  # shared, not changed
             if tags is not None and key in tags:
-                update.update(tags[key])
+                update = {**update, **tags[key]}
             if reports is not None and key in reports:
-                update.update(self.extractor.report(reports[key]))
+                update = {**update, **self.extractor.report(reports[key])}
             if update:
                 dimensions[key] = update
 

@@ -51,11 +51,10 @@ class Feed:
         names `update` removed), or None when nothing changed and it was sent less than
         FEED_DIMENSIONS_EVERY_NS ago; `changed`: the values differ from those last sent
         (first sight included), so an rtc_dimensions point is due too. An `update`
-        that is the very object of the previous call (a connection's, unchanged)
-        is known to change nothing."""
+        equal to the previous one (a peer's requests repeat theirs) changes nothing."""
         key = (call, peer)
         sent = self._sent.get(key)
-        applied = None if sent is not None and sent[2] is update else apply_dimensions(
+        applied = None if sent is not None and (sent[2] is update or sent[2] == update) else apply_dimensions(
             {} if sent is None else sent[0], update)
         if applied is None:
             if sent is None:

@@ -1,10 +1,11 @@
 """Line protocol of what the ingest paths store (docs/storage.md): samples (rtc_stats),
 explicit ends and disconnect markers (rtc_events), presence (rtc_calls), the live feed's
-rows beside them (feed.py) and rtcstats sessions (rtc_rtcstats_sessions).
+rows beside them (feed.py), the peers' dimensions when they change (rtc_dimensions) and
+rtcstats sessions (rtc_rtcstats_sessions).
 
 Identifiers and field names arrive checked (schema.IDENTIFIER_RE, FIELD_RE): they need no
 escaping, so a line is a plain join. Every value is written as a float (a field whose type
-changes is refused by InfluxDB).
+changes is refused by InfluxDB), but rtc_dimensions' `d`, always a string.
 """
 import orjson
 
