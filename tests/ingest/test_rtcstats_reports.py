@@ -183,3 +183,28 @@ def test_a_silent_peer_connection_leaves_the_metrics():
         peer.commit({pc_id: report}, at_ms=at_ms)
     assert peer.extract(at_ms=STALE_MS) == {"audio": {"packetsSent": 12.0}}
     assert peer.extract(at_ms=STALE_MS + 1) == {"audio": {"packetsSent": 7.0}}
+
+
+def test_a_delta_says_whether_the_route_or_codecs_may_have_moved():
+    """Traffic moves every delta and is no move; a new local candidate, a new selected pair or a
+    new codec is."""
+    peer = PeerReports()
+    full = peer.rebuild_full("pc", [
+        {"id": "T", "type": "transport", "selectedCandidatePairId": "P1"},
+        {"id": "P1", "type": "candidate-pair", "localCandidateId": "L1", "bytesSent": 10, "state": "succeeded"},
+        {"id": "L1", "type": "local-candidate", "candidateType": "host", "networkType": "wifi"},
+        {"id": "O", "type": "outbound-rtp", "kind": "audio", "codecId": "C", "bytesSent": 5, "packetsSent": 1},
+        {"id": "C", "type": "codec", "mimeType": "audio/opus"},
+        {"id": "R", "type": "remote-inbound-rtp", "kind": "audio", "roundTripTime": 0.1}])
+    peer.commit({"pc": full}, 0)
+    cases = [
+        ({"P1": {"bytesSent": 20}, "O": {"bytesSent": 9, "packetsSent": 2}, "R": {"roundTripTime": 0.2}}, [], False),
+        ({"R2": {"type": "remote-inbound-rtp", "kind": "video"}}, [], False),
+        ({}, ["R"], False),
+        ({"L2": {"type": "local-candidate", "candidateType": "host", "networkType": "cellular"}}, [], True),
+        ({"T": {"selectedCandidatePairId": "P2"}}, [], True),
+        ({"O": {"codecId": "C2"}}, [], True),
+        ({}, ["L1"], True),
+    ]
+    for delta, removed, moved in cases:
+        assert peer.rebuild_delta("pc", delta, removed)[1] is moved, (delta, removed)
