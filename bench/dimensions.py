@@ -70,7 +70,7 @@ def dimensions(ctx, section):
 
     def per_request(peers, with_report):
         """The request's client and tags apply to each of its peers; a report to its own peer."""
-        found = extractor.client(USER_AGENT, ADDRESS)
+        found = dict(extractor.client(USER_AGENT, ADDRESS))  # the answer is shared
         found.update(extractor.tags(TAGS, "body"))
         if with_report:
             found.update(report_dimensions(report))
