@@ -18,33 +18,18 @@ from rtcscope.dimensions.useragent import UserAgents
 from rtcscope.ingest.connection import StatsConnection
 from rtcscope.ingest.formats import Limits, parse
 from rtcscope.storage.feed import Feed
+from tests.support.reports import chromium_reports
 
 from .fleetload import clean_reports, delta
 from .ingest import SINGLE_BODY
-from .jsonlibs import FIXTURE, _batch_body, compare
+from .jsonlibs import _batch_body, compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DB = os.path.join(ROOT, "tests", "data", "geoip-test.mmdb")
-DUMP = os.path.join(ROOT, "tests", "data", "webrtc-internals-audio-video.json")
 USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
               "Safari/537.36 Edg/131.0.0.0")
 ADDRESS = "91.64.1.1"
 TAGS = {"region": "eu-west", "app_version": "5.2.1"}
-
-
-def _real_report():
-    """A real Chromium sender's report: the contract's capture, else the last poll of a committed dump."""
-    if os.path.exists(FIXTURE):
-        with open(FIXTURE) as fixture:
-            return json.load(fixture)["reports"][-1]["caller"]
-    with open(DUMP) as dump:
-        connection = next(iter(json.load(dump)["PeerConnections"].values()))
-    stats = {}
-    for series_key, series in connection["stats"].items():
-        stat_id, _, name = series_key.rpartition("-")
-        if not name.endswith("]"):
-            stats.setdefault(stat_id, {"id": stat_id, "type": series["statsType"]})[name] = json.loads(series["values"])[-1]
-    return list(stats.values())
 
 
 def _uncached_seconds(user_agents, rounds=400):
@@ -57,7 +42,7 @@ def _uncached_seconds(user_agents, rounds=400):
 
 
 def dimensions(ctx, section):
-    report = _real_report()
+    report = chromium_reports()[-1]["caller"]  # a real Chromium sender's report
     report_body = json.dumps({"call": "c-42", "peer": "caller", "report": report}).encode()
     tagged_body = json.dumps({"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
                               "stats": json.loads(SINGLE_BODY)["stats"]}).encode()
@@ -134,7 +119,7 @@ def ingest_paths(extractor, section, connections=50):
     frame of two deltas (StatsConnection.receive and commit, with the upgrade's
     dimensions and the route of each frame's report)."""
     now_ns = 1795536126812000000
-    report = _real_report()
+    report = chromium_reports()[-1]["caller"]
     tagged = json.dumps([{"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
                           "stats": json.loads(SINGLE_BODY)["stats"]}]).encode()
     bodies = [("POST JSON, one sample with tags", tagged),

@@ -2,19 +2,17 @@
 dump picked with the file picker (or dropped) is uploaded and the page opens
 the imported call's page, which shows its summary."""
 import json
-import time
 import urllib.parse
 
 import pytest
 
 from tests.data import dumps
-from tests.test_pages_browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.browser import WAIT_MS, browser_page, wait_for_text
 
 
 def recent_dump(tmp_path, name="dump.json"):
-    dump = dumps.shifted(dumps.load(dumps.AUDIO_VIDEO), time.time() * 1000 - 120_000)
     path = tmp_path / name
-    path.write_text(json.dumps(dump))
+    path.write_text(json.dumps(dumps.recent(dumps.AUDIO_VIDEO)))
     return path
 
 
@@ -78,3 +76,23 @@ async def test_a_file_over_max_import_is_refused_before_upload(http_client, base
         await page.set_input_files("#import-file", str(path))
         await wait_for_text(page, "#import-error", "this server takes dumps up to 98 KiB")
         assert await page.is_disabled("#import-submit")
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=60)
+async def test_the_page_checks_call_ids_with_the_servers_identifier_rule(http_client, base_url, app):
+    async with browser_page() as page:
+        await page.goto(base_url + "/import")
+        checks = {}
+        max_length = await page.eval_on_selector("#import-call", "input => input.maxLength")
+        for call in ("room:{1}@eu-west_2.x", "a b", "é", "x" * 128):
+            await page.fill("#import-call", call)
+            checks[call] = await page.eval_on_selector("#import-call", "input => input.checkValidity()")
+        # The file name's stem becomes a call id with the same rule: what is not an identifier is a dash.
+        stem = await page.evaluate("""() => {
+            const chars = document.getElementById('import-form').dataset.identifierChars;
+            return 'my dump (2).json'.replace(/\\.json$/, '').replace(new RegExp(`[^${chars}]+`, 'g'), '-');
+        }""")
+    assert checks == {"room:{1}@eu-west_2.x": True, "a b": False, "é": False, "x" * 128: True}
+    assert max_length == 128
+    assert stem == "my-dump-2-"

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import orjson
 
-from .schema import FEED_DIMENSIONS_EVERY_NS, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
+from .schema import END_REASON_CODES, FEED_DIMENSIONS_EVERY_NS, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
 
 # (call, peer) whose dimensions as last sent a process keeps (the least recently sent go first).
 DIMENSIONS_KEPT = 100_000
@@ -78,8 +78,11 @@ class Feed:
         for key in keys:
             self._sent.pop(key, None)
 
-    def end(self, call, peer, at_ms, detail_code, now_ns):
+    def end(self, call, peer, at_ms, detail_code, now_ns, reason="explicit"):
+        """`reason` other than explicit (a media server's session timeout) is written as its code."""
         detail = "" if detail_code is None else f",detail={detail_code!r}"
+        if reason != "explicit":
+            detail += f",reason={END_REASON_CODES[reason]!r}"
         return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
 
     def disconnect(self, call, peer, now_ns):

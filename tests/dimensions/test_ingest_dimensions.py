@@ -13,8 +13,11 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from rtcscope.ingest.rtcstats import PROTOCOL
-from tests.conftest import now_ms
-from tests.helpers import CHROMIUM_FIXTURE, assert_error, count_points, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.reports import CHROMIUM_FIXTURE
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 GEOIP_DB = str(DATA / "geoip-test.mmdb")
