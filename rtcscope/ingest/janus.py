@@ -193,6 +193,7 @@ def parse(body, now_ns, limits, peers):
     outcome = Outcome(collector.result, Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
                       Counter(skipped))
     _Apply(collector, peers, outcome).run(actions)
+    collector.dimensions.update(outcome.dimensions)  # the SFU peers' own, stored as every peer's are
     collector.finish()
     return outcome
 

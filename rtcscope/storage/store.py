@@ -15,8 +15,9 @@ import aiohttp
 import orjson
 
 from ..timeparse import parse_duration
-from .feed import decode_samples
+from .feed import decode_dimensions, decode_samples
 from .schema import (
+    DIMENSIONS_MEASUREMENT,
     EVENTS_MEASUREMENT,
     FEED_MEASUREMENT,
     FEED_RETENTION,
@@ -59,7 +60,8 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as feed.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
+    {kind: {time µs: values}} as feed.decode_samples gives them; `dimensions` rows (receive ms, {name: value
+    or None}) of the presence rows that carry them (`d`); `keys` {node: {time ns}} of every row read whole
     (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
 
     presence: list
@@ -67,6 +69,7 @@ class FeedRows(NamedTuple):
     disconnects: list
     imports: list
     samples: list
+    dimensions: list
     keys: dict
     queries: int = 1
 
@@ -288,10 +291,10 @@ class Store:
                     elif first_unknown is None or stamp < first_unknown:
                         first_unknown = stamp
             if first_unknown is None:
-                return FeedRows([], [], [], [], [], kept, queries=1)
+                return FeedRows([], [], [], [], [], [], kept, queries=1)
             since = str(first_unknown)  # ns
-        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", "imported",
-                 "reason")
+        names = ("node", "call", "peer", "first", "last", "recv", "w", "d", "end", "at", "detail", "disconnected",
+                 "imported", "reason")
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {since}")
@@ -299,6 +302,16 @@ class Store:
         for node, stamps in kept.items():
             read.keys.setdefault(node, set()).update(stamps)
         return read._replace(queries=2) if known else read
+
+    async def call_dimensions(self, call, start_ms, end_ms):
+        """The rtc_dimensions points of one call in the range, oldest first: [(peer, time ms, {name:
+        value or None})]."""
+        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'AND "call" = {quote_literal(call)} GROUP BY "peer"')
+        found = [(series["tags"].get("peer", ""), row["time"], decode_dimensions(row["d"]))
+                 for series in await self.query(statement) for row in series["rows"] if row.get("d")]
+        found.sort(key=lambda point: point[1])
+        return found
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
@@ -366,12 +379,13 @@ def _series_statement(metric, where, bucket_s, rate, group, fill):
 
 def _fold_feed(answer, names, known):
     """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
-    read = FeedRows([], [], [], [], [], {})
-    presence, ends, disconnects, imports, samples, keys, _ = read
+    read = FeedRows([], [], [], [], [], [], {})
+    presence, ends, disconnects, imports, samples, dimensions, keys, _ = read
     nothing = frozenset()
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
-        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_, imported_, reason_ = map(
+        (time_, node_, call_, peer_, first_, last_, recv_, w_, d_, end_, at_, detail_, disconnected_, imported_,
+         reason_) = map(
             series["columns"].index, ("time", *names))
         for values in series.get("values", ()):
             node, stamp = values[node_], values[time_]
@@ -393,6 +407,8 @@ def _fold_feed(answer, names, known):
                     continue
                 if values[w_]:
                     samples.append((call, peer, decode_samples(values[w_], last)))
+                if values[d_]:
+                    dimensions.append((call, peer, (values[recv_], decode_dimensions(values[d_]))))
             elif values[end_] is not None:
                 if values[at_] is None:
                     continue
