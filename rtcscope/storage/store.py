@@ -304,14 +304,20 @@ class Store:
             read.keys.setdefault(node, set()).update(stamps)
         return read._replace(queries=2) if known else read
 
-    async def call_dimensions(self, call, start_ms, end_ms):
-        """The rtc_dimensions points of one call in the range, oldest first: [(peer, time ms, {name:
-        value or None})]."""
-        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
-                     f'AND "call" = {quote_literal(call)} GROUP BY "peer"')
-        found = [(series["tags"].get("peer", ""), row["time"], decode_dimensions(row["d"]))
-                 for series in await self.query(statement) for row in series["rows"] if row.get("d")]
-        found.sort(key=lambda point: point[1])
+    async def dimension_points(self, start_ms, end_ms, call=None):
+        """The rtc_dimensions points in the range, of one call when `call` is given: {call:
+        [(peer, time ms, {name: value or None})] oldest first}."""
+        where = f' AND "call" = {quote_literal(call)}' if call is not None else ""
+        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)}{where} '
+                     f'GROUP BY "call", "peer"')
+        found = {}
+        for series in await self.query(statement):
+            tags = series["tags"]
+            points = found.setdefault(tags.get("call", ""), [])
+            points.extend((tags.get("peer", ""), row["time"], decode_dimensions(row["d"]))
+                          for row in series["rows"] if row.get("d"))
+        for points in found.values():
+            points.sort(key=lambda point: point[1])
         return found
 
     async def first_seen(self, since_ms, until_ms):
