@@ -110,6 +110,8 @@ define("cors_origins", default=["*"], multiple=True, help="origins allowed to PO
 define("ws_origins", default=[], multiple=True, help="extra origins allowed to open graph websockets")
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
+define("graph_lines", default=12,
+       help="a live graph of more live calls than this draws the fleet's p50-p95 band and the five worst calls")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
 define("max_new_calls", default=120,
        help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
@@ -334,7 +336,7 @@ def make_app(**overrides):
                                 quality_window_ms=config.quality_window * 1000,
                                 history_ms=config.retention_seconds * 1000, writer=writer,
                                 ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
-                                max_ended_calls=config.max_ended_calls,
+                                max_ended_calls=config.max_ended_calls, graph_lines=config.graph_lines,
                                 max_dimension_values=config.max_dimension_values)
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
     rtcstats_sessions = Sessions(store, config.max_samples, feed=Feed(node))

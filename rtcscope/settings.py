@@ -48,6 +48,7 @@ class Settings:
     cors_origins: tuple[str, ...]
     ws_origins: tuple[str, ...]
     ws_max_pending: int
+    graph_lines: int
     xheaders: bool
     max_new_calls: int
     new_calls_window: Seconds
@@ -84,6 +85,8 @@ class Settings:
                 value = tuple(value)
             built[field.name] = value
         built["wal_fsync"] = _fsync_interval(values["wal_fsync"])
+        if built["graph_lines"] < 0:
+            raise SettingsError(f"--graph-lines={built['graph_lines']}: give 0 or more calls")
         built["public_url"] = values["public_url"] or f"http://{values['address']}:{values['port']}"
         built["peer_tags"] = _peer_tags(values["peer_tags"])
         for name in ("max_dimension_values", "explain_min_poor"):

@@ -56,6 +56,13 @@ def test_wal_fsync_refuses_what_it_cannot_read(given):
         Settings.from_options(defaults(wal_fsync=given))
 
 
+def test_graph_lines_refuses_a_negative_count():
+    assert Settings.from_options(defaults()).graph_lines == 12
+    assert Settings.from_options(defaults(graph_lines=0)).graph_lines == 0
+    with pytest.raises(SettingsError, match=r"--graph-lines=-1: give 0 or more calls"):
+        Settings.from_options(defaults(graph_lines=-1))
+
+
 def test_a_bad_setting_stops_the_start():
     result = subprocess.run([sys.executable, "server.py", "--wal-fsync=soon", "--wal-dir=", "--spool-dir=",
                              "--influxdb-url=http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True,

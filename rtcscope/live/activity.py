@@ -55,7 +55,7 @@ class Activity:
         self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
         self.recent = RecentSamples()
         # (call, peer) -> presence {first, last, recv}; (call, peer) -> the latest end and
-        # disconnect marker {time, at, detail, disconnected} (None: none).
+        # disconnect marker {time, at, detail, reason, disconnected} (None: none).
         self.presence = {}
         self.ends = {}
         self.rows_of = {}  # call -> {peer: its presence row}: self.presence by call, in the same order
@@ -184,11 +184,12 @@ class Activity:
             else:
                 if row.get("at") is not None and (found["time"] is None or row["time"] >= found["time"]):
                     # >=: a re-read of a partly written row completes it
-                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"))
+                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"), reason=row.get("reason"))
                 if row.get("disconnected") is not None:
                     found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
         for call, peer, row in disconnects:
-            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "disconnected": None})
+            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "reason": None,
+                                                        "disconnected": None})
             found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
 
     def forget_before(self, since):
@@ -205,7 +206,7 @@ class Activity:
             self.recent.drop(call, peer)
         for key, row in list(self.ends.items()):
             if row["time"] is not None and row["time"] < since:
-                row.update(time=None, at=None, detail=None)
+                row.update(time=None, at=None, detail=None, reason=None)
                 self.changed.add(key[0])
             if row["disconnected"] is not None and row["disconnected"] < since:
                 row["disconnected"] = None

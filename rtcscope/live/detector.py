@@ -52,7 +52,7 @@ class CallDetector:
 
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
                  incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS, clock=now_ms,
-                 max_dimension_values=DEFAULT_MAX_VALUES):
+                 graph_lines=12, max_dimension_values=DEFAULT_MAX_VALUES):
         self.store = store
         self.clock = clock  # the time it is (Unix ms): the wall clock, or a benchmark's
         # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
@@ -73,7 +73,8 @@ class CallDetector:
         # (call, peer) -> dimensions.peer.Dimensions of the peers in the window, learnt from the feed's rows.
         self.dimensions = self.activity.dimensions
         self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
-        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
+        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.qualities, incremental,
+                             graph_lines)
         self.call_list = CallList()
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
@@ -109,7 +110,7 @@ class CallDetector:
         telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
         telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.graphs.viewer_count)
         telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                        lambda: len(self.graphs.watches))
+                        lambda: self.graphs.watched_count)
         telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.call_list.viewers))
         telemetry.counter("rtcscope_call_summaries_written_total", f"{SUMMARIES_MEASUREMENT} points written for ended calls",
                           lambda: self.summaries.written)
@@ -236,6 +237,7 @@ class CallDetector:
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
+        await self.graphs.stop()
         await self.ended_upkeep.stop()
         self.summaries.stop()
         for viewer in self.graphs.viewers() + list(self.call_list.viewers):

@@ -35,6 +35,8 @@ IDENTIFIER_MAX = 128
 IDENTIFIER_RE = re.compile(f"[{IDENTIFIER_CHARS}]{{1,{IDENTIFIER_MAX}}}")
 NOT_IDENTIFIER_RE = re.compile(f"[^{IDENTIFIER_CHARS}]")
 IDENTIFIER_RULE = f"1-{IDENTIFIER_MAX} characters of [{IDENTIFIER_CHARS}]"
+# A media server's view of peer P is stored as peer P + SFU_SUFFIX (rtcscope/ingest/janus.py).
+SFU_SUFFIX = "@janus"
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 FIELD_RULE = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
@@ -43,7 +45,7 @@ FIELD_RULE = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 # dashboard graphs by default, so the detector needs no query over rtc_stats for them.
 # Positional in `w`: new names go at the end, never in between.
 FEED_FIELDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost", "packetsReceived",
-               "packetsSent", "freezeCount", "availableBandwidth")
+               "packetsSent", "freezeCount", "availableBandwidth", "iceState")
 FEED_INDEX = {name: index for index, name in enumerate(FEED_FIELDS)}
 # A presence row carries at most this many samples (its newest): a bulk upload of one call
 # must not make a feed row InfluxDB refuses (a string field holds at most 64 KB).
