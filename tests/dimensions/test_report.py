@@ -7,6 +7,7 @@ import pytest
 from rtcscope.dimensions import CONNECTION_DIMENSIONS
 from rtcscope.dimensions.report import DIMENSION_FIELDS, connections_dimensions, report_dimensions, turn_server
 from tests.data import dumps
+from tests.data.dumps import DATA
 from tests.helpers import CHROMIUM_FIXTURE
 
 DIRECT = {"candidate_type": "host", "relay_protocol": None, "turn_server": None, "transport": "udp",
@@ -14,6 +15,8 @@ DIRECT = {"candidate_type": "host", "relay_protocol": None, "turn_server": None,
 # What rtcscope.js leaves out of every stat (static/rtcscope.js, PRIVATE_FIELDS); of a local relay
 # candidate's `url` it keeps the TURN server's host:port.
 RTCSCOPE_JS_PRIVATE = ("address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment")
+# A real call relayed over TCP, as rtcscope.js sends it (tests/data/README.md).
+RELAY_TCP = DATA / "chromium-relay-tcp.json"
 
 
 def last_polls(path):
@@ -41,6 +44,22 @@ def test_chromium_capture():
     for report in reports:
         assert report_dimensions(report["caller"]) == {**DIRECT, "audio_codec": "opus", "video_codec": "VP8"}
         assert report_dimensions(report["callee"]) == DIRECT
+
+
+def test_chromium_relayed_over_tcp_as_rtcscope_js_sends_it():
+    """Both ends of a call through coturn over TCP, stripped by rtcscope.js (tests/data/README.md):
+    the whole route, the TURN server from the host:port the client keeps, and nothing identifying."""
+    capture = json.loads(RELAY_TCP.read_text())
+    relayed_tcp = {"candidate_type": "relay", "relay_protocol": "tcp", "turn_server": capture["turnServer"],
+                   "transport": "udp", "network_type": "ethernet", "audio_codec": "opus", "video_codec": "VP8"}
+    assert len(capture["reports"]) == 3
+    for poll in capture["reports"]:
+        assert set(poll) == {"caller", "callee"}
+        for report in poll.values():
+            assert report_dimensions(report) == relayed_tcp
+            assert not [stat for stat in report if stat["type"] == "certificate"
+                        or set(stat) & {"address", "ip", "port", "relatedAddress", "relatedPort", "usernameFragment"}]
+            assert [stat["url"] for stat in report if "url" in stat] == [capture["turnServer"]]
 
 
 @pytest.mark.parametrize("path, sender_codecs", [
