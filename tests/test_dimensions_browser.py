@@ -9,12 +9,13 @@ import pytest
 
 from rtcscope.dimensions.report import report_dimensions
 from rtcscope.dimensions.useragent import UserAgents
-from tests import browser_calls
-from tests.browser_calls import PEERS, ROUTES
-from tests.turn import Coturn
+from tests.support import calls
+from tests.support.calls import PEERS, ROUTES
+from tests.support.reports import PRIVATE_FIELDS
+from tests.support.turn import Coturn
 
 # Fields of the raw report that say where a person is; rtcscope.js never sends them.
-ADDRESS_FIELDS = {"address", "ip", "port", "relatedAddress", "relatedPort", "usernameFragment"}
+ADDRESS_FIELDS = PRIVATE_FIELDS - {"url"}
 TAGS = {"region": "eu-west", "app_version": "5.2"}
 
 
@@ -47,11 +48,11 @@ async def make_calls(page, turn, routes, **options):
     stopped; {route: (the samples sent, {peer: getStats() whole at the end})}."""
     made = {}
     for route in routes:
-        await browser_calls.start_call(page, route, browser_calls.rtc_configuration(turn, ROUTES[route]), **options)
-        await browser_calls.wait_delivered(page, route, 2)
-        raw = {peer: await browser_calls.raw_report(page, route, peer) for peer in PEERS}
-        made[route] = (await browser_calls.samples(page, route), raw)
-        await browser_calls.stop_call(page, route)
+        await calls.start_call(page, route, calls.rtc_configuration(turn, ROUTES[route]), **options)
+        await calls.wait_delivered(page, route, 2)
+        raw = {peer: await calls.raw_report(page, route, peer) for peer in PEERS}
+        made[route] = (await calls.samples(page, route), raw)
+        await calls.stop_call(page, route)
     return made
 
 
@@ -83,7 +84,7 @@ def assert_sent_route(turn, route, sent, raw):
 async def test_route_codecs_browser_and_tags_of_real_calls_over_the_websocket(start_server, app_config, turn):
     application = await start_server(**{**app_config, "call_timeout": 120.0})
     await application.store.setup()
-    async with browser_calls.calls_page(application.base_url) as page:
+    async with calls.calls_page(application.base_url) as page:
         user_agent = await page.evaluate("navigator.userAgent")
         made = await make_calls(page, turn, ROUTES, tags={**TAGS, "customer": "acme", "build": 77})
         ws_urls = await page.evaluate("Object.values(calls).map((c) => c.monitors.caller.wsUrl)")
@@ -106,7 +107,7 @@ async def test_route_codecs_browser_and_tags_of_real_calls_over_the_websocket(st
 async def test_route_of_a_call_relayed_over_tcp_sent_by_post(start_server, app_config, turn):
     application = await start_server(**{**app_config, "call_timeout": 120.0})
     await application.store.setup()
-    async with browser_calls.calls_page(application.base_url) as page:
+    async with calls.calls_page(application.base_url) as page:
         made = await make_calls(page, turn, ["relay-tcp"], transport="post", tags=TAGS)
         transports = await page.evaluate("Object.values(calls['relay-tcp'].monitors).map((m) => m.transport)")
     assert transports == ["post", "post"]

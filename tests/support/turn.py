@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.influxd import free_port, terminate
+from tests.support.influxd import free_port, terminate
 
 USER = "rtcscope"
 PASSWORD = "loopback-secret"

@@ -1,5 +1,5 @@
 """Real WebRTC calls in headless Chromium, both ends of each monitored by the
-shipped rtcscope.js: direct, or forced through a TURN server (tests/turn.py)
+shipped rtcscope.js: direct, or forced through a TURN server (turn.py)
 with `iceTransportPolicy: "relay"`. Several calls can run on one page, each
 two RTCPeerConnections ("caller", "callee") that both send audio and video,
 each with its own monitor."""
@@ -8,11 +8,11 @@ import pathlib
 
 from playwright.async_api import async_playwright
 
-from tests.test_client_browser import CHROMIUM_ARGS
+from tests.support.browser import CALL_ARGS as CHROMIUM_CALL_ARGS
 
 CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
 # The TURN server's TLS listener has a self-signed certificate.
-CALL_ARGS = CHROMIUM_ARGS + ["--ignore-certificate-errors"]
+CALL_ARGS = CHROMIUM_CALL_ARGS + ["--ignore-certificate-errors"]
 PEERS = ("caller", "callee")
 # Route name -> the relay protocol it is forced through (None: direct).
 ROUTES = {"direct": None, "relay-udp": "udp", "relay-tcp": "tcp", "relay-tls": "tls"}
