@@ -8,11 +8,11 @@ import pathlib
 
 from playwright.async_api import async_playwright
 
-from tests.support.browser import CALL_ARGS as CHROMIUM_CALL_ARGS
+from tests.support.browser import CALL_ARGS
 
 CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
 # The TURN server's TLS listener has a self-signed certificate.
-CALL_ARGS = CHROMIUM_CALL_ARGS + ["--ignore-certificate-errors"]
+TURN_CALL_ARGS = CALL_ARGS + ["--ignore-certificate-errors"]
 PEERS = ("caller", "callee")
 # Route name -> the relay protocol it is forced through (None: direct).
 ROUTES = {"direct": None, "relay-udp": "udp", "relay-tcp": "tcp", "relay-tls": "tls"}
@@ -78,23 +78,35 @@ def rtc_configuration(turn, relay_protocol):
 
 
 @contextlib.asynccontextmanager
-async def calls_page(origin, serve_client=False):
-    """The calls page at `origin`/calls-test, loading `origin`/rtcscope.js (served from the file when
-    `serve_client`: no server answers there)."""
+async def chromium_page(args=CALL_ARGS):
+    """A page of a headless Chromium that can make calls (fake camera and microphone)."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         try:
             page = await (await browser.new_context()).new_page()
             page.on("pageerror", lambda error: print("page error:", error))
-            await page.route(origin + "/calls-test", lambda route: route.fulfill(
-                content_type="text/html", body=CALLS_PAGE))
-            if serve_client:
-                await page.route(origin + "/rtcscope.js", lambda route: route.fulfill(
-                    content_type="text/javascript", body=CLIENT_JS.read_text()))
-            await page.goto(origin + "/calls-test")
             yield page
         finally:
             await browser.close()
+
+
+async def open_test_page(page, origin, path, html, serve_client=False):
+    """`html` as the page at `origin` + `path`, and rtcscope.js at `origin`/rtcscope.js served from
+    the file when `serve_client` (no server answers there yet)."""
+    await page.route(origin + path, lambda route: route.fulfill(content_type="text/html", body=html))
+    if serve_client:
+        await page.route(origin + "/rtcscope.js", lambda route: route.fulfill(
+            content_type="text/javascript", body=CLIENT_JS.read_text()))
+    await page.goto(origin + path)
+
+
+@contextlib.asynccontextmanager
+async def calls_page(origin, serve_client=False):
+    """The calls page at `origin`/calls-test (see `open_test_page`), in a Chromium that accepts the
+    TURN server's certificate."""
+    async with chromium_page(TURN_CALL_ARGS) as page:
+        await open_test_page(page, origin, "/calls-test", CALLS_PAGE, serve_client)
+        yield page
 
 
 async def start_call(page, call, configuration, **options):
