@@ -18,8 +18,12 @@
   // the page shares that budget, so it is counted here, not per monitor.
   var KEEPALIVE_LIMIT = 64 * 1024;
   var keepaliveBytes = 0;
-  // Stats fields that identify a person's network, and stats types of no use to the server.
+  // Stats fields that identify a person's network, and stats types of no use to the server. A local
+  // relay candidate keeps of its `url` the TURN server's host:port (turnServer), nothing else.
   var PRIVATE_FIELDS = ["address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment"];
+  // turn: or turns: URL (RFC 7065): host or [IPv6], optional port, then parameters.
+  var TURN_URL = /^(turns?):(?:\/\/)?(?:[^@?#\/]*@)?(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(\d{1,5}))?(?:[?#\/]|$)/i;
+  var TURN_PORTS = {turn: "3478", turns: "5349"};
   var SKIPPED_TYPES = {certificate: true};
   var RETRY_STATUSES = {429: true, 500: true, 502: true, 503: true, 504: true};
   var STOP_TIMEOUT_MS = 3000;
@@ -38,6 +42,7 @@
     maxQueue: 600,        // samples queued while the server cannot take them (a request in flight aside); the oldest go
     minBackoff: 1000,     // ms of the first wait after a network error or a 503 without Retry-After
     maxBackoff: 60000,
+    tags: null,           // {name: value}: the application's tags of this peer (the server keeps those it lists)
     onsample: null,       // function (sample): sees (and may add "stats" to) every sample before it is queued
     onerror: null         // function (message, status): a refused or failed request, or a failing getStats()
   };
@@ -79,9 +84,44 @@
           copy[name] = stat[name];
         }
       }
+      var server = stat.type === "local-candidate" && stat.candidateType === "relay" && turnServer(stat.url);
+      if (server) {
+        copy.url = server;
+      }
       stats.push(copy);
     });
     return stats;
+  }
+
+  /** "host:port" of a TURN server's URL (its default port when it names none), without scheme,
+   * parameters or credentials; null for anything else. */
+  function turnServer(url) {
+    var match = typeof url === "string" && TURN_URL.exec(url);
+    if (!match) {
+      return null;
+    }
+    return match[2].toLowerCase() + ":" + (match[3] || TURN_PORTS[match[1].toLowerCase()]);
+  }
+
+  /** The `tags` option as {name: string}: values are sent as strings (app_version: 5.2 is "5.2"). */
+  function cleanTags(tags) {
+    var clean = {};
+    var any = false;
+    for (var name in tags || {}) {
+      if (Object.prototype.hasOwnProperty.call(tags, name) && tags[name] != null) {
+        clean[name] = String(tags[name]);
+        any = true;
+      }
+    }
+    return any ? clean : null;
+  }
+
+  function tagQuery(tags) {
+    var query = "";
+    for (var name in tags || {}) {
+      query += "&tag." + encodeURIComponent(name) + "=" + encodeURIComponent(tags[name]);
+    }
+    return query;
   }
 
   /** Milliseconds to wait from a Retry-After header (seconds or an HTTP date), or null. */
@@ -136,10 +176,12 @@
     this.settings = settings;
     this.call = settings.call || randomId("call-");
     this.peer = settings.peer || randomId("peer-");
+    this.tags = cleanTags(settings.tags);
     this.url = server + WRITE_PATH + (settings.key ? "?key=" + encodeURIComponent(settings.key) : "");
     var base = server || (root.location ? root.location.origin : "");
     this.wsUrl = base.replace(/^http/, "ws") + WS_PATH + "?call=" + encodeURIComponent(this.call) +
-      "&peer=" + encodeURIComponent(this.peer) + (settings.key ? "&key=" + encodeURIComponent(settings.key) : "");
+      "&peer=" + encodeURIComponent(this.peer) + (settings.key ? "&key=" + encodeURIComponent(settings.key) : "") +
+      tagQuery(this.tags);
     this.transport = settings.transport === "post" || typeof root.WebSocket !== "function" ? "post" : "websocket";
     this._ws = null;          // {socket, open, sent, base, flight, timer} of the websocket in use
     this._wsEverOpen = false;  // once open, a closed websocket is reopened (a restart); never open: POST
@@ -189,6 +231,9 @@
         return;
       }
       var sample = {call: self.call, peer: self.peer, ts: Date.now(), report: cleanReport(report)};
+      if (self.tags) {
+        sample.tags = self.tags;   // for POST; the websocket sends them once, on its URL
+      }
       if (self.settings.onsample) {
         self.settings.onsample(sample);
       }

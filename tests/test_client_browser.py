@@ -3,22 +3,18 @@ the /demo page end to end, back-off on 503 and on network errors, the closing be
 import asyncio
 import contextlib
 import itertools
-import pathlib
 import re
 import socket
 
 import pytest
-from playwright.async_api import async_playwright
 from tornado.httpserver import HTTPServer
 
 import server
 from rtcscope.registry import extract
 from tests.support.api import get, post
-from tests.support.browser import CALL_ARGS
+from tests.support.calls import CLIENT_JS, chromium_page, open_test_page
 from tests.support.processes import ServerProcess
 from tests.support.waits import eventually
-
-CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
 
 # A loopback call like /demo's, whose monitors keep every sample they take (window.samples) and
 # every error they report (window.errors), so a test can tell exactly what must have landed. They
@@ -68,26 +64,9 @@ window.stopAll = () => Promise.all(Object.values(monitors).map((monitor) => moni
 """
 
 
-@contextlib.asynccontextmanager
-async def chromium_page():
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
-        try:
-            page = await (await browser.new_context()).new_page()
-            page.on("pageerror", lambda error: print("page error:", error))
-            yield page
-        finally:
-            await browser.close()
-
-
 async def open_loopback_page(page, origin, serve_client=False):
     """The test page at `origin`/client-test (rtcscope.js too, when no server answers there yet)."""
-    await page.route(origin + "/client-test", lambda route: route.fulfill(
-        content_type="text/html", body=LOOPBACK_PAGE))
-    if serve_client:
-        await page.route(origin + "/rtcscope.js", lambda route: route.fulfill(
-            content_type="text/javascript", body=CLIENT_JS.read_text()))
-    await page.goto(origin + "/client-test")
+    await open_test_page(page, origin, "/client-test", LOOPBACK_PAGE, serve_client)
 
 
 def stored_samples(influxd, database, call):

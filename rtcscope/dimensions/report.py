@@ -144,14 +144,16 @@ def _add_codec(stream, by_id, codecs):
 
 def turn_server(url) -> str | None:
     """`host:port` of a TURN `url` (`turn:host:port?transport=udp`, `turns:[::1]`,
-    ...), without user name, credentials or parameters; None when it is none."""
+    ...), without user name, credentials or parameters, or of the bare `host:port`
+    rtcscope.js keeps of it (docs/client.md); None when it is neither."""
     if url.__class__ is not str or len(url) > 256:
         return None
-    scheme, colon, rest = url.partition(":")
-    scheme = scheme.lower()
-    if not colon or scheme not in TURN_PORTS:
-        return None
-    rest = rest.split("?", 1)[0].rsplit("@", 1)[-1].lstrip("/")
+    scheme, _, rest = url.partition(":")
+    default_port = TURN_PORTS.get(scheme.lower())
+    if default_port is None:
+        rest, default_port = url, ""
+    else:
+        rest = rest.split("?", 1)[0].rsplit("@", 1)[-1].lstrip("/")
     if rest.startswith("["):
         host, bracket, port = rest[1:].partition("]")
         if not bracket or not host or not _IPV6_CHARS.issuperset(host) or port[:1] not in ("", ":"):
@@ -162,7 +164,7 @@ def turn_server(url) -> str | None:
         if not host or not _HOST_CHARS.issuperset(host):
             return None
         shown_host = host.lower()
-    port = port or TURN_PORTS[scheme]
+    port = port or default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
         return None
     server = f"{shown_host}:{int(port)}"

@@ -7,12 +7,10 @@ import pytest
 from rtcscope.dimensions import CONNECTION_DIMENSIONS
 from rtcscope.dimensions.report import DIMENSION_FIELDS, connections_dimensions, report_dimensions, turn_server
 from tests.data import dumps
-from tests.support.reports import chromium_reports, relayed
+from tests.support.reports import PRIVATE_FIELDS, chromium_reports, relay_tcp_capture, relayed
 
 DIRECT = {"candidate_type": "host", "relay_protocol": None, "turn_server": None, "transport": "udp",
           "network_type": "ethernet"}
-# What rtcscope.js leaves out of every stat (static/rtcscope.js, PRIVATE_FIELDS).
-RTCSCOPE_JS_PRIVATE = ("address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment")
 
 
 def last_polls(path):
@@ -38,6 +36,22 @@ def test_chromium_capture():
     for report in chromium_reports():
         assert report_dimensions(report["caller"]) == {**DIRECT, "audio_codec": "opus", "video_codec": "VP8"}
         assert report_dimensions(report["callee"]) == DIRECT
+
+
+def test_chromium_relayed_over_tcp_as_rtcscope_js_sends_it():
+    """Both ends of a call through coturn over TCP, stripped by rtcscope.js (tests/data/README.md):
+    the whole route, the TURN server from the host:port the client keeps, and nothing identifying."""
+    capture = relay_tcp_capture()
+    relayed_tcp = {"candidate_type": "relay", "relay_protocol": "tcp", "turn_server": capture["turnServer"],
+                   "transport": "udp", "network_type": "ethernet", "audio_codec": "opus", "video_codec": "VP8"}
+    assert len(capture["reports"]) == 3
+    for poll in capture["reports"]:
+        assert set(poll) == {"caller", "callee"}
+        for report in poll.values():
+            assert report_dimensions(report) == relayed_tcp
+            assert not [stat for stat in report if stat["type"] == "certificate"
+                        or set(stat) & (PRIVATE_FIELDS - {"url"})]
+            assert [stat["url"] for stat in report if "url" in stat] == [capture["turnServer"]]
 
 
 @pytest.mark.parametrize("path, sender_codecs", [
@@ -82,11 +96,15 @@ def test_firefox_before_62_candidate_names():
     assert report_dimensions(report)["candidate_type"] == "relay"
 
 
-def test_what_rtcscope_js_sends_lacks_only_the_turn_server():
-    """rtcscope.js strips `url` with the addresses: everything else of the route arrives."""
-    stripped = [{name: value for name, value in stat.items() if name not in RTCSCOPE_JS_PRIVATE}
+def test_what_rtcscope_js_sends_gives_the_whole_route():
+    """rtcscope.js strips the addresses and keeps a local relay candidate's `url` as host:port."""
+    stripped = [{name: value for name, value in stat.items() if name not in PRIVATE_FIELDS}
                 for stat in relayed()]
-    assert report_dimensions(stripped) == {**report_dimensions(relayed()), "turn_server": None}
+    for stat in stripped:
+        if stat["id"] == "Irelay":
+            stat["url"] = "turn-2.example.com:443"
+    assert report_dimensions(stripped) == report_dimensions(relayed())
+    assert report_dimensions(stripped)["turn_server"] == "turn-2.example.com:443"
 
 
 def test_the_fields_a_holder_keeps_are_enough():
@@ -161,6 +179,10 @@ def test_odd_reports_give_nothing(report):
     ("turn:alice:secret@turn.example.com:3478", "turn.example.com:3478"),  # never credentials
     ("turn:turn.example.com:03478", "turn.example.com:3478"),
     ("stun:stun.example.com:3478", None),
+    # The host:port rtcscope.js keeps of a TURN url.
+    ("127.0.0.1:3478", "127.0.0.1:3478"), ("Turn-2.Example.com:443", "turn-2.example.com:443"),
+    ("[2001:db8::1]:5349", "[2001:db8::1]:5349"), ("turn.example.com", None), ("turn.example.com:", None),
+    ("127.0.0.1:99999", None), ("alice@turn.example.com:3478", None), ("[::1]", None),
     ("turn:", None), ("turn:host:0", None), ("turn:host:65536", None), ("turn:host:port", None),
     ("turn:ho st:1", None), ("turn:[::1", None), ("turn:[::1]x", None), ("turn:[g::1]:1", None),
     ("turn:" + "a" * 300, None), (None, None), (3478, None),

@@ -1,13 +1,16 @@
 """Real Chromium getStats() reports (tests/data/README.md): as the browser gave them,
-as rtcscope.js sends them (full and as deltas), and the points they are stored as; and
-the report of a peer relayed through TURN, written out by hand (no capture has one)."""
+as rtcscope.js sends them (full and as deltas), and the points they are stored as; a
+call relayed through a real TURN server as rtcscope.js sent it; and the report of a peer
+relayed through TURN written out by hand, with the shapes of other browsers and networks."""
 import json
 import pathlib
 
 from rtcscope.registry import extract
 
 CHROMIUM_FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "data" / "chromium-loopback-audio-video.json"
-# What rtcscope.js takes out of every report before it leaves the page.
+RELAY_TCP_CAPTURE = CHROMIUM_FIXTURE.with_name("chromium-relay-tcp.json")
+# What rtcscope.js takes out of every report before it leaves the page (of a local relay
+# candidate's `url` it keeps the TURN server's host:port; the loopback capture has none).
 PRIVATE_FIELDS = {"address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment"}
 
 
@@ -18,6 +21,12 @@ def chromium_reports():
 
 REPORTS = [poll["caller"] for poll in chromium_reports()]  # the caller's reports, whole
 HEADLESS_CHROMIUM = json.loads(CHROMIUM_FIXTURE.read_text())["userAgent"]  # the User-Agent of the captures' browser
+
+
+def relay_tcp_capture():
+    """The call relayed over TCP: {"userAgent", "intervalMs", "turnServer", "relayProtocol",
+    "reports": [{"caller": report, "callee": report}, ...]}, the reports as rtcscope.js sent them."""
+    return json.loads(RELAY_TCP_CAPTURE.read_text())
 
 
 def clean_reports():
