@@ -7,6 +7,8 @@ import orjson
 import tornado.web
 
 from rtcscope import registry
+from rtcscope.dimensions import BUILTIN_DIMENSIONS
+from rtcscope.dimensions.tags import DEFAULT_PEER_TAGS
 from rtcscope.storage.store import StoreError
 
 from .base import CALL_PATTERN, find_metric
@@ -38,7 +40,9 @@ class RootHandler(PageHandler):
 
 class DashboardHandler(PageHandler):
     def get(self):
-        self.page("dashboard.html", "dashboard")
+        """With the dimensions a filter or a breakdown can name: the built-in ones and the peer tags."""
+        names = orjson.dumps(BUILTIN_DIMENSIONS + DEFAULT_PEER_TAGS).decode()
+        self.page("dashboard.html", "dashboard", dimensions_json=names)
 
 
 class GraphPageHandler(PageHandler):

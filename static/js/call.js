@@ -1,5 +1,5 @@
-/* /calls/<call>/: one call's summary, each peer's quality and every metric over its life, a line per peer;
- * follows the call while it is live. */
+/* /calls/<call>/: one call's summary, each peer's quality, who and where it is and how it connects
+ * (peerdims.js), and every metric over its life, a line per peer; follows the call while it is live. */
 "use strict";
 
 (function (RS) {
@@ -85,19 +85,23 @@
     });
   }
 
+  /** The peers' quality, worst first, a peer's SFU view (P@janus) right under it; then their dimensions. */
   function renderPeers(d) {
     const peers = peerQualities(d);
     const tbody = document.querySelector("#peer-quality tbody");
-    tbody.replaceChildren(...peersWorstFirst(d).map((peer) => {
+    const groups = RS.renderPeerDimensions(document.getElementById("peer-dims"), d, peersWorstFirst(d));
+    document.getElementById("no-dims").hidden = groups.length > 0;
+    tbody.replaceChildren(...groups.flatMap((group) => group.filter((peer) => peers[peer]).map((peer) => {
       const q = peers[peer];
       const swatch = RS.el("span", { class: "swatch-inline" });
       swatch.style.background = RS.color(peer);
-      return RS.el("tr", { dataset: { peer: peer, verdict: q.verdict || "unknown" } },
-        RS.el("td", { class: "name" }, swatch, peer || "(no peer id)"),
+      const view = RS.peerViewOf(peer, group);
+      return RS.el("tr", { dataset: { peer: peer, verdict: q.verdict || "unknown", view: view } },
+        RS.el("td", { class: "name" }, swatch, peer || "(no peer id)", view ? RS.el("span", { class: "view-label", dataset: { view: view } }, view) : null),
         RS.el("td", { class: "num mos" }, q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2)),
         RS.el("td", {}, RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } }, q.verdict || "unknown")),
         RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)));
-    }));
+    })));
   }
 
   let mosPanel = null;
