@@ -154,15 +154,15 @@
     }));
   }
 
-  /** A link to the list filtered to one cohort: followed in place (no reload), or opened elsewhere as a URL. */
-  function cohortLink(dimension, value, attrs, ...children) {
+  /** A link to the list filtered to a cohort ({dimension: value}): followed in place (no reload), or opened
+   * elsewhere as a URL. */
+  function cohortLink(filters, attrs, ...children) {
     const onclick = (event) => {
       if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
       event.preventDefault();
-      setFilters({ [dimension]: value });
+      setFilters(filters);
     };
-    return RS.el("a", Object.assign({ href: urlWith({ [dimension]: value }), onclick: onclick,
-      dataset: { filter: dimension, filterValue: value } }, attrs), ...children);
+    return RS.el("a", Object.assign({ href: urlWith(filters), onclick: onclick }, attrs), ...children);
   }
 
   function matching() {

@@ -42,23 +42,44 @@
 
   // --- the findings now ----------------------------------------------------------------
 
-  function findingItem(finding, answer, link) {
-    const { dimension, value } = finding;
+  /** "a", "a and b", "a, b and c". */
+  function inWords(parts) {
+    return parts.length < 2 ? parts.join("") : parts.slice(0, -1).join(", ") + " and " + parts[parts.length - 1];
+  }
+
+  /** Findings with the same peers and poor counts, together: one cohort seen through several dimensions
+   * (every peer relayed over TCP goes through turn-2:443), said once. Over a fleet, two different sets of
+   * peers with both counts equal are rare enough; the link lists the calls with all of the values. */
+  function cohorts(findings) {
+    const byCounts = new Map();
+    for (const finding of findings) {
+      const key = finding.peers + "/" + finding.poor;
+      if (!byCounts.has(key)) byCounts.set(key, []);
+      byCounts.get(key).push(finding);
+    }
+    return [...byCounts.values()];
+  }
+
+  function findingItem(cohort, answer, link) {
+    const finding = cohort[0];
+    const filters = Object.fromEntries(cohort.map((f) => [f.dimension, f.value]));
     const sentence = [RS.el("strong", {}, finding.poor + " of " + answer.poor + " poor peers"), " ",
-      RS.dims.cohortPhrase(dimension, value), " — " + RS.dims.percent(finding.peers / answer.peers) + " of all peers"];
+      inWords(cohort.map((f) => RS.dims.cohortPhrase(f.dimension, f.value))),
+      " — " + RS.dims.percent(finding.peers / answer.peers) + " of all peers"];
+    const words = cohort.map((f) => f.dimension + " = " + f.value).join(", ");
     const overall = answer.peers ? answer.poor / answer.peers : 0;
     const detail = RS.dims.percent(finding.poor_share) + " of its " + plural(finding.peers, "peer", "peers")
       + " are poor, against " + RS.dims.percent(overall) + " of the fleet"
       + (finding.lift ? " (" + RS.format(finding.lift, "") + "×)" : "");
-    return RS.el("li", { class: "finding", dataset: { dimension: dimension, value: value, poor: finding.poor } },
-      link(dimension, value, { class: "finding-text", title: "List the calls with " + dimension + " = " + value }, sentence),
+    return RS.el("li", { class: "finding", dataset: { filters: JSON.stringify(filters), poor: finding.poor, peers: finding.peers } },
+      link(filters, { class: "finding-text", title: "List the calls with " + words }, sentence),
       RS.el("span", { class: "finding-detail" }, detail));
   }
 
   function renderFindings(answer, link) {
     const list = document.getElementById("findings");
-    list.replaceChildren(...answer.findings.map((f) => findingItem(f, answer, link)));
-    list.dataset.count = answer.findings.length;
+    list.replaceChildren(...cohorts(answer.findings).map((cohort) => findingItem(cohort, answer, link)));
+    list.dataset.count = list.children.length;
     const empty = document.getElementById("no-findings");
     empty.hidden = answer.findings.length > 0;
     if (!answer.peers) empty.textContent = "No live peer yet.";
@@ -78,7 +99,7 @@
         ? alert.poor + " of " + alert.peers + " live peers poor" : "poor share " + RS.dims.percent(alert.value);
       return RS.el("li", { class: "cohort-alert", dataset: { id: alert.id, severity: alert.severity, dimension: alert.dimension, value: alert.value } },
         RS.el("span", { class: "alert-badge" }, alert.severity || "alert"),
-        link(alert.dimension, alert.value, { class: "cohort-alert-text", title: "List the calls with " + alert.dimension + " = " + alert.value },
+        link({ [alert.dimension]: alert.value }, { class: "cohort-alert-text", title: "List the calls with " + alert.dimension + " = " + alert.value },
           RS.el("strong", {}, alert.rule), ": peers that " + RS.dims.cohortPhrase(alert.dimension, alert.value)),
         RS.el("span", { class: "cohort-alert-detail" }, counts + " · since " + RS.when(alert.since)));
     }));
@@ -101,7 +122,7 @@
     const shown = RS.dims.valueText(by, row.value);
     const name = row.value === null
       ? RS.el("span", { class: "unknown-value", title: "peers without a known " + RS.dims.label(by).toLowerCase() }, "unknown")
-      : link(by, row.value, { title: "List the live calls with " + by + " = " + row.value }, shown);
+      : link({ [by]: row.value }, { title: "List the live calls with " + by + " = " + row.value }, shown);
     return RS.el("tr", { dataset: { value: row.value === null ? "" : row.value, poor: row.poor, peers: row.peers,
       hot: row.poor > 0 && row.poor_share >= 2 * overall ? "1" : "" } },
       RS.el("td", { class: "value" }, name),
@@ -188,8 +209,8 @@
     }
   }
 
-  /** Start the panel: `names` the known dimensions, `feed` the FleetFeed (cohort alerts), `link(dimension,
-   * value, attrs, ...children)` an anchor that filters the live list. Returns `alertsChanged()`. */
+  /** Start the panel: `names` the known dimensions, `feed` the FleetFeed (cohort alerts), `link(filters,
+   * attrs, ...children)` an anchor that filters the live list ({dimension: value}). Returns `alertsChanged()`. */
   function startWhy(names, feed, link) {
     const explain = new Poller(async (current) => {
       try {
