@@ -30,7 +30,8 @@ from rtcscope.ingest.formats import Feed, Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
-from rtcscope.live.detector import CallDetector, dumps
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.graphs import dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
 from rtcscope.retry import Backoff
 from rtcscope.settings import Settings, SettingsError

@@ -7,7 +7,7 @@ phases (thread CPU clock, no profiler).
 Each call is the shipped client's two peers with the real fixture's kinds (bench.scaling's "real" shape).
 
 Before each tick exactly `--arrivals S` more seconds of the fleet are written (default 1: the
-cost of a tick on time), the bench driving the detector's clock (bench.scaling.driven_clock),
+cost of a tick on time), the bench driving the detector's clock (bench.scaling.DrivenClock),
 so every second is written however long writing and ticking take. A smaller driver than 6d,
 for looking at where a tick's CPU goes; the figures of record are 6d's."""
 import argparse
@@ -22,20 +22,20 @@ import statistics
 import tempfile
 import time
 
-from rtcscope.live import calls, recent
-from rtcscope.live import detector as detector_module
+from rtcscope.live import activity, calllist, calls, fleet, graphs, recent
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
 from . import harness
-from .scaling import TICK_TIMEOUT_MS, ticks_on_a_driven_clock
+from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
-PHASES = [(CallDetector, name) for name in ("_read_activity", "_apply_activity", "_apply", "_feed_qualities",
-                                            "_recent_series", "_publish_calls", "_diff", "_keep_starts")]
+PHASES = [(activity.Activity, name) for name in ("read", "apply")]
+PHASES += [(CallDetector, name) for name in ("_apply", "_diff", "_keep_starts")]
+PHASES += [(fleet.FeedQualities, "update"), (calllist.CallList, "publish")]
+PHASES += [(graphs.Graphs, "recent_series")]
 PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
-PHASES += [(calls.CallStates, "update"), (detector_module.Watch, "merge"), (detector_module.fleet, "qualities_of"),
-           (detector_module.fleet, "fleet_aggregates")]
+PHASES += [(calls.CallStates, "update"), (graphs.Watch, "merge"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]
 
 
 def time_phases():
@@ -75,8 +75,9 @@ async def run(influxd, count, ticks, profile, seconds=1, spent=None):
             profile.disable()
 
     try:
-        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-        return await ticks_on_a_driven_clock(store, detector, count, ticks, seconds, profiled if profile else None,
+        clock = DrivenClock()
+        detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
+        return await ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds, profiled if profile else None,
                                              filled=spent.clear if spent is not None else None)
     finally:
         await store.close()

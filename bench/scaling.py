@@ -16,9 +16,10 @@ import tornado.ioloop
 
 from rtcscope import registry
 from rtcscope.ingest.formats import Feed, encode_feed_values
-from rtcscope.live import detector as detector_module
 from rtcscope.live import fleet
-from rtcscope.live.detector import BUCKET_MS, FEED_OVERLAP_MS, RECENT_BUCKETS, CallDetector
+from rtcscope.live.activity import FEED_OVERLAP_MS
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.graphs import BUCKET_MS, RECENT_BUCKETS
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
 from tests.test_nginx import Nginx
@@ -184,7 +185,7 @@ async def _tick_costs(ctx, count, ticks):
                 await store.write(b"\n".join(lines[start:start + 5000]))
 
         detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
-        await feed(detector.window_ms // 1000)  # the look-back window full, as in steady state
+        await feed(detector.activity.window_ms // 1000)  # the look-back window full, as in steady state
         await detector.run_tick()
         viewer = CountingViewer()
         await detector.watch(registry.lookup("rtt"), viewer)
@@ -212,7 +213,7 @@ async def _presence_query_costs(ctx, store, detector):
     incremental detector would ask), alternating; median of three each."""
     now = int(time.time() * 1000)
     grouped = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" FROM rtc_calls '
-               f'WHERE time >= {now - detector.window_ms}ms GROUP BY "call", "peer"')
+               f'WHERE time >= {now - detector.activity.window_ms}ms GROUP BY "call", "peer"')
     raw = f'SELECT "call", "peer", "first", "last", "recv" FROM rtc_calls WHERE time >= {now - 2000}ms'
     costs = {grouped: [], raw: []}
     for _ in range(3):
@@ -291,7 +292,7 @@ async def _before_and_after(ctx, count, ticks):
         arrivals = fleet_arrivals(store, count, shape="thin")
         detectors = {"before": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, incremental=False),
                      "after": CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)}
-        await arrivals(detectors["after"].window_ms // 1000)
+        await arrivals(detectors["after"].activity.window_ms // 1000)
         viewers = {}
         for name, detector in detectors.items():
             await detector.run_tick()
@@ -391,7 +392,7 @@ def steady_fill_s(detector):
     the feed's overlap and one more. Older rows give it nothing more to follow (a peer's
     presence is one entry, whatever its age), and this machine takes longer than a call
     timeout to write the whole window of 20,000 real calls."""
-    return (detector.samples_ms + FEED_OVERLAP_MS) // 1000 + 1
+    return (detector.activity.samples_ms + FEED_OVERLAP_MS) // 1000 + 1
 
 REALTIME_WARMUP_S = 5
 
@@ -403,7 +404,8 @@ async def _realtime(ctx, count, seconds):
     {walls, skipped, cpu, influxd, writer, seconds, messages, alone} over `seconds` after a warm-up."""
     database = ctx.database(f"realtime{count}")
     store = Store(ctx.influxd.url, database, timeout=60.0)
-    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000)
+    clock = DrivenClock()  # the wall clock, until its ticks alone
+    detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
     writer = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.arrivals", ctx.influxd.url, database, str(count),
         str(steady_fill_s(detector)), str(REALTIME_WARMUP_S + seconds + 60), cwd=harness.ROOT,
@@ -449,7 +451,7 @@ async def _realtime(ctx, count, seconds):
                              f"{len(detector.live_calls)} live")
         return {"walls": walls, "skipped": skipped, "cpu": cpu, "influxd": influx, "writer": written,
                 "seconds": elapsed, "messages": viewer.messages - messages,
-                "alone": await _ticks_alone(store, detector, count)}
+                "alone": await _ticks_alone(store, detector, clock, count)}
     finally:
         if writer.returncode is None:
             writer.kill()
@@ -458,39 +460,37 @@ async def _realtime(ctx, count, seconds):
 
 
 class DrivenClock:
-    """The detector's clock in a benchmark (ms), moved on by the bench: each timed tick then
-    follows exactly one more second of a fleet whose every second was written, however long
-    writing and ticking take on this machine."""
+    """A detector's clock in a benchmark (ms): the wall clock, except inside `driven()`, where
+    the bench moves it on: each timed tick then follows exactly one more second of a fleet
+    whose every second was written, however long writing and ticking take on this machine."""
 
     def __init__(self):
-        self.ms = int(time.time() * 1000)
+        self.ms = None  # None: the wall clock
 
     def __call__(self):
-        return self.ms
+        return int(time.time() * 1000) if self.ms is None else self.ms
+
+    @contextlib.contextmanager
+    def driven(self):
+        """Stopped at the time it is on entry, moved on by the bench inside."""
+        self.ms = int(time.time() * 1000)
+        try:
+            yield self
+        finally:
+            self.ms = None
 
 
-@contextlib.contextmanager
-def driven_clock():
-    """The detector's `now_ms` is a DrivenClock inside."""
-    clock, real = DrivenClock(), detector_module.now_ms
-    detector_module.now_ms = clock
-    try:
-        yield clock
-    finally:
-        detector_module.now_ms = real
-
-
-async def ticks_on_a_driven_clock(store, detector, count, ticks, seconds=1, each=None, filled=None):
-    """[(wall, CPU) seconds] of `ticks` ticks, each after exactly `seconds` more of the
-    fleet's arrivals, with nothing else running: the detector's own cost of that much of
-    the fleet, in its steady state (its samples filled first, one rtt viewer). `each`:
-    an async context manager factory around each timed tick (a profiler); `filled`: called
-    once the fill is read, before the timed ticks."""
-    with driven_clock() as clock:
+async def ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds=1, each=None, filled=None):
+    """[(wall, CPU) seconds] of `ticks` ticks of `detector` (made with the DrivenClock `clock`),
+    each after exactly `seconds` more of the fleet's arrivals, with nothing else running: the
+    detector's own cost of that much of the fleet, in its steady state (its samples filled
+    first, one rtt viewer). `each`: an async context manager factory around each timed tick
+    (a profiler); `filled`: called once the fill is read, before the timed ticks."""
+    with clock.driven():
         arrivals = fleet_arrivals(store, count, stats=False, clock=clock)
         await arrivals(steady_fill_s(detector))
         await detector.run_tick()
-        if not detector.watches:
+        if not detector.graphs.watches:
             await detector.watch(registry.lookup("rtt"), CountingViewer())
         clock.ms += seconds * 1000
         await arrivals()
@@ -511,10 +511,10 @@ async def ticks_on_a_driven_clock(store, detector, count, ticks, seconds=1, each
     return costs
 
 
-async def _ticks_alone(store, detector, count, ticks=3):
+async def _ticks_alone(store, detector, clock, count, ticks=3):
     """(wall, CPU) seconds, medians, of ticks that each follow exactly one more second of
     arrivals, nothing else running: the detector's own cost of a second of the fleet."""
-    costs = await ticks_on_a_driven_clock(store, detector, count, ticks)
+    costs = await ticks_on_a_driven_clock(store, detector, clock, count, ticks)
     return tuple(statistics.median(column) for column in zip(*costs))
 
 
@@ -524,7 +524,9 @@ async def _alone(ctx, count):
     store = Store(ctx.influxd.url, ctx.database(f"alone{count}"), timeout=60.0)
     try:
         await store.setup()
-        return await _ticks_alone(store, CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000), count)
+        clock = DrivenClock()
+        return await _ticks_alone(store, CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock),
+                                  clock, count)
     finally:
         await store.close()
 

@@ -28,7 +28,7 @@ def time_ticks(log_path):
         await run_tick(detector)
         log_file.write(orjson.dumps({
             "start": started, "end": time.time(), "queries": detector.queries - queries,
-            "viewers": detector.viewer_count, "live": len(detector.live_calls),
+            "viewers": detector.graphs.viewer_count, "live": len(detector.live_calls),
             "failures": detector.failures}) + b"\n")
 
     CallDetector.run_tick = timed_run_tick

@@ -5,7 +5,7 @@ import time
 import tornado.web
 
 from rtcscope.live import fleet
-from rtcscope.live.detector import CLOCK_SLACK_MS
+from rtcscope.live.activity import CLOCK_SLACK_MS
 from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, NOT_IDENTIFIER_RE
 from rtcscope.summary import load_summary
 

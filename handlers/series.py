@@ -7,7 +7,7 @@ import time
 
 import tornado.web
 
-from rtcscope.live.detector import RATE_SETTLE_MS
+from rtcscope.live.graphs import RATE_SETTLE_MS
 from rtcscope.registry import COUNTER
 from rtcscope.timeparse import bucket_for, parse_duration
 

@@ -1,69 +1,35 @@
 """The call detector: which calls are live, their quality, and the newest points of the live graphs.
 
-It keeps every (call, peer) of its look-back window in memory, with the
-samples of the last seconds the feed's rows carry, and each tick reads only
-the live feed's rows received since the previous tick (rtc_feed, one series
-per server process, with an overlap for rows still being written); the whole
-window is read (two grouped queries and the feed's last seconds) only at its
-first tick and after a failed one. It diffs the result with the previous
-tick, computes every live call's quality window and the newest buckets of the
-watched metrics the feed carries from memory (rtcscope/live/recent.py), and
-asks InfluxDB only for the other watched metrics (one query each). The
-answers become `call_started` / `points` / `call_ended` messages, serialised
-once and handed to every viewer. The calls that end go into the ended-call
-index (history.py) that `/v1/calls/` lists them from. InfluxDB is the only
-state that matters, so every server process derives the same events from the
-same rows. See docs/live.md.
+Each tick brings its window of activity up to date with the live feed's rows received since
+the previous tick (activity.py: rtc_feed, one series per server process, with an overlap for
+rows still being written; the whole window only at its first tick and after a failed one),
+diffs the calls' states with the previous tick's, computes every live call's quality and the
+newest buckets of the watched metrics the feed carries from memory (fleet.FeedQualities,
+recent.py), and asks InfluxDB only for the other watched metrics (one query each). It
+publishes the result: the live call list's message (calllist.py) and the graphs'
+`call_started` / `points` / `call_ended` (graphs.py), each serialised once and handed to
+every viewer; the calls that end go into the ended-call index (history.py) and are
+summarised (summaries.py). InfluxDB is the only state that matters, so every server process
+derives the same events from the same rows. See docs/live.md.
 """
 import asyncio
-import dataclasses
 import logging
-import math
 import time
 
-import orjson
-
-from ..registry import COUNTER
-from ..storage.schema import FEED_FIELDS, SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
-from ..summary import history_fields, load_summary
 from ..tasks import cancel_and_wait
 from . import fleet
-from .calls import CallStates, build_calls, ended_reason, load_calls
-from .history import MAX_ENDED_CALLS, EndedCalls
-from .recent import RecentSamples
+from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
+from .calllist import CallList
+from .calls import ended_reason
+from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs
+from .history import ENDED_WINDOW_MS, MAX_ENDED_CALLS, EndedCalls, EndedCallsUpkeep
+from .summaries import Summaries
 
 log = logging.getLogger("rtcscope.detector")
 
-BUCKET_MS = 2000
-SNAPSHOT_MS = 5 * 60 * 1000
-# Buckets re-read every tick, so samples that arrive a few seconds late still land.
-RECENT_BUCKETS = 4
-# A rate's bucket is drawn once it has closed and its last samples have had
-# time to arrive (a client's send interval plus the flush interval, roughly).
-RATE_SETTLE_MS = 1000
-# Presence rows stamped up to this far ahead count (servers whose clocks run fast).
-CLOCK_SLACK_MS = 60_000
-# An ended call is summarised into rtc_call_summaries this long after its end was
-# seen: its last samples have reached InfluxDB, so every process reads the same.
-SUMMARY_SETTLE_MS = 5000
-# The live feed is re-read this far back every tick: rows that became visible late
-# (a batch still being written, a writer's flush) are read then. Clocks of the
-# processes sharing a database must agree within it (NTP).
-FEED_OVERLAP_MS = 3000
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
-# Summaries written per round, so a burst of ended calls cannot hold the writer.
-SUMMARIES_PER_ROUND = 50
-# Ended calls waiting for their summary, at most (bounded memory while InfluxDB is down).
-MAX_PENDING_SUMMARIES = 100_000
-# The ended-call index's look-back: the call list's default `since`.
-ENDED_WINDOW_MS = 86400_000
-# A failed load of the ended-call index is tried again after this long.
-ENDED_LOAD_RETRY_MS = 30_000
-# Calls the load finds ended this recently without a summary point are summarised here
-# too (another process may have stopped before writing it; the point is written idempotently).
-SUMMARY_CATCH_UP_MS = 60_000
 
 
 class DetectorUnavailable(Exception):
@@ -71,87 +37,8 @@ class DetectorUnavailable(Exception):
 
 
 def now_ms():
+    """The detector's clock unless it is given one: the wall clock, Unix ms."""
     return int(time.time() * 1000)
-
-
-def dumps(message):
-    """One serialisation per message; the same bytes go to every viewer."""
-    return orjson.dumps(message)
-
-
-def deliver(message, viewers, leave):
-    """Hand one serialised message to every viewer; one broken viewer must not cost the others their tick."""
-    for viewer in list(viewers):
-        try:
-            viewer.send(message)
-        except Exception:
-            log.exception("dropping a viewer that failed to take a message")
-            leave(viewer)
-
-
-class Watch:
-    """One watched metric: its viewers and the last five minutes of its live calls."""
-
-    def __init__(self, metric):
-        self.metric = metric
-        self.rate = metric.type == COUNTER
-        self.viewers = set()
-        self.waiting = 0
-        self.series = None  # {call: {bucket ms: value}} once loaded
-        self.loading = None
-        self._snapshot = None
-
-    @property
-    def loaded(self):
-        return self.series is not None
-
-    def merge(self, call, points, since_ms, now_ms):
-        """Store new or changed buckets; return them as [[ms, value]].
-
-        A rate's bucket is used once it has closed and settled: before that it
-        holds part of the bucket's increase over the whole bucket's time, a dip
-        that would be redrawn every tick."""
-        known = self.series.setdefault(call, {})
-        until = now_ms - BUCKET_MS - RATE_SETTLE_MS if self.rate else now_ms
-        newest = next(reversed(known)) if known else None
-        out_of_order = False
-        changed = []
-        for ms, value in points:
-            if value is None or not since_ms <= ms <= until or known.get(ms) == value:
-                continue
-            if ms not in known and newest is not None and ms < newest:
-                out_of_order = True
-            known[ms] = value
-            newest = ms if newest is None else max(newest, ms)
-            changed.append([ms, value])
-        if out_of_order:
-            self.series[call] = dict(sorted(known.items()))
-        if changed:
-            self._snapshot = None
-        return changed
-
-    def add_call(self, call):
-        self.series.setdefault(call, {})
-        self._snapshot = None
-
-    def drop_call(self, call):
-        if self.series.pop(call, None) is not None:
-            self._snapshot = None
-
-    def trim(self, cutoff_ms):
-        for points in self.series.values():
-            while points and next(iter(points)) < cutoff_ms:
-                del points[next(iter(points))]
-                self._snapshot = None
-
-    def snapshot(self):
-        """The snapshot message, serialised once per change."""
-        if self._snapshot is None:
-            self._snapshot = dumps({
-                "type": "snapshot", "metric": self.metric.name, "bucket_ms": BUCKET_MS,
-                "calls": {call: [[ms, value] for ms, value in points.items()]
-                          for call, points in sorted(self.series.items())}})
-        return self._snapshot
 
 
 class CallDetector:
@@ -161,70 +48,77 @@ class CallDetector:
     `close(code, reason)`."""
 
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
-                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS):
+                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS, clock=now_ms):
         self.store = store
+        self.clock = clock  # the time it is (Unix ms): the wall clock, or a benchmark's
         # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
         self.incremental = incremental
         self.timeout_ms = timeout_ms
         self.tick_ms = tick_ms
         self.quality_window_ms = quality_window_ms
-        self.history_ms = history_ms  # how far back an ended call's start is looked up
-        self.writer = writer  # where call summaries go; None: not written
-        # Long enough that a call live at the previous tick is still seen when
-        # it times out, even after a few slow or failed ticks.
-        self.window_ms = timeout_ms + max(10_000, 5 * tick_ms)
-        # Samples are kept for the quality window and the newest buckets of the watched metrics.
-        self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
-        self.recent = RecentSamples()
-        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality), kept across ticks
-        self._feed_keys = {}  # the rows the previous feed read read whole
-        self.calls = None  # {call: CallState} as of the last tick; None before the first
+        # What the last tick found.
+        self.calls = None  # {call: CallState}; None before the first tick
         self.recv = {}  # call -> latest receive time of its presence rows
-        # The window's activity, kept between ticks: (call, peer) -> presence {first, last, recv},
-        # (call, peer) -> the latest end and disconnect marker {time, at, detail, disconnected} (None: none);
-        # and when the feed was last read (None: read all).
-        self.presence = {}
-        self.ends = {}
-        self._rows_of = {}  # call -> {peer: its presence row}: self.presence by call, in the same order
-        self._changed = set()  # calls whose rows changed since the last tick built them
-        self.call_states = CallStates(timeout_ms)
-        self.feed_read_ms = None
-        self._arrived = []  # during a tick, the presence rows its feed read brought
-        self._arrived_first = None  # call -> earliest first sample of those received since the previous tick
-        self.full_reads = 0
-        self.watches = {}
         self.starts = {}  # live call -> its first sample (ms)
-        self.qualities = {}  # live call -> fleet.CallQuality at the last tick
-        self.published = {}  # live call -> the CallQuality viewers of /ws/calls were last told
-        self.fleet = None  # the fleet aggregates at the last tick
-        self._sent_fleet = None
+        self.qualities = {}  # live call -> fleet.CallQuality
         self.last_tick_ms = None
-        self.fleet_viewers = set()
-        self._calls_snapshot = None
-        self.pending_summaries = {}  # ended call -> when to summarise it (ms)
-        self._summaries_task = None
-        self.summaries_written = 0
+        # Its parts: the window's rows, the live calls' quality, the two websockets' fan-out, the ended calls.
+        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
+        self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
+        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
+        self.call_list = CallList()
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
-        self._ended_load = None
-        self._ended_load_after_ms = 0
-        self._imported = set()  # imported calls read in the feed, to look up this tick
-        self._import_rows = {}  # (call, time) of the feed's import rows already read -> time (the overlap re-reads them)
+        self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live)
+        self.ended_upkeep = EndedCallsUpkeep(store, self.ended_calls, clock, timeout_ms, self._is_live, self.summaries)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
-        self.ticks = 0
-        self.queries = 0
-        self.skipped = 0
-        self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
-        self.failures = 0
+        # The schedule, and what /metrics counts of it.
         self._task = None
         self._ready = asyncio.Event()
+        self._deadline = None  # the schedule's deadline the latest tick() call served (monotonic s)
+        self.ticks = 0
+        self.skipped = 0
+        self.failures = 0
+        self._queries = 0  # its own; `queries` counts its parts' too
 
-    # --- viewers ------------------------------------------------------------------
+    @property
+    def queries(self):
+        """InfluxDB queries the detector made, all its parts together."""
+        return self._queries + self.activity.queries + self.graphs.queries + self.ended_upkeep.queries
+
+    def register_metrics(self, telemetry):
+        """Declare the detector's /metrics families in `telemetry` (rtcscope.telemetry.Telemetry), read when scraped."""
+        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: self.ticks)
+        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
+                          lambda: self.queries)
+        telemetry.counter("rtcscope_detector_skipped_ticks_total",
+                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
+                          lambda: self.skipped)
+        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
+                          lambda: self.failures)
+        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
+        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.graphs.viewer_count)
+        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
+                        lambda: len(self.graphs.watches))
+        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.call_list.viewers))
+        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+                          lambda: self.summaries.written)
+        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
+                        lambda: len(self.ended_calls))
+        telemetry.gauge("rtcscope_ended_calls_ready",
+                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
+                        lambda: int(self.ended_calls.ready))
+
+    # --- live calls and viewers -------------------------------------------------------
 
     @property
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    def _is_live(self, call):
+        state = (self.calls or {}).get(call)
+        return state is not None and state.state == "live"
 
     def live_states(self):
         """{call: CallState} of the live calls as of the last tick; None before the first."""
@@ -232,60 +126,24 @@ class CallDetector:
             return None
         return {call: state for call, state in self.calls.items() if state.state == "live"}
 
-    @property
-    def viewer_count(self):
-        return sum(len(watch.viewers) for watch in self.watches.values())
-
     async def watch(self, metric, viewer):
-        """Send `viewer` the metric's snapshot, then every change. The first
-        viewer of a metric costs one query; the others get the shared snapshot."""
-        watch = self.watches.get(metric.name)
-        if watch is None:
-            watch = self.watches[metric.name] = Watch(metric)
-        watch.waiting += 1
-        try:
-            if not watch.loaded:
-                if watch.loading is None or watch.loading.done():  # none yet, or the last one failed
-                    watch.loading = asyncio.ensure_future(self._load(watch))
-                await asyncio.shield(watch.loading)
-        finally:
-            watch.waiting -= 1
-            if not watch.loaded:
-                self._forget_if_unwatched(watch)
-        viewer.send(watch.snapshot())
-        watch.viewers.add(viewer)
+        """Send `viewer` the metric's snapshot, then every change (graphs.Graphs.watch)."""
+        await self.graphs.watch(metric, viewer)
 
     def unwatch(self, viewer):
-        for watch in list(self.watches.values()):
-            if viewer in watch.viewers:
-                watch.viewers.discard(viewer)
-                self._forget_if_unwatched(watch)
-
-    def _forget_if_unwatched(self, watch):
-        if not watch.viewers and not watch.waiting and self.watches.get(watch.metric.name) is watch:
-            del self.watches[watch.metric.name]
+        self.graphs.unwatch(viewer)
 
     async def watch_calls(self, viewer):
         """Send `viewer` the live call list's snapshot, then every change (no query of its own)."""
         await self._wait_ready()
-        viewer.send(self.calls_snapshot())
-        self.fleet_viewers.add(viewer)
+        self.call_list.add(viewer, self.live_states)
 
     def unwatch_calls(self, viewer):
-        self.fleet_viewers.discard(viewer)
+        self.call_list.discard(viewer)
 
-    def live_entry(self, call):
-        state = self.calls[call]
-        return {"call": call, "peers": state.peers, "started": state.started,
-                "quality": self.published[call].as_json()}
-
-    def calls_snapshot(self):
-        """The /ws/calls snapshot, worst first, serialised once per change."""
-        if self._calls_snapshot is None:
-            entries = sorted((self.live_entry(call) for call in self.live_calls),
-                             key=lambda entry: fleet.worst_key(entry["call"], entry["quality"]))
-            self._calls_snapshot = dumps({"type": "snapshot", "calls": entries, "fleet": self.fleet})
-        return self._calls_snapshot
+    def send_calls_viewers(self, data):
+        """One serialised message to every /ws/calls viewer."""
+        self.call_list.send(data)
 
     def quality_of(self, call):
         """A live call's quality as of the last tick (unknown for a call newer than it)."""
@@ -297,63 +155,6 @@ class CallDetector:
             await asyncio.wait_for(self._ready.wait(), max(5.0, 5 * self.tick_ms / 1000))
         except TimeoutError:
             raise DetectorUnavailable("live calls not known yet (is InfluxDB reachable?)") from None
-
-    async def _load(self, watch):
-        """Fill a newly watched metric with the last five minutes of the live calls."""
-        await self._wait_ready()
-        end = now_ms()
-        start = (end - SNAPSHOT_MS) // BUCKET_MS * BUCKET_MS
-        series = await self._metric_series(watch, start, end)
-        watch.series = {}
-        for call in self.live_calls:
-            watch.merge(call, series.get(call, ()), start, end)
-
-    async def _metric_series(self, watch, start_ms, end_ms):
-        """Per-call points from `start_ms`; rates need the bucket before it too."""
-        self.queries += 1
-        query_start = start_ms - BUCKET_MS if watch.rate else start_ms
-        return await self.store.metric_series(watch.metric, query_start, end_ms, BUCKET_MS // 1000,
-                                              rate=watch.rate)
-
-    def _feed_qualities(self, live, now):
-        """({live call: quality}, the calls computed again) from the feed's samples. A call
-        whose window has neither gained nor lost a sample since it was last computed keeps
-        its quality, as of this tick: at a 1 s tick with the client's 2 s sends, half the calls."""
-        steady = self._steady
-        touched = self.recent.touched
-        stale = [call for call in live if call in touched or steady.get(call, (0, None))[0] < now]
-        by_call, until = self.recent.windows(stale, now - self.quality_window_ms, now)
-        always = math.inf
-        for call, found in fleet.qualities_of(by_call, stale, now).items():
-            steady[call] = (until.get(call, always), found)
-        for call in [call for call in steady if call not in live]:
-            del steady[call]
-        qualities = {}
-        for call in live:
-            found = steady[call][1]
-            found.at = now
-            qualities[call] = found
-        return qualities, stale
-
-    def _in_memory(self, watch):
-        """Whether the feed carries the metric's samples, so its newest buckets need no query."""
-        return self.incremental and watch.metric.source_field in FEED_FIELDS
-
-    def _recent_series(self, watch, calls, start_ms, end_ms):
-        """What `_metric_series` answers, for the live calls, from the feed's samples. A
-        gauge's buckets change only with new samples: only the calls that got some are
-        computed, from the bucket of their earliest new one (a rate's bucket also becomes
-        due as time passes: all of them, whole)."""
-        if watch.rate:
-            return self.recent.metric_series(watch.metric.source_field, calls, start_ms - BUCKET_MS, end_ms,
-                                             BUCKET_MS, rate=True, scale=watch.metric.scale)
-        touched = self.recent.touched
-        return self.recent.metric_series(watch.metric.source_field, calls & touched.keys(), start_ms, end_ms,
-                                         BUCKET_MS, rate=False, scale=watch.metric.scale, changed=touched)
-
-    def broadcast(self, message, watches):
-        for watch in watches:
-            deliver(message, watch.viewers, self.unwatch)
 
     # --- ticks --------------------------------------------------------------------
 
@@ -396,18 +197,15 @@ class CallDetector:
         """A tick that failed may have missed feed rows: the next one reads the whole window,
         and the ended-call index (it may have missed imports) is loaded again."""
         self.failures += 1
-        self.feed_read_ms = None
-        self._feed_keys = {}
+        self.activity.read_whole_next()
         self.ended_calls.invalidate()
 
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
-        await cancel_and_wait(self._ended_load)
-        if self._summaries_task is not None:
-            self._summaries_task.cancel()
-        viewers = [viewer for watch in self.watches.values() for viewer in watch.viewers]
-        for viewer in viewers + list(self.fleet_viewers):
+        await self.ended_upkeep.stop()
+        self.summaries.stop()
+        for viewer in self.graphs.viewers() + list(self.call_list.viewers):
             viewer.close(1001, "server shutting down")
 
     async def _tick(self):
@@ -424,15 +222,15 @@ class CallDetector:
         """The tick's queries at once (the feed, and the watched metrics it does not carry),
         then its work; only a comeback after a whole-window read and the first tick's
         starts await again."""
-        now = now_ms()
-        watches = [watch for watch in self.watches.values() if watch.loaded]
+        now = self.clock()
+        watches = self.graphs.loaded()
         end = now
         since = (end // BUCKET_MS - RECENT_BUCKETS + 1) * BUCKET_MS
-        queried = [watch for watch in watches if not self._in_memory(watch)]
-        reads = [self._metric_series(watch, since, end) for watch in queried]
+        queried = [watch for watch in watches if not self.graphs.in_memory(watch)]
+        reads = [self.graphs.metric_series(watch, since, end) for watch in queried]
         window = None
         if not self.incremental:
-            self.queries += 1
+            self._queries += 1
             reads.insert(0, self.store.quality_window(now - self.quality_window_ms, now, fleet.WINDOW_GAUGES,
                                                       fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS))
         # The other reads run beside the feed's, which is awaited alone: a gathered task keeps
@@ -441,7 +239,7 @@ class CallDetector:
         # at 20,000 live calls).
         others = asyncio.gather(*reads) if reads else None
         try:
-            read = await self._read_activity(now)
+            read = await self.activity.read(now)
         except BaseException:
             if others is not None:
                 others.cancel()
@@ -449,104 +247,47 @@ class CallDetector:
         answers = await others if others is not None else []
         if not self.incremental:
             window = answers.pop(0)
-        self.recent.touched = {}
-        self._apply_activity(now, read)
+        if read.whole:
+            self.feed_qualities.clear()
+        else:
+            self.ended_upkeep.note_imports(read.fed.imports, read.since)
+        self.activity.apply(now, read)
         del read
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
-            self._arrived, self._arrived_first = [], None  # freed now, not traversed by the collector after
+            self.activity.tick_done()
 
     async def _apply(self, now, watches, since, end, window, answers):
-        rebuilt = self.call_states.update(self._rows_of, self.ends, self._changed, now)
-        self._changed = set()
-        calls, recv = dict(self.call_states.states), dict(self.call_states.recv)
+        rebuilt = self.activity.build(now)
+        calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
         await self._keep_starts(calls, candidates, started, now)
-        imported = await self._imported_states(now)
+        imported = await self.ended_upkeep.imported_states(now)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
-        if self.last_tick_ms is not None and now - self.last_tick_ms > self.window_ms - FEED_OVERLAP_MS:
+        if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
             self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
         self.calls, self.recv = calls, recv
         self.ticks += 1
         self.last_tick_ms = now
         live = {call for call, state in calls.items() if state.state == "live"}
-        self._index_ended(started, ended, imported, previous, live, now)
+        self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         if window is None:
-            self.qualities, recomputed = self._feed_qualities(live, now)
+            self.qualities, recomputed = self.feed_qualities.update(live, now)
         else:
             self.qualities, recomputed = fleet.call_qualities(window, live, now), live
-        recent = [answers[watch] if watch in answers else self._recent_series(watch, live, since, end)
+        recent = [answers[watch] if watch in answers else self.graphs.recent_series(watch, live, since, end)
                   for watch in watches]
-        self.fleet = fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities)
-        self._publish_calls(started, ended, previous, live, recomputed)
-        self._queue_summaries(ended, now)
+        self.call_list.publish(started, ended, calls, previous, live, recomputed, self.qualities,
+                               fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities))
+        self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
-        for call, at in started:
-            for watch in self.watches.values():
-                if watch.loaded:
-                    watch.add_call(call)
-            self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
-        for watch, series in zip(watches, recent):
-            if not watch.loaded:
-                continue
-            changed = {}
-            for call in live & series.keys():
-                points = watch.merge(call, series[call], since, end)
-                if points:
-                    changed[call] = points
-            watch.trim(end - SNAPSHOT_MS)
-            if changed:
-                self.broadcast(dumps({"type": "points", "metric": watch.metric.name, "calls": changed}), [watch])
-        for call, at in ended:
-            for watch in self.watches.values():
-                if watch.loaded:
-                    watch.drop_call(call)
-            self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": ended_reason(calls.get(call))}),
-                           self.watches.values())
-
-    def _publish_calls(self, started, ended, previous, live, recomputed):
-        """One `calls` message for the /ws/calls viewers when a call started, ended
-        or changed enough (fleet.CallQuality.differs_from), or the fleet changed.
-        Only a call whose quality was `recomputed` (or that started) can have changed."""
-        ended_entries = []
-        for call, at in ended:
-            ended_entries.append({"call": call, "at": at, "reason": ended_reason(self.calls.get(call) or previous.get(call))})
-        started_calls = [call for call, _ in started if call in live]
-        changed = []
-        for call in set(recomputed).union(started_calls):
-            current = self.qualities[call]
-            before = self.published.get(call)
-            if current is not before and (before is None or current.differs_from(before)):
-                if before is not None and call not in started_calls:
-                    changed.append(call)
-                self.published[call] = current
-        for call in [call for call in self.published if call not in live]:
-            del self.published[call]
-        self._calls_snapshot = None
-        if not (started_calls or changed or ended_entries or self.fleet != self._sent_fleet):
-            return
-        self._sent_fleet = self.fleet
-
-        def by_worst(call):
-            return fleet.worst_key(call, self.published[call].as_json())
-
-        data = dumps({"type": "calls",
-                      "started": [self.live_entry(call) for call in sorted(started_calls, key=by_worst)],
-                      "changed": [{"call": call, "quality": self.published[call].as_json()}
-                                  for call in sorted(changed, key=by_worst)],
-                      "ended": ended_entries, "fleet": self.fleet})
-        self.send_calls_viewers(data)
-
-    def send_calls_viewers(self, data):
-        """One serialised message to every /ws/calls viewer."""
-        deliver(data, self.fleet_viewers, self.unwatch_calls)
-
-    # --- alerts -------------------------------------------------------------------
+        self.graphs.publish(started, zip(watches, recent),
+                            [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
 
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:
@@ -555,110 +296,7 @@ class CallDetector:
             except Exception:  # alerts must not cost the live views their tick
                 log.exception("a tick hook failed")
 
-    # --- history ------------------------------------------------------------------
-
-    def _index_ended(self, started, ended, imported, previous, live, now):
-        """Keep the ended-call index up to date with this tick's ends and comebacks, and
-        load it when it is not ready. An end seen here carries the state of the tick; the
-        summary, 5 s later, replaces it with the one read over the call's whole history."""
-        index = self.ended_calls
-        for call, _ in started:
-            if call in live:
-                index.forget(call)
-        for call, _ in ended:
-            state, before = self.calls.get(call), previous.get(call)
-            if state is None:  # aged out of the window between ticks: ended at its last sample
-                state = dataclasses.replace(before, state="ended", ended=before.last_seen, end_reason="timeout",
-                                            end_detail=None)
-            elif state.state != "ended":
-                continue
-            elif before is not None and before.state == "live":  # its real start and every peer it had
-                state = dataclasses.replace(state, started=min(state.started, before.started),
-                                            peers=sorted(set(state.peers) | set(before.peers)))
-            index.record(state)
-        for state in imported:
-            if state.call not in live:
-                index.record(state)
-        index.expire(now)
-        if not index.ready and (self._ended_load is None or self._ended_load.done()) \
-                and now >= self._ended_load_after_ms:
-            self._ended_load = asyncio.ensure_future(self._load_ended())
-
-    async def _load_ended(self):
-        """Fill the ended-call index: the window's calls and rtc_call_summaries points, read once."""
-        index = self.ended_calls
-        now = now_ms()
-        start, end = now - index.window_ms, now + CLOCK_SLACK_MS
-        index.begin_load()
-        try:
-            self.queries += 3
-            (presence, ends), summaries = await asyncio.gather(self.store.call_activity(start, end),
-                                                               self.store.call_summaries(start, end))
-        except (TimeoutError, StoreError) as exc:
-            index.abort_load()
-            self._ended_load_after_ms = now + ENDED_LOAD_RETRY_MS
-            log.warning("loading the ended calls failed, tried again in %d s: %s", ENDED_LOAD_RETRY_MS // 1000, exc)
-            return
-        live = set(self.live_calls)
-        ended = [state for state in build_calls(presence, ends, now, self.timeout_ms).values()
-                 if state.state == "ended" and state.call not in live]
-        index.finish_load(now, ended, {call: fleet.summary_quality(row) for call, row in summaries.items()})
-        catch_up = [state.call for state in ended
-                    if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
-        if catch_up and self.writer is not None:
-            self._queue_summaries([(call, None) for call in catch_up], now)
-
-    async def _imported_states(self, now):
-        """The ended states of the calls imported since the previous tick (by any process)."""
-        imported, self._imported = self._imported, set()
-        states = []
-        for call in sorted(imported):
-            self.queries += 2
-            state = (await load_calls(self.store, now, self.ended_calls.window_ms, self.timeout_ms, call=call)).get(call)
-            if state is not None and state.state == "ended":
-                states.append(state)
-        return states
-
-    def _queue_summaries(self, ended, now):
-        if self.writer is None:
-            return
-        for call, _ in ended:
-            if len(self.pending_summaries) >= MAX_PENDING_SUMMARIES:
-                log.warning("call summaries fall behind: %s is not summarised", call)
-                continue
-            self.pending_summaries[call] = now + SUMMARY_SETTLE_MS
-        if self.pending_summaries and (self._summaries_task is None or self._summaries_task.done()):
-            self._summaries_task = asyncio.ensure_future(self._write_summaries())
-
-    async def _write_summaries(self):
-        """Summarise the ended calls that have settled, one rtc_call_summaries point each.
-
-        The call's state is read again over the whole history (the detector's
-        window starts too late for a long call), so every process computes the
-        same start, end and buckets, and writes the same point: same time,
-        tag and fields, which InfluxDB keeps once."""
-        now = now_ms()
-        due = [call for call, at in self.pending_summaries.items() if at <= now][:SUMMARIES_PER_ROUND]
-        for call in due:
-            try:
-                states = await load_calls(self.store, now, self.history_ms, self.timeout_ms, call=call)
-                state = states.get(call)
-                if state is None or state.state != "ended":
-                    self.pending_summaries.pop(call, None)  # live again: summarised when it ends again
-                    continue
-                fields = history_fields(await load_summary(self.store, state))
-            except (TimeoutError, StoreError) as exc:
-                log.warning("call summary of %s failed, retried: %s", call, exc)
-                return
-            encoded = ",".join(f"{name}={value!r}" for name, value in sorted(fields.items()))
-            line = f"{SUMMARIES_MEASUREMENT},call={call} {encoded} {state.ended * 1_000_000}"
-            if not self.writer.submit([line.encode()]):
-                return  # the buffer is full: try again next round
-            self.pending_summaries.pop(call, None)
-            self.summaries_written += 1
-            current = (self.calls or {}).get(call)
-            if current is None or current.state != "live":
-                self.ended_calls.record(state, fleet.summary_quality({**fields, "time": state.ended}))
+    # --- what changed -----------------------------------------------------------------
 
     async def _diff(self, calls, candidates, now):
         """[(call, at)] started and ended since the previous tick, of the `candidates`: the
@@ -682,7 +320,7 @@ class CallDetector:
             if state.state == "live" and not was_live:
                 at = state.started
                 if before is not None:
-                    at = await self._restart_time(call, now) or at
+                    at = await self.activity.restart_time(call, self.recv, now) or at
                 started.append((call, at))
             elif state.state == "ended" and was_live:
                 ended.append((call, state.ended))
@@ -701,7 +339,7 @@ class CallDetector:
         if self.calls is None:
             live = {call for call, state in calls.items() if state.state == "live"}
             if live:
-                self.queries += 1
+                self._queries += 1
                 seen = await self.store.first_seen(now - STARTS_LOOK_BACK_MS, now + CLOCK_SLACK_MS)
                 self.starts = {call: at for call, at in seen.items() if call in live}
         for call, at in started:
@@ -712,153 +350,3 @@ class CallDetector:
                 state.started = self.starts.setdefault(call, state.started)
             else:
                 self.starts.pop(call, None)
-
-    # --- the window's activity ---------------------------------------------------
-
-    async def _read_activity(self, now):
-        """What brings the window up to date: (presence, ends, disconnects, feed rows or None,
-        whole) from the feed's rows since the previous read, or the whole window at the
-        first tick and after a failed one (whole: True)."""
-        if self.incremental and self.feed_read_ms is not None:
-            fed = await self.store.feed_since(self.feed_read_ms - FEED_OVERLAP_MS, self._feed_keys)
-            self.queries += fed.queries
-            return fed.presence, fed.ends, fed.disconnects, fed, False
-        self.full_reads += 1
-        since = now - self.window_ms
-        if not self.incremental:
-            self.queries += 2
-            return *await self.store.call_activity(since, now + CLOCK_SLACK_MS), [], None, True
-        self.queries += 3  # and the samples of the last seconds, from the feed, which holds them
-        (presence, ends), fed = await asyncio.gather(
-            self.store.call_activity(since, now + CLOCK_SLACK_MS),
-            self.store.feed_since(now - self.samples_ms - FEED_OVERLAP_MS))
-        return presence, ends, [], fed, True
-
-    def _apply_activity(self, now, read):
-        """Fold what `_read_activity` read into the window; forget what is older than it."""
-        presence, ends, disconnects, fed, whole = read
-        self._arrived, self._arrived_first = ([] if whole else presence), None
-        if whole:
-            self.presence, self.ends, self._rows_of = {}, {}, {}
-            self.call_states.clear()
-            self.recent.clear()
-            self._steady = {}
-            if fed is not None:
-                self._merge(fed.presence, fed.ends, fed.disconnects)
-        else:
-            self._note_imports(fed.imports, self.feed_read_ms - FEED_OVERLAP_MS)
-        self._merge(presence, ends, disconnects)
-        if fed is not None:
-            self.recent.add(fed.samples)
-            self._feed_keys = fed.keys
-        self._forget_before(now - self.window_ms)
-        self.recent.trim(now - self.samples_ms, self.recent.touched)
-        self.feed_read_ms = now
-
-    def _note_imports(self, imports, since):
-        for call, _, row in imports:
-            if (call, row["time"]) not in self._import_rows:
-                self._import_rows[(call, row["time"])] = row["time"]
-                self._imported.add(call)
-        for key in [key for key, at in self._import_rows.items() if at < since]:
-            del self._import_rows[key]
-
-    def _merge(self, presence, ends, disconnects):
-        """Fold rows into the window: the same answer as the grouped queries over it
-        (earliest first, latest last and recv; per (call, peer) the latest end and
-        the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat.
-        The calls whose rows changed are noted, for the next tick to build again."""
-        known, rows_of, changed = self.presence, self._rows_of, self._changed
-        for call, peer, row in presence:
-            key = (call, peer)
-            found = known.get(key)
-            if found is None:
-                known[key] = row
-                rows = rows_of.get(call)
-                if rows is None:
-                    rows_of[call] = {peer: row}
-                else:
-                    rows[peer] = row
-                changed.add(call)
-            elif row["first"] < found["first"] or row["last"] > found["last"] or row["recv"] > found["recv"]:
-                found["first"] = min(found["first"], row["first"])
-                found["last"] = max(found["last"], row["last"])
-                found["recv"] = max(found["recv"], row["recv"])
-                changed.add(call)
-        events = self.ends
-        changed.update(call for call, _, _ in ends)
-        changed.update(call for call, _, _ in disconnects)
-        for call, peer, row in ends:
-            found = events.get((call, peer))
-            if found is None:
-                events[(call, peer)] = {"disconnected": None, **row}
-            else:
-                if row.get("at") is not None and (found["time"] is None or row["time"] >= found["time"]):
-                    # >=: a re-read of a partly written row completes it
-                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"))
-                if row.get("disconnected") is not None:
-                    found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
-        for call, peer, row in disconnects:
-            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "disconnected": None})
-            found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
-
-    def _forget_before(self, since):
-        """Rows older than the window are what the grouped queries would no longer read."""
-        for key in [key for key, row in self.presence.items() if row["recv"] < since]:
-            del self.presence[key]
-            call, peer = key
-            rows = self._rows_of[call]
-            del rows[peer]
-            if not rows:
-                del self._rows_of[call]
-            self._changed.add(call)
-            self.recent.drop(call, peer)
-        for key, row in list(self.ends.items()):
-            if row["time"] is not None and row["time"] < since:
-                row.update(time=None, at=None, detail=None)
-                self._changed.add(key[0])
-            if row["disconnected"] is not None and row["disconnected"] < since:
-                row["disconnected"] = None
-                self._changed.add(key[0])
-            if row["time"] is None and row["disconnected"] is None:
-                del self.ends[key]
-
-    async def _restart_time(self, call, now):
-        """First sample of a call that came back: the earliest one received
-        after what the previous tick had seen (the window still holds the old part).
-        The feed's rows of this tick hold it; after a full read, one query."""
-        if self._arrived_first is None:  # once per tick, and only in a tick with a comeback
-            self._arrived_first = {}
-            for arrived, _, row in self._arrived:
-                if row["recv"] > self.recv.get(arrived, 0):
-                    first = self._arrived_first.get(arrived)
-                    self._arrived_first[arrived] = row["first"] if first is None else min(first, row["first"])
-        if call in self._arrived_first:
-            return int(self._arrived_first[call])
-        self.queries += 2
-        presence, _ = await self.store.call_activity(self.recv.get(call, 0) + 1, now + CLOCK_SLACK_MS, call=call)
-        firsts = [row["first"] for _, _, row in presence]
-        return int(min(firsts)) if firsts else None
-
-    def register_metrics(self, telemetry):
-        """The detector's families on /metrics, read when scraped."""
-        telemetry.counter("rtcscope_detector_ticks_total", "call detector ticks completed", lambda: self.ticks)
-        telemetry.counter("rtcscope_detector_queries_total", "InfluxDB queries of the call detector",
-                          lambda: self.queries)
-        telemetry.counter("rtcscope_detector_skipped_ticks_total",
-                          "ticks due that did not start: the previous one still ran, or the loop was held past them",
-                          lambda: self.skipped)
-        telemetry.counter("rtcscope_detector_failures_total", "ticks that failed (InfluxDB unavailable)",
-                          lambda: self.failures)
-        telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
-        telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.viewer_count)
-        telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                        lambda: len(self.watches))
-        telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.fleet_viewers))
-        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
-                          lambda: self.summaries_written)
-        telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
-                        lambda: len(self.ended_calls))
-        telemetry.gauge("rtcscope_ended_calls_ready",
-                        "1 while /v1/calls/ lists ended calls from memory (0: loading, or read from InfluxDB)",
-                        lambda: int(self.ended_calls.ready))

@@ -9,11 +9,28 @@ and each call's summary quality when the detector writes its summary. Every
 process sees the same ends in the shared feed and loads the same rows, so
 they all list the same calls. See docs/live.md.
 """
+import asyncio
 import dataclasses
+import logging
 from types import MappingProxyType
+
+from ..storage.store import StoreError
+from ..tasks import cancel_and_wait
+from . import fleet
+from .activity import CLOCK_SLACK_MS
+from .calls import build_calls, load_calls
+
+log = logging.getLogger("rtcscope.detector")
 
 # Ended calls held at most: about 0.8 KB each (docs/live.md), so ~160 MB at the cap.
 MAX_ENDED_CALLS = 200_000
+# The ended-call index's look-back: the call list's default `since`.
+ENDED_WINDOW_MS = 86400_000
+# A failed load of the ended-call index is tried again after this long.
+ENDED_LOAD_RETRY_MS = 30_000
+# Calls the load finds ended this recently without a summary point are summarised here
+# too (another process may have stopped before writing it; the point is written idempotently).
+SUMMARY_CATCH_UP_MS = 60_000
 _NO_PEER_ENDS = MappingProxyType({})
 
 
@@ -145,6 +162,103 @@ class EndedCalls:
             return None
         problems = tuple(quality["problems"])
         return {**quality, "problems": self._problems.setdefault(problems, problems)}
+
+
+class EndedCallsUpkeep:
+    """Keeps an EndedCalls index up to date from the detector's ticks: loads it (once after
+    the first tick, and again once it stops answering), records the calls each tick saw
+    end, forgets those that came back, and adds the calls imported by any process.
+
+    `is_live(call)`: whether the call is live as of the detector's last tick; `summaries`
+    (summaries.Summaries): where the calls the load finds just ended without a summary go;
+    `clock()`: the time (Unix ms)."""
+
+    def __init__(self, store, index, clock, timeout_ms, is_live, summaries):
+        self.store = store
+        self.index = index
+        self.clock = clock
+        self.timeout_ms = timeout_ms
+        self._is_live = is_live
+        self.summaries = summaries
+        self._load_task = None
+        self._load_after_ms = 0
+        self._imported = set()  # imported calls read in the feed, to look up this tick
+        self._import_rows = {}  # (call, time) of the feed's import rows already read -> time (the overlap re-reads them)
+        self.queries = 0
+
+    def note_imports(self, imports, since):
+        """The feed's `imported` rows [(call, peer, row)] read from `since` (ms)."""
+        for call, _, row in imports:
+            if (call, row["time"]) not in self._import_rows:
+                self._import_rows[(call, row["time"])] = row["time"]
+                self._imported.add(call)
+        for key in [key for key, at in self._import_rows.items() if at < since]:
+            del self._import_rows[key]
+
+    async def imported_states(self, now):
+        """The ended states of the calls imported since the previous tick (by any process)."""
+        imported, self._imported = self._imported, set()
+        states = []
+        for call in sorted(imported):
+            self.queries += 2
+            state = (await load_calls(self.store, now, self.index.window_ms, self.timeout_ms, call=call)).get(call)
+            if state is not None and state.state == "ended":
+                states.append(state)
+        return states
+
+    def update(self, started, ended, imported, calls, previous, live, now):
+        """Bring the index up to date with a tick's ends and comebacks (`started`, `ended`:
+        [(call, at)]; `calls`, `previous`: {call: CallState} of this tick and the one
+        before), and load it when it is not ready. An end seen here carries the state of
+        the tick; the summary, 5 s later, replaces it with the one read over the call's
+        whole history."""
+        index = self.index
+        for call, _ in started:
+            if call in live:
+                index.forget(call)
+        for call, _ in ended:
+            state, before = calls.get(call), previous.get(call)
+            if state is None:  # aged out of the window between ticks: ended at its last sample
+                state = dataclasses.replace(before, state="ended", ended=before.last_seen, end_reason="timeout",
+                                            end_detail=None)
+            elif state.state != "ended":
+                continue
+            elif before is not None and before.state == "live":  # its real start and every peer it had
+                state = dataclasses.replace(state, started=min(state.started, before.started),
+                                            peers=sorted(set(state.peers) | set(before.peers)))
+            index.record(state)
+        for state in imported:
+            if state.call not in live:
+                index.record(state)
+        index.expire(now)
+        if not index.ready and (self._load_task is None or self._load_task.done()) and now >= self._load_after_ms:
+            self._load_task = asyncio.ensure_future(self._load())
+
+    async def stop(self):
+        await cancel_and_wait(self._load_task)
+
+    async def _load(self):
+        """Fill the index: the window's calls and rtc_call_summaries points, read once."""
+        index = self.index
+        now = self.clock()
+        start, end = now - index.window_ms, now + CLOCK_SLACK_MS
+        index.begin_load()
+        try:
+            self.queries += 3
+            (presence, ends), summaries = await asyncio.gather(self.store.call_activity(start, end),
+                                                               self.store.call_summaries(start, end))
+        except (TimeoutError, StoreError) as exc:
+            index.abort_load()
+            self._load_after_ms = now + ENDED_LOAD_RETRY_MS
+            log.warning("loading the ended calls failed, tried again in %d s: %s", ENDED_LOAD_RETRY_MS // 1000, exc)
+            return
+        ended = [state for state in build_calls(presence, ends, now, self.timeout_ms).values()
+                 if state.state == "ended" and not self._is_live(state.call)]
+        index.finish_load(now, ended, {call: fleet.summary_quality(row) for call, row in summaries.items()})
+        catch_up = [state.call for state in ended
+                    if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
+        if catch_up:
+            self.summaries.queue(catch_up, now)
 
 
 def _slim(state):

@@ -111,9 +111,9 @@ def test_incremental_states_equal_build_calls_over_the_same_rows():
     its states are build_calls' over the rows it holds."""
     import random
 
-    from rtcscope.live.detector import CallDetector
+    from rtcscope.live.activity import Activity
 
-    detector = CallDetector(None, timeout_ms=TIMEOUT, tick_ms=1000)
+    activity = Activity(None, timeout_ms=TIMEOUT, tick_ms=1000, quality_window_ms=10_000)
     rng = random.Random(7)
     calls = [f"c{index}" for index in range(40)]
     seen_reasons, comebacks, was = set(), 0, {}
@@ -132,17 +132,16 @@ def test_incremental_states_equal_build_calls_over_the_same_rows():
                              {"time": now + 10, "at": now + rng.choice((-5000, 5)), "detail": rng.choice((None, 1))}))
             elif mood > 0.93 or (index % 4 == 0 and phase == 19):  # a connection closed, before silence
                 disconnects.append((call, rng.choice(["alice", "bob"]), {"time": now + 20, "disconnected": now + 20}))
-        detector._merge(presence_rows, ends, disconnects)
-        detector._forget_before(now - detector.window_ms)
-        detector.call_states.update(detector._rows_of, detector.ends, detector._changed, now)
-        detector._changed = set()
-        rows = [(call, peer, row) for (call, peer), row in detector.presence.items()]
-        expected = build_calls(rows, [(call, peer, row) for (call, peer), row in detector.ends.items()], now, TIMEOUT)
-        assert detector.call_states.states == expected, tick
+        activity.merge(presence_rows, ends, disconnects)
+        activity.forget_before(now - activity.window_ms)
+        activity.build(now)
+        rows = [(call, peer, row) for (call, peer), row in activity.presence.items()]
+        expected = build_calls(rows, [(call, peer, row) for (call, peer), row in activity.ends.items()], now, TIMEOUT)
+        assert activity.call_states.states == expected, tick
         recv = {}
         for call, _, row in rows:
             recv[call] = max(recv.get(call, 0), row["recv"])
-        assert detector.call_states.recv == recv
+        assert activity.call_states.recv == recv
         for call, state in expected.items():
             seen_reasons.add(state.end_reason)
             if state.state == "live" and was.get(call) == "ended":

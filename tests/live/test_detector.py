@@ -11,7 +11,8 @@ import pytest
 import tornado.ioloop
 
 from rtcscope import registry
-from rtcscope.live.detector import BUCKET_MS, CallDetector
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.graphs import BUCKET_MS
 from rtcscope.storage.store import StoreError
 from tests.conftest import now_ms
 from tests.helpers import eventually, post
@@ -200,7 +201,7 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert await queries_per_tick(23) == 2  # one more per watched metric the feed does not carry
     for viewer in [one, *many, framerate]:
         detector.unwatch(viewer)
-    assert list(detector.watches) == ["jitter"]
+    assert list(detector.graphs.watches) == ["jitter"]
     assert await queries_per_tick(1) == 1
     # New rows: the overlap read by key, then the rows from the first one not read whole before.
     await send(http_client, base_url, app, samples("c-4", now_ms() - 1000, 1, rtt=2.0))
@@ -267,7 +268,7 @@ async def test_two_servers_agree_on_live_calls_and_their_events(http_client, bas
     for detector in detectors:
         await detector.run_tick()
     assert [detector.live_calls for detector in detectors] == [["on-a", "on-b"]] * 2
-    assert [detector.full_reads for detector in detectors] == [1, 1]  # only the first tick read the window
+    assert [detector.activity.full_reads for detector in detectors] == [1, 1]  # only the first tick read the window
     # a peer of on-a joins through the other server; the first peer leaves through this one
     await send(http_client, other.base_url, other, samples("on-a", now_ms() - 500, 1, peer="carol", rtt=30.0))
     end_at = now_ms()
@@ -325,7 +326,7 @@ async def test_a_failed_tick_reads_the_whole_window_again(http_client, base_url,
     assert detector.failures == 1 and detector.live_calls == []
     app.store.feed_since = real
     await detector.run_tick()
-    assert detector.full_reads == 2 and detector.live_calls == ["back"]
+    assert detector.activity.full_reads == 2 and detector.live_calls == ["back"]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -349,8 +350,8 @@ async def test_points_from_the_feed_are_what_the_grouped_query_over_rtc_stats_an
     for name in ("rtt", "packetsLost", "availableBandwidth", "jitter"):
         metric = registry.lookup(name)
         rate = metric.type == registry.COUNTER
-        ours = detector.recent.metric_series(metric.source_field, {"eq"}, start, end, BUCKET_MS, rate=rate,
-                                             scale=metric.scale)
+        ours = detector.activity.recent.metric_series(metric.source_field, {"eq"}, start, end, BUCKET_MS,
+                                                      rate=rate, scale=metric.scale)
         theirs = await app.store.metric_series(metric, start, end, BUCKET_MS // 1000, rate=rate)
         theirs = {call: [(ms, pytest.approx(value)) for ms, value in points if value is not None]
                   for call, points in theirs.items()}

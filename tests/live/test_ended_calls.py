@@ -24,7 +24,7 @@ ENDING = {"e-good": (40.0, 5.0, 0.0, "leave"), "e-slow": (900.0, 5.0, 0.0, "page
 async def settled(app):
     """Wait for what a tick leaves running: the alert rules, summaries, the index's load."""
     detector = app.detector
-    for task in (app.alerts._task, detector._summaries_task, detector._ended_load):
+    for task in (app.alerts._task, detector.summaries._task, detector.ended_upkeep._load_task):
         if task is not None:
             await asyncio.wait_for(asyncio.shield(task), 30)
 
@@ -74,7 +74,7 @@ async def summarised(app, count):
     """Tick until the detector has written `count` summaries (each 5 s after its call's end)."""
     async def written():
         await tick(app)
-        return app.detector.summaries_written >= count
+        return app.detector.summaries.written >= count
     await eventually(written, timeout=20, interval=0.5)
     await eventually(lambda: app.writer.depth == 0)  # the points in InfluxDB
 

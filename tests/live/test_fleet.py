@@ -288,7 +288,7 @@ async def test_calls_websocket_needs_the_read_token_and_an_allowed_origin(http_c
 @pytest.mark.app_config(**{**FLEET, "call_timeout": 60.0})
 async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_client, base_url, app):
     detector = app.detector
-    detector.window_ms = 20_000  # shorter than the call has lasted
+    detector.activity.window_ms = 20_000  # shorter than the call has lasted
     now = now_ms()
     lines = [f"rtc_calls,call=long,peer=a first={float(at)},last={float(at)},recv={float(at)} {at * 1_000_000}"
              for at in (now - 40_000, now - 1000)]
@@ -313,17 +313,17 @@ async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_ur
     good = await CallsViewer.open(base_url)
     await good.wait(1)
     reader, writer = await raw_viewer(base_url, "/ws/calls")
-    await eventually(lambda: len(detector.fleet_viewers) == 2)
+    await eventually(lambda: len(detector.call_list.viewers) == 2)
     port = writer.get_extra_info("sockname")[1]
-    [slow] = [v for v in detector.fleet_viewers if v.request.connection.context.address[1] == port]
+    [slow] = [v for v in detector.call_list.viewers if v.request.connection.context.address[1] == port]
     slow.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     for tick in range(30):  # 40 calls start every tick: a message of several kB every tick
         await send(http_client, base_url, app, [sample for n in range(40) for sample in call_samples(
             f"more-{tick}-{n:02d}", now_ms() - 1000, 50.0, 5.0, 0.0, count=2)])
         await detector.run_tick()
-        if len(detector.fleet_viewers) == 1:
+        if len(detector.call_list.viewers) == 1:
             break
-    assert len(detector.fleet_viewers) == 1 and slow not in detector.fleet_viewers
+    assert len(detector.call_list.viewers) == 1 and slow not in detector.call_list.viewers
     await eventually(lambda: any(entry["call"] == f"more-{tick}-00" for entry in good.messages[-1].get("started", ())))
     frames = await asyncio.wait_for(read_frames(reader), 30)
     writer.close()
@@ -370,10 +370,10 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     rows = await app.store.quality_window(now - app.detector.quality_window_ms, now, fleet.WINDOW_GAUGES,
                                           fleet.WINDOW_LAST, fleet.WINDOW_COUNTERS)
     assert app.detector.qualities["split"].peers == fleet.call_qualities(rows, {"split"}, now)["split"].peers
-    other.detector.feed_read_ms = None  # as after a failed tick: the window is rebuilt from the feed
+    other.detector.activity.read_whole_next()  # as after a failed tick: the window is rebuilt from the feed
     statements.clear()
     await other.detector.run_tick()
-    assert other.detector.full_reads == 2
+    assert other.detector.activity.full_reads == 2
     assert not [statement for statement in statements if "rtc_stats" in statement]
     assert other.detector.quality_of("split")["problems"] == expected["problems"]
     assert other.detector.qualities["split"].peers == app.detector.qualities["split"].peers

@@ -48,7 +48,7 @@ async def test_two_servers_write_one_summary_per_ended_call(http_client, start_s
     assert status == 200, result
     # h-fine times out (3 s); every summary waits for its call to settle (5 s)
     await eventually(lambda: len(summary_points(influxd, database)) == 4, timeout=30)
-    await eventually(lambda: one.detector.summaries_written == two.detector.summaries_written == 4, timeout=10)
+    await eventually(lambda: one.detector.summaries.written == two.detector.summaries.written == 4, timeout=10)
     await asyncio.sleep(1.0)
     points = summary_points(influxd, database)
     assert sorted(points) == sorted(CALLS)  # both processes wrote each call: one point, the same values

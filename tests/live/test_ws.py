@@ -8,7 +8,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from rtcscope.live.detector import BUCKET_MS
+from rtcscope.live.graphs import BUCKET_MS
 from tests.conftest import now_ms
 from tests.helpers import eventually, post, split_by_call
 
@@ -247,10 +247,10 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     good = await viewers(base_url)
     await good.next("snapshot")
     reader, writer = await raw_viewer(base_url, "/ws/graph/rtt")
-    await eventually(lambda: app.detector.viewer_count == 2)
+    await eventually(lambda: app.detector.graphs.viewer_count == 2)
     # A slow link: the kernel may buffer only a few kB for this viewer, so the rest waits in the server.
     port = writer.get_extra_info("sockname")[1]
-    [slow] = [v for v in app.detector.watches["rtt"].viewers if v.request.connection.context.address[1] == port]
+    [slow] = [v for v in app.detector.graphs.watches["rtt"].viewers if v.request.connection.context.address[1] == port]
     slow.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
     async def keep_posting():
@@ -262,7 +262,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
 
     posting = asyncio.ensure_future(keep_posting())
     try:
-        await eventually(lambda: app.detector.viewer_count == 1, timeout=30)
+        await eventually(lambda: app.detector.graphs.viewer_count == 1, timeout=30)
         seen = len(good.messages)
         await good.next("points", after=seen)  # the reader that keeps up still gets every tick
     finally:
@@ -282,4 +282,4 @@ async def test_without_influxdb_viewers_are_told_to_come_back(http_client, base_
     viewer = await viewers(base_url)
     code, reason = await viewer.closed()
     assert code == 1011 and reason.startswith("live data unavailable")
-    assert viewer.messages == [] and app.detector.failures > 0 and app.detector.viewer_count == 0
+    assert viewer.messages == [] and app.detector.failures > 0 and app.detector.graphs.viewer_count == 0
