@@ -61,7 +61,7 @@
       case "network_type": return "are on " + (NETWORKS[value] || value);
       case "candidate_type": return ROUTE_PHRASES[value] || "connect through " + value + " candidates";
       case "relay_protocol": return "relay over " + value.toUpperCase();
-      case "turn_server": return "go through " + value;
+      case "turn_server": return "are relayed through " + value;
       case "transport": return "connect over " + value.toUpperCase();
       case "audio_codec": case "video_codec": return "send " + value;
       case "country": return "are in " + countryName(value);

@@ -42,44 +42,25 @@
 
   // --- the findings now ----------------------------------------------------------------
 
-  /** "a", "a and b", "a, b and c". */
-  function inWords(parts) {
-    return parts.length < 2 ? parts.join("") : parts.slice(0, -1).join(", ") + " and " + parts[parts.length - 1];
-  }
-
-  /** Findings with the same peers and poor counts, together: one cohort seen through several dimensions
-   * (every peer relayed over TCP goes through turn-2:443), said once. Over a fleet, two different sets of
-   * peers with both counts equal are rare enough; the link lists the calls with all of the values. */
-  function cohorts(findings) {
-    const byCounts = new Map();
-    for (const finding of findings) {
-      const key = finding.peers + "/" + finding.poor;
-      if (!byCounts.has(key)) byCounts.set(key, []);
-      byCounts.get(key).push(finding);
-    }
-    return [...byCounts.values()];
-  }
-
-  function findingItem(cohort, answer, link) {
-    const finding = cohort[0];
-    const filters = Object.fromEntries(cohort.map((f) => [f.dimension, f.value]));
+  /** One finding in words: "18 of 24 poor peers are relayed through turn-2.example.com:443 — 6 % of all peers". */
+  function findingItem(finding, answer, link) {
+    const filters = { [finding.dimension]: finding.value };
     const sentence = [RS.el("strong", {}, finding.poor + " of " + answer.poor + " poor peers"), " ",
-      inWords(cohort.map((f) => RS.dims.cohortPhrase(f.dimension, f.value))),
-      " — " + RS.dims.percent(finding.peers / answer.peers) + " of all peers"];
-    const words = cohort.map((f) => f.dimension + " = " + f.value).join(", ");
+      RS.dims.cohortPhrase(finding.dimension, finding.value), " — " + RS.dims.percent(finding.peers / answer.peers) + " of all peers"];
+    const words = finding.dimension + " = " + finding.value;
     const overall = answer.peers ? answer.poor / answer.peers : 0;
     const detail = RS.dims.percent(finding.poor_share) + " of its " + plural(finding.peers, "peer", "peers")
       + " are poor, against " + RS.dims.percent(overall) + " of the fleet"
       + (finding.lift ? " (" + RS.format(finding.lift, "") + "×)" : "");
-    return RS.el("li", { class: "finding", dataset: { filters: JSON.stringify(filters), poor: finding.poor, peers: finding.peers } },
+    return RS.el("li", { class: "finding", dataset: { dimension: finding.dimension, value: finding.value, poor: finding.poor } },
       link(filters, { class: "finding-text", title: "List the calls with " + words }, sentence),
       RS.el("span", { class: "finding-detail" }, detail));
   }
 
   function renderFindings(answer, link) {
     const list = document.getElementById("findings");
-    list.replaceChildren(...cohorts(answer.findings).map((cohort) => findingItem(cohort, answer, link)));
-    list.dataset.count = list.children.length;
+    list.replaceChildren(...answer.findings.map((finding) => findingItem(finding, answer, link)));
+    list.dataset.count = answer.findings.length;
     const empty = document.getElementById("no-findings");
     empty.hidden = answer.findings.length > 0;
     if (!answer.peers) empty.textContent = "No live peer yet.";
