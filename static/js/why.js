@@ -76,8 +76,7 @@
   function renderCohortAlerts(alerts, link) {
     const list = document.getElementById("cohort-alerts");
     list.replaceChildren(...alerts.map((alert) => {
-      const counts = alert.poor !== undefined && alert.peers !== undefined && alert.peers !== null
-        ? alert.poor + " of " + alert.peers + " live peers poor" : "poor share " + RS.dims.percent(alert.value);
+      const counts = alert.poor + " of " + alert.peers + " live peers poor (threshold " + RS.dims.percent(alert.threshold) + ")";
       return RS.el("li", { class: "cohort-alert", dataset: { id: alert.id, severity: alert.severity, dimension: alert.dimension, value: alert.value } },
         RS.el("span", { class: "alert-badge" }, alert.severity || "alert"),
         link({ [alert.dimension]: alert.value }, { class: "cohort-alert-text", title: "List the calls with " + alert.dimension + " = " + alert.value },
