@@ -26,7 +26,7 @@ from rtcscope.alerts.delivery import WebhookError, Webhooks
 from rtcscope.alerts.rules import RulesError, load_rules
 from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
-from rtcscope.ingest.formats import Feed, Limits
+from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
@@ -35,6 +35,7 @@ from rtcscope.live.graphs import dumps
 from rtcscope.live.history import MAX_ENDED_CALLS
 from rtcscope.retry import Backoff
 from rtcscope.settings import Settings, SettingsError
+from rtcscope.storage.feed import Feed
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import WALError, WriteAheadLog
 from rtcscope.storage.writer import BatchWriter

@@ -12,7 +12,7 @@ import urllib.parse
 
 import orjson
 
-from rtcscope.ingest.formats import Feed, encode_feed_values
+from rtcscope.storage.feed import Feed, encode_feed_values
 from rtcscope.storage.schema import FEED_RETENTION, FEED_RETENTION_POLICY
 
 from . import harness

@@ -49,6 +49,14 @@ def _load():
         return " ".join(loadavg.read().split()[:3])
 
 
+def _feed_class(package):
+    """A tree's live feed writer: in storage/feed.py, or in ingest/formats.py in trees before that module."""
+    try:
+        return importlib.import_module(f"{package}.storage.feed").Feed
+    except ModuleNotFoundError:
+        return importlib.import_module(f"{package}.ingest.formats").Feed
+
+
 class Subject:
     """One tree's connections, primed with a full report, and the frames of deltas they get."""
 
@@ -58,7 +66,7 @@ class Subject:
         reports = clean_reports()["caller"]
         full = json.dumps(reports[0], separators=(",", ":")).encode()
         deltas = [delta(reports[i], reports[i + 1]) for i in range(len(reports) - 1)]
-        limits = formats.Limits(feed=formats.Feed("n1"))
+        limits = formats.Limits(feed=_feed_class(package)("n1"))
         self.connections = [connection.StatsConnection(f"c{i}", "caller", limits) for i in range(CONNECTIONS)]
         ms = NOW_NS // 1_000_000
         for peer in self.connections:

@@ -22,6 +22,8 @@ TOP = 8
 COMPONENTS = [
     ("rtcscope/ingest/", "parse and validate"),
     ("rtcscope/registry.py", "parse and validate"),
+    ("rtcscope/storage/lines.py", "parse and validate"),
+    ("rtcscope/storage/feed.py", "parse and validate"),
     ("rtcscope/storage/", "batching writer + InfluxDB client"),
     ("aioinflux/", "batching writer + InfluxDB client"),
     ("aiohttp/", "batching writer + InfluxDB client"),

@@ -15,11 +15,11 @@ import time
 import tornado.ioloop
 
 from rtcscope import registry
-from rtcscope.ingest.formats import Feed, encode_feed_values
 from rtcscope.live import fleet
 from rtcscope.live.activity import FEED_OVERLAP_MS
 from rtcscope.live.detector import CallDetector
 from rtcscope.live.graphs import BUCKET_MS, RECENT_BUCKETS
+from rtcscope.storage.feed import Feed, encode_feed_values
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
 from tests.test_nginx import Nginx

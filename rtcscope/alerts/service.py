@@ -16,6 +16,7 @@ import aiohttp
 
 from .. import registry
 from ..storage import alerts as stored
+from ..storage.schema import ALERTS_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
@@ -89,7 +90,7 @@ class AlertService:
         this process follows rtc_alerts each tick (it runs the detector); an ingest-only one
         does not know what fires, so it shows no firing count."""
         if follows:
-            telemetry.gauge("rtcscope_alerts_firing", "alerts firing now (as InfluxDB's rtc_alerts holds them)",
+            telemetry.gauge("rtcscope_alerts_firing", f"alerts firing now (as InfluxDB's {ALERTS_MEASUREMENT} holds them)",
                             lambda: self.firing_count)
         telemetry.counter("rtcscope_webhook_deliveries_total",
                           "webhook deliveries by result: delivered, failed (an attempt, retried), expired (given up), "

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from ..storage.lines import disconnect_lines, encode_extracted
 from . import formats
-from .formats import IngestError, encode_extracted
+from .formats import IngestError
 from .reports import MAX_STATS, PeerReports, ReportError
 
 # The one peer connection a websocket ingest connection reports on.
@@ -57,7 +58,7 @@ class StatsConnection:
         self.peer = peer
         self.limits = limits
         self.reports = PeerReports(max_stats=max_stats)
-        self.prefixes = {}  # the collectors' series prefixes (formats._Collector)
+        self.prefixes = {}  # the series prefixes of its points (storage.lines.Points)
         self.handled = 0  # messages acknowledged or refused so far
         self.stored_any = False
         self.ended = False
@@ -133,7 +134,7 @@ class StatsConnection:
         """A connection closed without an end stores a disconnect marker (if it stored anything)."""
         if self.ended or not self.stored_any:
             return []
-        return formats.disconnect_lines(self.call, self.peer, now_ns, self.limits.feed)
+        return disconnect_lines(self.call, self.peer, now_ns, self.limits.feed)
 
     @property
     def stat_count(self):

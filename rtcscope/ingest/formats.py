@@ -1,4 +1,5 @@
-"""Parse and validate ingest bodies (line protocol or JSON) into line-protocol points.
+"""Parse and validate ingest bodies (line protocol or JSON) into line-protocol points
+(written by storage/lines.py).
 
 The whole body is validated before anything is returned, so a handler can
 buffer all of a request or none of it. Identifiers and field names are
@@ -8,30 +9,25 @@ encoding a plain string join on the hot path.
 Hot path (see docs/PERFORMANCE.md): JSON is decoded by orjson (twice as fast
 as ujson on our bodies), names and sets of field names that already passed
 their pattern are remembered, and a sample whose values are all finite
-numbers is encoded by orjson and two byte replacements instead of a Python
-loop over its fields.
+numbers is encoded by orjson and two byte replacements (lines.encode_fields)
+instead of a Python loop over its fields.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import isfinite
 
 import orjson
 import ujson
 
 from .. import registry
+from ..storage.feed import Feed
+from ..storage.lines import Points, encode_fields
 from ..storage.schema import (
     CLIENT_END_DETAILS,
-    END_DETAIL_CODES,
-    END_REASON_CODES,
-    EVENTS_MEASUREMENT,
-    FEED_FIELDS,
-    FEED_MAX_SAMPLES,
-    FEED_MEASUREMENT,
     FIELD_RE,
     FIELD_RULE,
     IDENTIFIER_RE,
     IDENTIFIER_RULE,
     MEASUREMENT,
-    PRESENCE_MEASUREMENT,
 )
 
 MAX_FIELDS = 64
@@ -43,7 +39,6 @@ _VALID_NAMES_LIMIT = 20_000
 _valid_identifiers = set()
 _valid_fields = set()
 _field_plans = {}  # tuples of a sample's field names, all valid -> the registry's storage plan (None: as sent)
-_NUMBER_TYPES = frozenset({float, int})
 
 PRECISION_NS = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -64,125 +59,6 @@ class IngestError(Exception):
         self.code = code
 
 
-
-
-class Feed:
-    """Writes the call detector's feed (rtc_feed): one row per presence, end and
-    disconnect marker, tagged only by this process's node id so the measurement
-    has one series per process, with `call` and `peer` as string fields. A row's
-    time is its receive time, made unique within the series (rows of one series
-    at one time would overwrite each other). A presence row also carries the
-    FEED_FIELDS of its samples (`w`, see `encode_samples`)."""
-
-    def __init__(self, node):
-        self.node = node
-        self._prefix = f"{FEED_MEASUREMENT},node={node} ".encode()
-        self._last_ns = 0
-
-    def _stamp(self, now_ns):
-        self._last_ns = max(now_ns, self._last_ns + 1)
-        return self._last_ns
-
-    def _line(self, call, peer, fields, now_ns):
-        # Identifiers hold no quote nor backslash (IDENTIFIER_RE): no escaping needed.
-        return b'%scall="%s",peer="%s",%s %d' % (self._prefix, call.encode(), (peer or "").encode(),
-                                                fields.encode(), self._stamp(now_ns))
-
-    def presence(self, call, peer, first_ms, last_ms, now_ns, samples=()):
-        recv_ms = float(now_ns // 1_000_000)
-        encoded = encode_samples(samples, last_ms).replace('"', '\\"')  # a line-protocol string
-        return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
-                                      f'w="{encoded}"', now_ns)
-
-    def end(self, call, peer, at_ms, detail_code, now_ns):
-        detail = "" if detail_code is None else f",detail={detail_code!r}"
-        return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
-
-    def disconnect(self, call, peer, now_ns):
-        return self._line(call, peer, f"disconnected={float(now_ns // 1_000_000)!r}", now_ns)
-
-    def imported(self, call, now_ns):
-        """An imported call, after all of its points: not presence (the call is over and
-        never live), only word to every detector that the ended calls have one more."""
-        return self._line(call, "", f"imported={float(now_ns // 1_000_000)!r}", now_ns)
-
-
-def encode_feed_values(values):
-    """A sample's FEED_FIELDS of `values` ({name: number}) as `w` holds them: JSON numbers in
-    FEED_FIELDS order, `null` for an absent one, without the brackets (b"": none of them)."""
-    encoded = orjson.dumps(list(map(values.get, FEED_FIELDS)))
-    return b"" if encoded == _NO_FEED_VALUES else encoded[1:-1]
-
-
-def encode_samples(samples, last_ms):
-    """`w`: [(kind, time ns, `encode_feed_values` of it)] as JSON, {kind: [[offset, v, v, ...],
-    ...]} with each kind's samples oldest first and a sample's time as µs before the row's
-    `last` (ms); "" for no samples. Only the newest FEED_MAX_SAMPLES samples are kept.
-    JSON, so a detector decodes a row with one orjson call (identifiers hold no quote nor
-    backslash: a kind needs no escaping)."""
-    if not samples:
-        return ""
-    if len(samples) > FEED_MAX_SAMPLES:
-        samples = sorted(samples, key=lambda sample: sample[1])[-FEED_MAX_SAMPLES:]
-    last_us = int(last_ms) * 1000
-    groups = {}
-    for kind, ts_ns, values in samples:
-        groups.setdefault(kind or "", []).append(b"[%d,%s]" % (last_us - ts_ns // 1000, values))
-    return "{" + ",".join(f'"{kind}":[{b",".join(entries).decode()}]' for kind, entries in groups.items()) + "}"
-
-
-# A decoded sample's values: a list in FEED_FIELDS order, None for an absent name.
-_WIDTH = len(FEED_FIELDS)
-_NO_FEED_VALUES = orjson.dumps([None] * _WIDTH)
-
-
-def decode_samples(text, last_ms):
-    """`w` back as {kind: {time µs: values}}, each kind's samples in time order, `values` a
-    list in FEED_FIELDS order (FEED_INDEX; None: absent). What cannot be read is left out (a
-    row from a newer server may carry more names than this one knows, its values are cut to
-    these; one from a server before JSON reads as no samples). Lists by position, not dicts:
-    a detector decodes tens of thousands of rows a second."""
-    out = {}
-    if not text:
-        return out
-    try:
-        groups = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return out
-    if groups.__class__ is not dict:
-        return out
-    last_us = int(last_ms) * 1000
-    for kind, entries in groups.items():
-        if entries.__class__ is not list:
-            continue
-        samples = {}
-        newest, ordered = None, True
-        for entry in entries:
-            if entry.__class__ is not list or not entry or entry[0].__class__ is not int:
-                continue
-            us = last_us - entry[0]
-            values = entry[1:_WIDTH + 1]
-            if len(values) < _WIDTH:
-                values += [None] * (_WIDTH - len(values))
-            found = samples.get(us)
-            if found is None:
-                samples[us] = values
-                if newest is not None and us < newest:
-                    ordered = False
-                newest = us if newest is None or us > newest else newest
-            else:
-                samples[us] = merge_values(found, values)
-        if samples:
-            out[kind] = samples if ordered else dict(sorted(samples.items()))  # another writer may not order them
-    return out
-
-
-def merge_values(older, newer):
-    """Two samples of one series at one time are one point to InfluxDB: the fields of
-    both, the newer one's where they meet."""
-    return [old if new is None else new for old, new in zip(older, newer)]
-
-
 @dataclass
 class Limits:
     max_samples: int = 10_000
@@ -192,34 +68,25 @@ class Limits:
 
 @dataclass
 class Parsed:
-    """What one request adds: its points, ready to buffer, and its counters."""
+    """What one request adds: its points, ready to buffer, the calls they are of, and its counters."""
 
-    lines: list = field(default_factory=list)
+    lines: list
+    calls: set
     samples: int = 0
     accepted: int = 0
     events: int = 0
     dropped: int = 0
     restamped: int = 0
-    calls: set = field(default_factory=set)
 
 
-# Series prefixes a long-lived caller keeps for its collectors (`prefixes`), at most this many.
-SERIES_PREFIXES_LIMIT = 64
-
-
-class _Collector:
-    """Accumulates validated samples of one request into line protocol."""
+class _Collector(Points):
+    """One request's validated samples and ends as points, with its counters and limits."""
 
     def __init__(self, now_ns, limits, prefixes=None):
         """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
-        self.now_ns = now_ns
+        Points.__init__(self, now_ns, limits.feed, prefixes)
         self.limits = limits
-        self.result = Parsed()
-        # Presence per (call, peer): [first sample ms, last sample ms].
-        self.presence = {}
-        self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
-        self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
-        self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        self.result = Parsed(self.lines, self.calls)
         self._stamp = 0
 
     def timestamp(self, ts_ns):
@@ -244,79 +111,17 @@ class _Collector:
         if not fields:
             return
         result.accepted += 1
-        series = (call, peer, kind)
-        prefix = self._prefixes.get(series)
-        if prefix is None:
-            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
-                self._prefixes.clear()
-            tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
-            prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
-        result.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
-        self._seen(call, peer, ts_ns)
-        if self.limits.feed is not None:
-            feed_values = encode_feed_values(values)
-            if feed_values:
-                self.feed_samples.setdefault((call, peer), []).append((kind, ts_ns, feed_values))
+        self.sample(call, peer, kind, ts_ns, fields, values)
 
     def add_end(self, call, peer, ts_ns, detail=None):
-        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS), kept as a code."""
-        tags = "call=" + call + (",peer=" + peer if peer else "")
-        at_ms = ts_ns // 1_000_000
-        codes = f",reason={END_REASON_CODES['explicit']!r}"
-        if detail is not None:
-            codes += f",detail={END_DETAIL_CODES[detail]!r}"
-        self.result.lines.append(
-            f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {self.now_ns}".encode())
-        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
+        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS)."""
+        self.end(call, peer, ts_ns // 1_000_000, detail)
         self.result.events += 1
-        self.result.calls.add(call)
-
-    def _seen(self, call, peer, ts_ns):
-        ms = ts_ns // 1_000_000
-        key = (call, peer)
-        span = self.presence.get(key)
-        if span is None:
-            self.presence[key] = [ms, ms]
-        elif ms < span[0]:
-            span[0] = ms
-        elif ms > span[1]:
-            span[1] = ms
 
     def finish(self):
-        """Add one presence point per (call, peer) at the receive time: /v1/calls/
-        reads liveness from these, not from every sample. With a live feed, the
-        presence and the ends go to it too: the call detector reads only that."""
-        recv_ms = float(self.now_ns // 1_000_000)
-        lines = self.result.lines
-        feed = self.limits.feed
-        for (call, peer), (first, last) in self.presence.items():
-            tags = "call=" + call + (",peer=" + peer if peer else "")
-            lines.append(
-                f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
-                f"recv={recv_ms!r} {self.now_ns}".encode())
-            if feed is not None:
-                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
-            self.result.calls.add(call)
-        if feed is not None:
-            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
+        """The request's points with their presence (Points.finish), and its counters."""
+        Points.finish(self)
         return self.result
-
-
-def disconnect_line(call, peer, now_ns):
-    """A marker, not an end: the peer ends as `disconnect` if nothing follows it
-    within --call-timeout (a websocket ingest connection closed without an end).
-    It has no `end` nor `at`, so readers of ends pass it by."""
-    return (f"{EVENTS_MEASUREMENT},call={call},peer={peer} "
-            f"reason={END_REASON_CODES['disconnect']!r},disconnected={float(now_ns // 1_000_000)!r} "
-            f"{now_ns}").encode()
-
-
-def disconnect_lines(call, peer, now_ns, feed):
-    """The disconnect marker, and with a live feed its feed row."""
-    lines = [disconnect_line(call, peer, now_ns)]
-    if feed is not None:
-        lines.append(feed.disconnect(call, peer, now_ns))
-    return lines
 
 
 def _remember(valid, name):
@@ -342,32 +147,6 @@ def check_field_name(name, where):
         raise IngestError(
             f"{where}: field name {_show(name)} must match {FIELD_RULE}")
     _remember(_valid_fields, name)
-
-
-def encode_fields(fields):
-    """{name: number} (valid names) as line-protocol fields, or None when a value
-    is not a finite number. A number without the `i` suffix is a float to
-    InfluxDB, so orjson's "41" is stored as 41.0, like every other value."""
-    if not set(map(type, fields.values())) <= _NUMBER_TYPES:
-        return None
-    try:
-        text = orjson.dumps(fields)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits
-        return None
-    if b":null" in text:  # orjson writes NaN and infinities as null
-        return None
-    return _fields_of_json(text)
-
-
-def encode_extracted(fields):
-    """`encode_fields` of extraction's output (registry.extract: finite floats under registry
-    names), which needs none of its checks."""
-    return _fields_of_json(orjson.dumps(fields))
-
-
-def _fields_of_json(text):
-    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields."""
-    return text[2:-1].replace(b'":', b"=").replace(b',"', b",")
 
 
 def _show(value):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..storage.schema import END_DETAIL_CODES, END_REASON_CODES, EVENTS_MEASUREMENT, NOT_IDENTIFIER_RE, SESSIONS_MEASUREMENT
-from ..storage.store import quote_literal, time_range
+from ..storage.lines import disconnect_lines, encode_extracted, end_lines, session_line
+from ..storage.schema import NOT_IDENTIFIER_RE
 from . import formats
-from .formats import Limits, disconnect_lines, encode_extracted
+from .formats import Limits
 from .reports import PeerReports, ReportError
 
 PROTOCOL = "3.1_STANDARD"
@@ -135,7 +135,7 @@ class Session:
         self.call = stored.call or identifier(meeting) or session_id
         self.peer = stored.peer or session_id
         self.reports = PeerReports()
-        self.prefixes = {}  # the collectors' series prefixes (formats._Collector)
+        self.prefixes = {}  # the series prefixes of its points (storage.lines.Points)
         self.opened = set()
         self.closed = set()
         self.ended = False
@@ -247,17 +247,11 @@ class Session:
             self.ended = outcome.ended
 
     def end_lines(self, detail, at_ms, now_ms):
-        """An explicit end of this peer (rtc_events, `reason` and `detail` codes), and its live feed row."""
-        lines = [(f"{EVENTS_MEASUREMENT},call={self.call},peer={self.peer} end=1.0,at={float(int(at_ms))!r},"
-                  f"reason={END_REASON_CODES['explicit']!r},detail={END_DETAIL_CODES[detail]!r} "
-                  f"{_ns(now_ms)}").encode()]
-        if self.limits.feed is not None:
-            lines.append(self.limits.feed.end(self.call, self.peer, int(at_ms), END_DETAIL_CODES[detail], _ns(now_ms)))
-        return lines
+        """An explicit end of this peer, `detail` saying why (END_DETAIL_CODES), and its live feed row."""
+        return end_lines(self.call, self.peer, int(at_ms), detail, _ns(now_ms), self.limits.feed)
 
     def _session_line(self, outcome, now_ms):
-        return (f"{SESSIONS_MEASUREMENT},call={self.call},peer={self.peer},session={self.session_id} "
-                f"sn={float(outcome.sn)!r},offset={float(outcome.offset_ms)!r} {_ns(now_ms)}").encode()
+        return session_line(self.call, self.peer, self.session_id, outcome.sn, outcome.offset_ms, _ns(now_ms))
 
     def closed_lines(self, code, now_ms):
         """What a closed connection stores: an end on 3001 (the conference was
@@ -342,14 +336,7 @@ class Sessions:
 
     async def load(self, session_id, now_ms):
         """The last stored state of a session (StoreError when InfluxDB cannot say)."""
-        statement = (f'SELECT last("sn") AS "sn", last("offset") AS "offset" FROM {SESSIONS_MEASUREMENT} '
-                     f'WHERE {time_range(now_ms - 2 * MAX_AGE_MS, now_ms + 60_000)} '
-                     f'AND "session" = {quote_literal(session_id)} GROUP BY "call", "peer"')
-        latest = None
-        for series in await self.store.query(statement):
-            for row in series["rows"]:
-                if row.get("sn") is not None and (latest is None or row["time"] > latest[1]["time"]):
-                    latest = (series["tags"], row)
+        latest = await self.store.rtcstats_session(session_id, now_ms - 2 * MAX_AGE_MS, now_ms + 60_000)
         if latest is None:
             return Stored()
         tags, row = latest

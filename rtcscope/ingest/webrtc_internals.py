@@ -25,9 +25,10 @@ import ijson
 import orjson
 
 from .. import registry
+from ..storage.lines import encode_extracted
 from ..storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE, NOT_IDENTIFIER_RE
 from ..timeparse import parse_time_ms
-from .formats import IngestError, Limits, Parsed, _Collector, encode_extracted
+from .formats import IngestError, Limits, Parsed, _Collector
 
 GZIP_MAGIC = b"\x1f\x8b"
 _SERIES_KEYS = ("startTime", "endTime", "statsType", "values")

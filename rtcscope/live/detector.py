@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 
+from ..storage.schema import SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
@@ -102,7 +103,7 @@ class CallDetector:
         telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
                         lambda: len(self.graphs.watches))
         telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.call_list.viewers))
-        telemetry.counter("rtcscope_call_summaries_written_total", "rtc_call_summaries points written for ended calls",
+        telemetry.counter("rtcscope_call_summaries_written_total", f"{SUMMARIES_MEASUREMENT} points written for ended calls",
                           lambda: self.summaries.written)
         telemetry.gauge("rtcscope_ended_calls", "ended calls of the last 24 h held in memory for /v1/calls/",
                         lambda: len(self.ended_calls))

@@ -15,13 +15,13 @@ answer and with their aggregates:
 A sample is keyed by its time (µs) within its series, as InfluxDB keys a
 point (samples at one time merge their fields), so rows read twice (the
 feed's overlap) change nothing; its values are a list in FEED_FIELDS order
-(formats.decode_samples), and each series is kept in time order, so a window
+(storage.feed.decode_samples), and each series is kept in time order, so a window
 is a slice found by bisection and its aggregates are taken column by column.
 """
 from bisect import bisect_left
 from itertools import islice
 
-from ..ingest.formats import merge_values
+from ..storage.feed import merge_values
 from ..storage.schema import FEED_INDEX
 from . import fleet
 

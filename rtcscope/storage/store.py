@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import aiohttp
 import orjson
 
-from ..ingest.formats import decode_samples
 from ..timeparse import parse_duration
+from .feed import decode_samples
 from .schema import (
     EVENTS_MEASUREMENT,
     FEED_MEASUREMENT,
@@ -24,6 +24,7 @@ from .schema import (
     MEASUREMENT,
     PRESENCE_MEASUREMENT,
     RETENTION_POLICY,
+    SESSIONS_MEASUREMENT,
     SUMMARIES_MEASUREMENT,
 )
 from .writer import WriteRejected
@@ -58,7 +59,7 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as formats.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
+    {kind: {time µs: values}} as feed.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
     (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
 
     presence: list
@@ -294,6 +295,19 @@ class Store:
                      f'WHERE {time_range(since_ms, until_ms)} GROUP BY "call"')
         return {s["tags"].get("call", ""): int(s["rows"][0]["first"]) for s in await self.query(statement)
                 if s["rows"] and s["rows"][0]["first"] is not None}
+
+    async def rtcstats_session(self, session, start_ms, end_ms):
+        """The newest stored state of an rtcstats session in the range, whatever call and peer
+        it was stored under: (its tags, its row with `sn` and `offset`), or None."""
+        statement = (f'SELECT last("sn") AS "sn", last("offset") AS "offset" FROM {SESSIONS_MEASUREMENT} '
+                     f'WHERE {time_range(start_ms, end_ms)} '
+                     f'AND "session" = {quote_literal(session)} GROUP BY "call", "peer"')
+        latest = None
+        for series in await self.query(statement):
+            for row in series["rows"]:
+                if row.get("sn") is not None and (latest is None or row["time"] > latest[1]["time"]):
+                    latest = (series["tags"], row)
+        return latest
 
     async def call_buckets(self, call, start_ms, end_ms, bucket_s):
         """Every field of one call, bucketed per (peer, kind): [(tags, rows)] with

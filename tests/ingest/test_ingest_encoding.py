@@ -6,7 +6,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtcscope.ingest.formats import Limits, encode_fields, parse
+from rtcscope.ingest.formats import Limits, parse
+from rtcscope.storage.lines import encode_fields
 
 NOW = 1_795_536_126_812_000_000
 names = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,20}", fullmatch=True)

@@ -1,9 +1,9 @@
 """The detector's memory of the last seconds' samples on its own (rtcscope/live/recent.py):
 rows in and out of order, merges of one point, trimming, the window's rows and bounds,
 and buckets, on values in FEED_FIELDS order as decode_samples gives them."""
-from rtcscope.ingest.formats import decode_samples, encode_feed_values, encode_samples
 from rtcscope.live import fleet
 from rtcscope.live.recent import RecentSamples
+from rtcscope.storage.feed import decode_samples, encode_feed_values, encode_samples
 from rtcscope.storage.schema import FEED_FIELDS, FEED_INDEX
 
 MS = 1_800_000_000_000

@@ -2,7 +2,7 @@
 disconnect marker of each (call, peer), read in one statement."""
 import pytest
 
-from rtcscope.ingest.formats import disconnect_line
+from rtcscope.storage.lines import disconnect_line
 from tests.conftest import now_ms
 
 

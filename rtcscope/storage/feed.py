@@ -1,0 +1,123 @@
+"""The live feed's rows (rtc_feed, docs/storage.md): how a presence, end, disconnect or
+import becomes a row, and how a row's samples (`w`) are written and read back. Ingest
+writes them, the detector reads them (`Store.feed_since`)."""
+import orjson
+
+from .schema import FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
+
+
+class Feed:
+    """Writes the call detector's feed (rtc_feed): one row per presence, end and
+    disconnect marker, tagged only by this process's node id so the measurement
+    has one series per process, with `call` and `peer` as string fields. A row's
+    time is its receive time, made unique within the series (rows of one series
+    at one time would overwrite each other). A presence row also carries the
+    FEED_FIELDS of its samples (`w`, see `encode_samples`)."""
+
+    def __init__(self, node):
+        self.node = node
+        self._prefix = f"{FEED_MEASUREMENT},node={node} ".encode()
+        self._last_ns = 0
+
+    def _stamp(self, now_ns):
+        self._last_ns = max(now_ns, self._last_ns + 1)
+        return self._last_ns
+
+    def _line(self, call, peer, fields, now_ns):
+        # Identifiers hold no quote nor backslash (IDENTIFIER_RE): no escaping needed.
+        return b'%scall="%s",peer="%s",%s %d' % (self._prefix, call.encode(), (peer or "").encode(),
+                                                fields.encode(), self._stamp(now_ns))
+
+    def presence(self, call, peer, first_ms, last_ms, now_ns, samples=()):
+        recv_ms = float(now_ns // 1_000_000)
+        encoded = encode_samples(samples, last_ms).replace('"', '\\"')  # a line-protocol string
+        return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
+                                      f'w="{encoded}"', now_ns)
+
+    def end(self, call, peer, at_ms, detail_code, now_ns):
+        detail = "" if detail_code is None else f",detail={detail_code!r}"
+        return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
+
+    def disconnect(self, call, peer, now_ns):
+        return self._line(call, peer, f"disconnected={float(now_ns // 1_000_000)!r}", now_ns)
+
+    def imported(self, call, now_ns):
+        """An imported call, after all of its points: not presence (the call is over and
+        never live), only word to every detector that the ended calls have one more."""
+        return self._line(call, "", f"imported={float(now_ns // 1_000_000)!r}", now_ns)
+
+
+def encode_feed_values(values):
+    """A sample's FEED_FIELDS of `values` ({name: number}) as `w` holds them: JSON numbers in
+    FEED_FIELDS order, `null` for an absent one, without the brackets (b"": none of them)."""
+    encoded = orjson.dumps(list(map(values.get, FEED_FIELDS)))
+    return b"" if encoded == _NO_FEED_VALUES else encoded[1:-1]
+
+
+def encode_samples(samples, last_ms):
+    """`w`: [(kind, time ns, `encode_feed_values` of it)] as JSON, {kind: [[offset, v, v, ...],
+    ...]} with each kind's samples oldest first and a sample's time as µs before the row's
+    `last` (ms); "" for no samples. Only the newest FEED_MAX_SAMPLES samples are kept.
+    JSON, so a detector decodes a row with one orjson call (identifiers hold no quote nor
+    backslash: a kind needs no escaping)."""
+    if not samples:
+        return ""
+    if len(samples) > FEED_MAX_SAMPLES:
+        samples = sorted(samples, key=lambda sample: sample[1])[-FEED_MAX_SAMPLES:]
+    last_us = int(last_ms) * 1000
+    groups = {}
+    for kind, ts_ns, values in samples:
+        groups.setdefault(kind or "", []).append(b"[%d,%s]" % (last_us - ts_ns // 1000, values))
+    return "{" + ",".join(f'"{kind}":[{b",".join(entries).decode()}]' for kind, entries in groups.items()) + "}"
+
+
+# A decoded sample's values: a list in FEED_FIELDS order, None for an absent name.
+_WIDTH = len(FEED_FIELDS)
+_NO_FEED_VALUES = orjson.dumps([None] * _WIDTH)
+
+
+def decode_samples(text, last_ms):
+    """`w` back as {kind: {time µs: values}}, each kind's samples in time order, `values` a
+    list in FEED_FIELDS order (FEED_INDEX; None: absent). What cannot be read is left out (a
+    row from a newer server may carry more names than this one knows, its values are cut to
+    these; one from a server before JSON reads as no samples). Lists by position, not dicts:
+    a detector decodes tens of thousands of rows a second."""
+    out = {}
+    if not text:
+        return out
+    try:
+        groups = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return out
+    if groups.__class__ is not dict:
+        return out
+    last_us = int(last_ms) * 1000
+    for kind, entries in groups.items():
+        if entries.__class__ is not list:
+            continue
+        samples = {}
+        newest, ordered = None, True
+        for entry in entries:
+            if entry.__class__ is not list or not entry or entry[0].__class__ is not int:
+                continue
+            us = last_us - entry[0]
+            values = entry[1:_WIDTH + 1]
+            if len(values) < _WIDTH:
+                values += [None] * (_WIDTH - len(values))
+            found = samples.get(us)
+            if found is None:
+                samples[us] = values
+                if newest is not None and us < newest:
+                    ordered = False
+                newest = us if newest is None or us > newest else newest
+            else:
+                samples[us] = merge_values(found, values)
+        if samples:
+            out[kind] = samples if ordered else dict(sorted(samples.items()))  # another writer may not order them
+    return out
+
+
+def merge_values(older, newer):
+    """Two samples of one series at one time are one point to InfluxDB: the fields of
+    both, the newer one's where they meet."""
+    return [old if new is None else new for old, new in zip(older, newer)]
