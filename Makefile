@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils systemd prometheus-alertmanager
+APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils systemd prometheus-alertmanager janus janus-demos
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
 JS_TEST := tests/js

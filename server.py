@@ -20,13 +20,30 @@ import tornado.web
 from tornado.log import access_log
 from tornado.options import define, options, parse_command_line, parse_config_file
 
-from handlers import alerts, base, calls, client, fleet, health, imports, ingest, pages, rtcstats, series, stats, statsws, ws
+from handlers import (
+    alerts,
+    base,
+    calls,
+    client,
+    fleet,
+    health,
+    imports,
+    ingest,
+    janus,
+    pages,
+    rtcstats,
+    series,
+    stats,
+    statsws,
+    ws,
+)
 from rtcscope.alerts.alertmanager import make_receiver
 from rtcscope.alerts.delivery import WebhookError, Webhooks
 from rtcscope.alerts.rules import RulesError, load_rules
 from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
 from rtcscope.ingest.formats import Limits
+from rtcscope.ingest.janus import JanusPeers
 from rtcscope.ingest.limits import CallAdmission
 from rtcscope.ingest.rtcstats import Sessions
 from rtcscope.live.calls import load_calls
@@ -45,7 +62,7 @@ from rtcscope.timeparse import parse_duration
 log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
-HANDLER_MODULES = (ingest, statsws, imports, rtcstats, stats, calls, fleet, alerts, health, series, ws, client, pages)
+HANDLER_MODULES = (ingest, statsws, imports, rtcstats, janus, stats, calls, fleet, alerts, health, series, ws, client, pages)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -140,6 +157,7 @@ class Application(tornado.web.Application):
         self.ingest_keys = Secrets(config.ingest_keys)
         self.read_tokens = Secrets(config.read_token_file, [config.read_token])
         self.rtcstats_sessions = rtcstats_sessions
+        self.janus_peers = JanusPeers()  # the Janus handles that make each SFU peer (handlers/janus.py)
         # One live feed series per process: every ingest path writes it.
         self.ingest_limits = Limits(max_samples=config.max_samples, max_skew_ns=int(config.max_skew * 1e9),
                                     feed=rtcstats_sessions.limits.feed)
@@ -264,6 +282,10 @@ def make_telemetry(writer, detector, rtcstats_sessions, alerts):
         detector.register_metrics(telemetry)
     alerts.register_metrics(telemetry, follows=detector is not None)
     rtcstats_sessions.register_metrics(telemetry)
+    telemetry.counter("rtcscope_janus_events_total", "Janus events received, by Janus's event type",
+                      labels=("type",))
+    telemetry.counter("rtcscope_janus_events_skipped_total",
+                      "Janus events of handles whose opaque_id names no call, by reason: not stored", labels=("reason",))
     return telemetry
 
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import alerts, calls, counters, dimensions, fleet, harness, ingest, jsonlibs, live, profile, scaling, wal, writes
+from . import alerts, calls, counters, dimensions, fleet, harness, ingest, janus, jsonlibs, live, profile, scaling, wal, writes
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -63,6 +63,8 @@ BENCHMARKS = [
               "5. Detection latency: call start and end at a viewer"], live.live),
     ("fleet", ["8. Fleet ingest: the shipped client over the websocket against POST, one report per peer-second"],
      fleet.fleet),
+    ("janus", ["Janus: server CPU per media statistics event against a JSON sample of the same metrics"],
+     janus.janus_events),
     ("wal", ["Write-ahead log: cost per ingest request against memory only"], wal.wal_cost),
     ("writes", ["Writer: batch size, concurrent writes and gzip to InfluxDB"], writes.write_batching),
     ("nginx", ["6a. Scaling: batched ingest through nginx, 1 and 2 server processes"], scaling.processes),

@@ -145,7 +145,7 @@ TOKEN_COOKIE = "rtcscope_token"
 # assets (no data in them).
 # Exact paths: a prefix would open /v1/stats/write<anything>/, a call's stats.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v1/stats/write", "/v1/stats/write/", "/rtcscope.js", "/demo",
-                        "/demo/", "/favicon.ico", "/rtcstats"})
+                        "/demo/", "/favicon.ico", "/rtcstats", "/v1/integrations/janus", "/v1/integrations/janus/"})
 OPEN_PREFIXES = ("/static/", "/rtcstats/")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -162,13 +162,14 @@ def _query_value(request, name):
     return values[-1].decode("utf-8", "replace") if values else None
 
 
-def ingest_key_refusal(application, request):
+def ingest_key_refusal(application, request, key=None):
     """None when ingest is open or the request carries a valid key
-    (`Authorization: Bearer K`, or `?key=K` for sendBeacon); else (status, code, message)."""
+    (`Authorization: Bearer K`, or `?key=K` for sendBeacon; `key` when the
+    caller found one elsewhere); else (status, code, message)."""
     keys = application.ingest_keys
     if not keys.enabled:
         return None
-    key = bearer_token(request) or _query_value(request, "key")
+    key = key or bearer_token(request) or _query_value(request, "key")
     if not key:
         return 401, "unauthorized", "an ingest key is required: Authorization: Bearer KEY or ?key=KEY"
     if not keys.matches(key):

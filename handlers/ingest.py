@@ -20,6 +20,7 @@ class WriteHandler(APIHandler):
     """Bodies are streamed so an oversized one gets a JSON 413, not a dropped connection."""
 
     quiet_success = True  # no access-log line per accepted post (see Application.log_request)
+    max_calls = None  # calls one request may hold: --max-calls-per-request
 
     def initialize(self):
         self._chunks = []
@@ -41,8 +42,7 @@ class WriteHandler(APIHandler):
     def prepare(self):
         """Keys and origin are checked before the body is read: a refused
         request costs its headers only."""
-        refusal = self.origin_refusal() or (
-            ingest_key_refusal(self.application, self.request) if self.request.method != "OPTIONS" else None)
+        refusal = self.origin_refusal() or (self.key_refusal() if self.request.method != "OPTIONS" else None)
         if refusal:
             if refusal[0] == 401:
                 self.set_header("WWW-Authenticate", 'Bearer realm="rtcscope"')
@@ -69,6 +69,9 @@ class WriteHandler(APIHandler):
             self._chunks = []
         else:
             self._chunks.append(chunk)
+
+    def key_refusal(self):
+        return ingest_key_refusal(self.application, self.request)
 
     def origin_refusal(self):
         """With an allow-list, a browser on another origin may not post at all:
@@ -101,11 +104,10 @@ class WriteHandler(APIHandler):
             return self.fail_too_large()
         now_ns = time.time_ns() // 1000 * 1000
         try:
-            parsed = parse(b"".join(self._chunks), now_ns, app.ingest_limits,
-                           precision=self.argument("precision", "ns"))
+            parsed = self.parse(b"".join(self._chunks), now_ns)
         except IngestError as exc:
             return self.refuse(exc.status, exc.code, exc.message)
-        refusal = app.admission.admit(ingest_client(self.request), parsed.calls)
+        refusal = app.admission.admit(ingest_client(self.request), parsed.calls, self.max_calls)
         if refusal:
             retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
@@ -116,18 +118,24 @@ class WriteHandler(APIHandler):
             return self._answer_when_durable(parsed)
         self._answer(parsed)
 
+    def parse(self, body, now_ns):
+        """The request's points (a formats.Parsed); IngestError for a body to refuse."""
+        return parse(body, now_ns, self.application.ingest_limits, precision=self.argument("precision", "ns"))
+
     async def _answer_when_durable(self, parsed):
         if not await self.application.writer.durable():
             return self.refuse(503, "wal_unavailable", REFUSAL_MESSAGES["wal_unavailable"], Retry_After="1")
         self._answer(parsed)
 
-    def _answer(self, parsed):
-        app = self.application
+    def count(self, parsed):
         for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
                                 ("rtcscope_values_dropped_total", parsed.dropped),
                                 ("rtcscope_samples_restamped_total", parsed.restamped)):
             if amount:  # usually only the first: a counter update costs about a microsecond
-                app.telemetry.inc(counter, amount)
+                self.application.telemetry.inc(counter, amount)
+
+    def _answer(self, parsed):
+        self.count(parsed)
         self.write_json({"success": True, "accepted": parsed.accepted,
                          "dropped": parsed.dropped, "restamped": parsed.restamped,
                          "events": parsed.events})

@@ -9,9 +9,19 @@ import tornado.web
 from rtcscope import registry
 from rtcscope.dimensions import BUILTIN_DIMENSIONS
 from rtcscope.dimensions.tags import DEFAULT_PEER_TAGS
+from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, IDENTIFIER_PUNCTUATION
 from rtcscope.storage.store import StoreError
 
 from .base import CALL_PATTERN, find_metric
+
+# The identifier rule as the pages use it: the characters of a JavaScript RegExp class, and the
+# whole rule for an HTML `pattern` attribute (compiled with the `v` flag, where {, } and - are syntax).
+IDENTIFIER_RULE_FOR_PAGES = {
+    "identifier_chars": IDENTIFIER_CHARS,
+    "identifier_max": IDENTIFIER_MAX,
+    "identifier_pattern": "[A-Za-z0-9" + "".join("\\" + c if c in "{}-" else c for c in IDENTIFIER_PUNCTUATION)
+                          + f"]{{1,{IDENTIFIER_MAX}}}",
+}
 
 
 class PageHandler(tornado.web.RequestHandler):
@@ -20,7 +30,8 @@ class PageHandler(tornado.web.RequestHandler):
     def page(self, template, page_name="", **values):
         """Render with the registry embedded (units, descriptions) so scripts need not fetch it."""
         metrics = orjson.dumps([metric.as_json() for metric in registry.all_metrics()]).decode()
-        self.render(template, page_name=page_name, metrics_json=metrics.replace("</", "<\\/"), **values)
+        self.render(template, page_name=page_name, metrics_json=metrics.replace("</", "<\\/"),
+                    **IDENTIFIER_RULE_FOR_PAGES, **values)
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -78,3 +78,23 @@ async def test_a_file_over_max_import_is_refused_before_upload(http_client, base
         await page.set_input_files("#import-file", str(path))
         await wait_for_text(page, "#import-error", "this server takes dumps up to 98 KiB")
         assert await page.is_disabled("#import-submit")
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=60)
+async def test_the_page_checks_call_ids_with_the_servers_identifier_rule(http_client, base_url, app):
+    async with browser_page() as page:
+        await page.goto(base_url + "/import")
+        checks = {}
+        max_length = await page.eval_on_selector("#import-call", "input => input.maxLength")
+        for call in ("room:{1}@eu-west_2.x", "a b", "é", "x" * 128):
+            await page.fill("#import-call", call)
+            checks[call] = await page.eval_on_selector("#import-call", "input => input.checkValidity()")
+        # The file name's stem becomes a call id with the same rule: what is not an identifier is a dash.
+        stem = await page.evaluate("""() => {
+            const chars = document.getElementById('import-form').dataset.identifierChars;
+            return 'my dump (2).json'.replace(/\\.json$/, '').replace(new RegExp(`[^${chars}]+`, 'g'), '-');
+        }""")
+    assert checks == {"room:{1}@eu-west_2.x": True, "a b": False, "é": False, "x" * 128: True}
+    assert max_length == 128
+    assert stem == "my-dump-2-"

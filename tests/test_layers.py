@@ -13,7 +13,10 @@ STORAGE = "rtcscope/storage/"
 
 NOT_FROM_RTCSCOPE = ("handlers", "server", "tornado.web")
 NOT_FROM_STORAGE = ("rtcscope.ingest", "rtcscope.live", "rtcscope.alerts", "rtcscope.dimensions")
-MEASUREMENT_NAME = re.compile(r"\brtc_[a-z_]+")
+# A measurement name as data: the whole literal, the start of a line (`rtc_x,tag=`, `rtc_x field=`)
+# or what a statement reads or writes (`FROM rtc_x`); prose that mentions one (a metric's help) is not.
+MEASUREMENT_NAME = re.compile(r'^rtc_[a-z_]+$|^rtc_[a-z_]+(?:,| [A-Za-z_]\w*=)|\b(?:FROM|INTO|ON) +"?rtc_[a-z_]+',
+                              re.IGNORECASE)
 INFLUXQL = re.compile(r"\b(?:SELECT|SHOW|CREATE|DROP|ALTER) ")
 # A measurement name's constant (schema.*_MEASUREMENT) in an f-string, as a line starts
 # (`{X},tag=` or `{X} field=`) or as a statement reads from it (`FROM {X}`).
@@ -116,9 +119,14 @@ def test_the_modules_are_found():
     ("import server\n", "rtcscope/summary.py", "rtcscope/summary.py imports server"),
     ("from handlers.base import APIHandler\n", "rtcscope/ingest/limits.py", "rtcscope/ingest/limits.py imports handlers.base"),
     ("LINE = 'rtc_events,call=c end=1.0'\n", "rtcscope/ingest/formats.py",
-     "rtcscope/ingest/formats.py writes a measurement name outside storage: 'rtc_events' in 'rtc_events,call=c end=1.0'"),
+     "rtcscope/ingest/formats.py writes a measurement name outside storage: 'rtc_events,' in 'rtc_events,call=c end=1.0'"),
     ("def f(t):\n    return f'SELECT * FROM x WHERE {t}'\n", "rtcscope/live/history.py",
      "rtcscope/live/history.py writes InfluxQL outside storage: 'SELECT ' in 'SELECT * FROM x WHERE '"),
+    ("NAME = 'rtc_nodes'\n", "rtcscope/live/calls.py",
+     "rtcscope/live/calls.py writes a measurement name outside storage: 'rtc_nodes' in 'rtc_nodes'"),
+    ("def f(t):\n    return f'mean(rtt) FROM \"rtc_stats\" WHERE {t}'\n", "rtcscope/live/fleet.py",
+     "rtcscope/live/fleet.py writes a measurement name outside storage: 'FROM \"rtc_stats' in "
+     "'mean(rtt) FROM \"rtc_stats\" WHERE '"),
     ("Q = 'DROP MEASUREMENT x'\n", "rtcscope/live/fleet.py",
      "rtcscope/live/fleet.py writes InfluxQL outside storage: 'DROP ' in 'DROP MEASUREMENT x'"),
 
@@ -138,6 +146,7 @@ def test_a_breach_is_found(source, path, expected):
     ("def f():\n    'Writes rtc_events; SHOW nothing.'\n    return 1\n", "rtcscope/live/calls.py"),
     ("from ..storage.store import Store\nQ = 'SELECT 1 FROM rtc_stats'\n", "rtcscope/storage/extra.py"),
     ("from .storage import lines\nNAME = 'rtcscope_samples_total'\n", "rtcscope/summary.py"),
+    ("HELP = 'rtc_call_summaries points written for ended calls'\n", "rtcscope/live/summaries.py"),
     ("import tornado.websocket\n", "rtcscope/ingest/connection.py"),
     ("def f(where, got):\n    return f'{where}: measurement must be {MEASUREMENT}, got {got}'\n", "rtcscope/ingest/formats.py"),
 ])

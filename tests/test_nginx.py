@@ -48,9 +48,9 @@ def site_config(listen_port, upstream_ports, ingest_limit=True, ingest_ports=Non
     with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
         text = shipped.read()
     upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
-    assert len(upstream_lines) == 3 * len(upstream_ports), upstream_lines  # the main, ingest and rtcstats upstreams
+    assert len(upstream_lines) == 4 * len(upstream_ports), upstream_lines  # the main, ingest, rtcstats, janus upstreams
     ingest_ports = ingest_ports or upstream_ports
-    for line, port in zip(upstream_lines, upstream_ports + ingest_ports * 2):
+    for line, port in zip(upstream_lines, upstream_ports + ingest_ports * 3):
         text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
     text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
     assert listens == 1
@@ -277,9 +277,17 @@ def test_ingest_only_processes_take_the_ingest_and_a_detector_process_the_views(
         connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
-        connection.close()
         assert metric_value(ingest, "rtcscope_samples_accepted_total") == 1
         assert metric_value(viewing, "rtcscope_samples_accepted_total") == 0
+        # Janus's event handler posts go to an ingest process too (one per Janus address).
+        janus_event = {"emitter": "janus-1", "type": 16, "subtype": 1, "timestamp": now_ms() * 1000, "session_id": 1,
+                       "handle_id": 2, "opaque_id": "nginx-roles/p", "event": {"ice": "ready"}}
+        connection.request("POST", "/v1/integrations/janus/", json.dumps([janus_event]),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
+        assert metric_value(ingest, "rtcscope_samples_accepted_total") == 2
+        connection.close()
 
         def listed():
             status, document = get_json(nginx.url + "/v1/calls/?state=live")

@@ -113,10 +113,15 @@ class _Collector(Points):
         result.accepted += 1
         self.sample(call, peer, kind, ts_ns, fields, values)
 
-    def add_end(self, call, peer, ts_ns, detail=None):
-        """An explicit end; `detail` is what the client said (CLIENT_END_DETAILS)."""
-        self.end(call, peer, ts_ns // 1_000_000, detail)
+    def add_end(self, call, peer, ts_ns, detail=None, reason="explicit"):
+        """An end; `detail` is what the client said (CLIENT_END_DETAILS). `reason`: "explicit",
+        or "timeout" for a peer a media server saw time out (END_REASON_CODES)."""
+        self.end(call, peer, ts_ns // 1_000_000, detail, reason)
         self.result.events += 1
+
+    def add_presence(self, call, peer, ts_ns):
+        """A peer seen without a sample (a media server's handle attached): its presence only."""
+        self.seen(call, peer, ts_ns)
 
     def finish(self):
         """The request's points with their presence (Points.finish), and its counters."""

@@ -97,12 +97,15 @@ class CallAdmission:
         self._live = frozenset()
         self._live_read_at = -math.inf
 
-    def admit(self, client, calls):
+    def admit(self, client, calls, max_calls=None):
         """None when the request may be stored (its new calls are then counted),
-        else the Refusal to answer; `calls` are the request's distinct call ids."""
-        if len(calls) > self.max_calls_per_request:
+        else the Refusal to answer; `calls` are the request's distinct call ids.
+        `max_calls`: the most calls in one request when the sender, not the client
+        library, decides what a request holds (a media server's grouped events)."""
+        max_calls = self.max_calls_per_request if max_calls is None else max_calls
+        if len(calls) > max_calls:
             return Refusal(413, "too_many_calls",
-                           f"{len(calls)} calls in one request; at most {self.max_calls_per_request}: "
+                           f"{len(calls)} calls in one request; at most {max_calls}: "
                            "send each call's samples separately")
         now = self.clock()
         seen = self.seen

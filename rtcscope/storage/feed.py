@@ -3,7 +3,7 @@ import becomes a row, and how a row's samples (`w`) are written and read back. I
 writes them, the detector reads them (`Store.feed_since`)."""
 import orjson
 
-from .schema import FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
+from .schema import END_REASON_CODES, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
 
 
 class Feed:
@@ -34,8 +34,11 @@ class Feed:
         return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
                                       f'w="{encoded}"', now_ns)
 
-    def end(self, call, peer, at_ms, detail_code, now_ns):
+    def end(self, call, peer, at_ms, detail_code, now_ns, reason="explicit"):
+        """`reason` other than explicit (a media server's session timeout) is written as its code."""
         detail = "" if detail_code is None else f",detail={detail_code!r}"
+        if reason != "explicit":
+            detail += f",reason={END_REASON_CODES[reason]!r}"
         return self._line(call, peer, f"end=1.0,at={float(at_ms)!r}{detail}", now_ns)
 
     def disconnect(self, call, peer, now_ns):

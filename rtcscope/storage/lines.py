@@ -36,7 +36,7 @@ class Points:
         # Presence per (call, peer): [first sample ms, last sample ms].
         self.presence = {}
         self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
-        self.ends = []  # (call, peer, at ms, detail code) of the explicit ends, for the live feed
+        self.ends = []  # (call, peer, at ms, detail code, reason) of the ends, for the live feed
         self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
 
     def sample(self, call, peer, kind, ts_ns, fields, values):
@@ -64,11 +64,18 @@ class Points:
             if feed_values:
                 self.feed_samples.setdefault(key, []).append((kind, ts_ns, feed_values))
 
-    def end(self, call, peer, at_ms, detail=None):
-        """An explicit end at `at_ms` (an int); its feed row comes with `finish`."""
-        self.lines.append(end_line(call, peer, at_ms, detail, self.now_ns))
-        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail]))
+    def end(self, call, peer, at_ms, detail=None, reason="explicit"):
+        """An end at `at_ms` (an int), explicit unless `reason` says otherwise (END_REASON_CODES);
+        its feed row comes with `finish`."""
+        self.lines.append(end_line(call, peer, at_ms, detail, self.now_ns, reason))
+        self.ends.append((call, peer, at_ms, None if detail is None else END_DETAIL_CODES[detail], reason))
         self.calls.add(call)
+
+    def seen(self, call, peer, ts_ns):
+        """A peer present at `ts_ns` without a sample (a media server's handle attached)."""
+        ms = ts_ns // 1_000_000
+        span = self.presence.setdefault((call, peer), [ms, ms])
+        span[0], span[1] = min(span[0], ms), max(span[1], ms)
 
     def finish(self):
         """Add one presence point per (call, peer) at the receive time: /v1/calls/
@@ -86,14 +93,16 @@ class Points:
                 lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
             self.calls.add(call)
         if feed is not None:
-            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns) for call, peer, at_ms, detail in self.ends)
+            lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns, reason)
+                         for call, peer, at_ms, detail, reason in self.ends)
 
 
-def end_line(call, peer, at_ms, detail, now_ns):
-    """An explicit end of `peer` (None: of the whole call) at `at_ms`; `detail` is what
-    the client said (END_DETAIL_CODES; None: nothing), kept as a code."""
+def end_line(call, peer, at_ms, detail, now_ns, reason="explicit"):
+    """An end of `peer` (None: of the whole call) at `at_ms`; `detail` is what the client
+    said (END_DETAIL_CODES; None: nothing), kept as a code, as is `reason` (END_REASON_CODES:
+    explicit, or timeout when a media server saw the peer time out)."""
     tags = "call=" + call + (",peer=" + peer if peer else "")
-    codes = f",reason={END_REASON_CODES['explicit']!r}"
+    codes = f",reason={END_REASON_CODES[reason]!r}"
     if detail is not None:
         codes += f",detail={END_DETAIL_CODES[detail]!r}"
     return f"{EVENTS_MEASUREMENT},{tags} end=1.0,at={float(at_ms)!r}{codes} {now_ns}".encode()

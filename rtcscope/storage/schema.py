@@ -25,7 +25,8 @@ END_DETAIL_CODES = {"pagehide": 1.0, "stop": 2.0, "leave": 3.0, "closed": 4.0}
 CLIENT_END_DETAILS = ("pagehide", "stop", "leave")
 
 # Identifiers (call, peer, kind, ...) use characters that need no escaping in line protocol or URLs.
-IDENTIFIER_CHARS = "A-Za-z0-9_.:@{}-"
+IDENTIFIER_PUNCTUATION = "_.:@{}-"
+IDENTIFIER_CHARS = "A-Za-z0-9" + IDENTIFIER_PUNCTUATION
 IDENTIFIER_MAX = 128
 IDENTIFIER_RE = re.compile(f"[{IDENTIFIER_CHARS}]{{1,{IDENTIFIER_MAX}}}")
 NOT_IDENTIFIER_RE = re.compile(f"[^{IDENTIFIER_CHARS}]")

@@ -85,23 +85,47 @@
     });
   }
 
-  /** The peers' quality, worst first, a peer's SFU view (P@janus) right under it; then their dimensions. */
+  /** Peers worst first, each peer's SFU views (alice@janus) right after its own row: the two sides
+   * of one peer compared at a glance. A view whose peer sent nothing itself stands alone. */
+  function peersGrouped(d) {
+    const worstFirst = peersWorstFirst(d);
+    const groups = new Map(); // the peer -> its rows, its own first
+    for (const peer of worstFirst) {
+      const view = RS.sfuView(peer);
+      const owner = view && worstFirst.includes(view[0]) ? view[0] : peer;
+      if (!groups.has(owner)) groups.set(owner, []);
+      if (owner === peer) groups.get(owner).unshift(peer);
+      else groups.get(owner).push(peer);
+    }
+    return [...groups.values()].flat();
+  }
+
+  function peerLabel(peer, hasView) {
+    const view = RS.sfuView(peer);
+    if (view) return [RS.el("span", { class: "view-tag sfu" }, view[1] + "'s view"), RS.el("span", { class: "view-of" }, peer)];
+    return [peer || "(no peer id)", hasView ? RS.el("span", { class: "view-tag" }, "its own view") : null];
+  }
+
+  /** The peers' quality, each peer's SFU view under it; and a card per peer of its dimensions, in that order. */
   function renderPeers(d) {
     const peers = peerQualities(d);
     const tbody = document.querySelector("#peer-quality tbody");
-    const groups = RS.renderPeerDimensions(document.getElementById("peer-dims"), d, peersWorstFirst(d));
-    document.getElementById("no-dims").hidden = groups.length > 0;
-    tbody.replaceChildren(...groups.flatMap((group) => group.filter((peer) => peers[peer]).map((peer) => {
+    const order = peersGrouped(d);
+    const cards = RS.renderPeerDimensions(document.getElementById("peer-dims"), d, order);
+    document.getElementById("no-dims").hidden = cards > 0;
+    const viewed = new Set(Object.keys(peers).map(RS.sfuView).filter(Boolean).map((view) => view[0]));
+    tbody.replaceChildren(...order.map((peer) => {
       const q = peers[peer];
-      const swatch = RS.el("span", { class: "swatch-inline" });
-      swatch.style.background = RS.color(peer);
-      const view = RS.peerViewOf(peer, group);
-      return RS.el("tr", { dataset: { peer: peer, verdict: q.verdict || "unknown", view: view } },
-        RS.el("td", { class: "name" }, swatch, peer || "(no peer id)", view ? RS.el("span", { class: "view-label", dataset: { view: view } }, view) : null),
+      const view = RS.sfuView(peer);
+      const swatch = RS.el("span", { class: "swatch-inline" + (view ? " sfu" : "") });
+      swatch.style.background = swatch.style.color = RS.peerColor(peer);
+      const underItsPeer = view !== null && peers[view[0]] !== undefined;
+      return RS.el("tr", { class: underItsPeer ? "sfu-view" : null, dataset: { peer: peer, verdict: q.verdict || "unknown" } },
+        RS.el("td", { class: "name" }, swatch, ...peerLabel(peer, viewed.has(peer))),
         RS.el("td", { class: "num mos" }, q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2)),
         RS.el("td", {}, RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } }, q.verdict || "unknown")),
         RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)));
-    })));
+    }));
   }
 
   let mosPanel = null;

@@ -101,6 +101,21 @@ window.RS = (function () {
     return assigned.get(call);
   }
 
+  // A media server's view of a peer: `alice@janus` is Janus's view of `alice` (docs/integrations.md).
+  const SFU_VIEWS = { "@janus": "Janus" };
+  /** [the peer it is a view of, the server's name] of an SFU view, or null for a peer's own view. */
+  function sfuView(peer) {
+    for (const [suffix, server] of Object.entries(SFU_VIEWS)) {
+      if (peer.length > suffix.length && peer.endsWith(suffix)) return [peer.slice(0, -suffix.length), server];
+    }
+    return null;
+  }
+  /** A peer's colour, shared by its SFU views: both lines of one peer in one colour. */
+  function peerColor(peer) {
+    const view = sfuView(peer);
+    return color(view ? view[0] : peer);
+  }
+
   /** The feed indicator in the top bar and the clock. */
   function setFeed(state, text) {
     const node = document.getElementById("feed-status");
@@ -135,5 +150,5 @@ window.RS = (function () {
   }
 
   return { metrics, metricList, metric, el, getJSON, format, clock, when, dateTime, duration, localInput, color, setFeed, callUrl,
-    endReason, setParam };
+    endReason, setParam, sfuView, peerColor };
 })();

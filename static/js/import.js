@@ -14,7 +14,11 @@
   const status = document.getElementById("import-status");
   const errorBox = document.getElementById("import-error");
   const maxImport = Number(form.dataset.maxImport);
-  const CALL_ID = /^[A-Za-z0-9_.:@{}-]{1,128}$/;
+  // The server's identifier rule (handlers/pages.py), not a copy of it.
+  const idChars = form.dataset.identifierChars;
+  const idMax = Number(form.dataset.identifierMax);
+  const CALL_ID = new RegExp(`^[${idChars}]{1,${idMax}}$`);
+  const NOT_ID = new RegExp(`[^${idChars}]+`, "g");
   let file = null;
   let busy = false;
 
@@ -35,7 +39,7 @@
 
   /** A call id from the file name, when the operator has not typed one. */
   function suggestedCall(name) {
-    const stem = name.replace(/\.(json|txt|gz)$/gi, "").replace(/[^A-Za-z0-9_.:@{}-]+/g, "-").slice(0, 128);
+    const stem = name.replace(/\.(json|txt|gz)$/gi, "").replace(NOT_ID, "-").slice(0, idMax);
     return CALL_ID.test(stem) ? stem : "";
   }
 

@@ -18,6 +18,7 @@
   const WORST_COLORS = ["#dc2626", "#ea580c", "#9333ea", "#ca8a04", "#db2777"];
   const FLEET_P50 = "#334155";
   const FLEET_P95 = "#64748b";
+  const SFU_DASH = [6, 4];
   const FLEET_FILL = "rgba(100, 116, 139, 0.16)";
 
   /** 24-hour clock labels: seconds when ticks are closer than a minute, the date over long spans. */
@@ -249,10 +250,16 @@
       this.updateLegend();
     }
 
+    /** A line of a call's peer that is a media server's view of it: dashed, in the peer's colour. */
+    isSfuView(line) {
+      return !this.linkTo && RS.sfuView(line) !== null;
+    }
+
     legendItem(color, label, href, dashed) {
       const value = RS.el("span", { class: "legend-value" });
       const swatch = RS.el("span", { class: "legend-swatch" + (dashed ? " dashed" : "") });
       swatch.style.background = color;
+      swatch.style.color = color; // a dashed swatch's dashes
       const name = href ? RS.el("a", { href: href, title: label }, label) : RS.el("span", { class: "legend-label" }, label);
       this.legend.append(RS.el("span", { class: "legend-item", dataset: href ? { call: label } : { series: label } }, swatch, name, value));
       return value;
@@ -268,7 +275,7 @@
         if (lines.length) this.legend.append(RS.el("span", { class: "legend-break" }, "worst calls:"));
       }
       lines.slice(0, LEGEND_MAX).forEach((call, i) => {
-        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call)));
+        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call), this.isSfuView(call)));
       });
       if (!band && total > LEGEND_MAX) {
         this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (total - LEGEND_MAX) + " more calls"));
@@ -295,7 +302,8 @@
       if (this.plot) this.plot.destroy();
       this.plotKey = (band ? "band\n" : "lines\n") + lines.join("\n");
       this.legend.replaceChildren();
-      const colors = band ? lines.map((call, i) => WORST_COLORS[i % WORST_COLORS.length]) : lines.map((call) => RS.color(call));
+      const colors = band ? lines.map((call, i) => WORST_COLORS[i % WORST_COLORS.length])
+        : lines.map((call) => (this.linkTo ? RS.color(call) : RS.peerColor(call)));
       this.buildLegend(band, lines, colors, lines.length);
       const unit = this.unit;
       const format = (u, v) => RS.format(v, unit);
@@ -303,7 +311,7 @@
                      font: "11px system-ui, sans-serif" };
       const callSeries = lines.map((call, i) => ({
         label: call, stroke: colors[i], width: band ? 1.5 : 1.75, spanGaps: false,
-        points: { size: 5, fill: colors[i] }, value: format,
+        dash: this.isSfuView(call) ? SFU_DASH : undefined, points: { size: 5, fill: colors[i] }, value: format,
       }));
       const fleetSeries = band ? [
         { label: "fleet p50", stroke: FLEET_P50, width: 1.5, points: { show: false }, value: format },

@@ -4,7 +4,6 @@
 "use strict";
 
 (function (RS) {
-  const SFU_SUFFIX = "@janus";
   // A card's lines: a label and the dimensions it shows; every other dimension is an application tag.
   const LINES = [
     ["browser", "Browser", ["browser", "browser_version", "os", "os_version"]],
@@ -63,41 +62,41 @@
         RS.el("span", { class: "change-from" }, from), " → ", RS.el("span", { class: "change-to" }, to)));
   }
 
-  function isSfu(peer) { return peer.endsWith(SFU_SUFFIX); }
-
-  /** Peers in groups: [P] or [P, P@janus] (an SFU view without its client alone), in `order` (worst first). */
+  /** Peers in groups: a peer and its SFU views (`order` has them together, RS.sfuView), or a view alone. */
   function peerGroups(order) {
-    const all = new Set(order);
     const groups = [];
     for (const peer of order) {
-      if (isSfu(peer) && all.has(peer.slice(0, -SFU_SUFFIX.length))) continue;
-      groups.push(!isSfu(peer) && all.has(peer + SFU_SUFFIX) ? [peer, peer + SFU_SUFFIX] : [peer]);
+      const view = RS.sfuView(peer);
+      const last = groups[groups.length - 1];
+      if (view && last && last[0] === view[0]) last.push(peer);
+      else groups.push([peer]);
     }
     return groups;
   }
 
-  /** "client" / "SFU" beside a peer's name when the call has both views of it, or an SFU view alone. */
-  function viewOf(peer, group) {
-    if (isSfu(peer)) return "SFU";
-    return group.length > 1 ? "client" : "";
+  /** The label of a card: "client" beside its SFU view, "SFU · Janus" on the view; none for a peer alone. */
+  function viewLabel(peer, group) {
+    const view = RS.sfuView(peer);
+    if (view) return RS.el("span", { class: "view-label", dataset: { view: "SFU" }, title: view[1] + "'s view of " + view[0] }, "SFU · " + view[1]);
+    return group.length > 1 ? RS.el("span", { class: "view-label", dataset: { view: "client" }, title: "its own getStats()" }, "client") : null;
   }
 
   function card(peer, group, d, lines) {
     const values = (d.dimensions || {})[peer] || {};
     const q = ((d.quality && d.quality.peers) || {})[peer] || {};
     const swatch = RS.el("span", { class: "swatch-inline" });
-    swatch.style.background = RS.color(peer);
-    const view = viewOf(peer, group);
+    swatch.style.background = RS.peerColor(peer);
     const rows = [];
     for (const [key, title] of lines) {
       const words = key === "tags" ? tagWords(values) : lineWords(key, values);
-      if (!words && isSfu(peer)) continue; // the media server's view knows little of the peer: no column of dashes
+      if (!words && RS.sfuView(peer)) continue; // the media server's view knows little of the peer: no column of dashes
       rows.push(RS.el("dt", {}, title), RS.el("dd", { dataset: { line: key }, class: words ? "" : "unknown-value" }, words || "–"));
     }
     const changes = (d.dimension_changes || []).filter((c) => c.peer === peer).sort((a, b) => a.at - b.at);
-    return RS.el("article", { class: "peer-card", dataset: { peer: peer, view: view, verdict: q.verdict || "unknown" } },
+    const label = viewLabel(peer, group);
+    return RS.el("article", { class: "peer-card", dataset: { peer: peer, view: label ? label.dataset.view : "", verdict: q.verdict || "unknown" } },
       RS.el("header", {}, swatch, RS.el("span", { class: "peer-name", title: peer }, peer || "(no peer id)"),
-        view ? RS.el("span", { class: "view-label", dataset: { view: view } }, view) : null,
+        label,
         RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } },
           (q.verdict || "") + (q.mos === null || q.mos === undefined ? "" : " " + q.mos.toFixed(2)))),
       Object.keys(values).length ? RS.el("dl", {}, rows) : RS.el("p", { class: "empty" }, "Nothing known yet of its browser, network or route."),
@@ -113,7 +112,8 @@
     return used;
   }
 
-  /** Render the cards of summary `d` into `host`, groups in `order` (peer ids, worst first). */
+  /** Render the cards of summary `d` into `host` in `order` (peer ids, a peer's SFU views right after it);
+   * the number of cards. */
   function renderPeerDimensions(host, d, order) {
     const known = order.concat(Object.keys(d.dimensions || {}).filter((p) => !order.includes(p)).sort());
     const lines = usedLines(d);
@@ -121,8 +121,8 @@
     host.replaceChildren(...groups.map((group) => RS.el("div", { class: "peer-group", dataset: { peers: group.length } },
       group.map((peer) => card(peer, group, d, lines)))));
     host.dataset.peers = known.length;
-    return groups;
+    return known.length;
   }
 
-  Object.assign(RS, { renderPeerDimensions, peerGroups, peerViewOf: viewOf });
+  RS.renderPeerDimensions = renderPeerDimensions;
 })(window.RS);

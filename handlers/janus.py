@@ -1,0 +1,80 @@
+"""POST /v1/integrations/janus/: what Janus's sample event handler posts (docs/integrations.md).
+
+The flow is POST ingest's (handlers/ingest.py): the whole body is read first,
+the abuse limits apply to the Janus instance as to any client (its address),
+and a 200 is sent once the points are in the write-ahead log. Janus resends a
+post only when it could not connect; a 4xx or 5xx answer loses that post.
+"""
+import base64
+import binascii
+import zlib
+
+import tornado.web
+
+from rtcscope.ingest import janus
+from rtcscope.ingest.formats import IngestError
+
+from .base import ingest_key_refusal
+from .ingest import WriteHandler
+
+# Janus groups at most 100 events in one post (janus_sampleevh.c), so at most 100
+# calls: it cannot split a post, and refusing one loses it.
+MAX_CALLS_PER_POST = 100
+
+
+def basic_password(request):
+    """The password of `Authorization: Basic`, which Janus sends with backend_user/backend_pwd."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
+
+
+@tornado.web.stream_request_body
+class JanusEventsHandler(WriteHandler):
+    max_calls = MAX_CALLS_PER_POST
+
+    def initialize(self):
+        super().initialize()
+        self.outcome = None
+
+    def key_refusal(self):
+        return ingest_key_refusal(self.application, self.request, basic_password(self.request))
+
+    def parse(self, body, now_ns):
+        if self.request.headers.get("Content-Encoding", "").lower() == "gzip":  # Janus's `compress = true`
+            body = self.gunzip(body)
+        app = self.application
+        self.outcome = janus.parse(body, now_ns, app.ingest_limits, app.janus_peers)
+        return self.outcome.parsed
+
+    def gunzip(self, body):
+        limit = self.application.config.max_body
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            text = decompressor.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise IngestError(f"body is not valid gzip: {exc}") from None
+        if len(text) > limit:
+            raise IngestError(f"body larger than {limit} bytes once decompressed", 413, "body_too_large")
+        return text
+
+    def _answer(self, parsed):
+        telemetry, outcome = self.application.telemetry, self.outcome
+        for name, count in outcome.types.items():
+            telemetry.inc("rtcscope_janus_events_total", count, type=name)
+        for reason, count in outcome.skipped.items():
+            telemetry.inc("rtcscope_janus_events_skipped_total", count, reason=reason)
+        self.count(parsed)
+        self.write_json({"success": True, "accepted": parsed.accepted, "restamped": parsed.restamped,
+                         "ends": parsed.events, "events": sum(outcome.types.values()),
+                         "skipped": sum(outcome.skipped.values())})
+
+
+default_handlers = [
+    (r"/v1/integrations/janus/?", JanusEventsHandler),
+]

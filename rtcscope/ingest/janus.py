@@ -1,0 +1,476 @@
+"""What Janus's HTTP event handler posts: the media server's view of every peer.
+
+Janus (`janus.eventhandler.sampleevh`) POSTs each event as a JSON object, or with
+`grouping` an array of up to 100 of them (docs/integrations.md). The events of a
+handle whose opaque_id names a call (`<call>/<peer>`, or `<call>` alone: peer
+`janus-<handle_id>`) are kept under peer `<peer>@janus`, the SFU's view of `<peer>`:
+
+- media statistics (type 32, subtype 3) become samples of the registry's metrics
+  per kind (audio, video), as a client's getStats() do, plus the direction each
+  figure belongs to (`uplink*`: what Janus received from the peer, `downlink*`:
+  what the peer reported of what Janus sent it, in RTCP receiver reports);
+- WebRTC state (type 16) becomes `connection` samples of state codes (`iceState`,
+  `dtlsState`, `hangupReason`) and, from the selected pair, the peer's candidate
+  type and transport (dimensions, never addresses);
+- a handle's attach (type 2) is the peer's presence, and the detach of its last
+  handle (or its session's timeout or destruction, type 1) its end.
+
+Every other event is counted and not stored. The samples go through the ingest
+collector (formats), so they are the same points and feed rows as JSON ingest's.
+
+One peer is often several handles (a videoroom publisher and a subscriber per
+feed it watches), whose statistics arrive at their own times: a peer's sample of
+a kind is the union of its handles' latest statistics, counters summed, delays and
+link qualities the worst, as the registry combines several streams. `JanusPeers`
+keeps that state for one process, bounded.
+"""
+import functools
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..dimensions import MAX_VALUE
+from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
+from ..storage.lines import encode_extracted
+from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE
+from .formats import IngestError, Parsed, _Collector, _show
+
+SFU_SUFFIX = "@janus"
+# Janus's event types (src/events/eventhandler.h), named as its `events` setting names them.
+EVENT_TYPES = {1: "sessions", 2: "handles", 4: "external", 8: "jsep", 16: "webrtc", 32: "media", 64: "plugins",
+               128: "transports", 256: "core"}
+SESSION, HANDLE, WEBRTC, MEDIA = 1, 2, 16, 32
+_WEBRTC_ICE, _WEBRTC_PAIR, _WEBRTC_DTLS, _WEBRTC_STATE = 1, 4, 5, 6
+_MEDIA_STATS = 3
+# Types of the events kept: a session's, and those of a handle (skipped without a usable opaque_id).
+_USED_TYPES = frozenset({SESSION, HANDLE, WEBRTC, MEDIA})
+_SUBTYPES = frozenset({int, type(None)})
+
+# State codes, stored as numbers like every field: libnice's component states (Janus names them),
+# Janus's DTLS states (dtls.h), and the hang-up reasons Janus gives (ice.c, janus.c; 0 for another).
+ICE_STATE_CODES = {"disconnected": 0.0, "gathering": 1.0, "connecting": 2.0, "connected": 3.0, "ready": 4.0,
+                   "failed": 5.0}
+DTLS_STATE_CODES = {"created": 1.0, "trying": 2.0, "connected": 3.0, "failed": 4.0}
+HANGUP_REASON_CODES = {"Janus API": 1.0, "Close PC": 2.0, "Detach": 3.0, "DTLS alert": 4.0, "ICE failed": 5.0,
+                       "DTLS error": 6.0, "DTLS timeout": 7.0, "DTLS-SRTP stack error": 8.0,
+                       "Gathering error": 9.0, "ICE gathering error": 10.0, "Admin API": 11.0}
+OTHER_HANGUP_REASON = 0.0
+
+# A media statistics event's numbers, in the order a stream keeps them (`_Stream`).
+_STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
+               "nacks-received", "nacks-sent", "rtt", "jitter-local", "jitter-remote", "in-link-quality",
+               "in-media-link-quality", "out-link-quality", "out-media-link-quality")
+_COUNTER_NAMES, _GAUGE_NAMES = _STAT_NAMES[:8], _STAT_NAMES[8:]  # counters are 0 when absent
+_NUMBERS_OR_NONE = frozenset({int, float, type(None)})
+_MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
+_CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
+_LOWERCASE_CODECS = frozenset({"opus", "multiopus", "red"})  # as browsers' mimeTypes spell them
+_NUMBER_TYPES = frozenset({int, float})
+
+# How long a handle that says nothing is remembered (it then leaves its peer's sums, as a peer
+# connection does in rtcstats), and how many handles one process remembers at most.
+HANDLE_IDLE_S = 60.0
+MAX_HANDLES = 100_000
+MAX_ENDED_SESSIONS = 10_000
+
+
+@dataclass
+class Outcome:
+    """One post: its points (`parsed`), the events per type, the skipped ones per
+    reason, and each SFU peer's dimensions ({(call, peer): {name: value}})."""
+
+    parsed: Parsed
+    types: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    dimensions: dict = field(default_factory=dict)
+
+
+class _Handle:
+    __slots__ = ("key", "session", "streams", "detached", "heard")
+
+    def __init__(self, key, session, heard):
+        self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
+        self.session = session
+        self.streams = {}  # (mid, media) -> (kind, counters, gauges): _STAT_NAMES's numbers, None where absent
+        self.detached = False
+        self.heard = heard
+
+
+class JanusPeers:
+    """The handles one process has heard of, and which of them make each SFU peer.
+
+    A handle is forgotten once its peer ends, or after `idle_s` without an event;
+    at most `max_handles` are kept (the least recently heard go first). Behind
+    several processes, one Janus's posts go to one process (conf/nginx.conf), so
+    its handles are all in one table."""
+
+    def __init__(self, idle_s=HANDLE_IDLE_S, max_handles=MAX_HANDLES, clock=time.monotonic):
+        self.idle_s = idle_s
+        self.max_handles = max_handles
+        self.clock = clock
+        self.handles = OrderedDict()  # handle id -> _Handle, least recently heard first
+        self.peers = {}  # (call, peer) -> {handle id}
+        self.sessions = {}  # session id -> {handle id}
+        self.ended_sessions = OrderedDict()  # session id -> end reason, for the detaches that follow
+        self.detached_peers = OrderedDict()  # session id -> {peers its detaches ended}, for a timeout that follows
+        self._opaque = {}  # opaque_id -> (call, peer) or None: the split and the checks, once per id
+
+    def handle(self, handle_id, key, session, now):
+        found = self.handles.get(handle_id)
+        if found is None or found.key != key:
+            if found is not None:
+                self._drop(handle_id)
+            found = self.handles[handle_id] = _Handle(key, session, now)
+            self.peers.setdefault(key, set()).add(handle_id)
+            self.sessions.setdefault(session, set()).add(handle_id)
+        else:
+            found.heard = now
+            self.handles.move_to_end(handle_id)
+        return found
+
+    def _drop(self, handle_id):
+        handle = self.handles.pop(handle_id)
+        for table, key in ((self.peers, handle.key), (self.sessions, handle.session)):
+            ids = table.get(key)
+            if ids is not None:
+                ids.discard(handle_id)
+                if not ids:
+                    del table[key]
+
+    def forget_peer(self, key):
+        for handle_id in list(self.peers.get(key, ())):
+            self._drop(handle_id)
+
+    def live_handles(self, key):
+        return [handle_id for handle_id in self.peers.get(key, ()) if not self.handles[handle_id].detached]
+
+    def session_handles(self, session):
+        return [self.handles[handle_id] for handle_id in self.sessions.get(session, ())]
+
+    def trim(self, now):
+        handles, idle_after = self.handles, now - self.idle_s
+        while handles:
+            handle_id, handle = next(iter(handles.items()))
+            if handle.heard >= idle_after and len(handles) <= self.max_handles:
+                break
+            self._drop(handle_id)
+        for table in (self.ended_sessions, self.detached_peers):
+            while len(table) > MAX_ENDED_SESSIONS:
+                table.popitem(last=False)
+
+    def peer_of(self, opaque_id, handle_id):
+        """(call, SFU peer) of a handle, or None when its opaque_id names no call."""
+        found = self._opaque.get(opaque_id, False)
+        if found is False:
+            call, slash, peer = opaque_id.partition("/")
+            valid = IDENTIFIER_RE.fullmatch(call) and (not slash or (peer and IDENTIFIER_RE.fullmatch(peer + SFU_SUFFIX)))
+            found = ((call, peer + SFU_SUFFIX if slash else None) if valid else None)
+            if len(self._opaque) >= MAX_HANDLES:
+                self._opaque.clear()
+            self._opaque[opaque_id] = found
+        if found is None:
+            return None
+        call, peer = found
+        return call, peer or f"janus-{handle_id}{SFU_SUFFIX}"
+
+
+def parse(body, now_ns, limits, peers):
+    """A Janus post into an `Outcome`; IngestError (nothing applied) when any event
+    of it is malformed. `peers`: the process's JanusPeers, brought up to date."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(f"invalid JSON: {exc}", code="invalid_json") from None
+    if document.__class__ is dict:
+        document = [document]
+    elif document.__class__ is not list:
+        raise IngestError("body must be a Janus event (an object) or an array of them")
+    if len(document) > limits.max_samples:
+        raise IngestError(f"more than {limits.max_samples} events in one request", 413, "too_many_samples")
+    types, skipped = {}, {}
+    actions = [_read(event, index, types, skipped) for index, event in enumerate(document)]
+    collector = _Collector(now_ns, limits)
+    outcome = Outcome(collector.result, Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
+                      Counter(skipped))
+    _Apply(collector, peers, outcome).run(actions)
+    collector.finish()
+    return outcome
+
+
+# --- reading: every event checked before anything is applied ---------------------
+
+# `where` below: the event's index in the post, told as "index N" in an error.
+
+_TYPE_NAMES = {int: "an integer", str: "a string"}
+
+
+def _typed(body, name, kind, where, prefix=""):
+    """body[name] when absent, null or of class `kind`; an IngestError otherwise."""
+    value = body.get(name)
+    if value is not None and value.__class__ is not kind:
+        raise IngestError(f"index {where}: {prefix}{name} must be {_TYPE_NAMES[kind]}, got {_show(value)}")
+    return value
+
+
+def _integer(event, name, where):
+    return _typed(event, name, int, where)
+
+
+def _text(body, name, where):
+    return _typed(body, name, str, where, "event.")
+
+
+def _object(event, where):
+    body = event.get("event")
+    if body.__class__ is not dict:
+        raise IngestError(f"index {where}: event must be an object")
+    return body
+
+
+def _read(event, index, types, skipped):
+    """One event as the action it asks for, (what, its details, handle id, session id,
+    opaque_id, time ns, emitter), or None for one only counted (in `types`, by type)."""
+    if event.__class__ is not dict:
+        raise IngestError(f"index {index}: each event must be a JSON object")
+    kind = event.get("type")
+    if kind.__class__ is not int:
+        raise IngestError(f"index {index}: type must be a Janus event type (an integer), got {_show(kind)}")
+    types[kind] = types.get(kind, 0) + 1
+    if kind not in _USED_TYPES:
+        return None
+    handle_id, session, stamp, subtype = map(event.get, ("handle_id", "session_id", "timestamp", "subtype"))
+    if not (handle_id.__class__ is session.__class__ is stamp.__class__ is int and subtype.__class__ in _SUBTYPES):
+        for name in ("handle_id", "session_id", "timestamp", "subtype"):
+            _integer(event, name, f"index {index}")
+    ts_ns = None if stamp is None else stamp * 1000  # Janus's time of the event, µs
+    where = index  # told as "index N" only in an error
+    if kind == SESSION:
+        name = _text(_object(event, where), "name", where)
+        return ("session", name, None, session, None, ts_ns) if name in ("timeout", "destroyed") else None
+    opaque_id = event.get("opaque_id")
+    if kind == MEDIA:
+        what = ("stats", _read_stats(event.get("event"), where)) if subtype == _MEDIA_STATS else None
+    elif kind == WEBRTC:
+        what = _read_webrtc(_object(event, where), subtype, where)
+    else:  # HANDLE
+        body = _object(event, where)
+        name = _text(body, "name", where)
+        if opaque_id is None:
+            opaque_id = body.get("opaque_id")  # where Janus before 0.10 put it
+        what = (name, None) if name in ("attached", "detached") else None
+    if opaque_id is not None and opaque_id.__class__ is not str:
+        raise IngestError(f"index {index}: opaque_id must be a string, got {_show(opaque_id)}")
+    if what is None:
+        return None
+    if handle_id is None:
+        raise IngestError(f"index {index}: a {EVENT_TYPES[kind]} event needs its handle_id")
+    if not opaque_id:
+        skipped["no_opaque_id"] = skipped.get("no_opaque_id", 0) + 1
+        return None
+    return (*what, handle_id, session, opaque_id, ts_ns, event.get("emitter"))
+
+
+def _read_webrtc(body, subtype, where):
+    if subtype == _WEBRTC_ICE:
+        state = _text(body, "ice", where)
+        return None if state is None else ("state", ("iceState", ICE_STATE_CODES.get(state)))
+    if subtype == _WEBRTC_DTLS:
+        state = _text(body, "dtls", where)
+        return None if state is None else ("state", ("dtlsState", DTLS_STATE_CODES.get(state)))
+    if subtype == _WEBRTC_STATE and _text(body, "connection", where) == "hangup":
+        reason = _text(body, "reason", where)
+        return ("state", ("hangupReason", HANGUP_REASON_CODES.get(reason, OTHER_HANGUP_REASON)))
+    if subtype == _WEBRTC_PAIR:
+        candidates = body.get("candidates")
+        remote = candidates.get("remote") if candidates.__class__ is dict else None
+        if remote.__class__ is not dict:
+            return None
+        # The peer's side of the pair as Janus sees it; its address and port are not kept.
+        transport = _text(remote, "transport", where)
+        return ("pair", (("candidate_type", CANDIDATE_TYPES.get(_text(remote, "type", where))),
+                         ("transport", transport if transport in TRANSPORTS else None)))
+    return None
+
+
+def _read_stats(body, where):
+    """[(kind, (mid, media), counters, gauges, codec)] of a media statistics event: one medium,
+    or with combine_media_stats an array of them. Data channels are left out."""
+    if body.__class__ is dict:
+        body = (body,)
+    elif body.__class__ is not list:
+        raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
+    streams = []
+    for info in body:
+        if info.__class__ is not dict:
+            raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
+        media = info.get("media")
+        kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
+        if kind is None:
+            _text(info, "media", where)
+            continue
+        counters, gauges = tuple(map(info.get, _COUNTER_NAMES)), tuple(map(info.get, _GAUGE_NAMES))
+        if not (_NUMBERS_OR_NONE.issuperset(map(type, counters)) and _NUMBERS_OR_NONE.issuperset(map(type, gauges))):
+            for name in _STAT_NAMES:
+                value = info.get(name)
+                if value is not None and value.__class__ not in _NUMBER_TYPES:
+                    raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
+        if None in counters:
+            counters = tuple(value or 0 for value in counters)
+        streams.append((kind, (info.get("mid"), media), counters, gauges, _text(info, "codec", where)))
+    return streams
+
+
+# --- applying: the handle table, then samples, presence and ends ------------------
+
+class _Apply:
+    def __init__(self, collector, peers, outcome):
+        self.collector = collector
+        self.peers = peers
+        self.outcome = outcome
+        self.now = peers.clock()
+        self.dirty = {}  # ((call, peer), kind) -> newest statistics time (ns) in this post
+        self.ended = []  # peers that ended here: forgotten once their last samples are out
+
+    def run(self, actions):
+        peers, outcome, collector, dirty = self.peers, self.outcome, self.collector, self.dirty
+        for action in actions:
+            if action is None:
+                continue
+            what, details, handle_id, session, opaque_id, ts_ns = action[:6]
+            if what == "session":
+                self.session_over(session, details, ts_ns)
+                continue
+            key = peers.peer_of(opaque_id, handle_id)
+            if key is None:
+                outcome.skipped["invalid_opaque_id"] += 1
+                continue
+            if what == "detached" and handle_id not in peers.handles and session in peers.ended_sessions:
+                continue  # its session's end ended its peer
+            dimensions = outcome.dimensions.get(key)
+            if dimensions is None:
+                dimensions = outcome.dimensions[key] = {}
+                emitter = action[6]
+                if emitter.__class__ is str and emitter:
+                    dimensions["emitter"] = _dimension_value(emitter)
+            handle = peers.handle(handle_id, key, session, self.now)
+            ts_ns = collector.timestamp(ts_ns)
+            if what == "stats":
+                streams = handle.streams
+                for kind, stream, counters, gauges, codec in details:
+                    streams[stream] = (kind, counters, gauges)
+                    if dirty.get((key, kind), 0) < ts_ns:
+                        dirty[key, kind] = ts_ns
+                    if codec and counters[0]:  # what Janus receives: the codec the peer sends
+                        dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(codec)
+            elif what == "state":
+                name, code = details
+                if code is not None:
+                    values = {name: code}
+                    collector.add_sample(*key, "connection", ts_ns, encode_extracted(values), values)
+            elif what == "pair":
+                dimensions.update((name, value) for name, value in details if value)
+            elif what == "attached":
+                collector.add_presence(*key, ts_ns)
+            elif not handle.detached:  # detached (and not already, by its session's end)
+                handle.detached = True
+                if not peers.live_handles(key):
+                    self.end(key, ts_ns, peers.ended_sessions.get(session, "explicit"))
+                    peers.detached_peers.setdefault(session, set()).add(key)
+        for (key, kind), ts_ns in dirty.items():
+            values = self.union(peers.peers.get(key, ()), kind)
+            if values:
+                collector.add_sample(*key, kind, ts_ns, encode_extracted(values), values)
+        for key in self.ended:
+            peers.forget_peer(key)
+        peers.trim(self.now)
+
+    def session_over(self, session, name, ts_ns):
+        """A session that timed out or was destroyed takes its handles with it. Janus
+        detaches them from their own threads, before or after this event: detaches that
+        come after end nothing more, peers that ended by a detach before a timeout end
+        again as timed out (the latest end is a peer's)."""
+        if session is None:
+            return
+        reason = "timeout" if name == "timeout" else "explicit"
+        peers = self.peers
+        peers.ended_sessions[session] = reason
+        keys = set(peers.detached_peers.pop(session, ())) if reason == "timeout" else set()
+        for handle in peers.session_handles(session):
+            handle.detached = True
+            keys.add(handle.key)
+        ts_ns = self.collector.timestamp(ts_ns)
+        for key in keys:
+            if not peers.live_handles(key):
+                self.end(key, ts_ns, reason)
+
+    def end(self, key, ts_ns, reason):
+        self.collector.add_end(*key, ts_ns, reason=reason)
+        self.ended.append(key)
+
+    def union(self, handle_ids, kind):
+        """The peer's sample of `kind` from its handles' latest statistics: counters summed
+        over every stream (a detached handle's last ones included until it is forgotten,
+        so sums never step back at a detach); delays and link qualities, the worst of
+        the streams of live handles that carry the direction they describe: what Janus
+        receives (its own figures of the peer's uplink), what it sends (the peer's
+        receiver reports of its downlink). A round trip or a link quality of 0 is
+        Janus's "no report yet" (rtcp.c), not a value. One loop, no call per stream:
+        this runs for every sample."""
+        handles = self.peers.handles
+        counters = []
+        rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
+        for handle_id in handle_ids:
+            handle = handles[handle_id]
+            for stream_kind, stream_counters, gauges in handle.streams.values():
+                if stream_kind != kind:
+                    continue
+                counters.append(stream_counters)
+                if handle.detached:
+                    continue
+                stream_rtt, jitter_local, jitter_remote, in_quality, in_media, out_quality, out_media = gauges
+                if stream_counters[0]:  # packets received
+                    if jitter_local is not None and (up_jitter is None or jitter_local > up_jitter):
+                        up_jitter = jitter_local
+                    if in_quality and (up_quality is None or in_quality < up_quality):
+                        up_quality = in_quality
+                    if in_media and (up_media is None or in_media < up_media):
+                        up_media = in_media
+                if stream_counters[1]:  # packets sent
+                    if stream_rtt and (rtt is None or stream_rtt > rtt):
+                        rtt = stream_rtt
+                    if jitter_remote is not None and (down_jitter is None or jitter_remote > down_jitter):
+                        down_jitter = jitter_remote
+                    if out_quality and (down_quality is None or out_quality < down_quality):
+                        down_quality = out_quality
+                    if out_media and (down_media is None or out_media < down_media):
+                        down_media = out_media
+        if not counters:
+            return None
+        received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
+            counters[0] if len(counters) == 1 else map(sum, zip(*counters)))
+        values = {"packetsReceived": float(received), "packetsSent": float(sent),
+                  "bytesReceived": float(bytes_received), "bytesSent": float(bytes_sent),
+                  "packetsLost": float(lost + lost_remote), "nackCount": float(nacks_received + nacks_sent),
+                  "uplinkPacketsLost": float(lost), "downlinkPacketsLost": float(lost_remote)}
+        jitter = up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter) else down_jitter
+        for name, value in (("rtt", rtt), ("jitter", jitter), ("uplinkJitter", up_jitter),
+                            ("downlinkJitter", down_jitter), ("uplinkQuality", up_quality),
+                            ("uplinkMediaQuality", up_media), ("downlinkQuality", down_quality),
+                            ("downlinkMediaQuality", down_media)):
+            if value is not None:
+                values[name] = float(value)
+        return values
+
+
+@functools.lru_cache(maxsize=1024)
+def _dimension_value(text):
+    """A dimension value in identifier characters, at most dimensions.MAX_VALUE of them."""
+    return NOT_IDENTIFIER_RE.sub("-", text)[:MAX_VALUE]
+
+
+@functools.lru_cache(maxsize=256)
+def _codec_name(codec):
+    """Janus's codec name as browsers name it (the mimeType's subtype): opus, VP8, H264, AV1, PCMU..."""
+    return _dimension_value(codec if codec in _LOWERCASE_CODECS else codec.upper())
