@@ -1,4 +1,5 @@
-# rtcscope-server: `make run` sets up and starts everything, `make test` runs the tests.
+# rtcscope-server: `make run` sets up and starts everything, `make test` runs the tests
+# (`make test-fast` the inner loop's share of them).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,8 +8,11 @@ APT_PACKAGES := influxdb chromium nginx wrk curl fonts-dejavu-core binutils syst
 PORT ?= 8080
 INFLUXDB_PORT ?= 8086
 JS_TEST := tests/js
+# The inner loop leaves out the tests marked (pytest.ini) as driving Chromium or nginx,
+# building the binary, or slow by nature (server processes, real timeouts, large loads).
+FAST_TESTS := not browser and not nginx and not binary and not slow
 
-.PHONY: install run test lint bench binary demo-fleet clean
+.PHONY: install run test test-fast lint bench binary demo-fleet clean
 
 install: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,6 +40,9 @@ run: install
 
 test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install lint
+	$(PY) -m pytest -q -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

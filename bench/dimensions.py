@@ -15,32 +15,17 @@ from rtcscope.dimensions.peer import Dimensions, ValueBound
 from rtcscope.dimensions.report import report_dimensions
 from rtcscope.dimensions.useragent import UserAgents
 from rtcscope.ingest.formats import Limits, parse
+from tests.support.reports import chromium_reports
 
 from .ingest import SINGLE_BODY
-from .jsonlibs import FIXTURE, _batch_body, compare
+from .jsonlibs import _batch_body, compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DB = os.path.join(ROOT, "tests", "data", "geoip-test.mmdb")
-DUMP = os.path.join(ROOT, "tests", "data", "webrtc-internals-audio-video.json")
 USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
               "Safari/537.36 Edg/131.0.0.0")
 ADDRESS = "91.64.1.1"
 TAGS = {"region": "eu-west", "app_version": "5.2.1"}
-
-
-def _real_report():
-    """A real Chromium sender's report: the contract's capture, else the last poll of a committed dump."""
-    if os.path.exists(FIXTURE):
-        with open(FIXTURE) as fixture:
-            return json.load(fixture)["reports"][-1]["caller"]
-    with open(DUMP) as dump:
-        connection = next(iter(json.load(dump)["PeerConnections"].values()))
-    stats = {}
-    for series_key, series in connection["stats"].items():
-        stat_id, _, name = series_key.rpartition("-")
-        if not name.endswith("]"):
-            stats.setdefault(stat_id, {"id": stat_id, "type": series["statsType"]})[name] = json.loads(series["values"])[-1]
-    return list(stats.values())
 
 
 def _uncached_seconds(user_agents, rounds=400):
@@ -53,7 +38,7 @@ def _uncached_seconds(user_agents, rounds=400):
 
 
 def dimensions(ctx, section):
-    report = _real_report()
+    report = chromium_reports()[-1]["caller"]  # a real Chromium sender's report
     report_body = json.dumps({"call": "c-42", "peer": "caller", "report": report}).encode()
     tagged_body = json.dumps({"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
                               "stats": json.loads(SINGLE_BODY)["stats"]}).encode()

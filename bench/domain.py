@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 
-from bench.fleetload import clean_reports, delta
+from bench.fleetload import delta
+from tests.support.reports import clean_reports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONNECTIONS = 200

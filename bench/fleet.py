@@ -27,8 +27,10 @@ import sys
 import time
 import tracemalloc
 
+from tests.support.reports import clean_reports
+
 from . import harness
-from .fleetload import clean_reports, delta
+from .fleetload import delta
 from .harness import BenchError, cpu_meter
 
 SIZES = {"quick": {"ws": 2000, "post": 200, "warmup": 4, "seconds": 10},

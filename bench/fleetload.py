@@ -16,47 +16,14 @@ percentiles (ms) over the measured window. Targets 127.0.0.1 only.
 """
 import asyncio
 import json
-import os
 import struct
 import sys
 import time
 import urllib.parse
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "fixtures",
-                       "chromium-loopback-audio-video.json")
+from tests.support.reports import clean_reports, report_delta
+
 SEND_INTERVAL = 2.0
-# What rtcscope.js takes out of every report before it leaves the page.
-PRIVATE_FIELDS = {"address", "ip", "port", "relatedAddress", "relatedPort", "url", "usernameFragment"}
-
-
-def fixture_path():
-    return os.environ.get("RTCSCOPE_FIXTURE", os.path.normpath(FIXTURE))
-
-
-def clean_reports():
-    """{role: [report, ...]} as rtcscope.js sends them (no certificates, no addresses)."""
-    with open(fixture_path()) as source:
-        entries = json.load(source)["reports"]
-    return {role: [[{k: v for k, v in stat.items() if k not in PRIVATE_FIELDS}
-                    for stat in entry[role] if stat.get("type") != "certificate"] for entry in entries]
-            for role in ("caller", "callee")}
-
-
-def report_delta(previous, report):
-    """rtcscope.js's delta message of `report` after `previous` (getStats() arrays), without its ts."""
-    before = {stat["id"]: stat for stat in previous}
-    after = {stat["id"]: stat for stat in report}
-    changed = {}
-    for stat_id, stat in after.items():
-        old = before.get(stat_id)
-        if old is None:
-            changed[stat_id] = stat
-            continue
-        fields = {name: value for name, value in stat.items() if old.get(name) != value}
-        fields.update({name: None for name in old if name not in stat})
-        if fields:
-            changed[stat_id] = fields
-    return {"delta": changed, "removed": [stat_id for stat_id in before if stat_id not in after]}
 
 
 def delta(previous, report):

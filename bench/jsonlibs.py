@@ -2,18 +2,15 @@
 bodies the server really decodes and the messages it really encodes; in this
 process, alternating, best of N."""
 import json
-import os
 import timeit
 
 import orjson
 import ujson
 
 from rtcscope.ingest.formats import Limits, parse
+from tests.support.reports import chromium_reports
 
 from .ingest import PROTOTYPE_BODY, SINGLE_BODY
-
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
-                       "shared", "fixtures", "chromium-loopback-audio-video.json")
 
 
 def _batch_body(samples=100, calls=10):
@@ -32,8 +29,7 @@ def _batch_body(samples=100, calls=10):
 
 
 def _report_body():
-    with open(FIXTURE) as fixture:
-        report = json.load(fixture)["reports"][-1]
+    report = chromium_reports()[-1]
     return json.dumps({"call": "c-42", "peer": "caller", "report": report["caller"]}).encode()
 
 
@@ -67,10 +63,7 @@ def _line_body(samples=100):
 
 
 def json_libraries(ctx, section):
-    report_body = _report_body() if os.path.exists(FIXTURE) else None
-    bodies = [("one sample", SINGLE_BODY), ("100 samples", _batch_body())]
-    if report_body:
-        bodies.append(("raw getStats() report", report_body))
+    bodies = [("one sample", SINGLE_BODY), ("100 samples", _batch_body()), ("raw getStats() report", _report_body())]
     now_ns = 1795536126812000000
     for label, body in bodies:
         parser_s, decode_s = compare(lambda: orjson.loads(body), lambda: parse(body, now_ns, Limits()))

@@ -22,9 +22,10 @@ from rtcscope.live.graphs import BUCKET_MS, RECENT_BUCKETS
 from rtcscope.storage.feed import Feed, encode_feed_values
 from rtcscope.storage.store import Store
 from server import GC_THRESHOLDS
-from tests.test_nginx import Nginx
+from tests.support.nginx import Nginx
+from tests.support.reports import clean_reports
 
-from . import fleetload, harness, ingest
+from . import harness, ingest
 from .harness import BenchError
 from .report import median_ratio, spread
 
@@ -111,7 +112,7 @@ CALL_LOSSY = 10
 
 def _fixture_shape():
     """{peer: {kind: extracted values}} of one report of the real fixture."""
-    reports = fleetload.clean_reports()
+    reports = clean_reports()
     return {peer: registry.extract(reports[peer][len(reports[peer]) // 2]) for peer in ("caller", "callee")}
 
 

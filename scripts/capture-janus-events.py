@@ -28,8 +28,8 @@ from tornado.testing import bind_unused_port
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.janus import Janus, page_application  # noqa: E402
-from tests.test_client_browser import CHROMIUM_ARGS  # noqa: E402
+from tests.support.browser import CALL_ARGS  # noqa: E402
+from tests.support.janus import Janus, page_application  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "janus"
 SCENARIOS = ("echotest", "videoroom", "single", "timeout")
@@ -90,7 +90,7 @@ async def capture(scenario):
             time.sleep(8)  # no keepalive: Janus times the session out after 3 s (its watchdog runs every 2 s)
         else:
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
                 kind = "videoroom" if scenario == "videoroom" else "echotest"
                 pages = await call(browser, base, janus, kind, ["alice", "bob"] if kind == "videoroom" else ["alice"], 4)
                 if scenario == "echotest":

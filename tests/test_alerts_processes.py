@@ -1,149 +1,62 @@
 """Alerts across real server processes on one InfluxDB: a restart keeps what is owed
 to a receiver that is down, two processes deliver each event once, and a hand-over
 carries an alert on. The receiver is a real local HTTP server."""
-import collections
-import http.server
-import itertools
-import json
+import functools
 import os
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 
 import pytest
 
-from tests.helpers import high_rtt_rules
-from tests.influxd import free_port
-from tests.processes import ROOT, processes_on_one_database, wait
+from tests.support.alerts import ProcessFeeder, high_rtt_rules
+from tests.support.influxd import free_port
+from tests.support.metrics import metric
+from tests.support.processes import ROOT
+from tests.support.waits import wait
 
-DATABASES = itertools.count()
+pytestmark = pytest.mark.slow
+
 RULES = high_rtt_rules("1s")
 
 
-class Receiver:
-    """Threaded HTTP receiver that keeps every body; `down()` closes the port, `up()` reopens it."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.bodies = []
-        self.server = None
-        self.up()
-
-    def up(self):
-        bodies = self.bodies
-
-        class Hook(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Hook)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self):
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def receipts(self):
-        return collections.Counter((body["id"], body["state"]) for body in list(self.bodies))
-
-    def has(self, call, state):
-        return any(body["call"] == call and body["state"] == state for body in list(self.bodies))
-
-
-class Feeder:
-    """A thread posting one sample a call every 200 ms to whichever servers are given."""
-
-    def __init__(self, servers, rtt):
-        self.servers = servers
-        self.rtt = rtt
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        turn = 0
-        while not self.stopping.is_set():
-            body = json.dumps([{"call": call, "peer": "alice", "stats": {"rtt": rtt}}
-                               for call, rtt in self.rtt.items()]).encode()
-            server = self.servers[turn % len(self.servers)]
-            turn += 1
-            try:
-                urllib.request.urlopen(urllib.request.Request(server.url + "/v1/stats/write/", data=body), timeout=5)
-            except OSError:
-                pass  # a server being restarted; the next one takes it
-            self.stopping.wait(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(10)
-
-
 @pytest.fixture
-def receiver():
-    instance = Receiver()
-    yield instance
-    instance.down()
-
-
-@pytest.fixture
-def servers(tmp_path, influxd, receiver):
+def alerting(servers, receiver, tmp_path):
+    """`alerting(name, **options)`: a server process that sends its alerts to `receiver`, on the test's database."""
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    with processes_on_one_database(tmp_path, influxd.url, f"alerts{os.getpid()}_{next(DATABASES)}",
-                                   call_timeout="3s", quality_window="3s", alert_rules=str(rules),
-                                   alert_webhooks=receiver.url, alert_retry="2m") as start:
-        yield start
+    return functools.partial(servers, tick="0.2s", flush_interval="0.1s", call_timeout="3s", quality_window="3s",
+                             alert_rules=str(rules), alert_webhooks=receiver.url, alert_retry="2m")
 
 
-def metric(server, name):
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
-
-
-def test_a_restart_does_not_lose_a_delivery_owed_to_a_receiver_that_is_down(servers, receiver):
+def test_a_restart_does_not_lose_a_delivery_owed_to_a_receiver_that_is_down(alerting, receiver):
     receiver.down()
     # A call timeout longer than the restart: the call stays live throughout.
-    first = servers("a", call_timeout="30s")
+    first = alerting("a", call_timeout="30s")
     wait(lambda: metric(first, "rtcscope_alerts_sender") == 1, timeout=30)
-    with Feeder([first], {"bad": 800.0}):
+    with ProcessFeeder([first], {"bad": 800.0}):
         wait(lambda: metric(first, "rtcscope_alerts_firing") == 1, timeout=30)
         first.stop()
         assert first.process.returncode == 0
-        assert receiver.bodies == []
-        second = servers("b", port=first.port, call_timeout="30s")
+        assert receiver.received == []
+        second = alerting("b", port=first.port, call_timeout="30s")
         wait(lambda: metric(second, "rtcscope_alerts_sender") == 1, timeout=30)
         receiver.up()
         wait(lambda: receiver.has("bad", "firing"), timeout=60)
         time.sleep(2)
     # The restarted server carried the stored alert on: it sent it, and fired no other.
     assert list(receiver.receipts().values()) == [1]
-    assert [body["state"] for body in receiver.bodies] == ["firing"]
+    assert [alert["state"] for alert in receiver.alerts()] == ["firing"]
     assert metric(second, "rtcscope_alerts_firing") == 1
 
 
-def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert_on(servers, receiver):
-    a = servers("a")
-    b = servers("b")
+def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert_on(alerting, receiver):
+    a = alerting("a")
+    b = alerting("b")
     wait(lambda: metric(a, "rtcscope_alerts_sender") == 1 or metric(b, "rtcscope_alerts_sender") == 1, timeout=30)
     time.sleep(1)
     assert [metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")].count(1) == 1
-    feeder = Feeder([a, b], {"bad": 800.0, "good": 30.0})
+    feeder = ProcessFeeder([a, b], {"bad": 800.0, "good": 30.0})
     with feeder:
         wait(lambda: receiver.has("bad", "firing"), timeout=30)
         wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,
@@ -159,7 +72,7 @@ def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert
     assert sorted(state for _, state in receipts) == ["firing", "resolved"]
     assert len({alert_id for alert_id, _ in receipts}) == 1  # the one alert, carried on by the other process
     assert set(receipts.values()) == {1}
-    assert not any(body["call"] == "good" for body in receiver.bodies)
+    assert not any(alert["call"] == "good" for alert in receiver.alerts())
     status, listed = other.get_json("/v1/alerts/?state=all")
     assert status == 200 and listed["count"] == 1 and listed["alerts"][0]["state"] == "resolved"
 

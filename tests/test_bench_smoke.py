@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench import harness
 from bench.ingest import SINGLE_BODY
 from bench.report import BEGIN, END, Section, markdown, median_ratio, text_table, update_document
@@ -34,6 +36,7 @@ def test_the_generated_block_is_replaced_and_the_prose_around_it_kept(tmp_path):
     assert fresh.read_text() == f"{BEGIN}\nx\n{END}\n"
 
 
+@pytest.mark.slow
 def test_a_short_wrk_run_against_the_bare_baseline(tmp_path):
     body = tmp_path / "body.json"
     body.write_bytes(SINGLE_BODY)
@@ -48,6 +51,7 @@ def test_a_short_wrk_run_against_the_bare_baseline(tmp_path):
     assert summary["rps"] == summary["requests"] / summary["seconds"]
 
 
+@pytest.mark.slow
 def test_the_fleet_load_is_answered_on_both_transports(influxd, database, tmp_path):
     """bench/fleetload.py against a real server: every frame (websocket) and request (POST) it
     sends in the measured window is answered, with no error, busy or lost connection."""
@@ -67,6 +71,7 @@ def test_the_fleet_load_is_answered_on_both_transports(influxd, database, tmp_pa
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_floor_servers_answer_the_fleet_load_like_the_server(tmp_path):
     """bench/wsfloor.py's bare asyncio and bare tornado servers take the fleet's frames and
     answer each with an ack, so the floor runs measure the same exchange."""

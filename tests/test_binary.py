@@ -10,10 +10,13 @@ import subprocess
 import pytest
 
 import server
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
-from tests.live.test_ws import Viewer
-from tests.processes import ROOT, ServerProcess
+from tests.support.api import assert_pages_served, get, post
+from tests.support.processes import ROOT, ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Viewer
+
+pytestmark = pytest.mark.binary
 
 BINARY = os.path.join(ROOT, "dist", "rtcscope-server")
 
@@ -55,17 +58,7 @@ async def test_binary_serves_everything_from_its_own_files(binary, influxd, tmp_
 
         await eventually(queried, timeout=20, interval=0.2)
 
-        response = await http_client.fetch(base + "/dashboard")
-        assert response.headers["Content-Type"].startswith("text/html")
-        page = response.body.decode()
-        assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
-        assert any(a.split("?")[0].endswith(".js") for a in assets), assets
-        assert any(a.split("?")[0].endswith(".css") for a in assets), assets
-        for asset in assets:
-            response = await http_client.fetch(base + asset)
-            assert response.code == 200 and response.body, asset
-        response = await http_client.fetch(base + "/rtcscope.js")
-        assert b"RTCScope" in response.body
+        assert_pages_served(base)
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.log()
     finally:

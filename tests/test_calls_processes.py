@@ -1,25 +1,19 @@
 """The ended-call list across real server processes on one InfluxDB: a process started
 after calls ended lists them as the one that saw them end does, from its own memory,
 and both list the calls that end afterwards alike."""
-import itertools
 import json
-import os
 import time
 import urllib.request
 
 import pytest
 
-from tests.processes import processes_on_one_database, wait
-from tests.test_alerts_processes import metric
+from tests.support.metrics import metric
+from tests.support.waits import wait
 
-DATABASES = itertools.count()
+pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def servers(tmp_path, influxd):
-    with processes_on_one_database(tmp_path, influxd.url, f"ended{os.getpid()}_{next(DATABASES)}",
-                                   call_timeout="2s") as start:
-        yield start
+# A short tick, flush and call timeout: calls end and are summarised within seconds.
+OPTIONS = {"tick": "0.2s", "flush_interval": "0.1s", "call_timeout": "2s"}
 
 
 def post(server, body):
@@ -52,12 +46,12 @@ def summarised(server, calls):
 
 
 def test_a_process_started_later_lists_the_same_ended_calls(servers):
-    one = servers("one")
+    one = servers("one", **OPTIONS)
     early = {"r-good": (40.0, "leave"), "r-slow": (800.0, "stop"), "r-quiet": (60.0, None)}
     run_calls(one, early)
     wait(lambda: summarised(one, early), 60)
 
-    two = servers("two")
+    two = servers("two", **OPTIONS)
     wait(lambda: metric(two, "rtcscope_ended_calls_ready") == 1, 60)
     assert metric(two, "rtcscope_ended_calls") == len(early)  # its load found what ended before it started
     first = ended_list(one)

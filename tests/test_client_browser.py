@@ -13,18 +13,11 @@ from tornado.httpserver import HTTPServer
 
 import server
 from rtcscope.registry import extract
-from tests.helpers import eventually, get, post
-from tests.influxd import Influxd
-from tests.processes import ServerProcess
+from tests.support.api import get, post
+from tests.support.browser import CALL_ARGS
+from tests.support.processes import ServerProcess
+from tests.support.waits import eventually
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 "--autoplay-policy=no-user-gesture-required",
-                 # The loopback test page is fulfilled by playwright, not by a server: Chromium would
-                 # count it as a public page and block its websocket to 127.0.0.1 (/demo, served by
-                 # the server itself, needs no such flag).
-                 "--disable-features=LocalNetworkAccessChecks"]
 CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
 
 # A loopback call like /demo's, whose monitors keep every sample they take (window.samples) and
@@ -78,7 +71,7 @@ window.stopAll = () => Promise.all(Object.values(monitors).map((monitor) => moni
 @contextlib.asynccontextmanager
 async def chromium_page():
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
         try:
             page = await (await browser.new_context()).new_page()
             page.on("pageerror", lambda error: print("page error:", error))
@@ -215,14 +208,6 @@ async def test_demo_call_lands_in_influxdb_with_units_and_ends_when_the_page_clo
     assert all(e["end"] == 1.0 for e in events)  # and no disconnect marker: the page closed as it said
     assert all(e["detail"] == 1.0 for e in events)  # the page closed: "pagehide"
     assert (finished["end_reason"], finished["end_detail"]) == ("explicit", "pagehide")
-
-
-@pytest.fixture
-def own_influxd(tmp_path):
-    """An influxd of this test's own, to take down and bring back."""
-    instance = Influxd(str(tmp_path / "influxd")).start()
-    yield instance
-    instance.cleanup()
 
 
 # What a monitor reports when the server says "wait", by transport: a 503 or 429 with Retry-After

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
-from tests.test_pages_browser import WAIT_MS, browser_page
+from tests.support.api import get, post
+from tests.support.browser import WAIT_MS, browser_page
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 # A still window: quality reads the last two minutes, so written samples keep their verdict through a test.
 FLEET_CONFIG = {"call_timeout": 120.0, "quality_window": 120.0, "max_new_calls": 100_000, "max_live_calls": 100_000}

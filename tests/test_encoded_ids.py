@@ -1,8 +1,9 @@
 """Call ids with `:`, `@`, `{`, `}` in every URL, %-encoded or not (SPEC §12c)."""
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 CALLS = {"room:1": ("room%3A1", "room:1"), "a@b{c}": ("a%40b%7Bc%7D", "a@b{c}")}
 

@@ -17,7 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.processes import ServerProcess
+from tests.support.processes import ServerProcess
+
+pytestmark = pytest.mark.slow
 
 MAX_BODY = 64 * 1024
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,

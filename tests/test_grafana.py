@@ -12,7 +12,9 @@ import yaml
 
 from rtcscope import registry
 from rtcscope.storage.schema import RETENTION_POLICY
-from tests.helpers import count_points, eventually, post
+from tests.support.api import post
+from tests.support.influxd import count_points
+from tests.support.waits import eventually
 
 GRAFANA = pathlib.Path(__file__).resolve().parents[1] / "conf" / "grafana"
 PROVISIONING = GRAFANA / "provisioning"

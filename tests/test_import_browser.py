@@ -2,19 +2,17 @@
 dump picked with the file picker (or dropped) is uploaded and the page opens
 the imported call's page, which shows its summary."""
 import json
-import time
 import urllib.parse
 
 import pytest
 
 from tests.data import dumps
-from tests.test_pages_browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.browser import WAIT_MS, browser_page, wait_for_text
 
 
 def recent_dump(tmp_path, name="dump.json"):
-    dump = dumps.shifted(dumps.load(dumps.AUDIO_VIDEO), time.time() * 1000 - 120_000)
     path = tmp_path / name
-    path.write_text(json.dumps(dump))
+    path.write_text(json.dumps(dumps.recent(dumps.AUDIO_VIDEO)))
     return path
 
 

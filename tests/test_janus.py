@@ -10,11 +10,11 @@ import tornado.httpserver
 from playwright.async_api import async_playwright
 from tornado.testing import bind_unused_port
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get
-from tests.janus import Janus, host_address, page_application
-from tests.storage.test_durability import own_influxd  # noqa: F401 (a fixture)
-from tests.test_client_browser import CHROMIUM_ARGS
+from tests.support.api import get
+from tests.support.browser import CALL_ARGS
+from tests.support.janus import Janus, host_address, page_application
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(host_address() is None, reason="Janus gathers ICE candidates on no loopback "
@@ -70,7 +70,7 @@ def janus_for(tmp_path):
 @contextlib.asynccontextmanager
 async def browser():
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
         try:
             yield chromium
         finally:

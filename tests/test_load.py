@@ -6,53 +6,17 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, get
-from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess
+from tests.support.api import get
+from tests.support.influxd import SlowProxy, count_points
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Viewer
+
+pytestmark = pytest.mark.slow
 
 VIEWERS = 500
 DELAY_SECONDS = 0.25
-
-
-class SlowProxy:
-    """TCP proxy to InfluxDB that holds every chunk of every answer for a while."""
-
-    def __init__(self, target_port, delay):
-        self.target_port = target_port
-        self.delay = delay
-        self.connections = 0
-        self._handlers = set()
-
-    async def start(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def _handle(self, client_reader, client_writer):
-        self.connections += 1
-        self._handlers.add(asyncio.current_task())
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        await asyncio.gather(self._pipe(client_reader, upstream_writer, 0),
-                             self._pipe(upstream_reader, client_writer, self.delay), return_exceptions=True)
-
-    @staticmethod
-    async def _pipe(reader, writer, delay):
-        try:
-            while data := await reader.read(65536):
-                if delay:
-                    await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    async def close(self):
-        """Stop listening and drop the connections, answers still held included."""
-        self.server.close()
-        for handler in self._handlers:
-            handler.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 @pytest.mark.gen_test(timeout=240)

@@ -4,128 +4,26 @@ import http.client
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
 
-from bench.fleetload import clean_reports, report_delta
 from rtcscope.registry import extract
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
-from tests.influxd import free_port
-from tests.ingest.test_stats_ws import Peer
-from tests.live.test_ws import Viewer
-from tests.processes import ROOT, ServerProcess, get_json, wait
+from tests.support.api import get, get_json, post
+from tests.support.metrics import metric
+from tests.support.nginx import Nginx
+from tests.support.processes import ROOT, ServerProcess
+from tests.support.reports import clean_reports, report_delta
+from tests.support.samples import now_ms
+from tests.support.waits import eventually, wait
+from tests.support.websockets import Peer, Viewer
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-MAIN_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/rtcscope.conf;
-}}
-"""
-
-
-def site_config(listen_port, upstream_ports, ingest_limit=True, ingest_ports=None):
-    """The shipped file with only its ports changed: loopback and free ones, the
-    ingest upstreams' `ingest_ports` (default: the same processes), and, for load
-    generators that are one address, without its per-address ingest limit."""
-    with open(os.path.join(ROOT, "conf", "nginx.conf")) as shipped:
-        text = shipped.read()
-    upstream_lines = re.findall(r"^ *server 127\.0\.0\.1:\d+;$", text, re.M)
-    assert len(upstream_lines) == 4 * len(upstream_ports), upstream_lines  # the main, ingest, rtcstats, janus upstreams
-    ingest_ports = ingest_ports or upstream_ports
-    for line, port in zip(upstream_lines, upstream_ports + ingest_ports * 3):
-        text = text.replace(line, re.sub(r":\d+;", f":{port};", line), 1)
-    text, listens = re.subn(r"^( *)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, flags=re.M)
-    assert listens == 1
-    if not ingest_limit:
-        text, limits = re.subn(r"^ *limit_req zone=rtcscope_ingest .*\n", "", text, flags=re.M)
-        assert limits == 3  # /rtcstats, /v1/stats/ws, /v1/stats/write
-    return text
-
-
-class Nginx:
-    def __init__(self, prefix, upstream_ports, ingest_limit=True, ingest_ports=None):
-        self.prefix = prefix
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        os.makedirs(prefix, exist_ok=True)
-        with open(os.path.join(prefix, "rtcscope.conf"), "w") as site:
-            site.write(site_config(self.port, upstream_ports, ingest_limit, ingest_ports))
-        with open(os.path.join(prefix, "nginx.conf"), "w") as main:
-            main.write(MAIN_CONF.format(prefix=prefix))
-        self.process = None
-
-    def start(self):
-        args = [NGINX, "-p", self.prefix, "-c", os.path.join(self.prefix, "nginx.conf"),
-                "-e", os.path.join(self.prefix, "error.log")]
-        check = subprocess.run(args + ["-t"], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start: " + self.error_log())
-
-    def error_log(self):
-        with open(os.path.join(self.prefix, "error.log"), errors="replace") as log:
-            return log.read()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def deployment(influxd, tmp_path_factory):
-    """Two server processes on one database, nginx in front."""
-    directory = tmp_path_factory.mktemp("nginx")
-    database = f"nginx{os.getpid()}"
-    servers = [ServerProcess(str(directory), influxdb_url=influxd.url, database=database, xheaders="true",
-                             spool_dir=directory / f"spool{n}", flush_interval="0.1s", tick="0.2s",
-                             call_timeout="5s").start() for n in range(2)]
-    nginx = Nginx(str(directory / "nginx"), [server.port for server in servers]).start()
-    for server in servers:
-        wait(lambda: server.get_json("/readyz")[0] == 200, timeout=30)
-    yield nginx, servers, database
-    nginx.stop()
-    for server in servers:
-        server.stop()
-        assert server.process.returncode == 0, server.log()
-
-
-def metric_value(server, name):
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
-    connection.close()
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+pytestmark = pytest.mark.nginx
 
 
 def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
     nginx, servers, database = deployment
-    before = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    before = [metric(server, "rtcscope_samples_accepted_total") for server in servers]
     connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
     sock_before = None
     start = now_ms() - 10_000
@@ -138,7 +36,7 @@ def test_keep_alive_ingest_spreads_over_the_processes(deployment, influxd):
         assert sock_before in (None, connection.sock)  # one client connection throughout
         sock_before = connection.sock
     connection.close()
-    after = [metric_value(server, "rtcscope_samples_accepted_total") for server in servers]
+    after = [metric(server, "rtcscope_samples_accepted_total") for server in servers]
     assert sum(after) - sum(before) == 40
     assert all(a > b for a, b in zip(after, before)), (before, after)  # both processes took some
     def stored():
@@ -170,7 +68,7 @@ def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
     nginx, servers, _ = deployment
     shipped = open(os.path.join(ROOT, "conf", "nginx.conf")).read()
     burst = int(re.search(r"limit_req zone=rtcscope_ingest burst=(\d+) nodelay;", shipped).group(1))
-    before = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    before = sum(metric(server, "rtcscope_samples_accepted_total") for server in servers)
     # Its own address, so the zone's state does not touch the other tests.
     connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.3", 0))
     statuses, refusals = [], []
@@ -189,7 +87,7 @@ def test_a_burst_beyond_the_ingest_limit_gets_429_from_nginx(deployment):
     assert statuses.count(429) >= burst // 2, statuses
     assert {code for code, _, _ in refusals} == {"too_many_requests"}
     assert all(retry_after == "1" and kind.startswith("application/json") for _, retry_after, kind in refusals)
-    after = sum(metric_value(server, "rtcscope_samples_accepted_total") for server in servers)
+    after = sum(metric(server, "rtcscope_samples_accepted_total") for server in servers)
     assert after - before == statuses.count(200)
 
 
@@ -277,8 +175,8 @@ def test_ingest_only_processes_take_the_ingest_and_a_detector_process_the_views(
         connection.request("POST", "/v1/stats/write/", body, {"Content-Type": "application/json"})
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
-        assert metric_value(ingest, "rtcscope_samples_accepted_total") == 1
-        assert metric_value(viewing, "rtcscope_samples_accepted_total") == 0
+        assert metric(ingest, "rtcscope_samples_accepted_total") == 1
+        assert metric(viewing, "rtcscope_samples_accepted_total") == 0
         # Janus's event handler posts go to an ingest process too (one per Janus address).
         janus_event = {"emitter": "janus-1", "type": 16, "subtype": 1, "timestamp": now_ms() * 1000, "session_id": 1,
                        "handle_id": 2, "opaque_id": "nginx-roles/p", "event": {"ice": "ready"}}
@@ -286,7 +184,7 @@ def test_ingest_only_processes_take_the_ingest_and_a_detector_process_the_views(
                            {"Content-Type": "application/json"})
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
-        assert metric_value(ingest, "rtcscope_samples_accepted_total") == 2
+        assert metric(ingest, "rtcscope_samples_accepted_total") == 2
         connection.close()
 
         def listed():

@@ -2,45 +2,15 @@
 
 The dashboard must show a call arrive, its graph grow and the call leave with
 no reload; the call and graph pages must draw what REST and the websocket say."""
-import contextlib
 import json
 
 import pytest
-from playwright.async_api import async_playwright
 from tornado.websocket import websocket_connect
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT_MS = 20_000
-
-
-@contextlib.asynccontextmanager
-async def browser_page(width=1400, height=900, expected_statuses=()):
-    """A page that counts its document loads (history.replaceState is not one) and fails the test on a
-    script error or an error on the console; answers with one of `expected_statuses` (a page that polls
-    for what is not there yet, a refusal the test provokes) are the only console errors it allows."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": width, "height": height})
-            page.errors = []
-            page.loads = []
-            page.on("pageerror", lambda error: page.errors.append(str(error)))
-            allowed = tuple(f"the server responded with a status of {status} " for status in expected_statuses)
-
-            def on_console(message):
-                if message.type == "error" and not any(text in message.text for text in allowed):
-                    page.errors.append("console: " + message.text)
-
-            page.on("console", on_console)
-            page.on("domcontentloaded", lambda loaded: page.loads.append(loaded.url))
-            yield page
-            assert page.errors == []
-        finally:
-            await browser.close()
+from tests.support.api import get, post
+from tests.support.browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 async def write(http_client, base_url, body):
@@ -64,12 +34,6 @@ async def wait_for_chart(page, metric, attribute, at_least=None, equals=None):
              const value = Number(document.querySelector(`.chart-body[data-metric="${metric}"]`).dataset[attribute]);
              return equals === null ? value >= atLeast : value === equals;
            }""", arg=[metric, attribute, at_least, equals], timeout=WAIT_MS)
-
-
-async def wait_for_text(page, selector, text):
-    await page.wait_for_function(
-        "([selector, text]) => (document.querySelector(selector) || {}).textContent?.includes(text)",
-        arg=[selector, text], timeout=WAIT_MS)
 
 
 @pytest.mark.browser

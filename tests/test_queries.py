@@ -5,8 +5,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -137,6 +138,7 @@ async def test_alias_resolves_to_the_registry_metric(http_client, base_url, app,
     assert status == 200 and set(body) == {"c-1", "c-2"}
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=40)
 async def test_calls_live_and_ended(http_client, base_url, app, influxd, database):
     ts = now_ms()

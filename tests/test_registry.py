@@ -13,14 +13,12 @@ from rtcscope.registry import (
     extract,
     lookup,
 )
-from tests.helpers import CHROMIUM_FIXTURE
-
-FIXTURE = CHROMIUM_FIXTURE
+from tests.support.reports import chromium_reports
 
 
 @pytest.fixture(scope="module")
 def last_report():
-    return json.loads(FIXTURE.read_text())["reports"][-1]
+    return chromium_reports()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def test_callee_receives_audio_and_video(callee):
 
 
 def test_every_report_gives_only_finite_floats_of_registry_fields():
-    reports = json.loads(FIXTURE.read_text())["reports"]
+    reports = chromium_reports()
     for report in reports:
         for stats in report.values():
             extracted = extract(stats)

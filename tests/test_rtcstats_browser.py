@@ -15,9 +15,10 @@ import tornado.web
 from playwright.async_api import async_playwright
 from tornado.testing import bind_unused_port
 
-from tests.helpers import eventually, get
-from tests.live.test_ws import Viewer
-from tests.test_client_browser import CHROMIUM_ARGS
+from tests.support.api import get
+from tests.support.browser import CALL_ARGS
+from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 pytestmark = pytest.mark.browser
 
@@ -113,7 +114,7 @@ def meeting_site(bundle, io_loop):
 @contextlib.asynccontextmanager
 async def meeting_page(origin):
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CALL_ARGS)
         try:
             page = await (await browser.new_context()).new_page()
             page.errors = []

@@ -1,8 +1,9 @@
 """GET /v1/series/: what the pages draw for a time range, counters as rates."""
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 async def seed(http_client, base_url, app):

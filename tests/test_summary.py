@@ -2,8 +2,9 @@
 import pytest
 
 from rtcscope.quality import LOSS_THRESHOLD, RTT_THRESHOLD_MS, estimate_mos
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
+from tests.support.api import get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 SECONDS = 30
 LOSS_WINDOW = range(10, 15)  # samples of these seconds report 10 more packets lost than the one before

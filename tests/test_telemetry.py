@@ -4,10 +4,11 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, get, post
-from tests.influxd import free_port
-from tests.live.test_ws import Viewer
+from tests.support.api import get, post
+from tests.support.influxd import count_points, free_port
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 SAMPLE_LINE = re.compile(
     r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? '
@@ -148,6 +149,7 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
     assert value(after, "rtcscope_influxdb_up") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_outage_shows_in_depth_failures_and_the_log(http_client, start_server, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every write fails

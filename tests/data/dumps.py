@@ -8,6 +8,8 @@ import json
 import pathlib
 from datetime import UTC, datetime
 
+from tests.support.samples import now_ms
+
 DATA = pathlib.Path(__file__).resolve().parent
 AUDIO_ONLY = DATA / "webrtc-internals-audio-only.json"
 AUDIO_VIDEO = DATA / "webrtc-internals-audio-video.json"
@@ -55,6 +57,11 @@ def shifted(dump, last_ms):
             stats[series_key] = series
         moved["PeerConnections"][key] = dict(pc, stats=stats)
     return moved
+
+
+def recent(path, ago_ms=120_000):
+    """The dump at `path`, its last report `ago_ms` ago."""
+    return shifted(load(path), now_ms() - ago_ms)
 
 
 def long_dump(base, polls, connections, last_ms):

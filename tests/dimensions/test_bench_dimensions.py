@@ -1,8 +1,11 @@
 """The dimensions benchmark runs and measures every figure against its baseline."""
+import pytest
+
 from bench import dimensions
 from bench.report import Section
 
 
+@pytest.mark.slow
 def test_dimensions_benchmark():
     section = Section("dimensions")
     dimensions.dimensions(None, section)

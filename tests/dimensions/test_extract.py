@@ -5,8 +5,7 @@ from rtcscope.dimensions.extract import Extractor
 from rtcscope.dimensions.geoip import GeoIPError
 from rtcscope.ingest.formats import IngestError
 from tests.data.make_geoip_db import COMBINED
-from tests.dimensions.test_report import relayed
-from tests.dimensions.test_useragent import HEADLESS_CHROMIUM
+from tests.support.reports import HEADLESS_CHROMIUM, relayed
 
 
 @pytest.fixture(scope="module")

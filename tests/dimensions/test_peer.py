@@ -4,7 +4,7 @@ import pytest
 from rtcscope.dimensions import OTHER
 from rtcscope.dimensions.peer import MAX_CHANGES, Change, Dimensions, ValueBound
 from rtcscope.dimensions.report import report_dimensions
-from tests.dimensions.test_report import relayed
+from tests.support.reports import relayed
 
 WIFI_DIRECT = {"candidate_type": "srflx", "relay_protocol": None, "turn_server": None, "transport": "udp",
                "network_type": "wifi"}

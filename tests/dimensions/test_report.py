@@ -7,7 +7,7 @@ import pytest
 from rtcscope.dimensions import CONNECTION_DIMENSIONS
 from rtcscope.dimensions.report import DIMENSION_FIELDS, connections_dimensions, report_dimensions, turn_server
 from tests.data import dumps
-from tests.helpers import CHROMIUM_FIXTURE
+from tests.support.reports import chromium_reports, relayed
 
 DIRECT = {"candidate_type": "host", "relay_protocol": None, "turn_server": None, "transport": "udp",
           "network_type": "ethernet"}
@@ -33,11 +33,9 @@ def last_polls(path):
     return reports
 
 
-@pytest.mark.skipif(not CHROMIUM_FIXTURE.exists(), reason="shared/ is not beside the checkout")
 def test_chromium_capture():
     """The caller sends Opus and VP8 over a direct host pair; the callee receives only."""
-    reports = json.loads(CHROMIUM_FIXTURE.read_text())["reports"]
-    for report in reports:
+    for report in chromium_reports():
         assert report_dimensions(report["caller"]) == {**DIRECT, "audio_codec": "opus", "video_codec": "VP8"}
         assert report_dimensions(report["callee"]) == DIRECT
 
@@ -51,45 +49,6 @@ def test_chromium_dumps(path, sender_codecs):
     sender, receiver = last_polls(path).values()
     assert report_dimensions(sender) == {**DIRECT, **sender_codecs}
     assert report_dimensions(receiver) == DIRECT
-
-
-def relayed(relay_protocol="tcp", url="turn:turn-2.example.com:443?transport=tcp", network_type="wifi",
-            pair_id="CPrelay", transport=True, bytes_sent=200_000):
-    """A Chromium report of a peer relayed through a TURN server, with Opus and VP9 sent."""
-    local = {"id": "Irelay", "type": "local-candidate", "transportId": "T01", "address": "203.0.113.40",
-             "port": 50123, "protocol": "udp", "candidateType": "relay", "priority": 41885439,
-             "relayProtocol": relay_protocol, "relatedAddress": "198.51.100.3", "relatedPort": 61000,
-             "usernameFragment": "a1B2", "foundation": "3211", "isRemote": False, "networkType": network_type}
-    if url is not None:
-        local["url"] = url
-    if network_type is None:
-        del local["networkType"]
-    report = [
-        {"id": "COT01_111", "type": "codec", "mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000},
-        {"id": "COT01_98", "type": "codec", "mimeType": "video/VP9", "payloadType": 98, "clockRate": 90000},
-        {"id": "COT01_100", "type": "codec", "mimeType": "video/H264", "payloadType": 100},
-        {"id": "CPhost", "type": "candidate-pair", "localCandidateId": "Ihost", "remoteCandidateId": "Iremote",
-         "state": "failed", "nominated": False, "bytesSent": 0, "bytesReceived": 0},
-        {"id": pair_id, "type": "candidate-pair", "localCandidateId": "Irelay", "remoteCandidateId": "Iremote",
-         "state": "succeeded", "nominated": True, "bytesSent": bytes_sent, "bytesReceived": bytes_sent // 2,
-         "currentRoundTripTime": 0.18, "availableOutgoingBitrate": 900_000},
-        {"id": "Ihost", "type": "local-candidate", "address": "192.168.1.20", "port": 50000, "protocol": "udp",
-         "candidateType": "host", "networkType": "ethernet"},
-        local,
-        {"id": "Iremote", "type": "remote-candidate", "address": "198.51.100.99", "port": 3478, "protocol": "udp",
-         "candidateType": "srflx"},
-        {"id": "OT01A1", "type": "outbound-rtp", "kind": "audio", "codecId": "COT01_111", "ssrc": 1,
-         "bytesSent": 40_000, "packetsSent": 500},
-        {"id": "OT01V2", "type": "outbound-rtp", "kind": "video", "codecId": "COT01_98", "ssrc": 2,
-         "bytesSent": 150_000, "packetsSent": 300},
-        # An inactive simulcast layer of another codec: the busiest stream names the codec.
-        {"id": "OT01V3", "type": "outbound-rtp", "kind": "video", "codecId": "COT01_100", "ssrc": 3, "bytesSent": 0},
-        {"id": "IT01V4", "type": "inbound-rtp", "kind": "video", "codecId": "COT01_100", "bytesReceived": 9},
-        {"id": "CFcert", "type": "certificate", "fingerprint": "AB:CD", "base64Certificate": "MIIB"},
-    ]
-    if transport:
-        report.append({"id": "T01", "type": "transport", "selectedCandidatePairId": pair_id, "dtlsState": "connected"})
-    return report
 
 
 @pytest.mark.parametrize("relay_protocol, url, server", [

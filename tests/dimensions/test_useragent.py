@@ -6,10 +6,9 @@ import pytest
 
 from rtcscope.dimensions import useragent
 from rtcscope.dimensions.useragent import UserAgents
-from tests.data import dumps
+from tests.support.reports import HEADLESS_CHROMIUM
 
 # The User-Agent of /usr/bin/chromium, headless, as its own webrtc-internals dump recorded it.
-HEADLESS_CHROMIUM = dumps.load(dumps.AUDIO_VIDEO)["UserAgent"]
 
 # Real browsers' strings, each with what SPEC §15 expects of it (the parser's families, majors).
 REAL = [

@@ -3,16 +3,16 @@ calls in one request, a client's budget of new calls, the fleet's cap, and
 live graphs that keep their tick while one client or many flood ingest."""
 import asyncio
 import json
-import re
 import time
 
 import pytest
 from tornado.httpclient import HTTPRequest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
-from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess, wait
+from tests.support.api import assert_error, get, post
+from tests.support.metrics import exposed
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Viewer
 
 
 def write_url(base_url):
@@ -34,9 +34,7 @@ def stored_calls(influxd, database):
     return calls
 
 
-def refused_total(metrics_text, reason):
-    match = re.search(rf'^rtcscope_ingest_refused_total{{reason="{reason}"}} (\S+)$', metrics_text, re.M)
-    return float(match.group(1)) if match else 0.0
+
 
 
 def assert_retry_after(response):
@@ -67,7 +65,7 @@ async def test_too_many_calls_in_one_request_is_413_and_nothing_is_stored(
     await asyncio.sleep(0.3)  # a few more flush intervals: anything else would have landed
     assert stored_calls(influxd, database) == {f"ten-{n}" for n in range(10)}
     _, _, response = await get(http_client, base_url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_calls") == 3
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_calls") == 3
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -89,7 +87,7 @@ async def test_new_calls_budget_refuses_with_retry_after_and_refills(http_client
     await eventually(lambda: len(stored_calls(influxd, database)) >= 6)
     assert stored_calls(influxd, database) == {"first-0", "first-1", "first-2", "first-3", "more-0", "more-1"}
     _, _, response = await get(http_client, base_url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_new_calls") == 1
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_new_calls") == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -160,26 +158,12 @@ async def flood(http_client, url, prefix, seconds, workers=6, headers=None):
     return answers
 
 
-@pytest.fixture
-def server_process(influxd, tmp_path, database):
-    started = []
-
-    def start(**options):
-        process = ServerProcess(str(tmp_path), influxdb_url=influxd.url, database=database,
-                                spool_dir=str(tmp_path / f"spool{len(started)}"), flush_interval="0.1s", **options)
-        started.append(process.start())
-        wait(lambda: process.get_json("/readyz")[0] == 200, timeout=30)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_keep_their_tick(
-        http_client, server_process, influxd, database):
-    server = server_process(tick="0.25s", call_timeout="5s")  # the default budget: 120 new calls a minute
+        http_client, servers, influxd, database):
+    # the default budget: 120 new calls a minute
+    server = servers(flush_interval="0.1s", tick="0.25s", call_timeout="5s").wait_ready(30)
     viewer = await TimedViewer.open(server.url, "/ws/graph/rtt", origin=server.url)
     real_statuses = []
     posting = asyncio.ensure_future(keep_posting(http_client, write_url(server.url), "real-call", 0.2, real_statuses))
@@ -218,12 +202,13 @@ async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_
     assert max(gaps) < 1.5, gaps  # generous: six ticks, on a shared machine
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
-async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, server_process, influxd, database):
+async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, servers, influxd, database):
     """Through --xheaders (nginx's X-Real-IP), every request another client, IPv4 and IPv6:
     each has its own budget, the fleet's cap of 30 live calls holds them all."""
-    server = server_process(xheaders="true", tick="0.25s", call_timeout="20s", max_new_calls=3,
-                            max_live_calls=30)
+    server = servers(flush_interval="0.1s", xheaders="true", tick="0.25s", call_timeout="20s", max_new_calls=3,
+                     max_live_calls=30).wait_ready(30)
     url = write_url(server.url)
 
     def address(n):
@@ -254,4 +239,4 @@ async def test_many_client_addresses_are_bounded_by_the_fleet_cap(http_client, s
     assert stored_calls(influxd, database) == early
     assert await live_count() == 30
     _, _, response = await get(http_client, server.url + "/metrics")
-    assert refused_total(response.body.decode(), "too_many_live_calls") == len(answers)
+    assert exposed(response.body.decode(), "rtcscope_ingest_refused_total", reason="too_many_live_calls") == len(answers)

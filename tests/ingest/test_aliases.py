@@ -2,8 +2,10 @@
 import pytest
 
 from rtcscope import registry
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, post
+from tests.support.api import post
+from tests.support.influxd import count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 def test_storage_plan_renames_converts_and_lets_canonical_names_win():

@@ -1,8 +1,9 @@
 """An end event's reason (pagehide, stop, leave): validated, stored, and the call's end_detail."""
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.app_config(call_timeout=30.0)
 

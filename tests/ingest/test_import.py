@@ -8,19 +8,17 @@ import pytest
 from tornado.httpclient import HTTPRequest
 
 from rtcscope import registry
-from tests.conftest import now_ms
 from tests.data import dumps
-from tests.helpers import assert_error, count_points, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 DAY_MS = 86_400_000
 
 
 def import_url(base_url, call):
     return f"{base_url}/v1/import/webrtc-internals?call={urllib.parse.quote(call, safe='')}"
-
-
-def recent(path, ago_ms=120_000):
-    return dumps.shifted(dumps.load(path), now_ms() - ago_ms)
 
 
 def call_rows(influxd, database, call, measurement="rtc_stats"):
@@ -35,7 +33,7 @@ async def import_dump(http_client, base_url, call, dump, headers=None):
 @pytest.mark.gen_test(timeout=60)
 async def test_an_imported_dump_is_an_ended_call_at_its_own_times(http_client, base_url, app, influxd, database):
     call = "room:import@1"
-    dump = recent(dumps.AUDIO_VIDEO)
+    dump = dumps.recent(dumps.AUDIO_VIDEO)
     status, answer, _ = await import_dump(http_client, base_url, call, dump)
     assert status == 200, answer
     report_times = dumps.timestamps(dump)
@@ -89,7 +87,7 @@ async def test_audio_only_and_open_dumps_and_a_compressed_one(http_client, base_
     for call, path, body_of in (("audio-only", dumps.AUDIO_ONLY, lambda d: json.dumps(d).encode()),
                                 ("open", dumps.AUDIO_VIDEO_OPEN, lambda d: json.dumps(d).encode()),
                                 ("gzipped", dumps.AUDIO_ONLY_GZIP, lambda d: gzip.compress(json.dumps(d).encode()))):
-        dump = recent(path)
+        dump = dumps.recent(path)
         status, answer, _ = await import_dump(http_client, base_url, call, body_of(dump))
         assert status == 200, answer
         assert answer["peers"] == sorted(dump["PeerConnections"])
@@ -124,9 +122,9 @@ def _no_times(dump):
 @pytest.mark.gen_test(timeout=60)
 async def test_a_bad_dump_is_a_400_and_stores_nothing(http_client, base_url, app, influxd, database):
     cases = {name: body for name, (body, _) in BAD_BODIES.items()}
-    cases["values not an array"] = json.dumps(_bad_values(recent(dumps.AUDIO_ONLY))).encode()
-    cases["times missing"] = json.dumps(_no_times(recent(dumps.AUDIO_ONLY))).encode()
-    cases["bad gzip"] = gzip.compress(json.dumps(recent(dumps.AUDIO_ONLY)).encode())[:3000]
+    cases["values not an array"] = json.dumps(_bad_values(dumps.recent(dumps.AUDIO_ONLY))).encode()
+    cases["times missing"] = json.dumps(_no_times(dumps.recent(dumps.AUDIO_ONLY))).encode()
+    cases["bad gzip"] = gzip.compress(json.dumps(dumps.recent(dumps.AUDIO_ONLY)).encode())[:3000]
     messages = {**{name: message for name, (_, message) in BAD_BODIES.items()},
                 "values not an array": "values must be a non-empty JSON-encoded array",
                 "times missing": "endTime is missing", "bad gzip": "damaged"}
@@ -135,7 +133,7 @@ async def test_a_bad_dump_is_a_400_and_stores_nothing(http_client, base_url, app
         assert_error(status, answer, 400)
         assert messages[name] in answer["error"]["message"], (name, answer)
     # A good import after them: once it is in InfluxDB, nothing of the bad ones is.
-    status, answer, _ = await import_dump(http_client, base_url, "good", recent(dumps.AUDIO_ONLY))
+    status, answer, _ = await import_dump(http_client, base_url, "good", dumps.recent(dumps.AUDIO_ONLY))
     assert status == 200, answer
     await eventually(lambda: len(call_rows(influxd, database, "good", "rtc_calls")) == 2)
     for measurement in ("rtc_stats", "rtc_calls", "rtc_events"):
@@ -147,7 +145,7 @@ async def test_a_bad_dump_is_a_400_and_stores_nothing(http_client, base_url, app
 
 @pytest.mark.gen_test(timeout=30)
 async def test_the_call_id_is_required_and_checked(http_client, base_url, app):
-    body = json.dumps(recent(dumps.AUDIO_ONLY))
+    body = json.dumps(dumps.recent(dumps.AUDIO_ONLY))
     status, answer, _ = await post(http_client, base_url + "/v1/import/webrtc-internals", body)
     assert_error(status, answer, 400, "missing_call")
     assert "parameter call" in answer["error"]["message"]
@@ -175,7 +173,7 @@ async def test_import_needs_the_read_token_not_an_ingest_key(http_client, start_
     keys = tmp_path / "keys"
     keys.write_text("ingest-key\n")
     application = await start_server(**{**app_config, "read_token": "read-secret", "ingest_keys": str(keys)})
-    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    body = json.dumps(dumps.recent(dumps.AUDIO_ONLY)).encode()
     url = application.base_url
     status, answer, _ = await import_dump(http_client, url, "t", body)
     assert_error(status, answer, 401)
@@ -192,7 +190,7 @@ async def test_import_needs_the_read_token_not_an_ingest_key(http_client, start_
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(max_import=50_000)
 async def test_a_dump_over_max_import_is_a_413(http_client, base_url, app, influxd, database):
-    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    body = json.dumps(dumps.recent(dumps.AUDIO_ONLY)).encode()
     assert len(body) > 50_000
     status, answer, _ = await import_dump(http_client, base_url, "big", body)
     assert_error(status, answer, 413, "dump_too_large")
@@ -209,6 +207,7 @@ async def test_a_dump_over_max_import_is_a_413(http_client, base_url, app, influ
     assert call_rows(influxd, database, "big", "rtc_calls") == []
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=240)
 async def test_a_dump_near_max_import_is_streamed_without_a_second_copy(http_client, base_url, app, influxd,
                                                                          database):
@@ -241,7 +240,7 @@ async def test_a_dump_near_max_import_is_streamed_without_a_second_copy(http_cli
 @pytest.mark.gen_test(timeout=60)
 async def test_call_ids_with_colon_at_and_braces_work_encoded_or_not(http_client, base_url, app, influxd, database):
     call = "room:{7}@eu"
-    status, answer, _ = await import_dump(http_client, base_url, call, recent(dumps.AUDIO_ONLY))
+    status, answer, _ = await import_dump(http_client, base_url, call, dumps.recent(dumps.AUDIO_ONLY))
     assert status == 200, answer
     await eventually(lambda: len(call_rows(influxd, database, call)) == answer["samples"])
     for spelled in (call, urllib.parse.quote(call, safe=""), "room%3a%7b7%7d%40eu"):
@@ -261,7 +260,7 @@ async def test_call_ids_with_colon_at_and_braces_work_encoded_or_not(http_client
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(max_imports=1)
 async def test_imports_beyond_max_imports_wait_their_turn(http_client, base_url, app, influxd, database):
-    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    body = json.dumps(dumps.recent(dumps.AUDIO_ONLY)).encode()
     app.imports_running = 1  # another dump being read
     status, answer, response = await import_dump(http_client, base_url, "queued", body)
     assert_error(status, answer, 503, "imports_busy")
@@ -275,7 +274,7 @@ async def test_imports_beyond_max_imports_wait_their_turn(http_client, base_url,
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(max_buffer=40)
 async def test_a_dump_the_buffer_cannot_hold_is_a_413(http_client, base_url, app, influxd, database):
-    status, answer, _ = await import_dump(http_client, base_url, "huge", recent(dumps.AUDIO_ONLY))
+    status, answer, _ = await import_dump(http_client, base_url, "huge", dumps.recent(dumps.AUDIO_ONLY))
     assert_error(status, answer, 413, "dump_too_many_points")
     assert "--max-buffer" in answer["error"]["message"]
     assert app.writer.depth == 0
@@ -284,7 +283,7 @@ async def test_a_dump_the_buffer_cannot_hold_is_a_413(http_client, base_url, app
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(max_new_calls=2)
 async def test_imports_count_against_the_new_call_limit_of_their_client(http_client, base_url, app):
-    body = json.dumps(recent(dumps.AUDIO_ONLY)).encode()
+    body = json.dumps(dumps.recent(dumps.AUDIO_ONLY)).encode()
     for call in ("first", "second", "second"):  # the same call again is not a new one
         status, answer, _ = await import_dump(http_client, base_url, call, body)
         assert status == 200, answer

@@ -6,8 +6,11 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from tests.data import dumps
-from tests.test_nginx import deployment  # noqa: F401 (the fixture: two processes behind nginx)
+
+pytestmark = pytest.mark.nginx
 
 
 def post_dump(url, call, body):
@@ -20,7 +23,7 @@ def post_dump(url, call, body):
         return error.code, json.loads(error.read())
 
 
-def test_a_dump_above_nginx_ingest_limit_is_imported_through_it(deployment):  # noqa: F811
+def test_a_dump_above_nginx_ingest_limit_is_imported_through_it(deployment):
     nginx, _, _ = deployment
     base = dumps.load(dumps.AUDIO_VIDEO)
     last = time.time() * 1000 - 60_000

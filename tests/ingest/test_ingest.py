@@ -1,12 +1,13 @@
 """POST /v1/stats/write/ in every format against a real influxd."""
-import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import CHROMIUM_FIXTURE, assert_error, count_points, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.reports import chromium_reports
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
-FIXTURE = CHROMIUM_FIXTURE
 SEED_BODY = ("rtc_stats,id=8d3f0c4e-77aa-4f1e-9a51-0c3b2f1a9e10 availableBandwidth=12.3,"
              "inputLevel=undefined,packetsLost=0,rtt=41,packetsSent=1320,bytesSent=184211 {ts}")
 FORM = "application/x-www-form-urlencoded; charset=UTF-8"
@@ -80,8 +81,7 @@ async def test_json_object_and_array(http_client, base_url, app, influxd, databa
 
 @pytest.mark.gen_test(timeout=30)
 async def test_raw_getstats_report_is_extracted(http_client, base_url, app, influxd, database):
-    with open(FIXTURE) as fixture:
-        report = json.load(fixture)["reports"][-1]
+    report = chromium_reports()[-1]
     body = [{"call": "loop", "peer": "caller", "report": report["caller"]},
             {"call": "loop", "peer": "callee", "report": report["callee"]}]
     status, result, _ = await post(http_client, url(base_url), body)

@@ -3,6 +3,7 @@ field-by-field path would, and hands every other value to that path."""
 import json
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ def stored_fields(line):
     return {name.decode(): float(value) for name, value in (pair.split(b"=") for pair in fields.split(b","))}
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.dictionaries(names, finite, min_size=1, max_size=20))
 def test_finite_numbers_round_trip_through_the_fast_path(stats):
@@ -30,6 +32,7 @@ def test_finite_numbers_round_trip_through_the_fast_path(stats):
     assert list(stored_fields(parsed.lines[0])) == list(stats)  # order kept
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(names, st.one_of(finite, st.booleans(), st.none()), min_size=1, max_size=12))
 def test_booleans_and_nulls_take_the_one_by_one_path(stats):

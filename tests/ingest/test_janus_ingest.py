@@ -6,9 +6,11 @@ import time
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, count_points, eventually, get, post
-from tests.ingest.test_janus_parse import posts
+from tests.support.api import assert_error, get, post
+from tests.support.influxd import count_points
+from tests.support.janus import posts
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 PATH = "/v1/integrations/janus/"
 

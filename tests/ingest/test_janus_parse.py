@@ -1,6 +1,5 @@
 """Janus's event posts (real ones, tests/data/janus/) into points: the SFU's view of each peer."""
 import json
-import pathlib
 from collections import Counter
 
 import pytest
@@ -9,14 +8,10 @@ from rtcscope.ingest import formats, janus
 from rtcscope.ingest.formats import IngestError, Limits
 from rtcscope.storage.feed import Feed
 from rtcscope.storage.schema import END_REASON_CODES, FEED_FIELDS
+from tests.support.janus import posts
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "janus"
 NOW_NS = 1_796_671_800_000_000_000  # just after the captures
 KEEP_TIMES = dict(max_skew_ns=2**62)  # the captured events keep their own times
-
-
-def posts(name):
-    return (DATA / f"{name}.jsonl").read_bytes().splitlines()
 
 
 def events(name):

@@ -191,6 +191,7 @@ def _traced_bytes(fill):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_bytes_per_table_entry_are_bounded():
     """The figures docs/security.md quotes, measured with 36-character call ids
     and IPv6 clients (their keys are the longest), strings included."""

@@ -11,7 +11,7 @@ import pytest
 
 from rtcscope.ingest.reports import STALE_MS, PeerReports, ReportError
 from rtcscope.registry import extract, extract_connections
-from tests.helpers import CHROMIUM_FIXTURE
+from tests.support.reports import chromium_reports
 
 
 def compress(previous, report):
@@ -40,7 +40,7 @@ def as_map(report):
 
 @pytest.fixture(scope="module")
 def polls():
-    return json.loads(CHROMIUM_FIXTURE.read_text())["reports"]
+    return chromium_reports()
 
 
 def deltas(polls, side):

@@ -2,85 +2,20 @@
 websocket client that speaks as @jitsi/rtcstats 9.7.1 does (trace-ws.js)."""
 import asyncio
 import json
-import re
-from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 from tornado.websocket import websocket_connect
 
 from rtcscope.ingest.rtcstats import PROTOCOL
-from tests.conftest import now_ms
-from tests.helpers import eventually, get
-from tests.live.test_ws import Viewer
-from tests.processes import ServerProcess
+from tests.support.api import get
+from tests.support.metrics import exposed
+from tests.support.processes import ServerProcess
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import RtcstatsClient, Viewer
 
 SECRETS = ("Alice Example", "alice@example.com", "LOCAL-ID-7", "UNIQUE-MEETING-9", "198.51.100.4")
-
-
-class Client:
-    """One rtcstats client connection: the handshake, entries, acknowledgements."""
-
-    def __init__(self, base_url, session, meeting="standup", reconnect=False, protocol=PROTOCOL, query="",
-                 origin=None, endpoint="/rtcstats"):
-        # A browser sends the meeting name percent-encoded (a space as %20).
-        self.url = (f"{base_url.replace('http://', 'ws://')}{endpoint}/{quote(meeting)}?statsSessionId={session}"
-                    f"&isReconnect={'true' if reconnect else 'false'}{query}")
-        self.session, self.protocol, self.origin = session, protocol, origin
-        self.messages = []
-
-    async def connect(self):
-        """Open and wait for the `sn` the client waits for; returns its value."""
-        headers = {"Origin": self.origin} if self.origin else {}
-        self.connection = await websocket_connect(HTTPRequest(self.url, headers=headers),
-                                                  subprotocols=[self.protocol])
-        first = await self.read()
-        assert first["type"] == "sn" and first["body"]["state"] == "initial", first
-        return first["body"]["value"]
-
-    async def read(self, timeout=10):
-        message = await asyncio.wait_for(self.connection.read_message(), timeout)
-        if message is None:
-            return None
-        self.messages.append(json.loads(message))
-        return self.messages[-1]
-
-    async def acked(self, sn):
-        """Read acknowledgements until `sn` is acknowledged."""
-        while True:
-            message = await self.read()
-            assert message is not None, (self.connection.close_code, self.connection.close_reason)
-            assert message["type"] == "sn" and message["body"]["state"] == "ongoing", message
-            if message["body"]["value"] >= sn:
-                return message["body"]["value"]
-
-    def send(self, message):
-        return self.connection.write_message(message)
-
-    def identity(self, sn, ts=None, **fields):
-        return self.send(json.dumps({"statsSessionId": self.session, "type": "identity",
-                                     "data": ["identity", None, fields, ts or now_ms(), sn]}))
-
-    def entry(self, method, pc_id, value, sn, ts=None):
-        return self.send(json.dumps({"statsSessionId": self.session, "type": "stats-entry",
-                                     "data": json.dumps([method, pc_id, value, ts or now_ms(), sn])}))
-
-    def getstats(self, sn, sent, pc_id="PC_0", ts=None):
-        """A full report; polls a second apart (samples of one series at one time would be one point)."""
-        ts = ts or now_ms() - 60_000 + sn * 1000
-        return self.entry("getstats", pc_id, {
-            "OT01A": {"type": "outbound-rtp", "kind": "audio", "packetsSent": sent, "timestamp": 0},
-            "RI01A": {"type": "remote-inbound-rtp", "kind": "audio", "roundTripTime": 0.04, "timestamp": 0},
-            "timestamp": ts}, sn, ts)
-
-    def drop(self):
-        """The network goes away: no close frame."""
-        self.connection.stream.close()
-
-    async def closed(self, timeout=10):
-        while await self.read(timeout) is not None:
-            pass
-        return self.connection.close_code, self.connection.close_reason
 
 
 def rows(influxd, database, measurement, where="time > 0"):
@@ -104,7 +39,7 @@ async def join(client, sent=(10, 20, 30)):
 @pytest.mark.gen_test(timeout=60)
 async def test_a_session_is_stored_as_its_call_and_endpoint(http_client, base_url, app, influxd, database):
     """A trailing slash in the configured endpoint gives `//`: accepted."""
-    client = Client(base_url, "s-one", meeting="standup", endpoint="/rtcstats/")
+    client = RtcstatsClient(base_url, "s-one", meeting="standup", endpoint="/rtcstats/")
     assert "/rtcstats//standup?" in client.url
     await join(client)
     assert [m["body"]["value"] for m in client.messages] == [0, 1, 2, 3, 4]
@@ -126,14 +61,14 @@ async def test_a_session_is_stored_as_its_call_and_endpoint(http_client, base_ur
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_reconnect_continues_where_storage_stopped(http_client, base_url, app, influxd, database):
-    client = Client(base_url, "s-two")
+    client = RtcstatsClient(base_url, "s-two")
     await join(client)
     client.drop()
     await eventually(lambda: rows(influxd, database, "rtc_events"))
     [marker] = rows(influxd, database, "rtc_events")
     assert (marker["call"], marker["peer"], marker["reason"], marker.get("end"), marker.get("at")) == (
         "standup", "ep1", 3.0, None, None)
-    again = Client(base_url, "s-two", reconnect=True)
+    again = RtcstatsClient(base_url, "s-two", reconnect=True)
     assert await again.connect() == 4
     # The client resends what it still holds (its buffer was trimmed to 3); 4 is a duplicate.
     for sn, value in ((4, 30), (5, 40), (6, 50)):
@@ -149,12 +84,12 @@ async def test_a_reconnect_continues_where_storage_stopped(http_client, base_url
 @pytest.mark.gen_test(timeout=60)
 async def test_a_reconnect_to_a_restarted_process(http_client, start_server, app_config, influxd, database):
     first = await start_server(**app_config)
-    client = Client(first.base_url, "s-three")
+    client = RtcstatsClient(first.base_url, "s-three")
     await join(client)
     await eventually(lambda: stored_sequence(influxd, database, "s-three") == [2, 3, 4])
     client.drop()
     second = await start_server(**app_config)  # another process, or this one restarted: no state in memory
-    again = Client(second.base_url, "s-three", reconnect=True)
+    again = RtcstatsClient(second.base_url, "s-three", reconnect=True)
     assert await again.connect() == 4
     # Its delta state is gone: a report with its type is still taken, under the same call and peer.
     # Resent entries keep their own time, beyond --max-skew (5 min) up to 15 minutes old.
@@ -172,7 +107,7 @@ async def test_a_reconnect_to_a_restarted_process(http_client, start_server, app
 
 @pytest.mark.gen_test(timeout=60)
 async def test_leaving_the_conference_ends_the_peer_at_once(http_client, base_url, app, influxd, database):
-    client = Client(base_url, "s-four")
+    client = RtcstatsClient(base_url, "s-four")
     await join(client)
     client.connection.close(3001)
     await eventually(lambda: rows(influxd, database, "rtc_events"))
@@ -185,12 +120,13 @@ async def test_leaving_the_conference_ends_the_peer_at_once(http_client, base_ur
     await eventually(ended, timeout=2)  # well within --call-timeout (3 s here)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_dropped_peer_ends_as_disconnect_after_the_call_timeout(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
     calls = await Viewer.open(base_url, "/ws/calls", origin=base_url)
     await graph.next("snapshot")
-    client = Client(base_url, "s-five")
+    client = RtcstatsClient(base_url, "s-five")
     await join(client)
     await graph.next("call_started", "standup")
     dropped_at = now_ms()
@@ -219,17 +155,18 @@ async def test_a_dropped_peer_ends_as_disconnect_after_the_call_timeout(http_cli
     calls.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_reconnect_within_the_call_timeout_keeps_the_peer_live(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
     await graph.next("snapshot")
-    client = Client(base_url, "s-eight")
+    client = RtcstatsClient(base_url, "s-eight")
     await join(client)
     await graph.next("call_started", "standup")
     client.drop()
     await eventually(lambda: rows(influxd, database, "rtc_events"))
     await asyncio.sleep(1.5)
-    again = Client(base_url, "s-eight", reconnect=True)
+    again = RtcstatsClient(base_url, "s-eight", reconnect=True)
     assert await again.connect() == 4
     for sn in range(5, 15):  # 5 s of stats: past --call-timeout (3 s) after the marker
         await again.getstats(sn, sn * 10, ts=now_ms())
@@ -244,7 +181,7 @@ async def test_a_reconnect_within_the_call_timeout_keeps_the_peer_live(http_clie
 @pytest.mark.gen_test(timeout=30)
 async def test_legacy_and_unknown_protocols_are_refused_with_a_reason(http_server, base_url):
     for protocol in ("3.1_LEGACY", "2.0_STANDARD"):
-        client = Client(base_url, "s-six", protocol=protocol)
+        client = RtcstatsClient(base_url, "s-six", protocol=protocol)
         client.connection = await websocket_connect(client.url, subprotocols=[protocol])
         code, reason = await client.closed()
         assert code == 3002 and protocol in reason and PROTOCOL in reason, (code, reason)
@@ -252,7 +189,7 @@ async def test_legacy_and_unknown_protocols_are_refused_with_a_reason(http_serve
 
 @pytest.mark.gen_test(timeout=30)
 async def test_bad_messages_are_dropped_and_counted_without_closing(http_client, base_url, app, influxd, database):
-    client = Client(base_url, "s-seven")
+    client = RtcstatsClient(base_url, "s-seven")
     assert await client.connect() == 0
     for bad in ("{nope", json.dumps({"type": "stats-entry", "data": "[1]"}), json.dumps({"type": "what"})):
         await client.send(bad)
@@ -261,10 +198,10 @@ async def test_bad_messages_are_dropped_and_counted_without_closing(http_client,
     assert await client.acked(1) == 1
     status, _, response = await get(http_client, base_url + "/metrics")
     text = response.body.decode()
-    for reason, count in (("invalid_json", 1), ("invalid_entry", 1), ("unknown_type", 1)):
-        assert re.search(rf'^rtcscope_rtcstats_dropped_total{{reason="{reason}"}} {count}(\.0)?$', text, re.M), reason
-    assert re.search(r"^rtcscope_rtcstats_messages_total 5(\.0)?$", text, re.M)
-    assert re.search(r"^rtcscope_rtcstats_connections 1(\.0)?$", text, re.M)
+    for reason in ("invalid_json", "invalid_entry", "unknown_type"):
+        assert exposed(text, "rtcscope_rtcstats_dropped_total", reason=reason) == 1, reason
+    assert exposed(text, "rtcscope_rtcstats_messages_total") == 5
+    assert exposed(text, "rtcscope_rtcstats_connections") == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -276,26 +213,27 @@ async def test_ingest_keys_and_origins_apply(http_client, start_server, app_conf
     for query, origin, status in (("", "https://meet.example", 401), ("&key=wrong", "https://meet.example", 403),
                                   ("&key=k-123", "https://evil.example", 403)):
         with pytest.raises(HTTPClientError) as refused:
-            await Client(application.base_url, "s-eight", query=query, origin=origin).connect()
+            await RtcstatsClient(application.base_url, "s-eight", query=query, origin=origin).connect()
         assert refused.value.code == status, (query, origin)
-    client = Client(application.base_url, "s-eight", query="&key=k-123", origin="https://meet.example")
+    client = RtcstatsClient(application.base_url, "s-eight", query="&key=k-123", origin="https://meet.example")
     assert await client.connect() == 0
     # The read token guards reading, not ingest: the endpoint stays open with one configured.
     guarded = await start_server(**{**app_config, "read_token": "reader-secret"})
-    assert await Client(guarded.base_url, "s-eight-r", endpoint="/rtcstats/").connect() == 0
-    assert await Client(guarded.base_url, "s-eight-s", endpoint="/rtcstats?key=x").connect() == 0
+    assert await RtcstatsClient(guarded.base_url, "s-eight-r", endpoint="/rtcstats/").connect() == 0
+    assert await RtcstatsClient(guarded.base_url, "s-eight-s", endpoint="/rtcstats?key=x").connect() == 0
     # The key on the configured endpoint itself: the client appends /<meeting>?statsSessionId=.. after it.
-    client = Client(application.base_url, "s-eight-b", endpoint="/rtcstats?key=k-123", meeting="keyed room")
+    client = RtcstatsClient(application.base_url, "s-eight-b", endpoint="/rtcstats?key=k-123", meeting="keyed room")
     assert "/rtcstats?key=k-123/keyed%20room?statsSessionId=s-eight-b&" in client.url
     assert await client.connect() == 0
     await client.getstats(1, 10)
     assert await client.acked(1) == 1
     assert application.rtcstats_sessions.by_id["s-eight-b"].call == "keyed-room"
     with pytest.raises(HTTPClientError) as refused:
-        await Client(application.base_url, "s-eight-c", endpoint="/rtcstats?key=nope").connect()
+        await RtcstatsClient(application.base_url, "s-eight-c", endpoint="/rtcstats?key=nope").connect()
     assert refused.value.code == 403
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
 async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(http_server, base_url, app):
@@ -303,7 +241,7 @@ async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(htt
     fit is not acknowledged, the client is told to come back, and it is taken then."""
     wal = app.writer.wal
     empty = wal.size
-    client = Client(base_url, "s-nine")
+    client = RtcstatsClient(base_url, "s-nine")
     assert await client.connect() == 0
     await client.getstats(1, 10)  # three points (sample, presence, session): one record
     assert await client.acked(1) == 1
@@ -315,7 +253,7 @@ async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(htt
     assert code == 1013 and "log is full" in reason
     assert [m["body"]["value"] for m in client.messages] == [0, 1, 2]
     wal.max_bytes = 1024 ** 2
-    again = Client(base_url, "s-nine", reconnect=True)
+    again = RtcstatsClient(base_url, "s-nine", reconnect=True)
     assert await again.connect() == 2
     await again.getstats(3, 30)
     assert await again.acked(3) == 3
@@ -325,11 +263,11 @@ async def test_a_full_log_acknowledges_nothing_more_and_asks_for_a_reconnect(htt
 @pytest.mark.app_config(max_new_calls=1)
 async def test_the_new_call_limit_applies(http_server, base_url, app):
     """One client, one new call a minute here: a second conference's entries are not taken."""
-    client = Client(base_url, "s-ten", meeting="first-room")
+    client = RtcstatsClient(base_url, "s-ten", meeting="first-room")
     assert await client.connect() == 0
     await client.getstats(1, 10)
     assert await client.acked(1) == 1
-    other = Client(base_url, "s-eleven", meeting="second-room")
+    other = RtcstatsClient(base_url, "s-eleven", meeting="second-room")
     assert await other.connect() == 0
     await other.getstats(1, 10)
     code, reason = await other.closed()
@@ -339,6 +277,7 @@ async def test_the_new_call_limit_applies(http_server, base_url, app):
     assert await client.acked(2) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing(influxd, database, tmp_path):
     """SIGTERM: the clients are told 1012 (they reconnect, with the same session), what they
@@ -347,7 +286,7 @@ async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing
                "flush_interval": "0.1s", "tick": "0.2s"}
     first = ServerProcess(str(tmp_path), **options).start()
     try:
-        client = Client(first.url, "s-twelve")
+        client = RtcstatsClient(first.url, "s-twelve")
         await join(client)
         first.stop()
         assert first.process.returncode == 0, first.log()
@@ -358,7 +297,7 @@ async def test_a_server_that_stops_sends_its_clients_elsewhere_and_loses_nothing
     assert stored_sequence(influxd, database, "s-twelve") == [2, 3, 4]
     second = ServerProcess(str(tmp_path), **options).start()
     try:
-        again = Client(second.url, "s-twelve", reconnect=True)
+        again = RtcstatsClient(second.url, "s-twelve", reconnect=True)
         assert await again.connect() == 4
     finally:
         second.stop()

@@ -11,8 +11,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post
+from tests.support.api import get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 TRACK_ID = "8d3f0c4e-77aa-4f1e-9a51-0c3b2f1a9e10"
 JQUERY_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Accept": "*/*"}

@@ -3,59 +3,18 @@ full reports and deltas land as registry.extract of the reports they stand for; 
 refusals, back-pressure, limits, keys, origins, ends and disconnects."""
 import asyncio
 import json
-import pathlib
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.httpclient import HTTPClientError
 
-from bench.fleetload import fixture_path
-from bench.fleetload import report_delta as delta
 from rtcscope.registry import extract
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, get
-from tests.live.test_ws import Viewer
-
-FIXTURE = pathlib.Path(fixture_path())
-REPORTS = [entry["caller"] for entry in json.loads(FIXTURE.read_text())["reports"]]
-
-
-class Peer:
-    """One rtcscope.js-like connection, reading every answer."""
-
-    def __init__(self, base_url, call, peer, query="", origin=None):
-        self.url = f"{base_url.replace('http://', 'ws://')}/v1/stats/ws?call={call}&peer={peer}{query}"
-        self.origin = origin
-
-    async def connect(self):
-        headers = {"Origin": self.origin} if self.origin else {}
-        self.connection = await websocket_connect(HTTPRequest(self.url, headers=headers))
-        return self
-
-    async def send(self, messages):
-        await self.connection.write_message(json.dumps(messages))
-
-    async def answers(self, until="ack", timeout=10):
-        """Answers up to and including the first of type `until`."""
-        got = []
-        while True:
-            text = await asyncio.wait_for(self.connection.read_message(), timeout)
-            assert text is not None, (self.connection.close_code, self.connection.close_reason)
-            got.append(json.loads(text))
-            if got[-1]["type"] == until:
-                return got
-
-
-def stored(influxd, database, call):
-    """{(time ms, kind): fields} of a call's rtc_stats points."""
-    rows = influxd.rows(f"SELECT * FROM rtc_stats WHERE call = '{call}'", database)
-    return {(round(row.pop("time")), row.pop("kind")): {k: v for k, v in row.items()
-                                                        if v is not None and k not in ("call", "peer")}
-            for row in rows}
-
-
-def expected(samples):
-    return {(ts, kind): fields for ts, report in samples for kind, fields in extract(report).items()}
+from tests.support.api import get
+from tests.support.influxd import count_points
+from tests.support.reports import REPORTS, expected, stored
+from tests.support.reports import report_delta as delta
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Peer, Viewer, client_frame, raw_socket, server_frames
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -189,6 +148,7 @@ async def test_ids_origin_and_new_call_limit(http_client, base_url, app, influxd
     assert count_points(influxd, database) == len(extract(REPORTS[0]))  # only the first call's
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_ingest_keys_apply(start_server, influxd, database, tmp_path):
     keys = tmp_path / "keys"
@@ -222,6 +182,7 @@ async def test_ws_is_a_reserved_call_id_and_a_plain_get_gets_json(http_client, b
         assert status == 400 and body["error"]["code"] == "websocket_required", (path, body)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_dropped_connection_ends_the_peer_as_disconnect(http_client, base_url, app, influxd, database):
     graph = await Viewer.open(base_url, "/ws/graph/rtt", origin=base_url)
@@ -238,40 +199,6 @@ async def test_a_dropped_connection_ends_the_peer_as_disconnect(http_client, bas
     assert [(c["call"], c["ended"], c["end_reason"], c["end_detail"]) for c in listed["calls"]] == [
         ("ws-c9", ts, "disconnect", None)]
     graph.close()
-
-
-def client_frame(payload, opcode=0x1, final=True, mask=b"\x37\xfa\x21\x3d"):
-    """A masked client frame (RFC 6455 5.2), as a browser sends it."""
-    length = len(payload)
-    head = bytes([(0x80 if final else 0) | opcode])
-    if length < 126:
-        head += bytes([0x80 | length])
-    elif length < 1 << 16:
-        head += bytes([0x80 | 126]) + length.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + length.to_bytes(8, "big")
-    return head + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-
-
-async def raw_socket(base_url, call, peer):
-    host, port = base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write((f"GET /v1/stats/ws?call={call}&peer={peer} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    return reader, writer
-
-
-async def server_frames(reader, count):
-    """The next `count` server frames as (opcode, payload)."""
-    frames = []
-    for _ in range(count):
-        first, length = await asyncio.wait_for(reader.readexactly(2), 10)
-        if length == 126:
-            length = int.from_bytes(await reader.readexactly(2), "big")
-        frames.append((first & 0x0F, await reader.readexactly(length)))
-    return frames
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -14,10 +14,11 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 import server
-from bench.fleetload import report_delta as delta
-from tests.conftest import now_ms
-from tests.helpers import eventually
-from tests.ingest.test_stats_ws import REPORTS, client_frame, expected, raw_socket, server_frames, stored
+from tests.support.reports import REPORTS, expected, stored
+from tests.support.reports import report_delta as delta
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import client_frame, raw_socket, server_frames
 
 CLOSE = 0x8
 
@@ -111,6 +112,7 @@ async def test_the_server_pings_and_closes_a_connection_that_never_pongs(http_cl
     await eventually(lambda: not app.stats_sockets)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(client_timeout=0.6)
 async def test_an_idle_connection_is_closed_with_4001_and_ends_the_peer(http_client, base_url, app, influxd, database):

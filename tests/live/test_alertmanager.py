@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import functools
 import json
-import os
 import pathlib
 import subprocess
 import time
@@ -15,12 +14,11 @@ import pytest
 
 from rtcscope.alerts.alertmanager import ENDS_AHEAD, AlertmanagerReceiver, make_receiver, postable
 from rtcscope.alerts.delivery import Outgoing, Receiver, WebhookError, Webhooks
-from tests.alertmanager import Alertmanager
-from tests.helpers import eventually, get, high_rtt_rules
-from tests.live.test_alerts_delivery import Feeder, sending
-from tests.processes import processes_on_one_database, wait
-from tests.test_alerts_processes import Feeder as ProcessFeeder
-from tests.test_alerts_processes import metric
+from tests.support.alertmanager import Alertmanager
+from tests.support.alerts import Feeder, ProcessFeeder, high_rtt_rules, sending
+from tests.support.api import get
+from tests.support.metrics import metric
+from tests.support.waits import eventually, wait
 
 TICK = 0.2
 FOR_S = 1.0
@@ -108,6 +106,7 @@ def held(alertmanager, *matchers):
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_the_worker_re_sends_what_fires_and_a_re_send_never_brings_a_resolution_back(alertmanager):
     alertmanager.start()
@@ -149,6 +148,7 @@ def app_config(app_config, alertmanager, tmp_path):
     return app_config
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_bad_calls_alert_is_active_in_alertmanager_kept_so_by_re_sends_and_ended_by_recovery(
         http_client, base_url, app, alertmanager):
@@ -207,6 +207,7 @@ async def test_a_bad_calls_alert_is_active_in_alertmanager_kept_so_by_re_sends_a
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="failed") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_an_alertmanager_down_at_first_gets_the_alert_once_up_and_again_after_a_restart(
         http_client, base_url, app, alertmanager, influxd, database):
@@ -236,48 +237,53 @@ async def test_an_alertmanager_down_at_first_gets_the_alert_once_up_and_again_af
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="delivered") == 1
 
 
-def test_two_processes_give_one_alert_and_the_next_sender_carries_the_re_sends_on(tmp_path, influxd, alertmanager):
+@pytest.mark.slow
+def test_two_processes_give_one_alert_and_the_next_sender_carries_the_re_sends_on(tmp_path, servers, alertmanager):
     alertmanager.start()
     rules = tmp_path / "rules.toml"
     rules.write_text(high_rtt_rules("1s"))
-    delivered = 'rtcscope_webhook_deliveries_total{result="delivered"}'
-    resent = 'rtcscope_webhook_deliveries_total{result="resent"}'
-    with processes_on_one_database(tmp_path, influxd.url, f"am{os.getpid()}", call_timeout="3s",
-                                   quality_window="3s", alert_rules=str(rules), alert_retry="2m",
-                                   alert_webhooks=f"alertmanager+{alertmanager.url}",
-                                   alertmanager_resend="1s") as start:
-        a, b = start("a"), start("b")
-        wait(lambda: 1 in (metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")), timeout=30)
-        feeder = ProcessFeeder([a, b], {"bad": 800.0, "good": 30.0})
-        with feeder:
-            wait(lambda: held(alertmanager, 'call="bad"'), timeout=30)
-            time.sleep(2.5)  # a few re-sends
-            sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
-            assert metric(other, "rtcscope_alerts_sender") == 0
-            found = held(alertmanager)
-            assert [alert["labels"]["call"] for alert in found] == ["bad"]
-            status, listed = other.get_json("/v1/alerts/?state=all")
-            assert status == 200 and listed["count"] == 1
-            assert found[0]["annotations"]["rtcscope_id"] == listed["alerts"][0]["id"]
-            # One process posts: the firing event once, and the re-sends.
-            assert metric(sender, delivered) == 1 and metric(sender, resent) >= 2
-            assert not metric(other, delivered) and not metric(other, resent)
 
-            feeder.servers = [other]
-            before = ms(held(alertmanager, 'call="bad"')[0]["endsAt"])
-            sender.stop()
-            wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
-            # The new sender re-sends the alert it took over: same alert, endsAt moving on.
-            wait(lambda: metric(other, resent) and metric(other, resent) >= 2, timeout=15)
-            carried = held(alertmanager, 'call="bad"')
-            assert [alert["status"]["state"] for alert in carried] == ["active"]
-            assert carried[0]["annotations"]["rtcscope_id"] == listed["alerts"][0]["id"]
-            assert ms(carried[0]["endsAt"]) > before
+    def delivered(server):
+        return metric(server, "rtcscope_webhook_deliveries_total", result="delivered")
 
-            feeder.rtt["bad"] = 30.0
-            wait(lambda: not held(alertmanager, 'call="bad"'), timeout=30)
-        assert held(alertmanager) == []
-        assert metric(other, delivered) == 1  # the resolution
+    def resent(server):
+        return metric(server, "rtcscope_webhook_deliveries_total", result="resent")
+
+    options = {"tick": "0.2s", "flush_interval": "0.1s", "call_timeout": "3s", "quality_window": "3s",
+               "alert_rules": str(rules), "alert_retry": "2m", "alert_webhooks": f"alertmanager+{alertmanager.url}",
+               "alertmanager_resend": "1s"}
+    a, b = servers("a", **options), servers("b", **options)
+    wait(lambda: 1 in (metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")), timeout=30)
+    feeder = ProcessFeeder([a, b], {"bad": 800.0, "good": 30.0})
+    with feeder:
+        wait(lambda: held(alertmanager, 'call="bad"'), timeout=30)
+        time.sleep(2.5)  # a few re-sends
+        sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
+        assert metric(other, "rtcscope_alerts_sender") == 0
+        found = held(alertmanager)
+        assert [alert["labels"]["call"] for alert in found] == ["bad"]
+        status, listed = other.get_json("/v1/alerts/?state=all")
+        assert status == 200 and listed["count"] == 1
+        assert found[0]["annotations"]["rtcscope_id"] == listed["alerts"][0]["id"]
+        # One process posts: the firing event once, and the re-sends.
+        assert delivered(sender) == 1 and resent(sender) >= 2
+        assert not delivered(other) and not resent(other)
+
+        feeder.servers = [other]
+        before = ms(held(alertmanager, 'call="bad"')[0]["endsAt"])
+        sender.stop()
+        wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+        # The new sender re-sends the alert it took over: same alert, endsAt moving on.
+        wait(lambda: resent(other) and resent(other) >= 2, timeout=15)
+        carried = held(alertmanager, 'call="bad"')
+        assert [alert["status"]["state"] for alert in carried] == ["active"]
+        assert carried[0]["annotations"]["rtcscope_id"] == listed["alerts"][0]["id"]
+        assert ms(carried[0]["endsAt"]) > before
+
+        feeder.rtt["bad"] = 30.0
+        wait(lambda: not held(alertmanager, 'call="bad"'), timeout=30)
+    assert held(alertmanager) == []
+    assert delivered(other) == 1  # the resolution
 
 
 def documented_config():

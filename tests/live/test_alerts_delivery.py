@@ -13,53 +13,15 @@ import tornado.web
 import tornado.websocket
 
 import server
-from tests.helpers import eventually, get, high_rtt_rules, post
+from tests.support.alerts import Feeder, high_rtt_rules, sending
+from tests.support.api import get, post
+from tests.support.metrics import exposed
+from tests.support.waits import eventually
 
 SECRET = "hook-secret"
 TICK = 0.2
 FOR_S = 1.0
 RULES = high_rtt_rules("1s")
-
-
-class Receiver:
-    """A real HTTP receiver on a free port that can go down and come back on the same port."""
-
-    def __init__(self):
-        self.received = []  # (monotonic time, headers, raw body)
-        receiver = self
-
-        class Hook(tornado.web.RequestHandler):
-            def post(self):
-                receiver.received.append((time.monotonic(), dict(self.request.headers), self.request.body))
-                self.write("ok")
-
-        self.app = tornado.web.Application([(r"/hook", Hook)])
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.server = None
-        self.up(sockets)
-
-    def up(self, sockets=None):
-        self.server = tornado.httpserver.HTTPServer(self.app)
-        self.server.add_sockets(sockets or tornado.netutil.bind_sockets(self.port, "127.0.0.1"))
-
-    async def down(self):
-        self.server.stop()
-        await self.server.close_all_connections()
-
-    def alerts(self):
-        return [json.loads(body) for _, _, body in self.received]
-
-    def events(self):
-        return [(alert["call"], alert["rule"], alert["state"]) for alert in self.alerts()]
-
-
-@pytest.fixture
-def receiver(io_loop):
-    instance = Receiver()
-    yield instance
-    io_loop.run_sync(instance.down)
 
 
 @pytest.fixture
@@ -69,45 +31,9 @@ def rules_file(tmp_path):
     return str(path)
 
 
-class Feeder:
-    """Posts one sample per call every 200 ms, with the rtt each call has now."""
-
-    def __init__(self, http_client, base_url):
-        self.http_client = http_client
-        self.url = base_url + "/v1/stats/write/"
-        self.rtt = {}
-        self.first_post = {}
-        self.task = None
-
-    async def run(self):
-        while True:
-            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0}}
-                    for call, rtt in self.rtt.items()]
-            if body:
-                status, result, _ = await post(self.http_client, self.url, body)
-                assert status == 200, result
-                for call in self.rtt:
-                    self.first_post.setdefault(call, time.monotonic())
-            await asyncio.sleep(0.2)
-
-    def start(self):
-        self.task = asyncio.ensure_future(self.run())
-
-    async def stop(self):
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-
-
 def verify(secret, headers, body):
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(headers.get("X-Rtcscope-Signature", ""), expected)
-
-
-async def sending(app):
-    await eventually(lambda: app.alerts.sending, timeout=15)
 
 
 def alert_config(receiver, rules_file, **extra):
@@ -121,6 +47,7 @@ def app_config(app_config, receiver, rules_file):
     return app_config
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call_never_fires(
         http_client, base_url, app, receiver):
@@ -178,8 +105,8 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
     assert (status, of_call) == (200, {"alerts": [], "count": 0})
     _, metrics, response = await get(http_client, base_url + "/metrics")
     text = response.body.decode()
-    assert "rtcscope_alerts_firing 0" in text
-    assert 'rtcscope_webhook_deliveries_total{result="delivered"} 2' in text
+    assert exposed(text, "rtcscope_alerts_firing") == 0
+    assert exposed(text, "rtcscope_webhook_deliveries_total", result="delivered") == 2
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -190,10 +117,11 @@ async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
         assert document["error"]["code"] == "bad_request"
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_a_receiver_that_is_down_gets_the_events_once_it_is_back(http_client, base_url, app, receiver):
     await sending(app)
-    await receiver.down()
+    receiver.down()
     feeder = Feeder(http_client, base_url)
     feeder.rtt = {"bad-2": 700.0}
     feeder.start()
@@ -248,6 +176,7 @@ for = "0s"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_rules_on_other_registry_metrics_read_their_window_too(http_client, base_url, app, app_config, receiver,
                                                                    tmp_path):

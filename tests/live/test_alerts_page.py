@@ -3,9 +3,11 @@ import asyncio
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, high_rtt_rules, post
-from tests.test_pages_browser import WAIT_MS, browser_page
+from tests.support.alerts import high_rtt_rules
+from tests.support.api import get, post
+from tests.support.browser import WAIT_MS, browser_page
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 RULES = high_rtt_rules("0s")
 

@@ -4,7 +4,6 @@ The periodic callback is slowed to an hour so each test runs the ticks it
 wants with `run_tick()`; viewers are plain recorders of what the detector
 hands them."""
 import asyncio
-import json
 import time
 
 import pytest
@@ -14,33 +13,10 @@ from rtcscope import registry
 from rtcscope.live.detector import CallDetector
 from rtcscope.live.graphs import BUCKET_MS
 from rtcscope.storage.store import StoreError
-from tests.conftest import now_ms
-from tests.helpers import eventually, post
+from tests.support.samples import now_ms, send
+from tests.support.websockets import Recorder
 
 pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
-
-
-class Recorder:
-    """A viewer: keeps every message it is sent."""
-
-    def __init__(self):
-        self.messages = []
-        self.closed = None
-
-    def send(self, data):
-        self.messages.append(json.loads(data))
-
-    def close(self, code, reason):
-        self.closed = (code, reason)
-
-    def of_type(self, kind):
-        return [m for m in self.messages if m["type"] == kind]
-
-    def events(self):
-        return [(m["type"], m["call"], m["at"]) for m in self.messages if m["type"] in ("call_started", "call_ended")]
-
-    def clear(self):
-        self.messages.clear()
 
 
 async def watching(app, metric):
@@ -49,13 +25,6 @@ async def watching(app, metric):
     await app.detector.run_tick()
     await app.detector.watch(registry.lookup(metric), viewer)
     return app.detector, viewer
-
-
-async def send(http_client, base_url, app, body):
-    """POST and wait until InfluxDB has it."""
-    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
-    assert status == 200, result
-    await eventually(lambda: app.writer.depth == 0)
 
 
 def samples(call, start, count, step=1000, peer="alice", **fields):
@@ -71,8 +40,8 @@ def samples(call, start, count, step=1000, peer="alice", **fields):
 @pytest.mark.gen_test(timeout=30)
 async def test_first_tick_learns_the_live_set_and_announces_nothing(http_client, base_url, app):
     start = now_ms() - 8000
-    await send(http_client, base_url, app, samples("old", start - 1000, 2, rtt=5.0) + [{"call": "old", "event": "end"}])
-    await send(http_client, base_url, app, samples("live", start, 5, rtt=10.0))
+    await send(http_client, base_url, samples("old", start - 1000, 2, rtt=5.0) + [{"call": "old", "event": "end"}], flushed=app)
+    await send(http_client, base_url, samples("live", start, 5, rtt=10.0), flushed=app)
     detector = app.detector
     viewer = Recorder()
     watching = asyncio.ensure_future(detector.watch(registry.lookup("rtt"), viewer))
@@ -93,7 +62,8 @@ async def test_started_points_then_explicit_end_of_every_peer(http_client, base_
     detector, viewer = await watching(app, "rtt")
     assert viewer.messages == [{"type": "snapshot", "metric": "rtt", "bucket_ms": BUCKET_MS, "calls": {}}]
     start = now_ms() - 3000
-    await send(http_client, base_url, app, samples("c-1", start, 3, rtt=40.0) + samples("c-1", start, 3, peer="bob", rtt=60.0))
+    await send(http_client, base_url, samples("c-1", start, 3, rtt=40.0) + samples("c-1", start, 3, peer="bob", rtt=60.0),
+               flushed=app)
     await detector.run_tick()
     started, points = viewer.messages[1:3]
     assert started == {"type": "call_started", "call": "c-1", "at": start}
@@ -105,10 +75,10 @@ async def test_started_points_then_explicit_end_of_every_peer(http_client, base_
     assert viewer.messages == []  # no new sample, nothing re-sent
 
     end_at = now_ms()
-    await send(http_client, base_url, app, [{"call": "c-1", "peer": "alice", "event": "end", "ts": end_at - 500}])
+    await send(http_client, base_url, [{"call": "c-1", "peer": "alice", "event": "end", "ts": end_at - 500}], flushed=app)
     await detector.run_tick()
     assert viewer.events() == [] and detector.live_calls == ["c-1"]  # bob is still in the call
-    await send(http_client, base_url, app, [{"call": "c-1", "peer": "bob", "event": "end", "ts": end_at}])
+    await send(http_client, base_url, [{"call": "c-1", "peer": "bob", "event": "end", "ts": end_at}], flushed=app)
     await detector.run_tick()
     assert viewer.events() == [("call_ended", "c-1", end_at)]
     assert detector.live_calls == []
@@ -125,7 +95,7 @@ async def test_counters_are_rates_and_only_changed_buckets_are_sent(http_client,
     start = (now_ms() - 8000) // BUCKET_MS * BUCKET_MS
     # 5 packets every 500 ms over two buckets: 10 packets/s, shown on the second
     # bucket (a rate needs the bucket before it)
-    await send(http_client, base_url, app, samples("c-2", start, 8, step=500, packetsLost=(0.0, 5.0)))
+    await send(http_client, base_url, samples("c-2", start, 8, step=500, packetsLost=(0.0, 5.0)), flushed=app)
     viewer = Recorder()
     await detector.run_tick()
     await detector.watch(registry.lookup("packetsLost"), viewer)
@@ -133,17 +103,18 @@ async def test_counters_are_rates_and_only_changed_buckets_are_sent(http_client,
     assert snapshot["metric"] == "packetsLost"
     assert snapshot["calls"]["c-2"] == [[start + BUCKET_MS, pytest.approx(10.0)]]
     # 10 more every 500 ms in the third bucket: 35 -> 75, 20 packets/s; the second bucket is not re-sent
-    await send(http_client, base_url, app, samples("c-2", start + 2 * BUCKET_MS, 4, step=500, packetsLost=(45.0, 10.0)))
+    await send(http_client, base_url, samples("c-2", start + 2 * BUCKET_MS, 4, step=500, packetsLost=(45.0, 10.0)), flushed=app)
     await detector.run_tick()
     [points] = viewer.of_type("points")
     assert points["calls"]["c-2"] == [[start + 2 * BUCKET_MS, pytest.approx(20.0)]]
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=30)
 async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, base_url, app):
     detector, viewer = await watching(app, "rtt")
     first = now_ms() - 1000
-    await send(http_client, base_url, app, samples("c-3", first, 2, rtt=20.0))
+    await send(http_client, base_url, samples("c-3", first, 2, rtt=20.0), flushed=app)
     await detector.run_tick()
     assert viewer.events() == [("call_started", "c-3", first)]
     await asyncio.sleep(3.2)  # --call-timeout
@@ -152,7 +123,7 @@ async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, 
     viewer.clear()
 
     again = now_ms()
-    await send(http_client, base_url, app, samples("c-3", again, 1, rtt=30.0))
+    await send(http_client, base_url, samples("c-3", again, 1, rtt=30.0), flushed=app)
     await detector.run_tick()
     # the old part is still in the look-back window; the start is the first sample after it
     assert viewer.events() == [("call_started", "c-3", again)]
@@ -163,8 +134,8 @@ async def test_timeout_end_at_last_sample_and_restart_starts_again(http_client, 
 async def test_a_call_between_two_ticks_starts_and_ends(http_client, base_url, app):
     detector, viewer = await watching(app, "rtt")
     start = now_ms() - 2000
-    await send(http_client, base_url, app, samples("flash", start, 2, rtt=1.0) +
-               [{"call": "flash", "event": "end", "ts": start + 1500}])
+    await send(http_client, base_url, samples("flash", start, 2, rtt=1.0) +
+               [{"call": "flash", "event": "end", "ts": start + 1500}], flushed=app)
     await detector.run_tick()
     assert viewer.events() == [("call_started", "flash", start), ("call_ended", "flash", start + 1500)]
 
@@ -173,7 +144,7 @@ async def test_a_call_between_two_ticks_starts_and_ends(http_client, base_url, a
 async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, app):
     detector = app.detector
     await detector.run_tick()
-    await send(http_client, base_url, app, samples("c-4", now_ms() - 2000, 2, rtt=1.0, jitter=2.0, framesPerSecond=30.0))
+    await send(http_client, base_url, samples("c-4", now_ms() - 2000, 2, rtt=1.0, jitter=2.0, framesPerSecond=30.0), flushed=app)
     await detector.run_tick()
 
     async def queries_per_tick(viewers):
@@ -204,7 +175,7 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert list(detector.graphs.watches) == ["jitter"]
     assert await queries_per_tick(1) == 1
     # New rows: the overlap read by key, then the rows from the first one not read whole before.
-    await send(http_client, base_url, app, samples("c-4", now_ms() - 1000, 1, rtt=2.0))
+    await send(http_client, base_url, samples("c-4", now_ms() - 1000, 1, rtt=2.0), flushed=app)
     made, counted, of_alerts = app.store.queries, detector.queries, app.alerts.queries
     await detector.run_tick()
     await app.alerts._task
@@ -263,21 +234,21 @@ async def test_two_servers_agree_on_live_calls_and_their_events(http_client, bas
         await detector.run_tick()
         await detector.watch(registry.lookup("rtt"), viewer)
     start = now_ms() - 2000
-    await send(http_client, base_url, app, samples("on-a", start, 2, rtt=10.0))
-    await send(http_client, other.base_url, other, samples("on-b", start + 100, 2, peer="bob", rtt=20.0))
+    await send(http_client, base_url, samples("on-a", start, 2, rtt=10.0), flushed=app)
+    await send(http_client, other.base_url, samples("on-b", start + 100, 2, peer="bob", rtt=20.0), flushed=other)
     for detector in detectors:
         await detector.run_tick()
     assert [detector.live_calls for detector in detectors] == [["on-a", "on-b"]] * 2
     assert [detector.activity.full_reads for detector in detectors] == [1, 1]  # only the first tick read the window
     # a peer of on-a joins through the other server; the first peer leaves through this one
-    await send(http_client, other.base_url, other, samples("on-a", now_ms() - 500, 1, peer="carol", rtt=30.0))
+    await send(http_client, other.base_url, samples("on-a", now_ms() - 500, 1, peer="carol", rtt=30.0), flushed=other)
     end_at = now_ms()
-    await send(http_client, base_url, app, [{"call": "on-a", "peer": "alice", "event": "end", "ts": end_at}])
+    await send(http_client, base_url, [{"call": "on-a", "peer": "alice", "event": "end", "ts": end_at}], flushed=app)
     for detector in detectors:
         await detector.run_tick()
     assert [detector.live_states()["on-a"].peers for detector in detectors] == [["alice", "carol"]] * 2
-    await send(http_client, other.base_url, other, [{"call": "on-a", "peer": "carol", "event": "end", "ts": end_at + 1}])
-    await send(http_client, base_url, app, [{"call": "on-b", "event": "end", "ts": end_at + 2}])
+    await send(http_client, other.base_url, [{"call": "on-a", "peer": "carol", "event": "end", "ts": end_at + 1}], flushed=other)
+    await send(http_client, base_url, [{"call": "on-b", "event": "end", "ts": end_at + 2}], flushed=app)
     for detector in detectors:
         await detector.run_tick()
     assert [detector.live_calls for detector in detectors] == [[], []]
@@ -291,7 +262,8 @@ async def test_feed_rows_are_one_series_per_process_and_partial_rows_wait(http_c
     detector = app.detector
     await detector.run_tick()
     start = now_ms() - 1000
-    await send(http_client, base_url, app, samples("fed", start, 2, rtt=10.0) + samples("fed", start, 1, peer="bob", rtt=1.0))
+    await send(http_client, base_url, samples("fed", start, 2, rtt=10.0) + samples("fed", start, 1, peer="bob", rtt=1.0),
+               flushed=app)
     series = await app.store.query('SHOW SERIES FROM "rtc_feed"."rtc_feed"')
     assert [row["key"] for s in series for row in s["rows"]] == [f"rtc_feed,node={app.rtcstats_sessions.limits.feed.node}"]
     rows = await app.store.query('SELECT * FROM "rtc_feed"."rtc_feed"')
@@ -315,7 +287,7 @@ async def test_feed_rows_are_one_series_per_process_and_partial_rows_wait(http_c
 async def test_a_failed_tick_reads_the_whole_window_again(http_client, base_url, app):
     detector = app.detector
     await detector.run_tick()
-    await send(http_client, base_url, app, samples("back", now_ms() - 1000, 2, rtt=10.0))
+    await send(http_client, base_url, samples("back", now_ms() - 1000, 2, rtt=10.0), flushed=app)
     real = app.store.feed_since
 
     async def failing(since_ms):
@@ -344,7 +316,7 @@ async def test_points_from_the_feed_are_what_the_grouped_query_over_rtc_stats_an
               "stats": {"packetsLost": [100.0, 107.0, 115.0, 3.0, 9.0, 20.0, 22.0][i]}} for i in range(7)]
     body += [{"call": "eq", "peer": "alice", "kind": "video", "ts": start + 500 + i * 700,
               "stats": {"availableOutgoingBitrate": 1e6 + i * 1e5, "packetsLost": float(i * i)}} for i in range(9)]
-    await send(http_client, base_url, app, body)
+    await send(http_client, base_url, body, flushed=app)
     await detector.run_tick()
     end = now_ms()
     for name in ("rtt", "packetsLost", "availableBandwidth", "jitter"):

@@ -4,8 +4,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rtcscope import registry
 from rtcscope.telemetry import Telemetry
-from tests.conftest import now_ms
-from tests.helpers import eventually, post
+from tests.support.api import post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
+from tests.support.websockets import Recorder
 
 pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
 
@@ -16,17 +18,6 @@ DETECTOR_FAMILIES = {
     "rtcscope_calls_viewers": "gauge", "rtcscope_call_summaries_written": "counter", "rtcscope_ended_calls": "gauge",
     "rtcscope_ended_calls_ready": "gauge",
 }
-
-
-class Viewer:
-    def __init__(self):
-        self.messages = []
-
-    def send(self, data):
-        self.messages.append(data)
-
-    def close(self, code, reason):
-        pass
 
 
 def families(telemetry):
@@ -43,9 +34,9 @@ async def test_the_detector_registers_its_families_with_what_it_counts(http_clie
     await eventually(lambda: app.writer.depth == 0)
     detector = app.detector
     await detector.run_tick()
-    await detector.watch(registry.lookup("rtt"), Viewer())
-    await detector.watch(registry.lookup("jitter"), Viewer())
-    await detector.watch_calls(Viewer())
+    await detector.watch(registry.lookup("rtt"), Recorder())
+    await detector.watch(registry.lookup("jitter"), Recorder())
+    await detector.watch_calls(Recorder())
     await detector.run_tick()
 
     telemetry = Telemetry()

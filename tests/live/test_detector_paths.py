@@ -3,30 +3,19 @@ and the whole window with grouped queries over rtc_stats every tick (what bench 
 with, `incremental=False`) tell viewers the same, tick by tick, over a small fleet of real
 Chromium reports: calls that start, send, end, time out and start later."""
 import asyncio
-import json
 
 import pytest
 
 from rtcscope import registry
 from rtcscope.live.detector import CallDetector
-from tests.conftest import now_ms
-from tests.helpers import CHROMIUM_FIXTURE, eventually, post
+from tests.support.reports import chromium_reports
+from tests.support.samples import now_ms, send
+from tests.support.websockets import Recorder
 
 pytestmark = pytest.mark.app_config(tick=3600.0, call_timeout=3.0)
 
-REPORTS = json.loads(CHROMIUM_FIXTURE.read_text())["reports"]
+REPORTS = chromium_reports()
 METRICS = ("rtt", "packetsLost", "framesPerSecond")  # a gauge and a counter the feed carries, one it does not
-
-
-class Recorder:
-    def __init__(self):
-        self.messages = []
-
-    def send(self, data):
-        self.messages.append(json.loads(data))
-
-    def close(self, code, reason):
-        pass
 
 
 def rounded(value):
@@ -46,12 +35,7 @@ def reports(call, indexes, now):
             for n, index in enumerate(indexes) for peer in ("caller", "callee")]
 
 
-async def send(http_client, base_url, app, body):
-    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body)
-    assert status == 200, result
-    await eventually(lambda: app.writer.depth == 0)
-
-
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_the_feed_and_the_whole_window_tell_viewers_the_same(http_client, base_url, app):
     time = [0]
@@ -81,21 +65,21 @@ async def test_the_feed_and_the_whole_window_tell_viewers_the_same(http_client, 
 
 async def follow_a_fleet(http_client, base_url, app, detectors, viewers, tick_both):
     now = now_ms()
-    await send(http_client, base_url, app, [item for call in ("a", "b", "c") for item in reports(call, [0, 1, 2], now)])
+    await send(http_client, base_url, [item for call in ("a", "b", "c") for item in reports(call, [0, 1, 2], now)], flushed=app)
     assert await tick_both() == ["a", "b", "c"]
     for detector, each in zip(detectors, viewers):
         for metric, viewer in zip(METRICS, each):
             await detector.watch(registry.lookup(metric), viewer)
         await detector.watch_calls(each[-1])
     now = now_ms()
-    await send(http_client, base_url, app, reports("a", [3, 4], now) + reports("b", [3], now) + reports("d", [0, 1], now)
-               + [{"call": "b", "peer": peer, "event": "end", "reason": "leave"} for peer in ("caller", "callee")])
+    await send(http_client, base_url, reports("a", [3, 4], now) + reports("b", [3], now) + reports("d", [0, 1], now)
+               + [{"call": "b", "peer": peer, "event": "end", "reason": "leave"} for peer in ("caller", "callee")], flushed=app)
     assert await tick_both() == ["a", "c", "d"]
     await asyncio.sleep(3.2)  # c sends nothing for longer than the timeout
     now = now_ms()
-    await send(http_client, base_url, app, reports("a", [5], now) + reports("d", [2, 3], now))
+    await send(http_client, base_url, reports("a", [5], now) + reports("d", [2, 3], now), flushed=app)
     assert await tick_both() == ["a", "d"]
-    await send(http_client, base_url, app, reports("d", [4, 5], now_ms()) + [{"call": "a", "event": "end"}])
+    await send(http_client, base_url, reports("d", [4, 5], now_ms()) + [{"call": "a", "event": "end"}], flushed=app)
     assert await tick_both() == ["d"]
     # What they agreed on: every event, points of the calls that sent, the call list's changes.
     told = viewers[0]

@@ -8,11 +8,10 @@ import asyncio
 import pytest
 
 from rtcscope.live import fleet
-from tests.conftest import now_ms
 from tests.data import dumps
-from tests.helpers import eventually, get
-from tests.ingest.test_import import import_dump, recent
-from tests.live.test_fleet import FLEET, call_samples, send
+from tests.support.api import get, post
+from tests.support.samples import FLEET, call_samples, now_ms, send
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.app_config(**FLEET)
 
@@ -58,12 +57,12 @@ async def end_calls(http_client, app, calls):
     body = []
     for call, (rtt, jitter, loss, _) in calls.items():
         body += call_samples(call, start, rtt, jitter, loss)
-    await send(http_client, app.base_url, app, body)
+    await send(http_client, app.base_url, body, flushed=app)
     await tick(app)
     assert set(calls) <= set(app.detector.live_calls)
     ends = [{"call": call, "event": "end", "ts": now_ms(), **({"reason": how} if how else {})}
             for call, (_, _, _, how) in calls.items() if how != "timeout"]
-    await send(http_client, app.base_url, app, ends)
+    await send(http_client, app.base_url, ends, flushed=app)
     if any(how == "timeout" for *_, how in calls.values()):
         await asyncio.sleep(3.3)  # --call-timeout
     await tick(app)
@@ -85,6 +84,7 @@ def served(app, base_url):
     return app
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_ended_calls_are_listed_with_reason_and_quality_without_a_query(http_client, served, influxd, database):
     app = served
@@ -121,7 +121,7 @@ async def test_a_call_that_comes_back_moves_from_ended_to_live(http_client, serv
     await end_calls(http_client, app, {"back": (50.0, 5.0, 0.0, "stop"), "gone": (50.0, 5.0, 0.0, "stop")})
     ended = await listed_without_a_query(http_client, app, "state=ended")
     assert sorted(c["call"] for c in ended["calls"]) == ["back", "gone"]
-    await send(http_client, app.base_url, app, call_samples("back", now_ms() - 1000, 50.0, 5.0, 0.0, count=2))
+    await send(http_client, app.base_url, call_samples("back", now_ms() - 1000, 50.0, 5.0, 0.0, count=2), flushed=app)
     await tick(app)
     assert "back" in app.detector.live_calls
     ended = await listed_without_a_query(http_client, app, "state=ended")
@@ -132,13 +132,14 @@ async def test_a_call_that_comes_back_moves_from_ended_to_live(http_client, serv
     assert [(c["call"], c["state"]) for c in every["calls"]] == [("back", "live"), ("gone", "ended")]
     assert every["calls"][0]["quality"]["verdict"] == "good"  # a live call's quality of the tick
 
-    await send(http_client, app.base_url, app, [{"call": "back", "event": "end", "ts": now_ms()}])
+    await send(http_client, app.base_url, [{"call": "back", "event": "end", "ts": now_ms()}], flushed=app)
     await tick(app)
     ended = await listed_without_a_query(http_client, app, "state=ended")
     assert sorted(c["call"] for c in ended["calls"]) == ["back", "gone"]
     assert {c["call"]: c["end_detail"] for c in ended["calls"]} == {"back": None, "gone": "stop"}
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=120)
 async def test_a_server_started_later_lists_the_same_ended_calls(http_client, served, app_config, start_server):
     one = served
@@ -164,6 +165,7 @@ async def test_a_server_started_later_lists_the_same_ended_calls(http_client, se
     assert {c["call"]: c["quality"]["verdict"] for c in first["calls"]}["l-two"] == "poor"
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_paging_over_ended_calls_never_repeats_or_skips(http_client, served):
     app = served
@@ -171,7 +173,7 @@ async def test_paging_over_ended_calls_never_repeats_or_skips(http_client, serve
     calls = {f"p-{i:02d}": (40.0 + 30 * (i % 9), 5.0, 0.02 * (i % 4), "leave") for i in range(23)}
     await end_calls(http_client, app, calls)
     await summarised(app, len(calls))
-    await send(http_client, app.base_url, app, call_samples("p-live", now_ms() - 3000, 60.0, 5.0, 0.0, count=3))
+    await send(http_client, app.base_url, call_samples("p-live", now_ms() - 3000, 60.0, 5.0, 0.0, count=3), flushed=app)
     await tick(app)
     for query, total in (("state=ended&sort=worst", 23), ("state=ended&sort=recent", 23),
                          ("state=all&sort=worst", 24), ("state=all&sort=recent", 24)):
@@ -211,7 +213,8 @@ async def test_an_import_is_listed_by_every_server(http_client, served, app_conf
     two = await start_server(**{**app_config, "wal_dir": None})
     await tick(one)
     await tick(two)
-    status, answer, _ = await import_dump(http_client, one.base_url, "imported-1", recent(dumps.AUDIO_ONLY))
+    status, answer, _ = await post(http_client, one.base_url + "/v1/import/webrtc-internals?call=imported-1",
+                                   dumps.recent(dumps.AUDIO_ONLY))
     assert status == 200, answer
     await eventually(lambda: one.writer.depth == 0)
     # the importing server asks InfluxDB until its detector has read the import back

@@ -14,38 +14,12 @@ from tornado.websocket import websocket_connect
 
 from rtcscope.live import fleet
 from rtcscope.quality import FAIR_MOS, GOOD_MOS, estimate_mos
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
-from tests.live.test_ws import raw_viewer, read_frames
+from tests.support.api import assert_error, get
+from tests.support.samples import FLEET, call_samples, now_ms, send
+from tests.support.waits import eventually
+from tests.support.websockets import raw_viewer, read_frames
 
-# Hundreds of calls from one address: the new-call budget is raised.
-FLEET = {"tick": 3600.0, "call_timeout": 3.0, "max_new_calls": 100_000}
 pytestmark = pytest.mark.app_config(**FLEET)
-
-CALLS_PER_REQUEST = 8  # under --max-calls-per-request
-
-
-async def send(http_client, base_url, app, body):
-    by_call = {}
-    for sample in body:
-        by_call.setdefault(sample["call"], []).append(sample)
-    calls = list(by_call)
-    for offset in range(0, len(calls), CALLS_PER_REQUEST):
-        chunk = [sample for call in calls[offset:offset + CALLS_PER_REQUEST] for sample in by_call[call]]
-        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", chunk)
-        assert status == 200, result
-    await eventually(lambda: app.writer.depth == 0)
-
-
-def call_samples(call, start, rtt, jitter, loss, peer="alice", count=6, step=1000):
-    """`count` audio samples a second apart: rtt/jitter constant, packet counters that
-    lose `loss` of what they carry (100 packets a sample)."""
-    lost_each = round(100 * loss)
-    return [{"call": call, "peer": peer, "kind": "audio", "ts": start + i * step,
-             "stats": {"rtt": rtt, "jitter": jitter, "packetsLost": float(lost_each * i),
-                       "packetsReceived": float((100 - lost_each) * i)}}
-            for i in range(count)]
-
 
 def expected_mos(rtt, jitter, loss):
     return round(estimate_mos(rtt, jitter, loss), 2)
@@ -96,7 +70,7 @@ async def fleet_of_calls(http_client, base_url, app):
         body += call_samples(call, start, rtt, jitter, loss)
     body += call_samples("bad-both", start, 90.0, 5.0, 0.0, peer="bob")  # bob is fine: alice is the worst peer
     body.append({"call": "silent", "peer": "carol", "kind": "video", "ts": start, "stats": {"framesPerSecond": 30.0}})
-    await send(http_client, base_url, app, body)
+    await send(http_client, base_url, body, flushed=app)
     return start
 
 
@@ -207,10 +181,9 @@ async def test_calls_websocket_snapshot_then_diffs(http_client, base_url, app):
 
     # good-05 goes bad, bad-rtt ends, a new call starts
     now = now_ms()
-    await send(http_client, base_url, app,
-               call_samples("good-05", now - 1500, 3000.0, 5.0, 0.0, count=2)  # window mean over 300 ms
+    await send(http_client, base_url, call_samples("good-05", now - 1500, 3000.0, 5.0, 0.0, count=2)  # window mean over 300 ms
                + call_samples("new-1", now - 2000, 60.0, 5.0, 0.0, count=2)
-               + [{"call": "bad-rtt", "event": "end", "ts": now - 100}])
+               + [{"call": "bad-rtt", "event": "end", "ts": now - 100}], flushed=app)
     await detector.run_tick()
     message = await viewer.wait(2)
     assert message["type"] == "calls"
@@ -224,10 +197,11 @@ async def test_calls_websocket_snapshot_then_diffs(http_client, base_url, app):
     viewer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 async def test_a_timed_out_call_ends_with_reason_timeout(http_client, base_url, app):
     await app.detector.run_tick()
-    await send(http_client, base_url, app, call_samples("quiet", now_ms() - 1000, 50.0, 5.0, 0.0, count=2))
+    await send(http_client, base_url, call_samples("quiet", now_ms() - 1000, 50.0, 5.0, 0.0, count=2), flushed=app)
     await app.detector.run_tick()
     viewer = await CallsViewer.open(base_url)
     await viewer.wait(1)
@@ -254,7 +228,7 @@ async def test_queries_per_tick_do_not_grow_with_calls_or_viewers(http_client, b
         assert detector.queries - counted == made  # the detector counts every query it makes
         return made / 3
 
-    await send(http_client, base_url, app, call_samples("one", now_ms() - 3000, 50.0, 5.0, 0.0, count=3))
+    await send(http_client, base_url, call_samples("one", now_ms() - 3000, 50.0, 5.0, 0.0, count=3), flushed=app)
     await detector.run_tick()
     viewers = [await CallsViewer.open(base_url)]
     few = await per_tick()
@@ -304,6 +278,7 @@ async def test_a_long_call_keeps_its_start_beyond_the_look_back_window(http_clie
     viewer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(**FLEET, ws_max_pending=2000)
 async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_url, app):
@@ -318,8 +293,8 @@ async def test_a_calls_viewer_that_does_not_read_is_dropped(http_client, base_ur
     [slow] = [v for v in detector.call_list.viewers if v.request.connection.context.address[1] == port]
     slow.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     for tick in range(30):  # 40 calls start every tick: a message of several kB every tick
-        await send(http_client, base_url, app, [sample for n in range(40) for sample in call_samples(
-            f"more-{tick}-{n:02d}", now_ms() - 1000, 50.0, 5.0, 0.0, count=2)])
+        await send(http_client, base_url, [sample for n in range(40) for sample in call_samples(
+            f"more-{tick}-{n:02d}", now_ms() - 1000, 50.0, 5.0, 0.0, count=2)], flushed=app)
         await detector.run_tick()
         if len(detector.call_list.viewers) == 1:
             break
@@ -353,8 +328,8 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     alice = call_samples("split", start, 350.0, 20.0, 0.06) + [
         {"call": "split", "peer": "alice", "kind": "video", "ts": start + i * 1000,
          "stats": {"freezeCount": float(i // 2), "qualityLimitationReason": 2.0 if i < 3 else 1.0}} for i in range(6)]
-    await send(http_client, base_url, app, alice)
-    await send(http_client, other.base_url, other, call_samples("split", start, 60.0, 4.0, 0.0, peer="bob"))
+    await send(http_client, base_url, alice, flushed=app)
+    await send(http_client, other.base_url, call_samples("split", start, 60.0, 4.0, 0.0, peer="bob"), flushed=other)
     statements.clear()
     for detector in detectors:
         await detector.run_tick()

@@ -6,8 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import assert_error, eventually, get, post
+from tests.support.api import assert_error, get, post
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 CALLS = {  # call -> (rtt, lost of 100 packets)
     "h-good": (40.0, 0), "h-lossy": (80.0, 12), "h-slow": (900.0, 0), "h-fine": (60.0, 1)}
@@ -29,6 +30,7 @@ def nearest_rank(values, fraction):
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 async def test_two_servers_write_one_summary_per_ended_call(http_client, start_server, influxd, database, tmp_path):
     config = {"influxdb_url": influxd.url, "database": database, "flush_interval": 0.1, "tick": 0.2,

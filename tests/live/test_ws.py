@@ -5,83 +5,12 @@ import socket
 import struct
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.httpclient import HTTPClientError
 
 from rtcscope.live.graphs import BUCKET_MS
-from tests.conftest import now_ms
-from tests.helpers import eventually, post, split_by_call
-
-
-class Viewer:
-    """A websocket viewer that reads in the background and keeps every message."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.messages = []
-        self._reader = asyncio.ensure_future(self._read())
-        self._arrived = asyncio.Event()
-
-    @classmethod
-    async def open(cls, base_url, path, origin=None):
-        url = base_url.replace("http://", "ws://") + path
-        headers = {"Origin": origin} if origin else {}
-        return cls(await websocket_connect(HTTPRequest(url, headers=headers)))
-
-    async def _read(self):
-        while True:
-            message = await self.connection.read_message()
-            if message is None:
-                self._arrived.set()
-                return
-            self.messages.append(json.loads(message))
-            self._arrived.set()
-
-    async def next(self, kind, call=None, after=0, timeout=15):
-        """The first message of `kind` (for `call`) at index >= `after`, waiting for it."""
-        async def found():
-            while True:
-                for index, message in enumerate(self.messages[after:], after):
-                    if message["type"] == kind and (call is None or message.get("call") == call
-                                                    or call in message.get("calls", {})):
-                        return index, message
-                if self._reader.done():
-                    raise AssertionError(f"closed ({self.connection.close_code}) before a {kind} message")
-                self._arrived.clear()
-                await self._arrived.wait()
-        return await asyncio.wait_for(found(), timeout)
-
-    async def closed(self, timeout=15):
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.connection.close_code, self.connection.close_reason
-
-    def events(self, call):
-        return [(m["type"], m["at"]) for m in self.messages
-                if m["type"] in ("call_started", "call_ended") and m["call"] == call]
-
-    def close(self):
-        self.connection.close()
-        self._reader.cancel()
-
-
-@pytest.fixture
-def viewers():
-    opened = []
-
-    async def open_viewer(base_url, path="/ws/graph/rtt", origin=None):
-        viewer = await Viewer.open(base_url, path, origin)
-        opened.append(viewer)
-        return viewer
-
-    yield open_viewer
-    for viewer in opened:
-        viewer.close()
-
-
-async def write(http_client, base_url, body):
-    for request in split_by_call(body) if isinstance(body, list) else [body]:
-        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", request)
-        assert status == 200, result
+from tests.support.samples import now_ms, send
+from tests.support.waits import eventually
+from tests.support.websockets import raw_viewer, read_frames
 
 
 def sample(call, ts, peer="alice", **stats):
@@ -94,7 +23,7 @@ async def test_snapshot_then_started_points_and_explicit_end(http_client, base_u
     _, snapshot = await viewer.next("snapshot")
     assert snapshot == {"type": "snapshot", "metric": "rtt", "bucket_ms": 2000, "calls": {}}
     first = now_ms() - 1000
-    await write(http_client, base_url, [sample("c-ws", first, rtt=41.0), sample("c-ws", first + 1000, rtt=43.0)])
+    await send(http_client, base_url, [sample("c-ws", first, rtt=41.0), sample("c-ws", first + 1000, rtt=43.0)])
     started_at, started = await viewer.next("call_started", "c-ws")
     assert started == {"type": "call_started", "call": "c-ws", "at": first}
     points_at, points = await viewer.next("points", "c-ws")
@@ -104,7 +33,7 @@ async def test_snapshot_then_started_points_and_explicit_end(http_client, base_u
     assert viewer.messages[0]["type"] == "snapshot"
 
     end_at = now_ms()
-    await write(http_client, base_url, {"call": "c-ws", "event": "end", "ts": end_at})
+    await send(http_client, base_url, {"call": "c-ws", "event": "end", "ts": end_at})
     _, ended = await viewer.next("call_ended", "c-ws")
     assert ended == {"type": "call_ended", "call": "c-ws", "at": end_at, "reason": "explicit"}
     assert viewer.events("c-ws") == [("call_started", first), ("call_ended", end_at)]
@@ -117,8 +46,8 @@ async def test_snapshot_holds_the_last_five_minutes_of_live_calls_counters_as_ra
     start = (now_ms() - 290_000) // BUCKET_MS * BUCKET_MS
     body = [sample("long", start + i * 2000, rtt=float(i % 7), packetsLost=float(i * 4)) for i in range(140)]
     body.append(sample("gone", start, rtt=1.0))
-    await write(http_client, base_url, body)
-    await write(http_client, base_url, {"call": "gone", "event": "end"})
+    await send(http_client, base_url, body)
+    await send(http_client, base_url, {"call": "gone", "event": "end"})
     await eventually(lambda: app.detector.live_calls == ["long"])
     rtt = await viewers(base_url, "/ws/graph/googRtt")  # an alias of rtt
     _, snapshot = await rtt.next("snapshot")
@@ -139,13 +68,13 @@ async def test_silence_ends_a_call_at_its_last_sample_and_it_can_start_again(htt
     viewer = await viewers(base_url)
     await viewer.next("snapshot")
     first = now_ms() - 4000
-    await write(http_client, base_url, [sample("c-t", first, rtt=1.0), sample("c-t", first + 500, rtt=2.0)])
+    await send(http_client, base_url, [sample("c-t", first, rtt=1.0), sample("c-t", first + 500, rtt=2.0)])
     await viewer.next("call_started", "c-t")
     index, ended = await viewer.next("call_ended", "c-t")
     assert (ended["at"], ended["reason"]) == (first + 500, "timeout")
 
     again = now_ms()
-    await write(http_client, base_url, [sample("c-t", again, rtt=3.0)])
+    await send(http_client, base_url, [sample("c-t", again, rtt=3.0)])
     _, restarted = await viewer.next("call_started", "c-t", after=index)
     assert restarted["at"] == again
     _, points = await viewer.next("points", "c-t", after=index)
@@ -162,14 +91,14 @@ async def test_two_servers_on_one_database_agree(influxd, database, tmp_path, st
     await eventually(lambda: one.detector.ticks > 0 and two.detector.ticks > 0)
     on_one, on_two = await viewers(one.base_url), await viewers(two.base_url)
     first = now_ms() - 1000
-    await write(http_client, one.base_url, [sample("shared", first, rtt=10.0)])
+    await send(http_client, one.base_url, [sample("shared", first, rtt=10.0)])
     for viewer in (on_one, on_two):
         _, started = await viewer.next("call_started", "shared")
         assert started["at"] == first
         await viewer.next("points", "shared")
     assert one.detector.live_calls == two.detector.live_calls == ["shared"]
     end_at = now_ms()
-    await write(http_client, two.base_url, {"call": "shared", "peer": "alice", "event": "end", "ts": end_at})
+    await send(http_client, two.base_url, {"call": "shared", "peer": "alice", "event": "end", "ts": end_at})
     for viewer in (on_one, on_two):
         await viewer.next("call_ended", "shared")
     assert on_one.events("shared") == on_two.events("shared") == [("call_started", first), ("call_ended", end_at)]
@@ -184,7 +113,7 @@ async def test_unknown_metric_is_closed_with_a_reason(http_client, base_url, app
     injected = await viewers(base_url, "/ws/graph/rtt%22%20OR%201=1")
     assert (await injected.closed())[0] == 4404
     # a field a client stored, without a registry entry, is a metric like the others
-    await write(http_client, base_url, [sample("c-f", now_ms(), customScore=7.0)])
+    await send(http_client, base_url, [sample("c-f", now_ms(), customScore=7.0)])
     await eventually(lambda: app.writer.depth == 0)
     app.store._fields = (0.0, frozenset())  # do not wait for the field-name cache to expire
     custom = await viewers(base_url, "/ws/graph/customScore")
@@ -204,37 +133,7 @@ async def test_cross_origin_viewers_need_the_allow_list(http_client, base_url, a
     await same.next("snapshot")
 
 
-async def raw_viewer(base_url, path):
-    """A viewer that shakes hands and then never reads, with a tiny receive window."""
-    host, port = base_url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    await writer.drain()
-    return reader, writer
-
-
-async def read_frames(reader):
-    """(opcode, payload) of every server frame until the connection ends."""
-    await reader.readuntil(b"\r\n\r\n")
-    frames = []
-    while True:
-        try:
-            head = await reader.readexactly(2)
-        except asyncio.IncompleteReadError:
-            return frames
-        length = head[1] & 0x7F
-        if length == 126:
-            length = struct.unpack(">H", await reader.readexactly(2))[0]
-        elif length == 127:
-            length = struct.unpack(">Q", await reader.readexactly(8))[0]
-        frames.append((head[0] & 0x0F, await reader.readexactly(length)))
-
-
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
 @pytest.mark.app_config(ws_max_pending=20_000)
 async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
@@ -242,7 +141,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     start = (now_ms() - 290_000) // BUCKET_MS * BUCKET_MS
     # 60 live calls with five minutes of history: a snapshot of several hundred kB
     body = [sample(f"call-{c:02d}", start + i * 2000, rtt=float(c + i % 5)) for c in range(60) for i in range(145)]
-    await write(http_client, base_url, body)
+    await send(http_client, base_url, body)
     await eventually(lambda: len(app.detector.live_calls) == 60)
     good = await viewers(base_url)
     await good.next("snapshot")
@@ -257,7 +156,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
         value = 0.0
         while True:
             value += 1
-            await write(http_client, base_url, [sample(f"call-{c:02d}", now_ms(), rtt=value) for c in range(60)])
+            await send(http_client, base_url, [sample(f"call-{c:02d}", now_ms(), rtt=value) for c in range(60)])
             await asyncio.sleep(0.2)
 
     posting = asyncio.ensure_future(keep_posting())
@@ -276,6 +175,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
     assert app.telemetry.value("rtcscope_graph_viewers_dropped_total") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.app_config(influxdb_url="http://127.0.0.1:9")
 async def test_without_influxdb_viewers_are_told_to_come_back(http_client, base_url, app, viewers):

@@ -3,7 +3,7 @@ disconnect marker of each (call, peer), read in one statement."""
 import pytest
 
 from rtcscope.storage.lines import disconnect_line
-from tests.conftest import now_ms
+from tests.support.samples import now_ms
 
 
 def end_line(call, peer, at, received, detail=None):

@@ -21,11 +21,14 @@ import pytest
 
 from rtcscope.storage.store import Store
 from rtcscope.storage.wal import RECORD_HEADER, _records
-from tests.conftest import now_ms
-from tests.helpers import count_points, eventually, post
-from tests.influxd import Influxd
-from tests.processes import ROOT, ServerProcess, wait
-from tests.test_load import SlowProxy
+from tests.support.api import post
+from tests.support.influxd import Influxd, SlowProxy, count_points
+from tests.support.metrics import exposed, metric
+from tests.support.processes import ROOT
+from tests.support.samples import now_ms
+from tests.support.waits import eventually, wait
+
+pytestmark = pytest.mark.slow
 
 PER_REQUEST = 20
 POINTS_PER_REQUEST = PER_REQUEST + 1  # the samples and one presence point
@@ -100,44 +103,9 @@ def kill_influxd(influxd):
     influxd.process = None
 
 
-def metric(server, name):
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split(" ")[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
-@pytest.fixture
-def own_influxd(tmp_path):
-    instance = Influxd(str(tmp_path / "influxd")).start()
-    yield instance
-    instance.cleanup()
-
-
-@pytest.fixture
-def servers(tmp_path):
-    started = []
-
-    def start(**options):
-        server = ServerProcess(str(tmp_path), **options)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        if server.process and server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
-
-
 def kill(server):
     server.process.kill()  # SIGKILL: no flush, no goodbye
     server.process.wait()
-
-
-def readyz(server):
-    return server.get_json("/readyz")
 
 
 @contextlib.contextmanager
@@ -145,7 +113,7 @@ def load_through_an_outage(server, influxd, call, acked_while_down):
     """A client posting while InfluxDB goes down (SIGKILL): the block runs once
     `acked_while_down` requests were acknowledged without it; the client
     stops after the block."""
-    wait(lambda: readyz(server)[0] == 200)
+    server.wait_ready()
     load = Load(server.port, call)
     load.start()
     try:
@@ -196,7 +164,7 @@ def test_a_full_log_is_503_with_retry_after_and_loses_nothing(own_influxd, serve
     influxd = own_influxd
     server = servers(influxdb_url=influxd.url, database="outage", max_buffer=200, max_wal=96 * 1024,
                      flush_interval="0.1s")
-    wait(lambda: readyz(server)[0] == 200)
+    server.wait_ready()
     load = Load(server.port, "outage")
     load.start()
     try:
@@ -208,7 +176,7 @@ def test_a_full_log_is_503_with_retry_after_and_loses_nothing(own_influxd, serve
         acked_while_down = load.statuses[killed_at:first_503].count(200)
         assert acked_while_down * POINTS_PER_REQUEST > 5 * 200, "memory full must not refuse: the log takes it"
         assert all(seconds >= 1 for seconds in load.retry_after)
-        status, ready = readyz(server)
+        status, ready = server.get_json("/readyz")
         assert status == 503 and ready["wal"]["full"] is True and ready["influxdb"] is False
         assert ready["buffer_memory"] <= 200 and ready["buffer"] > 5 * 200
         assert 64 * 1024 < ready["wal"]["bytes"] <= 96 * 1024
@@ -222,7 +190,7 @@ def test_a_full_log_is_503_with_retry_after_and_loses_nothing(own_influxd, serve
     assert load.refused and not load.unknown
     assert_exactly_once(influxd, "outage", load)
     wait(lambda: metric(server, "rtcscope_buffer_depth") == 0)
-    assert readyz(server)[0] == 200
+    assert server.get_json("/readyz")[0] == 200
 
 
 def test_sigkill_while_influxdb_is_down_loses_nothing(own_influxd, servers, tmp_path):
@@ -249,7 +217,7 @@ def test_sigkill_mid_load_with_influxdb_up_loses_nothing(own_influxd, servers, t
     influxd = own_influxd
     options = dict(influxdb_url=influxd.url, database="midload", wal_dir=tmp_path / "wal", flush_interval="0.2s")
     first = servers(**options)
-    wait(lambda: readyz(first)[0] == 200)
+    first.wait_ready()
     loads = [Load(first.port, f"midload{n}") for n in range(3)]
     for n, load in enumerate(loads):
         load.seq = n * 100_000  # seq numbers (and timestamps, 100 s apart) unique across the calls
@@ -314,7 +282,7 @@ def test_a_second_process_on_the_same_log_refuses_to_start(influxd, servers, tmp
     code, output = run_refused(tmp_path, influxdb_url=influxd.url, database="locked", wal_dir=wal_dir)
     assert code == 2, output
     assert f"--wal-dir {wal_dir} is in use by another process (pid {first.process.pid})" in output
-    assert readyz(first)[0] == 200  # the first one is untouched
+    assert first.get_json("/readyz")[0] == 200  # the first one is untouched
     first.stop()
     servers(influxdb_url=influxd.url, database="locked", wal_dir=wal_dir)  # free once it has gone
 
@@ -349,13 +317,13 @@ def test_an_old_spool_directory_is_replayed_once(own_influxd, servers, tmp_path)
                    flush_interval="0.1s")
     first = servers(**options)
     assert not list(spool.glob("*.lp"))
-    wait(lambda: count_points(influxd, "upgrade", field="seq") == 350, timeout=60)
+    wait(lambda: influxd.has_database("upgrade") and count_points(influxd, "upgrade", field="seq") == 350, timeout=60)
     assert stored_seqs(influxd, "upgrade") == list(range(350))
     wait(lambda: metric(first, "rtcscope_buffer_depth") == 0)
     assert "took 300 spooled points" in first.log()
     first.stop()
     second = servers(**options)
-    wait(lambda: readyz(second)[0] == 200)
+    second.wait_ready()
     assert metric(second, "rtcscope_points_written_total") == 0  # nothing replayed a second time
     assert metric(second, "rtcscope_buffer_depth") == 0
 
@@ -400,7 +368,7 @@ async def test_a_type_conflict_costs_only_its_point_and_is_counted(http_client, 
     assert app.writer.rejected_by_reason == {"type_conflict": 1, "max_series": 0, "max_values_per_tag": 0, "other": 0}
     assert stored_seqs(influxd, database) == list(range(99))
     response = await http_client.fetch(base_url + "/metrics")
-    assert 'rtcscope_points_rejected_total{reason="type_conflict"} 1' in response.body.decode()
+    assert exposed(response.body.decode(), "rtcscope_points_rejected_total", reason="type_conflict") == 1
     response = await http_client.fetch(base_url + "/readyz")
     ready = json.loads(response.body)
     assert response.code == 200 and ready["status"] == "ok"

@@ -4,9 +4,10 @@ import asyncio
 import pytest
 
 from rtcscope.storage.writer import classify_refusal
-from tests.conftest import now_ms
-from tests.helpers import assert_error, count_points, eventually, post
-from tests.influxd import Influxd
+from tests.support.api import assert_error, post
+from tests.support.influxd import count_points
+from tests.support.samples import now_ms
+from tests.support.waits import eventually
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -70,17 +71,10 @@ async def test_with_the_log_points_beyond_memory_wait_on_disk_and_all_arrive(htt
     assert app.writer.flushes >= 14  # memory was refilled from the log, 50 points at most at a time
 
 
-@pytest.fixture
-def outage_influxd(tmp_path):
-    instance = Influxd(str(tmp_path / "influxd")).start()
-    yield instance
-    instance.cleanup()
-
-
 @pytest.mark.gen_test(timeout=90)
-async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, start_server, outage_influxd, tmp_path):
+async def test_acknowledged_samples_survive_an_influxdb_outage(http_client, start_server, own_influxd, tmp_path):
     """While InfluxDB is down ingest keeps acknowledging; when it is back everything arrives once."""
-    influxd = outage_influxd
+    influxd = own_influxd
     application = await start_server(influxdb_url=influxd.url, database="outage", flush_interval=0.1,
                                       spool_dir=str(tmp_path / "spool"))
     application.writer.retry_max = 0.5

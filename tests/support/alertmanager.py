@@ -8,7 +8,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tests.influxd import free_port, terminate, wait_for_http
+from tests.support.influxd import free_port, terminate
+from tests.support.waits import wait_for_http
 
 # One receiver that notifies nobody: the tests read what Alertmanager holds through its API.
 CONFIG = """\

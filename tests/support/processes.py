@@ -1,18 +1,16 @@
 """Run the server as a real process (server.py or the built binary), as an
 operator would: for signals, restarts, nginx in front and the binary."""
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
-from tests.influxd import free_port, wait_for_http
+from tests.support.api import get_json
+from tests.support.influxd import free_port
+from tests.support.waits import wait, wait_for_http
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ServerProcess:
@@ -58,39 +56,25 @@ class ServerProcess:
     def get_json(self, path, headers=None):
         return get_json(self.url + path, headers)
 
-
-def get_json(url, headers=None):
-    """(status, decoded JSON body) of a GET, whatever the status."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-def wait(condition, timeout=60, interval=0.1):
-    """Synchronous `eventually`, for tests that drive processes rather than an IOLoop."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    def wait_ready(self, timeout=60):
+        """Until /readyz says 200: InfluxDB reachable, the write-ahead log not full."""
+        wait(lambda: self.get_json("/readyz")[0] == 200, timeout)
+        return self
 
 
 @contextlib.contextmanager
-def processes_on_one_database(tmp_path, influxdb_url, database, **common):
-    """`start(name, **options)` runs a server process on the shared database with a short
-    tick and flush and its own spool and log directories; all are stopped on leaving."""
+def server_processes(directory, **common):
+    """`start(name=None, **options)` runs a server process with `common` and `options`; unless
+    told, its spool and write-ahead log are its name's (a number by default) under `directory`.
+    Every one still running is stopped on leaving."""
     started = []
 
-    def start(name, **extra):
-        options = {"influxdb_url": influxdb_url, "database": database, "tick": "0.2s", "flush_interval": "0.1s",
-                   "spool_dir": str(tmp_path / f"spool-{name}"), "wal_dir": str(tmp_path / f"wal-{name}"),
-                   **common, **extra}
-        server = ServerProcess(str(tmp_path), **options).start()
+    def start(name=None, **options):
+        name = len(started) if name is None else name
+        server = ServerProcess(str(directory), **{"spool_dir": directory / f"spool-{name}",
+                                                  "wal_dir": directory / f"wal-{name}", **common, **options})
         started.append(server)
-        return server
+        return server.start()
 
     try:
         yield start

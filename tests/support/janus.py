@@ -11,14 +11,15 @@ import urllib.request
 
 import tornado.web
 
-from tests.influxd import free_port, wait_for_http
+from tests.support.influxd import free_port
+from tests.support.waits import wait_for_http
 
 LIBRARIES = "/usr/lib/x86_64-linux-gnu/janus"
 # Only what the tests use is loaded: one transport, two plugins, one event handler.
 MODULES = {"transports": ("libjanus_http.so",), "plugins": ("libjanus_echotest.so", "libjanus_videoroom.so"),
            "events": ("libjanus_sampleevh.so",)}
 JAVASCRIPT = "/usr/share/javascript"  # janus.js (libjs-janus-gateway) and adapter.js (libjs-webrtc-adapter)
-CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
+CLIENT_JS = pathlib.Path(__file__).resolve().parents[2] / "static" / "rtcscope.js"
 
 JANUS_JCFG = """\
 general: {{
@@ -304,3 +305,11 @@ def page_application(*handlers):
     (/js/), and rtcscope.js (/rtcscope.js): another origin than Janus's and the server's."""
     return tornado.web.Application([(r"/call", _Page), (r"/rtcscope.js", _Client),
                                     (r"/js/(.*)", tornado.web.StaticFileHandler, {"path": JAVASCRIPT}), *handlers])
+
+
+CAPTURES = pathlib.Path(__file__).resolve().parents[1] / "data" / "janus"
+
+
+def posts(name):
+    """The bodies of a captured Janus session (tests/data/janus/NAME.jsonl), one post a line."""
+    return (CAPTURES / f"{name}.jsonl").read_bytes().splitlines()
