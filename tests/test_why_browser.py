@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from tests.conftest import now_ms
-from tests.helpers import eventually, get, post, split_by_call
+from tests.support.api import get, post
+from tests.support.browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.samples import now_ms, split_by_call
+from tests.support.waits import eventually
 from tests.test_dashboard_browser import FLEET_CONFIG, Fleet, good_calls, wait_for_dataset
-from tests.test_pages_browser import WAIT_MS, browser_page, wait_for_text
 
 
 @pytest.mark.browser
