@@ -6,9 +6,9 @@ import pytest
 
 from tests.support.api import get, post
 from tests.support.browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.fleet import FLEET_CONFIG, Fleet, good_calls, wait_for_dataset
 from tests.support.samples import now_ms, split_by_call
 from tests.support.waits import eventually
-from tests.test_dashboard_browser import FLEET_CONFIG, Fleet, good_calls, wait_for_dataset
 
 
 @pytest.mark.browser
