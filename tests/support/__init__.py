@@ -3,5 +3,6 @@ link to it (`influxd`), server processes (`processes`), nginx in front of them (
 requests to the server (`api`), samples and real Chromium reports (`samples`, `reports`),
 clients of its websockets (`websockets`), /metrics through prometheus_client's parser
 (`metrics`), alert rules and a webhook receiver (`alerts`), headless Chromium (`browser`), a
-fleet of live calls for the pages (`fleet`) and waits with deadlines (`waits`). Test modules import from here, never from one another
-(tests/test_layout.py checks it); the fixtures built on it are in tests/conftest.py."""
+fleet of live calls for the pages (`fleet`) and waits with deadlines (`waits`). Test modules
+import from here, never from one another (tests/test_layout.py checks it); the fixtures built
+on it are in tests/conftest.py."""
