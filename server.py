@@ -42,6 +42,10 @@ from rtcscope.alerts.delivery import WebhookError, Webhooks
 from rtcscope.alerts.rules import RulesError, load_rules
 from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
+from rtcscope.dimensions.extract import Extractor
+from rtcscope.dimensions.geoip import GeoIP, GeoIPError
+from rtcscope.dimensions.peer import DEFAULT_MAX_VALUES
+from rtcscope.dimensions.tags import DEFAULT_PEER_TAGS
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.janus import JanusPeers
 from rtcscope.ingest.limits import CallAdmission
@@ -106,6 +110,8 @@ define("cors_origins", default=["*"], multiple=True, help="origins allowed to PO
 define("ws_origins", default=[], multiple=True, help="extra origins allowed to open graph websockets")
 define("ws_max_pending", default=2 * 1024 * 1024,
        help="bytes a graph websocket viewer may leave unread before it is dropped (it reconnects)")
+define("graph_lines", default=12,
+       help="a live graph of more live calls than this draws the fleet's p50-p95 band and the five worst calls")
 define("xheaders", default=False, help="trust X-Forwarded-* / X-Real-Ip from a reverse proxy")
 define("max_new_calls", default=120,
        help="new calls one client (an IPv4 address, an IPv6 /64) may start per --new-calls-window (429 beyond)")
@@ -137,16 +143,28 @@ define("alertmanager_resend", default=datetime.timedelta(minutes=1), type=dateti
             "4 of these ahead)")
 define("public_url", default="",
        help="the URL people reach this server at, for the call links in alerts (default http://address:port)")
+define("peer_tags", default=",".join(DEFAULT_PEER_TAGS),
+       help="application tags kept as peer dimensions (a JSON object's \"tags\", tag.<name>= on the websocket "
+            "URL), comma-separated; others are dropped (see docs/diagnosis.md)")
+define("geoip_db", default="",
+       help="MaxMind-format database(s) for country and asn, comma-separated (GeoLite2 Country/City/ASN, DB-IP, "
+            "IPinfo); empty: the embedded country table, no asn")
+define("max_dimension_values", default=DEFAULT_MAX_VALUES,
+       help="distinct values kept per dimension; beyond, a value counts as 'other'")
+define("explain_min_poor", default=5,
+       help="poor peers a dimension value needs before /v1/fleet/explain/ names it")
 
 
 class Application(tornado.web.Application):
     """The web application and the resources its handlers reach through it."""
 
-    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions, alerts):
+    def __init__(self, store, writer, config, detector, telemetry, rtcstats_sessions, alerts, dimensions):
         self.store = store
         self.writer = writer
         self.detector = detector
         self.alerts = alerts
+        # The peers' dimensions of every ingest path: the User-Agent parser, the address database, the tag allow-list.
+        self.dimensions = dimensions
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
             (lambda: detector.live_calls) if detector else None, max_new_calls=config.max_new_calls,
@@ -301,6 +319,10 @@ def make_app(**overrides):
         webhooks = Webhooks([url for url in config.alert_webhooks if url], secret=config.alert_secret,
                             retry_ms=config.alert_retry * 1000, backoff_max=max(1.0, min(60.0, config.alert_retry / 10)),
                             make_receiver=receiver)
+    try:
+        dimensions = Extractor(config.peer_tags, GeoIP.from_option(config.geoip_db))
+    except GeoIPError as exc:
+        raise SettingsError(str(exc)) from None
     store = Store(config.influxdb_url, config.database, config.retention)
     wal = None
     if config.wal_dir:
@@ -314,13 +336,14 @@ def make_app(**overrides):
                                 quality_window_ms=config.quality_window * 1000,
                                 history_ms=config.retention_seconds * 1000, writer=writer,
                                 ended_window_ms=parse_duration(base.DEFAULT_SINCE) * 1000,
-                                max_ended_calls=config.max_ended_calls)
+                                max_ended_calls=config.max_ended_calls, graph_lines=config.graph_lines,
+                                max_dimension_values=config.max_dimension_values)
     node = token_hex(8)  # this process among those sharing the database: its feed series, its alert events
     rtcstats_sessions = Sessions(store, config.max_samples, feed=Feed(node))
     alerts = AlertService(store, writer, rules, tick_ms=config.tick * 1000, public_url=config.public_url,
                           webhooks=webhooks, node=node, window_ms=config.quality_window * 1000)
     return Application(store, writer, config, detector, make_telemetry(writer, detector, rtcstats_sessions, alerts),
-                       rtcstats_sessions, alerts)
+                       rtcstats_sessions, alerts, dimensions)
 
 
 def parse_options():

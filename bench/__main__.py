@@ -20,7 +20,24 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from . import alerts, calls, counters, dimensions, fleet, harness, ingest, janus, jsonlibs, live, profile, scaling, wal, writes
+from . import (
+    alerts,
+    calls,
+    counters,
+    dimensions,
+    fleet,
+    graphs,
+    harness,
+    ingest,
+    janus,
+    jsonlibs,
+    live,
+    partitions,
+    profile,
+    scaling,
+    wal,
+    writes,
+)
 from .harness import BenchError
 from .report import Section, markdown, text_table, update_document
 
@@ -74,6 +91,10 @@ BENCHMARKS = [
     ("realtime", ["6d. Detector in real time: its 1 s schedule with arrivals written beside it; its tick at 20,000 live calls"],
      scaling.detector_realtime),
     ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
+    ("graphs", ["9. Live graphs at 20,000 live calls: the first viewer's snapshot, its queries, the followed graphs' "
+                "cost per tick"], graphs.graphs),
+    ("partitions", ["10. Past one detector: the feed read of one partition of four against the whole feed, "
+                    "20,000 live calls"], partitions.partitions),
     ("alerts", ["Alert rules: CPU of one tick's evaluation, 20,000 live peers"], alerts.alert_rules),
     ("json", ["Parsing and JSON libraries on the server's real bodies and messages"], jsonlibs.json_libraries),
     ("dimensions", ["Dimensions: cost per ingest request against the parser"], dimensions.dimensions),

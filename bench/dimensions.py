@@ -7,6 +7,7 @@ this process, alternating, best of N; and each step alone.
 """
 import json
 import os
+import statistics
 import time
 
 from rtcscope.dimensions.extract import Extractor
@@ -14,9 +15,12 @@ from rtcscope.dimensions.geoip import GeoIP
 from rtcscope.dimensions.peer import Dimensions, ValueBound
 from rtcscope.dimensions.report import report_dimensions
 from rtcscope.dimensions.useragent import UserAgents
+from rtcscope.ingest.connection import StatsConnection
 from rtcscope.ingest.formats import Limits, parse
+from rtcscope.storage.feed import Feed
 from tests.support.reports import chromium_reports
 
+from .fleetload import clean_reports, delta
 from .ingest import SINGLE_BODY
 from .jsonlibs import _batch_body, compare
 
@@ -51,7 +55,7 @@ def dimensions(ctx, section):
 
     def per_request(peers, with_report):
         """The request's client and tags apply to each of its peers; a report to its own peer."""
-        found = extractor.client(USER_AGENT, ADDRESS)
+        found = dict(extractor.client(USER_AGENT, ADDRESS))  # the answer is shared
         found.update(extractor.tags(TAGS, "body"))
         if with_report:
             found.update(report_dimensions(report))
@@ -82,11 +86,82 @@ def dimensions(ctx, section):
     section.add(f"route and codecs of a raw report ({len(report)} stats)", report_s * 1e6, "µs",
                 "parse of its request", parse_s * 1e6)
     operators.close()
+    ingest_paths(extractor, section)
     section.note(f"The User-Agent rules load in {load_ms:.0f} ms, once per process. A request's dimensions: "
                  "its client's (User-Agent from the cache, country from the address), its tags, its report's "
                  "route and codecs where it has one, the bound on distinct values and each peer's update. The "
                  "baseline is the ingest parser alone: a small part of what a request costs the server (section 1 "
                  "and the profile), so the share of a whole request is several times smaller than the ratio.")
+
+
+def _paired(baseline, subject, rounds=21, calls=200):
+    """(subject µs, baseline µs, median of the per-round subject/baseline ratios) per call:
+    thread CPU time of `calls` calls each, the two alternating in order round by round, so
+    that load from other processes hits both alike (medians)."""
+    def timed(function):
+        started = time.thread_time()
+        for _ in range(calls):
+            function()
+        return (time.thread_time() - started) / calls * 1e6
+    ours, theirs = [], []
+    for index in range(rounds):
+        for run, into in ((subject, ours), (baseline, theirs)) if index % 2 else ((baseline, theirs), (subject, ours)):
+            into.append(timed(run))
+    return (statistics.median(ours), statistics.median(theirs),
+            statistics.median(subject / baseline for subject, baseline in zip(ours, theirs)))
+
+
+def ingest_paths(extractor, section, connections=50):
+    """Each ingest path's domain work for one request, as the server runs it, with the
+    peers' dimensions and without (the same code, no extractor), alternating in this
+    process (`_paired`): POST JSON (`parse` with the request's client and the live feed, steady
+    state: the peers' dimensions unchanged since their last request) and a websocket
+    frame of two deltas (StatsConnection.receive and commit, with the upgrade's
+    dimensions and the route of each frame's report)."""
+    now_ns = 1795536126812000000
+    report = chromium_reports()[-1]["caller"]
+    tagged = json.dumps([{"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
+                          "stats": json.loads(SINGLE_BODY)["stats"]}]).encode()
+    bodies = [("POST JSON, one sample with tags", tagged),
+              ("POST JSON, 100 samples of 10 peers", _batch_body()),
+              ("POST JSON, a raw getStats() report", json.dumps({"call": "c-42", "peer": "caller", "tags": TAGS,
+                                                                 "report": report}).encode())]
+    for label, body in bodies:
+        plain, dimensioned = Limits(feed=Feed("n1")), Limits(feed=Feed("n2"))
+
+        def with_dimensions(body=body, limits=dimensioned):
+            parse(body, now_ns, limits, "ns", extractor, extractor.client(USER_AGENT, ADDRESS))
+        with_dimensions()  # first sight: its rtc_dimensions point
+        ours, theirs, ratio = _paired(lambda body=body, limits=plain: parse(body, now_ns, limits), with_dimensions)
+        section.add(f"{label}, with dimensions", ours, "µs", f"without (median ratio {ratio:.3f})", theirs)
+
+    reports = clean_reports()["caller"]
+    full = json.dumps(reports[0], separators=(",", ":")).encode()
+    deltas = [delta(reports[i], reports[i + 1]) for i in range(len(reports) - 1)]
+    ms = now_ns // 1_000_000
+    frames = [b'[{"ts":%d,%s},{"ts":%d,%s}]' % (ms, deltas[2 * k], ms + 1000, deltas[2 * k + 1])
+              for k in range(len(deltas) // 2)]
+
+    def peers(dimensions):
+        limits = Limits(feed=Feed("n1"))
+        found = [StatsConnection(f"c{i}", "caller", limits, dimensions=dimensions) for i in range(connections)]
+        for peer in found:
+            peer.commit(peer.receive(b'[{"ts":%d,"report":%s}]' % (ms, full), now_ns))
+        return found
+
+    def frames_of(connected):
+        turn = [0]
+
+        def run():
+            frame_bytes = frames[turn[0] % len(frames)]
+            turn[0] += 1
+            for peer in connected:
+                peer.commit(peer.receive(frame_bytes, now_ns))
+        return run
+    upgrade = {**extractor.client(USER_AGENT, ADDRESS), **extractor.query_tags({"tag.region": [b"eu-west"]})}
+    ours, theirs, ratio = _paired(frames_of(peers(None)), frames_of(peers(upgrade)), calls=4)
+    section.add("websocket frame of two deltas, with dimensions", ours / connections, "µs",
+                f"without (median ratio {ratio:.3f})", theirs / connections)
 
 
 if __name__ == "__main__":

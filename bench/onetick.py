@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 
-from rtcscope.live import activity, calllist, calls, fleet, graphs, recent
+from rtcscope.live import activity, buckets, calllist, calls, fleet, graphs, recent
 from rtcscope.live.detector import CallDetector
 from rtcscope.storage.store import Store
 
@@ -33,9 +33,10 @@ from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 PHASES = [(activity.Activity, name) for name in ("read", "apply")]
 PHASES += [(CallDetector, name) for name in ("_apply", "_diff", "_keep_starts")]
 PHASES += [(fleet.FeedQualities, "update"), (calllist.CallList, "publish")]
-PHASES += [(graphs.Graphs, "recent_series")]
+PHASES += [(graphs.Graphs, name) for name in ("recent_series", "publish")]
+PHASES += [(buckets.CallBuckets, name) for name in ("merge", "update_band")]
 PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
-PHASES += [(calls.CallStates, "update"), (graphs.Watch, "merge"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]
+PHASES += [(calls.CallStates, "update"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]
 
 
 def time_phases():

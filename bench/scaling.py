@@ -491,7 +491,7 @@ async def ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds=
         arrivals = fleet_arrivals(store, count, stats=False, clock=clock)
         await arrivals(steady_fill_s(detector))
         await detector.run_tick()
-        if not detector.graphs.watches:
+        if not detector.graphs.viewer_count:
             await detector.watch(registry.lookup("rtt"), CountingViewer())
         clock.ms += seconds * 1000
         await arrivals()

@@ -184,6 +184,13 @@ def ingest_client(request):
     return client_key(request.remote_ip or "")
 
 
+def client_dimensions(handler):
+    """What an ingest request or websocket upgrade tells of its client's dimensions: browser
+    and OS from its User-Agent, country and asn from its address as the abuse limits see it."""
+    request = handler.request
+    return handler.application.dimensions.client(request.headers.get("User-Agent"), request.remote_ip)
+
+
 def is_websocket(request):
     return request.headers.get("Upgrade", "").lower() == "websocket"
 

@@ -1,9 +1,11 @@
 """Calls: which are live or ended with their quality, worst first or most recent first, and one call's summary."""
+import asyncio
 import bisect
 import time
 
 import tornado.web
 
+from rtcscope.dimensions.peer import peers_dimensions
 from rtcscope.live import fleet
 from rtcscope.live.activity import CLOCK_SLACK_MS
 from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, NOT_IDENTIFIER_RE
@@ -100,7 +102,13 @@ class CallsHandler(APIHandler):
 class CallHandler(APIHandler):
     async def get(self, call):
         state = await self.known_call(call)
-        self.write_json(await load_summary(self.store, state))
+        summary, points = await asyncio.gather(
+            load_summary(self.store, state),
+            # Stamped with their receive time (an import's: its polls'), which a client's clock may be off from.
+            self.store.call_dimensions(call, state.started - self.application.config.max_skew * 1000,
+                                       int(time.time() * 1000) + CLOCK_SLACK_MS))
+        summary["dimensions"], summary["dimension_changes"] = peers_dimensions(points)
+        self.write_json(summary)
 
 
 default_handlers = [

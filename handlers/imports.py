@@ -123,6 +123,8 @@ class WebRTCInternalsImportHandler(APIHandler):
         if len(lines) > app.writer.max_buffer:
             return self.refuse(413, "dump_too_many_points", f"the dump makes {len(lines)} points, more than the "
                              f"write buffer holds ({app.writer.max_buffer}, --max-buffer)")
+        # The peers' dimensions: the dump's User-Agent and routes (no country: the importer is not the caller).
+        lines += imported.dimension_lines(self.argument("call"), app.dimensions.client(imported.user_agent, None))
         # Last, so InfluxDB has the call's points when a detector reads it: every process lists it as ended.
         lines.append(app.ingest_limits.feed.imported(self.argument("call"), time.time_ns()))
         if app.detector is not None:  # an ingest-only process lists no calls; the feed row tells those that do

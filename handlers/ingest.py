@@ -5,7 +5,7 @@ import tornado.web
 
 from rtcscope.ingest.formats import IngestError, parse
 
-from .base import APIHandler, ingest_client, ingest_key_refusal
+from .base import APIHandler, client_dimensions, ingest_client, ingest_key_refusal
 
 REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
@@ -109,9 +109,11 @@ class WriteHandler(APIHandler):
             return self.refuse(exc.status, exc.code, exc.message)
         refusal = app.admission.admit(ingest_client(self.request), parsed.calls, self.max_calls)
         if refusal:
+            app.ingest_limits.feed.forget(parsed.sent_dimensions)
             retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
             return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
         if not app.writer.submit(parsed.lines):
+            app.ingest_limits.feed.forget(parsed.sent_dimensions)
             return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
                                Retry_After=str(max(1, round(app.config.flush_interval * 2))))
         if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
@@ -119,8 +121,11 @@ class WriteHandler(APIHandler):
         self._answer(parsed)
 
     def parse(self, body, now_ns):
-        """The request's points (a formats.Parsed); IngestError for a body to refuse."""
-        return parse(body, now_ns, self.application.ingest_limits, precision=self.argument("precision", "ns"))
+        """The request's points (a formats.Parsed), its peers' dimensions with them; IngestError for a body
+        to refuse."""
+        app = self.application
+        return parse(body, now_ns, app.ingest_limits, self.argument("precision", "ns"), app.dimensions,
+                     client_dimensions(self))
 
     async def _answer_when_durable(self, parsed):
         if not await self.application.writer.durable():

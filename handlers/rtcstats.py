@@ -18,7 +18,7 @@ from rtcscope.ingest.rtcstats import (
 from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
 from rtcscope.storage.store import StoreError
 
-from .base import IngestSocket, ingest_client, ingest_key_refusal
+from .base import IngestSocket, client_dimensions, ingest_client, ingest_key_refusal
 
 log = logging.getLogger("rtcscope.rtcstats")
 
@@ -82,6 +82,7 @@ class RtcstatsSocket(IngestSocket):
             sessions.detach(session, self, now_ms())
             return
         self.session = session
+        session.client = client_dimensions(self)
         if previous is not None:
             previous.close(CLOSE_REPLACED, "a newer connection of this session took over")
         self.write_message(orjson.dumps({"type": "sn", "body": {"value": session.sn, "state": "initial"}}))
@@ -100,11 +101,14 @@ class RtcstatsSocket(IngestSocket):
                                                                           outcome.parsed.calls)
             if refusal:
                 # Not acknowledged (nothing stored): the client comes back after its backoff and resends it.
+                self.application.ingest_limits.feed.forget(outcome.parsed.sent_dimensions)
                 self.refusing = True
                 self.telemetry.inc("rtcscope_ingest_refused_total", reason=refusal.code)
                 return self.close(CLOSE_TRY_LATER, refusal.message[:120])
             if not self.application.writer.submit(outcome.lines):
                 # Not acknowledged: the client resends it, and what follows, once reconnected.
+                if outcome.parsed:
+                    self.application.ingest_limits.feed.forget(outcome.parsed.sent_dimensions)
                 self.refusing = True
                 self.telemetry.inc("rtcscope_ingest_refused_total", reason=self.application.writer.refusal_code)
                 return self.close(CLOSE_TRY_LATER, "the write-ahead log is full; reconnect later")

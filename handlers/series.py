@@ -7,6 +7,7 @@ import time
 
 import tornado.web
 
+from rtcscope.live.buckets import WORST_LINES, band_of, worst_calls
 from rtcscope.live.graphs import RATE_SETTLE_MS
 from rtcscope.registry import COUNTER
 from rtcscope.timeparse import bucket_for, parse_duration
@@ -38,6 +39,12 @@ class SeriesHandler(APIHandler):
             raise tornado.web.HTTPError(400, "by must be call or peer")
         if by == "peer" and call is None:
             raise tornado.web.HTTPError(400, "by=peer needs a call")
+        # band=true: beyond --graph-lines calls, the fleet's band and the worst live calls, as the live graphs draw.
+        band = self.argument("band", "false")
+        if band not in ("true", "false"):
+            raise tornado.web.HTTPError(400, "band must be true or false")
+        if band == "true" and call is not None:
+            raise tornado.web.HTTPError(400, "band is across calls: not with call")
         bucket_ms = bucket_for(-(-(end - start) // 1000), MAX_POINTS) * 1000
         first_bucket = start // bucket_ms * bucket_ms
         rate = metric.type == COUNTER
@@ -55,8 +62,23 @@ class SeriesHandler(APIHandler):
                 lines[name] = kept
         document = {"metric": metric.name, "unit": metric.display_unit, "type": metric.type,
                     "bucket_ms": bucket_ms, "start": start, "end": end}
-        document["peers" if by == "peer" else "calls"] = lines
+        if band == "true":
+            document.update(self.drawn(lines))
+        else:
+            document["peers" if by == "peer" else "calls"] = lines
         self.write_json(document)
+
+    def drawn(self, lines):
+        """What a graph of these calls' lines draws: all of them, worst first, up to --graph-lines;
+        beyond, the band across them and the five worst of those live now (by quality, §10)."""
+        detector = self.application.detector
+        qualities = detector.qualities if detector is not None else {}
+        if len(lines) <= self.application.config.graph_lines:
+            drawn = worst_calls(lines, qualities)
+            return {"mode": "lines", "drawn": drawn, "calls": {name: lines[name] for name in drawn}}
+        drawn = worst_calls([name for name in lines if name in qualities], qualities, WORST_LINES)
+        return {"mode": "band", "band": {**band_of(lines), "calls": len(lines)}, "drawn": drawn,
+                "calls": {name: lines[name] for name in drawn}}
 
 
 default_handlers = [

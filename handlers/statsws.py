@@ -1,7 +1,8 @@
-"""WebSocket /v1/stats/ws?call=C&peer=P[&key=K]: rtcscope.js's default transport.
+"""WebSocket /v1/stats/ws?call=C&peer=P[&key=K][&tag.<name>=V...]: rtcscope.js's default transport.
 
 The protocol lives in rtcscope/ingest/connection.py; the handler checks the
-key and origin like POST ingest before the upgrade; then the socket leaves
+key, origin and `tag.<name>=` arguments like POST ingest before the upgrade
+(and reads the peer's dimensions from them, its User-Agent and address, once); then the socket leaves
 tornado (handlers/wire.py) and StatsWire admits the call through the same
 limits, stores a frame's points through the same writer (a frame is all or
 nothing for the writer: its `busy` says which message to send again) and
@@ -14,9 +15,10 @@ import time
 import orjson
 
 from rtcscope.ingest.connection import FrameError, StatsConnection
+from rtcscope.ingest.formats import IngestError
 from rtcscope.storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE
 
-from .base import IngestSocket, ingest_client, ingest_key_refusal, is_websocket
+from .base import IngestSocket, client_dimensions, ingest_client, ingest_key_refusal, is_websocket
 from .wire import TEXT, FrameProtocol, Handover, server_frame
 
 CLOSE_INVALID = 1007  # a frame that is not JSON: its messages cannot be numbered
@@ -52,13 +54,20 @@ class StatsSocket(IngestSocket):
             refusal = (503, "websocket_off", "websocket ingest is off on this server: POST /v1/stats/write/")
         if refusal is None and not (IDENTIFIER_RE.fullmatch(call) and IDENTIFIER_RE.fullmatch(peer)):
             refusal = (400, "bad_request", f"call and peer must be {IDENTIFIER_RULE}")
+        if refusal is None:
+            try:  # the peer's dimensions, once for the connection
+                tags = self.application.dimensions.query_tags(self.request.query_arguments)
+            except IngestError as exc:
+                refusal = (exc.status, exc.code, exc.message)
+            else:
+                self.peer_dimensions = {**client_dimensions(self), **tags}
         if refusal:
             self.refuse_upgrade(*refusal)
 
     def frame_protocol(self, early):
         """Called by Handover once the 101 is sent."""
         connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
-                                     self.application.ingest_limits)
+                                     self.application.ingest_limits, dimensions=self.peer_dimensions)
         return StatsWire(self.application, connection, ingest_client(self.request), self.max_message_size, early)
 
 
@@ -91,9 +100,11 @@ class StatsWire(FrameProtocol):
         if parsed.lines:
             refusal = app.admission.admit(self.client, parsed.calls)
             if refusal:
+                app.ingest_limits.feed.forget(parsed.sent_dimensions)
                 return self._busy(frame, refusal.code, refusal.retry_after or 1)
             writer = app.writer
             if not writer.submit(parsed.lines):
+                app.ingest_limits.feed.forget(parsed.sent_dimensions)
                 return self._busy(frame, writer.refusal_code, max(1, round(app.config.flush_interval * 2)))
             if writer.sync_each:  # --wal-fsync=always: answered once on disk, the frames after it wait
                 self.hold()

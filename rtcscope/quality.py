@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from rtcscope.registry import QUALITY_LIMITATION_CODES
+from rtcscope.registry import ICE_STATE_CODES, QUALITY_LIMITATION_CODES
+from rtcscope.storage.schema import SFU_SUFFIX
 
 # Thresholds of a problem. RTT 300 ms is the ITU-T G.114 one-way 150 ms limit, both ways.
 LOSS_THRESHOLD = 0.03
@@ -91,15 +92,29 @@ def loss_ratio(lost: float, received: float, sent: float) -> float | None:
     return lost / total if total > 0 else None
 
 
-# Problem codes, in the order they are listed; each with the metric it is judged on.
-PROBLEM_CODES = ("high_loss", "high_rtt", "high_jitter", "freezes", "cpu_limited", "bandwidth_limited")
-_LIMITATIONS = {"cpu_limited": QUALITY_LIMITATION_CODES["cpu"],
-                "bandwidth_limited": QUALITY_LIMITATION_CODES["bandwidth"]}
+# Problem codes, in the order they are listed (and their bits in problem_mask: new ones go at
+# the end); each with the metric it is judged on.
+PROBLEM_CODES = ("high_loss", "high_rtt", "high_jitter", "freezes", "cpu_limited", "bandwidth_limited", "ice_failed")
+# Problems that are a state code, not a value over a threshold.
+_STATE_CODES = {"cpu_limited": QUALITY_LIMITATION_CODES["cpu"],
+                "bandwidth_limited": QUALITY_LIMITATION_CODES["bandwidth"], "ice_failed": ICE_STATE_CODES["failed"]}
 _THRESHOLDS = {"high_loss": LOSS_THRESHOLD, "high_rtt": RTT_THRESHOLD_MS, "high_jitter": JITTER_THRESHOLD_MS,
-               "freezes": FREEZE_THRESHOLD, **_LIMITATIONS}
+               "freezes": FREEZE_THRESHOLD, **_STATE_CODES}
 # Which window value (current_problems) shows each problem, in PROBLEM_CODES order.
 _PROBLEM_INPUTS = tuple(zip(PROBLEM_CODES, ("loss", "rtt", "jitter", "freezes", "qualityLimitationReason",
-                                            "qualityLimitationReason")))
+                                            "qualityLimitationReason", "iceState")))
+# Problems shown by one point, without sustaining: a freeze is already a long stall, a failed ICE a lost connection.
+_UNSUSTAINED = frozenset({"freezes", "ice_failed"})
+# What only a media server sees of a peer: its problem, even where the media server's view does not vote.
+SFU_PROBLEMS = frozenset({"ice_failed"})
+
+
+def voting_peers(peers: Iterable[str]) -> list[str]:
+    """The peers whose figures judge a call: its clients. A media server's view of a peer
+    (`P@janus`) explains, it does not vote, unless the call has nothing else."""
+    peers = list(peers)
+    clients = [peer for peer in peers if not peer.endswith(SFU_SUFFIX)]
+    return clients or peers
 
 
 def threshold_of(problem: str) -> float:
@@ -107,12 +122,12 @@ def threshold_of(problem: str) -> float:
 
 
 def holds(problem: str, value: float) -> bool:
-    """Whether one value shows the problem: over its threshold, or the limitation's code.
+    """Whether one value shows the problem: over its threshold, or the state's code.
 
     The values are a loss ratio (high_loss), rtt and jitter in ms, freezes
-    counted (a count or a rate) and qualityLimitationReason codes."""
-    if problem in _LIMITATIONS:
-        return round(value) == _LIMITATIONS[problem]
+    counted (a count or a rate), qualityLimitationReason and iceState codes."""
+    if problem in _STATE_CODES:
+        return round(value) == _STATE_CODES[problem]
     return value > _THRESHOLDS[problem]
 
 
@@ -128,7 +143,7 @@ def codes_of_mask(mask: float) -> list[str]:
 
 def current_problems(window: dict[str, float | None]) -> list[str]:
     """The problems active in a window's values: {"loss", "rtt", "jitter", "freezes",
-    "qualityLimitationReason"} (a missing or None value shows none)."""
+    "qualityLimitationReason", "iceState"} (a missing or None value shows none)."""
     return [problem for problem, name in _PROBLEM_INPUTS
             if window.get(name) is not None and holds(problem, window[name])]
 
@@ -200,7 +215,7 @@ def _problem(problem: str, metric: str, run: list[tuple[int, float]]) -> dict:
 
 
 def find_problems(series: dict[str, list[tuple[int, float]]]) -> list[dict]:
-    """Sustained loss, RTT, jitter and quality limitation, and every freeze, sorted by start.
+    """Sustained loss, RTT, jitter and quality limitation, and every freeze and failed ICE, sorted by start.
 
     Freezes need no sustaining: the browser only counts a freeze after a long stall.
     Occurrences of one problem less than the sustain time apart are merged.
@@ -214,12 +229,13 @@ def find_problems(series: dict[str, list[tuple[int, float]]]) -> list[dict]:
         "freezes": ("freezeCount", _points(series, "freezeCount")),
         "cpu_limited": ("qualityLimitationReason", limitation),
         "bandwidth_limited": ("qualityLimitationReason", limitation),
+        "ice_failed": ("iceState", _points(series, "iceState")),
     }
     problems = []
     for problem in PROBLEM_CODES:
         metric, points = inputs[problem]
         runs = _runs(points, lambda value, name=problem: holds(name, value))
-        if problem != "freezes":
+        if problem not in _UNSUSTAINED:
             runs = [run for run in runs if _is_sustained(run)]
         problems.extend(_problem(problem, metric, run) for run in _merge_close(runs))
     return sorted(problems, key=lambda found: (found["from"], found["problem"]))
@@ -247,13 +263,19 @@ def mos_timeline(series: dict[str, list[tuple[int, float]]]) -> list[tuple[int, 
             for time in sorted(rtt.keys() | loss.keys())]
 
 
-def summarize_quality(series: dict[str, list[tuple[int, float]]]) -> dict:
+def summarize_quality(series: dict[str, list[tuple[int, float]]],
+                      views: dict[str, list[tuple[int, float]]] | None = None) -> dict:
     """MOS from the call's mean rtt, jitter and loss ratio, its verdict, the problems seen
-    and the MOS over time.
+    and the MOS over time. `views`: the series of the peers that do not vote (voting_peers),
+    of which only the SFU_PROBLEMS count.
 
     Verdict: "good" from MOS 4.02 (R >= 80), "fair" from 3.60 (R >= 70), else "poor".
     """
     mos = estimate_mos(_mean(series, "rtt"), _mean(series, "jitter"), _mean_loss_ratio(series))
     verdict = verdict_of(mos)
-    return {"mos": mos, "verdict": verdict, "problems": find_problems(series), "timeline": mos_timeline(series)}
+    problems = find_problems(series)
+    if views:
+        problems = sorted(problems + [found for found in find_problems(views) if found["problem"] in SFU_PROBLEMS],
+                          key=lambda found: (found["from"], found["problem"]))
+    return {"mos": mos, "verdict": verdict, "problems": problems, "timeline": mos_timeline(series)}
 

@@ -58,6 +58,9 @@ class Metric:
 
 
 QUALITY_LIMITATION_CODES: dict[str, float] = {"none": 0.0, "cpu": 1.0, "bandwidth": 2.0, "other": 3.0}
+# A media server's view of a peer's ICE state (`iceState`): libnice's component states, as Janus names them.
+ICE_STATE_CODES: dict[str, float] = {"disconnected": 0.0, "gathering": 1.0, "connecting": 2.0, "connected": 3.0,
+                                     "ready": 4.0, "failed": 5.0}
 
 METRICS: dict[str, Metric] = {
     metric.name: metric

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import NewType
 
+from .dimensions.tags import parse_peer_tags
 from .timeparse import SUBSECOND_RE, parse_duration
 
 Seconds = NewType("Seconds", float)
@@ -47,6 +48,7 @@ class Settings:
     cors_origins: tuple[str, ...]
     ws_origins: tuple[str, ...]
     ws_max_pending: int
+    graph_lines: int
     xheaders: bool
     max_new_calls: int
     new_calls_window: Seconds
@@ -65,6 +67,10 @@ class Settings:
     alert_retry: Seconds
     alertmanager_resend: Seconds
     public_url: str  # given, or http://address:port
+    peer_tags: tuple[str, ...]  # the application tags kept as dimensions, checked (dimensions/tags.py)
+    geoip_db: str  # MaxMind-format files, comma-separated (empty: the embedded country table)
+    max_dimension_values: int
+    explain_min_poor: int
 
     @classmethod
     def from_options(cls, values):
@@ -79,7 +85,13 @@ class Settings:
                 value = tuple(value)
             built[field.name] = value
         built["wal_fsync"] = _fsync_interval(values["wal_fsync"])
+        if built["graph_lines"] < 0:
+            raise SettingsError(f"--graph-lines={built['graph_lines']}: give 0 or more calls")
         built["public_url"] = values["public_url"] or f"http://{values['address']}:{values['port']}"
+        built["peer_tags"] = _peer_tags(values["peer_tags"])
+        for name in ("max_dimension_values", "explain_min_poor"):
+            if built[name] < 1:
+                raise SettingsError(f"--{name.replace('_', '-')}={built[name]}: give a number of at least 1")
         return cls(**built)
 
     @property
@@ -91,6 +103,15 @@ class Settings:
     def retention_seconds(self):
         """How far back data can be: the retention, or 400 days when it is infinite."""
         return self.retention_limit or INFINITE_RETENTION_SECONDS
+
+
+def _peer_tags(value):
+    """--peer-tags: comma-separated names (a list from a config file or a test is joined first)."""
+    text = value if isinstance(value, str) else ",".join(value)
+    try:
+        return parse_peer_tags(text)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _in_seconds(value):

@@ -43,13 +43,15 @@ def summarize(state, buckets, bucket_s):
     metrics = [m for m in registry.all_metrics() if m.source_field in stored]
     known = {m.source_field for m in metrics if m.field is None}
     metrics += [registry.stored_field(name) for name in sorted(stored - known)]
-    summary, timelines = {}, {}
+    voters = set(quality.voting_peers({tags.get("peer", "") for tags, _ in buckets}))
+    summary, timelines, views = {}, {}, {}  # the call's quality is its voting peers' (quality.voting_peers)
     for metric in metrics:
-        per_time = defaultdict(list)
+        per_time, view_time = defaultdict(list), defaultdict(list)
         values = []
-        for _, rows in buckets:
+        for tags, rows in buckets:
+            judged = per_time if tags.get("peer", "") in voters else view_time
             for ms, value in series_values(metric, rows):
-                per_time[ms].append(value)
+                judged[ms].append(value)
                 values.append(value)
         if not values:
             continue
@@ -59,12 +61,15 @@ def summarize(state, buckets, bucket_s):
             "min": values[0], "mean": sum(values) / len(values), "max": values[-1],
             "p95": percentile(values, 0.95), "count": len(values),
         }
-        timelines[metric.name] = combined_timeline(metric, per_time)
+        if per_time:
+            timelines[metric.name] = combined_timeline(metric, per_time)
+        if view_time:
+            views[metric.name] = combined_timeline(metric, view_time)
     document = state.as_json()
     document["duration"] = ((state.ended or state.last_seen) - state.started) / 1000.0
     document["bucket_seconds"] = bucket_s
     document["metrics"] = summary
-    document["quality"] = quality.summarize_quality(timelines)
+    document["quality"] = quality.summarize_quality(timelines, views)
     document["quality"]["peers"] = peer_qualities(metrics, buckets)
     return document
 

@@ -178,7 +178,7 @@ async def test_a_client_hanging_up_ends_its_sfu_peer_explicitly(http_client, jan
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(janus_server, influxd, database):
+async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(http_client, janus_server, influxd, database):
     application, janus = await janus_server(session_timeout=3)
     session = janus.create_session()
     janus.attach(session, opaque_id=f"{CALL}/carol")  # and no keepalive after it
@@ -187,6 +187,8 @@ async def test_a_session_that_times_out_ends_its_sfu_peer_as_timed_out(janus_ser
     assert (end["call"], end["peer"], end["reason"]) == (CALL, "carol@janus", 2.0)
     [presence] = influxd.rows("SELECT * FROM rtc_calls WHERE time > 0", database)  # from the attach
     assert presence["peer"] == "carol@janus"
+    status, call, _ = await get(http_client, application.base_url + f"/v1/calls/{CALL}/")
+    assert status == 200 and (call["state"], call["end_reason"]) == ("ended", "timeout")
 
 
 @pytest.mark.gen_test(timeout=120)

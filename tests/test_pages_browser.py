@@ -117,6 +117,38 @@ async def test_graph_page_and_ranges_draw_rest_series(http_client, base_url, app
 
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0, quality_window=60.0, max_calls_per_request=20)
+async def test_graph_page_of_a_fleet_draws_the_band_and_the_five_worst_the_server_sends(http_client, base_url, app):
+    start = now_ms() - 20_000
+    body = [{"call": f"fleet-{i:02d}", "peer": "alice", "kind": "audio", "ts": start + k * 2000,
+             "stats": {"rtt": 20.0 + 60 * i}} for i in range(20) for k in range(10)]
+    await write(http_client, base_url, body)
+    await eventually(lambda: len(app.detector.qualities) == 20)
+    worst = [f"fleet-{i:02d}" for i in (19, 18, 17, 16, 15)]
+    async with browser_page() as page:
+        await page.goto(base_url + "/graph/rtt/")
+        for range_button in (None, "10m"):  # live, then a range from /v1/series/?band=true
+            if range_button:
+                await page.click(f'button[data-range="{range_button}"]')
+                await wait_for_text(page, ".chart-note", "Last 10 min")
+            await page.wait_for_function(
+                "() => { const c = document.querySelector('#chart-panel .chart-body').seriesChart;"
+                " return c.plot && c.mode === 'band' && c.plot.series.length === 8; }", timeout=WAIT_MS)
+            labels = await page.eval_on_selector("#chart-panel .chart-body",
+                                                 "el => el.seriesChart.plot.series.slice(1).map(s => s.label)")
+            assert labels == ["fleet p50", "fleet p95"] + worst
+            legend = await page.text_content("#chart-panel .chart-legend")
+            assert "20 calls in the band" in legend
+            await page.wait_for_function(
+                "n => document.querySelectorAll('#graph-calls tbody tr').length === n", arg=5, timeout=WAIT_MS)
+            rows = await page.eval_on_selector_all("#graph-calls tbody tr", "trs => trs.map(tr => tr.dataset.call)")
+            assert rows == worst
+            assert "The 5 worst of 20 calls" in await page.text_content("#graph-more")
+        assert len(page.loads) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
 @pytest.mark.app_config(call_timeout=60.0)
 async def test_pages_fit_a_phone(http_client, base_url, app):
     await write(http_client, base_url, samples("phone-call", [now_ms() - 2000, now_ms()]))

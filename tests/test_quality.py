@@ -8,12 +8,16 @@ from rtcscope.quality import (
     JITTER_THRESHOLD_MS,
     LOSS_THRESHOLD,
     RTT_THRESHOLD_MS,
+    codes_of_mask,
     current_problems,
     estimate_mos,
     find_problems,
     mos_timeline,
+    problem_mask,
     summarize_quality,
+    voting_peers,
 )
+from rtcscope.registry import ICE_STATE_CODES
 
 T0 = 1795536126000
 
@@ -196,3 +200,24 @@ def test_window_values_show_the_summary_problems():
     assert current_problems({"rtt": None, "jitter": 31.0, "loss": None, "freezes": 0.0,
                              "qualityLimitationReason": 1.0}) == ["high_jitter", "cpu_limited"]
     assert current_problems({}) == []
+
+
+def test_a_failed_ice_state_is_a_problem_at_once_with_the_next_bit():
+    failed, ready = ICE_STATE_CODES["failed"], ICE_STATE_CODES["ready"]
+    assert current_problems({"rtt": 40.0, "iceState": failed}) == ["ice_failed"]
+    assert current_problems({"iceState": ready}) == []
+    [found] = find_problems({"iceState": every_second(1.0, 2.0, ready, ready, failed)})  # one point is enough
+    assert (found["problem"], found["metric"], found["from"], found["to"]) == ("ice_failed", "iceState", T0 + 4000,
+                                                                              T0 + 4000)
+    assert problem_mask(["ice_failed", "high_loss"]) == 65.0  # bits 1..32 keep their codes
+    assert codes_of_mask(64.0 + 32.0) == ["bandwidth_limited", "ice_failed"]
+
+
+def test_a_media_servers_view_votes_only_without_clients():
+    assert voting_peers(["alice", "alice@janus", "bob"]) == ["alice", "bob"]
+    assert voting_peers(["alice@janus", "bob@janus"]) == ["alice@janus", "bob@janus"]
+    client = {"rtt": every_second(40, 40, 40, 40)}
+    view = {"rtt": every_second(900, 900, 900, 900), "iceState": every_second(4.0, 4.0, 5.0, 5.0)}
+    found = summarize_quality(client, view)
+    assert found["mos"] == pytest.approx(estimate_mos(40, None, None))
+    assert [p["problem"] for p in found["problems"]] == ["ice_failed"]  # not the view's high_rtt

@@ -56,9 +56,40 @@ def test_wal_fsync_refuses_what_it_cannot_read(given):
         Settings.from_options(defaults(wal_fsync=given))
 
 
+def test_graph_lines_refuses_a_negative_count():
+    assert Settings.from_options(defaults()).graph_lines == 12
+    assert Settings.from_options(defaults(graph_lines=0)).graph_lines == 0
+    with pytest.raises(SettingsError, match=r"--graph-lines=-1: give 0 or more calls"):
+        Settings.from_options(defaults(graph_lines=-1))
+
+
 def test_a_bad_setting_stops_the_start():
     result = subprocess.run([sys.executable, "server.py", "--wal-fsync=soon", "--wal-dir=", "--spool-dir=",
                              "--influxdb-url=http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
     assert "cannot start: --wal-fsync=soon: give a duration (1s, 200ms) or 'always'" in result.stderr
+
+
+def test_dimension_settings():
+    settings = Settings.from_options(defaults())
+    assert settings.peer_tags == ("region", "app_version", "media_server")
+    assert (settings.geoip_db, settings.max_dimension_values, settings.explain_min_poor) == ("", 1000, 5)
+    assert Settings.from_options(defaults(peer_tags=" team, release ,team")).peer_tags == ("team", "release")
+    assert Settings.from_options(defaults(peer_tags=["team", "release"])).peer_tags == ("team", "release")
+    assert Settings.from_options(defaults(peer_tags="")).peer_tags == ()
+    for bad, message in (({"peer_tags": "browser"}, "is taken"), ({"peer_tags": "state"}, "is taken"),
+                         ({"peer_tags": "9lives"}, "is not a tag name"), ({"max_dimension_values": 0}, "at least 1")):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_options(defaults(**bad))
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--peer-tags=region,browser", "cannot start: --peer-tags: 'browser' is taken"),
+    ("--geoip-db=/nonexistent/GeoLite2-City.mmdb", "cannot start: --geoip-db /nonexistent/GeoLite2-City.mmdb:")])
+def test_bad_dimension_options_stop_the_start(option, message):
+    result = subprocess.run([sys.executable, "server.py", option, "--wal-dir=", "--spool-dir=",
+                             "--influxdb-url=http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

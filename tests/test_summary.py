@@ -1,7 +1,9 @@
 """The quality block of GET /v1/calls/<call>/, from samples posted over HTTP to a real server."""
 import pytest
 
+from rtcscope.live.calls import CallState
 from rtcscope.quality import LOSS_THRESHOLD, RTT_THRESHOLD_MS, estimate_mos
+from rtcscope.summary import summarize
 from tests.support.api import get, post
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
@@ -72,3 +74,29 @@ async def test_problems_and_mos_of_a_call_with_loss_and_rtt_windows(http_client,
             assert mos == pytest.approx(clean_mos), second
     assert bad["metrics"]["packetsLost"]["unit"] == "packets/s"
     assert bad["metrics"]["rtt"]["unit"] == "ms"
+
+
+def peer_buckets(peer, kind, start, **means):
+    """A (tags, rows) of call_buckets: one bucket a second for 6 s with these means."""
+    rows = [{"time": start + second * 1000, **{f"mean_{name}": value for name, value in means.items()},
+             **{f"count_{name}": 1 for name in means}} for second in range(6)]
+    return {"peer": peer, "kind": kind}, rows
+
+
+def test_the_summary_judges_a_call_by_its_clients_and_lists_the_sfu_view_per_peer():
+    start = 1_796_000_000_000
+    state = CallState("c", "ended", ["alice", "alice@janus"], start, start + 5000, start + 5000, "explicit")
+    buckets = [peer_buckets("alice", "audio", start, rtt=40.0, jitter=4.0),
+               peer_buckets("alice@janus", "audio", start, rtt=700.0, jitter=4.0),
+               peer_buckets("alice@janus", "connection", start, iceState=5.0)]
+    quality = summarize(state, buckets, 1)["quality"]
+    assert quality["mos"] == pytest.approx(estimate_mos(40.0, 4.0, None))
+    assert quality["verdict"] == "good"
+    assert [problem["problem"] for problem in quality["problems"]] == ["ice_failed"]  # the view's rtt does not count
+    assert all(mos == pytest.approx(estimate_mos(40.0, 4.0, None)) for _, mos in quality["timeline"])
+    assert set(quality["peers"]) == {"alice", "alice@janus"}
+    assert quality["peers"]["alice@janus"]["problems"] == ["high_rtt", "ice_failed"]
+
+    only_sfu = summarize(state, buckets[1:], 1)["quality"]  # a call with nothing but the SFU's view
+    assert only_sfu["mos"] == pytest.approx(estimate_mos(700.0, 4.0, None)) and only_sfu["verdict"] == "poor"
+    assert [problem["problem"] for problem in only_sfu["problems"]] == ["high_rtt", "ice_failed"]

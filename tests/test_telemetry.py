@@ -56,6 +56,8 @@ FAMILIES = {
     "rtcscope_rtcstats_sessions": "gauge",
     "rtcscope_rtcstats_messages": "counter",
     "rtcscope_rtcstats_dropped": "counter",
+    "rtcscope_janus_events": "counter",
+    "rtcscope_janus_events_skipped": "counter",
     "rtcscope_rtcstats_stats_incomplete": "counter",
 }
 FLUSH_BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"]
@@ -108,7 +110,8 @@ async def test_metrics_are_typed_and_move_with_ingest(http_client, base_url, app
     before = await scrape(http_client, base_url)
     assert {name: kind for name, (kind, _) in before.items()} == FAMILIES  # nothing renamed, missing or extra
     unlabelled = [name for name in FAMILIES if name not in ("rtcscope_http_requests", "rtcscope_ingest_refused",
-                                                            "rtcscope_rtcstats_dropped", "rtcscope_webhook_deliveries")]
+                                                            "rtcscope_rtcstats_dropped", "rtcscope_webhook_deliveries",
+                                                            "rtcscope_janus_events", "rtcscope_janus_events_skipped")]
     for name in unlabelled:  # shown from the start, at zero if nothing happened yet
         assert before[name][1], f"{name} has no sample"
     assert value(before, "rtcscope_buffer_capacity") == app.writer.max_buffer

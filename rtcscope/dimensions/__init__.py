@@ -27,8 +27,10 @@ CODEC_DIMENSIONS = ("audio_codec", "video_codec")
 LOCATION_DIMENSIONS = ("country", "asn")
 # rtcstats' identity `applicationName` (SPEC §12a).
 APP_DIMENSION = "app"
+# The media server instance that reported a peer's SFU view (Janus's `emitter`, SPEC §16).
+EMITTER_DIMENSION = "emitter"
 BUILTIN_DIMENSIONS = (BROWSER_DIMENSIONS + CONNECTION_DIMENSIONS + CODEC_DIMENSIONS + LOCATION_DIMENSIONS
-                      + (APP_DIMENSION,))
+                      + (APP_DIMENSION, EMITTER_DIMENSION))
 
 # The longest value of a built-in dimension; application tags have their own limit (tags.MAX_VALUE).
 MAX_VALUE = 64

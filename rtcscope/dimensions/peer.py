@@ -73,6 +73,22 @@ class Dimensions:
         return dict(self.values)
 
 
+def peers_dimensions(points) -> tuple[dict, list]:
+    """A call's stored dimension points [(peer, at ms, {name: value or None})], oldest first,
+    as the call page shows them: ({peer: {name: value}}, [{"peer", "at", "dimension", "from",
+    "to"}] oldest first). Points that repeat what is known (several processes write them) add
+    nothing."""
+    found = {}
+    for peer, at_ms, values in points:
+        dimensions = found.get(peer)
+        if dimensions is None:
+            dimensions = found[peer] = Dimensions()
+        dimensions.update(values, at_ms)
+    changes = sorted(({"peer": peer, **change.as_json()} for peer, dimensions in found.items()
+                      for change in dimensions.changes), key=lambda change: (change["at"], change["peer"]))
+    return {peer: dimensions.as_json() for peer, dimensions in sorted(found.items())}, changes
+
+
 class ValueBound:
     """At most `max_values` distinct values per dimension; a value past the bound
     is `other`, so a client cannot grow memory or InfluxDB's series without end.

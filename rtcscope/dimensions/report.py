@@ -33,6 +33,7 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 _CODEC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_")
 _MEDIA_KINDS = ("audio", "video")
+_READ_TYPES = frozenset({"transport", "candidate-pair", "local-candidate", "outbound-rtp", "codec"})
 
 # The fields read here, per stats type: a holder of reports that keeps only what
 # it reads (reports.PeerReports, registry.REPORT_FIELDS) must keep these too.
@@ -78,7 +79,7 @@ def _read(stats, codecs):
     """One report's selected pair with its local candidate (a stand-in for the pair,
     carrying its traffic, for `selected_pair` to weigh against other reports'),
     None without one; adds its streams' codecs to `codecs`."""
-    by_id = {}
+    by_id = {}  # the local candidates and codecs, which the pairs and streams name
     pairs = {}
     selected_ids = []
     outbound = []
@@ -86,12 +87,12 @@ def _read(stats, codecs):
         if stat.__class__ is not dict:
             continue
         stat_type = stat.get("type")
-        stat_id = stat.get("id")
-        if stat_id.__class__ is str:
-            by_id[stat_id] = stat
-        if stat_type == "candidate-pair":
+        if stat_type not in _READ_TYPES:  # most of a report
+            continue
+        if stat_type == "local-candidate" or stat_type == "codec" or stat_type == "candidate-pair":
+            stat_id = stat.get("id")
             if stat_id.__class__ is str:
-                pairs[stat_id] = stat
+                (pairs if stat_type == "candidate-pair" else by_id)[stat_id] = stat
         elif stat_type == "transport":
             pair_id = stat.get("selectedCandidatePairId")
             if pair_id.__class__ is str:

@@ -18,12 +18,16 @@ refused with `need_full_report` until a full report comes: a delta is never
 laid over a report other than the one the client computed it from.
 
 The state per connection is the held report (reports.PeerReports: the fields
-extraction reads, at most `MAX_STATS` stat ids) and a few counters.
+extraction and the dimensions read, at most `MAX_STATS` stat ids), the peer's
+dimensions (the upgrade's, with the route and codecs of the held report,
+worked out again only in a frame whose reports may have moved them) and a few
+counters.
 """
 from dataclasses import dataclass, field
 
 import orjson
 
+from ..dimensions.report import report_dimensions
 from ..storage.lines import disconnect_lines, encode_extracted
 from . import formats
 from .formats import IngestError
@@ -44,6 +48,8 @@ class Frame:
     errors: list = field(default_factory=list)  # [(message number, code, message)]
     report: object = None  # the report state after the frame (None: unchanged)
     ended: bool = False
+    route_moved: bool = False  # a report of it may have changed the peer's route or codecs
+    route: dict | None = None  # then, the connection's dimensions with those of the report after the frame
 
 
 class FrameError(Exception):
@@ -53,10 +59,16 @@ class FrameError(Exception):
 class StatsConnection:
     """One websocket ingest connection of one peer of one call."""
 
-    def __init__(self, call, peer, limits, max_stats=MAX_STATS):
+    def __init__(self, call, peer, limits, max_stats=MAX_STATS, dimensions=None):
+        """`dimensions`: what the upgrade tells of the peer's dimensions (its client's, its
+        `tag.<name>=` arguments), sent with its presence; None: no dimensions."""
         self.call = call
         self.peer = peer
         self.limits = limits
+        self.dimensions = dimensions
+        # The upgrade's dimensions with the route and codecs of the held report (dimensions.report):
+        # the same object while they stay, which the live feed recognises at once.
+        self.route = dimensions
         self.reports = PeerReports(max_stats=max_stats)
         self.prefixes = {}  # the series prefixes of its points (storage.lines.Points)
         self.handled = 0  # messages acknowledged or refused so far
@@ -83,6 +95,12 @@ class StatsConnection:
                 frame.errors.append((number, code, exc.message))
                 if isinstance(message, dict) and ("report" in message or "delta" in message):
                     base = _NO_BASE
+        if self.dimensions is not None and collector.presence:
+            # Once per frame, and only when its reports may have moved the route or the codecs:
+            # those of the report as the frame leaves it.
+            if frame.route_moved and base is not _NO_BASE:
+                frame.route = {**self.dimensions, **report_dimensions(base)}
+            collector.dimensions[(self.call, self.peer)] = frame.route or self.route
         frame.parsed = collector.finish()
         frame.report = base
         return frame
@@ -95,9 +113,11 @@ class StatsConnection:
         if "report" in message or "delta" in message:
             if "report" in message:
                 report = self.reports.rebuild_full(PC, message["report"])
+                frame.route_moved = True
             else:
-                report = self.reports.rebuild_delta(PC, message["delta"], message.get("removed", []),
-                                                    base=None if base is _NO_BASE else base)
+                report, moved = self.reports.rebuild_delta(PC, message["delta"], message.get("removed", []),
+                                                           base=None if base is _NO_BASE else base)
+                frame.route_moved = frame.route_moved or moved
             ts_ns = collector.timestamp(_ts_ns(message, where, collector))
             for kind, fields in self.reports.extract({PC: report}).items():
                 collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
@@ -126,6 +146,8 @@ class StatsConnection:
             self.reports.discard(PC)
         elif frame.report is not None:
             self.reports.commit({PC: frame.report}, 0)
+        if frame.route is not None:
+            self.route = frame.route
         if frame.parsed.lines:
             self.stored_any = True
             self.ended = frame.ended

@@ -72,6 +72,7 @@ class Parsed:
 
     lines: list
     calls: set
+    sent_dimensions: list | None = None  # the (call, peer) whose dimensions went with the points (Feed.forget)
     samples: int = 0
     accepted: int = 0
     events: int = 0
@@ -82,12 +83,18 @@ class Parsed:
 class _Collector(Points):
     """One request's validated samples and ends as points, with its counters and limits."""
 
-    def __init__(self, now_ns, limits, prefixes=None):
-        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next."""
+    def __init__(self, now_ns, limits, prefixes=None, extractor=None, client=None):
+        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next;
+        `extractor` (dimensions.extract.Extractor; None: no dimensions) reads the peers'
+        dimensions, `client` those the request's User-Agent and address tell of every peer."""
         Points.__init__(self, now_ns, limits.feed, prefixes)
         self.limits = limits
-        self.result = Parsed(self.lines, self.calls)
+        self.result = Parsed(self.lines, self.calls, self.sent_dimensions)
         self._stamp = 0
+        self.extractor = extractor
+        self.client = client
+        self._tags = None  # (call, peer) -> the allowed tags of its objects
+        self._reports = None  # (call, peer) -> its newest raw report in the request
 
     def timestamp(self, ts_ns):
         """Use the client's time unless it is missing or skewed; server stamps are
@@ -123,10 +130,40 @@ class _Collector(Points):
         """A peer seen without a sample (a media server's handle attached): its presence only."""
         self.seen(call, peer, ts_ns)
 
+    def note_peer(self, call, peer, tags, report, where):
+        """A JSON object's `tags` member (checked: a bad one refuses the request) and raw
+        report: what they tell of the peer's dimensions is read once, at `finish`."""
+        if tags is not None:
+            tags = self.extractor.tags(tags, where)
+            if self._tags is None:
+                self._tags = {}
+            self._tags.setdefault((call, peer), {}).update(tags)
+        if report is not None:
+            if self._reports is None:
+                self._reports = {}
+            self._reports[(call, peer)] = report
+
     def finish(self):
         """The request's points with their presence (Points.finish), and its counters."""
+        if self.extractor is not None:
+            self.peer_dimensions()
         Points.finish(self)
         return self.result
+
+    def peer_dimensions(self):
+        """Each peer's dimensions as the request tells them: its client's, the tags and the
+        route and codecs of the newest report of each peer (read once per request)."""
+        tags, reports, client, dimensions = self._tags, self._reports, self.client or {}, self.dimensions
+        for key in self.presence:
+            if not key[1]:
+                continue
+            update = client  # shared, not changed
+            if tags is not None and key in tags:
+                update = {**update, **tags[key]}
+            if reports is not None and key in reports:
+                update = {**update, **self.extractor.report(reports[key])}
+            if update:
+                dimensions[key] = update
 
 
 def _remember(valid, name):
@@ -159,12 +196,14 @@ def _show(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def parse(body, now_ns, limits, precision="ns"):
-    """Parse a request body of any supported format into a `Parsed`."""
+def parse(body, now_ns, limits, precision="ns", extractor=None, client=None):
+    """Parse a request body of any supported format into a `Parsed`; with an `extractor`, the
+    peers' dimensions go with their presence (`client`: what the request's User-Agent and
+    address tell, dimensions.extract.Extractor.client)."""
     stripped = body.lstrip()
     if not stripped:
         raise IngestError("empty body: send line protocol or JSON", code="empty_body")
-    collector = _Collector(now_ns, limits)
+    collector = _Collector(now_ns, limits, None, extractor, client)
     if stripped[:1] in (b"{", b"["):
         _parse_json(stripped, collector)
     else:
@@ -368,11 +407,15 @@ def _json_object(item, where, collector):
     if detail is not None:
         check_end_detail(detail, event, where)
     ts_ns = collector.timestamp(ts_ns)
+    if report is not None and not isinstance(report, list):
+        raise IngestError(f"{where}: report must be the array getStats() returned")
+    if collector.extractor is not None:
+        tags = item.get("tags")
+        if tags is not None or report is not None:
+            collector.note_peer(call, peer, tags, report, where)
     if stats is not None:
         collector.add_sample(call, peer, kind, ts_ns, *_json_stats(stats, where, collector))
     if report is not None:
-        if not isinstance(report, list):
-            raise IngestError(f"{where}: report must be the array getStats() returned")
         for report_kind, fields in registry.extract(report).items():
             collector.add_sample(call, peer, report_kind, ts_ns, *_json_stats(fields, where, collector))
     if event == "end":

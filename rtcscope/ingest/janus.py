@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..dimensions import MAX_VALUE
+from ..dimensions import EMITTER_DIMENSION, MAX_VALUE
 from ..dimensions.report import CANDIDATE_TYPES, TRANSPORTS
+from ..registry import ICE_STATE_CODES
 from ..storage.lines import encode_extracted
-from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE
+from ..storage.schema import IDENTIFIER_RE, NOT_IDENTIFIER_RE, SFU_SUFFIX
 from .formats import IngestError, Parsed, _Collector, _show
 
-SFU_SUFFIX = "@janus"
 # Janus's event types (src/events/eventhandler.h), named as its `events` setting names them.
 EVENT_TYPES = {1: "sessions", 2: "handles", 4: "external", 8: "jsep", 16: "webrtc", 32: "media", 64: "plugins",
                128: "transports", 256: "core"}
@@ -48,10 +48,8 @@ _MEDIA_STATS = 3
 _USED_TYPES = frozenset({SESSION, HANDLE, WEBRTC, MEDIA})
 _SUBTYPES = frozenset({int, type(None)})
 
-# State codes, stored as numbers like every field: libnice's component states (Janus names them),
+# State codes, stored as numbers like every field: libnice's component states (registry.ICE_STATE_CODES),
 # Janus's DTLS states (dtls.h), and the hang-up reasons Janus gives (ice.c, janus.c; 0 for another).
-ICE_STATE_CODES = {"disconnected": 0.0, "gathering": 1.0, "connecting": 2.0, "connected": 3.0, "ready": 4.0,
-                   "failed": 5.0}
 DTLS_STATE_CODES = {"created": 1.0, "trying": 2.0, "connected": 3.0, "failed": 4.0}
 HANGUP_REASON_CODES = {"Janus API": 1.0, "Close PC": 2.0, "Detach": 3.0, "DTLS alert": 4.0, "ICE failed": 5.0,
                        "DTLS error": 6.0, "DTLS timeout": 7.0, "DTLS-SRTP stack error": 8.0,
@@ -195,6 +193,7 @@ def parse(body, now_ns, limits, peers):
     outcome = Outcome(collector.result, Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
                       Counter(skipped))
     _Apply(collector, peers, outcome).run(actions)
+    collector.dimensions.update(outcome.dimensions)  # the SFU peers' own, stored as every peer's are
     collector.finish()
     return outcome
 
@@ -353,7 +352,7 @@ class _Apply:
                 dimensions = outcome.dimensions[key] = {}
                 emitter = action[6]
                 if emitter.__class__ is str and emitter:
-                    dimensions["emitter"] = _dimension_value(emitter)
+                    dimensions[EMITTER_DIMENSION] = _dimension_value(emitter)
             handle = peers.handle(handle_id, key, session, self.now)
             ts_ns = collector.timestamp(ts_ns)
             if what == "stats":

@@ -14,14 +14,26 @@ was, and `commit` keeps it only once the points made from it were stored.
 A message that could not be stored therefore leaves the state as before it,
 and the client's resend applies cleanly.
 
-Only the fields extraction reads are held (`registry.REPORT_FIELDS`); other
-stats keep their type alone. Candidate addresses, certificates and codec
-strings never stay in memory, and the state of a peer is bounded by its
-number of stat ids (`max_stats`).
+Only the fields extraction and the peer's dimensions read are held
+(`HELD_FIELDS`: registry.REPORT_FIELDS and dimensions.report.DIMENSION_FIELDS);
+other stats keep their type alone. Candidate addresses and ports,
+certificates and codec parameters never stay in memory, and the state of a
+peer is bounded by its number of stat ids (`max_stats`).
 """
 from collections.abc import Mapping
 
 from .. import registry
+from ..dimensions.report import DIMENSION_FIELDS
+
+# Per stats type, the fields held.
+HELD_FIELDS: dict[str, frozenset[str]] = {
+    stat_type: registry.REPORT_FIELDS.get(stat_type, frozenset({"id", "type"})) | DIMENSION_FIELDS.get(stat_type, frozenset())
+    for stat_type in registry.REPORT_FIELDS.keys() | DIMENSION_FIELDS.keys()}
+# Per stats type, the fields that can change the route or the codecs (dimensions.report); the
+# traffic that weighs several transports or streams against each other is not among them.
+ROUTE_FIELDS: dict[str, frozenset[str]] = {
+    stat_type: fields - {"bytesSent", "bytesReceived"} for stat_type, fields in DIMENSION_FIELDS.items()}
+_NO_FIELDS = frozenset()
 
 # Stat ids held per endpoint, over all its peer connections.
 MAX_STATS = 1000
@@ -46,7 +58,7 @@ def _held(stat_id, stat):
     """What is kept of a stat: the fields extraction reads (numbers, and short
     strings such as kind or a pair id), with its id."""
     stat_type = stat.get("type")
-    fields = registry.REPORT_FIELDS.get(stat_type) if isinstance(stat_type, str) else None
+    fields = HELD_FIELDS.get(stat_type) if isinstance(stat_type, str) else None
     if fields is None:
         return {"type": stat_type[:MAX_TEXT]} if isinstance(stat_type, str) else {}
     held = {name: value for name, value in stat.items()
@@ -110,7 +122,9 @@ class PeerReports:
         """Lay rtcscope.js's delta over `base` (default: the held report of
         `pc_id`): `delta` maps stat ids to their changed fields (all of them
         for an id not seen before; null for a field that is gone), `removed`
-        lists the ids that are gone; stats in neither are unchanged."""
+        lists the ids that are gone; stats in neither are unchanged.
+        Returns (the report, whether its route or codecs may have changed: a
+        stat of a type they read came or went, or a ROUTE_FIELDS field changed)."""
         if base is None:
             base = self.reports.get(pc_id)
         if base is None:
@@ -118,33 +132,40 @@ class PeerReports:
         if not isinstance(delta, dict) or not isinstance(removed, list):
             raise ReportError("bad_report", "delta must be an object of stat id: fields, removed an array of stat ids")
         report = dict(base)
+        moved = False
+        report_fields, route_fields = HELD_FIELDS, ROUTE_FIELDS
         for stat_id in removed:
-            report.pop(stat_id, None)
-        report_fields = registry.REPORT_FIELDS
+            gone = report.pop(stat_id, None)
+            moved = moved or (gone is not None and gone.get("type") in route_fields)
         for stat_id, changes in delta.items():
             if not isinstance(changes, dict):
                 raise ReportError("bad_report", f"stat {stat_id[:80]!r} is not an object")
             held = base.get(stat_id)
             if held is None or "type" in changes:
-                report[stat_id] = _held(stat_id, _merge(held, changes))
+                stat = report[stat_id] = _held(stat_id, _merge(held, changes))
+                moved = moved or stat.get("type") in route_fields or (held is not None and held.get("type") in route_fields)
                 continue
-            fields = report_fields.get(held.get("type"))
-            if fields is None:  # a type extraction does not read: only its type is held, unchanged
+            stat_type = held.get("type")
+            fields = report_fields.get(stat_type)
+            if fields is None:  # a type nothing reads: only its type is held, unchanged
                 continue
             # The common case, every stat of every delta (its timestamp moves): the held
             # stat with the changed fields extraction reads, as `_held(_merge(...))` gives.
             stat = held.copy()
-            for name in fields.intersection(changes):
+            names = fields.intersection(changes)
+            for name in names:
                 value = changes[name]
                 if value is None:
                     stat.pop(name, None)
                 else:
                     stat[name] = value
+            if not moved and not route_fields.get(stat_type, _NO_FIELDS).isdisjoint(names):
+                moved = True
             if "id" in changes:
                 stat["id"] = stat_id
             report[stat_id] = stat
         self._check_size(pc_id, report)
-        return report
+        return report, moved
 
     def _check_size(self, pc_id, report):
         held = sum(len(stats) for other, stats in self.reports.items() if other != pc_id)

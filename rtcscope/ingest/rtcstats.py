@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from ..dimensions.extract import Extractor
 from ..storage.lines import disconnect_lines, encode_extracted, end_lines, session_line
 from ..storage.schema import NOT_IDENTIFIER_RE
 from . import formats
@@ -107,6 +108,7 @@ class Outcome:
     reports: dict = field(default_factory=dict)  # pc id -> rebuilt report
     call: str | None = None  # from an identity: the call and the peer from now on
     peer: str | None = None
+    app: dict | None = None  # from an identity: its applicationName as the `app` dimension
     opened: str | None = None  # a peer connection seen for the first time
     closed: str | None = None  # a peer connection that sent `close`
     ended: bool = False
@@ -145,6 +147,9 @@ class Session:
         self.stored_any = stored.call is not None
         self.connection = None  # the websocket that holds the session now
         self.detached_ms = None  # when its last connection closed
+        # The peer's dimensions: its connection's client (None: none kept), its identity's app.
+        self.client = None
+        self.app = {}
 
     def receive(self, text, now_ms):
         """Validate one message and prepare its points; the session is unchanged until `commit`."""
@@ -202,6 +207,7 @@ class Session:
         if not isinstance(value, dict):
             outcome.dropped = "invalid_entry"
             return outcome
+        outcome.app = Extractor.app(value.get("applicationName"))
         if self.fixed:
             return outcome
         conference, endpoint = value.get("confName"), value.get("endpointId")
@@ -223,6 +229,10 @@ class Session:
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
             collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
+        if self.client is not None and collector.presence:
+            reports = {**self.reports.reports, **outcome.reports}
+            collector.dimensions[(self.call, self.peer)] = {**self.client, **self.app,
+                                                            **Extractor.connections(reports.values())}
         outcome.parsed = collector.finish()
         if outcome.parsed.lines:
             outcome.lines = outcome.parsed.lines + [self._session_line(outcome, now_ms)]
@@ -234,6 +244,8 @@ class Session:
             return
         self.sn = outcome.sn
         self.offset_ms = outcome.offset_ms
+        if outcome.app is not None:
+            self.app = outcome.app
         if outcome.call is not None or outcome.peer is not None:
             self.call, self.peer, self.fixed = outcome.call or self.call, outcome.peer or self.peer, True
         if outcome.opened is not None:

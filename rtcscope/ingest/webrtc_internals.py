@@ -25,7 +25,9 @@ import ijson
 import orjson
 
 from .. import registry
-from ..storage.lines import encode_extracted
+from ..dimensions.report import report_dimensions
+from ..storage.feed import apply_dimensions
+from ..storage.lines import dimensions_line, encode_extracted
 from ..storage.schema import IDENTIFIER_RE, IDENTIFIER_RULE, NOT_IDENTIFIER_RE
 from ..timeparse import parse_time_ms
 from .formats import IngestError, Limits, Parsed, _Collector
@@ -82,10 +84,11 @@ def peer_name(key, taken):
     return candidate
 
 
-def _peer_connections(events):
+def _peer_connections(events, found_meta):
     """Yield (key, {stat id: stat}) per PeerConnection, one at a time (see
-    `_add_series`); everything else in the dump is skipped. Each series is
-    decoded as soon as it has been read, so the dump's text is never held."""
+    `_add_series`); of everything else in the dump only its `UserAgent` is kept
+    (in `found_meta`). Each series is decoded as soon as it has been read, so
+    the dump's text is never held."""
     stack = []  # (name, is_map) of the containers the parser is in
     key = None
     found = False
@@ -110,6 +113,8 @@ def _peer_connections(events):
         if depth == 0:
             if event != "start_map":
                 raise _error("not a webrtc-internals dump: the top level must be a JSON object")
+        elif depth == 1 and name == "UserAgent" and event == "string":
+            found_meta["user_agent"] = value
         elif depth == 1 and name == "PeerConnections":
             if event != "start_map":
                 raise _error("PeerConnections must be an object of PeerConnection entries")
@@ -236,9 +241,10 @@ def _poll_slots(times, polls):
 
 
 def _connection_samples(key, stats):
-    """[(ts µs, [(kind, encoded fields)])] of one PeerConnection: each poll
-    rebuilt as a report of the stats it held then, through the registry's
-    extraction, and encoded at once (bytes hold far less than dicts)."""
+    """([(ts µs, [(kind, encoded fields)])], [(poll ms, {dimension: value or None})]) of one
+    PeerConnection: each poll rebuilt as a report of the stats it held then, through the
+    registry's extraction, and encoded at once (bytes hold far less than dicts); and its
+    route and codecs (dimensions.report) at each poll where they changed."""
     times = {stat_id: _report_times(key, stat_id, stat) for stat_id, stat in stats.items()}
     polls = sorted({ms for stat_id, stat_times in times.items() if not stats[stat_id]["type"].startswith("remote-")
                     for ms in stat_times}) or sorted({ms for stat_times in times.values() for ms in stat_times})
@@ -248,7 +254,7 @@ def _connection_samples(key, stats):
         columns = [(field, values, len(stat_times) - len(values)) for field, values in stat["fields"].items()]
         positions = {slot: index for index, slot in enumerate(_poll_slots(stat_times, polls)) if slot is not None}
         placed.append((stat_id, stat["type"], columns, positions))
-    samples = []
+    samples, routes, route = [], [], None
     for slot, ms in enumerate(polls):
         report = []
         for stat_id, stats_type, columns, positions in placed:
@@ -260,18 +266,40 @@ def _connection_samples(key, stats):
         extracted = registry.extract(report)
         if extracted:
             samples.append((round(ms * 1000), [(kind, encode_extracted(fields)) for kind, fields in extracted.items()]))
-    return samples
+        found = report_dimensions(report)
+        if found and found != route:
+            routes.append((ms, found))
+            route = found
+    return samples, routes
 
 
 @dataclass
 class DumpImport:
     """What a dump adds: the ingest `Parsed` (points ready to buffer), its
-    peers and its first and last sample times (Unix ms)."""
+    peers, its first and last sample times (Unix ms), the User-Agent of the
+    browser that saved it (None: none) and each peer's route and codecs as
+    they changed ({peer: [(ms, dimensions)]}, for `dimension_lines`)."""
 
     parsed: Parsed
     peers: list
     first_ms: int
     last_ms: int
+    user_agent: str | None = None
+    routes: dict | None = None
+
+    def dimension_lines(self, call, client):
+        """The rtc_dimensions points of every peer: `client` (what the dump's User-Agent
+        tells, dimensions.extract.Extractor.client) with the route and codecs of its
+        first poll that has them, then one at each change, at the polls' times."""
+        lines = []
+        for peer in self.peers:
+            known = {}
+            for ms, found in self.routes.get(peer) or [(self.first_ms, {})]:
+                applied = apply_dimensions(known, {**client, **found} if not known else found)
+                if applied is not None:
+                    known, d = applied
+                    lines.append(dimensions_line(call, peer, d, round(ms * 1000) * 1000))
+        return lines
 
 
 def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
@@ -284,9 +312,14 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
         raise IngestError(f"call must be {IDENTIFIER_RULE}", 400, "bad_call")
     taken = set()
     connections = []  # (peer, [(µs, [(kind, encoded fields)])])
+    routes = {}
+    meta = {}
     try:
-        for key, connection in _peer_connections(ijson.basic_parse(open_dump(stream, max_bytes), use_float=True)):
-            connections.append((peer_name(key, taken), _connection_samples(key, connection)))
+        for key, connection in _peer_connections(ijson.basic_parse(open_dump(stream, max_bytes), use_float=True),
+                                                 meta):
+            peer = peer_name(key, taken)
+            samples, routes[peer] = _connection_samples(key, connection)
+            connections.append((peer, samples))
     except ijson.JSONError as exc:
         raise _error(f"the dump is not valid JSON: {exc}", "invalid_json") from None
     except UnicodeDecodeError as exc:
@@ -307,7 +340,9 @@ def parse_dump(stream, call, now_ms, retention_ms, max_future_ms, max_bytes):
         raise IngestError("the dump's samples lie in the future: check the clock of the machine that saved it",
                           400, "dump_in_future")
     peers = [peer for peer, samples in connections if samples]
-    return DumpImport(_encode(call, connections, last_ms), peers, first_ms, last_ms)
+    user_agent = meta.get("user_agent")
+    return DumpImport(_encode(call, connections, last_ms), peers, first_ms, last_ms,
+                      user_agent if isinstance(user_agent, str) else None, routes)
 
 
 def _encode(call, connections, last_ms):

@@ -7,10 +7,16 @@ give (`Store.call_activity`), whatever rows the feed's overlap reads twice; the 
 the last seconds the feed's rows carry (`recent`); and each call's state as `build_calls`
 gives it over those rows, built again only for the calls whose rows changed
 (`calls.CallStates`). The whole window is read at the first tick and after a failed one.
-See docs/live.md, "Incremental reads: the live feed"."""
+See docs/live.md, "Incremental reads: the live feed".
+
+It also keeps each peer's dimensions, learnt from the `d` of the feed's presence rows
+(no query of its own), each value through the process's cardinality bound; they are
+forgotten with the call's last row in the window, so the summary of a call that ends
+has those of the peers that left before it."""
 import asyncio
 from typing import NamedTuple
 
+from ..dimensions.peer import DEFAULT_MAX_VALUES, Dimensions, ValueBound
 from .calls import CallStates
 from .graphs import BUCKET_MS, RECENT_BUCKETS
 from .recent import RecentSamples
@@ -37,7 +43,8 @@ class Read(NamedTuple):
 class Activity:
     """The look-back window's rows and the states of its calls, between ticks."""
 
-    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms, incremental=True):
+    def __init__(self, store, timeout_ms, tick_ms, quality_window_ms, incremental=True,
+                 max_dimension_values=DEFAULT_MAX_VALUES, dimension_values_kept_s=None):
         self.store = store
         # False: the whole window every tick, without the feed (what the benchmarks compare with)
         self.incremental = incremental
@@ -48,12 +55,15 @@ class Activity:
         self.samples_ms = max(quality_window_ms, (RECENT_BUCKETS + 1) * BUCKET_MS)
         self.recent = RecentSamples()
         # (call, peer) -> presence {first, last, recv}; (call, peer) -> the latest end and
-        # disconnect marker {time, at, detail, disconnected} (None: none).
+        # disconnect marker {time, at, detail, reason, disconnected} (None: none).
         self.presence = {}
         self.ends = {}
         self.rows_of = {}  # call -> {peer: its presence row}: self.presence by call, in the same order
         self.changed = set()  # calls whose rows changed since the last build
         self.call_states = CallStates(timeout_ms)
+        self.dimensions = {}  # (call, peer) -> dimensions.peer.Dimensions, values bounded
+        self._dimension_peers = {}  # call -> its peers in self.dimensions
+        self.value_bound = ValueBound(max_dimension_values, dimension_values_kept_s)
         self.feed_read_ms = None  # when the feed was last read; None: read the whole window next
         self._feed_keys = {}  # the rows the previous feed read read whole
         self._arrived = []  # during a tick, the presence rows its feed read brought
@@ -95,9 +105,38 @@ class Activity:
         if fed is not None:
             self.recent.add(fed.samples)
             self._feed_keys = fed.keys
+            if fed.dimensions:
+                self.learn_dimensions(fed.dimensions, now)
+        if whole:
+            for call in [call for call in self._dimension_peers if call not in self.rows_of]:
+                self.forget_dimensions(call)
         self.forget_before(now - self.window_ms)
         self.recent.trim(now - self.samples_ms, self.recent.touched)
         self.feed_read_ms = now
+
+    def learn_dimensions(self, rows, now):
+        """Fold the feed's dimension rows [(call, peer, (received ms, {name: value or None}))]."""
+        known, peers_of, bound = self.dimensions, self._dimension_peers, self.value_bound.bound
+        now_s = now / 1000
+        for call, peer, (at_ms, values) in rows:
+            key = (call, peer)
+            found = known.get(key)
+            if found is None:
+                found = known[key] = Dimensions()
+                peers = peers_of.get(call)
+                if peers is None:
+                    peers_of[call] = [peer]
+                else:
+                    peers.append(peer)
+            found.update(bound(values, now_s), at_ms)
+
+    def dimension_keys(self, call):
+        """The (call, peer) of a call's peers whose dimensions are known."""
+        return [(call, peer) for peer in self._dimension_peers.get(call, ())]
+
+    def forget_dimensions(self, call):
+        for peer in self._dimension_peers.pop(call, ()):
+            self.dimensions.pop((call, peer), None)
 
     def build(self, now):
         """Bring the calls' states up to date; returns the calls built again."""
@@ -145,11 +184,12 @@ class Activity:
             else:
                 if row.get("at") is not None and (found["time"] is None or row["time"] >= found["time"]):
                     # >=: a re-read of a partly written row completes it
-                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"))
+                    found.update(time=row["time"], at=row["at"], detail=row.get("detail"), reason=row.get("reason"))
                 if row.get("disconnected") is not None:
                     found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
         for call, peer, row in disconnects:
-            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "disconnected": None})
+            found = events.setdefault((call, peer), {"time": None, "at": None, "detail": None, "reason": None,
+                                                        "disconnected": None})
             found["disconnected"] = max(found["disconnected"] or row["disconnected"], row["disconnected"])
 
     def forget_before(self, since):
@@ -161,11 +201,12 @@ class Activity:
             del rows[peer]
             if not rows:
                 del self.rows_of[call]
+                self.forget_dimensions(call)
             self.changed.add(call)
             self.recent.drop(call, peer)
         for key, row in list(self.ends.items()):
             if row["time"] is not None and row["time"] < since:
-                row.update(time=None, at=None, detail=None)
+                row.update(time=None, at=None, detail=None, reason=None)
                 self.changed.add(key[0])
             if row["disconnected"] is not None and row["disconnected"] < since:
                 row["disconnected"] = None

@@ -7,9 +7,10 @@ servers behind one nginx agree.
 """
 from dataclasses import dataclass, field
 
-from ..storage.schema import END_DETAIL_CODES
+from ..storage.schema import END_DETAIL_CODES, END_REASON_CODES
 
 _DETAILS = {code: name for name, code in END_DETAIL_CODES.items()}
+_REASONS = {code: name for name, code in END_REASON_CODES.items()}
 
 
 @dataclass(slots=True)  # the ended-call index holds up to --max-ended-calls of them
@@ -37,7 +38,7 @@ class CallState:
 
 
 def build_calls(presence, ends, now_ms, timeout_ms):
-    """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at, detail, disconnected})]
+    """presence: [(call, peer, {first, last, recv})]; ends: [(call, peer, {time, at, detail, reason, disconnected})]
     (the latest end event and the latest disconnect marker; either may be None).
 
     A peer has ended when an end event (its own, or a call-wide one without
@@ -47,7 +48,8 @@ def build_calls(presence, ends, now_ms, timeout_ms):
     nothing for `timeout_ms`. A disconnect marker received no earlier than
     its last samples, while it was still live, gives it `timeout_ms` from the
     marker to reconnect; then it ends as `disconnect` at its last sample. A
-    call is live while any peer is live."""
+    call is live while any peer is live. An end event's stored reason is its peer's
+    (a media server's session timeout is `timeout`); without one it is `explicit`."""
     end_by_key = {(call, peer): row for call, peer, row in ends}
     rows_of = {}
     for call, peer, row in presence:
@@ -69,7 +71,8 @@ def call_state(call, rows, end_by_key, now_ms, timeout_ms):
         ended_at = reason = detail = None
         for end in (end_by_key.get((call, peer)), end_by_key.get((call, "")) if peer else None):
             if end is not None and end.get("at") is not None and (end["time"] >= recv or end["at"] >= row["last"]):
-                ended_at, reason, detail = int(end["at"]), "explicit", _DETAILS.get(end.get("detail"))
+                ended_at, detail = int(end["at"]), _DETAILS.get(end.get("detail"))
+                reason = _REASONS.get(end.get("reason"), "explicit")
                 break
         if ended_at is None:
             disconnected = _disconnected_at(end_by_key.get((call, peer)), recv, timeout_ms)

@@ -16,6 +16,8 @@ import asyncio
 import logging
 import time
 
+from ..dimensions.peer import DEFAULT_MAX_VALUES
+from ..quality import verdict_of
 from ..storage.schema import SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
@@ -49,7 +51,8 @@ class CallDetector:
     `close(code, reason)`."""
 
     def __init__(self, store, timeout_ms, tick_ms, quality_window_ms=10_000, history_ms=30 * 86400_000, writer=None,
-                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS, clock=now_ms):
+                 incremental=True, ended_window_ms=ENDED_WINDOW_MS, max_ended_calls=MAX_ENDED_CALLS, clock=now_ms,
+                 graph_lines=12, max_dimension_values=DEFAULT_MAX_VALUES):
         self.store = store
         self.clock = clock  # the time it is (Unix ms): the wall clock, or a benchmark's
         # False: the whole window and the grouped queries over rtc_stats every tick (what the benchmarks compare with)
@@ -64,13 +67,19 @@ class CallDetector:
         self.qualities = {}  # live call -> fleet.CallQuality
         self.last_tick_ms = None
         # Its parts: the window's rows, the live calls' quality, the two websockets' fan-out, the ended calls.
-        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental)
+        # A dimension's value unseen for the history is in no stored series any more: its place is free.
+        self.activity = Activity(store, timeout_ms, tick_ms, quality_window_ms, incremental, max_dimension_values,
+                                 history_ms / 1000)
+        # (call, peer) -> dimensions.peer.Dimensions of the peers in the window, learnt from the feed's rows.
+        self.dimensions = self.activity.dimensions
         self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
-        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.live_calls, incremental)
+        self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.qualities, incremental,
+                             graph_lines)
         self.call_list = CallList()
         # The calls that ended within the call list's default window, kept up to date tick by tick.
         self.ended_calls = EndedCalls(ended_window_ms, max_ended_calls)
-        self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live)
+        self.summaries = Summaries(store, writer, clock, history_ms, timeout_ms, self.ended_calls, self._is_live,
+                                   self._dimensions_of)
         self.ended_upkeep = EndedCallsUpkeep(store, self.ended_calls, clock, timeout_ms, self._is_live, self.summaries)
         # Called each tick with (now, {live call: fleet.CallQuality}, {call: CallState}, live calls): the alert rules.
         self.tick_hooks = []
@@ -101,7 +110,7 @@ class CallDetector:
         telemetry.gauge("rtcscope_live_calls", "calls live at the last detector tick", lambda: len(self.live_calls))
         telemetry.gauge("rtcscope_graph_viewers", "graph websocket viewers", lambda: self.graphs.viewer_count)
         telemetry.gauge("rtcscope_watched_metrics", "metrics that at least one viewer watches",
-                        lambda: len(self.graphs.watches))
+                        lambda: self.graphs.watched_count)
         telemetry.gauge("rtcscope_calls_viewers", "live call list (/ws/calls) viewers", lambda: len(self.call_list.viewers))
         telemetry.counter("rtcscope_call_summaries_written_total", f"{SUMMARIES_MEASUREMENT} points written for ended calls",
                           lambda: self.summaries.written)
@@ -116,6 +125,30 @@ class CallDetector:
     @property
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
+
+    def live_peers(self):
+        """(call, peer, dimension values, verdict, mos) of every live peer as of the last tick:
+        what breakdowns, explanations and cohort alerts read. The values are the detector's
+        own dict (read, never change it); the verdict is that of the peer's MOS over the
+        quality window ("unknown" without one)."""
+        dimensions, qualities, nothing = self.dimensions, self.qualities, {}
+        for call, state in (self.calls or {}).items():
+            if state.state != "live":
+                continue
+            found = qualities.get(call)
+            windows = found.peers if found is not None else nothing
+            ended = state.peer_ends
+            for peer in state.peers:
+                if peer in ended:
+                    continue
+                window = windows.get(peer)
+                mos = window.get("mos") if window is not None else None
+                known = dimensions.get((call, peer))
+                yield call, peer, known.values if known is not None else nothing, verdict_of(mos) or "unknown", mos
+
+    def _dimensions_of(self, call):
+        """{peer: dimension values} of a call's peers the detector knows."""
+        return {key[1]: self.dimensions[key].as_json() for key in self.activity.dimension_keys(call)}
 
     def _is_live(self, call):
         state = (self.calls or {}).get(call)
@@ -204,6 +237,7 @@ class CallDetector:
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
+        await self.graphs.stop()
         await self.ended_upkeep.stop()
         self.summaries.stop()
         for viewer in self.graphs.viewers() + list(self.call_list.viewers):

@@ -22,7 +22,7 @@ VERDICTS = ("good", "fair", "poor", "unknown")
 # A call is listed as changed when its MOS moved at least this much (or its verdict, problems or worst peer changed).
 MOS_STEP = 0.1
 WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
-WINDOW_LAST = ("qualityLimitationReason",)
+WINDOW_LAST = ("qualityLimitationReason", "iceState")
 WINDOW_COUNTERS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCount")
 # A window row: one series' values in this order (a tuple; None for a name without a value). A
 # peer's kinds combine by position: the gauges and the last take the worst (as a summary's
@@ -67,12 +67,12 @@ def row_of(values):
 
 def peer_window(rows):
     """One peer's window values from its kinds' rows: rtt, jitter (means), loss ratio,
-    freezes (the freeze count's increase) and the latest quality-limitation code."""
+    freezes (the freeze count's increase), the latest quality-limitation code and ICE state."""
     if len(rows) == 1:  # one kind: its row is the peer's
-        rtt, jitter, fraction, limitation, lost, received, sent, freezes = rows[0]
+        rtt, jitter, fraction, limitation, ice, lost, received, sent, freezes = rows[0]
     else:  # unrolled: a tick combines some 40,000 peers' rows
-        rtt = jitter = fraction = limitation = lost = received = sent = freezes = None
-        for k_rtt, k_jitter, k_fraction, k_limitation, k_lost, k_received, k_sent, k_freezes in rows:
+        rtt = jitter = fraction = limitation = ice = lost = received = sent = freezes = None
+        for k_rtt, k_jitter, k_fraction, k_limitation, k_ice, k_lost, k_received, k_sent, k_freezes in rows:
             if k_rtt is not None and (rtt is None or k_rtt > rtt):
                 rtt = k_rtt
             if k_jitter is not None and (jitter is None or k_jitter > jitter):
@@ -81,6 +81,8 @@ def peer_window(rows):
                 fraction = k_fraction
             if k_limitation is not None and (limitation is None or k_limitation > limitation):
                 limitation = k_limitation
+            if k_ice is not None and (ice is None or k_ice > ice):  # failed is the highest code
+                ice = k_ice
             if k_lost is not None:
                 lost = k_lost if lost is None else lost + k_lost
             if k_received is not None:
@@ -94,7 +96,8 @@ def peer_window(rows):
         loss = quality.loss_ratio(lost, received or 0.0, sent or 0.0)
     if loss is None:
         loss = fraction
-    return {"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes, "qualityLimitationReason": limitation}
+    return {"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes, "qualityLimitationReason": limitation,
+            "iceState": ice}
 
 
 class CallQuality:
@@ -105,17 +108,23 @@ class CallQuality:
     __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
 
     def __init__(self, peers, at):
-        """`peers`: {peer: window values} of the call's peers that sent samples in the window."""
+        """`peers`: {peer: window values} of the call's peers that sent samples in the window.
+        The call is judged by its voting peers (quality.voting_peers); the others have their
+        MOS too, and add only their SFU_PROBLEMS."""
         self.at = at
         self.worst = None
         self.worst_peer = None
         self.peers = peers  # each peer's window values, with its unrounded "mos": what alert rules read
         problems = set()
         lowest = None
+        voters = peers if len(peers) < 2 else set(quality.voting_peers(peers))
         for peer in sorted(peers) if len(peers) > 1 else peers:
             window = peers[peer]
-            problems.update(quality.current_problems(window))
             mos = window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
+            if peer not in voters:
+                problems.update(quality.SFU_PROBLEMS.intersection(quality.current_problems(window)))
+                continue
+            problems.update(quality.current_problems(window))
             if mos is not None and (lowest is None or mos < lowest):
                 lowest, self.worst, self.worst_peer = mos, window, peer or None
         self.mos = None if lowest is None else round(lowest, 2)

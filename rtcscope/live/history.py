@@ -258,7 +258,7 @@ class EndedCallsUpkeep:
         catch_up = [state.call for state in ended
                     if state.call not in summaries and state.ended >= now - SUMMARY_CATCH_UP_MS]
         if catch_up:
-            self.summaries.queue(catch_up, now)
+            self.summaries.queue(catch_up, now, seen_live=False)
 
 
 def _slim(state):

@@ -1,9 +1,14 @@
 """The live feed's rows (rtc_feed, docs/storage.md): how a presence, end, disconnect or
 import becomes a row, and how a row's samples (`w`) are written and read back. Ingest
 writes them, the detector reads them (`Store.feed_since`)."""
+from collections import OrderedDict
+
 import orjson
 
-from .schema import END_REASON_CODES, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
+from .schema import END_REASON_CODES, FEED_DIMENSIONS_EVERY_NS, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
+
+# (call, peer) whose dimensions as last sent a process keeps (the least recently sent go first).
+DIMENSIONS_KEPT = 100_000
 
 
 class Feed:
@@ -12,12 +17,15 @@ class Feed:
     has one series per process, with `call` and `peer` as string fields. A row's
     time is its receive time, made unique within the series (rows of one series
     at one time would overwrite each other). A presence row also carries the
-    FEED_FIELDS of its samples (`w`, see `encode_samples`)."""
+    FEED_FIELDS of its samples (`w`, see `encode_samples`), and its peer's dimensions
+    (`d`) when `dimensions` says they are due."""
 
-    def __init__(self, node):
+    def __init__(self, node, dimensions_kept=DIMENSIONS_KEPT):
         self.node = node
         self._prefix = f"{FEED_MEASUREMENT},node={node} ".encode()
         self._last_ns = 0
+        self._sent = OrderedDict()  # (call, peer) -> [its dimensions as last sent, when (ns), the update then]
+        self.dimensions_kept = dimensions_kept
 
     def _stamp(self, now_ns):
         self._last_ns = max(now_ns, self._last_ns + 1)
@@ -28,11 +36,47 @@ class Feed:
         return b'%scall="%s",peer="%s",%s %d' % (self._prefix, call.encode(), (peer or "").encode(),
                                                 fields.encode(), self._stamp(now_ns))
 
-    def presence(self, call, peer, first_ms, last_ms, now_ns, samples=()):
+    def presence(self, call, peer, first_ms, last_ms, now_ns, samples=(), dimensions=None):
+        """`dimensions`: the row's `d`, as `dimensions` gave it (None: none)."""
         recv_ms = float(now_ns // 1_000_000)
         encoded = encode_samples(samples, last_ms).replace('"', '\\"')  # a line-protocol string
+        d = "" if dimensions is None else f',d="{string_field(dimensions)}"'
         return self._line(call, peer, f"first={float(first_ms)!r},last={float(last_ms)!r},recv={recv_ms!r},"
-                                      f'w="{encoded}"', now_ns)
+                                      f'w="{encoded}"{d}', now_ns)
+
+    def dimensions(self, call, peer, update, now_ns):
+        """What a presence row of (call, peer) carries of its dimensions after `update`
+        ({name: value, or None: no longer known}, what one request tells): (`d`, changed).
+        `d` is the JSON of every value this process knows of the peer (and null for the
+        names `update` removed), or None when nothing changed and it was sent less than
+        FEED_DIMENSIONS_EVERY_NS ago; `changed`: the values differ from those last sent
+        (first sight included), so an rtc_dimensions point is due too. An `update`
+        equal to the previous one (a peer's requests repeat theirs) changes nothing."""
+        key = (call, peer)
+        sent = self._sent.get(key)
+        applied = None if sent is not None and (sent[2] is update or sent[2] == update) else apply_dimensions(
+            {} if sent is None else sent[0], update)
+        if applied is None:
+            if sent is None:
+                return None, False
+            sent[2] = update
+            if now_ns - sent[1] < FEED_DIMENSIONS_EVERY_NS:
+                return None, False
+            sent[1] = now_ns
+            self._sent.move_to_end(key)
+            return orjson.dumps(sent[0]).decode(), False
+        values, d = applied
+        self._sent[key] = [values, now_ns, update]
+        self._sent.move_to_end(key)
+        if len(self._sent) > self.dimensions_kept:
+            self._sent.popitem(last=False)
+        return d, True
+
+    def forget(self, keys):
+        """(call, peer) whose `dimensions` were not stored after all (the request was refused):
+        their next request sends them again."""
+        for key in keys:
+            self._sent.pop(key, None)
 
     def end(self, call, peer, at_ms, detail_code, now_ns, reason="explicit"):
         """`reason` other than explicit (a media server's session timeout) is written as its code."""
@@ -48,6 +92,43 @@ class Feed:
         """An imported call, after all of its points: not presence (the call is over and
         never live), only word to every detector that the ended calls have one more."""
         return self._line(call, "", f"imported={float(now_ns // 1_000_000)!r}", now_ns)
+
+
+def apply_dimensions(known, update):
+    """`known` dimensions ({name: value}) after `update` ({name: value, or None: no longer
+    known}): None when nothing changes, else (the new values, their `d`: JSON of them with
+    null for each name `update` removed)."""
+    for name, value in update.items():  # the common case: nothing new
+        if known.get(name) != value:
+            break
+    else:
+        return None
+    values = known.copy()
+    removed = {}
+    for name, value in update.items():
+        if value is not None:
+            values[name] = value
+        elif name in values:
+            del values[name]
+            removed[name] = None
+    return values, orjson.dumps({**values, **removed} if removed else values).decode()
+
+
+def string_field(text):
+    """`text` as the inside of a line-protocol string field."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def decode_dimensions(text):
+    """A `d` (of a feed row or an rtc_dimensions point) back as {name: value or None}; {}
+    when it cannot be read."""
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    if values.__class__ is not dict:
+        return {}
+    return {name: value for name, value in values.items() if value is None or value.__class__ is str}
 
 
 def encode_feed_values(values):

@@ -1,15 +1,17 @@
 """Line protocol of what the ingest paths store (docs/storage.md): samples (rtc_stats),
 explicit ends and disconnect markers (rtc_events), presence (rtc_calls), the live feed's
-rows beside them (feed.py) and rtcstats sessions (rtc_rtcstats_sessions).
+rows beside them (feed.py), the peers' dimensions when they change (rtc_dimensions) and
+rtcstats sessions (rtc_rtcstats_sessions).
 
 Identifiers and field names arrive checked (schema.IDENTIFIER_RE, FIELD_RE): they need no
 escaping, so a line is a plain join. Every value is written as a float (a field whose type
-changes is refused by InfluxDB).
+changes is refused by InfluxDB), but rtc_dimensions' `d`, always a string.
 """
 import orjson
 
-from .feed import encode_feed_values
+from .feed import encode_feed_values, string_field
 from .schema import (
+    DIMENSIONS_MEASUREMENT,
     END_DETAIL_CODES,
     END_REASON_CODES,
     EVENTS_MEASUREMENT,
@@ -37,6 +39,9 @@ class Points:
         self.presence = {}
         self.feed_samples = {}  # (call, peer) -> [(kind, time ns, its encoded FEED_FIELDS)], with a live feed
         self.ends = []  # (call, peer, at ms, detail code, reason) of the ends, for the live feed
+        # (call, peer) -> what the request tells of the peer's dimensions ({name: value or None}), with a live feed
+        self.dimensions = {}
+        self.sent_dimensions = []  # the (call, peer) whose dimensions `finish` wrote
         self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
 
     def sample(self, call, peer, kind, ts_ns, fields, values):
@@ -84,17 +89,33 @@ class Points:
         recv_ms = float(self.now_ns // 1_000_000)
         lines = self.lines
         feed = self.feed
-        for (call, peer), (first, last) in self.presence.items():
+        dimensions = self.dimensions
+        for key, (first, last) in self.presence.items():
+            call, peer = key
             tags = "call=" + call + (",peer=" + peer if peer else "")
             lines.append(
                 f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
                 f"recv={recv_ms!r} {self.now_ns}".encode())
             if feed is not None:
-                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get((call, peer), ())))
+                d = None
+                update = dimensions.get(key) if peer else None
+                if update:
+                    d, changed = feed.dimensions(call, peer, update, self.now_ns)
+                    if changed:
+                        lines.append(dimensions_line(call, peer, d, self.now_ns))
+                    if d is not None:
+                        self.sent_dimensions.append(key)
+                lines.append(feed.presence(call, peer, first, last, self.now_ns, self.feed_samples.get(key, ()), d))
             self.calls.add(call)
         if feed is not None:
             lines.extend(feed.end(call, peer, at_ms, detail, self.now_ns, reason)
                          for call, peer, at_ms, detail, reason in self.ends)
+
+
+def dimensions_line(call, peer, d, time_ns):
+    """An rtc_dimensions point: the peer's dimensions `d` (JSON, as the feed's rows carry it)
+    as of `time_ns`, written when they change."""
+    return f'{DIMENSIONS_MEASUREMENT},call={call},peer={peer} d="{string_field(d)}" {time_ns}'.encode()
 
 
 def end_line(call, peer, at_ms, detail, now_ns, reason="explicit"):

@@ -11,6 +11,10 @@ MEASUREMENT = "rtc_stats"
 EVENTS_MEASUREMENT = "rtc_events"
 PRESENCE_MEASUREMENT = "rtc_calls"
 SUMMARIES_MEASUREMENT = "rtc_call_summaries"
+# One point per ended peer, its dimensions as tags: history breakdowns are GROUP BY a tag (docs/storage.md).
+PEER_SUMMARIES_MEASUREMENT = "rtc_peer_summaries"
+# A peer's dimensions each time they change (tags call, peer; string field `d`): the call page's.
+DIMENSIONS_MEASUREMENT = "rtc_dimensions"
 # The call detector's feed: what arrived, one series per server process (docs/live.md).
 FEED_MEASUREMENT = "rtc_feed"
 ALERTS_MEASUREMENT = "rtc_alerts"
@@ -31,6 +35,8 @@ IDENTIFIER_MAX = 128
 IDENTIFIER_RE = re.compile(f"[{IDENTIFIER_CHARS}]{{1,{IDENTIFIER_MAX}}}")
 NOT_IDENTIFIER_RE = re.compile(f"[^{IDENTIFIER_CHARS}]")
 IDENTIFIER_RULE = f"1-{IDENTIFIER_MAX} characters of [{IDENTIFIER_CHARS}]"
+# A media server's view of peer P is stored as peer P + SFU_SUFFIX (rtcscope/ingest/janus.py).
+SFU_SUFFIX = "@janus"
 FIELD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 FIELD_RULE = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
@@ -39,8 +45,11 @@ FIELD_RULE = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 # dashboard graphs by default, so the detector needs no query over rtc_stats for them.
 # Positional in `w`: new names go at the end, never in between.
 FEED_FIELDS = ("rtt", "jitter", "fractionLost", "qualityLimitationReason", "packetsLost", "packetsReceived",
-               "packetsSent", "freezeCount", "availableBandwidth")
+               "packetsSent", "freezeCount", "availableBandwidth", "iceState")
 FEED_INDEX = {name: index for index, name in enumerate(FEED_FIELDS)}
 # A presence row carries at most this many samples (its newest): a bulk upload of one call
 # must not make a feed row InfluxDB refuses (a string field holds at most 64 KB).
 FEED_MAX_SAMPLES = 64
+# A presence row carries its peer's dimensions (`d`) when they changed, and at least this often
+# (ns) while they do not, so a detector that starts later learns them within its look-back window.
+FEED_DIMENSIONS_EVERY_NS = 10_000_000_000

@@ -15,8 +15,9 @@ import aiohttp
 import orjson
 
 from ..timeparse import parse_duration
-from .feed import decode_samples
+from .feed import decode_dimensions, decode_samples
 from .schema import (
+    DIMENSIONS_MEASUREMENT,
     EVENTS_MEASUREMENT,
     FEED_MEASUREMENT,
     FEED_RETENTION,
@@ -59,7 +60,8 @@ def collection_paused():
 
 class FeedRows(NamedTuple):
     """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as feed.decode_samples gives them; `keys` {node: {time ns}} of every row read whole
+    {kind: {time µs: values}} as feed.decode_samples gives them; `dimensions` rows (receive ms, {name: value
+    or None}) of the presence rows that carry them (`d`); `keys` {node: {time ns}} of every row read whole
     (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
 
     presence: list
@@ -67,6 +69,7 @@ class FeedRows(NamedTuple):
     disconnects: list
     imports: list
     samples: list
+    dimensions: list
     keys: dict
     queries: int = 1
 
@@ -207,25 +210,21 @@ class Store:
             self._fields = (time.monotonic(), names)
         return names
 
-    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, by="call"):
-        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]}.
+    async def metric_series(self, metric, start_ms, end_ms, bucket_s, *, rate, call=None, calls=None, by="call"):
+        """Bucketed values of a metric per call (or per peer, `by="peer"`): {name: [(ms, value|None)]},
+        of one `call` or of the `calls` listed (by the tag index: their series alone are read).
 
         Gauges are averaged over a call's (or peer's) series; counters shown as
         rates are differentiated per series (peer x kind) and then summed."""
-        field = quote_identifier(metric.source_field)
-        group = quote_identifier(by)
         where = time_range(start_ms, end_ms)
         if call is not None:
-            where += f' AND "call" = {quote_literal(call)}'
-        if rate:
-            statement = (
-                f'SELECT sum("rate") AS "value" FROM ('
-                f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
-                f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
-                f'WHERE {where} GROUP BY time({bucket_s}s), {group} fill(none)')
-        else:
-            statement = (f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} '
-                         f'GROUP BY time({bucket_s}s), {group} fill(null)')
+            calls = [call]
+        if calls is not None:
+            if not calls:
+                return {}
+            where += " AND (" + " OR ".join(f'"call" = {quote_literal(name)}' for name in calls) + ")"
+        statement = _series_statement(metric, where, bucket_s, rate, quote_identifier(by),
+                                      "fill(none)" if rate else "fill(null)")
         scale = metric.scale
         result = {}
         for series in await self.query(statement):
@@ -233,6 +232,20 @@ class Store:
                 (row["time"], None if row["value"] is None else row["value"] * scale)
                 for row in series["rows"]]
         return result
+
+    async def metric_band(self, metric, start_ms, end_ms, bucket_s, *, rate, percentiles):
+        """Per bucket, the `percentiles` across calls of each call's value as metric_series
+        gives it: {ms: [value of each percentile]}. One statement whose answer is a row per
+        bucket however many calls there are; InfluxDB still reads every call's series in
+        the range (a subquery per call, then percentile() across them: nearest rank, rounded)."""
+        where = time_range(start_ms, end_ms)
+        per_call = _series_statement(metric, where, bucket_s, rate, '"call"', "fill(none)")
+        names = [f"p{int(rank)}" for rank in percentiles]
+        columns = ", ".join(f'percentile("value", {int(rank)}) AS "{name}"' for rank, name in zip(percentiles, names))
+        statement = f'SELECT {columns} FROM ({per_call}) WHERE {where} GROUP BY time({bucket_s}s) fill(none)'
+        scale = metric.scale
+        return {row["time"]: [None if row[name] is None else row[name] * scale for name in names]
+                for series in await self.query(statement) for row in series["rows"]}
 
     async def call_activity(self, since_ms, until_ms, call=None):
         """Presence and end events per (call, peer) since `since_ms`."""
@@ -242,8 +255,8 @@ class Store:
         presence_q = (f'SELECT min("first") AS "first", max("last") AS "last", max("recv") AS "recv" '
                       f'FROM {PRESENCE_MEASUREMENT} WHERE {where} GROUP BY "call", "peer"')
         # One statement, two selections per group: the latest end (one selector, so the row keeps
-        # that end's time and detail) and the latest disconnect marker, which has no `at`.
-        ends_q = (f'SELECT * FROM (SELECT last("at") AS "at", "detail" FROM {EVENTS_MEASUREMENT} WHERE {where} '
+        # that end's time, detail and reason) and the latest disconnect marker, which has no `at`.
+        ends_q = (f'SELECT * FROM (SELECT last("at") AS "at", "detail", "reason" FROM {EVENTS_MEASUREMENT} WHERE {where} '
                   f'GROUP BY "call", "peer"), (SELECT last("disconnected") AS "disconnected" FROM '
                   f'{EVENTS_MEASUREMENT} WHERE {where} GROUP BY "call", "peer") WHERE {where} GROUP BY "call", "peer"')
         presence, ends = await asyncio.gather(self.query(presence_q), self.query(ends_q))
@@ -278,9 +291,10 @@ class Store:
                     elif first_unknown is None or stamp < first_unknown:
                         first_unknown = stamp
             if first_unknown is None:
-                return FeedRows([], [], [], [], [], kept, queries=1)
+                return FeedRows([], [], [], [], [], [], kept, queries=1)
             since = str(first_unknown)  # ns
-        names = ("node", "call", "peer", "first", "last", "recv", "w", "end", "at", "detail", "disconnected", "imported")
+        names = ("node", "call", "peer", "first", "last", "recv", "w", "d", "end", "at", "detail", "disconnected",
+                 "imported", "reason")
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {since}")
@@ -288,6 +302,16 @@ class Store:
         for node, stamps in kept.items():
             read.keys.setdefault(node, set()).update(stamps)
         return read._replace(queries=2) if known else read
+
+    async def call_dimensions(self, call, start_ms, end_ms):
+        """The rtc_dimensions points of one call in the range, oldest first: [(peer, time ms, {name:
+        value or None})]."""
+        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'AND "call" = {quote_literal(call)} GROUP BY "peer"')
+        found = [(series["tags"].get("peer", ""), row["time"], decode_dimensions(row["d"]))
+                 for series in await self.query(statement) for row in series["rows"] if row.get("d")]
+        found.sort(key=lambda point: point[1])
+        return found
 
     async def first_seen(self, since_ms, until_ms):
         """{call: its earliest sample (ms)} of the calls with presence rows in the range."""
@@ -341,14 +365,27 @@ class Store:
         return [row for series in await self.query(statement) for row in series["rows"]]
 
 
+def _series_statement(metric, where, bucket_s, rate, group, fill):
+    """A metric's value per bucket and `group` (a quoted tag): a gauge's mean over the group's
+    series, a counter's non-negative per-second derivative of each series' last value, summed."""
+    field = quote_identifier(metric.source_field)
+    if rate:
+        return (f'SELECT sum("rate") AS "value" FROM ('
+                f'SELECT non_negative_derivative(last({field}), 1s) AS "rate" FROM {MEASUREMENT} '
+                f'WHERE {where} GROUP BY time({bucket_s}s), "call", "peer", "kind") '
+                f'WHERE {where} GROUP BY time({bucket_s}s), {group} {fill}')
+    return f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} GROUP BY time({bucket_s}s), {group} {fill}'
+
+
 def _fold_feed(answer, names, known):
     """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
-    read = FeedRows([], [], [], [], [], {})
-    presence, ends, disconnects, imports, samples, keys, _ = read
+    read = FeedRows([], [], [], [], [], [], {})
+    presence, ends, disconnects, imports, samples, dimensions, keys, _ = read
     nothing = frozenset()
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
-        time_, node_, call_, peer_, first_, last_, recv_, w_, end_, at_, detail_, disconnected_, imported_ = map(
+        (time_, node_, call_, peer_, first_, last_, recv_, w_, d_, end_, at_, detail_, disconnected_, imported_,
+         reason_) = map(
             series["columns"].index, ("time", *names))
         for values in series.get("values", ()):
             node, stamp = values[node_], values[time_]
@@ -370,11 +407,13 @@ def _fold_feed(answer, names, known):
                     continue
                 if values[w_]:
                     samples.append((call, peer, decode_samples(values[w_], last)))
+                if values[d_]:
+                    dimensions.append((call, peer, (values[recv_], decode_dimensions(values[d_]))))
             elif values[end_] is not None:
                 if values[at_] is None:
                     continue
                 ends.append((call, peer, {"time": stamp // 1_000_000, "at": values[at_],
-                                          "detail": values[detail_]}))
+                                          "detail": values[detail_], "reason": values[reason_]}))
             elif values[disconnected_] is not None:
                 disconnects.append((call, peer, {"time": stamp // 1_000_000, "disconnected": values[disconnected_]}))
             elif values[imported_] is not None:
@@ -412,7 +451,7 @@ def _complete_rows(series, fields):
 
 
 def _latest_events(series):
-    """[(call, peer, {time, at, detail, disconnected})]: a group's end row and marker
+    """[(call, peer, {time, at, detail, reason, disconnected})]: a group's end row and marker
     row folded into one; the end's keys are None without an end, `disconnected`
     without a marker. Selectors only pick points whose field is visible, so a
     partly written event is passed by until the next read sees it whole."""
@@ -423,5 +462,5 @@ def _latest_events(series):
         if end or marker is not None:
             events.append((s["tags"].get("call", ""), s["tags"].get("peer", ""),
                            {"time": end.get("time"), "at": end.get("at"), "detail": end.get("detail"),
-                            "disconnected": marker}))
+                            "reason": end.get("reason"), "disconnected": marker}))
     return events

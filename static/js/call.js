@@ -14,7 +14,7 @@
 
   function problemValue(problem, value) {
     if (problem.problem === "high_loss") return RS.format(value * 100, "%");
-    if (problem.metric === "qualityLimitationReason") return "";
+    if (problem.metric === "qualityLimitationReason" || problem.metric === "iceState") return "";
     return RS.format(value, RS.metric(problem.metric).display_unit);
   }
 
@@ -144,8 +144,7 @@
     }
     const end = d.state === "live" ? Date.now() : (d.ended || d.last_seen) + 1000;
     mosPanel.chart.setWindow(d.started - 1000, end);
-    mosPanel.chart.setFocus(peersWorstFirst(d));
-    mosPanel.chart.replace(timelines, d.bucket_seconds * 1000);
+    mosPanel.chart.replace({ calls: timelines, bucket_ms: d.bucket_seconds * 1000 });
   }
 
   function renderCharts(d, names) {
@@ -157,7 +156,6 @@
     for (const name of names) {
       if (!panels.has(name)) panels.set(name, new RS.MetricPanel(chartsArea, name, { call: call, byPeer: true, height: 170 }));
       const panel = panels.get(name);
-      panel.chart.setFocus(peersWorstFirst(d));
       panel.chart.bands = (d.quality.problems || []).filter((p) => p.metric === name || (name === "packetsLost" && p.problem === "high_loss"))
         .map((p) => ({ from: p.from, to: Math.max(p.to, p.from + 1000) }));
       panel.setRange(spec);

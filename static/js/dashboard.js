@@ -245,8 +245,6 @@
       pending = null;
       renderList();
       renderTiles();
-      const worst = feed.worst(5);
-      for (const panel of panels.values()) panel.chart.setFocus(worst);
     });
   }
 
@@ -433,7 +431,6 @@
     if (panels.has(name)) return;
     const panel = new RS.MetricPanel(chartsArea, name, { onRemove: () => removeMetric(name) });
     panels.set(name, panel);
-    panel.chart.setFocus(feed.worst(5));
     if (range) panel.setRange(range);
   }
 

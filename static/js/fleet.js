@@ -7,6 +7,7 @@
     high_loss: ["loss", "High packet loss"], high_rtt: ["rtt", "High round-trip time"],
     high_jitter: ["jitter", "High jitter"], freezes: ["freezes", "Video freezes"],
     cpu_limited: ["cpu", "Video limited by CPU"], bandwidth_limited: ["bandwidth", "Video limited by bandwidth"],
+    ice_failed: ["ice", "ICE failed (the media server's view)"],
   };
 
   function mosOf(call) {
@@ -105,11 +106,6 @@
     list(order) {
       if (!this.sorted.has(order)) this.sorted.set(order, [...this.calls.values()].sort(ORDERS[order] || worstFirst));
       return this.sorted.get(order);
-    }
-
-    /** The `n` worst calls' ids: the lines a graph draws over the fleet's band. */
-    worst(n) {
-      return this.list("worst").slice(0, n).map((c) => c.call);
     }
   }
 

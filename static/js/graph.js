@@ -22,19 +22,14 @@
     },
   });
 
-  // With more calls than lines, the graph draws the fleet's band and the worst calls by quality now.
-  const fleet = new RS.FleetFeed({ change: () => panel.chart.setFocus(fleet.worst(5)), status: () => {} });
-
-  const TABLE_MAX = 50;
-
-  /** Latest, min, mean and max per call of what the chart holds: the worst calls now first
-   * (by the fleet's quality), then by id; a page of them, however many calls there are. */
+  /** Latest, min, mean and max per call of what the chart draws: the worst calls now first (the
+   * server's order), then by id. Beyond --graph-lines calls, the five worst over the fleet's band. */
   function renderTable() {
-    const rank = new Map(fleet.list("worst").map((c, i) => [c.call, i]));
+    const chart = panel.chart;
+    const rank = new Map(chart.drawn.map((call, i) => [call, i]));
     const order = (a, b) => (rank.has(a[0]) ? rank.get(a[0]) : Infinity) - (rank.has(b[0]) ? rank.get(b[0]) : Infinity)
       || a[0].localeCompare(b[0]);
-    const all = [...panel.chart.calls.entries()];
-    const calls = all.sort(order).slice(0, TABLE_MAX);
+    const calls = [...chart.calls.entries()].sort(order);
     rows.replaceChildren(...calls.map(([call, points]) => {
       const ordered = [...points.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v).filter((v) => v !== null);
       let sum = 0, min = Infinity, max = -Infinity;
@@ -44,7 +39,7 @@
         max = Math.max(max, value);
       }
       const swatch = RS.el("span", { class: "swatch-inline" });
-      swatch.style.background = RS.color(call);
+      swatch.style.background = chart.colorOf(call);
       return RS.el("tr", { dataset: { call: call } },
         RS.el("td", { class: "name" }, swatch, RS.el("a", { href: RS.callUrl(call) }, call)),
         RS.el("td", { class: "num" }, RS.format(ordered[ordered.length - 1], unit)),
@@ -53,10 +48,12 @@
         RS.el("td", { class: "num" }, RS.format(ordered.length ? max : null, unit)),
         RS.el("td", { class: "num" }, ordered.length));
     }));
-    document.getElementById("graph-empty").hidden = all.length > 0;
+    const band = chart.mode === "band";
+    document.getElementById("graph-empty").hidden = calls.length > 0 || band;
     const more = document.getElementById("graph-more");
-    more.hidden = all.length <= TABLE_MAX;
-    more.textContent = "The " + TABLE_MAX + " worst of " + all.length + " calls; the dashboard lists them all.";
+    more.hidden = !band;
+    more.textContent = "The " + calls.length + " worst of " + chart.bandCalls +
+      " calls, drawn over the fleet's p50–p95 band; the dashboard lists them all.";
   }
 
   new RS.RangeControl((spec) => {

@@ -1,8 +1,10 @@
 /* Live graphs: the graph websocket, a uPlot chart of one metric per call, and the range picker.
  *
- * Live mode follows /ws/graph/<metric> (SPEC §5): a snapshot, then call_started,
- * points and call_ended; the x axis slides over the last five minutes. Range
- * mode draws /v1/series/ (counters as rates, same [[ms, value]] shape). */
+ * Live mode follows /ws/graph/<metric> (SPEC §5, §18): a snapshot, then call_started,
+ * drawn, points and call_ended; the x axis slides over the last five minutes. Range
+ * mode draws /v1/series/?band=true (counters as rates, same shapes). Beyond --graph-lines
+ * calls the server sends the fleet's p50–p95 band and the five worst calls, and that is
+ * what the chart draws. */
 "use strict";
 
 (function (RS) {
@@ -12,9 +14,6 @@
   const GAP_BUCKETS = 3;
   // Calls named under a chart; a busy service has more lines than a legend can list.
   const LEGEND_MAX = 12;
-  // Beyond this many calls a graph draws the fleet's p50–p95 band and the worst calls as lines.
-  const LINES_MAX = 12;
-  const WORST_LINES = 5;
   const WORST_COLORS = ["#dc2626", "#ea580c", "#9333ea", "#ca8a04", "#db2777"];
   const FLEET_P50 = "#334155";
   const FLEET_P95 = "#64748b";
@@ -74,29 +73,23 @@
 
   function graphPath(metric) { return "/ws/graph/" + encodeURIComponent(metric); }
 
-  /** Nearest-rank percentile of sorted values, as the server computes the fleet's. */
-  function nearestRank(sorted, fraction) {
-    return sorted[Math.min(sorted.length, Math.max(1, Math.ceil(fraction * sorted.length))) - 1];
-  }
-
-  /** One metric on uPlot: a line per call while they fit, else the fleet's p50–p95 band and the worst calls.
-   * `data-points` / `data-calls` / `data-mode` / `data-lines` tell what it holds and draws. */
+  /** One metric on uPlot: what the server sends, a line per call, or the fleet's p50–p95 band and the
+   * worst calls. `data-points` / `data-calls` / `data-mode` / `data-lines` tell what it holds and draws. */
   class SeriesChart {
     constructor(container, metricName, height, unit) {
       this.container = container;
       this.metric = RS.metric(metricName);
       this.unit = unit === undefined ? this.metric.display_unit : unit;
       this.height = height;
-      this.calls = new Map(); // call -> Map(ms -> value), oldest first
+      this.calls = new Map(); // call -> Map(ms -> value), oldest first: the lines
       this.bucketMs = 2000;
       this.window = null; // [min, max] ms of the x axis
       this.bands = []; // [{from, to}] shaded spans (quality problems)
-      this.maxLines = LINES_MAX;
-      this.focus = []; // the calls drawn as lines over the band, worst first
+      this.mode = "lines"; // or "band": the fleet's p50–p95 band under the drawn calls
+      this.drawn = []; // the calls drawn as lines, worst first, as the server ranks them
+      this.band = null; // {p50: Map(ms -> value), p95: Map(ms -> value)} in band mode
+      this.bandCalls = 0; // the calls the band is taken across
       this.linkTo = RS.callUrl; // a line's page (null: lines are not calls, e.g. a call's peers)
-      this.fleet = new Map(); // ms -> [p50, p95, calls] of the band, kept while its bucket is unchanged
-      this.fleetComplete = false; // false: every bucket's percentiles must be computed
-      this.stale = new Set(); // buckets whose percentiles must be computed again
       this.empty = RS.el("div", { class: "chart-empty" }, "No data yet");
       this.host = RS.el("div", { class: "chart-host" });
       this.legend = RS.el("div", { class: "chart-legend" });
@@ -107,62 +100,76 @@
       new ResizeObserver(() => this.resize()).observe(container);
     }
 
-    replace(calls, bucketMs) {
+    /** A snapshot or a range: {calls, bucket_ms, mode, drawn, band}. */
+    replace(message) {
       this.calls = new Map();
-      this.fleet = new Map();
-      this.fleetComplete = false;
-      if (bucketMs) this.bucketMs = bucketMs;
-      for (const [call, points] of Object.entries(calls)) this.calls.set(call, new Map(points));
-      this.render();
-    }
-
-    merge(calls) {
-      for (const [call, points] of Object.entries(calls)) {
-        if (!this.calls.has(call)) this.calls.set(call, new Map());
-        const known = this.calls.get(call);
-        for (const [ms, value] of points) {
-          known.set(ms, value);
-          if (this.fleetComplete) this.stale.add(ms);
-        }
+      if (message.bucket_ms) this.bucketMs = message.bucket_ms;
+      for (const [call, points] of Object.entries(message.calls || {})) this.calls.set(call, new Map(points));
+      this.mode = message.mode === "band" ? "band" : "lines";
+      this.drawn = message.drawn || [];
+      this.band = null;
+      if (this.mode === "band") {
+        this.band = { p50: new Map(message.band.p50), p95: new Map(message.band.p95) };
+        this.bandCalls = message.band.calls;
       }
       this.render();
     }
 
+    /** A `points` message: the drawn calls' new buckets and, in band mode, the band's. */
+    merge(message) {
+      for (const [call, points] of Object.entries(message.calls || {})) {
+        if (!this.calls.has(call)) this.calls.set(call, new Map());
+        const known = this.calls.get(call);
+        for (const [ms, value] of points) known.set(ms, value);
+      }
+      if (message.band && this.band) {
+        for (const label of ["p50", "p95"]) for (const [ms, value] of message.band[label]) this.band[label].set(ms, value);
+        this.bandCalls = message.band.calls;
+      }
+      this.render();
+    }
+
+    /** A `drawn` message: the calls drawn now, worst first; those that joined come with their five minutes. */
+    setDrawn(message) {
+      for (const call of message.left || []) this.calls.delete(call);
+      for (const [call, points] of Object.entries(message.calls || {})) this.calls.set(call, new Map(points));
+      this.drawn = message.drawn || [];
+      this.render();
+    }
+
+    /** A call started: in lines mode its line (its points follow); the band's calls are the server's. */
     addCall(call) {
-      if (!this.calls.has(call)) {
+      if (this.mode === "lines" && !this.calls.has(call)) {
         this.calls.set(call, new Map());
         this.render();
       }
     }
 
-    /** An ended call leaves the lines; the band keeps what the fleet was while it was live. */
     remove(call) {
       if (this.calls.delete(call)) this.render();
     }
 
-    /** Lines (at most `maxLines` calls) show every call; beyond, the band shows the fleet and these calls. */
-    setFocus(calls) {
-      const next = calls.slice(0, WORST_LINES);
-      if (next.join("\n") === this.focus.join("\n")) return;
-      this.focus = next;
-      if (this.calls.size > this.maxLines) this.render();
-    }
-
     trim(before) {
-      for (const points of this.calls.values()) {
+      const maps = [...this.calls.values()].concat(this.band ? [this.band.p50, this.band.p95] : []);
+      for (const points of maps) {
         for (const ms of points.keys()) {
           if (ms >= before) break; // oldest first: the rest is newer
           points.delete(ms);
         }
       }
-      for (const ms of this.fleet.keys()) if (ms < before) this.fleet.delete(ms);
-      for (const ms of this.stale) if (ms < before) this.stale.delete(ms);
     }
 
     pointCount() {
-      let count = 0;
+      let count = this.band ? this.band.p50.size : 0;
       for (const points of this.calls.values()) count += points.size;
       return count;
+    }
+
+    /** A line's colour: the worst calls' over the band by rank, a call's or a peer's own otherwise. */
+    colorOf(call) {
+      const rank = this.drawn.indexOf(call);
+      if (this.mode === "band" && rank >= 0) return WORST_COLORS[rank % WORST_COLORS.length];
+      return this.linkTo ? RS.color(call) : RS.peerColor(call);
     }
 
     /** uPlot's aligned columns: `undefined` where a call has no bucket (spanned), `null` for a real gap. */
@@ -185,39 +192,17 @@
       return [x, ...columns.map((column) => x.map((ms) => column.get(ms)))];
     }
 
-    /** p50 and p95 across the calls of each bucket, computed again only for buckets that changed. */
-    updateFleet() {
-      if (!this.fleetComplete) {
-        this.fleet.clear();
-        for (const points of this.calls.values()) for (const ms of points.keys()) this.stale.add(ms);
-        this.fleetComplete = true;
-      }
-      for (const ms of this.stale) {
-        const values = [];
-        for (const points of this.calls.values()) {
-          const value = points.get(ms);
-          if (value !== null && value !== undefined) values.push(value);
-        }
-        if (!values.length) {
-          this.fleet.delete(ms);
-          continue;
-        }
-        values.sort((a, b) => a - b);
-        this.fleet.set(ms, [nearestRank(values, 0.5), nearestRank(values, 0.95), values.length]);
-      }
-      this.stale.clear();
-    }
-
-    /** The band's columns (p50, p95) and the focused calls' lines on the band's buckets. */
+    /** The band's columns (p50, p95) and the drawn calls' lines on the buckets any of them has. */
     bandAligned(lines) {
-      this.updateFleet();
-      const x = [...this.fleet.keys()].sort((a, b) => a - b);
-      const p50 = x.map((ms) => this.fleet.get(ms)[0]);
-      const p95 = x.map((ms) => this.fleet.get(ms)[1]);
-      return [x, p50, p95, ...lines.map((call) => {
-        const points = this.calls.get(call);
-        return x.map((ms) => points.get(ms));
-      })];
+      const xs = new Set(this.band.p50.keys());
+      for (const ms of this.band.p95.keys()) xs.add(ms);
+      for (const call of lines) for (const ms of this.calls.get(call).keys()) xs.add(ms);
+      const x = [...xs].sort((a, b) => a - b);
+      return [x, x.map((ms) => this.band.p50.get(ms)), x.map((ms) => this.band.p95.get(ms)),
+        ...lines.map((call) => {
+          const points = this.calls.get(call);
+          return x.map((ms) => points.get(ms));
+        })];
     }
 
     render() {
@@ -229,15 +214,13 @@
     }
 
     draw() {
-      const names = [...this.calls.keys()].sort();
-      const band = names.length > this.maxLines;
-      const lines = band ? this.focus.filter((call) => this.calls.has(call)) : names;
-      if (!band) this.fleetComplete = false;
+      const band = this.mode === "band";
+      const lines = band ? this.drawn.filter((call) => this.calls.has(call)) : [...this.calls.keys()].sort();
       const data = band ? this.bandAligned(lines) : this.aligned(lines);
       this.data = data;
       const count = this.pointCount();
       Object.assign(this.container.dataset, {
-        points: count, calls: names.length, mode: band ? "band" : "lines", lines: lines.length,
+        points: count, calls: band ? this.bandCalls : lines.length, mode: this.mode, lines: lines.length,
       });
       this.empty.hidden = count > 0;
       const key = (band ? "band\n" : "lines\n") + lines.join("\n");
@@ -246,7 +229,7 @@
         this.plot.setData(data);
         this.fitX();
       });
-      if (band) this.legendCount.textContent = names.length + " calls in the band";
+      if (band) this.legendCount.textContent = this.bandCalls + " calls in the band";
       this.updateLegend();
     }
 
@@ -302,8 +285,7 @@
       if (this.plot) this.plot.destroy();
       this.plotKey = (band ? "band\n" : "lines\n") + lines.join("\n");
       this.legend.replaceChildren();
-      const colors = band ? lines.map((call, i) => WORST_COLORS[i % WORST_COLORS.length])
-        : lines.map((call) => (this.linkTo ? RS.color(call) : RS.peerColor(call)));
+      const colors = lines.map((call) => this.colorOf(call));
       this.buildLegend(band, lines, colors, lines.length);
       const unit = this.unit;
       const format = (u, v) => RS.format(v, unit);
@@ -409,8 +391,9 @@
       this.slide();
       this.slider = setInterval(() => this.slide(), 1000);
       this.feed = new LiveFeed(graphPath(this.metric.name), {
-        snapshot: (m) => { this.chart.replace(m.calls, m.bucket_ms); emit(m); emit({ type: "status", state: "live" }); },
-        points: (m) => this.chart.merge(m.calls),
+        snapshot: (m) => { this.chart.replace(m); emit(m); emit({ type: "status", state: "live" }); },
+        points: (m) => this.chart.merge(m),
+        drawn: (m) => { this.chart.setDrawn(m); emit(m); },
         call_started: (m) => { this.chart.addCall(m.call); emit(m); },
         call_ended: (m) => { this.chart.remove(m.call); emit(m); },
         status: (state, text) => {
@@ -432,11 +415,12 @@
       query += spec.kind === "duration" ? "&duration=" + spec.duration : "&start=" + spec.start + "&end=" + spec.end;
       if (this.options.call) query += "&call=" + encodeURIComponent(this.options.call);
       if (this.options.byPeer) query += "&by=peer";
+      else if (!this.options.call) query += "&band=true";
       try {
         const series = await RS.getJSON(query);
         if (spec !== this.spec) return;
         this.chart.setWindow(series.start, series.end);
-        this.chart.replace(this.options.byPeer ? series.peers : series.calls, series.bucket_ms);
+        this.chart.replace(this.options.byPeer ? { calls: series.peers, bucket_ms: series.bucket_ms } : series);
         const bucket = series.bucket_ms < 60000 ? series.bucket_ms / 1000 + " s" : series.bucket_ms / 60000 + " min";
         // One call's line adds up its peers' rates and averages their gauges.
         const across = this.options.byPeer ? "per peer" : series.type === "counter" ? "sum of peers" : "mean of peers";

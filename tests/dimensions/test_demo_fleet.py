@@ -37,7 +37,7 @@ def fleet(demo, **options):
 
 def peer_dimensions(extractor, peer, call):
     """What the server would learn of one peer from one round of its samples."""
-    found = extractor.client(peer.client.user_agent, peer.client.address)
+    found = dict(extractor.client(peer.client.user_agent, peer.client.address))  # the answer is shared
     for sample in peer.samples(call.name, time.time(), 2.0):
         found.update(extractor.tags(sample.get("tags"), "sample"))
         if "report" in sample:

@@ -24,9 +24,11 @@ def test_an_import_has_no_address(extractor):
     assert extractor.client(None, None) == {}
 
 
-def test_the_answer_is_the_callers(extractor):
+def test_a_client_seen_before_is_one_shared_answer(extractor):
+    """A peer's requests repeat their User-Agent and address: the answer is looked up, not built."""
     found = extractor.client(HEADLESS_CHROMIUM, "127.0.0.1")
-    found["browser"] = "changed"
+    assert extractor.client(HEADLESS_CHROMIUM, "127.0.0.1") is found
+    assert extractor.client(HEADLESS_CHROMIUM, None) is not found
     assert extractor.client(HEADLESS_CHROMIUM, None)["browser"] == "HeadlessChrome"
 
 

@@ -164,7 +164,7 @@ def test_the_feed_carries_what_is_stored_of_a_sample_with_nulls_and_booleans():
     assert parsed.dropped == 1
     assert parsed.lines[0].split(b" ")[1] == b"rtt=41.0,freezeCount=1.0,framesPerSecond=30.0"
     fields, samples = feed_row(parsed)
-    assert fields["w"] == '"{\\"video\\":[[0,41.0,null,null,null,null,null,null,1.0,null]]}"'
+    assert fields["w"] == '"{\\"video\\":[[0,41.0,null,null,null,null,null,null,1.0,null,null]]}"'
     assert samples == {"video": {NOW // 1000: {"rtt": 41.0, "freezeCount": 1.0}}}
 
 

@@ -7,9 +7,10 @@ import time
 import pytest
 
 from tests.support.api import assert_error, get, post
+from tests.support.detector import tick
 from tests.support.influxd import count_points
 from tests.support.janus import posts
-from tests.support.samples import now_ms
+from tests.support.samples import FLEET, now_ms
 from tests.support.waits import eventually
 
 PATH = "/v1/integrations/janus/"
@@ -142,3 +143,30 @@ async def test_new_calls_beyond_the_instances_budget_are_429(http_client, base_u
     assert int(response.headers["Retry-After"]) >= 1
     status, answer, _ = await post(http_client, base_url + PATH, attaches(range(5), now_us))
     assert status == 200, answer  # calls it already has carry on
+
+
+@pytest.mark.app_config(**FLEET)
+@pytest.mark.gen_test(timeout=60)
+async def test_a_session_timeout_ends_the_sfu_peer_as_timed_out_live_and_listed(http_client, base_url, app, influxd,
+                                                                                 database):
+    """The stored reason of a Janus end (2: timeout) is the one the detector and /v1/calls/ give."""
+    [*_, body] = moved("timeout")
+    events = json.loads(body)
+    split = next(index for index, event in enumerate(events) if event["type"] == 1 and
+                 event["event"]["name"] == "timeout")
+    await tick(app)  # the whole window, empty: what follows comes through the live feed
+    for part in (events[:split], events[split:]):
+        status, answer, _ = await post(http_client, base_url + PATH, json.dumps(part))
+        assert status == 200, answer
+        await eventually(lambda: app.writer.depth == 0)
+        await tick(app)
+        if part[0]["type"] != 1:
+            assert app.detector.calls["c-2"].state == "live"
+    state = app.detector.calls["c-2"]
+    assert (state.state, state.end_reason, state.peers) == ("ended", "timeout", ["carol@janus"])
+    assert state.peer_ends["carol@janus"][1] == "timeout"
+
+    status, listed, _ = await get(http_client, base_url + "/v1/calls/?state=ended")  # the ended-call index
+    assert status == 200 and [(call["call"], call["end_reason"]) for call in listed["calls"]] == [("c-2", "timeout")]
+    status, call, _ = await get(http_client, base_url + "/v1/calls/c-2/")  # read from rtc_events
+    assert status == 200 and (call["state"], call["end_reason"]) == ("ended", "timeout")

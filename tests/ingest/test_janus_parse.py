@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from rtcscope.dimensions import BUILTIN_DIMENSIONS
 from rtcscope.ingest import formats, janus
 from rtcscope.ingest.formats import IngestError, Limits
 from rtcscope.storage.feed import Feed
@@ -208,6 +209,7 @@ def test_webrtc_states_are_connection_samples_and_the_pair_a_dimension():
         dimensions.update(outcome.dimensions.get(("c-1", "alice@janus"), {}))
     assert dimensions == {"emitter": "janus-test", "candidate_type": "host", "transport": "udp",
                           "audio_codec": "opus", "video_codec": "VP8"}
+    assert set(dimensions) <= set(BUILTIN_DIMENSIONS)  # names §15's breakdowns know
 
 
 @pytest.mark.parametrize("name", ["videoroom", "single"])

@@ -131,15 +131,22 @@ def test_stats_left_out_of_an_entry_are_gone_and_times_restored():
 
 
 def test_only_what_extraction_reads_is_held():
-    """Addresses, certificates and codec strings never stay in memory."""
+    """Addresses, ports, certificates and codec parameters never stay in memory; what the
+    peer's dimensions read (the route's candidate, the codecs) does."""
     peer = PeerReports()
     report, _ = peer.rebuild_rtcstats("PC_0", {
-        "C1": {"type": "local-candidate", "address": "192.0.2.7", "port": 5000, "timestamp": 0},
+        "C1": {"type": "local-candidate", "address": "192.0.2.7", "port": 5000, "timestamp": 0,
+               "candidateType": "relay", "url": "turn:turn.example.com"},
+        "K1": {"type": "codec", "mimeType": "audio/opus", "sdpFmtpLine": "minptime=10", "timestamp": 0},
         "CF": {"type": "certificate", "base64Certificate": "MIIB", "timestamp": 0},
         "P1": {"type": "candidate-pair", "currentRoundTripTime": 0.02, "localCandidateId": "C1", "timestamp": 0},
         "timestamp": 1})
-    assert report["C1"] == {"type": "local-candidate"} and report["CF"] == {"type": "certificate"}
-    assert report["P1"] == {"id": "P1", "type": "candidate-pair", "currentRoundTripTime": 0.02, "timestamp": 1}
+    assert report["C1"] == {"id": "C1", "type": "local-candidate", "candidateType": "relay",
+                            "url": "turn:turn.example.com"}
+    assert report["K1"] == {"id": "K1", "type": "codec", "mimeType": "audio/opus"}
+    assert report["CF"] == {"type": "certificate"}
+    assert report["P1"] == {"id": "P1", "type": "candidate-pair", "currentRoundTripTime": 0.02, "localCandidateId": "C1",
+                            "timestamp": 1}
     assert "192.0.2.7" not in json.dumps(report)
     report, _ = peer.rebuild_rtcstats("PC_0", {
         "O": {"type": "outbound-rtp", "kind": "v" * 300, "packetsSent": 5, "targetBitrate": [1, 2]}, "timestamp": 1})
@@ -165,7 +172,7 @@ def test_bad_entries_and_too_many_stats_are_refused():
     with pytest.raises(ReportError) as refused:
         peer.rebuild_rtcstats("PC_1", {"C": {"type": "codec"}, "D": {"type": "codec"}, "timestamp": 1})
     assert refused.value.code == "too_many_stats"
-    assert peer.rebuild_rtcstats("PC_0", {"C": {"type": "codec"}, "timestamp": 2})[0] == {"C": {"type": "codec"}}
+    assert peer.rebuild_rtcstats("PC_0", {"C": {"type": "certificate"}, "timestamp": 2})[0] == {"C": {"type": "certificate"}}
 
 
 def test_a_silent_peer_connection_leaves_the_metrics():
@@ -176,3 +183,28 @@ def test_a_silent_peer_connection_leaves_the_metrics():
         peer.commit({pc_id: report}, at_ms=at_ms)
     assert peer.extract(at_ms=STALE_MS) == {"audio": {"packetsSent": 12.0}}
     assert peer.extract(at_ms=STALE_MS + 1) == {"audio": {"packetsSent": 7.0}}
+
+
+def test_a_delta_says_whether_the_route_or_codecs_may_have_moved():
+    """Traffic moves every delta and is no move; a new local candidate, a new selected pair or a
+    new codec is."""
+    peer = PeerReports()
+    full = peer.rebuild_full("pc", [
+        {"id": "T", "type": "transport", "selectedCandidatePairId": "P1"},
+        {"id": "P1", "type": "candidate-pair", "localCandidateId": "L1", "bytesSent": 10, "state": "succeeded"},
+        {"id": "L1", "type": "local-candidate", "candidateType": "host", "networkType": "wifi"},
+        {"id": "O", "type": "outbound-rtp", "kind": "audio", "codecId": "C", "bytesSent": 5, "packetsSent": 1},
+        {"id": "C", "type": "codec", "mimeType": "audio/opus"},
+        {"id": "R", "type": "remote-inbound-rtp", "kind": "audio", "roundTripTime": 0.1}])
+    peer.commit({"pc": full}, 0)
+    cases = [
+        ({"P1": {"bytesSent": 20}, "O": {"bytesSent": 9, "packetsSent": 2}, "R": {"roundTripTime": 0.2}}, [], False),
+        ({"R2": {"type": "remote-inbound-rtp", "kind": "video"}}, [], False),
+        ({}, ["R"], False),
+        ({"L2": {"type": "local-candidate", "candidateType": "host", "networkType": "cellular"}}, [], True),
+        ({"T": {"selectedCandidatePairId": "P2"}}, [], True),
+        ({"O": {"codecId": "C2"}}, [], True),
+        ({}, ["L1"], True),
+    ]
+    for delta, removed, moved in cases:
+        assert peer.rebuild_delta("pc", delta, removed)[1] is moved, (delta, removed)

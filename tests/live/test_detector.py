@@ -11,7 +11,7 @@ import tornado.ioloop
 
 from rtcscope import registry
 from rtcscope.live.detector import CallDetector
-from rtcscope.live.graphs import BUCKET_MS
+from rtcscope.live.graphs import BUCKET_MS, KEPT_METRICS
 from rtcscope.storage.store import StoreError
 from tests.support.samples import now_ms, send
 from tests.support.websockets import Recorder
@@ -60,13 +60,15 @@ async def test_first_tick_learns_the_live_set_and_announces_nothing(http_client,
 @pytest.mark.gen_test(timeout=30)
 async def test_started_points_then_explicit_end_of_every_peer(http_client, base_url, app):
     detector, viewer = await watching(app, "rtt")
-    assert viewer.messages == [{"type": "snapshot", "metric": "rtt", "bucket_ms": BUCKET_MS, "calls": {}}]
+    assert viewer.messages == [{"type": "snapshot", "metric": "rtt", "bucket_ms": BUCKET_MS, "mode": "lines",
+                                "drawn": [], "calls": {}}]
     start = now_ms() - 3000
     await send(http_client, base_url, samples("c-1", start, 3, rtt=40.0) + samples("c-1", start, 3, peer="bob", rtt=60.0),
                flushed=app)
     await detector.run_tick()
-    started, points = viewer.messages[1:3]
+    started, drawn, points = viewer.messages[1:4]
     assert started == {"type": "call_started", "call": "c-1", "at": start}
+    assert drawn == {"type": "drawn", "metric": "rtt", "drawn": ["c-1"], "calls": {}, "left": []}
     assert points["type"] == "points" and points["metric"] == "rtt" and list(points["calls"]) == ["c-1"]
     assert all(ms % BUCKET_MS == 0 and value == 50.0 for ms, value in points["calls"]["c-1"])  # mean of both peers
     viewer.clear()
@@ -172,7 +174,8 @@ async def test_queries_per_tick_do_not_grow_with_viewers(http_client, base_url, 
     assert await queries_per_tick(23) == 2  # one more per watched metric the feed does not carry
     for viewer in [one, *many, framerate]:
         detector.unwatch(viewer)
-    assert list(detector.graphs.watches) == ["jitter"]
+    # the dashboard's default graphs are followed, watched or not; framesPerSecond no longer
+    assert sorted(detector.graphs.watches) == sorted(KEPT_METRICS) and detector.graphs.watched_count == 1
     assert await queries_per_tick(1) == 1
     # New rows: the overlap read by key, then the rows from the first one not read whole before.
     await send(http_client, base_url, samples("c-4", now_ms() - 1000, 1, rtt=2.0), flushed=app)

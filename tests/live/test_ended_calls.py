@@ -10,6 +10,7 @@ import pytest
 from rtcscope.live import fleet
 from tests.data import dumps
 from tests.support.api import get, post
+from tests.support.detector import settled, tick
 from tests.support.samples import FLEET, call_samples, now_ms, send
 from tests.support.waits import eventually
 
@@ -18,19 +19,6 @@ pytestmark = pytest.mark.app_config(**FLEET)
 # call -> (rtt, jitter, loss) and how it ends: an end event (with the client's reason) or the timeout
 ENDING = {"e-good": (40.0, 5.0, 0.0, "leave"), "e-slow": (900.0, 5.0, 0.0, "pagehide"),
           "e-lossy": (80.0, 5.0, 0.12, None), "e-quiet": (60.0, 5.0, 0.0, "timeout")}
-
-
-async def settled(app):
-    """Wait for what a tick leaves running: the alert rules, summaries, the index's load."""
-    detector = app.detector
-    for task in (app.alerts._task, detector.summaries._task, detector.ended_upkeep._load_task):
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), 30)
-
-
-async def tick(app):
-    await app.detector.run_tick()
-    await settled(app)
 
 
 async def listed_without_a_query(http_client, app, query):

@@ -46,12 +46,15 @@ def test_the_window_row_of_a_slice_and_how_long_it_holds():
     recent.add([row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i, "packetsLost": float(i * i)})
                                for i in range(8)),
                     ("video", MS + 2500, {"qualityLimitationReason": 1.0, "freezeCount": 3.0}),
-                    ("video", MS + 4500, {"qualityLimitationReason": 2.0, "freezeCount": 5.0}))])
+                    ("video", MS + 4500, {"qualityLimitationReason": 2.0, "freezeCount": 5.0}),
+                    ("connection", MS + 3000, {"iceState": 4.0}), ("connection", MS + 4800, {"iceState": 5.0}))])
     by_call, until = recent.windows(["c", "none"], MS + 2000, MS + 5000)  # samples at 2..5 s inside
-    audio, video = (dict(zip(fleet.WINDOW_NAMES, row)) for row in by_call["c"]["p"])  # rows in WINDOW_NAMES order
+    audio, video, connection = (dict(zip(fleet.WINDOW_NAMES, row)) for row in by_call["c"]["p"])  # in WINDOW_NAMES order
     assert audio == {"rtt": 35.0, "jitter": None, "fractionLost": None, "qualityLimitationReason": None,
-                     "packetsLost": 25.0 - 4.0, "packetsReceived": None, "packetsSent": None, "freezeCount": None}
+                     "iceState": None, "packetsLost": 25.0 - 4.0, "packetsReceived": None, "packetsSent": None,
+                     "freezeCount": None}
     assert (video["qualityLimitationReason"], video["freezeCount"], video["rtt"]) == (2.0, 2.0, None)
+    assert (connection["iceState"], connection["rtt"]) == (5.0, None)  # the latest state
     # The window slides with the clock: its oldest sample (2 s) leaves after 5 s, before the
     # one stamped at 6 s enters; until then it has the same samples.
     assert until == {"c": MS + 5000}

@@ -21,7 +21,7 @@ def sample(call, ts, peer="alice", **stats):
 async def test_snapshot_then_started_points_and_explicit_end(http_client, base_url, app, viewers):
     viewer = await viewers(base_url)
     _, snapshot = await viewer.next("snapshot")
-    assert snapshot == {"type": "snapshot", "metric": "rtt", "bucket_ms": 2000, "calls": {}}
+    assert snapshot == {"type": "snapshot", "metric": "rtt", "bucket_ms": 2000, "mode": "lines", "drawn": [], "calls": {}}
     first = now_ms() - 1000
     await send(http_client, base_url, [sample("c-ws", first, rtt=41.0), sample("c-ws", first + 1000, rtt=43.0)])
     started_at, started = await viewer.next("call_started", "c-ws")
@@ -135,7 +135,7 @@ async def test_cross_origin_viewers_need_the_allow_list(http_client, base_url, a
 
 @pytest.mark.slow
 @pytest.mark.gen_test(timeout=90)
-@pytest.mark.app_config(ws_max_pending=20_000)
+@pytest.mark.app_config(ws_max_pending=20_000, graph_lines=100)  # a line per call: a large snapshot
 async def test_a_viewer_that_does_not_read_is_dropped_and_others_keep_receiving(
         http_client, base_url, app, viewers):
     start = (now_ms() - 290_000) // BUCKET_MS * BUCKET_MS

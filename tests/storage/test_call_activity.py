@@ -6,17 +6,18 @@ from rtcscope.storage.lines import disconnect_line
 from tests.support.samples import now_ms
 
 
-def end_line(call, peer, at, received, detail=None):
+def end_line(call, peer, at, received, detail=None, reason=1.0):
     peer_tag = f",peer={peer}" if peer else ""
     detail_field = f",detail={detail}" if detail is not None else ""
-    return f"rtc_events,call={call}{peer_tag} end=1.0,at={float(at)},reason=1.0{detail_field} {received * 1_000_000}"
+    return f"rtc_events,call={call}{peer_tag} end=1.0,at={float(at)},reason={reason}{detail_field} {received * 1_000_000}"
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_the_latest_end_keeps_its_own_time_and_detail_beside_the_latest_marker(app, influxd, database):
+async def test_the_latest_end_keeps_its_own_time_detail_and_reason_beside_the_latest_marker(app, influxd, database):
     now = now_ms()
     influxd.write([
         end_line("c", "alice", now - 9000, now - 8900, detail=1.0),
+        end_line("c", "dave@janus", now - 6000, now - 5900, reason=2.0),  # a media server's session timeout
         disconnect_line("c", "alice", (now - 7000) * 1_000_000).decode(),
         end_line("c", "alice", now - 5000, now - 4900),  # the latest end has no detail: none is borrowed
         disconnect_line("c", "alice", (now - 3000) * 1_000_000).decode(),
@@ -27,13 +28,17 @@ async def test_the_latest_end_keeps_its_own_time_and_detail_beside_the_latest_ma
     presence, ends = await app.store.call_activity(now - 60_000, now)
     assert presence == []
     assert sorted(ends) == [
-        ("c", "", {"time": now - 1000, "at": now - 1000, "detail": 3.0, "disconnected": None}),
-        ("c", "alice", {"time": now - 4900, "at": now - 5000, "detail": None, "disconnected": now - 3000}),
-        ("c", "bob", {"time": None, "at": None, "detail": None, "disconnected": now - 2000}),
-        ("other", "carol", {"time": now - 400, "at": now - 500, "detail": 2.0, "disconnected": None}),
+        ("c", "", {"time": now - 1000, "at": now - 1000, "detail": 3.0, "reason": 1.0, "disconnected": None}),
+        ("c", "alice", {"time": now - 4900, "at": now - 5000, "detail": None, "reason": 1.0,
+                        "disconnected": now - 3000}),
+        ("c", "bob", {"time": None, "at": None, "detail": None, "reason": None, "disconnected": now - 2000}),
+        ("c", "dave@janus", {"time": now - 5900, "at": now - 6000, "detail": None, "reason": 2.0,
+                             "disconnected": None}),
+        ("other", "carol", {"time": now - 400, "at": now - 500, "detail": 2.0, "reason": 1.0, "disconnected": None}),
     ]
     _, one_call = await app.store.call_activity(now - 60_000, now, call="other")
-    assert one_call == [("other", "carol", {"time": now - 400, "at": now - 500, "detail": 2.0, "disconnected": None})]
+    assert one_call == [("other", "carol", {"time": now - 400, "at": now - 500, "detail": 2.0, "reason": 1.0,
+                                            "disconnected": None})]
     _, recent = await app.store.call_activity(now - 3500, now)  # alice's ends are before the range, her last marker not
     assert sorted((call, peer, row["at"], row["disconnected"]) for call, peer, row in recent) == [
         ("c", "", now - 1000, None), ("c", "alice", None, now - 3000), ("c", "bob", None, now - 2000),

@@ -62,3 +62,16 @@ def assert_pages_served(url):
             assert response.status == 200 and response.read(), asset
     with urllib.request.urlopen(url + "/rtcscope.js", timeout=10) as response:
         assert b"RTCScope" in response.read()
+
+
+def record_statements(store):
+    """The statements `store` sends InfluxDB from now on, in a list (the store itself unchanged)."""
+    statements = []
+    send_query = store.query_series
+
+    async def recording(statement, *args, **kwargs):
+        statements.append(statement)
+        return await send_query(statement, *args, **kwargs)
+
+    store.query_series = recording
+    return statements
