@@ -60,11 +60,20 @@ severity = "critical"
 
 
 @pytest.fixture
-def app_config(app_config, tmp_path):
-    """The fleet settings, and a cohort rule on TURN servers."""
+def cohort_rules(tmp_path):
+    """A rules file with a cohort rule on TURN servers."""
     rules = tmp_path / "rules.toml"
     rules.write_text(COHORT_RULES)
-    return dict(app_config, **FLEET_CONFIG, alert_rules=str(rules))
+    return str(rules)
+
+
+@pytest.fixture
+def app_config(app_config, request):
+    """The fleet settings; the cohort rule for a test that asks for `cohort_rules`."""
+    config = dict(app_config, **FLEET_CONFIG)
+    if "cohort_rules" in request.fixturenames:
+        config["alert_rules"] = request.getfixturevalue("cohort_rules")
+    return config
 
 
 def report(ts, candidate, candidate_type, network, turn=None, video_codec="VP8"):
@@ -117,7 +126,8 @@ async def breakdown_rows(page):
 
 @pytest.mark.browser
 @pytest.mark.gen_test(timeout=180)
-async def test_the_why_panel_finds_the_bad_cohort_and_a_click_lists_exactly_its_calls(http_client, base_url, app):
+async def test_the_why_panel_finds_the_bad_cohort_and_a_click_lists_exactly_its_calls(cohort_rules, http_client, base_url,
+                                                                                      app):
     fleet = Fleet(http_client, base_url)
     await send_known_fleet(fleet)
     async with browser_page() as page:
