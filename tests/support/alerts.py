@@ -99,19 +99,21 @@ async def sending(app):
 
 
 class Feeder:
-    """A task posting one sample a call every 200 ms to an in-process server, with the rtt each call has now."""
+    """A task posting one sample a call every 200 ms to an in-process server, with the rtt each call has
+    now, and the call's `tags` ({call: {name: value}}) if it has some."""
 
     def __init__(self, http_client, base_url):
         self.http_client = http_client
         self.url = base_url + "/v1/stats/write/"
         self.rtt = {}
+        self.tags = {}
         self.first_post = {}
         self.task = None
 
     async def run(self):
         while True:
-            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0}}
-                    for call, rtt in self.rtt.items()]
+            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0},
+                     "tags": self.tags.get(call, {})} for call, rtt in self.rtt.items()]
             if body:
                 status, result, _ = await post(self.http_client, self.url, body)
                 assert status == 200, result
