@@ -230,3 +230,37 @@ async def test_the_call_page_says_who_where_and_how_each_peer_connects(http_clie
         assert [(c["from"], c["to"]) for c in change] == [("wifi", "cellular")]
         shown = await page.text_content(f"{alice} .dim-changes .change-when")
         assert shown == await page.evaluate("ms => new Date(ms).toTimeString().slice(0, 8)", change[0]["at"])
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=120)
+async def test_the_breakdown_over_the_peers_that_ended(http_client, base_url, app):
+    fleet = Fleet(http_client, base_url)
+    await send_known_fleet(fleet)
+    await eventually(lambda: len(app.detector.live_calls) == 20)
+    for call in RELAY_CALLS[:4] + OK_CALLS[:6]:
+        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", {"call": call, "event": "end"})
+        assert status == 200, result
+
+    async def ended_peers():
+        status, document, _ = await get(http_client, base_url + "/v1/fleet/breakdown/?by=turn_server&state=ended&duration=24h")
+        assert status == 200, document
+        return document["peers"] == 20 and document
+
+    ended = await eventually(ended_peers, timeout=30)
+    async with browser_page() as page:
+        await page.goto(base_url + "/dashboard?metrics=rtt&since=24h")
+        await page.wait_for_function("() => document.getElementById('breakdown-table').dataset.state === 'ended'",
+                                     timeout=WAIT_MS)
+        assert await page.get_attribute("#breakdown-ranges button.active", "data-breakdown") == "24h"
+        rows = await breakdown_rows(page)
+        assert rows == [[BAD_TURN, 4, 4, "100%"], ["", 16, 0, "0%"]]
+        assert [[v["value"] or "", v["peers"], v["poor"]] for v in ended["values"]] == [row[:3] for row in rows]
+        assert await page.text_content("#breakdown-totals") == (
+            "20 peers ended in the last 24 h · 20 % poor · the line marks the fleet's share")
+        # back to live: the twenty peers of the ten calls still live
+        await page.click('#breakdown-ranges button[data-breakdown="live"]')
+        await page.wait_for_function("() => document.getElementById('breakdown-table').dataset.state === 'live'",
+                                     timeout=WAIT_MS)
+        assert await breakdown_rows(page) == [[BAD_TURN, 2, 2, "100%"], ["", 18, 0, "0%"]]
+        assert await page.evaluate("location.search") == "?metrics=rtt"
