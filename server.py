@@ -42,6 +42,8 @@ from rtcscope.alerts.delivery import WebhookError, Webhooks
 from rtcscope.alerts.rules import RulesError, load_rules
 from rtcscope.alerts.service import AlertService
 from rtcscope.credentials import Secrets
+from rtcscope.diagnosis.live import LiveDiagnosis
+from rtcscope.dimensions import known_dimensions
 from rtcscope.dimensions.extract import Extractor
 from rtcscope.dimensions.geoip import GeoIP, GeoIPError
 from rtcscope.dimensions.peer import DEFAULT_MAX_VALUES
@@ -165,6 +167,8 @@ class Application(tornado.web.Application):
         self.alerts = alerts
         # The peers' dimensions of every ingest path: the User-Agent parser, the address database, the tag allow-list.
         self.dimensions = dimensions
+        # Breakdowns and explanations of the live peers, once per detector tick.
+        self.diagnosis = LiveDiagnosis(config.explain_min_poor)
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
             (lambda: detector.live_calls) if detector else None, max_new_calls=config.max_new_calls,
@@ -188,7 +192,8 @@ class Application(tornado.web.Application):
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
         if detector:
-            detector.tick_hooks.append(alerts.on_tick)
+            detector.tick_hooks.append(lambda now, qualities, calls, live: alerts.on_tick(
+                now, qualities, calls, live, detector.live_peers()))
             alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
             self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick, config.tick * 1000))
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]
@@ -311,7 +316,7 @@ def make_app(**overrides):
     """Build the application from the options, with `overrides` (tests use this)."""
     config = Settings.from_options({**options.as_dict(), **overrides})
     # A bad setting, rules file or webhook URL stops the start before anything is opened.
-    rules = load_rules(config.alert_rules)
+    rules = load_rules(config.alert_rules, known_dimensions(config.peer_tags))
     webhooks = None
     if config.alert_webhooks:
         receiver = functools.partial(make_receiver, resend_ms=int(config.alertmanager_resend * 1000),

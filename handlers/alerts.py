@@ -8,11 +8,12 @@ from rtcscope.storage.schema import IDENTIFIER_RE
 from .base import APIHandler
 
 STATES = ("firing", "all")
+SCOPES = ("peer", "cohort")
 
 
 class AlertsHandler(APIHandler):
     """?state=firing|all (default firing), since=<duration> (default 24h, on the alert's
-    latest event), call=<id> (one call's alerts)."""
+    latest event), call=<id> (one call's alerts), scope=peer|cohort."""
 
     async def get(self):
         state = self.argument("state", "firing")
@@ -23,8 +24,12 @@ class AlertsHandler(APIHandler):
         call = self.argument("call")
         if call is not None and not IDENTIFIER_RE.fullmatch(call):
             raise tornado.web.HTTPError(400, "call must be a call id")
+        scope = self.argument("scope")
+        if scope is not None and scope not in SCOPES:
+            raise tornado.web.HTTPError(400, "scope must be peer or cohort")
         now_ms = int(time.time() * 1000)
-        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms, call=call)
+        alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms, call=call,
+                                                           scope=scope)
         self.write_json({"alerts": alerts, "count": len(alerts)})
 
 

@@ -8,6 +8,7 @@ import tornado.web
 import tornado.websocket
 
 from rtcscope import registry
+from rtcscope.dimensions import known_dimensions
 from rtcscope.ingest.limits import client_key
 from rtcscope.storage.schema import FIELD_RE, IDENTIFIER_CHARS, IDENTIFIER_MAX
 from rtcscope.storage.store import StoreError
@@ -121,6 +122,25 @@ class APIHandler(tornado.web.RequestHandler):
         if metric is None:
             raise tornado.web.HTTPError(404, "unknown metric %s; see /v1/metrics/", name)
         return metric
+
+    @property
+    def known_dimensions(self):
+        """The dimension names this server knows: the built-in ones and its --peer-tags."""
+        return known_dimensions(self.application.config.peer_tags)
+
+    def dimension_argument(self, parameter):
+        """A required parameter naming a dimension; 400 listing the known ones otherwise."""
+        name = self.argument(parameter)
+        if name is None:
+            raise tornado.web.HTTPError(400, "parameter %s (a dimension) is required; known: %s", parameter,
+                                        ", ".join(self.known_dimensions))
+        self.check_dimension(name)
+        return name
+
+    def check_dimension(self, name):
+        if name not in self.known_dimensions:
+            raise tornado.web.HTTPError(400, "unknown dimension %s; known: %s", name[:64],
+                                        ", ".join(self.known_dimensions))
 
     async def known_call(self, call):
         """The call's current state, or a 404."""

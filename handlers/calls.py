@@ -17,9 +17,13 @@ STATES = ("live", "ended", "all")
 SORTS = ("recent", "worst")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# The list's own query arguments (and the read token's); any other names a dimension to filter by.
+ARGUMENTS = frozenset({"state", "since", "sort", "q", "limit", "cursor", "token"})
 
 
 class CallsHandler(APIHandler):
+    """?state, since, sort, q, limit, cursor, and any dimension as a filter (?browser=Safari&
+    relay_protocol=tcp: the calls one of whose peers has all these values)."""
     needs_detector = True  # live calls and the ended-call index are the detector's
 
     async def get(self):
@@ -39,8 +43,12 @@ class CallsHandler(APIHandler):
             after = fleet.decode_cursor(cursor, sort) if cursor else None
         except fleet.BadCursor as exc:
             raise tornado.web.HTTPError(400, "%s", exc) from None
+        filters = self.dimension_filters()
 
         listed, qualities = await self.listed_calls(state, since * 1000, search)
+        if filters:
+            matching = await self.matching_calls(filters, listed)
+            listed = [found for found in listed if found.call in matching]
         # Sort keys from what is at hand; documents only for the page.
         if sort == "worst":
             def key(found):
@@ -86,6 +94,29 @@ class CallsHandler(APIHandler):
         summaries = await self.store.call_summaries(now - since_ms, now + CLOCK_SLACK_MS)
         return listed, {call: fleet.summary_quality(row) for call, row in summaries.items()}
 
+    def dimension_filters(self):
+        """{dimension: value} of the query's other arguments; 400 for a name that is no dimension."""
+        filters = {}
+        for name in self.request.query_arguments:
+            if name not in ARGUMENTS:
+                self.check_dimension(name)
+                filters[name] = self.argument(name)
+        return filters
+
+    async def matching_calls(self, filters, listed):
+        """The calls one of whose peers has every filter's value: the live peers as the
+        detector knows them now, the ended calls' peers as rtc_dimensions last had them."""
+        wanted = filters.items()
+        matching = {call for call, _peer, values, _verdict, _mos in self.application.detector.live_peers()
+                    if wanted <= values.items()}
+        ended = {found.call: found.started for found in listed if found.state == "ended"}
+        if ended:  # one query over the range of their starts, folded as the call page folds them
+            start = min(ended.values()) - self.application.config.max_skew * 1000
+            stored = await self.store.dimension_points(start, int(time.time() * 1000) + CLOCK_SLACK_MS)
+            matching.update(call for call, points in stored.items() if call in ended and any(
+                wanted <= values.items() for values in peers_dimensions(points)[0].values()))
+        return matching
+
     def quality_document(self, found, qualities):
         """A live call's quality as of the detector's last tick; an ended one's from its summary."""
         if found.state == "live":
@@ -105,9 +136,9 @@ class CallHandler(APIHandler):
         summary, points = await asyncio.gather(
             load_summary(self.store, state),
             # Stamped with their receive time (an import's: its polls'), which a client's clock may be off from.
-            self.store.call_dimensions(call, state.started - self.application.config.max_skew * 1000,
-                                       int(time.time() * 1000) + CLOCK_SLACK_MS))
-        summary["dimensions"], summary["dimension_changes"] = peers_dimensions(points)
+            self.store.dimension_points(state.started - self.application.config.max_skew * 1000,
+                                        int(time.time() * 1000) + CLOCK_SLACK_MS, call))
+        summary["dimensions"], summary["dimension_changes"] = peers_dimensions(points.get(call, ()))
         self.write_json(summary)
 
 

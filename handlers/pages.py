@@ -7,6 +7,7 @@ import orjson
 import tornado.web
 
 from rtcscope import registry
+from rtcscope.dimensions import BUILTIN_DIMENSIONS
 from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, IDENTIFIER_PUNCTUATION
 from rtcscope.storage.store import StoreError
 
@@ -49,7 +50,9 @@ class RootHandler(PageHandler):
 
 class DashboardHandler(PageHandler):
     def get(self):
-        self.page("dashboard.html", "dashboard")
+        """With the dimensions a filter or a breakdown can name: the built-in ones and the peer tags."""
+        names = orjson.dumps(BUILTIN_DIMENSIONS + tuple(self.application.config.peer_tags)).decode()
+        self.page("dashboard.html", "dashboard", dimensions_json=names)
 
 
 class GraphPageHandler(PageHandler):

@@ -56,12 +56,17 @@ class Receiver:
     def body(self, alert):
         if not self.slack:
             return orjson.dumps(alert)
-        where = alert["call"] + (f" / {alert['peer']}" if alert["peer"] else "")
+        if alert.get("scope") == "cohort":
+            where, link = f"{alert['dimension']}={alert['value']}", "live calls"
+            measure = f"{alert['poor']} of {alert['peers']} peers poor"
+        else:
+            where, link = alert["call"] + (f" / {alert['peer']}" if alert["peer"] else ""), "call page"
+            measure = _show(alert["value"])
         if alert["state"] == "firing":
             text = (f":rotating_light: [{alert['severity']}] {alert['rule']} firing on {where}: "
-                    f"{_show(alert['value'])} (threshold {_show(alert['threshold'])}) <{alert['url']}|call page>")
+                    f"{measure} (threshold {_show(alert['threshold'])}) <{alert['url']}|{link}>")
         else:
-            text = f":white_check_mark: {alert['rule']} resolved on {where} <{alert['url']}|call page>"
+            text = f":white_check_mark: {alert['rule']} resolved on {where} <{alert['url']}|{link}>"
         return orjson.dumps({"text": text})
 
 

@@ -1,7 +1,9 @@
 """The alert rules: the built-ins, and a TOML rules file parsed and checked (docs/alerts.md: Rules).
 
 A bad file stops the start with the reason and where; what a rule's metric
-reads in a peer's window is Rule.value_in.
+reads in a peer's window is Rule.value_in. A rule with `by = "<dimension>"`
+is a cohort rule: its metric is `poor_share`, evaluated per value of the
+dimension over the live peers (docs/alerts.md: Cohort rules).
 """
 import math
 import re
@@ -9,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 
 from .. import registry
+from ..dimensions import BUILTIN_DIMENSIONS
 from ..timeparse import parse_duration
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -18,7 +21,10 @@ OPS = {"<": lambda value, threshold: value < threshold, ">": lambda value, thres
 # and the freezes counted in the window (freezeCount's increase, under either name).
 DERIVED = ("mos", "loss", "freezes")
 _FREEZES_NAMES = ("freezes", "freezeCount")
-RULE_KEYS = {"name", "metric", "op", "threshold", "for", "severity"}
+RULE_KEYS = {"name", "metric", "op", "threshold", "for", "severity", "by", "min_peers"}
+# A cohort rule's metric: the share of the cohort's live peers whose verdict is poor (0-1).
+COHORT_METRIC = "poor_share"
+DEFAULT_MIN_PEERS = 10
 
 
 class RulesError(ValueError):
@@ -33,6 +39,8 @@ class Rule:
     threshold: float
     for_ms: int
     severity: str
+    by: str | None = None  # a cohort rule's dimension
+    min_peers: int = DEFAULT_MIN_PEERS  # a cohort rule's: fewer live peers in a value do not hold
 
     def holds(self, value):
         return value is not None and math.isfinite(value) and OPS[self.op](value, self.threshold)
@@ -55,8 +63,9 @@ BUILTIN_RULES = (
 )
 
 
-def load_rules(path):
-    """The rules of a TOML file ([[rule]] tables), or the built-ins without a path."""
+def load_rules(path, dimensions=BUILTIN_DIMENSIONS):
+    """The rules of a TOML file ([[rule]] tables), or the built-ins without a path.
+    `dimensions`: the names a cohort rule's `by` may give (the built-ins and --peer-tags)."""
     if not path:
         return list(BUILTIN_RULES)
     try:
@@ -66,10 +75,10 @@ def load_rules(path):
         raise RulesError(f"alert rules {path}: cannot read it: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"alert rules {path}: not valid TOML: {exc}") from None
-    return parse_rules(document, path)
+    return parse_rules(document, path, dimensions)
 
 
-def parse_rules(document, where="alert rules"):
+def parse_rules(document, where="alert rules", dimensions=BUILTIN_DIMENSIONS):
     extra = set(document) - {"rule"}
     if extra:
         raise RulesError(f"{where}: unknown top-level key {sorted(extra)[0]!r} (rules go in [[rule]] tables)")
@@ -78,7 +87,7 @@ def parse_rules(document, where="alert rules"):
         raise RulesError(f"{where}: no [[rule]] tables (leave --alert-rules empty for the built-in rules)")
     rules, names = [], set()
     for index, table in enumerate(tables, 1):
-        rule = _parse_rule(table, f"{where}: rule {index}")
+        rule = _parse_rule(table, f"{where}: rule {index}", dimensions)
         if rule.name in names:
             raise RulesError(f"{where}: rule {index}: name {rule.name!r} is used twice")
         names.add(rule.name)
@@ -86,7 +95,7 @@ def parse_rules(document, where="alert rules"):
     return rules
 
 
-def _parse_rule(table, where):
+def _parse_rule(table, where, dimensions):
     if not isinstance(table, dict):
         raise RulesError(f"{where}: must be a table")
     unknown = set(table) - RULE_KEYS
@@ -102,16 +111,20 @@ def _parse_rule(table, where):
     metric = table["metric"]
     if not isinstance(metric, str):
         raise RulesError(f"{where}: metric must be a string")
-    metric = window_name(metric)
-    if metric is None:
-        raise RulesError(f"{where}: unknown metric {table['metric']!r}: mos, loss, freezes or a registry metric "
-                         "(see /v1/metrics/)")
+    by, min_peers = _cohort(table, where, dimensions)
+    if by is None:
+        metric = window_name(metric)
+        if metric is None:
+            raise RulesError(f"{where}: unknown metric {table['metric']!r}: mos, loss, freezes or a registry metric "
+                             f"(see /v1/metrics/); {COHORT_METRIC} with by = \"<dimension>\"")
     op = table["op"]
     if op not in OPS:
         raise RulesError(f"{where}: op must be '<' or '>', got {op!r}")
     threshold = table["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise RulesError(f"{where}: threshold must be a finite number, got {threshold!r}")
+    if by is not None and not 0 <= threshold <= 1:
+        raise RulesError(f"{where}: {COHORT_METRIC} is a share from 0 to 1, got threshold {threshold!r}")
     duration = table.get("for", "0s")
     seconds = parse_duration(duration) if isinstance(duration, str) else None
     if seconds is None:
@@ -119,7 +132,27 @@ def _parse_rule(table, where):
     severity = table.get("severity", "warning")
     if not isinstance(severity, str) or not SEVERITY_RE.fullmatch(severity):
         raise RulesError(f"{where}: severity must match {SEVERITY_RE.pattern}, got {severity!r}")
-    return Rule(name, metric, op, float(threshold), seconds * 1000, severity)
+    return Rule(name, metric, op, float(threshold), seconds * 1000, severity, by, min_peers)
+
+
+def _cohort(table, where, dimensions):
+    """(by, min_peers) of a cohort rule; (None, default) of a per-peer one."""
+    if "by" not in table:
+        if table["metric"] == COHORT_METRIC:
+            raise RulesError(f"{where}: {COHORT_METRIC} is a cohort's: give by = \"<dimension>\"")
+        if "min_peers" in table:
+            raise RulesError(f"{where}: min_peers goes with by = \"<dimension>\"")
+        return None, DEFAULT_MIN_PEERS
+    by = table["by"]
+    if not isinstance(by, str) or by not in dimensions:
+        raise RulesError(f"{where}: by must be a dimension ({', '.join(dimensions)}), got {by!r}")
+    if table["metric"] != COHORT_METRIC:
+        raise RulesError(f"{where}: a rule by {by} has metric = \"{COHORT_METRIC}\" (the share of the cohort's live "
+                         f"peers that are poor), got {table['metric']!r}")
+    min_peers = table.get("min_peers", DEFAULT_MIN_PEERS)
+    if isinstance(min_peers, bool) or not isinstance(min_peers, int) or min_peers < 1:
+        raise RulesError(f"{where}: min_peers must be a whole number of at least 1, got {min_peers!r}")
+    return by, min_peers
 
 
 def window_name(metric):

@@ -15,11 +15,13 @@ import urllib.parse
 import aiohttp
 
 from .. import registry
+from ..diagnosis.breakdown import value_counts
 from ..storage import alerts as stored
 from ..storage.schema import ALERTS_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError
 from ..storage.writer import WriteRejected
 from ..tasks import cancel_and_wait
+from .alertmanager import cohort_url
 from .delivery import Outgoing
 from .election import Election
 from .inputs import ended_of, extra_metrics, extra_windows, peer_windows
@@ -103,18 +105,28 @@ class AlertService:
     def call_url(self, call):
         return f"{self.public_url}/calls/{urllib.parse.quote(call, safe='')}/"
 
+    def url_of(self, event):
+        """Where a person looks: the call's page, or the dashboard filtered to a cohort."""
+        if event.scope == "cohort":
+            return cohort_url(self.public_url, event.dimension, event.value)
+        return self.call_url(event.call)
+
     # --- each tick ----------------------------------------------------------------
 
-    def on_tick(self, now_ms, qualities, calls, live_calls):
-        """The detector's tick hook: the live calls' qualities (each peer's window), the calls, the live ones."""
+    def on_tick(self, now_ms, qualities, calls, live_calls, live_peers=()):
+        """The detector's tick hook: the live calls' qualities (each peer's window), the calls,
+        the live ones, and the live peers (call, peer, dimension values, verdict, mos), read
+        once when cohort rules need them."""
         windows = peer_windows(qualities)
         for key, values in self.extra_values.items():
             if key[0] in live_calls:
                 windows[key] = {**windows.get(key, {}), **values}  # the detector's windows are not ours to change
         events = self.engine.evaluate(now_ms, windows, ended_of(calls), live_calls)
+        if self.engine.cohort_rules:
+            events += self.engine.evaluate_cohorts(now_ms, value_counts(live_peers, self.engine.cohort_dimensions))
         if self.sending:
             for event in events:
-                self._record(event.as_json(self.call_url(event.call)))
+                self._record(event.as_json(self.url_of(event)))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._housekeep(now_ms))
 
@@ -245,13 +257,14 @@ class AlertService:
         if worker is not None:
             self._send_owed(rows, now, [worker])
 
-    async def list_alerts(self, state, since_ms, now_ms, call=None):
+    async def list_alerts(self, state, since_ms, now_ms, call=None, scope=None, dimension=None):
         """Alerts whose latest event is since `since_ms`, with that event ("firing" or "all");
-        of one call when `call` is given."""
+        of one call when `call` is given, of one scope ("peer", "cohort"), of cohorts by
+        one dimension."""
         rows = await self.store.query(stored.events_query(since_ms, now_ms + 60_000, call))
-        alerts = stored.latest_by_id(stored.rows_of(rows))
-        if state == "firing":
-            alerts = [alert for alert in alerts if alert["state"] == "firing"]
+        alerts = [alert for alert in stored.latest_by_id(stored.rows_of(rows))
+                  if (state != "firing" or alert["state"] == "firing") and scope in (None, alert["scope"])
+                  and dimension in (None, alert.get("dimension"))]
         return sorted(alerts, key=lambda alert: (-alert["at"], alert["id"]))
 
     async def stop(self):

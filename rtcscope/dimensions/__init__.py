@@ -32,6 +32,12 @@ EMITTER_DIMENSION = "emitter"
 BUILTIN_DIMENSIONS = (BROWSER_DIMENSIONS + CONNECTION_DIMENSIONS + CODEC_DIMENSIONS + LOCATION_DIMENSIONS
                       + (APP_DIMENSION, EMITTER_DIMENSION))
 
+
+def known_dimensions(peer_tags):
+    """Every dimension name a server with these --peer-tags knows: the built-in ones, then the tags."""
+    return BUILTIN_DIMENSIONS + tuple(peer_tags)
+
+
 # The longest value of a built-in dimension; application tags have their own limit (tags.MAX_VALUE).
 MAX_VALUE = 64
 # What a value past the cardinality bound becomes (peer.ValueBound).

@@ -9,8 +9,13 @@ import hashlib
 from .schema import ALERTS_MEASUREMENT, NODES_MEASUREMENT
 from .store import quote_literal, time_range
 
-_STRING_FIELDS = ("id", "rule", "severity", "state", "call", "peer", "url")
+_STRING_FIELDS = ("id", "rule", "severity", "state", "scope", "call", "peer", "dimension", "url")
+_NUMBER_FIELDS = ("threshold", "since", "at", "peers", "poor")
 _REQUIRED = ("id", "rule", "severity", "state", "call", "threshold", "since", "at", "url")
+# A cohort's value is a string, a per-peer alert's a number: two fields, as InfluxDB keeps one type per field.
+COHORT_VALUE = "cohort_value"
+_COHORT_REQUIRED = ("id", "rule", "severity", "state", "dimension", COHORT_VALUE, "peers", "poor", "threshold",
+                    "since", "at", "url")
 # A receiver's outcome on an event's point: this prefix and a hash of its URL.
 _RECEIVER_PREFIX = "r_"
 
@@ -23,8 +28,10 @@ def encode_event(alert, node, time_ns):
     """The rtc_alerts point of one event: tagged by the node that wrote it (few series),
     at the event's time plus a per-node sequence (unique within the node's series)."""
     fields = [f"{name}={_string(alert[name])}" for name in _STRING_FIELDS if alert.get(name) is not None]
-    fields += [f"{name}={float(alert[name])!r}" for name in ("value", "threshold", "since", "at")
-               if alert.get(name) is not None]
+    value = alert.get("value")
+    if value is not None:
+        fields.append(f"{COHORT_VALUE}={_string(value)}" if alert.get("scope") == "cohort" else f"value={float(value)!r}")
+    fields += [f"{name}={float(alert[name])!r}" for name in _NUMBER_FIELDS if alert.get(name) is not None]
     fields.append(f"seq={float(time_ns % 1_000_000)!r}")  # rebuilds the point's time from a query in ms
     return f"{ALERTS_MEASUREMENT},node={node} {','.join(fields)} {time_ns}".encode()
 
@@ -35,11 +42,19 @@ def encode_delivery(node, time_ns, receiver_key, delivered):
 
 
 def row_alert(row):
-    """The webhook object of a stored event; None for a point not (yet) whole."""
+    """The webhook object of a stored event; None for a point not (yet) whole. An event
+    stored without a scope is a per-peer one."""
+    if row.get("scope") == "cohort":
+        if any(row.get(name) is None for name in _COHORT_REQUIRED):
+            return None
+        return {"id": row["id"], "rule": row["rule"], "severity": row["severity"], "state": row["state"],
+                "scope": "cohort", "dimension": row["dimension"], "value": row[COHORT_VALUE],
+                "peers": int(row["peers"]), "poor": int(row["poor"]), "threshold": float(row["threshold"]),
+                "since": int(row["since"]), "at": int(row["at"]), "url": row["url"]}
     if any(row.get(name) is None for name in _REQUIRED):
         return None
     return {"id": row["id"], "rule": row["rule"], "severity": row["severity"], "state": row["state"],
-            "call": row["call"], "peer": row.get("peer"), "value": row.get("value"),
+            "scope": "peer", "call": row["call"], "peer": row.get("peer"), "value": row.get("value"),
             "threshold": float(row["threshold"]), "since": int(row["since"]), "at": int(row["at"]),
             "url": row["url"]}
 

@@ -23,6 +23,7 @@ from .schema import (
     FEED_RETENTION,
     FEED_RETENTION_POLICY,
     MEASUREMENT,
+    PEER_SUMMARIES_MEASUREMENT,
     PRESENCE_MEASUREMENT,
     RETENTION_POLICY,
     SESSIONS_MEASUREMENT,
@@ -303,14 +304,20 @@ class Store:
             read.keys.setdefault(node, set()).update(stamps)
         return read._replace(queries=2) if known else read
 
-    async def call_dimensions(self, call, start_ms, end_ms):
-        """The rtc_dimensions points of one call in the range, oldest first: [(peer, time ms, {name:
-        value or None})]."""
-        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
-                     f'AND "call" = {quote_literal(call)} GROUP BY "peer"')
-        found = [(series["tags"].get("peer", ""), row["time"], decode_dimensions(row["d"]))
-                 for series in await self.query(statement) for row in series["rows"] if row.get("d")]
-        found.sort(key=lambda point: point[1])
+    async def dimension_points(self, start_ms, end_ms, call=None):
+        """The rtc_dimensions points in the range, of one call when `call` is given: {call:
+        [(peer, time ms, {name: value or None})] oldest first}."""
+        where = f' AND "call" = {quote_literal(call)}' if call is not None else ""
+        statement = (f'SELECT "d" FROM {DIMENSIONS_MEASUREMENT} WHERE {time_range(start_ms, end_ms)}{where} '
+                     f'GROUP BY "call", "peer"')
+        found = {}
+        for series in await self.query(statement):
+            tags = series["tags"]
+            points = found.setdefault(tags.get("call", ""), [])
+            points.extend((tags.get("peer", ""), row["time"], decode_dimensions(row["d"]))
+                          for row in series["rows"] if row.get("d"))
+        for points in found.values():
+            points.sort(key=lambda point: point[1])
         return found
 
     async def first_seen(self, since_ms, until_ms):
@@ -363,6 +370,37 @@ class Store:
                      f'FROM {SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
                      f'GROUP BY time({bucket_s}s) fill(null)')
         return [row for series in await self.query(statement) for row in series["rows"]]
+
+    async def peer_breakdown(self, start_ms, end_ms, dimension):
+        """The peers that ended in the range per value of one dimension (a tag of
+        rtc_peer_summaries; None: peers without it): [(value, peers, poor, mos_p50)],
+        the median MOS by nearest rank as the live breakdown's."""
+        statement = (f'SELECT count("poor") AS "peers", sum("poor") AS "poor", percentile("mos_mean", 50) AS "mos_p50" '
+                     f'FROM {PEER_SUMMARIES_MEASUREMENT} WHERE {time_range(start_ms, end_ms)} '
+                     f'GROUP BY {quote_identifier(dimension)}')
+        return [(series["tags"].get(dimension) or None, row["peers"], row["poor"] or 0, row["mos_p50"])
+                for series in await self.query(statement) for row in series["rows"]]
+
+    async def peer_tally(self, start_ms, end_ms, dimensions):
+        """The peers that ended in the range as an explanation counts them, in two queries:
+        (peers, {(dimension, value): peers} of each of `dimensions`, [(values, poor peers)]
+        of the poor peers grouped by all their dimensions)."""
+        where = time_range(start_ms, end_ms)
+        count = f'SELECT count("poor") AS "peers" FROM {PEER_SUMMARIES_MEASUREMENT} WHERE {where}'
+        statements = [count] + [f"{count} GROUP BY {quote_identifier(name)}" for name in dimensions]
+        peers, counts = 0, {}
+        for series in await self.query(";".join(statements)):
+            found = series["rows"][0]["peers"] if series["rows"] else 0
+            if not series["tags"]:
+                peers = found
+            for name, value in series["tags"].items():
+                if value:
+                    counts[(name, value)] = found
+        poor = await self.query(f'SELECT count("poor") AS "poor" FROM {PEER_SUMMARIES_MEASUREMENT} '
+                                f'WHERE {where} AND "poor" = 1 GROUP BY *')
+        poor_groups = [({name: value for name, value in series["tags"].items() if value}, series["rows"][0]["poor"])
+                       for series in poor if series["rows"]]
+        return peers, counts, poor_groups
 
 
 def _series_statement(metric, where, bucket_s, rate, group, fill):

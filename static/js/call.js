@@ -1,5 +1,5 @@
-/* /calls/<call>/: one call's summary, each peer's quality and every metric over its life, a line per peer;
- * follows the call while it is live. */
+/* /calls/<call>/: one call's summary, each peer's quality, who and where it is and how it connects
+ * (peerdims.js), and every metric over its life, a line per peer; follows the call while it is live. */
 "use strict";
 
 (function (RS) {
@@ -106,11 +106,15 @@
     return [peer || "(no peer id)", hasView ? RS.el("span", { class: "view-tag" }, "its own view") : null];
   }
 
+  /** The peers' quality, each peer's SFU view under it; and a card per peer of its dimensions, in that order. */
   function renderPeers(d) {
     const peers = peerQualities(d);
     const tbody = document.querySelector("#peer-quality tbody");
+    const order = peersGrouped(d);
+    const cards = RS.renderPeerDimensions(document.getElementById("peer-dims"), d, order);
+    document.getElementById("no-dims").hidden = cards > 0;
     const viewed = new Set(Object.keys(peers).map(RS.sfuView).filter(Boolean).map((view) => view[0]));
-    tbody.replaceChildren(...peersGrouped(d).map((peer) => {
+    tbody.replaceChildren(...order.map((peer) => {
       const q = peers[peer];
       const view = RS.sfuView(peer);
       const swatch = RS.el("span", { class: "swatch-inline" + (view ? " sfu" : "") });

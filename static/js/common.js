@@ -130,6 +130,15 @@ window.RS = (function () {
   }
   startClock();
 
+  /** Keep a page's choice in its URL (no reload, no history entry); `fallback` or "" removes it. */
+  function setParam(name, value, fallback) {
+    const params = new URLSearchParams(location.search);
+    if (value === fallback || value === "" || value === null) params.delete(name);
+    else params.set(name, value);
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+  }
+
   function callUrl(call) { return "/calls/" + encodeURIComponent(call) + "/"; }
 
   // How an ended call ended, in words (end_reason and end_detail of /v1/calls/).
@@ -141,5 +150,5 @@ window.RS = (function () {
   }
 
   return { metrics, metricList, metric, el, getJSON, format, clock, when, dateTime, duration, localInput, color, setFeed, callUrl,
-    endReason, sfuView, peerColor };
+    endReason, setParam, sfuView, peerColor };
 })();

@@ -1,5 +1,7 @@
-/* /dashboard: the fleet now (tiles, the live calls worst first, a page at a time), its history,
- * and a graph per chosen metric, live or over a range. */
+/* /dashboard: the fleet now (tiles, the live calls worst first, a page at a time), why the poor peers are
+ * poor (why.js), its history, and a graph per chosen metric, live or over a range. The live list follows
+ * /ws/calls; filtered to a cohort (?<dimension>=<value>, which the pushed entries cannot tell), it reads
+ * GET /v1/calls/ with the filter every few seconds instead. */
 "use strict";
 
 (function (RS) {
@@ -10,6 +12,8 @@
   const HISTORY_REFRESH_MS = 60000;
   const HISTORY = { "24h": { bucket: "1h" }, "7d": { bucket: "6h" } };
   const VERDICTS = ["good", "fair", "poor", "unknown"];
+  const FILTERED_REFRESH_MS = 3000;
+  const DIMENSIONS = JSON.parse(document.getElementById("dimensions-data").textContent);
 
   const panels = new Map(); // metric -> MetricPanel
   let range = null;
@@ -24,18 +28,11 @@
 
   function text(id, value) { document.getElementById(id).textContent = value; }
 
-  function setParam(name, value, fallback) {
-    const params = new URLSearchParams(location.search);
-    if (value === fallback || value === "") params.delete(name);
-    else params.set(name, value);
-    const query = params.toString();
-    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
-  }
-
   // --- the live calls: a page of the fleet, worst first -------------------------------
 
   const params = new URLSearchParams(location.search);
-  const view = { query: params.get("q") || "", order: params.get("order") === "recent" ? "recent" : "worst", page: 0 };
+  const view = { query: params.get("q") || "", order: params.get("order") === "recent" ? "recent" : "worst", page: 0,
+                 filters: filtersFromUrl() };
   search.value = view.query;
   order.value = view.order;
   const rows = new Map(); // call -> its <tr>, for the rows on the page
@@ -77,6 +74,97 @@
     return next;
   }
 
+  /** The dimension filters of the URL: {turn_server: "turn-2.example.com:443"}. */
+  function filtersFromUrl() {
+    const found = new URLSearchParams(location.search);
+    return Object.fromEntries(DIMENSIONS.filter((name) => found.get(name)).map((name) => [name, found.get(name)]));
+  }
+
+  function filtered() { return Object.keys(view.filters).length > 0; }
+
+  function filterWords() { return Object.entries(view.filters).map(([name, value]) => name + " = " + value).join(", "); }
+
+  // The filtered list: the server's page of it (`answer`), each page's cursor, and which request is current.
+  const remote = { answer: null, error: null, cursors: [null], timer: null, generation: 0 };
+
+  /** The filtered list from its first page; what it showed stays until the answer comes. */
+  function restartFiltered() {
+    remote.cursors = [null];
+    loadFiltered(0);
+  }
+
+  /** Page `page` of the filtered list (the current one by default); the page changes when it has come. */
+  async function loadFiltered(page = view.page) {
+    clearTimeout(remote.timer);
+    const generation = ++remote.generation;
+    if (!filtered()) return;
+    const query = new URLSearchParams({ state: "live", sort: view.order, limit: PAGE_SIZE });
+    if (view.query) query.set("q", view.query);
+    for (const [name, value] of Object.entries(view.filters)) query.set(name, value);
+    if (remote.cursors[page]) query.set("cursor", remote.cursors[page]);
+    try {
+      const answer = await RS.getJSON("/v1/calls/?" + query);
+      if (generation !== remote.generation) return;
+      if (!answer.calls.length && page > 0) { // the calls of this page ended: back to the first
+        restartFiltered();
+        return;
+      }
+      view.page = page;
+      Object.assign(remote, { answer: answer, error: null });
+    } catch (error) {
+      if (generation !== remote.generation) return;
+      Object.assign(remote, { answer: null, error: error });
+    }
+    liveList.dataset.filteredLoads = Number(liveList.dataset.filteredLoads || 0) + 1;
+    renderList();
+    remote.timer = setTimeout(() => loadFiltered(), FILTERED_REFRESH_MS);
+  }
+
+  /** This page's URL with `filters` in place of the current ones (the rest of its choices kept). */
+  function urlWith(filters) {
+    const next = new URLSearchParams(location.search);
+    for (const name of new Set(DIMENSIONS.concat(Object.keys(view.filters)))) next.delete(name);
+    for (const [name, value] of Object.entries(filters)) next.set(name, value);
+    const query = next.toString();
+    return location.pathname + (query ? "?" + query : "");
+  }
+
+  /** Filter the live list to the calls with a peer in every one of `filters` ({} for all), kept in the URL. */
+  function setFilters(filters, fromHistory) {
+    if (!fromHistory) history.pushState(null, "", urlWith(filters));
+    view.filters = filters;
+    view.page = 0;
+    Object.assign(remote, { answer: null, error: null });
+    renderFilters();
+    restartFiltered();
+    renderList();
+  }
+
+  function renderFilters() {
+    const bar = document.getElementById("filters");
+    const names = Object.keys(view.filters);
+    bar.hidden = names.length === 0;
+    bar.replaceChildren(RS.el("span", { class: "filters-label" }, "Filtered:"), ...names.map((name) => {
+      const value = view.filters[name];
+      const rest = Object.fromEntries(Object.entries(view.filters).filter(([other]) => other !== name));
+      return RS.el("span", { class: "chip filter-chip", title: "Calls with a peer that " + RS.dims.cohortPhrase(name, value),
+        dataset: { dimension: name, value: value } }, name + " = " + value,
+        RS.el("button", { type: "button", title: "Clear this filter", "aria-label": "Clear the filter " + name,
+          onclick: () => setFilters(rest) }, "✕"));
+    }));
+  }
+
+  /** A link to the list filtered to a cohort ({dimension: value}): followed in place (no reload), or opened
+   * elsewhere as a URL. */
+  function cohortLink(filters, attrs, ...children) {
+    const onclick = (event) => {
+      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      setFilters(filters);
+    };
+    return RS.el("a", Object.assign({ href: urlWith(filters), onclick: onclick }, attrs), ...children);
+  }
+
   function matching() {
     const all = feed.list(view.order);
     if (!view.query) return all;
@@ -92,12 +180,31 @@
     }
   }
 
-  function renderList() {
+  /** The page to show: {page, count (matching calls), pages, more (a next page)}, from the feed or the server. */
+  function currentPage() {
+    if (filtered()) {
+      const answer = remote.answer || { calls: [], count: 0, next: null };
+      return { page: answer.calls, count: answer.count, pages: Math.max(1, Math.ceil(answer.count / PAGE_SIZE)),
+               more: Boolean(answer.next) };
+    }
     const shown = matching();
     const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
     view.page = Math.min(view.page, pages - 1);
     const first = view.page * PAGE_SIZE;
-    const page = shown.slice(first, first + PAGE_SIZE);
+    return { page: shown.slice(first, first + PAGE_SIZE), count: shown.length, pages: pages, more: view.page < pages - 1 };
+  }
+
+  function emptyText() {
+    if (remote.error && filtered()) return "The filtered list is unavailable: " + remote.error.message;
+    if (filtered() && !remote.answer) return "Listing the calls with " + filterWords() + "…";
+    if (!feed.calls.size) return "No call in progress. Calls appear here as soon as their first stats arrive.";
+    if (filtered()) return "No live call has a peer with " + filterWords() + (view.query ? " and an id with “" + view.query + "”." : ".");
+    return "No live call matches “" + view.query + "”.";
+  }
+
+  function renderList() {
+    const { page, count, pages, more } = currentPage();
+    const first = view.page * PAGE_SIZE;
     const onPage = new Set(page.map((c) => c.call));
     for (const call of rows.keys()) if (!onPage.has(call)) rows.delete(call);
     liveList.replaceChildren(...page.map((c) => {
@@ -107,16 +214,16 @@
     }));
     fresh.clear();
     updateDurations();
-    Object.assign(liveList.dataset, { count: shown.length, total: feed.calls.size, page: view.page + 1, pages: pages });
-    text("calls-count", view.query ? shown.length + " of " + feed.calls.size : feed.calls.size);
-    text("pager-range", shown.length ? (first + 1) + "–" + (first + page.length) + " of " + shown.length : "");
+    Object.assign(liveList.dataset, { count: count, total: feed.calls.size, page: view.page + 1, pages: pages,
+      filtered: filtered() ? (remote.answer ? "loaded" : "loading") : "" });
+    text("calls-count", view.query || filtered() ? count + " of " + feed.calls.size : feed.calls.size);
+    text("pager-range", count ? (first + 1) + "–" + (first + page.length) + " of " + count : "");
     document.getElementById("page-prev").disabled = view.page === 0;
-    document.getElementById("page-next").disabled = view.page >= pages - 1;
-    document.getElementById("pager").hidden = pages <= 1;
+    document.getElementById("page-next").disabled = !more;
+    document.getElementById("pager").hidden = view.page === 0 && !more;
     const none = document.getElementById("no-live");
-    none.hidden = shown.length > 0;
-    none.textContent = feed.calls.size ? "No live call matches “" + view.query + "”."
-      : "No call in progress. Calls appear here as soon as their first stats arrive.";
+    none.hidden = page.length > 0;
+    none.textContent = emptyText();
   }
 
   /** Tiles from the fleet figures the server computed over every live call (not only this page). */
@@ -141,9 +248,11 @@
     });
   }
 
+  let cohortAlertsChanged = () => {};
   const feed = new RS.FleetFeed({
     change: (message) => {
       if (message.type === "snapshot") RS.setFeed("live", "live");
+      if (!message.type || message.type === "alert") cohortAlertsChanged();
       liveList.dataset.updates = Number(liveList.dataset.updates || 0) + 1;
       for (const started of message.started || []) fresh.add(started.call);
       if ((message.ended || []).length) refreshEndedSoon();
@@ -152,20 +261,38 @@
     status: (state, message) => RS.setFeed(state, message),
   });
 
+  /** The list again from its first page (a search or an order changed). */
+  function relist() {
+    if (filtered()) {
+      restartFiltered();
+      return;
+    }
+    view.page = 0;
+    renderList();
+  }
+
   search.addEventListener("input", () => {
     view.query = search.value.trim();
-    view.page = 0;
-    setParam("q", view.query, "");
-    renderList();
+    RS.setParam("q", view.query, "");
+    relist();
   });
   order.addEventListener("change", () => {
     view.order = order.value;
-    view.page = 0;
-    setParam("order", view.order, "worst");
-    renderList();
+    RS.setParam("order", view.order, "worst");
+    relist();
   });
-  document.getElementById("page-prev").addEventListener("click", () => { view.page = Math.max(0, view.page - 1); renderList(); });
-  document.getElementById("page-next").addEventListener("click", () => { view.page += 1; renderList(); });
+  function turnPage(step) {
+    if (filtered()) {
+      if (step > 0) remote.cursors[view.page + 1] = remote.answer && remote.answer.next;
+      loadFiltered(Math.max(0, view.page + step));
+      return;
+    }
+    view.page = Math.max(0, view.page + step);
+    renderList();
+  }
+  document.getElementById("page-prev").addEventListener("click", () => turnPage(-1));
+  document.getElementById("page-next").addEventListener("click", () => turnPage(1));
+  window.addEventListener("popstate", () => setFilters(filtersFromUrl(), true));
 
   // --- calls ended in the last hour ----------------------------------------------------
 
@@ -289,7 +416,7 @@
   function saveMetrics() {
     const names = [...panels.keys()];
     localStorage.setItem("rtcscope.metrics", names.join(","));
-    setParam("metrics", names.join(","), null);
+    RS.setParam("metrics", names.join(","), null);
   }
 
   function renderPicker() {
@@ -333,6 +460,9 @@
     text("range-label", spec.label);
     for (const panel of panels.values()) panel.setRange(spec);
   });
+  renderFilters();
+  if (filtered()) loadFiltered();
+  cohortAlertsChanged = RS.startWhy(DIMENSIONS, feed, cohortLink);
   refreshEnded();
   loadHistory();
   setInterval(updateDurations, 1000);

@@ -48,6 +48,7 @@
       this.fleet = null;
       this.sorted = new Map(); // order -> the calls in that order, until the next change
       this.firing = new Map(); // call -> Map(alert id -> rule) of its firing alerts
+      this.cohorts = new Map(); // alert id -> the firing cohort alert
       RS.getJSON("/v1/alerts/").then((answer) => {
         for (const alert of answer.alerts) this.alert(alert);
         this.update({});
@@ -71,13 +72,23 @@
       });
     }
 
-    /** Keep a call's firing alerts from an alert event (the webhook object). */
+    /** Keep a call's firing alerts, or a cohort's (scope "cohort", SPEC §15), from an alert event (the webhook object). */
     alert(event) {
+      if (event.scope === "cohort") {
+        if (event.state === "firing") this.cohorts.set(event.id, event);
+        else this.cohorts.delete(event.id);
+        return;
+      }
       const alerts = this.firing.get(event.call) || new Map();
       if (event.state === "firing") alerts.set(event.id, event.rule);
       else alerts.delete(event.id);
       if (alerts.size) this.firing.set(event.call, alerts);
       else this.firing.delete(event.call);
+    }
+
+    /** The cohort alerts firing now, the oldest first. */
+    cohortAlerts() {
+      return [...this.cohorts.values()].sort((a, b) => a.since - b.since || (a.id < b.id ? -1 : 1));
     }
 
     /** The rules firing on a call now. */

@@ -145,6 +145,20 @@ async def test_new_calls_beyond_the_instances_budget_are_429(http_client, base_u
     assert status == 200, answer  # calls it already has carry on
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_the_sfu_peers_dimensions_are_on_the_call_page(http_client, base_url, app):
+    for body in moved("echotest"):
+        status, answer, _ = await post(http_client, base_url + PATH, body)
+        assert status == 200, answer
+
+    async def dimensions():
+        status, call, _ = await get(http_client, base_url + "/v1/calls/c-1/")
+        return call["dimensions"].get("alice@janus") if status == 200 else None
+    found = await eventually(dimensions)
+    assert found["emitter"] == "janus-test" and found["candidate_type"] == "host" and found["transport"] == "udp"
+    assert "browser" not in found  # Janus's own User-Agent says nothing of the peer's browser
+
+
 @pytest.mark.app_config(**FLEET)
 @pytest.mark.gen_test(timeout=60)
 async def test_a_session_timeout_ends_the_sfu_peer_as_timed_out_live_and_listed(http_client, base_url, app, influxd,

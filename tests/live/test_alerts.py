@@ -36,7 +36,8 @@ def test_the_example_rules_file_loads_and_starts_with_the_builtins():
     example = pathlib.Path(__file__).resolve().parents[2] / "conf" / "alert-rules.example.toml"
     rules = load_rules(str(example))
     assert rules[:4] == list(BUILTIN_RULES)
-    assert [rule.metric for rule in rules[4:]] == ["framesPerSecond", "qualityLimitationReason"]
+    assert [rule.metric for rule in rules[4:]] == ["framesPerSecond", "qualityLimitationReason", "poor_share"]
+    assert (rules[6].by, rules[6].min_peers, rules[6].for_ms) == ("turn_server", 10, 60_000)
 
 
 def test_fires_once_after_for_of_ticks():
@@ -224,7 +225,8 @@ def test_slack_receivers_get_a_text_and_keys_differ_per_url():
 def test_an_event_survives_its_line_protocol_round_trip():
     from rtcscope.storage.alerts import encode_event, row_alert
 
-    alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "call": "room:1@x{y}", "peer": None,
+    alert = {"id": "a1", "rule": "r", "severity": "warning", "state": "resolved", "scope": "peer",
+             "call": "room:1@x{y}", "peer": None,
              "value": None, "threshold": 0.05, "since": 1795536120000, "at": 1795536130000,
              "url": 'https://rtc.example/calls/room%3A1%40x%7By%7D/?a="b"\\'}
     line = encode_event(alert, "n1", alert["at"] * 1_000_000 + 7).decode()
@@ -235,6 +237,8 @@ def test_an_event_survives_its_line_protocol_round_trip():
     row = dict(alert, threshold=0.05, since=float(alert["since"]), at=float(alert["at"]))
     assert row_alert(row) == alert
     assert row_alert(dict(row, id=None)) is None  # a point not whole yet
+    del row["scope"]
+    assert row_alert(row) == alert  # stored before alerts had a scope
 
 
 @pytest.mark.parametrize("follows", [True, False])

@@ -66,8 +66,9 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
         assert not verify("another-secret", headers, body)
         assert headers["Content-Type"] == "application/json"
         alert = json.loads(body)
-        assert set(alert) == {"id", "rule", "severity", "state", "call", "peer", "value", "threshold", "since",
-                              "at", "url"}
+        assert set(alert) == {"id", "rule", "severity", "state", "scope", "call", "peer", "value", "threshold",
+                              "since", "at", "url"}
+        assert alert["scope"] == "peer"
         assert (alert["rule"], alert["severity"], alert["state"], alert["call"], alert["peer"], alert["threshold"]) == (
             "high_rtt", "critical", "firing", "bad-1", "alice", 400.0)
         assert alert["value"] == pytest.approx(650.0)
@@ -103,6 +104,10 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
     assert (status, of_call) == (200, listed)
     status, of_call, _ = await get(http_client, base_url + "/v1/alerts/?state=all&call=good-1")
     assert (status, of_call) == (200, {"alerts": [], "count": 0})
+    status, of_scope, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h&scope=peer")
+    assert (status, of_scope) == (200, listed)
+    status, of_scope, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h&scope=cohort")
+    assert (status, of_scope) == (200, {"alerts": [], "count": 0})
     _, metrics, response = await get(http_client, base_url + "/metrics")
     text = response.body.decode()
     assert exposed(text, "rtcscope_alerts_firing") == 0
@@ -111,7 +116,7 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
 
 @pytest.mark.gen_test(timeout=90)
 async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
-    for query in ("state=open", "since=yesterday", "state=all&state=firing", "call=a%20b"):
+    for query in ("state=open", "since=yesterday", "state=all&state=firing", "call=a%20b", "scope=call"):
         status, document, _ = await get(http_client, base_url + "/v1/alerts/?" + query)
         assert status == 400, query
         assert document["error"]["code"] == "bad_request"

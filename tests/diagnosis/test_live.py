@@ -1,0 +1,40 @@
+"""Live answers, one computation per detector tick; the benchmark's fleet."""
+from bench import diagnosis
+from bench.diagnosis import BAD_TURN, live_fleet
+from bench.report import Section
+from rtcscope.diagnosis.explain import Tally, explain
+from rtcscope.diagnosis.live import LiveDiagnosis
+
+
+def test_answers_are_computed_once_per_tick():
+    fleet = live_fleet(calls=300)
+    reads = []
+
+    def live_peers():
+        reads.append(1)
+        return iter(fleet)
+
+    live = LiveDiagnosis(min_poor=5)
+    first = live.explain(1000, live_peers)
+    assert live.explain(1000, live_peers) is first and len(reads) == 1
+    by_browser = live.breakdown(1000, live_peers, "browser")
+    assert live.breakdown(1000, live_peers, "browser") is by_browser and len(reads) == 2
+    assert live.breakdown(1000, live_peers, "os")["by"] == "os" and len(reads) == 3
+    fleet.pop()
+    assert live.explain(2000, live_peers)["peers"] == first["peers"] - 1 and len(reads) == 4
+    assert live.computed == 4
+
+
+def test_the_benchmarks_fleet_has_its_bad_cohort_first_and_nothing_without_it():
+    findings = explain(Tally.of_live(live_fleet(calls=2000)), 5)["findings"]
+    assert (findings[0]["dimension"], findings[0]["value"]) == ("turn_server", BAD_TURN)
+    assert explain(Tally.of_live(live_fleet(calls=2000, bad_cohort=False)), 5)["findings"] == []
+
+
+def test_the_benchmark_measures_every_answer(monkeypatch):
+    monkeypatch.setattr(diagnosis, "CALLS", 1000)
+    monkeypatch.setattr(diagnosis, "ROUNDS", 2)
+    section = Section("diagnosis")
+    diagnosis.diagnosis(None, section)
+    assert len(section.figures) == 9 and all(figure.value > 0 for figure in section.figures)
+    assert "First finding: turn_server=turn-2.example.com:443" in section.notes[0]
