@@ -181,7 +181,9 @@ async def test_the_why_panel_finds_the_bad_cohort_and_a_click_lists_exactly_its_
         await page.wait_for_function("() => document.querySelectorAll('#breakdown-table tbody tr').length === 2",
                                      timeout=WAIT_MS)
         assert await breakdown_rows(page) == [[BAD_TURN, 6, 6, "100%"], ["", 34, 0, "0%"]]
-        assert await page.text_content('#breakdown-table tr[data-value=""] .value') == "unknown"
+        assert await page.text_content('#breakdown-table tr[data-value=""] .value') == "not relayed"
+        assert await page.eval_on_selector_all('#breakdown-table tr[data-hot="1"]', "trs => trs.map(tr => tr.dataset.value)") == [
+            BAD_TURN]
 
         # by browser: a value's click lists its calls, the choice and the filter in the URL
         await page.select_option("#breakdown-by", "browser")

@@ -18,6 +18,8 @@
     ["What they send", ["audio_codec", "video_codec"]],
   ];
   const BUILTIN = new Set(Object.keys(LABELS));
+  // Dimensions only a relayed peer has: without them, a peer is direct (not unknown).
+  const NOT_RELAYED = new Set(["relay_protocol", "turn_server"]);
   // What a value past the server's --max-dimension-values becomes.
   const OTHER = "other";
 
@@ -38,7 +40,7 @@
 
   /** A value as it reads best beside its label: Wi-Fi, TCP, relayed, Germany (DE); null: unknown. */
   function valueText(name, value) {
-    if (value === null || value === undefined) return "unknown";
+    if (value === null || value === undefined) return NOT_RELAYED.has(name) ? "not relayed" : "unknown";
     if (name === "network_type") return NETWORKS[value] || value;
     if (name === "candidate_type") return ROUTES[value] || value;
     if (name === "relay_protocol" || name === "transport") return value.toUpperCase();
@@ -51,7 +53,7 @@
 
   /** What the peers of a cohort have in common, as a verb phrase for "poor peers": "are relayed over TCP". */
   function cohortPhrase(name, value) {
-    if (value === null || value === undefined) return "have no known " + label(name).toLowerCase();
+    if (value === null || value === undefined) return NOT_RELAYED.has(name) ? "are not relayed" : "have no known " + label(name).toLowerCase();
     if (value === OTHER) return "have an uncommon " + label(name).toLowerCase() + " (beyond the value bound)";
     switch (name) {
       case "browser": return "use " + value;

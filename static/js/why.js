@@ -98,13 +98,14 @@
       RS.el("span", { class: "bar-value" }, RS.dims.percent(row.poor_share)));
   }
 
-  function breakdownRow(by, row, overall, link) {
+  /** A value's row; `hot` when the explanation of the same peers names it (the why panel's finding). */
+  function breakdownRow(by, row, overall, hot, link) {
     const shown = RS.dims.valueText(by, row.value);
     const name = row.value === null
-      ? RS.el("span", { class: "unknown-value", title: "peers without a known " + RS.dims.label(by).toLowerCase() }, "unknown")
+      ? RS.el("span", { class: "unknown-value", title: "peers without a " + RS.dims.label(by).toLowerCase() }, shown)
       : link({ [by]: row.value }, { title: "List the live calls with " + by + " = " + row.value }, shown);
-    return RS.el("tr", { dataset: { value: row.value === null ? "" : row.value, poor: row.poor, peers: row.peers,
-      hot: row.poor > 0 && row.poor_share >= 2 * overall ? "1" : "" } },
+    return RS.el("tr", { dataset: { value: row.value === null ? "" : row.value, poor: row.poor, peers: row.peers, hot: hot ? "1" : "" },
+      title: hot ? "It sets the poor peers apart: see Why" : null },
       RS.el("td", { class: "value" }, name),
       RS.el("td", { class: "num" }, RS.format(row.peers, "")),
       poorBar(row, overall),
@@ -118,6 +119,7 @@
       this.table = document.getElementById("breakdown-table");
       this.more = document.getElementById("breakdown-more");
       this.expanded = false;
+      this.hot = new Set(); // the values the explanation names
       this.select.replaceChildren(...RS.dims.grouped(names).map(([title, members]) =>
         RS.el("optgroup", { label: title }, members.map((n) => RS.el("option", { value: n }, RS.dims.label(n))))));
       const params = new URLSearchParams(location.search);
@@ -151,12 +153,16 @@
       for (const b of document.querySelectorAll("#breakdown-ranges button")) b.classList.toggle("active", b.dataset.breakdown === this.range);
     }
 
+    /** The breakdown, and the explanation of the same peers (which values to mark; without it, none). */
     async load(current) {
-      const query = "by=" + encodeURIComponent(this.by) + (this.range === "live" ? "&state=live" : "&state=ended&duration=" + this.range);
+      const peers = this.range === "live" ? "state=live" : "state=ended&duration=" + this.range;
       try {
-        const answer = await RS.getJSON("/v1/fleet/breakdown/?" + query);
+        const [answer, explained] = await Promise.all([
+          RS.getJSON("/v1/fleet/breakdown/?by=" + encodeURIComponent(this.by) + "&" + peers),
+          RS.getJSON("/v1/fleet/explain/?" + peers).catch(() => ({ findings: [] }))]);
         if (!current()) return;
         this.answer = answer;
+        this.hot = new Set(explained.findings.filter((f) => f.dimension === answer.by).map((f) => f.value));
         this.render(answer);
       } catch (error) {
         if (!current()) return;
@@ -175,7 +181,8 @@
     render(answer) {
       const overall = answer.peers ? answer.poor / answer.peers : 0;
       const values = this.expanded ? answer.values : answer.values.slice(0, VALUES_SHOWN);
-      this.table.tBodies[0].replaceChildren(...values.map((row) => breakdownRow(answer.by, row, overall, this.link)));
+      this.table.tBodies[0].replaceChildren(...values.map((row) =>
+        breakdownRow(answer.by, row, overall, this.hot.has(row.value), this.link)));
       Object.assign(this.table.dataset, { by: answer.by, state: answer.state, values: answer.values.length });
       const hidden = answer.values.length - VALUES_SHOWN;
       this.more.hidden = hidden <= 0;
