@@ -163,6 +163,7 @@ async def test_the_why_panel_finds_the_bad_cohort_and_a_click_lists_exactly_its_
         assert await page.evaluate("location.search") == "?metrics=rtt&turn_server=turn-2.example.com%3A443"
         assert await page.text_content("#filters .filter-chip") == f"turn_server = {BAD_TURN}✕"
         assert await page.text_content("#calls-count") == "6 of 20"
+        assert await page.get_attribute("#findings li .finding-text", "aria-current") == "true"
         status, document, _ = await get(http_client, base_url + "/v1/calls/?state=live&sort=worst&turn_server=" + BAD_TURN)
         assert status == 200 and [row[0] for row in await page.eval_on_selector_all(
             "#live-calls tr", "trs => trs.map(tr => [tr.dataset.call])")] == [c["call"] for c in document["calls"]]
@@ -174,6 +175,7 @@ async def test_the_why_panel_finds_the_bad_cohort_and_a_click_lists_exactly_its_
         await page.go_back()
         await wait_for_dataset(page, "#live-calls", "filtered", "")
         await wait_for_dataset(page, "#live-calls", "count", 20)
+        assert await page.get_attribute("#findings li .finding-text", "aria-current") is None
 
         # the breakdown by TURN server: the bad one on top with a full bar, the direct peers as unknown
         await page.wait_for_function("() => document.getElementById('breakdown-table').dataset.by === 'turn_server'",

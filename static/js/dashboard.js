@@ -136,6 +136,7 @@
     view.page = 0;
     Object.assign(remote, { answer: null, error: null });
     renderFilters();
+    markCurrentLinks();
     restartFiltered();
     renderList();
   }
@@ -162,7 +163,23 @@
       event.preventDefault();
       setFilters(filters);
     };
-    return RS.el("a", Object.assign({ href: urlWith(filters), onclick: onclick }, attrs), ...children);
+    const key = filterKey(filters);
+    return RS.el("a", Object.assign({ href: urlWith(filters), onclick: onclick, dataset: { filters: key },
+      "aria-current": key === filterKey(view.filters) ? "true" : null }, attrs), ...children);
+  }
+
+  /** The same string for the same filters, whatever their order. */
+  function filterKey(filters) {
+    return JSON.stringify(Object.entries(filters).sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
+  /** The links to the cohort listed now say so (aria-current), the others not. */
+  function markCurrentLinks() {
+    const key = filterKey(view.filters);
+    for (const link of document.querySelectorAll("a[data-filters]")) {
+      if (link.dataset.filters === key) link.setAttribute("aria-current", "true");
+      else link.removeAttribute("aria-current");
+    }
   }
 
   function matching() {

@@ -48,7 +48,7 @@
     for (const name of tagNames(values)) {
       if (values[name] === null || values[name] === undefined) continue;
       if (parts.length) parts.push(" · ");
-      parts.push(RS.el("span", { class: "tag-name" }, name), " ", dim(name, values[name]));
+      parts.push(RS.el("span", { class: "tag" }, RS.el("span", { class: "tag-name" }, name), " ", dim(name, values[name])));
     }
     return parts.length ? parts : null;
   }
