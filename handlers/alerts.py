@@ -13,7 +13,8 @@ SCOPES = ("peer", "cohort")
 
 class AlertsHandler(APIHandler):
     """?state=firing|all (default firing), since=<duration> (default 24h, on the alert's
-    latest event), call=<id> (one call's alerts), scope=peer|cohort."""
+    latest event), call=<id> (one call's alerts), scope=peer|cohort, dimension=<name> (the
+    cohort alerts by one dimension)."""
 
     async def get(self):
         state = self.argument("state", "firing")
@@ -27,9 +28,12 @@ class AlertsHandler(APIHandler):
         scope = self.argument("scope")
         if scope is not None and scope not in SCOPES:
             raise tornado.web.HTTPError(400, "scope must be peer or cohort")
+        dimension = self.argument("dimension")
+        if dimension is not None:
+            self.check_dimension(dimension)
         now_ms = int(time.time() * 1000)
         alerts = await self.application.alerts.list_alerts(state, now_ms - since * 1000, now_ms, call=call,
-                                                           scope=scope)
+                                                           scope=scope, dimension=dimension)
         self.write_json({"alerts": alerts, "count": len(alerts)})
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.alerts import ProcessFeeder, high_rtt_rules
+from tests.support.alerts import ProcessFeeder, cohort_events, cohort_rules, high_rtt_rules
 from tests.support.influxd import free_port
 from tests.support.metrics import metric
 from tests.support.processes import ROOT
@@ -75,6 +75,46 @@ def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert
     assert not any(alert["call"] == "good" for alert in receiver.alerts())
     status, listed = other.get_json("/v1/alerts/?state=all")
     assert status == 200 and listed["count"] == 1 and listed["alerts"][0]["state"] == "resolved"
+
+
+# Four calls in a region whose peers are poor (rtt 800 ms: MOS about 3), four in one whose peers are fine.
+BAD_REGION = {f"bad-{i}": {"region": "eu-bad"} for i in range(4)}
+GOOD_REGION = {f"good-{i}": {"region": "eu-good"} for i in range(4)}
+
+
+def test_a_cohort_alert_fires_once_and_resolves_once_across_two_processes(servers, receiver, tmp_path):
+    rules = tmp_path / "cohort.toml"
+    rules.write_text(cohort_rules("region"))
+    alerting = functools.partial(servers, tick="0.2s", flush_interval="0.1s", call_timeout="3s", quality_window="3s",
+                                 alert_rules=str(rules), alert_webhooks=receiver.url, alert_retry="2m")
+    a, b = alerting("a"), alerting("b")
+    wait(lambda: 1 in (metric(a, "rtcscope_alerts_sender"), metric(b, "rtcscope_alerts_sender")), timeout=30)
+    rtt = {**{call: 800.0 for call in BAD_REGION}, **{call: 30.0 for call in GOOD_REGION}}
+    feeder = ProcessFeeder([a, b], rtt, tags={**BAD_REGION, **GOOD_REGION})
+    with feeder:
+        wait(lambda: cohort_events(receiver.alerts(), "eu-bad") == ["firing"], timeout=30)
+        wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,
+             timeout=30)
+        sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
+        feeder.servers = [other]
+        sender.stop()
+        wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+        for call in BAD_REGION:
+            feeder.rtt[call] = 30.0
+        wait(lambda: cohort_events(receiver.alerts(), "eu-bad") == ["firing", "resolved"], timeout=30)
+        time.sleep(2)
+    alerts = receiver.alerts()
+    assert [(alert["state"], alert["value"]) for alert in alerts] == [("firing", "eu-bad"), ("resolved", "eu-bad")]
+    firing, resolved = alerts
+    assert len(receiver.receipts()) == 2 and set(receiver.receipts().values()) == {1}
+    assert firing["id"] == resolved["id"] and firing["since"] == resolved["since"]
+    assert {key: firing[key] for key in ("rule", "scope", "dimension", "peers", "poor", "threshold")} == {
+        "rule": "region_poor", "scope": "cohort", "dimension": "region", "peers": 4, "poor": 4, "threshold": 0.5}
+    assert "call" not in firing and firing["url"].endswith("/dashboard?region=eu-bad")
+    assert resolved["poor"] <= 2 and resolved["at"] > firing["at"]
+    status, listed = other.get_json("/v1/alerts/?state=all&scope=cohort&dimension=region")
+    assert status == 200 and listed["count"] == 1 and listed["alerts"][0] == resolved
+    assert other.get_json("/v1/alerts/?state=all&scope=peer")[1]["count"] == 0
 
 
 def test_a_bad_rules_file_stops_the_start_with_the_reason(tmp_path, influxd):

@@ -1,9 +1,10 @@
 """Every peer's dimensions from a real browser (SPEC §15): Chromium calls direct and forced
 through a real TURN server on loopback (coturn) over UDP, TCP and TLS, both ends monitored by
 the shipped rtcscope.js sending to a real server, over its websocket and by POST. What the
-client sends gives the route the browser took; the call's API answer has each peer's browser,
-OS, place, route, TURN server, codecs and allowed tags; ended peers' summaries carry them as
-tags; and nothing in InfluxDB says who or where the person is."""
+client sends gives the route the browser took; the call's API answer and its page have each
+peer's browser, OS, place, route, TURN server, codecs and allowed tags; ended peers' summaries
+carry them as tags; and nothing in InfluxDB says who or where the person is."""
+import contextlib
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ from rtcscope.dimensions.report import report_dimensions
 from rtcscope.dimensions.useragent import UserAgents
 from tests.support import calls
 from tests.support.api import get
+from tests.support.browser import WAIT_MS
 from tests.support.calls import PEERS, ROUTES
 from tests.support.reports import CHROMIUM_FIXTURE, PRIVATE_FIELDS
 from tests.support.turn import Coturn
@@ -63,10 +65,11 @@ def local_candidates(report):
     return [stat for stat in report if stat["type"] == "local-candidate"]
 
 
-async def make_calls(start_server, app_config, turn, routes, **options):
+@contextlib.asynccontextmanager
+async def made_calls(start_server, app_config, turn, routes, **options):
     """A server (call timeout long: only the end events end the calls), then each route's call, one
     after the other, on one page: connected, both ends' samples acknowledged twice, then stopped.
-    Returns (the server, the page's User-Agent, {route: {"sent": the samples rtcscope.js sent, "raw":
+    Yields (the server, the page, its User-Agent, {route: {"sent": the samples rtcscope.js sent, "raw":
     {peer: getStats() whole}, "monitors": {peer: monitor stats}, "ws_url": the caller's}})."""
     application = await start_server(**{**app_config, "call_timeout": 120.0, "geoip_db": GEOIP_DB})
     await application.store.setup()
@@ -80,7 +83,7 @@ async def make_calls(start_server, app_config, turn, routes, **options):
                            "monitors": monitors, "sent": await calls.samples(page, route),
                            "ws_url": await page.evaluate("(call) => calls[call].monitors.caller.wsUrl", route)}
             await calls.stop_call(page, route)
-    return application, user_agent, made
+        yield application, page, user_agent, made
 
 
 def assert_sent_route(turn, route, sent, raw):
@@ -108,8 +111,9 @@ def assert_sent_route(turn, route, sent, raw):
         assert raw_urls == ([turn.ice_server(relay_protocol)["urls"]] if relay_protocol else []), raw_urls
 
 
-async def assert_call_dimensions(base_url, turn, route):
-    """GET /v1/calls/<call>/ gives both peers the route's dimensions, and no change of them."""
+async def assert_call_dimensions(page, base_url, turn, route):
+    """GET /v1/calls/<call>/ gives both peers the route's dimensions, and no change of them; the call
+    page shows each peer's, and says how it connects."""
     expected = {peer: peer_dimensions(turn, route) for peer in PEERS}
 
     async def answered():
@@ -117,6 +121,18 @@ async def assert_call_dimensions(base_url, turn, route):
         return summary if status == 200 and summary["dimensions"] == expected else (status, summary)
     summary = await eventually(answered, timeout=20)
     assert summary["dimension_changes"] == []
+
+    await page.goto(f"{base_url}/calls/{route}/")
+    await page.wait_for_selector('#peer-dims[data-peers="2"] .dim', timeout=WAIT_MS)
+    shown = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll("#peer-dims .peer-card")]
+        .map((card) => [card.dataset.peer, {
+          values: Object.fromEntries([...card.querySelectorAll(".dim")].map((dim) =>
+            [dim.dataset.dimension, dim.title.slice(dim.dataset.dimension.length + 3)])),
+          route: card.querySelector('[data-line="route"]').textContent}]))""")
+    assert {peer: card["values"] for peer, card in shown.items()} == expected
+    relay_protocol = ROUTES[route]
+    said = f"relayed over {relay_protocol.upper()} through {turn.server(relay_protocol)}" if relay_protocol else "direct"
+    assert [card["route"] for card in shown.values()] == [said, said]
 
 
 async def assert_peer_summaries(influxd, database, since_ms, turn, routes):
@@ -160,7 +176,7 @@ def assert_nothing_identifying(influxd, database, since_ms, user_agent, made, tu
     assert "127.0.0.1" in addresses and ids and ufrags
     seen = set()
     for measurement, column, value in stored_values(influxd, database, since_ms):
-        assert column not in PRIVATE_FIELDS, (measurement, column)
+        assert column not in ADDRESS_FIELDS, (measurement, column)
         if not isinstance(value, str):
             continue
         # The dimensions' JSON (`d` of rtc_feed and rtc_dimensions) is read value by value.
@@ -188,16 +204,15 @@ def assert_nothing_identifying(influxd, database, since_ms, user_agent, made, tu
 async def test_real_calls_direct_and_relayed_over_udp_tcp_and_tls_over_the_websocket(
         start_server, app_config, influxd, database, turn):
     since_ms = int(time.time() * 1000) - 60_000
-    application, user_agent, made = await make_calls(start_server, app_config, turn, ROUTES)
-
-    assert UserAgents().parse(user_agent) == {"browser": "HeadlessChrome", "browser_version": chromium_major(),
-                                              "os": "Linux"}
-    for route, call in made.items():
-        assert {stats["transport"] for stats in call["monitors"].values()} == {"websocket"}
-        assert_sent_route(turn, route, call["sent"], call["raw"])
-        # The tags go on the websocket URL; the server keeps the --peer-tags ones.
-        assert call["ws_url"].endswith("&tag.region=eu-west&tag.app_version=5.2&tag.customer=acme&tag.build=77")
-        await assert_call_dimensions(application.base_url, turn, route)
+    async with made_calls(start_server, app_config, turn, ROUTES) as (application, page, user_agent, made):
+        assert UserAgents().parse(user_agent) == {"browser": "HeadlessChrome", "browser_version": chromium_major(),
+                                                  "os": "Linux"}
+        for route, call in made.items():
+            assert {stats["transport"] for stats in call["monitors"].values()} == {"websocket"}
+            assert_sent_route(turn, route, call["sent"], call["raw"])
+            # The tags go on the websocket URL; the server keeps the --peer-tags ones.
+            assert call["ws_url"].endswith("&tag.region=eu-west&tag.app_version=5.2&tag.customer=acme&tag.build=77")
+            await assert_call_dimensions(page, application.base_url, turn, route)
     await assert_peer_summaries(influxd, database, since_ms, turn, ROUTES)
     assert_nothing_identifying(influxd, database, since_ms, user_agent, made, turn)
 
@@ -208,11 +223,11 @@ async def test_real_calls_direct_and_relayed_over_tcp_by_post(
         start_server, app_config, influxd, database, turn):
     since_ms = int(time.time() * 1000) - 60_000
     routes = ["direct", "relay-tcp"]
-    application, user_agent, made = await make_calls(start_server, app_config, turn, routes, transport="post")
-
-    for route, call in made.items():
-        assert {stats["transport"] for stats in call["monitors"].values()} == {"post"}
-        assert_sent_route(turn, route, call["sent"], call["raw"])
-        await assert_call_dimensions(application.base_url, turn, route)
+    async with made_calls(start_server, app_config, turn, routes, transport="post") as (
+            application, page, user_agent, made):
+        for route, call in made.items():
+            assert {stats["transport"] for stats in call["monitors"].values()} == {"post"}
+            assert_sent_route(turn, route, call["sent"], call["raw"])
+            await assert_call_dimensions(page, application.base_url, turn, route)
     await assert_peer_summaries(influxd, database, since_ms, turn, routes)
     assert_nothing_identifying(influxd, database, since_ms, user_agent, made, turn)

@@ -15,8 +15,9 @@ WINDOW_VALUES = ("mos", "loss", "freezes", "rtt", "jitter", "qualityLimitationRe
 
 
 def extra_metrics(rules):
-    """The registry metrics the rules need beyond the detector's window, by name."""
-    return {rule.metric: registry.lookup(rule.metric) for rule in rules if rule.metric not in WINDOW_VALUES}
+    """The registry metrics the per-peer rules need beyond the detector's window, by name."""
+    return {rule.metric: registry.lookup(rule.metric) for rule in rules
+            if rule.by is None and rule.metric not in WINDOW_VALUES}
 
 
 def extra_windows(rows, metrics, window_ms):

@@ -150,11 +150,13 @@ def explain(tally, min_poor):
 
 
 def _members(ranked, poor_groups):
-    """{(dimension, value): indexes of the poor groups having it} of the candidates."""
+    """{(dimension, value): indexes of the poor groups having it} of the candidates, looking
+    only at the candidates' dimensions of each group."""
     members = {(c.dimension, c.value): set() for c in ranked}
+    dimensions = tuple({c.dimension for c in ranked})
     for index, (values, _poor) in enumerate(poor_groups):
-        for item in values.items():
-            found = members.get(item)
+        for dimension in dimensions:
+            found = members.get((dimension, values.get(dimension)))
             if found is not None:
                 found.add(index)
     return members

@@ -163,7 +163,8 @@ async def flood(http_client, url, prefix, seconds, workers=6, headers=None):
 async def test_a_flood_of_junk_calls_from_one_client_is_bounded_and_live_graphs_keep_their_tick(
         http_client, servers, influxd, database):
     # the default budget: 120 new calls a minute
-    server = servers(flush_interval="0.1s", tick="0.25s", call_timeout="5s").wait_ready(30)
+    # Every call a line (not the band beyond --graph-lines), so the real call's own points show the tick.
+    server = servers(flush_interval="0.1s", tick="0.25s", call_timeout="5s", graph_lines=1000).wait_ready(30)
     viewer = await TimedViewer.open(server.url, "/ws/graph/rtt", origin=server.url)
     real_statuses = []
     posting = asyncio.ensure_future(keep_posting(http_client, write_url(server.url), "real-call", 0.2, real_statuses))

@@ -15,7 +15,7 @@ import pytest
 from rtcscope.alerts.alertmanager import ENDS_AHEAD, AlertmanagerReceiver, make_receiver, postable
 from rtcscope.alerts.delivery import Outgoing, Receiver, WebhookError, Webhooks
 from tests.support.alertmanager import Alertmanager
-from tests.support.alerts import Feeder, ProcessFeeder, high_rtt_rules, sending
+from tests.support.alerts import Feeder, ProcessFeeder, cohort_rules, high_rtt_rules, sending
 from tests.support.api import get
 from tests.support.metrics import metric
 from tests.support.waits import eventually, wait
@@ -205,6 +205,47 @@ async def test_a_bad_calls_alert_is_active_in_alertmanager_kept_so_by_re_sends_a
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="delivered") == 2
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="resent") >= 3
     assert app.telemetry.value("rtcscope_webhook_deliveries_total", result="failed") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=90)
+async def test_a_cohort_alert_is_active_in_alertmanager_with_its_dimension_and_ended_by_recovery(
+        http_client, app_config, start_server, alertmanager, tmp_path):
+    alertmanager.start()
+    rules = tmp_path / "cohort.toml"
+    rules.write_text(cohort_rules("region", hold=f"{FOR_S:g}s", min_peers=2))
+    # A database of its own: the module's server (high_rtt rules) runs beside it for the HTTP client.
+    app = await start_server(**{**app_config, "alert_rules": str(rules), "database": app_config["database"] + "c"})
+    await sending(app)
+    feeder = Feeder(http_client, app.base_url)
+    feeder.rtt = {"c-1": 800.0, "c-2": 800.0, "c-3": 30.0, "c-4": 30.0}
+    feeder.tags = {"c-1": {"region": "eu-bad"}, "c-2": {"region": "eu-bad"}, "c-3": {"region": "eu-good"},
+                   "c-4": {"region": "eu-good"}}
+    feeder.start()
+    try:
+        [alert] = await eventually(lambda: held(alertmanager, 'scope="cohort"'), timeout=20)
+        assert alert["labels"] == {"alertname": "region_poor", "severity": "critical", "scope": "cohort",
+                                   "dimension": "region", "value": "eu-bad"}
+        assert alert["status"]["state"] == "active"
+        assert alert["generatorURL"] == "https://rtc.example/dashboard?region=eu-bad"
+        assert alert["annotations"]["summary"] == ("region_poor on peers with region=eu-bad: 2 of 2 live peers are "
+                                                   "poor (threshold 0.5).")
+
+        async def listed():  # from InfluxDB: within a flush interval of the event
+            status, document, _ = await get(http_client, app.base_url + "/v1/alerts/?scope=cohort")
+            assert status == 200
+            return document["alerts"]
+
+        [ours] = await eventually(listed, timeout=5)
+        assert ours["id"] == alert["annotations"]["rtcscope_id"] and ours["value"] == "eu-bad"
+        assert held(alertmanager, 'scope="peer"') == []
+        for call in ("c-1", "c-2"):
+            feeder.rtt[call] = 30.0
+        await eventually(lambda: not held(alertmanager, 'scope="cohort"'), timeout=20)
+        await asyncio.sleep(2.5 * RESEND_S)  # re-sends do not bring it back
+        assert held(alertmanager) == []
+    finally:
+        await feeder.stop()
 
 
 @pytest.mark.slow

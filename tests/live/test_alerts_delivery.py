@@ -106,8 +106,9 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
     assert (status, of_call) == (200, {"alerts": [], "count": 0})
     status, of_scope, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h&scope=peer")
     assert (status, of_scope) == (200, listed)
-    status, of_scope, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h&scope=cohort")
-    assert (status, of_scope) == (200, {"alerts": [], "count": 0})
+    for query in ("scope=cohort", "dimension=turn_server"):
+        status, of_scope, _ = await get(http_client, base_url + "/v1/alerts/?state=all&since=1h&" + query)
+        assert (status, of_scope) == (200, {"alerts": [], "count": 0})
     _, metrics, response = await get(http_client, base_url + "/metrics")
     text = response.body.decode()
     assert exposed(text, "rtcscope_alerts_firing") == 0
@@ -116,7 +117,8 @@ async def test_a_bad_call_fires_once_signed_resolves_on_recovery_and_a_good_call
 
 @pytest.mark.gen_test(timeout=90)
 async def test_bad_alert_list_parameters_are_400(http_client, base_url, app):
-    for query in ("state=open", "since=yesterday", "state=all&state=firing", "call=a%20b", "scope=call"):
+    for query in ("state=open", "since=yesterday", "state=all&state=firing", "call=a%20b", "scope=call",
+                  "dimension=nope"):
         status, document, _ = await get(http_client, base_url + "/v1/alerts/?" + query)
         assert status == 400, query
         assert document["error"]["code"] == "bad_request"

@@ -113,8 +113,9 @@ def test_cohort_and_peer_rules_share_one_engine_and_adopt_what_influxdb_holds():
     assert third.firing == [] and third.cohorts[("turn_poor", "turn_server", TURN_2)].holding_since == 0
 
 
-def test_the_service_points_a_cohort_alert_at_the_filtered_dashboard():
+def test_the_service_points_a_cohort_alert_at_the_filtered_dashboard_and_reads_no_window_for_it():
     service = AlertService(None, None, [RULE], tick_ms=1000, public_url="https://rtc.example/")
+    assert service.extra == {}  # poor_share is no registry metric to query
     (event,) = [e for _, e in run(service.engine, 0, 6, peers())]
     assert service.url_of(event) == "https://rtc.example/dashboard?turn_server=turn-2.example.com%3A443"
 

@@ -91,17 +91,17 @@ async def test_two_servers_on_one_database_agree(influxd, database, tmp_path, st
     await eventually(lambda: one.detector.ticks > 0 and two.detector.ticks > 0)
     on_one, on_two = await viewers(one.base_url), await viewers(two.base_url)
     first = now_ms() - 1000
-    await send(http_client, one.base_url, [sample("shared", first, rtt=10.0)])
+    await send(http_client, one.base_url, [sample("common", first, rtt=10.0)])
     for viewer in (on_one, on_two):
-        _, started = await viewer.next("call_started", "shared")
+        _, started = await viewer.next("call_started", "common")
         assert started["at"] == first
-        await viewer.next("points", "shared")
-    assert one.detector.live_calls == two.detector.live_calls == ["shared"]
+        await viewer.next("points", "common")
+    assert one.detector.live_calls == two.detector.live_calls == ["common"]
     end_at = now_ms()
-    await send(http_client, two.base_url, {"call": "shared", "peer": "alice", "event": "end", "ts": end_at})
+    await send(http_client, two.base_url, {"call": "common", "peer": "alice", "event": "end", "ts": end_at})
     for viewer in (on_one, on_two):
-        await viewer.next("call_ended", "shared")
-    assert on_one.events("shared") == on_two.events("shared") == [("call_started", first), ("call_ended", end_at)]
+        await viewer.next("call_ended", "common")
+    assert on_one.events("common") == on_two.events("common") == [("call_started", first), ("call_ended", end_at)]
     assert one.detector.live_calls == two.detector.live_calls == []
 
 

@@ -13,6 +13,27 @@ from tests.support.influxd import free_port
 from tests.support.waits import eventually
 
 
+def cohort_rules(by="region", hold="1s", min_peers=3):
+    """An alert rules file (TOML) with one cohort rule: more than half of a value's live peers
+    poor, held for `hold`."""
+    return f"""
+[[rule]]
+name = "{by}_poor"
+by = "{by}"
+metric = "poor_share"
+op = ">"
+threshold = 0.5
+for = "{hold}"
+min_peers = {min_peers}
+severity = "critical"
+"""
+
+
+def cohort_events(alerts, value):
+    """The states, in order, of the cohort alerts about `value` among webhook bodies."""
+    return [alert["state"] for alert in alerts if alert.get("scope") == "cohort" and alert["value"] == value]
+
+
 def high_rtt_rules(hold="1s"):
     """An alert rules file (TOML) with one rule: rtt above 400 ms held for `hold`."""
     return f"""
@@ -78,19 +99,21 @@ async def sending(app):
 
 
 class Feeder:
-    """A task posting one sample a call every 200 ms to an in-process server, with the rtt each call has now."""
+    """A task posting one sample a call every 200 ms to an in-process server, with the rtt each call has
+    now, and the call's `tags` ({call: {name: value}}) if it has some."""
 
     def __init__(self, http_client, base_url):
         self.http_client = http_client
         self.url = base_url + "/v1/stats/write/"
         self.rtt = {}
+        self.tags = {}
         self.first_post = {}
         self.task = None
 
     async def run(self):
         while True:
-            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0}}
-                    for call, rtt in self.rtt.items()]
+            body = [{"call": call, "peer": "alice", "kind": "audio", "stats": {"rtt": rtt, "jitter": 2.0},
+                     "tags": self.tags.get(call, {})} for call, rtt in self.rtt.items()]
             if body:
                 status, result, _ = await post(self.http_client, self.url, body)
                 assert status == 200, result
@@ -110,18 +133,20 @@ class Feeder:
 
 
 class ProcessFeeder:
-    """A thread posting one sample a call every 200 ms to whichever server processes are given, in turn."""
+    """A thread posting one sample a call every 200 ms to whichever server processes are given, in turn;
+    with `tags` ({call: {name: value}}), each call's sample carries its tags."""
 
-    def __init__(self, servers, rtt):
+    def __init__(self, servers, rtt, tags=None):
         self.servers = servers
         self.rtt = rtt
+        self.tags = tags or {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         turn = 0
         while not self.stopping.is_set():
-            body = json.dumps([{"call": call, "peer": "alice", "stats": {"rtt": rtt}}
+            body = json.dumps([{"call": call, "peer": "alice", "stats": {"rtt": rtt}, "tags": self.tags.get(call, {})}
                                for call, rtt in self.rtt.items()]).encode()
             server = self.servers[turn % len(self.servers)]
             turn += 1

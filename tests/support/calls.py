@@ -10,7 +10,7 @@ from playwright.async_api import async_playwright
 
 from tests.support.browser import CALL_ARGS
 
-CLIENT_JS = pathlib.Path(__file__).resolve().parents[1] / "static" / "rtcscope.js"
+CLIENT_JS = pathlib.Path(__file__).resolve().parents[2] / "static" / "rtcscope.js"
 # The TURN server's TLS listener has a self-signed certificate.
 TURN_CALL_ARGS = CALL_ARGS + ["--ignore-certificate-errors"]
 PEERS = ("caller", "callee")
