@@ -147,8 +147,10 @@ class Session:
         self.stored_any = stored.call is not None
         self.connection = None  # the websocket that holds the session now
         self.detached_ms = None  # when its last connection closed
-        # The peer's dimensions: its connection's client (None: none kept), its identity's app.
-        self.client = None
+        # The peer's dimensions: read by its connection's extractor (None: none kept), with what
+        # that connection tells of its client and the identity's app.
+        self.extractor = None
+        self.client = {}
         self.app = {}
 
     def receive(self, text, now_ms):
@@ -229,10 +231,10 @@ class Session:
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
             collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
-        if self.client is not None and collector.presence:
+        if self.extractor is not None and collector.presence:
             reports = {**self.reports.reports, **outcome.reports}
             collector.dimensions[(self.call, self.peer)] = {**self.client, **self.app,
-                                                            **Extractor.connections(reports.values())}
+                                                            **self.extractor.connections(reports.values())}
         outcome.parsed = collector.finish()
         if outcome.parsed.lines:
             outcome.lines = outcome.parsed.lines + [self._session_line(outcome, now_ms)]

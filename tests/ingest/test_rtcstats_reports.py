@@ -11,27 +11,7 @@ import pytest
 
 from rtcscope.ingest.reports import STALE_MS, PeerReports, ReportError
 from rtcscope.registry import extract, extract_connections
-from tests.support.reports import chromium_reports
-
-
-def compress(previous, report):
-    """The client's delta of `report` (a getStats() map) against `previous`."""
-    delta = copy.deepcopy(report)
-    for stat_id, stat in delta.items():
-        del stat["id"]
-        old = previous.get(stat_id)
-        if old is None:
-            continue
-        for name in list(stat):
-            # JavaScript's === : objects and arrays parsed afresh are never equal.
-            if not isinstance(stat[name], (dict, list)) and name in old and stat[name] == old[name]:
-                del stat[name]
-    newest = max((stat["timestamp"] for stat in delta.values() if "timestamp" in stat), default=None)
-    for stat in delta.values():
-        if stat.get("timestamp") == newest:
-            stat["timestamp"] = 0
-    delta["timestamp"] = newest
-    return delta
+from tests.support.reports import chromium_reports, rtcstats_delta
 
 
 def as_map(report):
@@ -47,7 +27,7 @@ def deltas(polls, side):
     previous = {}
     for poll in polls:
         now = as_map(poll[side])
-        yield poll[side], compress(previous, now)
+        yield poll[side], rtcstats_delta(previous, now)
         previous = now
 
 
