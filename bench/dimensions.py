@@ -3,26 +3,29 @@ through the real server with the dimensions and without, in the same run;
 then the domain work alone with and without, and each step alone.
 
 Whole requests: the application as server.py builds and serves it
-(`server.make_app`, `server.http_server`, ingest-only, --xheaders), twice in
-this process on loopback: as shipped, and with its dimension step a no-op
-(`NoDimensions` as the application's `dimensions`, through which every ingest
-path reads them). A client in another process (wrk; bench/fleetload.py in a
-closed loop) loads one and then the other, the order alternating each round.
-Per request: this process's CPU from /proc (headers, body, admission, parse,
-dimensions, WAL append, feed rows, answer, and the writer's flushes until its
-buffer is empty) over the requests answered, and wall (the load's seconds
-over its answers: the client keeps the server busy). Ratios are the medians
-of the per-round ratios.
+(`server.make_app`, `server.http_server`; ingest-only, --xheaders), twice in
+this process, each listening on loopback: as shipped, and with its dimension
+step a no-op (`NoDimensions` as the application's `dimensions`, through which
+every ingest path reads them). A window writes a batch of real requests on
+50 keep-alive connections at once (POST bodies, websocket frames, rtcstats
+entries, as bench/fleetload.py builds them: a browser's User-Agent and
+X-Real-Ip, the application's tags, the real Chromium capture) and waits for
+every answer, then for the writer to empty its buffer into InfluxDB: the
+server always has the next request at hand, so its work per request does not
+depend on how the machine schedules a client. Windows alternate between the
+two servers (A B, B A, ...). Per request: this process's CPU from /proc
+(headers, body, admission, parse, dimensions, WAL append, feed rows, answer,
+the writer's flushes; and the client's writes and reads, the same for both)
+and wall until the last answer. Ratios are medians of the per-round ratios.
 
     python -m bench --only dimensions      # in the report
-    python -m bench.dimensions             # this section alone (its own influxd)
+    python -m bench.dimensions [--full]    # this section alone (its own influxd)
 """
 import asyncio
 import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,21 +42,20 @@ from tests.support.influxd import free_port
 from tests.support.reports import chromium_reports
 
 from . import harness
-from .fleetload import TAGS, USER_AGENT, clean_reports, delta
+from .fleetload import TAGS, USER_AGENT, Load, clean_reports, delta, pong, server_frames
 from .harness import BenchError
 from .ingest import BATCH_CALLS, BATCH_SAMPLES, SINGLE_BODY, WRITE_PATH
 from .jsonlibs import _batch_body, compare
-from .report import median_ratio, spread
+from .report import median_ratio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DB = os.path.join(ROOT, "tests", "data", "geoip-test.mmdb")
 ADDRESS = "91.64.1.1"
 TARGET = 1.05
-# Rounds (each: both servers, the order alternating) and seconds of load per run.
-SIZES = {"quick": {"rounds": 4, "seconds": 3, "peers": 50, "warmup": 1},
-         "full": {"rounds": 6, "seconds": 6, "peers": 50, "warmup": 2}}
+CONNECTIONS = 50
+# Rounds (a window on each server, the order alternating) and the CPU seconds a window aims at.
+SIZES = {"quick": {"rounds": 60, "window_s": 0.1}, "full": {"rounds": 150, "window_s": 0.15}}
 SERVED = {"detector": False, "xheaders": True, "max_new_calls": 10_000_000, "max_live_calls": 10_000_000}
-BROWSER = (f"User-Agent: {USER_AGENT}", f"X-Real-Ip: {ADDRESS}")
 
 
 class NoDimensions:
@@ -79,6 +81,14 @@ class NoDimensions:
 
     @staticmethod
     def connections(reports):
+        return {}, True
+
+    @staticmethod
+    def app(application_name):
+        return {}
+
+    @staticmethod
+    def peer(key, client, tags=None, report=None):
         return {}
 
 
@@ -90,71 +100,83 @@ def dimensions(ctx, section, sizes=None):
 
 # --- whole requests ------------------------------------------------------------------------------
 
+PATHS = [  # label, what the window sends (`_requests`)
+    ("POST, one JSON sample with tags", "sample"),
+    ("POST, rtcscope.js's request (two raw getStats() reports, tags)", "post"),
+    (f"POST, {BATCH_SAMPLES} JSON samples of {BATCH_CALLS} calls", "batch"),
+    ("websocket, a frame of two deltas (tags on the URL)", "ws"),
+    ("rtcstats, a getstats entry", "rtcstats"),
+]
+
+
 def whole_requests(ctx, section, sizes):
-    single = os.path.join(ctx.work_dir, "dimensions-single.json")
-    with open(single, "wb") as out:
-        out.write(json.dumps({"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
-                              "stats": json.loads(SINGLE_BODY)["stats"]}).encode())
-    paths = [
-        ("POST, one JSON sample with tags", "wrk", ["file", single, "application/json"]),
-        ("POST, rtcscope.js's request (two raw getStats() reports, tags)", "post", None),
-        (f"POST, {BATCH_SAMPLES} JSON samples of {BATCH_CALLS} calls", "wrk",
-         lambda: ["batch", "json", BATCH_SAMPLES, BATCH_CALLS, int(time.time() * 1e6)]),
-        ("websocket, a frame of two deltas (tags on the URL)", "ws", None),
-        ("rtcstats, a getstats entry", "rtcstats", None),
-    ]
     thresholds = gc.get_threshold()
-    gc.set_threshold(*server.GC_THRESHOLDS)  # as the server process runs
+    gc.set_threshold(*server.GC_THRESHOLDS)  # as a server process runs
     try:
-        results = asyncio.run(_measure_paths(ctx, paths, sizes))
+        results = asyncio.run(_measure(ctx, sizes))
     finally:
         gc.set_threshold(*thresholds)
-    for (label, _, _), runs in zip(paths, results):
-        cpu = [(ours[0], theirs[0]) for ours, theirs in runs]
-        wall = [(ours[1], theirs[1]) for ours, theirs in runs]
-        ratio = median_ratio(cpu)
-        section.add(f"{label}: CPU per request, with dimensions", statistics.median(c[0] for c in cpu), "µs",
-                    "without (the step a no-op)", statistics.median(c[1] for c in cpu), target=f"≤ {TARGET}× without",
-                    met=ratio <= TARGET, ratio_override=ratio)
-        section.add(f"{label}: wall per request, with dimensions", statistics.median(w[0] for w in wall), "µs",
-                    "without", statistics.median(w[1] for w in wall), ratio_override=median_ratio(wall))
-        section.note(f"{label}: CPU ratio per round {spread(cpu)}, wall {spread(wall)}.")
-    section.note(f"Whole requests: {sizes['rounds']} rounds of {sizes['seconds']} s per server and path, the "
-                 "order alternating; both servers in this process (ingest-only, --xheaders, the WAL in the bench's "
-                 "scratch directory, each writing its own database of the bench's influxd). wrk: 50 keep-alive "
-                 "connections, a browser's User-Agent and X-Real-Ip on every request; bench/fleetload.py: "
-                 f"{sizes['peers']} peers in a closed loop (each sends its next request or frame as soon as the "
-                 "previous one is answered), the real Chromium capture as rtcscope.js and rtcstats send it, "
-                 "every peer with its own address.")
+    for (label, _), runs in zip(PATHS, results):
+        # Per request over all the rounds of each (CPU from /proc, whole ticks over many windows) ...
+        totals = [[sum(window[i] for window in side) for i in range(4)] for side in zip(*runs)]
+        (ours, ours_proc, _, ours_wall), (theirs, theirs_proc, _, theirs_wall) = totals
+        cpu = ours_proc / ours * 1e6, theirs_proc / theirs * 1e6
+        ratio = cpu[0] / cpu[1]
+        section.add(f"{label}: CPU per request, with dimensions", cpu[0], "µs", "without (the step a no-op)", cpu[1],
+                    target=f"≤ {TARGET}× without", met=ratio <= TARGET)
+        section.add(f"{label}: wall per request, with dimensions", ours_wall / ours * 1e6, "µs", "without",
+                    theirs_wall / theirs * 1e6)
+        # ... and round by round (CPU to the ns: a window is a few ticks of /proc).
+        by_round = [(a[2] / a[0], b[2] / b[0]) for a, b in runs]
+        walls = [(a[3] / a[0], b[3] / b[0]) for a, b in runs]
+        section.note(f"{label}: {runs[0][0][0]:,} requests a window; CPU ratio median of the rounds "
+                     f"{median_ratio(by_round):.3f} (quartiles {_quartiles(by_round)}), wall "
+                     f"{median_ratio(walls):.3f} ({_quartiles(walls)}).")
+    section.note(f"Whole requests: {sizes['rounds']} rounds, a window of about {sizes['window_s']} s of CPU on each "
+                 "server in turn (A B, B A, ...), after a warm-up window; both servers in this process (ingest-only, "
+                 "--xheaders, each with its WAL in the bench's scratch directory and its database on the bench's "
+                 f"influxd), {CONNECTIONS} keep-alive connections or websocket peers each, every peer with its own "
+                 "address. The figures are per request over all the rounds (CPU: /proc/self/stat); the notes give the "
+                 "rounds' own ratios (CPU: clock_gettime, the same kernel accounting to the ns).")
 
 
-async def _measure_paths(ctx, paths, sizes):
-    """For each path, [((CPU µs, wall µs) with, (CPU µs, wall µs) without)] per round."""
-    servers = {}
+def _quartiles(pairs):
+    ratios = sorted(value / baseline for value, baseline in pairs)
+    return f"{ratios[len(ratios) // 4]:.2f}–{ratios[3 * len(ratios) // 4]:.2f}"
+
+
+async def _measure(ctx, sizes):
+    """For each path, [(`_window` with, `_window` without)] per round."""
+    apps = {}
     try:
         for name in ("with", "without"):
-            servers[name] = await _serve(ctx, name)
+            apps[name] = await _serve(ctx, name)
         results = []
-        for _, client, args in paths:
-            for name in servers:  # the first requests of a path are not its steady state
-                await _run(servers[name], client, args, {**sizes, "seconds": 1})
-            runs = []
-            for index in range(sizes["rounds"]):
-                order = ("with", "without") if index % 2 == 0 else ("without", "with")
-                measured = {}
-                for name in order:
-                    measured[name] = await _run(servers[name], client, args, sizes)
-                runs.append((measured["with"], measured["without"]))
+        for _, kind in PATHS:
+            clients = {name: await _Client.connect(app, kind) for name, app in apps.items()}
+            try:
+                requests, _, cpu, _ = await _window(apps["with"], clients["with"], 4)
+                await _window(apps["without"], clients["without"], 4)
+                per_connection = max(1, round(sizes["window_s"] / (cpu / requests * CONNECTIONS)))
+                runs = []
+                for index in range(sizes["rounds"]):
+                    measured = {}
+                    for name in ("with", "without") if index % 2 == 0 else ("without", "with"):
+                        measured[name] = await _window(apps[name], clients[name], per_connection)
+                    runs.append((measured["with"], measured["without"]))
+            finally:
+                for client in clients.values():
+                    client.close()
             results.append(runs)
         return results
     finally:
-        for app, http in servers.values():
-            http.stop()
+        for app in apps.values():
+            app.http.stop()
             await app.stop()
 
 
 async def _serve(ctx, name):
-    """The application listening on loopback; `without`: its dimension step a no-op."""
+    """The application listening on loopback (`port`); `without`: its dimension step a no-op."""
     scratch = os.path.join(ctx.work_dir, f"dimensions-{name}")
     app = server.make_app(influxdb_url=ctx.influxd.url, database=ctx.database(f"dimensions_{name}"),
                           wal_dir=os.path.join(scratch, "wal"), spool_dir=os.path.join(scratch, "spool"), **SERVED)
@@ -162,49 +184,181 @@ async def _serve(ctx, name):
         app.dimensions = NoDimensions()
     await app.start()
     await app.store.setup()
-    http = server.http_server(app)
+    app.http = server.http_server(app)
     app.port = free_port()
-    http.listen(app.port, "127.0.0.1")
-    return app, http
+    app.http.listen(app.port, "127.0.0.1")
+    return app
 
 
-async def _run(served, client, args, sizes):
-    """One load run against one server: (CPU µs, wall µs) per request answered."""
-    app, _ = served
-    url = f"http://127.0.0.1:{app.port}"
-    if client == "wrk":
-        args = args() if callable(args) else args
-        started = harness.cpu_seconds(os.getpid())
-        summary = await asyncio.get_running_loop().run_in_executor(None, lambda: harness.wrk(
-            url + WRITE_PATH, args, seconds=sizes["seconds"], headers=BROWSER))
-        answered, seconds = summary["requests"] - summary["error_count"], summary["seconds"]
-        if summary["error_count"]:
-            raise BenchError(f"dimensions: {summary['error_count']} errors {summary['errors']}")
-    else:
-        load = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fleetload", client, url, str(sizes["peers"]), str(sizes["warmup"]),
-            str(sizes["seconds"]), "0", cwd=harness.ROOT, stdout=subprocess.PIPE)
-        try:
-            line = await asyncio.wait_for(load.stdout.readline(), 60)
-            if line.strip() != b"measuring":
-                raise BenchError(f"dimensions: the {client} load did not start: {line!r}")
-            started = harness.cpu_seconds(os.getpid())
-            summary = json.loads(await asyncio.wait_for(load.stdout.readline(), sizes["seconds"] + 60))
-            await asyncio.wait_for(load.wait(), 30)
-        finally:
-            if load.returncode is None:
-                load.kill()
-                await load.wait()
-        if summary["errors"] or summary["refused"] or summary["lost"] or not summary["answered"]:
-            raise BenchError(f"dimensions: the {client} load was not all answered: {summary}")
-        answered, seconds = summary["answered"], summary["seconds"]
+async def _window(app, client, per_connection):
+    """`per_connection` requests or frames on each connection at once: (requests, process CPU
+    seconds from /proc, the same to the ns, wall seconds until the last answer). The CPU runs
+    until the writer has taken everything to InfluxDB (woken at once rather than at its next
+    flush): its work for these requests is theirs."""
+    payloads = client.window(per_connection)  # built before the clock starts
+    started_proc, started_cpu, started = harness.cpu_seconds(os.getpid()), time.process_time(), time.perf_counter()
+    await client.send(payloads, per_connection)
+    wall = time.perf_counter() - started
+    app.writer._wake.set()
     deadline = time.monotonic() + 60
-    while app.writer.depth:  # the writer's work for these requests is theirs
+    while app.writer.depth:
         if time.monotonic() > deadline:
             raise BenchError("dimensions: the writer did not empty its buffer within 60 s")
-        await asyncio.sleep(0.02)
-    cpu = harness.cpu_seconds(os.getpid()) - started
-    return cpu / answered * 1e6, seconds / answered * 1e6
+        await asyncio.sleep(0.001)
+    return (per_connection * len(client.connections), harness.cpu_seconds(os.getpid()) - started_proc,
+            time.process_time() - started_cpu, wall)
+
+
+class _Client:
+    """The load of one path on one server: `CONNECTIONS` connections (peers) of this process,
+    their requests built by bench/fleetload.py's `Load` (or here, for the synthetic POST bodies)."""
+
+    def __init__(self, app, kind):
+        self.kind = kind
+        self.load = Load("post" if kind in ("sample", "batch") else kind, f"http://127.0.0.1:{app.port}", CONNECTIONS)
+        self.connections = []
+
+    @classmethod
+    async def connect(cls, app, kind):
+        client = cls(app, kind)
+        loop = asyncio.get_running_loop()
+        for index in range(CONNECTIONS):
+            _, connection = await loop.create_connection(lambda i=index: _Connection(i, kind), "127.0.0.1", app.port)
+            client.connections.append(connection)
+            if kind in ("ws", "rtcstats"):
+                connection.transport.write(client.load.handshake(index))
+                await connection.arrived(1, "upgraded")
+            if kind == "rtcstats":
+                await connection.arrived(1, "texts")  # its initial `sn`: 0, a new session
+                connection.sn = 1
+                connection.transport.write(client.load.identity(connection))
+                await connection.arrived(1)
+        return client
+
+    def window(self, count):
+        """Each connection's next `count` requests or frames, as one write."""
+        ts_ms = int(time.time() * 1000)
+        payloads = []
+        for connection in self.connections:
+            if self.kind == "sample":
+                requests = [self._post(connection, SAMPLE_BODY)] * count
+            elif self.kind == "batch":
+                requests = [self._post(connection, _batch(ts_ms - 1000 * (count - n))) for n in range(count)]
+            else:  # a poll a second, two to a request or frame
+                requests = []
+                for n in range(count):
+                    requests.append(self.load.frame(connection, ts_ms - 2000 * (count - n)))
+                    connection.frames += 1
+            payloads.append(b"".join(requests))
+        return payloads
+
+    def _post(self, connection, body):
+        return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n%sContent-Length: %d"
+                b"\r\n\r\n%s" % (WRITE_PATH.encode(), self.load.port, self.load.browser_headers(connection.index).encode(),
+                                  len(body), body))
+
+    async def send(self, payloads, count):
+        for connection, payload in zip(self.connections, payloads):
+            connection.transport.write(payload)
+        await asyncio.gather(*(connection.arrived(connection.answers + count) for connection in self.connections))
+
+    def close(self):
+        for connection in self.connections:
+            connection.transport.close()
+
+
+SAMPLE_BODY = json.dumps({"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
+                          "stats": json.loads(SINGLE_BODY)["stats"]}).encode()
+
+
+def _batch(ts_ms):
+    """A body of BATCH_SAMPLES samples over BATCH_CALLS calls, as bench/wrk/ingest.lua's batches."""
+    return json.dumps([{"call": f"b-{n % BATCH_CALLS}", "peer": "p", "kind": ("audio", "video")[n // BATCH_CALLS % 2],
+                        "ts": ts_ms + n / 1000, "stats": {"rtt": 30.0 + n % 17, "jitter": 1.5, "packetsLost": n % 5,
+                                                          "packetsSent": 1000 + n, "bytesSent": (1000 + n) * 1100}}
+                       for n in range(BATCH_SAMPLES)]).encode()
+
+
+class _Connection:
+    """One keep-alive connection or websocket peer: counts its answers (HTTP 200s; `ack`s or
+    rtcstats' `ongoing` sequence numbers), answers pings, and refuses to go on after any other."""
+
+    MARKERS = {"ws": b'{"type":"ack"', "rtcstats": b'"ongoing"'}
+
+    def __init__(self, index, kind):
+        self.index, self.kind = index, kind
+        self.websocket = kind in self.MARKERS
+        self.frames = self.sn = 0  # for `Load.frame`
+        self.transport = None
+        self.buffer = b""
+        self.upgraded = not self.websocket
+        self.answers = self.texts = 0
+        self.failure = None
+        self._waiting = None  # (count, attribute, future)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        self._fail(f"connection {self.index} lost: {exc}")
+
+    def eof_received(self):
+        return None
+
+    def pause_writing(self):
+        pass
+
+    def resume_writing(self):
+        pass
+
+    def data_received(self, data):
+        buffer = self.buffer + data
+        if not self.upgraded:
+            head, sep, buffer = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                return self._fail(head[:200].decode(errors="replace"))
+            self.upgraded = True
+        if self.websocket:
+            frames, self.buffer = server_frames(buffer)
+            marker = self.MARKERS[self.kind]
+            for opcode, payload in frames:
+                if opcode == 0x9:
+                    self.transport.write(pong(payload))
+                elif opcode == 0x1:
+                    self.texts += 1
+                    if marker in payload:
+                        self.answers += 1
+                    elif self.texts > 1 or self.kind != "rtcstats":  # rtcstats' first: its initial `sn`
+                        return self._fail(payload[:200].decode(errors="replace"))
+        else:  # the status lines whose status has arrived (no JSON answer holds "HTTP/1.1 ")
+            seen = len(buffer) - 4
+            responses = buffer.count(b"HTTP/1.1 ", 0, seen)
+            if buffer.count(b"HTTP/1.1 200 ") != responses:
+                return self._fail(buffer[:300].decode(errors="replace"))
+            self.answers += responses
+            self.buffer = buffer[buffer.rfind(b"HTTP/1.1 ", 0, seen) + 9:] if responses else buffer[-12:]
+        self._check()
+
+    async def arrived(self, count, attribute="answers"):
+        """Once `count` answers (or text frames, or the upgrade: 1) have arrived."""
+        if self.failure:
+            raise BenchError(self.failure)
+        if getattr(self, attribute) >= count:
+            return
+        self._waiting = (count, attribute, asyncio.get_running_loop().create_future())
+        await asyncio.wait_for(self._waiting[2], 120)
+
+    def _check(self):
+        if self._waiting and getattr(self, self._waiting[1]) >= self._waiting[0] and not self._waiting[2].done():
+            self._waiting[2].set_result(None)
+
+    def _fail(self, message):
+        self.failure = self.failure or f"dimensions, connection {self.index}: {message}"
+        if self._waiting and not self._waiting[2].done():
+            self._waiting[2].set_exception(BenchError(self.failure))
 
 
 # --- the domain work alone -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ rtcscope.js does at its defaults. A separate process, cheap by construction:
 raw asyncio sockets, frames assembled from precomputed pieces (masked with a
 zero key, so the payload is sent as is), one scheduler for all peers.
 
-    python -m bench.fleetload ws|post|rtcstats URL PEERS WARMUP_S SECONDS [INTERVAL_S]
+    python -m bench.fleetload ws|post|rtcstats URL PEERS WARMUP_S SECONDS
 
 `ws`: one websocket per peer, a full report then deltas, two reports per
 frame, one frame in flight (the client waits for its ack). `post`: one
@@ -14,13 +14,12 @@ rtcstats client speaks, its identity then one getstats entry per frame (the
 client's compressed delta of the next report), each waiting for its
 acknowledgement. Every peer sends as a browser does: a User-Agent, its own
 address in X-Real-Ip (read by a server behind a proxy, --xheaders) and the
-application's tags (on the websocket URL, in each POST sample). INTERVAL_S
-(default 2) between a peer's sends; 0: the next as soon as the previous is
-answered (a closed loop: the server's capacity). Prints `measuring` when
-every peer is connected and the warm-up is over, then after SECONDS one JSON
-line: frames sent, answered, refused, skipped (the previous one still
-unanswered), latency percentiles (ms) over the measured window. Targets
-127.0.0.1 only.
+application's tags (on the websocket URL, in each POST sample). Prints
+`measuring` when every peer is connected and the warm-up is over, then after
+SECONDS one JSON line: frames sent, answered, refused, skipped (the previous
+one still unanswered), latency percentiles (ms) over the measured window.
+Targets 127.0.0.1 only. `Load` builds each mode's requests and frames for
+other drivers too (bench/dimensions.py).
 """
 import asyncio
 import json
@@ -96,27 +95,12 @@ class Peer(asyncio.Protocol):
             self._frames()
 
     def _frames(self):
-        buffer = self.buffer
-        while len(buffer) >= 2:
-            length = buffer[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buffer) < 4:
-                    break
-                length, offset = struct.unpack_from("!H", buffer, 2)[0], 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    break
-                length, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
-            if len(buffer) < offset + length:
-                break
-            opcode, payload = buffer[0] & 0x0F, buffer[offset:offset + length]
-            buffer = buffer[offset + length:]
+        frames, self.buffer = server_frames(self.buffer)
+        for opcode, payload in frames:
             if opcode == 0x9:  # ping: pong with the same payload
-                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                self.transport.write(pong(payload))
             elif opcode == 0x1:
                 self._message(payload)
-        self.buffer = buffer
 
     def _message(self, payload):
         if self.load.mode == "ws":
@@ -157,19 +141,13 @@ class Peer(asyncio.Protocol):
                 load.latencies.append(time.monotonic() - self.sent_at)
                 load.answered += 1
             self.sent_at = None
-            if load.closed_loop:
-                self.send(time.monotonic(), int(time.time() * 1000))
         elif kind == b"busy":
             load.refused += 1
             self.sent_at = None
-            if load.closed_loop:
-                asyncio.get_running_loop().call_later(0.05, lambda: self.send(time.monotonic(), int(time.time() * 1000)))
         else:
             load.errors += 1
 
     def send(self, now, ts_ms):
-        if not self.load.running:
-            return
         if self.sent_at is not None:
             if self.load.measuring:
                 self.load.skipped += 1
@@ -182,11 +160,8 @@ class Peer(asyncio.Protocol):
 
 
 class Load:
-    def __init__(self, mode, url, peers, interval=SEND_INTERVAL):
+    def __init__(self, mode, url, peers):
         self.mode = mode
-        self.interval = interval
-        self.closed_loop = interval == 0
-        self.running = False
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname, parsed.port
         if self.host != "127.0.0.1":
@@ -229,7 +204,7 @@ class Load:
     def identity(self, peer):
         """The rtcstats client's identity entry: the conference and the endpoint, the application."""
         call, name = self.ids(peer.index)
-        return _ws_frame(json.dumps({"statsSessionId": f"{self.session_prefix}-{peer.index}", "type": "identity",
+        return ws_frame(json.dumps({"statsSessionId": f"{self.session_prefix}-{peer.index}", "type": "identity",
                                      "data": ["identity", None, {"applicationName": "Jitsi Meet", "confName": call,
                                                                  "endpointId": name},
                                               int(time.time() * 1000), peer.sn]}).encode())
@@ -248,14 +223,14 @@ class Load:
         else:
             payload = b'[{"ts":%d,%s},{"ts":%d,%s}]' % (ts_ms - 1000, self.deltas[role][(first - 1) % count], ts_ms,
                                                        self.deltas[role][(second - 1) % count])
-        return _ws_frame(payload)
+        return ws_frame(payload)
 
     def _rtcstats(self, peer, role, ts_ms):
         """The next getstats entry, its `data` a JSON string as the client sends it."""
         first, entries = self.entries[role]
         peer.sn += 1
         value = first if peer.frames == 0 else entries[peer.frames % len(entries)]
-        return _ws_frame(b'{"statsSessionId":"%s-%d","type":"stats-entry","data":"[\\"getstats\\",\\"PC_0\\",%s,%d,%d]"}'
+        return ws_frame(b'{"statsSessionId":"%s-%d","type":"stats-entry","data":"[\\"getstats\\",\\"PC_0\\",%s,%d,%d]"}'
                          % (self.session_prefix.encode(), peer.index, value, ts_ms, peer.sn))
 
     def _post(self, peer, role, first, ts_ms):
@@ -280,10 +255,8 @@ class Load:
                 await peer.connected
                 peers.append(peer)
         # Phases spread over the send interval; one scheduler sends whatever is due every 5 ms.
-        # In a closed loop, every peer sends once here, then at each answer.
         start = time.monotonic()
-        self.running = True
-        due = [(start + self.interval * i / len(peers), peer) for i, peer in enumerate(peers)]
+        due = [(start + SEND_INTERVAL * i / len(peers), peer) for i, peer in enumerate(peers)]
         measure_from, position = start + warmup, 0
         end = measure_from + seconds
         while True:
@@ -299,10 +272,10 @@ class Load:
                 if at > now:
                     break
                 peer.send(now, ts_ms)
-                due[position] = (float("inf") if self.closed_loop else at + self.interval, peer)
+                due[position] = (at + SEND_INTERVAL, peer)
                 position = (position + 1) % len(due)
             await asyncio.sleep(0.005)
-        self.measuring = self.running = False
+        self.measuring = False
         waiting = sum(1 for peer in peers if peer.sent_at is not None)
         for peer in peers:
             peer.transport.close()
@@ -317,7 +290,33 @@ def _ms(seconds):
     return None if seconds is None else seconds * 1000
 
 
-def _ws_frame(payload):
+def server_frames(buffer):
+    """The whole frames at the start of `buffer` (a server's: not masked) as [(opcode, payload)],
+    and what is left of it."""
+    frames, offset, size = [], 0, len(buffer)
+    while size - offset >= 2:
+        length, start = buffer[offset + 1] & 0x7F, offset + 2
+        if length == 126:
+            if size - offset < 4:
+                break
+            length, start = struct.unpack_from("!H", buffer, offset + 2)[0], offset + 4
+        elif length == 127:
+            if size - offset < 10:
+                break
+            length, start = struct.unpack_from("!Q", buffer, offset + 2)[0], offset + 10
+        if size < start + length:
+            break
+        frames.append((buffer[offset] & 0x0F, buffer[start:start + length]))
+        offset = start + length
+    return frames, buffer[offset:]
+
+
+def pong(payload):
+    """The client's answer to a ping (masked with a zero key)."""
+    return bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def ws_frame(payload):
     """A client's text frame, masked with a zero key (so the payload is sent as is)."""
     length = len(payload)
     if length < 126:
@@ -341,9 +340,8 @@ def _rtcstats_entries(reports):
 
 
 def main(argv):
-    mode, url, peers, warmup, seconds = argv[:5]
-    interval = float(argv[5]) if len(argv) > 5 else SEND_INTERVAL
-    result = asyncio.run(Load(mode, url, int(peers), interval).run(float(warmup), float(seconds)))
+    mode, url, peers, warmup, seconds = argv
+    result = asyncio.run(Load(mode, url, int(peers)).run(float(warmup), float(seconds)))
     print(json.dumps(result), flush=True)
 
 

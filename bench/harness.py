@@ -172,17 +172,15 @@ def count_samples(influxd, database, field="rtt"):
     return int(rows[0]["count"]) if rows else 0
 
 
-def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s", backpressure_ok=False, headers=()):
+def wrk(url, args, *, seconds, connections=50, threads=1, timeout="5s", backpressure_ok=False):
     """Run wrk with bench/wrk/ingest.lua for `seconds`; its JSON summary plus
     req/s, wrk's own CPU seconds and the error count. With `backpressure_ok`,
     answers are counted by status and 503s (a full buffer: "retry later") are
-    reported as `backpressure`, not as errors. `headers`: ("Name: value", ...)
-    sent with every request."""
+    reported as `backpressure`, not as errors."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk not found: install Debian's wrk package (make install)")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}",
-            *[part for header in headers for part in ("-H", header)],
             "-s", WRK_SCRIPT, url, "--", *[str(arg) for arg in args]]
     env = {**os.environ, "RTCSCOPE_WRK_STATUSES": "1"} if backpressure_ok else None
     completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
