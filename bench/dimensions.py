@@ -23,6 +23,7 @@ and wall until the last answer. Ratios are medians of the per-round ratios.
 """
 import asyncio
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -37,15 +38,16 @@ from rtcscope.dimensions.report import report_dimensions
 from rtcscope.dimensions.useragent import UserAgents
 from rtcscope.ingest.connection import StatsConnection
 from rtcscope.ingest.formats import Limits, parse
+from rtcscope.ingest.rtcstats import Session, Sessions, Stored
 from rtcscope.storage.feed import Feed
 from tests.support.influxd import free_port
 from tests.support.reports import chromium_reports
 
 from . import harness
-from .fleetload import TAGS, USER_AGENT, Load, clean_reports, delta, pong, server_frames
+from .fleetload import TAGS, USER_AGENT, Load, pong, server_frames, ws_frame
 from .harness import BenchError
 from .ingest import BATCH_CALLS, BATCH_SAMPLES, SINGLE_BODY, WRITE_PATH
-from .jsonlibs import _batch_body, compare
+from .jsonlibs import compare
 from .report import median_ratio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,8 +95,8 @@ class NoDimensions:
 
 
 def dimensions(ctx, section, sizes=None):
-    whole_requests(ctx, section, sizes or SIZES[ctx.mode.name])
-    ingest_paths(section)
+    whole = whole_requests(ctx, section, sizes or SIZES[ctx.mode.name])
+    domain_work(section, whole)
     steps(section)
 
 
@@ -116,6 +118,7 @@ def whole_requests(ctx, section, sizes):
         results = asyncio.run(_measure(ctx, sizes))
     finally:
         gc.set_threshold(*thresholds)
+    whole = {}  # label -> CPU µs per request without the dimensions
     for (label, _), runs in zip(PATHS, results):
         # Per request over all the rounds of each (CPU from /proc, whole ticks over many windows) ...
         totals = [[sum(window[i] for window in side) for i in range(4)] for side in zip(*runs)]
@@ -124,6 +127,7 @@ def whole_requests(ctx, section, sizes):
         ratio = cpu[0] / cpu[1]
         section.add(f"{label}: CPU per request, with dimensions", cpu[0], "µs", "without (the step a no-op)", cpu[1],
                     target=f"≤ {TARGET}× without", met=ratio <= TARGET)
+        whole[label] = cpu[1]
         section.add(f"{label}: wall per request, with dimensions", ours_wall / ours * 1e6, "µs", "without",
                     theirs_wall / theirs * 1e6)
         # ... and round by round (CPU to the ns: a window is a few ticks of /proc).
@@ -138,6 +142,7 @@ def whole_requests(ctx, section, sizes):
                  f"influxd), {CONNECTIONS} keep-alive connections or websocket peers each, every peer with its own "
                  "address. The figures are per request over all the rounds (CPU: /proc/self/stat); the notes give the "
                  "rounds' own ratios (CPU: clock_gettime, the same kernel accounting to the ns).")
+    return whole
 
 
 def _quartiles(pairs):
@@ -231,7 +236,7 @@ class _Client:
             if kind == "rtcstats":
                 await connection.arrived(1, "texts")  # its initial `sn`: 0, a new session
                 connection.sn = 1
-                connection.transport.write(client.load.identity(connection))
+                connection.transport.write(ws_frame(client.load.identity(connection)))
                 await connection.arrived(1)
         return client
 
@@ -380,59 +385,68 @@ def _paired(baseline, subject, rounds=21, calls=200):
             statistics.median(subject / baseline for subject, baseline in zip(ours, theirs)))
 
 
-def ingest_paths(section, connections=50):
-    """Each ingest path's domain work for one request, as the server runs it, with the
-    peers' dimensions and without (the same code, the no-op step), alternating in this
-    process (`_paired`): POST JSON (`parse` with the request's client and the live feed, steady
-    state: the peers' dimensions unchanged since their last request) and a websocket
-    frame of two deltas (StatsConnection.receive and commit, with the upgrade's
-    dimensions and the route of each frame's report)."""
+def domain_work(section, whole):
+    """Each path's ingest code for one request, without its HTTP or websocket layer, the WAL
+    or the writer, as the server runs it: with the application's extractor and with the no-op
+    one, alternating in this process (`_paired`), in steady state (the peers' dimensions as
+    their previous request left them); its difference over the whole request without (`whole`:
+    label -> CPU µs) is the share of the dimensions, measured more finely than whole requests."""
     extractor = Extractor()
-    now_ns = 1795536126812000000
-    report = chromium_reports()[-1]["caller"]
-    tagged = json.dumps([{"call": "c-42", "peer": "alice", "kind": "video", "tags": TAGS,
-                          "stats": json.loads(SINGLE_BODY)["stats"]}]).encode()
-    bodies = [("POST JSON, one sample with tags", tagged),
-              ("POST JSON, 100 samples of 10 peers", _batch_body()),
-              ("POST JSON, a raw getStats() report", json.dumps({"call": "c-42", "peer": "caller", "tags": TAGS,
-                                                                 "report": report}).encode())]
-    for label, body in bodies:
-        def run(extract, limits, body=body):
-            return lambda: parse(body, now_ns, limits, "ns", extract, extract.client(USER_AGENT, ADDRESS))
-        with_dimensions = run(extractor, Limits(feed=Feed("n1")))
-        with_dimensions()  # first sight: its rtc_dimensions point
-        ours, theirs, ratio = _paired(run(NoDimensions(), Limits(feed=Feed("n2"))), with_dimensions)
-        section.add(f"domain work alone, {label}, with dimensions", ours, "µs",
-                    f"without (median ratio {ratio:.3f})", theirs)
+    for label, kind in PATHS:
+        ours, theirs, ratio = _paired(_domain(kind, NoDimensions()), _domain(kind, extractor))
+        section.add(f"domain work alone, {label}, with dimensions", ours, "µs", f"without (median ratio {ratio:.3f})",
+                    theirs)
+        if label in whole:
+            section.note(f"{label}: the dimensions' {ours - theirs:.1f} µs of domain work are "
+                         f"{(ours - theirs) / whole[label] * 100:.1f} % of the whole request without them.")
 
-    reports = clean_reports()["caller"]
-    full = json.dumps(reports[0], separators=(",", ":")).encode()
-    deltas = [delta(reports[i], reports[i + 1]) for i in range(len(reports) - 1)]
-    ms = now_ns // 1_000_000
-    frames = [b'[{"ts":%d,%s},{"ts":%d,%s}]' % (ms, deltas[2 * k], ms + 1000, deltas[2 * k + 1])
-              for k in range(len(deltas) // 2)]
 
-    def peers(extract):
-        limits = Limits(feed=Feed("n1"))
-        client = {**extract.client(USER_AGENT, ADDRESS), **extract.query_tags({"tag.region": [b"eu-west"]})}
-        found = [StatsConnection(f"c{i}", "caller", limits, extractor=extract, client=client)
-                 for i in range(connections)]
-        for peer in found:
-            peer.commit(peer.receive(b'[{"ts":%d,"report":%s}]' % (ms, full), now_ns))
-        return found
+def _domain(kind, extract, connections=CONNECTIONS):
+    """One request's domain work of path `kind` with `extract`, as a function: each call the
+    next request of the next of `connections` peers."""
+    now_ms = int(time.time() * 1000)
+    now_ns = now_ms * 1_000_000
+    client = extract.client(USER_AGENT, ADDRESS)
+    load = Load({"sample": "post", "batch": "post"}.get(kind, kind), "http://127.0.0.1:1", connections)
+    peers = [_Connection(index, kind) for index in range(connections)]
+    turn = itertools.count()
 
-    def frames_of(connected):
-        turn = [0]
+    def next_peer():
+        peer = peers[next(turn) % connections]
+        message = load.message(peer, now_ms)
+        peer.frames += 1
+        return peer, message
+    if kind in ("sample", "batch", "post"):
+        limits = Limits(feed=Feed("n"))
+        bodies = {"sample": SAMPLE_BODY, "batch": _batch(now_ms)}
 
-        def run():
-            frame_bytes = frames[turn[0] % len(frames)]
-            turn[0] += 1
-            for peer in connected:
-                peer.commit(peer.receive(frame_bytes, now_ns))
-        return run
-    ours, theirs, ratio = _paired(frames_of(peers(NoDimensions())), frames_of(peers(extractor)), calls=4)
-    section.add("domain work alone, websocket frame of two deltas, with dimensions", ours / connections, "µs",
-                f"without (median ratio {ratio:.3f})", theirs / connections)
+        def request():
+            body = bodies.get(kind) or next_peer()[1].partition(b"\r\n\r\n")[2]
+            parse(body, now_ns, limits, "ns", extract, extract.client(USER_AGENT, ADDRESS))
+    elif kind == "ws":
+        limits = Limits(feed=Feed("n"))
+        held = [StatsConnection(*load.ids(index), limits, extractor=extract, client=client)
+                for index in range(connections)]
+
+        def request():
+            peer, message = next_peer()
+            connection = held[peer.index]
+            connection.commit(connection.receive(message, now_ns))
+    else:
+        sessions = Sessions(None, 10_000, feed=Feed("n"))
+        held = [Session(f"s{index}", "room", Stored(), sessions.limits) for index in range(connections)]
+        for index, session in enumerate(held):
+            session.extractor, session.client = extract, client
+            peers[index].sn = 1
+            session.commit(session.receive(load.identity(peers[index]), now_ms))
+
+        def request():
+            peer, message = next_peer()
+            session = held[peer.index]
+            session.commit(session.receive(message, now_ms))
+    for _ in range(2 * connections):  # every peer's first requests: first sight
+        request()
+    return request
 
 
 # --- each step alone -----------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class Peer(asyncio.Protocol):
                 self._answer(b'ack"')
         elif b'"initial"' in payload:
             self.sn = value + 1
-            self.transport.write(self.load.identity(self))
+            self.transport.write(ws_frame(self.load.identity(self)))
         elif value >= self.sn:  # the identity is stored: entries follow
             self.connected.set_result(True)
 
@@ -167,7 +167,7 @@ class Load:
         if self.host != "127.0.0.1":
             raise SystemExit("the fleet load targets 127.0.0.1 only")
         self.peers_count = peers
-        reports = clean_reports()
+        reports = {role: _steady(reps) for role, reps in clean_reports().items()}
         self.full = {role: json.dumps(reps[0], separators=(",", ":")).encode() for role, reps in reports.items()}
         self.deltas = {role: [delta(reps[i], reps[(i + 1) % len(reps)]) for i in range(len(reps))]
                        for role, reps in reports.items()}
@@ -204,12 +204,17 @@ class Load:
     def identity(self, peer):
         """The rtcstats client's identity entry: the conference and the endpoint, the application."""
         call, name = self.ids(peer.index)
-        return ws_frame(json.dumps({"statsSessionId": f"{self.session_prefix}-{peer.index}", "type": "identity",
-                                     "data": ["identity", None, {"applicationName": "Jitsi Meet", "confName": call,
-                                                                 "endpointId": name},
-                                              int(time.time() * 1000), peer.sn]}).encode())
+        return json.dumps({"statsSessionId": f"{self.session_prefix}-{peer.index}", "type": "identity",
+                           "data": ["identity", None, {"applicationName": "Jitsi Meet", "confName": call,
+                                                       "endpointId": name}, int(time.time() * 1000), peer.sn]}).encode()
 
     def frame(self, peer, ts_ms):
+        """What `peer` sends next: a POST request, or a websocket frame of its `message`."""
+        message = self.message(peer, ts_ms)
+        return message if self.mode == "post" else ws_frame(message)
+
+    def message(self, peer, ts_ms):
+        """`peer`'s next POST request (head and body), frame's message or rtcstats entry."""
         role = ("caller", "callee")[peer.index % 2]
         first, second = 2 * peer.frames, 2 * peer.frames + 1
         if self.mode == "post":
@@ -223,15 +228,15 @@ class Load:
         else:
             payload = b'[{"ts":%d,%s},{"ts":%d,%s}]' % (ts_ms - 1000, self.deltas[role][(first - 1) % count], ts_ms,
                                                        self.deltas[role][(second - 1) % count])
-        return ws_frame(payload)
+        return payload
 
     def _rtcstats(self, peer, role, ts_ms):
         """The next getstats entry, its `data` a JSON string as the client sends it."""
         first, entries = self.entries[role]
         peer.sn += 1
         value = first if peer.frames == 0 else entries[peer.frames % len(entries)]
-        return ws_frame(b'{"statsSessionId":"%s-%d","type":"stats-entry","data":"[\\"getstats\\",\\"PC_0\\",%s,%d,%d]"}'
-                         % (self.session_prefix.encode(), peer.index, value, ts_ms, peer.sn))
+        return (b'{"statsSessionId":"%s-%d","type":"stats-entry","data":"[\\"getstats\\",\\"PC_0\\",%s,%d,%d]"}'
+                % (self.session_prefix.encode(), peer.index, value, ts_ms, peer.sn))
 
     def _post(self, peer, role, first, ts_ms):
         call, name = self.ids(peer.index)
@@ -326,6 +331,14 @@ def ws_frame(payload):
     else:
         head = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
     return head + b"\0\0\0\0" + payload
+
+
+def _steady(reports):
+    """The polls with the last one's stats, in its order: the capture's first polls lack a stat
+    that comes with the first RTCP report, and a peer replaying them in a loop would have it
+    come and go at every turn, which no browser does."""
+    layout = [stat["id"] for stat in reports[-1]]
+    return [report for report in reports if [stat["id"] for stat in report] == layout]
 
 
 def _rtcstats_entries(reports):

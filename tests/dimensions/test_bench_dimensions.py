@@ -23,10 +23,12 @@ class Context:
 def test_dimensions_benchmark(influxd, tmp_path):
     section = Section("dimensions")
     dimensions.dimensions(Context(influxd, tmp_path), section, sizes={"rounds": 2, "window_s": 0.05})
-    assert [figure.what for figure in section.figures[:2 * len(dimensions.PATHS)]] == [
+    paths = len(dimensions.PATHS)
+    assert [figure.what for figure in section.figures[:2 * paths]] == [
         f"{label}: {what} per request, with dimensions" for label, _ in dimensions.PATHS for what in ("CPU", "wall")]
-    assert [figure.what.split(",")[0] for figure in section.figures[10:14]] == ["domain work alone"] * 4
+    assert [figure.what.split(",")[0] for figure in section.figures[2 * paths:3 * paths]] == ["domain work alone"] * paths
     for figure in section.figures:
         assert figure.value > 0 and figure.baseline > 0, figure
-    cached, uncached = section.figures[14].value, section.figures[14].baseline
+    assert section.figures[3 * paths].what == "User-Agent, a string seen before (cache)"
+    cached, uncached = section.figures[3 * paths].value, section.figures[3 * paths].baseline
     assert cached < uncached / 5  # the cache is what makes a parse per request affordable
