@@ -51,8 +51,11 @@ DIMENSION_FIELDS: dict[str, frozenset[str]] = {
 # against each other is not among them.
 ROUTE_FIELDS: dict[str, frozenset[str]] = {
     stat_type: fields - {"bytesSent", "bytesReceived"} for stat_type, fields in DIMENSION_FIELDS.items()}
-# What `ReportReading` compares of each stat an answer read: its id and type, its ROUTE_FIELDS.
-_MARKED_FIELDS = {stat_type: ("id", "type", *sorted(fields)) for stat_type, fields in ROUTE_FIELDS.items()}
+# What `ReportReading` compares of each stat a settled answer read: its id (a browser's ids
+# say the type) and its ROUTE_FIELDS, but a pair's flags, which choose among several
+# candidate pairs only (a settled answer has one transport's).
+_MARKED_FIELDS = {stat_type: ("id", *sorted(fields - {"selected", "nominated", "state"}))
+                  for stat_type, fields in ROUTE_FIELDS.items()}
 
 
 def report_dimensions(report: list | dict) -> dict[str, str | None]:
@@ -105,36 +108,50 @@ def _read_connections(reports):
 class ReportReading:
     """The route and codecs of one peer's successive reports as arrays (a POST's): a
     settled answer (`read_connections`) stays while the array has its length and every
-    stat the answer read is in its place with the same id, type and ROUTE_FIELDS (a
+    stat the answer read is in its place with the same id and ROUTE_FIELDS (a
     browser lists a report's stats in the same order from one poll to the next; a
-    stat that comes or goes moves the others). Otherwise the report is read whole."""
+    stat that comes or goes moves the others). Otherwise the report is read whole.
+    Those values are compared by the hash of them all: a peer's data is in cache when
+    its request is parsed, the values kept from its previous report no longer are."""
 
-    __slots__ = ("answer", "length", "marks")
+    __slots__ = ("answer", "length", "places", "seen")
 
     def __init__(self):
         self.answer = None
         self.length = -1
-        self.marks = None  # [(index, names, values)] of the stats the answer read; None: read the next whole
+        self.places = None  # ((index, names), ...) of the stats the answer read; None: read the next whole
+        self.seen = None  # the hash of their values then
 
     def read(self, report: list) -> dict[str, str | None]:
         """The route and codecs of `report`: the previous answer itself when it stands."""
-        marks = self.marks
-        if marks is not None and len(report) == self.length:
-            for index, names, values in marks:
-                stat = report[index]
-                if stat.__class__ is not dict or tuple(map(stat.get, names)) != values:
-                    break
-            else:
+        places = self.places
+        if places is not None and len(report) == self.length:
+            seen = _seen(report, places)
+            if seen is not None and seen == self.seen:
                 return self.answer
         self.answer, settled, read = _read_connections([report])
         self.length = len(report)
-        self.marks = None
+        self.places = self.seen = None
         if settled:
-            places = {id(stat): index for index, stat in enumerate(report)}
-            self.marks = [(places[key], names, tuple(map(stat.get, names)))
-                          for key, stat in {id(stat): stat for stat in read}.items()
-                          for names in (_MARKED_FIELDS[stat["type"]],)]
+            index_of = {id(stat): index for index, stat in enumerate(report)}
+            self.places = tuple((index_of[key], _MARKED_FIELDS[stat["type"]])
+                                for key, stat in {id(stat): stat for stat in read}.items())
+            self.seen = _seen(report, self.places)
         return self.answer
+
+
+def _seen(report, places):
+    """The hash of the values at `places` of `report` (None: one is not a stat, or cannot be hashed)."""
+    values = []
+    for index, names in places:
+        stat = report[index]
+        if stat.__class__ is not dict:
+            return None
+        values += map(stat.get, names)
+    try:
+        return hash(tuple(values))
+    except TypeError:  # a list or an object where a string belongs
+        return None
 
 
 def _read(stats, codecs, names, read):
