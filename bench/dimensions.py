@@ -368,37 +368,51 @@ class _Connection:
 
 # --- the domain work alone -----------------------------------------------------------------------
 
-def _paired(baseline, subject, rounds=21, calls=200):
-    """(subject µs, baseline µs, median of the per-round subject/baseline ratios) per call:
-    thread CPU time of `calls` calls each, the two alternating in order round by round, so
-    that load from other processes hits both alike (medians)."""
-    def timed(function):
-        started = time.thread_time()
-        for _ in range(calls):
-            function()
-        return (time.thread_time() - started) / calls * 1e6
-    ours, theirs = [], []
-    for index in range(rounds):
-        for run, into in ((subject, ours), (baseline, theirs)) if index % 2 else ((baseline, theirs), (subject, ours)):
-            into.append(timed(run))
-    return (statistics.median(ours), statistics.median(theirs),
-            statistics.median(subject / baseline for subject, baseline in zip(ours, theirs)))
+def _paired(baseline, subject, pairs):
+    """(subject µs, baseline µs, their difference µs) per call, medians: each call timed alone
+    (thread CPU), the two alternating call by call (each first in turn), so that both meet the
+    machine as it is at that moment; the difference is the median of the pairs' differences
+    (call i of each is the same request of the same peer)."""
+    clock = time.thread_time_ns
+    ours, theirs, differences = [], [], []
+    for index in range(pairs):
+        if index % 2:
+            started = clock()
+            subject()
+            middle = clock()
+            baseline()
+            ended = clock()
+            subject_ns, baseline_ns = middle - started, ended - middle
+        else:
+            started = clock()
+            baseline()
+            middle = clock()
+            subject()
+            ended = clock()
+            baseline_ns, subject_ns = middle - started, ended - middle
+        ours.append(subject_ns)
+        theirs.append(baseline_ns)
+        differences.append(subject_ns - baseline_ns)
+    return (statistics.median(ours) / 1000, statistics.median(theirs) / 1000,
+            statistics.median(differences) / 1000)
 
 
-def domain_work(section, whole):
+def domain_work(section, whole, pairs=4000):
     """Each path's ingest code for one request, without its HTTP or websocket layer, the WAL
     or the writer, as the server runs it: with the application's extractor and with the no-op
-    one, alternating in this process (`_paired`), in steady state (the peers' dimensions as
-    their previous request left them); its difference over the whole request without (`whole`:
-    label -> CPU µs) is the share of the dimensions, measured more finely than whole requests."""
+    one, call by call in this process (`_paired`), in steady state (the peers' dimensions as
+    their previous request left them). Their difference over the whole request without
+    (`whole`: label -> CPU µs) is the dimensions' share of it, measured far more finely than
+    whole requests can be on a busy machine."""
     extractor = Extractor()
     for label, kind in PATHS:
-        ours, theirs, ratio = _paired(_domain(kind, NoDimensions()), _domain(kind, extractor))
-        section.add(f"domain work alone, {label}, with dimensions", ours, "µs", f"without (median ratio {ratio:.3f})",
-                    theirs)
+        ours, theirs, difference = _paired(_domain(kind, NoDimensions()), _domain(kind, extractor),
+                                           pairs if kind != "batch" else pairs // 4)
+        section.add(f"domain work alone, {label}, with dimensions", ours, "µs",
+                    f"without (the dimensions: {difference:.2f} µs)", theirs)
         if label in whole:
-            section.note(f"{label}: the dimensions' {ours - theirs:.1f} µs of domain work are "
-                         f"{(ours - theirs) / whole[label] * 100:.1f} % of the whole request without them.")
+            section.note(f"{label}: the dimensions' {difference:.2f} µs of domain work are "
+                         f"{difference / whole[label] * 100:.2f} % of the whole request without them.")
 
 
 def _domain(kind, extract, connections=CONNECTIONS):
