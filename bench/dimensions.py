@@ -494,9 +494,10 @@ def steps(section):
                 "parse of its request", parse_s * 1e6)
     operators.close()
     section.note(f"The User-Agent rules load in {load_ms:.0f} ms, once per process. The domain work alone is the "
-                 "ingest code of one request without its HTTP or websocket layer, the WAL or the writer "
-                 "(thread CPU, in this process, medians of 21 alternating rounds): the share of a whole request "
-                 "is several times smaller than its ratio.")
+                 "ingest code of one request without its HTTP or websocket layer, the WAL or the writer, the peers "
+                 "in steady state (thread CPU of each call, in this process, with the dimensions and without "
+                 "call by call; medians, the dimensions the median of the pairs' differences): a small part of a "
+                 "whole request, so its ratio is several times its share of one.")
 
 
 if __name__ == "__main__":
