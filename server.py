@@ -212,6 +212,8 @@ class Application(tornado.web.Application):
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
         request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
+        if access == "open" and (stored := ingest.stored_write(self, request)):
+            return stored
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
         if isinstance(access, tuple):
@@ -280,12 +282,15 @@ class Application(tornado.web.Application):
     def log_request(self, handler):
         """Count every request; log each one, except successes of handlers that
         set `quiet_success` (ingest: thousands a second, counted in /metrics)."""
-        route = type(handler).__name__
         status = handler.get_status()
-        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=status)
+        self.count_request(type(handler).__name__, status)
         if status < 400 and getattr(handler, "quiet_success", False) and not access_log.isEnabledFor(logging.DEBUG):
             return
         super().log_request(handler)
+
+    def count_request(self, route, status):
+        """`route`: the name of the handler class that answered (ingest.StoredWrite answers as WriteHandler)."""
+        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=status)
 
 
 def make_telemetry(writer, detector, rtcstats_sessions, alerts):

@@ -194,6 +194,29 @@ async def test_cors_preflight_and_header(http_client, base_url, app):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_stored_post_is_answered_as_the_handler_answers_it(http_client, base_url, app, app_config,
+                                                                   start_server):
+    """Stored posts are answered below RequestHandler (handlers/ingest.StoredWrite); with
+    --wal-fsync=always WriteHandler answers them: the same status, headers and body."""
+    handled = await start_server(**{**app_config, "wal_fsync": "always"})
+    answers = []
+    for server_url in (base_url, handled.base_url):
+        for origin in ({}, {"Origin": "https://app.example"}):
+            status, result, response = await post(http_client, url(server_url), {"call": "a", "stats": {"rtt": 1}},
+                                                  headers=origin)
+            headers = sorted((name, value) for name, value in response.headers.get_all() if name != "Date")
+            answers.append((status, result, headers))
+    assert answers[:2] == answers[2:]
+    assert answers[0][0] == 200 and ("Referrer-Policy", "no-referrer") in answers[0][2]
+    status, result, response = await post(http_client, url(base_url) + "?precision=s&precision=ms",
+                                          "rtc_stats,call=a rtt=1 1", "text/plain")
+    assert_error(status, result, 400)  # refused after the body was read: answered by WriteHandler
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert app.telemetry.value("rtcscope_http_requests_total", route="WriteHandler", status=200) == 2
+    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="bad_request") == 1
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_get_on_write_is_json_405(http_client, base_url, app):
     status, result, _ = await get(http_client, url(base_url))
     assert_error(status, result, 405)
