@@ -5,6 +5,7 @@ every other answer (a refusal of any kind, OPTIONS, a body that is too large or
 streamed without a length, --wal-fsync=always) by `WriteHandler`. The rules
 (`store`, the headers, the answer) are one implementation that both use.
 """
+import functools
 import logging
 import time
 
@@ -27,6 +28,13 @@ REFUSAL_MESSAGES = {
 }
 SERVER_HEADER = ("Server", f"TornadoServer/{tornado.version}")  # what RequestHandler sends
 OK = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+
+
+@functools.lru_cache(maxsize=2)
+def http_date(second):
+    """The Date header for a Unix time in whole seconds: formatting it (email.utils) takes
+    longer than writing all the other headers of an answer, so once a second."""
+    return httputil.format_timestamp(second)
 
 
 def cors_headers(allowed, origin):
@@ -240,7 +248,7 @@ class StoredWrite(httputil.HTTPMessageDelegate):
         body = orjson.dumps(stored_answer(parsed))
         headers = httputil.HTTPHeaders()
         # Later ones win, as in WriteHandler's answer, where SecurityHeaders only adds what is missing.
-        for name, value in (*SECURITY_HEADERS, SERVER_HEADER, ("Date", httputil.format_timestamp(time.time())),
+        for name, value in (*SECURITY_HEADERS, SERVER_HEADER, ("Date", http_date(int(time.time()))),
                             *API_HEADERS, *cors_headers(application.config.cors_origins, request.headers.get("Origin")),
                             ("Content-Length", str(len(body)))):
             headers[name] = value
