@@ -185,9 +185,12 @@ class Application(tornado.web.Application):
                                     feed=rtcstats_sessions.limits.feed)
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
+        self.posts_reading = {}  # stored posts (ingest.StoredWrite) whose body is on its way -> since (monotonic)
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(config.client_timeout),
+                                            min(config.client_timeout / 4, 5) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: ingest.close_stalled_posts(self, config.client_timeout),
                                             min(config.client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]

@@ -225,11 +225,16 @@ class StoredWrite(httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line, headers):
         self.start_line = start_line
+        # Tornado would time the body with a Task and a timer of its own; `close_stalled_posts`
+        # keeps the same deadline (--client-timeout) with one sweep for every post.
+        self.request.connection.set_body_timeout(None)
+        self.application.posts_reading[self] = time.monotonic()
 
     def data_received(self, chunk):
         self.chunks.append(chunk)
 
     def on_connection_close(self):
+        self.application.posts_reading.pop(self, None)
         self.chunks = None
 
     def parse(self, body, now_ns):
@@ -237,6 +242,7 @@ class StoredWrite(httputil.HTTPMessageDelegate):
 
     def finish(self):
         application, request = self.application, self.request
+        del application.posts_reading[self]
         parsed, refusal = store(self, b"".join(self.chunks), self.parse)
         if refusal is not None:
             handler = application.get_handler_delegate(request, WriteHandler, {"refusal": refusal})
@@ -254,6 +260,17 @@ class StoredWrite(httputil.HTTPMessageDelegate):
             headers[name] = value
         request.connection.write_headers(OK, headers, body)
         request.connection.finish()
+
+
+def close_stalled_posts(application, timeout):
+    """Hang up on stored posts whose body has not all come within `timeout` s (--client-timeout),
+    as Tornado does with the bodies it times: the oldest are first in `posts_reading`."""
+    reading, stalled_since = application.posts_reading, time.monotonic() - timeout
+    for post, since in list(reading.items()):
+        if since > stalled_since:
+            return
+        del reading[post]
+        post.request.connection.close()
 
 
 def stored_write(application, request):
