@@ -172,6 +172,16 @@ def diagnosis(ctx, section):
         (first_cpu, _, _), (slow_cpu, _, _) = _paired(lambda ask=ask: ask(next(ticks)), straightforward)
         section.add(f"{label}, the first request of a tick (the people read, the answer computed): CPU", first_cpu,
                     "ms", "listed and counted", slow_cpu, target=f"< {TARGET_MS:.0f} ms", met=first_cpu < TARGET_MS)
+    def why_panel(tick):
+        """What a dashboard asks each tick it polls: the explanation and a breakdown."""
+        return kept.explain(tick, detector.live_people), kept.breakdown(tick, detector.live_people, "turn_server")
+
+    def why_panel_listed():
+        listed = list(detector.live_peers())
+        return explain(Tally.of_live(listed), 5), breakdown("turn_server", "live", live_rows(listed, "turn_server"))
+    (panel_cpu, _, _), (slow_cpu, _, _) = _paired(lambda: why_panel(next(ticks)), why_panel_listed)
+    section.add("the explanation and a breakdown (by turn_server), the first requests of a tick: CPU", panel_cpu, "ms",
+                "listed and counted", slow_cpu, target=f"< {TARGET_MS:.0f} ms", met=panel_cpu < TARGET_MS)
     cpu, _, _ = _timed(lambda: kept.explain(0, detector.live_people))  # the first computes, the others take its answer
     section.add("explain, a later request of the same tick: CPU", cpu * 1000, "µs", "the first of a tick",
                 first_cpu * 1000)
@@ -183,8 +193,8 @@ def diagnosis(ctx, section):
         lambda: explain(Tally.of_live(list(janus.live_peers())), 5))
     if found_janus != expected or found_janus != found:
         raise AssertionError("a media server view changed the explanation, or the columns' answer")
-    section.add("explain, the first request of a tick, every peer with a Janus view beside it: CPU", cpu, "ms",
-                "listed and counted", slow_cpu, target=f"< {TARGET_MS:.0f} ms", met=cpu < TARGET_MS)
+    section.add(f"explain, the first request of a tick, every peer with a Janus view beside it ({2 * len(peers):,} "
+                f"stored peers, {len(peers):,} people): CPU", cpu, "ms", "listed and counted", slow_cpu)
     engine = AlertEngine([Rule("turn_poor", "poor_share", ">", 0.5, 60_000, "critical", by="turn_server")])
     clock = iter(range(0, 10**12, 1000))
     cpu, _, _ = _timed(lambda: engine.evaluate_cohorts(next(clock), value_counts(detector.live_peers(),

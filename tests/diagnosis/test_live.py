@@ -41,6 +41,6 @@ def test_the_benchmark_measures_every_answer(monkeypatch):
     monkeypatch.setattr(diagnosis, "ROUNDS", 2)
     section = Section("diagnosis")
     diagnosis.diagnosis(None, section)
-    assert len(section.figures) == 16 and all(figure.value > 0 for figure in section.figures)
+    assert len(section.figures) == 17 and all(figure.value > 0 for figure in section.figures)
     assert all(figure.baseline for figure in section.figures)
     assert "First finding: turn_server=turn-2.example.com:443" in section.notes[0]
