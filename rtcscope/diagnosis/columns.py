@@ -2,10 +2,10 @@
 
 Counting every (dimension, value) of every live person in Python is most of an
 explanation's cost (274,000 pairs at 20,000 peers). Here each (dimension, value)
-has an integer code, each person its codes as a numpy array, kept from one read
-to the next while neither its dimensions nor its media server view's change
-(dimensions.peer.Dimensions.version): a read is one pass over the live people
-that looks each one up, and the counts are numpy bincounts over the codes of
+has an integer code, each person its codes as a numpy array, kept with its
+dimensions from one read to the next while neither they nor its media server
+view's change (dimensions.peer.Dimensions: `version`, `derived`): a read is one
+pass over the live people, and the counts are numpy bincounts over the codes of
 every person and of the poor ones. A breakdown is a few vector operations over
 the codes of its dimension. The answers are those of the straightforward counts
 over live_peers() (explain.Tally.of_live, breakdown.live_rows), which the tests
@@ -24,38 +24,42 @@ from .explain import Tally
 # forgets values unseen for the retention), the codes must not grow with them.
 SPARE_CODES = 50_000
 _NO_CODES = np.zeros(0, np.intp)
+# A person of no known dimensions: (token, version, view, view's version, values, codes) as a kept one.
+_NOBODY = (None, None, None, None, {}, _NO_CODES)
 
 
 class PeopleCodes:
-    """One process's codes: (dimension, value) -> code, and each live person's codes."""
+    """One process's codes: (dimension, value) -> code, and each live person's codes, kept
+    with its Dimensions (`derived`, checked against their versions and this reader's codes)."""
 
     def __init__(self):
         self._names = []  # code -> (dimension, value)
         self._codes = {}  # (dimension, value) -> code
-        # a person's Dimensions (its view's without) -> (their version, its view's Dimensions and version,
-        # person_values, codes), of the last read's people
-        self._people = {}
+        self._token = object()  # the codes' own: a person's kept codes are of these when they carry it
 
     def read(self, live_people):
         """The tick's columns (LivePeople) of the detector's live_people()."""
-        kept, seen = self._people, {}
+        token = self._token
         codes, moses, poor = [], [], []
         for _call, _peer, known, view, mos in live_people:
-            key = view if known is None else known  # one person's, and no tuple to hash
-            found = kept.get(key)
-            if (found is None or found[0] != (known and known.version) or found[1] is not view
-                    or found[2] != (view and view.version)):
-                values = person_values(None if known is None else known.values, None if view is None else view.values)
-                found = (known and known.version, view, view and view.version, values, self._encode(values))
-            seen[key] = found
-            codes.append(found[4])
+            holder = view if known is None else known  # the person's own Dimensions
+            if holder is None:
+                found = _NOBODY
+            else:
+                found = holder.derived
+                if (found is None or found[0] is not token or found[1] != (known and known.version)
+                        or found[2] is not view or found[3] != (view and view.version)):
+                    values = person_values(None if known is None else known.values,
+                                           None if view is None else view.values)
+                    found = holder.derived = (token, known and known.version, view, view and view.version, values,
+                                              self._encode(values))
+            codes.append(found[5])
             moses.append(mos)
             if verdict_of(mos) == POOR:
-                poor.append((len(codes) - 1, found[3]))
-        self._people = seen
+                poor.append((len(codes) - 1, found[4]))
         people = LivePeople(self._names, codes, moses, poor)
         if len(self._names) > SPARE_CODES + 2 * people.in_use:
-            self._names, self._codes, self._people = [], {}, {}  # the next read codes every person again
+            self._names, self._codes, self._token = [], {}, object()  # the next read codes every person again
         return people
 
     def _encode(self, values):

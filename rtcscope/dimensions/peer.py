@@ -35,16 +35,18 @@ class Dimensions:
     "network_type wifi → cellular at 12:03". Data older than the newest
     applied (a resent report) only fills what is not known yet. `version`
     counts the updates that changed the values, so a reader keeps what it
-    derives from them until the next one.
+    derives from them until the next one, in `derived` (the live diagnosis's
+    codes of them: rtcscope/diagnosis/columns.py).
     """
 
-    __slots__ = ("values", "changes", "updated_ms", "version")
+    __slots__ = ("values", "changes", "updated_ms", "version", "derived")
 
     def __init__(self):
         self.values: dict[str, str] = {}
         self.changes: list[Change] = []
         self.updated_ms = float("-inf")
         self.version = 0
+        self.derived = None
 
     def update(self, new: Mapping[str, str | None], at_ms: float) -> bool:
         """Apply `new` as of `at_ms`; True when a value changed."""

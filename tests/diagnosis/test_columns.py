@@ -117,3 +117,12 @@ def test_an_empty_fleet():
     people = PeopleCodes().read(held_by_detector([]).live_people())
     assert explain(people.tally(), 5) == {"peers": 0, "poor": 0, "findings": []}
     assert breakdown("os", "live", people.rows("os"))["values"] == []
+
+
+def test_two_readers_of_one_detector_keep_their_own_codes():
+    detector = held_by_detector(random_fleet(11))
+    first, second = PeopleCodes(), PeopleCodes()
+    second.read(detector.live_people())
+    first.read(detector.live_people())  # the people's kept codes are now the first reader's
+    assert_same_answers(detector, second.read(detector.live_people()))
+    assert_same_answers(detector, first.read(detector.live_people()))
