@@ -86,7 +86,7 @@ class Dimensions:
 def person_values(values, view_values):
     """A person's dimension values (quality.people): its client's, and what only the media
     server's view of it knows (its `emitter`); the client's where both have a name. Either
-    may be None. Without a view, the client's own dict: read it, never change it."""
+    may be None; with one of them alone, its own dict: read it, never change it."""
     if not view_values:
         return {} if values is None else values
     return {**view_values, **values} if values else view_values
