@@ -243,12 +243,12 @@ class StoredWrite(httputil.HTTPMessageDelegate):
     def finish(self):
         application, request = self.application, self.request
         del application.posts_reading[self]
-        parsed, refusal = store(self, b"".join(self.chunks), self.parse)
+        try:
+            parsed, refusal = store(self, b"".join(self.chunks), self.parse)
+        except Exception:  # a fault of the server's own, before anything was stored: WriteHandler meets it
+            return self.hand_over(None)  # again and answers 500, as for any handler
         if refusal is not None:
-            handler = application.get_handler_delegate(request, WriteHandler, {"refusal": refusal})
-            handler.headers_received(self.start_line, request.headers)
-            handler.finish()
-            return
+            return self.hand_over(refusal)
         count(application.telemetry, parsed)
         application.count_request(WriteHandler.__name__, 200)
         body = orjson.dumps(stored_answer(parsed))
@@ -260,6 +260,14 @@ class StoredWrite(httputil.HTTPMessageDelegate):
             headers[name] = value
         request.connection.write_headers(OK, headers, body)
         request.connection.finish()
+
+    def hand_over(self, refusal):
+        """The request goes on to WriteHandler, which answers `refusal` (None: it stores the body itself)."""
+        handler = self.application.get_handler_delegate(self.request, WriteHandler, {"refusal": refusal})
+        handler.headers_received(self.start_line, self.request.headers)
+        if refusal is None:
+            handler.data_received(b"".join(self.chunks))
+        handler.finish()
 
 
 def close_stalled_posts(application, timeout):

@@ -240,6 +240,18 @@ async def test_a_stored_post_whose_body_stalls_is_hung_up_on_after_the_client_ti
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_fault_while_storing_a_post_is_a_json_500_and_stores_nothing(http_client, base_url, app,
+                                                                            monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a fault of the server's own")
+
+    monkeypatch.setattr(app.admission, "admit", broken)
+    status, result, _ = await post(http_client, url(base_url), {"call": "a", "stats": {"rtt": 1}})
+    assert_error(status, result, 500)
+    assert app.writer.depth == 0
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_get_on_write_is_json_405(http_client, base_url, app):
     status, result, _ = await get(http_client, url(base_url))
     assert_error(status, result, 405)
