@@ -3,8 +3,9 @@
 The pinned commit's tree is exported from this checkout's git history
 (`git archive`) into the bench's scratch directory, and its server.py runs
 on this virtualenv against the same influxd with the same options. Each path
-alternates the two servers round by round (A B, B A, ...), and the ratio is
-the median of the per-round ratios of server CPU (from /proc):
+alternates the two servers round by round (A B, B A, ...; at least three
+rounds, the mode's if more), and the ratio is the median of the per-round
+ratios of server CPU (from /proc):
 
 - one JSON sample per POST (wrk, 50 keep-alive connections): CPU per request;
 - 100 samples per POST (fresh bodies from wrk), until the server has written
@@ -31,6 +32,7 @@ from .report import spread
 # put that commit here (`git log --oneline main`), run `make bench`, and note the move there.
 PINNED_COMMIT = "4d71579"
 DEARER = 1.10  # flagged beyond this ratio of CPU to the pinned version's
+MIN_ROUNDS = 3  # a flag on two rounds of this shared machine would often be its noise
 WS_SIZES = {"quick": {"peers": 500, "warmup": 3, "seconds": 6}, "full": {"peers": 1000, "warmup": 5, "seconds": 15}}
 
 
@@ -73,9 +75,13 @@ def pinned(ctx, section):
         section.notes.insert(0, f"**DEARER THAN THE PINNED VERSION {PINNED_COMMIT} by more than "
                                 f"{DEARER - 1:.0%}: {'; '.join(flagged)}.**")
     section.note(f"The pinned version is commit {PINNED_COMMIT} ({_subject()}), exported with git archive and run "
-                 f"on this virtualenv with the same options; {ctx.mode.rounds} rounds per path, alternating which "
+                 f"on this virtualenv with the same options; {rounds(ctx)} rounds per path, alternating which "
                  "server goes first. Ratio: this checkout's CPU over the pinned version's (below 1: cheaper). "
                  "The constant PINNED_COMMIT in bench/pinned.py says how to move it.")
+
+
+def rounds(ctx):
+    return max(MIN_ROUNDS, ctx.mode.rounds)
 
 
 def _subject():
@@ -92,7 +98,8 @@ def one_sample(ctx, tree):
     theirs = harness.start_server(ctx.influxd, ctx.database("pin_single"), ctx.log_dir, name="pinned-single",
                                   root=tree)
     try:
-        mine, old = ingest.compare_keepalive(ctx, ("this", ours), ("pinned", theirs), body_path, "application/json")
+        mine, old = ingest.compare_keepalive(ctx, ("this", ours), ("pinned", theirs), body_path, "application/json",
+                                             rounds(ctx))
     finally:
         ours.stop()
         theirs.stop()
@@ -106,7 +113,7 @@ def one_sample(ctx, tree):
 def batched(ctx, tree):
     per_sample = {"this": [], "pinned": []}
     refused = {"this": [], "pinned": []}
-    for side, root in ingest._alternating(ctx.mode.rounds, ("this", harness.ROOT), ("pinned", tree)):
+    for side, root in ingest._alternating(rounds(ctx), ("this", harness.ROOT), ("pinned", tree)):
         harness.wait_quiet(ctx.influxd.process.pid)
         database = ctx.database(f"pin_batch_{side}")
         server = harness.start_server(ctx.influxd, database, ctx.log_dir, name=f"server-pin-batch-{side}", root=root)
@@ -125,7 +132,7 @@ def websocket(ctx, tree):
     sizes = WS_SIZES[ctx.mode.name]
     per_peer_second = {"this": [], "pinned": []}
     p99 = {"this": [], "pinned": []}
-    for side, root in ingest._alternating(ctx.mode.rounds, ("this", harness.ROOT), ("pinned", tree)):
+    for side, root in ingest._alternating(rounds(ctx), ("this", harness.ROOT), ("pinned", tree)):
         cpu, summary = fleet.run_load(ctx, f"ws_pin_{side}", {}, sizes["peers"], sizes, root)
         per_peer_second[side].append(cpu)
         p99[side].append(summary["p99_ms"])
