@@ -30,7 +30,7 @@ from .report import spread
 # when a change to the ingest paths' cost has landed and its figures are accepted (a faster
 # path becomes the floor; a dearer one that a feature needs is explained in docs/PERFORMANCE.md):
 # put that commit here (`git log --oneline main`), run `make bench`, and note the move there.
-PINNED_COMMIT = "4d71579"
+PINNED_COMMIT = "5b111cc"
 DEARER = 1.10  # flagged beyond this ratio of CPU to the pinned version's
 MIN_ROUNDS = 3  # a flag on two rounds of this shared machine would often be its noise
 WS_SIZES = {"quick": {"peers": 500, "warmup": 3, "seconds": 6}, "full": {"peers": 1000, "warmup": 5, "seconds": 15}}
