@@ -47,6 +47,9 @@ _MEDIA_STATS = 3
 # Types of the events kept: a session's, and those of a handle (skipped without a usable opaque_id).
 _USED_TYPES = frozenset({SESSION, HANDLE, WEBRTC, MEDIA})
 _SUBTYPES = frozenset({int, type(None)})
+# What an event asks for (an action's first item).
+_STATS, _STATE, _PAIR, _ATTACHED, _DETACHED, _SESSION_OVER = range(6)
+_HANDLE_ACTIONS = {"attached": _ATTACHED, "detached": _DETACHED}
 
 # State codes, stored as numbers like every field: libnice's component states (registry.ICE_STATE_CODES),
 # Janus's DTLS states (dtls.h), and the hang-up reasons Janus gives (ice.c, janus.c; 0 for another).
@@ -56,22 +59,25 @@ HANGUP_REASON_CODES = {"Janus API": 1.0, "Close PC": 2.0, "Detach": 3.0, "DTLS a
                        "Gathering error": 9.0, "ICE gathering error": 10.0, "Admin API": 11.0}
 OTHER_HANGUP_REASON = 0.0
 
-# A media statistics event's numbers, in the order a stream keeps them (`_Stream`).
+# A media statistics event's numbers, in the order a stream keeps them (`_Handle.streams`): eight
+# counters (0 when absent), then the delays and link qualities (None when absent).
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
                "nacks-received", "nacks-sent", "rtt", "jitter-local", "jitter-remote", "in-link-quality",
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
-_COUNTER_NAMES, _GAUGE_NAMES = _STAT_NAMES[:8], _STAT_NAMES[8:]  # counters are 0 when absent
-_NUMBERS_OR_NONE = frozenset({int, float, type(None)})
+_COUNTERS = 8
+_NUMBERS = frozenset({int, float})
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
 _LOWERCASE_CODECS = frozenset({"opus", "multiopus", "red"})  # as browsers' mimeTypes spell them
-_NUMBER_TYPES = frozenset({int, float})
 
 # How long a handle that says nothing is remembered (it then leaves its peer's sums, as a peer
 # connection does in rtcstats), and how many handles one process remembers at most.
 HANDLE_IDLE_S = 60.0
 MAX_HANDLES = 100_000
 MAX_ENDED_SESSIONS = 10_000
+# Series whose line-protocol prefix a process keeps from one post to the next (a Janus posts the same
+# handles' every second), at most.
+MAX_SERIES = 100_000
 
 
 @dataclass
@@ -86,12 +92,13 @@ class Outcome:
 
 
 class _Handle:
-    __slots__ = ("key", "session", "streams", "detached", "heard")
+    __slots__ = ("key", "opaque_id", "session", "streams", "detached", "heard")
 
-    def __init__(self, key, session, heard):
+    def __init__(self, key, opaque_id, session, heard):
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
+        self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
-        self.streams = {}  # (mid, media) -> (kind, counters, gauges): _STAT_NAMES's numbers, None where absent
+        self.streams = {}  # (mid, media) -> (kind, _STAT_NAMES's numbers)
         self.detached = False
         self.heard = heard
 
@@ -114,16 +121,18 @@ class JanusPeers:
         self.ended_sessions = OrderedDict()  # session id -> end reason, for the detaches that follow
         self.detached_peers = OrderedDict()  # session id -> {peers its detaches ended}, for a timeout that follows
         self._opaque = {}  # opaque_id -> (call, peer) or None: the split and the checks, once per id
+        self.prefixes = {}  # the series prefixes of the SFU peers' points (storage.lines.Points)
 
-    def handle(self, handle_id, key, session, now):
+    def handle(self, handle_id, key, opaque_id, session, now):
         found = self.handles.get(handle_id)
         if found is None or found.key != key:
             if found is not None:
                 self._drop(handle_id)
-            found = self.handles[handle_id] = _Handle(key, session, now)
+            found = self.handles[handle_id] = _Handle(key, opaque_id, session, now)
             self.peers.setdefault(key, set()).add(handle_id)
             self.sessions.setdefault(session, set()).add(handle_id)
         else:
+            found.opaque_id = opaque_id
             found.heard = now
             self.handles.move_to_end(handle_id)
         return found
@@ -189,7 +198,7 @@ def parse(body, now_ns, limits, peers):
         raise IngestError(f"more than {limits.max_samples} events in one request", 413, "too_many_samples")
     types, skipped = {}, {}
     actions = [_read(event, index, types, skipped) for index, event in enumerate(document)]
-    collector = _Collector(now_ns, limits)
+    collector = _Collector(now_ns, limits, peers.prefixes, prefixes_limit=MAX_SERIES)
     outcome = Outcome(collector.result, Counter({EVENT_TYPES.get(kind, "other"): count for kind, count in types.items()}),
                       Counter(skipped))
     _Apply(collector, peers, outcome).run(actions)
@@ -230,7 +239,8 @@ def _object(event, where):
 
 def _read(event, index, types, skipped):
     """One event as the action it asks for, (what, its details, handle id, session id,
-    opaque_id, time ns, emitter), or None for one only counted (in `types`, by type)."""
+    opaque_id, time ns, emitter), or None for one only counted (in `types`, by type).
+    Media statistics, nearly all of a busy Janus's events, take the shortest way."""
     if event.__class__ is not dict:
         raise IngestError(f"index {index}: each event must be a JSON object")
     kind = event.get("type")
@@ -239,27 +249,27 @@ def _read(event, index, types, skipped):
     types[kind] = types.get(kind, 0) + 1
     if kind not in _USED_TYPES:
         return None
-    handle_id, session, stamp, subtype = map(event.get, ("handle_id", "session_id", "timestamp", "subtype"))
+    handle_id, session, stamp, subtype = event.get("handle_id"), event.get("session_id"), event.get("timestamp"), \
+        event.get("subtype")
     if not (handle_id.__class__ is session.__class__ is stamp.__class__ is int and subtype.__class__ in _SUBTYPES):
         for name in ("handle_id", "session_id", "timestamp", "subtype"):
-            _integer(event, name, f"index {index}")
+            _integer(event, name, index)
     ts_ns = None if stamp is None else stamp * 1000  # Janus's time of the event, µs
-    where = index  # told as "index N" only in an error
     if kind == SESSION:
-        name = _text(_object(event, where), "name", where)
-        return ("session", name, None, session, None, ts_ns) if name in ("timeout", "destroyed") else None
+        name = _text(_object(event, index), "name", index)
+        return (_SESSION_OVER, name, None, session, None, ts_ns, None) if name in ("timeout", "destroyed") else None
     opaque_id = event.get("opaque_id")
     if kind == MEDIA:
-        what = ("stats", _read_stats(event.get("event"), where)) if subtype == _MEDIA_STATS else None
+        what, details = (_STATS, _read_stats(event.get("event"), index)) if subtype == _MEDIA_STATS else (None, None)
     elif kind == WEBRTC:
-        what = _read_webrtc(_object(event, where), subtype, where)
+        what, details = _read_webrtc(_object(event, index), subtype, index)
     else:  # HANDLE
-        body = _object(event, where)
-        name = _text(body, "name", where)
+        body = _object(event, index)
+        name = _text(body, "name", index)
         if opaque_id is None:
             opaque_id = body.get("opaque_id")  # where Janus before 0.10 put it
-        what = (name, None) if name in ("attached", "detached") else None
-    if opaque_id is not None and opaque_id.__class__ is not str:
+        what, details = _HANDLE_ACTIONS.get(name), None
+    if opaque_id.__class__ is not str and opaque_id is not None:
         raise IngestError(f"index {index}: opaque_id must be a string, got {_show(opaque_id)}")
     if what is None:
         return None
@@ -268,34 +278,37 @@ def _read(event, index, types, skipped):
     if not opaque_id:
         skipped["no_opaque_id"] = skipped.get("no_opaque_id", 0) + 1
         return None
-    return (*what, handle_id, session, opaque_id, ts_ns, event.get("emitter"))
+    return what, details, handle_id, session, opaque_id, ts_ns, event.get("emitter")
+
+
+_NOTHING = (None, None)
 
 
 def _read_webrtc(body, subtype, where):
     if subtype == _WEBRTC_ICE:
         state = _text(body, "ice", where)
-        return None if state is None else ("state", ("iceState", ICE_STATE_CODES.get(state)))
+        return _NOTHING if state is None else (_STATE, ("iceState", ICE_STATE_CODES.get(state)))
     if subtype == _WEBRTC_DTLS:
         state = _text(body, "dtls", where)
-        return None if state is None else ("state", ("dtlsState", DTLS_STATE_CODES.get(state)))
+        return _NOTHING if state is None else (_STATE, ("dtlsState", DTLS_STATE_CODES.get(state)))
     if subtype == _WEBRTC_STATE and _text(body, "connection", where) == "hangup":
         reason = _text(body, "reason", where)
-        return ("state", ("hangupReason", HANGUP_REASON_CODES.get(reason, OTHER_HANGUP_REASON)))
+        return _STATE, ("hangupReason", HANGUP_REASON_CODES.get(reason, OTHER_HANGUP_REASON))
     if subtype == _WEBRTC_PAIR:
         candidates = body.get("candidates")
         remote = candidates.get("remote") if candidates.__class__ is dict else None
         if remote.__class__ is not dict:
-            return None
+            return _NOTHING
         # The peer's side of the pair as Janus sees it; its address and port are not kept.
         transport = _text(remote, "transport", where)
-        return ("pair", (("candidate_type", CANDIDATE_TYPES.get(_text(remote, "type", where))),
-                         ("transport", transport if transport in TRANSPORTS else None)))
-    return None
+        return _PAIR, (("candidate_type", CANDIDATE_TYPES.get(_text(remote, "type", where))),
+                       ("transport", transport if transport in TRANSPORTS else None))
+    return _NOTHING
 
 
 def _read_stats(body, where):
-    """[(kind, (mid, media), counters, gauges, codec)] of a media statistics event: one medium,
-    or with combine_media_stats an array of them. Data channels are left out."""
+    """[(kind, (mid, media), its _STAT_NAMES numbers, codec)] of a media statistics event: one
+    medium, or with combine_media_stats an array of them. Data channels are left out."""
     if body.__class__ is dict:
         body = (body,)
     elif body.__class__ is not list:
@@ -309,16 +322,23 @@ def _read_stats(body, where):
         if kind is None:
             _text(info, "media", where)
             continue
-        counters, gauges = tuple(map(info.get, _COUNTER_NAMES)), tuple(map(info.get, _GAUGE_NAMES))
-        if not (_NUMBERS_OR_NONE.issuperset(map(type, counters)) and _NUMBERS_OR_NONE.issuperset(map(type, gauges))):
-            for name in _STAT_NAMES:
-                value = info.get(name)
-                if value is not None and value.__class__ not in _NUMBER_TYPES:
-                    raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
-        if None in counters:
-            counters = tuple(value or 0 for value in counters)
-        streams.append((kind, (info.get("mid"), media), counters, gauges, _text(info, "codec", where)))
+        stats = tuple(map(info.get, _STAT_NAMES))
+        if not _NUMBERS.issuperset(map(type, stats)):  # Janus sends them all, as numbers
+            stats = _absent_or_refused(info, stats, where)
+        codec = info.get("codec")
+        if codec.__class__ is not str:
+            codec = _text(info, "codec", where)
+        streams.append((kind, (info.get("mid"), media), stats, codec))
     return streams
+
+
+def _absent_or_refused(info, stats, where):
+    """The numbers of an event where one is absent (a counter then 0), or an IngestError for one
+    that is not a number."""
+    for name, value in zip(_STAT_NAMES, stats):
+        if value is not None and value.__class__ not in _NUMBERS:
+            raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
+    return tuple(0 if value is None else value for value in stats[:_COUNTERS]) + stats[_COUNTERS:]
 
 
 # --- applying: the handle table, then samples, presence and ends ------------------
@@ -333,57 +353,64 @@ class _Apply:
         self.ended = []  # peers that ended here: forgotten once their last samples are out
 
     def run(self, actions):
-        peers, outcome, collector, dirty = self.peers, self.outcome, self.collector, self.dirty
+        peers, outcome, collector, dirty, now = self.peers, self.outcome, self.collector, self.dirty, self.now
+        handles, all_dimensions = peers.handles, outcome.dimensions
         for action in actions:
             if action is None:
                 continue
-            what, details, handle_id, session, opaque_id, ts_ns = action[:6]
-            if what == "session":
+            what, details, handle_id, session, opaque_id, ts_ns, emitter = action
+            if what == _SESSION_OVER:
                 self.session_over(session, details, ts_ns)
                 continue
-            key = peers.peer_of(opaque_id, handle_id)
-            if key is None:
-                outcome.skipped["invalid_opaque_id"] += 1
-                continue
-            if what == "detached" and handle_id not in peers.handles and session in peers.ended_sessions:
-                continue  # its session's end ended its peer
-            dimensions = outcome.dimensions.get(key)
+            handle = handles.get(handle_id)
+            if handle is not None and handle.opaque_id == opaque_id:  # most events: a handle heard before
+                key = handle.key
+                handle.heard = now
+                handles.move_to_end(handle_id)
+            else:
+                key = peers.peer_of(opaque_id, handle_id)
+                if key is None:
+                    outcome.skipped["invalid_opaque_id"] += 1
+                    continue
+                if what == _DETACHED and handle is None and session in peers.ended_sessions:
+                    continue  # its session's end ended its peer
+                handle = peers.handle(handle_id, key, opaque_id, session, now)
+            dimensions = all_dimensions.get(key)
             if dimensions is None:
-                dimensions = outcome.dimensions[key] = {}
-                emitter = action[6]
+                dimensions = all_dimensions[key] = {}
                 if emitter.__class__ is str and emitter:
                     dimensions[EMITTER_DIMENSION] = _dimension_value(emitter)
-            handle = peers.handle(handle_id, key, session, self.now)
             ts_ns = collector.timestamp(ts_ns)
-            if what == "stats":
+            if what == _STATS:
                 streams = handle.streams
-                for kind, stream, counters, gauges, codec in details:
-                    streams[stream] = (kind, counters, gauges)
+                for kind, stream, stats, codec in details:
+                    streams[stream] = (kind, stats)
                     if dirty.get((key, kind), 0) < ts_ns:
                         dirty[key, kind] = ts_ns
-                    if codec and counters[0]:  # what Janus receives: the codec the peer sends
+                    if codec and stats[0]:  # what Janus receives: the codec the peer sends
                         dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(codec)
-            elif what == "state":
+            elif what == _STATE:
                 name, code = details
                 if code is not None:
                     values = {name: code}
                     collector.add_sample(*key, "connection", ts_ns, encode_extracted(values), values)
-            elif what == "pair":
+            elif what == _PAIR:
                 dimensions.update((name, value) for name, value in details if value)
-            elif what == "attached":
+            elif what == _ATTACHED:
                 collector.add_presence(*key, ts_ns)
             elif not handle.detached:  # detached (and not already, by its session's end)
                 handle.detached = True
                 if not peers.live_handles(key):
                     self.end(key, ts_ns, peers.ended_sessions.get(session, "explicit"))
                     peers.detached_peers.setdefault(session, set()).add(key)
+        peer_handles = peers.peers
         for (key, kind), ts_ns in dirty.items():
-            values = self.union(peers.peers.get(key, ()), kind)
+            values = self.union(peer_handles.get(key, ()), kind)
             if values:
                 collector.add_sample(*key, kind, ts_ns, encode_extracted(values), values)
         for key in self.ended:
             peers.forget_peer(key)
-        peers.trim(self.now)
+        peers.trim(now)
 
     def session_over(self, session, name, ts_ns):
         """A session that timed out or was destroyed takes its handles with it. Janus
@@ -418,25 +445,26 @@ class _Apply:
         Janus's "no report yet" (rtcp.c), not a value. One loop, no call per stream:
         this runs for every sample."""
         handles = self.peers.handles
-        counters = []
+        counted = []
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for stream_kind, stream_counters, gauges in handle.streams.values():
+            for stream_kind, stats in handle.streams.values():
                 if stream_kind != kind:
                     continue
-                counters.append(stream_counters)
+                counted.append(stats)
                 if handle.detached:
                     continue
-                stream_rtt, jitter_local, jitter_remote, in_quality, in_media, out_quality, out_media = gauges
-                if stream_counters[0]:  # packets received
+                received, sent, _, _, _, _, _, _, stream_rtt, jitter_local, jitter_remote, in_quality, in_media, \
+                    out_quality, out_media = stats
+                if received:
                     if jitter_local is not None and (up_jitter is None or jitter_local > up_jitter):
                         up_jitter = jitter_local
                     if in_quality and (up_quality is None or in_quality < up_quality):
                         up_quality = in_quality
                     if in_media and (up_media is None or in_media < up_media):
                         up_media = in_media
-                if stream_counters[1]:  # packets sent
+                if sent:
                     if stream_rtt and (rtt is None or stream_rtt > rtt):
                         rtt = stream_rtt
                     if jitter_remote is not None and (down_jitter is None or jitter_remote > down_jitter):
@@ -445,21 +473,31 @@ class _Apply:
                         down_quality = out_quality
                     if out_media and (down_media is None or out_media < down_media):
                         down_media = out_media
-        if not counters:
+        if not counted:
             return None
         received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
-            counters[0] if len(counters) == 1 else map(sum, zip(*counters)))
+            counted[0][:_COUNTERS] if len(counted) == 1 else map(sum, zip(*(stats[:_COUNTERS] for stats in counted))))
         values = {"packetsReceived": float(received), "packetsSent": float(sent),
                   "bytesReceived": float(bytes_received), "bytesSent": float(bytes_sent),
                   "packetsLost": float(lost + lost_remote), "nackCount": float(nacks_received + nacks_sent),
                   "uplinkPacketsLost": float(lost), "downlinkPacketsLost": float(lost_remote)}
-        jitter = up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter) else down_jitter
-        for name, value in (("rtt", rtt), ("jitter", jitter), ("uplinkJitter", up_jitter),
-                            ("downlinkJitter", down_jitter), ("uplinkQuality", up_quality),
-                            ("uplinkMediaQuality", up_media), ("downlinkQuality", down_quality),
-                            ("downlinkMediaQuality", down_media)):
-            if value is not None:
-                values[name] = float(value)
+        if rtt is not None:
+            values["rtt"] = float(rtt)
+        if up_jitter is not None or down_jitter is not None:
+            values["jitter"] = float(up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter)
+                                     else down_jitter)
+        if up_jitter is not None:
+            values["uplinkJitter"] = float(up_jitter)
+        if down_jitter is not None:
+            values["downlinkJitter"] = float(down_jitter)
+        if up_quality is not None:
+            values["uplinkQuality"] = float(up_quality)
+        if up_media is not None:
+            values["uplinkMediaQuality"] = float(up_media)
+        if down_quality is not None:
+            values["downlinkQuality"] = float(down_quality)
+        if down_media is not None:
+            values["downlinkMediaQuality"] = float(down_media)
         return values
 
 

@@ -29,8 +29,9 @@ class Points:
     """One request's points, as its samples and ends arrive; `finish` adds its presence.
     With a live feed (feed.Feed), its rows go beside them."""
 
-    def __init__(self, now_ns, feed=None, prefixes=None):
-        """`prefixes`: a connection's table of series prefixes, kept from one request to the next."""
+    def __init__(self, now_ns, feed=None, prefixes=None, prefixes_limit=SERIES_PREFIXES_LIMIT):
+        """`prefixes`: a connection's table of series prefixes, kept from one request to the next,
+        of at most `prefixes_limit`."""
         self.now_ns = now_ns
         self.feed = feed
         self.lines = []
@@ -43,6 +44,7 @@ class Points:
         self.dimensions = {}
         self.sent_dimensions = []  # the (call, peer) whose dimensions `finish` wrote
         self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        self._prefixes_limit = prefixes_limit
 
     def sample(self, call, peer, kind, ts_ns, fields, values):
         """`fields` is the sample's encoded field set (b"rtt=41.0,jitter=3.1"), not empty;
@@ -50,7 +52,7 @@ class Points:
         series = (call, peer, kind)
         prefix = self._prefixes.get(series)
         if prefix is None:
-            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
+            if len(self._prefixes) >= self._prefixes_limit:  # a client naming ever new kinds
                 self._prefixes.clear()
             tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
             prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
