@@ -25,6 +25,7 @@ link qualities the worst, as the registry combines several streams. `JanusPeers`
 keeps that state for one process, bounded.
 """
 import functools
+import operator
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent
                "nacks-received", "nacks-sent", "rtt", "jitter-local", "jitter-remote", "in-link-quality",
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
 _COUNTERS = 8
+_stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
 _NUMBERS = frozenset({int, float})
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
@@ -98,7 +100,7 @@ class _Handle:
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
-        self.streams = {}  # (mid, media) -> (kind, _STAT_NAMES's numbers)
+        self.streams = {}  # (mid, media) -> its latest (kind, (mid, media), _STAT_NAMES's numbers, codec)
         self.detached = False
         self.heard = heard
 
@@ -255,6 +257,11 @@ def _read(event, index, types, skipped):
         for name in ("handle_id", "session_id", "timestamp", "subtype"):
             _integer(event, name, index)
     ts_ns = None if stamp is None else stamp * 1000  # Janus's time of the event, µs
+    if kind == MEDIA and subtype == _MEDIA_STATS:  # the shortest way, for what the longer one takes alike
+        body, opaque_id = event.get("event"), event.get("opaque_id")
+        if body.__class__ is dict and opaque_id.__class__ is str and opaque_id and handle_id is not None:
+            stream = _read_stream(body, index)
+            return _STATS, () if stream is None else (stream,), handle_id, session, opaque_id, ts_ns, event.get("emitter")
     if kind == SESSION:
         name = _text(_object(event, index), "name", index)
         return (_SESSION_OVER, name, None, session, None, ts_ns, None) if name in ("timeout", "destroyed") else None
@@ -310,31 +317,43 @@ def _read_stats(body, where):
     """[(kind, (mid, media), its _STAT_NAMES numbers, codec)] of a media statistics event: one
     medium, or with combine_media_stats an array of them. Data channels are left out."""
     if body.__class__ is dict:
-        body = (body,)
-    elif body.__class__ is not list:
+        stream = _read_stream(body, where)
+        return () if stream is None else (stream,)
+    if body.__class__ is not list:
         raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
     streams = []
     for info in body:
         if info.__class__ is not dict:
             raise IngestError(f"index {where}: event must be an object (or an array of them, with combine_media_stats)")
-        media = info.get("media")
-        kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
-        if kind is None:
-            _text(info, "media", where)
-            continue
-        stats = tuple(map(info.get, _STAT_NAMES))
-        if not _NUMBERS.issuperset(map(type, stats)):  # Janus sends them all, as numbers
-            stats = _absent_or_refused(info, stats, where)
-        codec = info.get("codec")
-        if codec.__class__ is not str:
-            codec = _text(info, "codec", where)
-        streams.append((kind, (info.get("mid"), media), stats, codec))
+        stream = _read_stream(info, where)
+        if stream is not None:
+            streams.append(stream)
     return streams
 
 
-def _absent_or_refused(info, stats, where):
+def _read_stream(info, where):
+    media = info.get("media")
+    kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
+    if kind is None:
+        _text(info, "media", where)
+        return None
+    try:
+        stats = _stats_of(info)
+    except KeyError:
+        stats = _absent_or_refused(info, where)
+    else:
+        if not _NUMBERS.issuperset(map(type, stats)):  # Janus sends them all, as numbers
+            stats = _absent_or_refused(info, where)
+    codec = info.get("codec")
+    if codec.__class__ is not str:
+        codec = _text(info, "codec", where)
+    return kind, (info.get("mid"), media), stats, codec
+
+
+def _absent_or_refused(info, where):
     """The numbers of an event where one is absent (a counter then 0), or an IngestError for one
     that is not a number."""
+    stats = tuple(map(info.get, _STAT_NAMES))
     for name, value in zip(_STAT_NAMES, stats):
         if value is not None and value.__class__ not in _NUMBERS:
             raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
@@ -383,10 +402,12 @@ class _Apply:
             ts_ns = collector.timestamp(ts_ns)
             if what == _STATS:
                 streams = handle.streams
-                for kind, stream, stats, codec in details:
-                    streams[stream] = (kind, stats)
-                    if dirty.get((key, kind), 0) < ts_ns:
-                        dirty[key, kind] = ts_ns
+                for stream in details:
+                    kind, stream_id, stats, codec = stream
+                    streams[stream_id] = stream
+                    series = (key, kind)
+                    if dirty.get(series, 0) < ts_ns:
+                        dirty[series] = ts_ns
                     if codec and stats[0]:  # what Janus receives: the codec the peer sends
                         dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(codec)
             elif what == _STATE:
@@ -449,7 +470,7 @@ class _Apply:
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for stream_kind, stats in handle.streams.values():
+            for stream_kind, _, stats, _ in handle.streams.values():
                 if stream_kind != kind:
                     continue
                 counted.append(stats)
