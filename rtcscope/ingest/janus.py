@@ -62,13 +62,20 @@ HANGUP_REASON_CODES = {"Janus API": 1.0, "Close PC": 2.0, "Detach": 3.0, "DTLS a
                        "Gathering error": 9.0, "ICE gathering error": 10.0, "Admin API": 11.0}
 OTHER_HANGUP_REASON = 0.0
 
-# A media statistics event's numbers, in the order a stream keeps them (`_Handle.streams`): eight
-# counters (0 when absent), then the delays and link qualities (None when absent).
+# A media statistics event's numbers: eight counters (0 when absent), then the delays and link
+# qualities (None when absent).
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
                "nacks-received", "nacks-sent", "rtt", "jitter-local", "jitter-remote", "in-link-quality",
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
 _COUNTERS = 8
 _stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
+# One medium of a media statistics event as a handle keeps it (`_Handle.streams`), its numbers as
+# floats, and as msgspec decodes it (`_DECODER`): the fields read of what Janus sends.
+_Stream = msgspec.defstruct("_Stream", [
+    ("media", str | None, None), ("mid", str | None, None), ("codec", str | None, None),
+    *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
+    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])])
+_counters_of = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES[:_COUNTERS]))
 _NUMBERS = frozenset({int, float})
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
@@ -102,7 +109,7 @@ class _Handle:
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
-        self.streams = {}  # (mid, media) -> its latest (kind, (mid, media), _STAT_NAMES's numbers, codec)
+        self.streams = {}  # (mid, media) -> its latest _Stream
         self.detached = False
         self.heard = heard
 
@@ -322,8 +329,8 @@ def _read_webrtc(body, subtype, where):
 
 
 def _read_stats(body, where):
-    """[(kind, (mid, media), its _STAT_NAMES numbers, codec)] of a media statistics event: one
-    medium, or with combine_media_stats an array of them. Data channels are left out."""
+    """[_Stream] of a media statistics event: one medium, or with combine_media_stats an array
+    of them. Data channels are left out."""
     if body.__class__ is dict:
         stream = _read_stream(body, where)
         return () if stream is None else (stream,)
@@ -341,8 +348,7 @@ def _read_stats(body, where):
 
 def _read_stream(info, where):
     media = info.get("media")
-    kind = _MEDIA_KINDS.get(media) if media.__class__ is str else None  # audio, video, video-sim1, video-sim2
-    if kind is None:
+    if media.__class__ is not str or media not in _MEDIA_KINDS:  # audio, video, video-sim1, video-sim2
         _text(info, "media", where)
         return None
     try:
@@ -354,7 +360,7 @@ def _read_stream(info, where):
     codec = info.get("codec")
     if codec.__class__ is not str:
         codec = _text(info, "codec", where)
-    return kind, (info.get("mid"), media), stats, codec
+    return _Stream(media, info.get("mid"), codec, *stats)
 
 
 def _absent_or_refused(info, where):
@@ -380,11 +386,6 @@ def _absent_or_refused(info, where):
 # read, valid JSON that orjson refuses, is skipped here.
 
 _Int = Annotated[int, msgspec.Meta(ge=-2**63, le=2**63 - 1)]  # larger ones orjson reads as floats, or not at all
-_Stream = msgspec.defstruct("_Stream", [
-    ("media", str | None, None), ("mid", str | None, None), ("codec", str | None, None),
-    *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
-    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])])
-_stream_numbers = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES))
 
 
 class _Event(msgspec.Struct, tag_field="type"):
@@ -430,10 +431,9 @@ def _read_decoded(body, limits, types, skipped):
                 and event.handle_id is not None:
             types[MEDIA] = types.get(MEDIA, 0) + 1
             if body.__class__ is list:
-                streams = [stream for stream in map(_decoded_stream, body) if stream is not None]
+                streams = [info for info in body if info.media in _MEDIA_KINDS]
             else:
-                stream = _decoded_stream(body)
-                streams = () if stream is None else (stream,)
+                streams = (body,) if body.media in _MEDIA_KINDS else ()
             stamp = event.timestamp
             actions.append((_STATS, streams, event.handle_id, event.session_id, event.opaque_id,
                             None if stamp is None else stamp * 1000, event.emitter))
@@ -445,12 +445,6 @@ def _read_decoded(body, limits, types, skipped):
         else:
             types[kind] = types.get(kind, 0) + 1
     return actions
-
-
-def _decoded_stream(info):
-    """`_read_stream` of a decoded medium."""
-    kind = _MEDIA_KINDS.get(info.media)
-    return None if kind is None else (kind, (info.mid, info.media), _stream_numbers(info), info.codec)
 
 
 def _as_read(event, kind, body):
@@ -505,14 +499,14 @@ class _Apply:
             ts_ns = collector.timestamp(ts_ns)
             if what == _STATS:
                 streams = handle.streams
-                for stream in details:
-                    kind, stream_id, stats, codec = stream
-                    streams[stream_id] = stream
+                for info in details:
+                    kind = _MEDIA_KINDS[info.media]
+                    streams[info.mid, info.media] = info
                     series = (key, kind)
                     if dirty.get(series, 0) < ts_ns:
                         dirty[series] = ts_ns
-                    if codec and stats[0]:  # what Janus receives: the codec the peer sends
-                        dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(codec)
+                    if info.codec and info.packets_received:  # what Janus receives: the codec the peer sends
+                        dimensions[_CODEC_DIMENSIONS[kind]] = _codec_name(info.codec)
             elif what == _STATE:
                 name, code = details
                 if code is not None:
@@ -573,22 +567,23 @@ class _Apply:
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for stream_kind, _, stats, _ in handle.streams.values():
-                if stream_kind != kind:
+            for info in handle.streams.values():
+                if _MEDIA_KINDS[info.media] != kind:
                     continue
-                counted.append(stats)
+                counted.append(info)
                 if handle.detached:
                     continue
-                received, sent, _, _, _, _, _, _, stream_rtt, jitter_local, jitter_remote, in_quality, in_media, \
-                    out_quality, out_media = stats
-                if received:
+                if info.packets_received:
+                    jitter_local, in_quality, in_media = info.jitter_local, info.in_link_quality, info.in_media_link_quality
                     if jitter_local is not None and (up_jitter is None or jitter_local > up_jitter):
                         up_jitter = jitter_local
                     if in_quality and (up_quality is None or in_quality < up_quality):
                         up_quality = in_quality
                     if in_media and (up_media is None or in_media < up_media):
                         up_media = in_media
-                if sent:
+                if info.packets_sent:
+                    stream_rtt, jitter_remote, out_quality, out_media = (
+                        info.rtt, info.jitter_remote, info.out_link_quality, info.out_media_link_quality)
                     if stream_rtt and (rtt is None or stream_rtt > rtt):
                         rtt = stream_rtt
                     if jitter_remote is not None and (down_jitter is None or jitter_remote > down_jitter):
@@ -600,7 +595,7 @@ class _Apply:
         if not counted:
             return None
         received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
-            counted[0][:_COUNTERS] if len(counted) == 1 else map(sum, zip(*(stats[:_COUNTERS] for stats in counted))))
+            _counters_of(counted[0]) if len(counted) == 1 else map(sum, zip(*map(_counters_of, counted))))
         values = {"packetsReceived": received, "packetsSent": sent, "bytesReceived": bytes_received,
                   "bytesSent": bytes_sent, "packetsLost": lost + lost_remote, "nackCount": nacks_received + nacks_sent,
                   "uplinkPacketsLost": lost, "downlinkPacketsLost": lost_remote}
