@@ -74,7 +74,8 @@ _stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
 _Stream = msgspec.defstruct("_Stream", [
     ("media", str | None, None), ("mid", str | None, None), ("codec", str | None, None),
     *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
-    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])])
+    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
+    gc=False)  # decoded data: never in a cycle
 _counters_of = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES[:_COUNTERS]))
 _NUMBERS = frozenset({int, float})
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
@@ -388,7 +389,7 @@ def _absent_or_refused(info, where):
 _Int = Annotated[int, msgspec.Meta(ge=-2**63, le=2**63 - 1)]  # larger ones orjson reads as floats, or not at all
 
 
-class _Event(msgspec.Struct, tag_field="type"):
+class _Event(msgspec.Struct, tag_field="type", gc=False):  # decoded data: never in a cycle
     subtype: _Int | None = None
     handle_id: _Int | None = None
     session_id: _Int | None = None
