@@ -29,7 +29,7 @@ import operator
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -62,6 +62,8 @@ HANGUP_REASON_CODES = {"Janus API": 1.0, "Close PC": 2.0, "Detach": 3.0, "DTLS a
                        "Gathering error": 9.0, "ICE gathering error": 10.0, "Admin API": 11.0}
 OTHER_HANGUP_REASON = 0.0
 
+# The media a statistics event names (audio, video, its simulcast substreams) and their kinds; "data" is a data channel's.
+_MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 # A media statistics event's numbers: eight counters (0 when absent), then the delays and link
 # qualities (None when absent).
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
@@ -72,13 +74,12 @@ _stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
 # One medium of a media statistics event as a handle keeps it (`_Handle.streams`), its numbers as
 # floats, and as msgspec decodes it (`_DECODER`): the fields read of what Janus sends.
 _Stream = msgspec.defstruct("_Stream", [
-    ("media", str | None, None), ("mid", str | None, None), ("codec", str | None, None),
+    ("media", Literal[(*_MEDIA_KINDS, "data")] | None, None), ("mid", str | None, None), ("codec", str | None, None),
     *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
     *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
     gc=False)  # decoded data: never in a cycle
 _counters_of = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES[:_COUNTERS]))
 _NUMBERS = frozenset({int, float})
-_MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
 _LOWERCASE_CODECS = frozenset({"opus", "multiopus", "red"})  # as browsers' mimeTypes spell them
 
