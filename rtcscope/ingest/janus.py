@@ -276,8 +276,7 @@ def _read(event, index, types, skipped):
     types[kind] = types.get(kind, 0) + 1
     if kind not in _USED_TYPES:
         return None
-    handle_id, session, stamp, subtype = event.get("handle_id"), event.get("session_id"), event.get("timestamp"), \
-        event.get("subtype")
+    handle_id, session, stamp, subtype = map(event.get, ("handle_id", "session_id", "timestamp", "subtype"))
     if not (handle_id.__class__ is session.__class__ is stamp.__class__ is int and subtype.__class__ in _SUBTYPES):
         for name in ("handle_id", "session_id", "timestamp", "subtype"):
             _integer(event, name, index)
@@ -296,7 +295,7 @@ def _read(event, index, types, skipped):
         if opaque_id is None:
             opaque_id = body.get("opaque_id")  # where Janus before 0.10 put it
         what, details = _HANDLE_ACTIONS.get(name), None
-    if opaque_id.__class__ is not str and opaque_id is not None:
+    if opaque_id is not None and opaque_id.__class__ is not str:
         raise IngestError(f"index {index}: opaque_id must be a string, got {_show(opaque_id)}")
     if what is None:
         return None
@@ -352,6 +351,7 @@ def _read_stats(body, where):
 
 
 def _read_stream(info, where):
+    """One medium of a statistics event as a `_Stream`, checked; None for a data channel's."""
     media = info.get("media")
     if media.__class__ is not str or media not in _MEDIA_KINDS:  # audio, video, video-sim1, video-sim2
         _text(info, "media", where)
