@@ -359,6 +359,14 @@ def make_app(**overrides):
                        rtcstats_sessions, alerts, dimensions)
 
 
+def http_server(app):
+    """The HTTP server of `app`, as its options say (not listening yet)."""
+    config = app.config
+    return tornado.httpserver.HTTPServer(app, xheaders=config.xheaders, max_body_size=4 * config.max_body,
+                                         idle_connection_timeout=config.client_timeout,
+                                         body_timeout=config.client_timeout)
+
+
 def parse_options():
     parse_command_line(final=False)
     if options.config:
@@ -383,9 +391,7 @@ async def main():
         sys.exit(2)
     await app.start()
     config = app.config
-    server = tornado.httpserver.HTTPServer(app, xheaders=config.xheaders, max_body_size=4 * config.max_body,
-                                           idle_connection_timeout=config.client_timeout,
-                                           body_timeout=config.client_timeout)
+    server = http_server(app)
     server.listen(config.port, config.address)
     log.info("rtcscope-server on http://%s:%d, InfluxDB %s database %s",
              config.address, config.port, config.influxdb_url, config.database)

@@ -82,7 +82,7 @@ class RtcstatsSocket(IngestSocket):
             sessions.detach(session, self, now_ms())
             return
         self.session = session
-        session.client = client_dimensions(self)
+        session.extractor, session.client = self.application.dimensions, client_dimensions(self)
         if previous is not None:
             previous.close(CLOSE_REPLACED, "a newer connection of this session took over")
         self.write_message(orjson.dumps({"type": "sn", "body": {"value": session.sn, "state": "initial"}}))

@@ -67,7 +67,8 @@ class StatsSocket(IngestSocket):
     def frame_protocol(self, early):
         """Called by Handover once the 101 is sent."""
         connection = StatsConnection(self.get_query_argument("call"), self.get_query_argument("peer"),
-                                     self.application.ingest_limits, dimensions=self.peer_dimensions)
+                                     self.application.ingest_limits, extractor=self.application.dimensions,
+                                     client=self.peer_dimensions)
         return StatsWire(self.application, connection, ingest_client(self.request), self.max_message_size, early)
 
 

@@ -59,7 +59,7 @@ def test_the_fleet_load_is_answered_on_both_transports(influxd, database, tmp_pa
     server = harness.start_server(influxd, database, str(tmp_path), name="fleet-smoke",
                                   max_new_calls=1000)
     try:
-        for mode in ("ws", "post"):
+        for mode in ("ws", "post", "rtcstats"):
             done = subprocess.run([sys.executable, "-m", "bench.fleetload", mode, server.url, "6", "1", "2.5"],
                                   cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
             lines = done.stdout.splitlines()

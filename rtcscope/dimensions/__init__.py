@@ -5,7 +5,8 @@ own tags (docs/diagnosis.md).
 Values are short strings; a dimension that is not known is absent, never
 guessed. Each source has its module, all of them pure and cheap enough for an
 ingest request (the User-Agent parse, the one costly step, is cached per
-distinct string):
+distinct string; a peer's reports are read whole only when they may have
+moved its route or codecs: `report.ReportReading`, `extract.Extractor.peer`):
 
 - `useragent.UserAgents`: browser, browser_version, os, os_version;
 - `geoip.GeoIP`: country, asn, from the client's address;

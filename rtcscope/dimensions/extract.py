@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from ..storage.schema import NOT_IDENTIFIER_RE
 from . import APP_DIMENSION, MAX_VALUE
 from .geoip import GeoIP
-from .report import connections_dimensions, report_dimensions
+from .report import ReportReading, read_connections, report_dimensions
 from .tags import DEFAULT_PEER_TAGS, check_tags, parse_peer_tags, query_tags
 from .useragent import UserAgents
 
@@ -17,12 +17,18 @@ class Extractor:
 
     # (User-Agent, address) pairs whose answers are kept: a client sends the same pair with every request.
     CLIENTS_KEPT = 4096
+    # Distinct `tags` members whose allowed tags are kept: a peer sends the same ones with every object.
+    TAGS_KEPT = 4096
+    # Peers (call, peer) whose dimensions as their last request told them are kept (`peer`).
+    PEERS_KEPT = 20_000
 
     def __init__(self, peer_tags=DEFAULT_PEER_TAGS, geoip=None, user_agents=None):
         self.peer_tags = tuple(peer_tags)
         self.geoip = geoip if geoip is not None else GeoIP()
         self.user_agents = user_agents if user_agents is not None else UserAgents()
         self._clients = OrderedDict()  # (hash of the User-Agent, address) -> `client`'s answer
+        self._tags = {}  # the items of a `tags` member -> `tags`' answer (cleared when full)
+        self._peers = OrderedDict()  # (call, peer) -> _Peer
 
     @classmethod
     def from_options(cls, peer_tags: str, geoip_db: str = ""):
@@ -49,15 +55,50 @@ class Extractor:
         return found
 
     def tags(self, tags, where: str) -> dict[str, str]:
-        """The allowed tags of a JSON object's `tags` member (tags.check_tags)."""
-        return check_tags(tags, self.peer_tags, where)
+        """The allowed tags of a JSON object's `tags` member (tags.check_tags). The same
+        member gives the same dict, which is shared: read it, never change it."""
+        try:
+            key = tuple(tags.items()) if tags.__class__ is dict else None
+            found = self._tags.get(key)
+        except TypeError:  # a value that is a list or an object, under a name not listed
+            key = found = None
+        if found is None:
+            found = check_tags(tags, self.peer_tags, where)
+            if key is not None:
+                if len(self._tags) >= self.TAGS_KEPT:
+                    self._tags.clear()
+                self._tags[key] = found
+        return found
 
     def query_tags(self, arguments: Mapping[str, list], where: str = "query") -> dict[str, str]:
         """The allowed `tag.<name>=` arguments of a websocket ingest URL (tags.query_tags)."""
         return query_tags(arguments, self.peer_tags, where)
 
     report = staticmethod(report_dimensions)
-    connections = staticmethod(connections_dimensions)
+    connections = staticmethod(read_connections)
+
+    def peer(self, key: tuple, client: dict, tags: dict | None = None, report: list | None = None) -> dict:
+        """What one request tells of peer `key`'s dimensions, as one dict: `client`'s, its
+        `tags`' (answers of `client` and `tags`) and the route and codecs of its newest raw
+        report (report.ReportReading). While none of them changed, the same dict as the
+        peer's previous request gave, which the live feed knows at once (read it, never
+        change it)."""
+        if tags is None and report is None:
+            return client
+        peers = self._peers
+        known = peers.get(key)
+        if known is None:
+            known = peers[key] = _Peer()
+            if len(peers) > self.PEERS_KEPT:
+                peers.popitem(last=False)
+        else:
+            peers.move_to_end(key)
+        route = None if report is None else known.reading.read(report)
+        parts = known.parts
+        if parts is None or parts[0] is not client or parts[1] is not tags or parts[2] is not route:
+            known.parts = (client, tags, route)
+            known.update = {**client, **(tags or {}), **(route or {})}
+        return known.update
 
     @staticmethod
     def app(application_name) -> dict[str, str]:
@@ -65,3 +106,15 @@ class Extractor:
         if not isinstance(application_name, str) or not application_name:
             return {}
         return {APP_DIMENSION: NOT_IDENTIFIER_RE.sub("-", application_name)[:MAX_VALUE]}
+
+
+class _Peer:
+    """What `Extractor.peer` keeps of one peer: its reports' reading, the parts of its last
+    answer and the answer."""
+
+    __slots__ = ("reading", "parts", "update")
+
+    def __init__(self):
+        self.reading = ReportReading()
+        self.parts = None
+        self.update = None

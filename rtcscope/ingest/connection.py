@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..dimensions.report import report_dimensions
 from ..storage.lines import disconnect_lines, encode_extracted
 from . import formats
 from .formats import IngestError
@@ -59,16 +58,18 @@ class FrameError(Exception):
 class StatsConnection:
     """One websocket ingest connection of one peer of one call."""
 
-    def __init__(self, call, peer, limits, max_stats=MAX_STATS, dimensions=None):
-        """`dimensions`: what the upgrade tells of the peer's dimensions (its client's, its
-        `tag.<name>=` arguments), sent with its presence; None: no dimensions."""
+    def __init__(self, call, peer, limits, max_stats=MAX_STATS, extractor=None, client=None):
+        """`extractor` (dimensions.extract.Extractor; None: no dimensions) reads the route and
+        codecs of its reports; `client`: what the upgrade tells of the peer's dimensions (its
+        client's, its `tag.<name>=` arguments), sent with its presence."""
         self.call = call
         self.peer = peer
         self.limits = limits
-        self.dimensions = dimensions
+        self.extractor = extractor
+        self.client = client or {}
         # The upgrade's dimensions with the route and codecs of the held report (dimensions.report):
         # the same object while they stay, which the live feed recognises at once.
-        self.route = dimensions
+        self.route = self.client
         self.reports = PeerReports(max_stats=max_stats)
         self.prefixes = {}  # the series prefixes of its points (storage.lines.Points)
         self.handled = 0  # messages acknowledged or refused so far
@@ -95,11 +96,11 @@ class StatsConnection:
                 frame.errors.append((number, code, exc.message))
                 if isinstance(message, dict) and ("report" in message or "delta" in message):
                     base = _NO_BASE
-        if self.dimensions is not None and collector.presence:
+        if self.extractor is not None and collector.presence:
             # Once per frame, and only when its reports may have moved the route or the codecs:
             # those of the report as the frame leaves it.
             if frame.route_moved and base is not _NO_BASE:
-                frame.route = {**self.dimensions, **report_dimensions(base)}
+                frame.route = {**self.client, **self.extractor.report(base)}
             collector.dimensions[(self.call, self.peer)] = frame.route or self.route
         frame.parsed = collector.finish()
         frame.report = base

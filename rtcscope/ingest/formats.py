@@ -80,6 +80,10 @@ class Parsed:
     restamped: int = 0
 
 
+# A request without a client's dimensions (shared: never changed).
+_NO_DIMENSIONS = {}
+
+
 class _Collector(Points):
     """One request's validated samples and ends as points, with its counters and limits."""
 
@@ -136,10 +140,11 @@ class _Collector(Points):
         """A JSON object's `tags` member (checked: a bad one refuses the request) and raw
         report: what they tell of the peer's dimensions is read once, at `finish`."""
         if tags is not None:
-            tags = self.extractor.tags(tags, where)
+            tags = self.extractor.tags(tags, where)  # shared: never changed
             if self._tags is None:
                 self._tags = {}
-            self._tags.setdefault((call, peer), {}).update(tags)
+            known = self._tags.get((call, peer))
+            self._tags[(call, peer)] = tags if known is None or known is tags else {**known, **tags}
         if report is not None:
             if self._reports is None:
                 self._reports = {}
@@ -154,16 +159,14 @@ class _Collector(Points):
 
     def peer_dimensions(self):
         """Each peer's dimensions as the request tells them: its client's, the tags and the
-        route and codecs of the newest report of each peer (read once per request)."""
-        tags, reports, client, dimensions = self._tags, self._reports, self.client or {}, self.dimensions
+        route and codecs of the newest report of each peer (Extractor.peer)."""
+        tags, reports, dimensions, peer = self._tags, self._reports, self.dimensions, self.extractor.peer
+        client = _NO_DIMENSIONS if self.client is None else self.client
         for key in self.presence:
             if not key[1]:
                 continue
-            update = client  # shared, not changed
-            if tags is not None and key in tags:
-                update = {**update, **tags[key]}
-            if reports is not None and key in reports:
-                update = {**update, **self.extractor.report(reports[key])}
+            update = peer(key, client, None if tags is None else tags.get(key),
+                          None if reports is None else reports.get(key))
             if update:
                 dimensions[key] = update
 

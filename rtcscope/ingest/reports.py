@@ -23,16 +23,12 @@ peer is bounded by its number of stat ids (`max_stats`).
 from collections.abc import Mapping
 
 from .. import registry
-from ..dimensions.report import DIMENSION_FIELDS
+from ..dimensions.report import DIMENSION_FIELDS, ROUTE_FIELDS
 
 # Per stats type, the fields held.
 HELD_FIELDS: dict[str, frozenset[str]] = {
     stat_type: registry.REPORT_FIELDS.get(stat_type, frozenset({"id", "type"})) | DIMENSION_FIELDS.get(stat_type, frozenset())
     for stat_type in registry.REPORT_FIELDS.keys() | DIMENSION_FIELDS.keys()}
-# Per stats type, the fields that can change the route or the codecs (dimensions.report); the
-# traffic that weighs several transports or streams against each other is not among them.
-ROUTE_FIELDS: dict[str, frozenset[str]] = {
-    stat_type: fields - {"bytesSent", "bytesReceived"} for stat_type, fields in DIMENSION_FIELDS.items()}
 _NO_FIELDS = frozenset()
 
 # Stat ids held per endpoint, over all its peer connections.
@@ -82,7 +78,8 @@ class PeerReports:
         fields equal to its previous report's, omits the stats that are gone
         and sets `timestamp: 0` on stats whose time equals the entry's
         top-level `timestamp`. Returns (report, ids that arrived without a
-        type): a held report lost (a restart) leaves later deltas without
+        type, whether its route or codecs may have changed as `rebuild_delta`
+        says): a held report lost (a restart) leaves later deltas without
         the fields that never change, and such stats cannot be extracted.
         """
         if not isinstance(entry, dict):
@@ -91,7 +88,8 @@ class PeerReports:
         if isinstance(entry_time, bool) or not isinstance(entry_time, (int, float)):
             entry_time = None
         previous = self.reports.get(pc_id, {})
-        report, untyped = {}, 0
+        report, untyped, kept = {}, 0, 0
+        moved = False
         for stat_id, changes in entry.items():
             if stat_id == "timestamp":
                 continue
@@ -104,8 +102,17 @@ class PeerReports:
             if stat.get("timestamp") == 0 and entry_time is not None:
                 stat["timestamp"] = entry_time
             report[stat_id] = _held(stat_id, stat)
+            if held is not None:
+                kept += 1
+            if not moved:  # the client leaves out the fields that did not change
+                if held is None or "type" in changes:
+                    moved = stat.get("type") in ROUTE_FIELDS or (held is not None and held.get("type") in ROUTE_FIELDS)
+                else:
+                    moved = not ROUTE_FIELDS.get(held.get("type"), _NO_FIELDS).isdisjoint(changes)
         self._check_size(pc_id, report)
-        return report, untyped
+        if not moved and kept != len(previous):  # stats left out are gone
+            moved = any(previous[stat_id].get("type") in ROUTE_FIELDS for stat_id in previous.keys() - report.keys())
+        return report, untyped, moved
 
     def rebuild_full(self, pc_id, stats):
         """The held form of a full report (the array getStats() returned)."""

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ..dimensions.extract import Extractor
 from ..storage.lines import disconnect_lines, encode_extracted, end_lines, session_line
 from ..storage.schema import NOT_IDENTIFIER_RE
 from . import formats
@@ -111,6 +110,8 @@ class Outcome:
     app: dict | None = None  # from an identity: its applicationName as the `app` dimension
     opened: str | None = None  # a peer connection seen for the first time
     closed: str | None = None  # a peer connection that sent `close`
+    # The peer's dimensions after it: (client, app, dimensions, settled: read_connections')
+    dimensions: tuple | None = None
     ended: bool = False
     dropped: str | None = None  # why nothing of it is stored (counted)
     untyped: int = 0  # stat ids that arrived without the fields that say what they are
@@ -147,9 +148,13 @@ class Session:
         self.stored_any = stored.call is not None
         self.connection = None  # the websocket that holds the session now
         self.detached_ms = None  # when its last connection closed
-        # The peer's dimensions: its connection's client (None: none kept), its identity's app.
-        self.client = None
+        # The peer's dimensions: read by its connection's extractor (None: none kept), with what
+        # that connection tells of its client and the identity's app; `dimensions` as the last
+        # stored message told them (`Outcome.dimensions`).
+        self.extractor = None
+        self.client = {}
         self.app = {}
+        self.dimensions = None
 
     def receive(self, text, now_ms):
         """Validate one message and prepare its points; the session is unchanged until `commit`."""
@@ -207,7 +212,7 @@ class Session:
         if not isinstance(value, dict):
             outcome.dropped = "invalid_entry"
             return outcome
-        outcome.app = Extractor.app(value.get("applicationName"))
+        outcome.app = {} if self.extractor is None else self.extractor.app(value.get("applicationName"))
         if self.fixed:
             return outcome
         conference, endpoint = value.get("confName"), value.get("endpointId")
@@ -220,7 +225,7 @@ class Session:
     def _getstats(self, pc_id, value, outcome, now_ms):
         """The endpoint's metrics from its peer connections' latest reports, this one rebuilt."""
         try:
-            report, outcome.untyped = self.reports.rebuild_rtcstats(pc_id, value)
+            report, outcome.untyped, moved = self.reports.rebuild_rtcstats(pc_id, value)
         except ReportError as exc:
             outcome.dropped = exc.code
             return outcome
@@ -229,10 +234,14 @@ class Session:
         ts_ns = collector.timestamp(round(outcome.at_ms * 1000) * 1000)
         for kind, fields in self.reports.extract(outcome.reports, at_ms=outcome.at_ms).items():
             collector.add_sample(self.call, self.peer, kind, ts_ns, encode_extracted(fields), fields)
-        if self.client is not None and collector.presence:
-            reports = {**self.reports.reports, **outcome.reports}
-            collector.dimensions[(self.call, self.peer)] = {**self.client, **self.app,
-                                                            **Extractor.connections(reports.values())}
+        if self.extractor is not None and collector.presence:
+            # Read again only when this report may have moved them, or traffic weighs in them.
+            known = self.dimensions
+            if known is None or moved or not known[3] or known[0] is not self.client or known[1] is not self.app:
+                route, settled = self.extractor.connections({**self.reports.reports, **outcome.reports}.values())
+                known = (self.client, self.app, {**self.client, **self.app, **route}, settled)
+            outcome.dimensions = known
+            collector.dimensions[(self.call, self.peer)] = known[2]
         outcome.parsed = collector.finish()
         if outcome.parsed.lines:
             outcome.lines = outcome.parsed.lines + [self._session_line(outcome, now_ms)]
@@ -253,6 +262,9 @@ class Session:
         if outcome.closed is not None:
             self.closed.add(outcome.closed)
             self.reports.discard(outcome.closed)
+            self.dimensions = None
+        if outcome.dimensions is not None:
+            self.dimensions = outcome.dimensions
         self.reports.commit(outcome.reports, outcome.at_ms)
         if outcome.lines:  # stored: an end, or samples (after an end, the peer is back)
             self.stored_any = self.fixed = True

@@ -1,13 +1,22 @@
 """Route and codecs from raw getStats() reports: Chromium's own captures, and relayed
-routes built from the shapes browsers report (SPEC §15)."""
+routes built from the shapes browsers report (SPEC §15); a peer's successive reports
+read whole only when they may have moved."""
+import copy
 import json
 
 import pytest
 
 from rtcscope.dimensions import CONNECTION_DIMENSIONS
-from rtcscope.dimensions.report import DIMENSION_FIELDS, connections_dimensions, report_dimensions, turn_server
+from rtcscope.dimensions.report import (
+    DIMENSION_FIELDS,
+    ReportReading,
+    connections_dimensions,
+    read_connections,
+    report_dimensions,
+    turn_server,
+)
 from tests.data import dumps
-from tests.support.reports import PRIVATE_FIELDS, chromium_reports, relay_tcp_capture, relayed
+from tests.support.reports import PRIVATE_FIELDS, chromium_reports, clean_reports, relay_tcp_capture, relayed
 
 DIRECT = {"candidate_type": "host", "relay_protocol": None, "turn_server": None, "transport": "udp",
           "network_type": "ethernet"}
@@ -189,3 +198,65 @@ def test_odd_reports_give_nothing(report):
 ])
 def test_turn_server(url, server):
     assert turn_server(url) == server
+
+
+def test_settled_answers_change_only_with_the_stats_they_read():
+    """One transport's selected pair and one codec per kind: traffic weighs in nothing."""
+    assert read_connections([clean_reports()["caller"][-1]]) == (report_dimensions(clean_reports()["caller"][-1]), True)
+    assert read_connections([relay_tcp_capture()["reports"][-1]["callee"]])[1] is True
+    # Two video codecs (the busiest stream names it), no transport stats, several connections: weighed.
+    assert read_connections([relayed()])[1] is False
+    single_codec = [stat for stat in relayed() if stat["id"] != "OT01V3"]
+    assert read_connections([single_codec])[1] is True
+    assert read_connections([[stat for stat in single_codec if stat["type"] != "transport"]])[1] is False
+    assert read_connections([single_codec, single_codec])[1] is False
+    assert read_connections([[]]) == ({}, False)
+
+
+def test_a_peers_successive_reports_are_one_answer():
+    """A browser's polls keep their layout (the capture's gain a stat once, an RTCP report):
+    while it stays, the answer stands, the same dict."""
+    for role, reports in clean_reports().items():
+        reading = ReportReading()
+        previous = answer = None
+        for report in reports:
+            layout = [stat["id"] for stat in report]
+            found = reading.read(copy.deepcopy(report))
+            assert found == report_dimensions(report)
+            assert (found is answer) == (layout == previous), role
+            previous, answer = layout, found
+
+
+def _changed(report, stat_id, **fields):
+    return [{**stat, **fields} if stat["id"] == stat_id else stat for stat in report]
+
+
+def test_a_route_that_moves_mid_call_is_read_at_the_next_report():
+    """Wi-Fi to cellular, another selected pair, direct to a relay, another codec, a stat that
+    comes or goes: each is the next report's answer, whatever stays in its place."""
+    report = [stat for stat in relayed(relay_protocol="udp", url="turn:turn-1.example.com:3478")
+              if stat["id"] != "OT01V3"]  # one codec per kind: settled
+    on_host = _changed(report, "T01", selectedCandidatePairId="CPhost")
+    on_host = _changed(on_host, "CPhost", state="succeeded", nominated=True)
+    cellular = _changed(report, "Irelay", networkType="cellular")
+    tcp = _changed(cellular, "Irelay", relayProtocol="tcp", url="turn-2.example.com:443")
+    h264 = _changed(tcp, "OT01V2", codecId="COT01_100")
+    vp9_again = [stat for stat in h264 if stat["id"] != "CFcert"] + [{"id": "S1", "type": "media-source"}]
+    vp9_again = _changed(vp9_again, "OT01V2", codecId="COT01_98")
+    gone = [stat for stat in tcp if stat["id"] != "OT01A1"]
+    reading = ReportReading()
+    for step in (report, cellular, on_host, report, tcp, h264, vp9_again, gone, tcp):
+        assert reading.read(step) == report_dimensions(step)
+    assert [reading.read(step)["network_type"] for step in (report, cellular)] == ["wifi", "cellular"]
+    assert reading.read(on_host)["candidate_type"] == "host" and reading.read(report)["candidate_type"] == "relay"
+    assert (reading.read(tcp)["turn_server"], reading.read(h264)["video_codec"]) == ("turn-2.example.com:443", "H264")
+    assert "audio_codec" not in reading.read(gone)
+
+
+def test_weighed_answers_are_read_whole_each_time():
+    """Two video codecs: the busiest stream names it, and its traffic moves without its layout."""
+    reading = ReportReading()
+    assert reading.read(relayed())["video_codec"] == "VP9"
+    busier = _changed(relayed(), "OT01V3", bytesSent=10_000_000)
+    assert reading.read(busier)["video_codec"] == "H264"
+    assert reading.read(relayed())["video_codec"] == "VP9"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from rtcscope.dimensions.extract import Extractor
 from rtcscope.ingest.formats import Limits
 from rtcscope.ingest.rtcstats import (
     CONFERENCE_LEFT,
@@ -22,6 +23,7 @@ from rtcscope.ingest.rtcstats import (
     connection_arguments,
     identifier,
 )
+from tests.support.reports import clean_reports, rtcstats_delta
 
 SESSION = "0d3c5b8e-2f6a-4b41-9c9e-7a1f0e2d4c6b"
 NOW = 1_795_536_000_000.0
@@ -214,3 +216,36 @@ def test_a_session_opens_a_bounded_number_of_peer_connections():
     assert outcome.dropped == "too_many_peer_connections" and outcome.lines == []
     assert take(session, getstats(MAX_PEER_CONNECTIONS + 2, 10, pc_id="PC_0")).lines  # those it has go on
     assert take(session, entry("create", "P" * 65, {}, MAX_PEER_CONNECTIONS + 3)).dropped == "too_many_peer_connections"
+
+
+def test_the_peers_dimensions_are_read_again_only_when_its_reports_may_have_moved_them():
+    """Reports that leave the route and codecs as they were give the same dimensions, a dict the
+    live feed knows at once; Wi-Fi to cellular, then a relay, mid-call, are the next message's."""
+    def local_candidates(report, **fields):
+        return [{**stat, **fields} if stat["type"] == "local-candidate" else stat for stat in report]
+    polls = clean_reports()["caller"][2:]  # one layout
+    cellular = local_candidates(polls[-1], networkType="cellular")
+    relayed = local_candidates(cellular, candidateType="relay", relayProtocol="tcp", url="turn-2.example.com:443")
+    session = new_session()
+    session.extractor, session.client = Extractor(), {"browser": "Firefox"}
+    take(session, identity(1, confName="room", endpointId="ep", applicationName="Jitsi Meet"))
+    found, previous = [], {}
+    for sn, report in enumerate([*polls, cellular, relayed], start=2):
+        stats = {stat["id"]: stat for stat in report}
+        at = NOW + sn * 1000
+        outcome = take(session, entry("getstats", "PC_0", rtcstats_delta(previous, stats), sn, at), now=at)
+        found.append(outcome.dimensions[2])
+        previous = stats
+    *unchanged, on_cellular, on_relay = found
+    assert all(dimensions is unchanged[0] for dimensions in unchanged)
+    assert unchanged[0] == {"browser": "Firefox", "app": "Jitsi-Meet", "candidate_type": "host", "relay_protocol": None,
+                            "turn_server": None, "transport": "udp", "network_type": "ethernet", "audio_codec": "opus",
+                            "video_codec": "VP8"}
+    assert on_cellular == {**unchanged[0], "network_type": "cellular"}
+    assert on_relay == {**on_cellular, "candidate_type": "relay", "relay_protocol": "tcp",
+                        "turn_server": "turn-2.example.com:443"}
+    # A new identity's application is read at the next message.
+    take(session, identity(len(found) + 2, applicationName="Other App"))
+    at = NOW + (len(found) + 3) * 1000
+    outcome = take(session, entry("getstats", "PC_0", rtcstats_delta(previous, previous), len(found) + 3, at), now=at)
+    assert outcome.dimensions[2] == {**on_relay, "app": "Other-App"}

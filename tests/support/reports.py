@@ -2,6 +2,7 @@
 as rtcscope.js sends them (full and as deltas), and the points they are stored as; a
 call relayed through a real TURN server as rtcscope.js sent it; and the report of a peer
 relayed through TURN written out by hand, with the shapes of other browsers and networks."""
+import copy
 import json
 import pathlib
 
@@ -51,6 +52,28 @@ def report_delta(previous, report):
         if fields:
             changed[stat_id] = fields
     return {"delta": changed, "removed": [stat_id for stat_id in before if stat_id not in after]}
+
+
+def rtcstats_delta(previous, report):
+    """@jitsi/rtcstats' entry of `report` (a getStats() map, {id: stat}) after `previous` (its
+    deltaCompression): each stat's id deleted, fields equal (===) to the previous report's
+    deleted, stats that are gone omitted, `timestamp: 0` on stats whose time is the entry's."""
+    delta = copy.deepcopy(report)
+    for stat_id, stat in delta.items():
+        del stat["id"]
+        old = previous.get(stat_id)
+        if old is None:
+            continue
+        for name in list(stat):
+            # JavaScript's === : objects and arrays parsed afresh are never equal.
+            if not isinstance(stat[name], (dict, list)) and name in old and stat[name] == old[name]:
+                del stat[name]
+    newest = max((stat["timestamp"] for stat in delta.values() if "timestamp" in stat), default=None)
+    for stat in delta.values():
+        if stat.get("timestamp") == newest:
+            stat["timestamp"] = 0
+    delta["timestamp"] = newest
+    return delta
 
 
 def stored(influxd, database, call):
