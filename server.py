@@ -185,9 +185,12 @@ class Application(tornado.web.Application):
                                     feed=rtcstats_sessions.limits.feed)
         self.telemetry = telemetry
         self.stats_sockets = set()  # open /v1/stats/ws connections (statsws.StatsWire), swept for pings and idle ones
+        self.posts_reading = {}  # stored posts (ingest.StoredWrite) whose body is on its way -> since (monotonic)
         self.imports_running = 0  # dumps being received or read (handlers/imports.py), at most max_imports
         self.periodic_callbacks = [
             tornado.ioloop.PeriodicCallback(lambda: self.sweep_stats_sockets(config.client_timeout),
+                                            min(config.client_timeout / 4, 5) * 1000),
+            tornado.ioloop.PeriodicCallback(lambda: ingest.close_stalled_posts(self, config.client_timeout),
                                             min(config.client_timeout / 4, 5) * 1000),
             tornado.ioloop.PeriodicCallback(lambda: rtcstats_sessions.sweep(time.time() * 1000), 60_000),
         ]
@@ -212,6 +215,8 @@ class Application(tornado.web.Application):
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
         request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
+        if access == "open" and (stored := ingest.stored_write(self, request)):
+            return stored
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)
         if isinstance(access, tuple):
@@ -280,12 +285,15 @@ class Application(tornado.web.Application):
     def log_request(self, handler):
         """Count every request; log each one, except successes of handlers that
         set `quiet_success` (ingest: thousands a second, counted in /metrics)."""
-        route = type(handler).__name__
         status = handler.get_status()
-        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=status)
+        self.count_request(type(handler).__name__, status)
         if status < 400 and getattr(handler, "quiet_success", False) and not access_log.isEnabledFor(logging.DEBUG):
             return
         super().log_request(handler)
+
+    def count_request(self, route, status):
+        """`route`: the name of the handler class that answered (ingest.StoredWrite answers as WriteHandler)."""
+        self.telemetry.inc("rtcscope_http_requests_total", route=route, status=status)
 
 
 def make_telemetry(writer, detector, rtcstats_sessions, alerts):

@@ -34,6 +34,7 @@ from . import (
     jsonlibs,
     live,
     partitions,
+    pinned,
     profile,
     scaling,
     wal,
@@ -77,6 +78,8 @@ BENCHMARKS = [
     ("batched", [f"2. Ingest, batched bodies ({ingest.BATCH_SAMPLES} samples per request), end to end into InfluxDB"],
      ingest.batched),
     ("prototype", ["3. The 2015 Flask prototype's write path (historical baseline)"], ingest.prototype),
+    ("pinned", [f"3b. Ingest paths against the pinned version {pinned.PINNED_COMMIT}: more than 10 % dearer is "
+                "flagged"], pinned.pinned),
     ("live", ["4. Fan-out: 1,000 websocket viewers of one metric, 50 live calls",
               "5. Detection latency: call start and end at a viewer"], live.live),
     ("fleet", ["8. Fleet ingest: the shipped client over the websocket against POST, one report per peer-second"],

@@ -1,10 +1,14 @@
 """What a breakdown and an explanation of the live fleet cost: 10,000 live calls
 (20,000 peers) with a realistic mix of dimensions and one bad cohort, held by a
-call detector as its ticks leave them and read through its live_peers(). Each
-answer is computed from scratch, as the first request of a detector tick
-does, and timed alone, CPU (time.process_time) and wall, median of N; the
-baseline is the one pass over the live peers by itself. Later requests of
-the same tick take the tick's answer (rtcscope/diagnosis/live.py).
+call detector as its ticks leave them. The server reads the detector's
+live_people() into columns once a tick (rtcscope/diagnosis/columns.py) and
+computes each answer from them; the baseline, measured in the same run with the
+rounds alternating, is the straightforward way: the detector's live_peers()
+listed, then counted in Python (explain.Tally.of_live, breakdown.live_rows),
+which gives the same answers. Each answer is computed from scratch, as the
+first request of a detector tick does; CPU (time.process_time) and wall,
+median of N. Later requests of the same tick take the tick's answer
+(rtcscope/diagnosis/live.py).
 
     python -m bench --only diagnosis     # in the report
     python -m bench.diagnosis            # this table alone, no InfluxDB
@@ -16,16 +20,13 @@ import time
 from rtcscope.alerts.rules import Rule
 from rtcscope.alerts.state import AlertEngine
 from rtcscope.diagnosis.breakdown import breakdown, live_rows, value_counts
+from rtcscope.diagnosis.columns import PeopleCodes
 from rtcscope.diagnosis.explain import Tally, explain
 from rtcscope.diagnosis.live import LiveDiagnosis
-from rtcscope.dimensions.peer import Dimensions
-from rtcscope.live.calls import CallState
-from rtcscope.live.detector import CallDetector
-from rtcscope.live.fleet import CallQuality
+from rtcscope.storage.schema import SFU_SUFFIX
+from tests.support.fleets import WINDOWS, held_by_detector
 
 CALLS = 10_000
-# Window values that give each verdict its MOS (rtcscope/quality.py's E-model).
-WINDOWS = {"poor": {"rtt": 700.0, "jitter": 30.0, "loss": 0.08}, "good": {"rtt": 40.0, "jitter": 3.0, "loss": 0.0}}
 ROUNDS = 9
 TARGET_MS = 50.0
 BAD_TURN = "turn-2.example.com:443"
@@ -42,6 +43,7 @@ CLIENTS = (
     (2, "HeadlessChrome", range(128, 132), "Linux", (None,)),
 )
 TURN_SERVERS = ((45, "turn-1.example.com:3478", "udp"), (30, BAD_TURN, "tcp"), (25, "turn-3.example.com:443", "tls"))
+JANUS_INSTANCES = ("janus-eu-1", "janus-eu-2", "janus-us-1")
 COUNTRIES = ("US", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "NL", "ES", "IT", "PL", "SE", "AU", "MX", "KR")
 
 
@@ -96,27 +98,24 @@ def live_fleet(calls=CALLS, seed=1, bad_cohort=True):
     return peers
 
 
-def detector_of(peers):
+def detector_of(peers, views=False):
     """A call detector whose last tick left `peers` live: their calls, each peer's window
-    (a poor or a good one, none for an unknown verdict) and dimensions."""
-    detector = CallDetector(None, timeout_ms=3000, tick_ms=1000)
-    calls, windows = {}, {}
-    for call, peer, values, verdict, _mos in peers:
-        calls.setdefault(call, CallState(call, "live")).peers.append(peer)
-        if verdict in WINDOWS:
-            windows.setdefault(call, {})[peer] = {**WINDOWS[verdict], "freezes": 0.0, "qualityLimitationReason": 0.0,
-                                                  "iceState": None}
-        detector.dimensions[(call, peer)] = known = Dimensions()
-        known.update(values, 0)
-    detector.calls = calls
-    detector.qualities = {call: CallQuality(found, 0) for call, found in windows.items()}
-    return detector
+    (a poor or a good one, none for an unknown verdict) and dimensions. With `views`, each
+    peer has a media server's view too (`P@janus`: its Janus instance, route and codec, a
+    good window), as a fleet whose calls go through Janus."""
+    held = []
+    for index, (call, peer, values, verdict, _mos) in enumerate(peers):
+        held.append((call, peer, values, WINDOWS.get(verdict)))
+        if views:
+            held.append((call, peer + SFU_SUFFIX, {"emitter": JANUS_INSTANCES[index % 3], "candidate_type": "host",
+                                                   "transport": "udp", "audio_codec": "opus"}, WINDOWS["good"]))
+    return held_by_detector(held)
 
 
-def _timed(function):
-    """(median CPU ms, median wall ms, the last answer) of ROUNDS calls."""
+def _timed(function, rounds=None):
+    """(median CPU ms, median wall ms, the last answer) of `rounds` (ROUNDS) calls."""
     cpu, wall, answer = [], [], None
-    for _ in range(ROUNDS):
+    for _ in range(rounds or ROUNDS):
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         answer = function()
         cpu.append((time.process_time() - cpu_start) * 1000)
@@ -124,45 +123,95 @@ def _timed(function):
     return statistics.median(cpu), statistics.median(wall), answer
 
 
+def _paired(subject, baseline):
+    """(subject's, baseline's) (median CPU ms, median wall ms, last answer), the rounds
+    alternating which goes first."""
+    runs = {subject: ([], [], []), baseline: ([], [], [])}
+    for index in range(ROUNDS):
+        for function in (subject, baseline) if index % 2 == 0 else (baseline, subject):
+            cpu, wall, answer = _timed(function, 1)
+            runs[function][0].append(cpu)
+            runs[function][1].append(wall)
+            runs[function][2].append(answer)
+    return [(statistics.median(cpu), statistics.median(wall), answers[-1]) for cpu, wall, answers in
+            (runs[subject], runs[baseline])]
+
+
 def diagnosis(ctx, section):
     peers = live_fleet(CALLS)
-    live_peers = detector_of(peers).live_peers
-    read_cpu, read_wall, listed = _timed(lambda: list(live_peers()))
-    section.add(f"the detector's {len(listed):,} live peers read (live_peers(), once a tick): CPU", read_cpu, "ms")
-    section.add("the live peers read: wall", read_wall, "ms")
-    answers = [(f"breakdown by {by}", lambda peers, by=by: breakdown(by, "live", live_rows(peers, by)))
-               for by in ("browser", "asn", "turn_server")]
-    answers.append(("explain (every dimension)", lambda peers: explain(Tally.of_live(peers), 5)))
+    detector = detector_of(peers)
+    codes = PeopleCodes()
+    codes.read(detector.live_people())  # the first read codes every person: measured on its own below
+    (read_cpu, read_wall, people), (listed_cpu, listed_wall, listed) = _paired(
+        lambda: codes.read(detector.live_people()), lambda: list(detector.live_peers()))
+    section.add(f"the detector's {people.people:,} live people read into columns (once a tick): CPU", read_cpu, "ms",
+                "listed (live_peers())", listed_cpu)
+    section.add("the live people read: wall", read_wall, "ms", "listed", listed_wall)
+    first_cpu, _, _ = _timed(lambda: PeopleCodes().read(detector.live_people()))
+    section.add("the first read of a process (every person coded): CPU", first_cpu, "ms", "listed", listed_cpu)
+    answers = [(f"breakdown by {by}", lambda by=by: breakdown(by, "live", people.rows(by)),
+                lambda by=by: breakdown(by, "live", live_rows(listed, by))) for by in ("browser", "asn", "turn_server")]
+    answers.append(("explain (every dimension)", lambda: explain(people.tally(), 5),
+                    lambda: explain(Tally.of_live(listed), 5)))
     found = None
-    for label, answer in answers:
-        cpu, wall, found = _timed(lambda answer=answer: answer(listed))
-        section.add(f"{label} of the tick's live peers: CPU", cpu, "ms", "the live peers read", read_cpu,
+    for label, fast, straightforward in answers:
+        (cpu, wall, found), (slow_cpu, slow_wall, expected) = _paired(fast, straightforward)
+        if found != expected:
+            raise AssertionError(f"{label}: the columns' answer is not the straightforward one")
+        section.add(f"{label} of the tick's live people: CPU", cpu, "ms", "counted from the listed peers", slow_cpu,
                     target=f"< {TARGET_MS:.0f} ms", met=cpu < TARGET_MS)
-        section.add(f"{label}: wall", wall, "ms", "the live peers read", read_wall)
+        section.add(f"{label}: wall", wall, "ms", "counted from the listed peers", slow_wall)
     ticks = iter(range(10**9))
     kept = LiveDiagnosis(5)
-    for label, ask in (("breakdown by browser", lambda tick: kept.breakdown(tick, live_peers, "browser")),
-                       ("explain", lambda tick: kept.explain(tick, live_peers))):
-        first_cpu, _, _ = _timed(lambda ask=ask: ask(next(ticks)))
-        section.add(f"{label}, the first request of a tick (the peers read, the answer computed): CPU", first_cpu,
-                    "ms", "the live peers read", read_cpu)
-    cpu, _, _ = _timed(lambda: kept.explain(0, live_peers))  # the first computes, the others take its answer
+    kept.explain(next(ticks), detector.live_people)  # the process's first read, measured above
+    for label, ask, straightforward in (
+            ("breakdown by browser", lambda tick: kept.breakdown(tick, detector.live_people, "browser"),
+             lambda: breakdown("browser", "live", live_rows(list(detector.live_peers()), "browser"))),
+            ("explain", lambda tick: kept.explain(tick, detector.live_people),
+             lambda: explain(Tally.of_live(list(detector.live_peers())), 5))):
+        (first_cpu, _, _), (slow_cpu, _, _) = _paired(lambda ask=ask: ask(next(ticks)), straightforward)
+        section.add(f"{label}, the first request of a tick (the people read, the answer computed): CPU", first_cpu,
+                    "ms", "listed and counted", slow_cpu, target=f"< {TARGET_MS:.0f} ms", met=first_cpu < TARGET_MS)
+    def why_panel(tick):
+        """What a dashboard asks each tick it polls: the explanation and a breakdown."""
+        return kept.explain(tick, detector.live_people), kept.breakdown(tick, detector.live_people, "turn_server")
+
+    def why_panel_listed():
+        listed = list(detector.live_peers())
+        return explain(Tally.of_live(listed), 5), breakdown("turn_server", "live", live_rows(listed, "turn_server"))
+    (panel_cpu, _, _), (slow_cpu, _, _) = _paired(lambda: why_panel(next(ticks)), why_panel_listed)
+    section.add("the explanation and a breakdown (by turn_server), the first requests of a tick: CPU", panel_cpu, "ms",
+                "listed and counted", slow_cpu, target=f"< {TARGET_MS:.0f} ms", met=panel_cpu < TARGET_MS)
+    cpu, _, _ = _timed(lambda: kept.explain(0, detector.live_people))  # the first computes, the others take its answer
     section.add("explain, a later request of the same tick: CPU", cpu * 1000, "µs", "the first of a tick",
                 first_cpu * 1000)
+    janus = detector_of(peers, views=True)
+    janus_codes = PeopleCodes()
+    janus_codes.read(janus.live_people())
+    (cpu, _, found_janus), (slow_cpu, _, expected) = _paired(
+        lambda: explain(janus_codes.read(janus.live_people()).tally(), 5),
+        lambda: explain(Tally.of_live(list(janus.live_peers())), 5))
+    if found_janus != expected or found_janus != found:
+        raise AssertionError("a media server view changed the explanation, or the columns' answer")
+    section.add(f"explain, the first request of a tick, every peer with a Janus view beside it ({2 * len(peers):,} "
+                f"stored peers, {len(peers):,} people): CPU", cpu, "ms", "listed and counted", slow_cpu)
     engine = AlertEngine([Rule("turn_poor", "poor_share", ">", 0.5, 60_000, "critical", by="turn_server")])
     clock = iter(range(0, 10**12, 1000))
-    cpu, _, _ = _timed(lambda: engine.evaluate_cohorts(next(clock), value_counts(live_peers(), engine.cohort_dimensions)))
-    section.add("a cohort rule (by turn_server), one tick, from live_peers(): CPU", cpu, "ms", "the live peers read",
-                read_cpu)
+    cpu, _, _ = _timed(lambda: engine.evaluate_cohorts(next(clock), value_counts(detector.live_peers(),
+                                                                                 engine.cohort_dimensions)))
+    section.add("a cohort rule (by turn_server), one tick, from live_peers(): CPU", cpu, "ms", "listed", listed_cpu)
     first = found["findings"][0] if found["findings"] else None
     named = (f"{first['dimension']}={first['value']}, {first['poor']} of {first['peers']} peers poor, lift {first['lift']}"
              if first else "none")
     dimensions = sum(len(values) for _, _, values, _, _ in peers) / len(peers)
-    section.note(f"{CALLS:,} live calls of two peers held by a call detector, read through its live_peers(); "
-                 f"{dimensions:.1f} dimensions per peer on average (asn among 600 values); {found['poor']:,} poor "
-                 f"peers. First finding: {named}; {len(found['findings'])} in all. Median of {ROUNDS} answers each. "
-                 "The server reads the live peers at most once per tick, for the tick's first answer, and computes "
-                 "each answer (a dimension's breakdown, the explanation) at most once per tick.")
+    section.note(f"{CALLS:,} live calls of two peers held by a call detector; {dimensions:.1f} dimensions per peer "
+                 f"on average (asn among 600 values); {found['poor']:,} poor peers. First finding: {named}; "
+                 f"{len(found['findings'])} in all, the same from the columns as from the listed peers, and with "
+                 f"a Janus view beside every peer (one person each, {people.people:,} people). Medians of {ROUNDS}, "
+                 "subject and baseline alternating. The server reads the live people at most once per tick, for the "
+                 "tick's first answer, and computes each answer (a dimension's breakdown, the explanation) at most "
+                 "once per tick.")
+
 
 if __name__ == "__main__":
     from .report import Section, text_table

@@ -47,20 +47,21 @@ RUNS = (("post_ingest", INGEST_ONLY), ("post", {}), ("ws_ingest", INGEST_ONLY), 
 DOMAIN_ROUNDS = 9
 
 
-def start_subject(ctx, name, how):
-    """A fresh server with options `how` (a dict), or the bench.wsfloor server `how` names."""
+def start_subject(ctx, name, how, root=harness.ROOT):
+    """A fresh server with options `how` (a dict), the one of the tree `root`, or the bench.wsfloor
+    server `how` names."""
     if isinstance(how, str):
         port = harness.free_port()
         return harness.HTTPProc(name, [sys.executable, "-m", "bench.wsfloor", how, str(port)], ctx.log_dir, port)
     return harness.start_server(ctx.influxd, ctx.database(f"fleet_{name}"), ctx.log_dir, name=f"server-fleet-{name}",
-                                **SERVER_OPTIONS, **how)
+                                root=root, **SERVER_OPTIONS, **how)
 
 
-def run_load(ctx, name, how, peers, sizes):
+def run_load(ctx, name, how, peers, sizes, root=harness.ROOT):
     """One load run against a fresh server: (server CPU µs per peer-second, the generator's summary)."""
     mode = "post" if name.startswith("post") else "ws"
     harness.wait_quiet(ctx.influxd.process.pid)
-    server = start_subject(ctx, name, how)
+    server = start_subject(ctx, name, how, root)
     try:
         argv = [sys.executable, "-m", "bench.fleetload", mode, server.url, str(peers),
                 str(sizes["warmup"]), str(sizes["seconds"])]

@@ -140,10 +140,11 @@ def start_influxd(work_dir):
     return Influxd(data_dir=os.path.join(work_dir, "influxd")).start()
 
 
-def start_server(influxd, database, log_dir, name="server", **options):
-    """A real rtcscope-server process against `influxd`; `options` are its --options."""
+def start_server(influxd, database, log_dir, name="server", root=ROOT, **options):
+    """A real rtcscope-server process against `influxd`; `options` are its --options. `root`:
+    the tree whose server.py runs (another version's, exported by bench/pinned.py)."""
     port = free_port()
-    argv = [sys.executable, os.path.join(ROOT, "server.py"), f"--port={port}",
+    argv = [sys.executable, os.path.join(root, "server.py"), f"--port={port}",
             f"--influxdb-url={influxd.url}", f"--database={database}",
             f"--spool-dir={os.path.join(log_dir, name + '-spool')}",
             f"--wal-dir={os.path.join(log_dir, f'{name}-{database}-wal')}"]

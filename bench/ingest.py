@@ -50,10 +50,11 @@ def _body_file(ctx, name, body):
     return path
 
 
-def compare_keepalive(ctx, subject, baseline, body_path, content_type):
-    """wrk with one static body against two servers, alternating; per-side lists of summaries."""
+def compare_keepalive(ctx, subject, baseline, body_path, content_type, rounds=None):
+    """wrk with one static body against two servers, alternating (`rounds`, default the mode's);
+    per-side lists of summaries."""
     runs = {subject[0]: [], baseline[0]: []}
-    for name, proc in _alternating(ctx.mode.rounds, subject, baseline):
+    for name, proc in _alternating(rounds or ctx.mode.rounds, subject, baseline):
         proc.check_alive()
         with cpu_meter({"p": proc}) as cpu:
             summary = wrk(proc.url + WRITE_PATH, ["file", body_path, content_type], seconds=ctx.mode.seconds)

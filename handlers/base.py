@@ -45,6 +45,13 @@ async def find_metric(store, name):
     return metric
 
 
+# What every /v1/* answer carries, and every answer at all (SecurityHeaders).
+API_HEADERS = (("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
+               ("X-Content-Type-Options", "nosniff"))
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                    ("X-Frame-Options", "DENY"))
+
+
 class APIHandler(tornado.web.RequestHandler):
     """Every /v1/* answer is JSON, errors included: {"error": {"code", "message"}}."""
 
@@ -57,9 +64,8 @@ class APIHandler(tornado.web.RequestHandler):
         return self.application.writer
 
     def set_default_headers(self):
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in API_HEADERS:
+            self.set_header(name, value)
 
     def write_json(self, document, status=200):
         self.set_status(status)
@@ -281,9 +287,8 @@ class SecurityHeaders(tornado.web.OutputTransform):
         self.path = request.path
 
     def transform_first_chunk(self, status_code, headers, chunk, finishing):
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
+        for name, value in SECURITY_HEADERS:
+            headers.setdefault(name, value)
         if headers.get("Content-Type", "").startswith("text/html") and not self.path.startswith("/demo"):
             headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return status_code, headers, chunk

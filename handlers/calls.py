@@ -5,7 +5,7 @@ import time
 
 import tornado.web
 
-from rtcscope.dimensions.peer import peers_dimensions
+from rtcscope.dimensions.peer import peers_dimensions, people_values
 from rtcscope.live import fleet
 from rtcscope.live.activity import CLOCK_SLACK_MS
 from rtcscope.storage.schema import IDENTIFIER_CHARS, IDENTIFIER_MAX, NOT_IDENTIFIER_RE
@@ -104,8 +104,9 @@ class CallsHandler(APIHandler):
         return filters
 
     async def matching_calls(self, filters, listed):
-        """The calls one of whose peers has every filter's value: the live peers as the
-        detector knows them now, the ended calls' peers as rtc_dimensions last had them."""
+        """The calls one of whose people (a client and the media server's view of it are one,
+        with the dimensions of both) has every filter's value: the live people as the detector
+        knows them now, the ended calls' as rtc_dimensions last had their peers."""
         wanted = filters.items()
         matching = {call for call, _peer, values, _verdict, _mos in self.application.detector.live_peers()
                     if wanted <= values.items()}
@@ -114,7 +115,7 @@ class CallsHandler(APIHandler):
             start = min(ended.values()) - self.application.config.max_skew * 1000
             stored = await self.store.dimension_points(start, int(time.time() * 1000) + CLOCK_SLACK_MS)
             matching.update(call for call, points in stored.items() if call in ended and any(
-                wanted <= values.items() for values in peers_dimensions(points)[0].values()))
+                wanted <= values.items() for values in people_values(peers_dimensions(points)[0]).values()))
         return matching
 
     def quality_document(self, found, qualities):

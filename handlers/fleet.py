@@ -71,9 +71,9 @@ class DiagnosisHandler(APIHandler):
 
     @property
     def live(self):
-        """(the detector's tick, its live peers): what the live answers are of."""
+        """(the detector's tick, its live people): what the live answers are of."""
         detector = self.application.detector
-        return detector.ticks, detector.live_peers
+        return detector.ticks, detector.live_people
 
 
 class BreakdownHandler(DiagnosisHandler):

@@ -1,18 +1,109 @@
-"""POST /v1/stats/write/: every client format, validated whole, then buffered."""
+"""POST /v1/stats/write/: every client format, validated whole, then buffered.
+
+A post that is stored is answered by `StoredWrite`, below tornado's RequestHandler;
+every other answer (a refusal of any kind, OPTIONS, a body that is too large or
+streamed without a length, --wal-fsync=always) by `WriteHandler`. The rules
+(`store`, the headers, the answer) are one implementation that both use.
+"""
+import functools
+import logging
 import time
 
+import orjson
+import tornado
 import tornado.web
+from tornado import httputil
+from tornado.log import access_log
 
 from rtcscope.ingest.formats import IngestError, parse
 
-from .base import APIHandler, client_dimensions, ingest_client, ingest_key_refusal
+from .base import API_HEADERS, SECURITY_HEADERS, APIHandler, client_dimensions, ingest_client, ingest_key_refusal
 
+WRITE_PATHS = frozenset({"/v1/stats/write", "/v1/stats/write/"})
 REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
     "wal_full": "the write-ahead log is full (InfluxDB is slow or down); retry later",
     "buffer_full": "the write buffer is full; retry later",
     "wal_unavailable": "the write-ahead log could not be synced; retry later",
 }
+SERVER_HEADER = ("Server", f"TornadoServer/{tornado.version}")  # what RequestHandler sends
+OK = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+
+
+@functools.lru_cache(maxsize=2)
+def http_date(second):
+    """The Date header for a Unix time in whole seconds: formatting it (email.utils) takes
+    longer than writing all the other headers of an answer, so once a second."""
+    return httputil.format_timestamp(second)
+
+
+def cors_headers(allowed, origin):
+    """An ingest answer's CORS headers, for the allow-list `allowed` (--cors-origins) and the
+    request's Origin. Clients on other origins must read Retry-After to back off as told."""
+    if "*" in allowed:
+        headers = [("Access-Control-Allow-Origin", "*")]
+    elif origin in allowed:
+        headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    else:
+        headers = []
+    headers.append(("Access-Control-Expose-Headers", "Retry-After"))
+    return headers
+
+
+def origin_refusal(allowed, origin):
+    """With an allow-list, a browser on another origin may not post at all:
+    sendBeacon's text/plain posts need no preflight, so CORS alone would
+    let them through."""
+    if "*" in allowed or origin is None or origin in allowed:
+        return None
+    return 403, "origin_not_allowed", f"origin {origin[:100]} may not post stats here"
+
+
+def parse_post(handler, body, now_ns):
+    """A post's points (a formats.Parsed), its peers' dimensions with them; IngestError for a body to
+    refuse. `handler`: a WriteHandler or a StoredWrite (its application and request)."""
+    precision = handler.request.query_arguments.get("precision", (b"ns",))
+    if len(precision) > 1:
+        raise IngestError("parameter precision given more than once")
+    application = handler.application
+    return parse(body, now_ns, application.ingest_limits, precision[0].decode("utf-8", "replace").strip(),
+                 application.dimensions, client_dimensions(handler))
+
+
+def store(handler, body, parse_body, max_calls=None):
+    """Parse, admit and log one request's body: (its Parsed, None) once its points are in the
+    write-ahead log, else (None, (status, code, message, headers)) with nothing of it stored.
+    `parse_body(body, now_ns)` reads the format."""
+    application, request = handler.application, handler.request
+    now_ns = time.time_ns() // 1000 * 1000
+    try:
+        parsed = parse_body(body, now_ns)
+    except IngestError as exc:
+        return None, (exc.status, exc.code, exc.message, {})
+    refusal = application.admission.admit(ingest_client(request), parsed.calls, max_calls)
+    if refusal:
+        application.ingest_limits.feed.forget(parsed.sent_dimensions)
+        return None, (refusal.status, refusal.code, refusal.message,
+                      {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {})
+    writer = application.writer
+    if not writer.submit(parsed.lines):
+        application.ingest_limits.feed.forget(parsed.sent_dimensions)
+        return None, (503, writer.refusal_code, REFUSAL_MESSAGES[writer.refusal_code],
+                      {"Retry_After": str(max(1, round(application.config.flush_interval * 2)))})
+    return parsed, None
+
+
+def count(telemetry, parsed):
+    for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
+                            ("rtcscope_values_dropped_total", parsed.dropped),
+                            ("rtcscope_samples_restamped_total", parsed.restamped)):
+        if amount:  # usually only the first: a counter update costs about a microsecond
+            telemetry.inc(counter, amount)
+
+
+def stored_answer(parsed):
+    return {"success": True, "accepted": parsed.accepted, "dropped": parsed.dropped,
+            "restamped": parsed.restamped, "events": parsed.events}
 
 
 @tornado.web.stream_request_body
@@ -22,22 +113,17 @@ class WriteHandler(APIHandler):
     quiet_success = True  # no access-log line per accepted post (see Application.log_request)
     max_calls = None  # calls one request may hold: --max-calls-per-request
 
-    def initialize(self):
+    def initialize(self, refusal=None):
+        """`refusal`: what `store` answered StoredWrite, for this handler to send."""
         self._chunks = []
         self._size = 0
         self._too_large = False
+        self._refusal = refusal
 
     def set_default_headers(self):
         super().set_default_headers()
-        allowed = self.application.config.cors_origins
-        origin = self.request.headers.get("Origin")
-        if "*" in allowed:
-            self.set_header("Access-Control-Allow-Origin", "*")
-        elif origin in allowed:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Vary", "Origin")
-        # Clients on other origins must read Retry-After to back off as told.
-        self.set_header("Access-Control-Expose-Headers", "Retry-After")
+        for name, value in cors_headers(self.application.config.cors_origins, self.request.headers.get("Origin")):
+            self.set_header(name, value)
 
     def prepare(self):
         """Keys and origin are checked before the body is read: a refused
@@ -74,14 +160,7 @@ class WriteHandler(APIHandler):
         return ingest_key_refusal(self.application, self.request)
 
     def origin_refusal(self):
-        """With an allow-list, a browser on another origin may not post at all:
-        sendBeacon's text/plain posts need no preflight, so CORS alone would
-        let them through."""
-        allowed = self.application.config.cors_origins
-        origin = self.request.headers.get("Origin")
-        if "*" in allowed or origin is None or origin in allowed:
-            return None
-        return 403, "origin_not_allowed", f"origin {origin[:100]} may not post stats here"
+        return origin_refusal(self.application.config.cors_origins, self.request.headers.get("Origin"))
 
     def refuse(self, status, code, message, **headers):
         """Answer an error: nothing of this request is buffered."""
@@ -99,33 +178,21 @@ class WriteHandler(APIHandler):
         self.finish()
 
     def post(self):
-        app = self.application
         if self._too_large:
             return self.fail_too_large()
-        now_ns = time.time_ns() // 1000 * 1000
-        try:
-            parsed = self.parse(b"".join(self._chunks), now_ns)
-        except IngestError as exc:
-            return self.refuse(exc.status, exc.code, exc.message)
-        refusal = app.admission.admit(ingest_client(self.request), parsed.calls, self.max_calls)
+        refusal = self._refusal
+        if refusal is None:
+            parsed, refusal = store(self, b"".join(self._chunks), self.parse, self.max_calls)
         if refusal:
-            app.ingest_limits.feed.forget(parsed.sent_dimensions)
-            retry = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
-            return self.refuse(refusal.status, refusal.code, refusal.message, **retry)
-        if not app.writer.submit(parsed.lines):
-            app.ingest_limits.feed.forget(parsed.sent_dimensions)
-            return self.refuse(503, app.writer.refusal_code, REFUSAL_MESSAGES[app.writer.refusal_code],
-                               Retry_After=str(max(1, round(app.config.flush_interval * 2))))
-        if app.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
+            status, code, message, headers = refusal
+            return self.refuse(status, code, message, **headers)
+        if self.application.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
             return self._answer_when_durable(parsed)
         self._answer(parsed)
 
     def parse(self, body, now_ns):
-        """The request's points (a formats.Parsed), its peers' dimensions with them; IngestError for a body
-        to refuse."""
-        app = self.application
-        return parse(body, now_ns, app.ingest_limits, self.argument("precision", "ns"), app.dimensions,
-                     client_dimensions(self))
+        """The request's points (a formats.Parsed); IngestError for a body to refuse."""
+        return parse_post(self, body, now_ns)
 
     async def _answer_when_durable(self, parsed):
         if not await self.application.writer.durable():
@@ -133,17 +200,101 @@ class WriteHandler(APIHandler):
         self._answer(parsed)
 
     def count(self, parsed):
-        for counter, amount in (("rtcscope_samples_accepted_total", parsed.accepted),
-                                ("rtcscope_values_dropped_total", parsed.dropped),
-                                ("rtcscope_samples_restamped_total", parsed.restamped)):
-            if amount:  # usually only the first: a counter update costs about a microsecond
-                self.application.telemetry.inc(counter, amount)
+        count(self.application.telemetry, parsed)
 
     def _answer(self, parsed):
         self.count(parsed)
-        self.write_json({"success": True, "accepted": parsed.accepted,
-                         "dropped": parsed.dropped, "restamped": parsed.restamped,
-                         "events": parsed.events})
+        self.write_json(stored_answer(parsed))
+
+
+class StoredWrite(httputil.HTTPMessageDelegate):
+    """A post served below RequestHandler, whose per-request machinery (its headers object,
+    output transforms, flush and finish chain, log) cost about as much as everything
+    ingest does with a one-sample post (docs/PERFORMANCE.md). Taken only by posts that
+    `stored_write` found eligible; the body is read whole, then `store`d: stored, the 200
+    is written here, with the headers WriteHandler would send; refused, the request goes
+    on to WriteHandler with the refusal to answer."""
+
+    __slots__ = ("application", "request", "start_line", "chunks")
+
+    def __init__(self, application, request):
+        self.application = application
+        self.request = request
+        self.start_line = None
+        self.chunks = []
+
+    def headers_received(self, start_line, headers):
+        self.start_line = start_line
+        # Tornado would time the body with a Task and a timer of its own; `close_stalled_posts`
+        # keeps the same deadline (--client-timeout) with one sweep for every post.
+        self.request.connection.set_body_timeout(None)
+        self.application.posts_reading[self] = time.monotonic()
+
+    def data_received(self, chunk):
+        self.chunks.append(chunk)
+
+    def on_connection_close(self):
+        self.application.posts_reading.pop(self, None)
+        self.chunks = None
+
+    def parse(self, body, now_ns):
+        return parse_post(self, body, now_ns)
+
+    def finish(self):
+        application, request = self.application, self.request
+        del application.posts_reading[self]
+        try:
+            parsed, refusal = store(self, b"".join(self.chunks), self.parse)
+        except Exception:  # a fault of the server's own, before anything was stored: WriteHandler meets it
+            return self.hand_over(None)  # again and answers 500, as for any handler
+        if refusal is not None:
+            return self.hand_over(refusal)
+        count(application.telemetry, parsed)
+        application.count_request(WriteHandler.__name__, 200)
+        body = orjson.dumps(stored_answer(parsed))
+        headers = httputil.HTTPHeaders()
+        # Later ones win, as in WriteHandler's answer, where SecurityHeaders only adds what is missing.
+        for name, value in (*SECURITY_HEADERS, SERVER_HEADER, ("Date", http_date(int(time.time()))),
+                            *API_HEADERS, *cors_headers(application.config.cors_origins, request.headers.get("Origin")),
+                            ("Content-Length", str(len(body)))):
+            headers[name] = value
+        request.connection.write_headers(OK, headers, body)
+        request.connection.finish()
+
+    def hand_over(self, refusal):
+        """The request goes on to WriteHandler, which answers `refusal` (None: it stores the body itself)."""
+        handler = self.application.get_handler_delegate(self.request, WriteHandler, {"refusal": refusal})
+        handler.headers_received(self.start_line, self.request.headers)
+        if refusal is None:
+            handler.data_received(b"".join(self.chunks))
+        handler.finish()
+
+
+def close_stalled_posts(application, timeout):
+    """Hang up on stored posts whose body has not all come within `timeout` s (--client-timeout),
+    as Tornado does with the bodies it times: the oldest are first in `posts_reading`."""
+    reading, stalled_since = application.posts_reading, time.monotonic() - timeout
+    for post, since in list(reading.items()):
+        if since > stalled_since:
+            return
+        del reading[post]
+        post.request.connection.close()
+
+
+def stored_write(application, request):
+    """The StoredWrite for a request that can be answered by one, else None (it is routed to
+    WriteHandler): a post with its length given, within --max-body, from an allowed origin with
+    a valid key where keys are needed, and no answer that must wait for the disk (--wal-fsync=always)
+    nor an access-log line (logging at debug level)."""
+    if request.method != "POST" or request.path not in WRITE_PATHS:
+        return None
+    length = request.headers.get("Content-Length")
+    if length is None or not length.isdigit() or int(length) > application.config.max_body or \
+            application.writer.sync_each or access_log.isEnabledFor(logging.DEBUG) or \
+            origin_refusal(application.config.cors_origins, request.headers.get("Origin")) or \
+            ingest_key_refusal(application, request):
+        return None
+    return StoredWrite(application, request)
 
 
 default_handlers = [

@@ -8,7 +8,7 @@ registry for units).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from rtcscope.registry import ICE_STATE_CODES, QUALITY_LIMITATION_CODES
 from rtcscope.storage.schema import SFU_SUFFIX
@@ -115,6 +115,26 @@ def voting_peers(peers: Iterable[str]) -> list[str]:
     peers = list(peers)
     clients = [peer for peer in peers if not peer.endswith(SFU_SUFFIX)]
     return clients or peers
+
+
+def people(peers: Collection[str]) -> tuple[Collection[str], dict[str, str]]:
+    """The people of a call as the fleet's breakdowns count them, and {person: the media
+    server's view of it} of those with one: each voting peer is a person, once; the view of
+    client `P`, `P@janus`, joins it with its dimensions, its figures do not vote. A view of no
+    voting peer (`janus-<handle>` beside clients: maybe one of them, under another name) is
+    no one. Without a view among `peers` (most calls), the people are `peers` themselves."""
+    for peer in peers:
+        if peer.endswith(SFU_SUFFIX):
+            break
+    else:
+        return peers, {}
+    voters = voting_peers(peers)
+    views = {}
+    for peer in voters:
+        view = peer + SFU_SUFFIX
+        if view in peers:
+            views[peer] = view
+    return voters, views
 
 
 def threshold_of(problem: str) -> float:

@@ -9,8 +9,14 @@ def percentile(sorted_values, fraction):
     """Nearest-rank percentile, as InfluxDB's percentile() computes it."""
     if not sorted_values:
         return None
-    rank = max(1, -(-int(fraction * 100) * len(sorted_values) // 100))
+    rank = max(1, nearest_rank(len(sorted_values), fraction))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def nearest_rank(count, fraction):
+    """The 1-based rank of the `fraction` percentile among `count` sorted values (at least 1
+    of them, fraction above 0), as InfluxDB ranks them; `count` may be a numpy array of counts."""
+    return -(-int(fraction * 100) * count // 100)
 
 
 def series_values(metric, rows):

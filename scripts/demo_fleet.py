@@ -263,7 +263,7 @@ class Fleet:
         self.rng = random.Random(args.seed)
         self.calls = []
         self.created = 0
-        self.sent = self.refused = self.ended = 0
+        self.sent = self.refused = self.limited = self.ended = 0
         self.http = AsyncHTTPClient(max_clients=IN_FLIGHT * 2)
         self.url = args.server.rstrip("/") + "/v1/stats/write/"
         self.headers = {"Content-Type": "application/json"}
@@ -297,11 +297,14 @@ class Fleet:
                                   headers={**self.headers, **(headers or {})}, request_timeout=20)
             return True
         except HTTPClientError as exc:
+            if exc.code == 429:
+                self.limited += 1
+                return False
             self.refused += 1
             if exc.code == 503 and exc.response is not None:
                 retry = float(exc.response.headers.get("Retry-After", "2") or 2)
                 self.retry_at = max(self.retry_at, time.time() + min(retry, 30))
-            elif exc.code not in (429, 599):
+            elif exc.code != 599:
                 print(f"refused: {exc.code} {exc.response.body[:200] if exc.response else ''}", file=sys.stderr)
             return False
         except OSError as exc:
@@ -383,7 +386,8 @@ async def run(args):
             last_report = time.monotonic()
             taken = sum(call.admitted for call in fleet.calls)
             print(f"{time.strftime('%H:%M:%S')} {taken} of {len(fleet.calls)} calls live, {fleet.sent} samples sent, "
-                  f"{fleet.ended} calls ended, {fleet.refused} requests refused or deferred", flush=True)
+                  f"{fleet.ended} calls ended, {fleet.limited} requests held back by the new-call limit (their calls "
+                  f"join as it allows), {fleet.refused} refused or deferred", flush=True)
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, args.interval - (time.time() - now)))
         except TimeoutError:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.alerts import ProcessFeeder, cohort_events, cohort_rules, high_rtt_rules
+from tests.support.alerts import ProcessFeeder, cohort_events, cohort_rules, hand_over, high_rtt_rules
 from tests.support.influxd import free_port
 from tests.support.metrics import metric
 from tests.support.processes import ROOT
@@ -59,12 +59,7 @@ def test_two_processes_deliver_each_event_once_and_a_hand_over_carries_the_alert
     feeder = ProcessFeeder([a, b], {"bad": 800.0, "good": 30.0})
     with feeder:
         wait(lambda: receiver.has("bad", "firing"), timeout=30)
-        wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,
-             timeout=30)
-        sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
-        feeder.servers = [other]
-        sender.stop()
-        wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+        other = hand_over(feeder, a, b)
         feeder.rtt["bad"] = 30.0
         wait(lambda: receiver.has("bad", "resolved"), timeout=30)
         time.sleep(2)
@@ -93,12 +88,7 @@ def test_a_cohort_alert_fires_once_and_resolves_once_across_two_processes(server
     feeder = ProcessFeeder([a, b], rtt, tags={**BAD_REGION, **GOOD_REGION})
     with feeder:
         wait(lambda: cohort_events(receiver.alerts(), "eu-bad") == ["firing"], timeout=30)
-        wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1,
-             timeout=30)
-        sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
-        feeder.servers = [other]
-        sender.stop()
-        wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+        other = hand_over(feeder, a, b)
         for call in BAD_REGION:
             feeder.rtt[call] = 30.0
         wait(lambda: cohort_events(receiver.alerts(), "eu-bad") == ["firing", "resolved"], timeout=30)

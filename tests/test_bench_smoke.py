@@ -1,6 +1,7 @@
 """The benchmark harness itself (`make bench` is not part of the test run):
 figures against baselines, the report block in a document, one short wrk run."""
 import json
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,22 @@ def test_the_floor_servers_answer_the_fleet_load_like_the_server(tmp_path):
             assert (summary["errors"], summary["lost"]) == (0, 0), summary
         finally:
             server.stop()
+
+
+def test_the_pinned_version_is_exported_and_a_tarball_says_it_has_none(tmp_path, monkeypatch):
+    """bench/pinned.py runs the pinned commit's own server.py; without git history it skips, saying why."""
+    from bench import pinned
+
+    class Context:
+        work_dir = str(tmp_path)
+
+    tree, missing = pinned.export(Context)
+    if missing and "shallow" in missing:
+        pytest.skip(missing)
+    assert missing is None and os.path.isfile(os.path.join(tree, "server.py"))
+    assert os.path.isfile(os.path.join(tree, "handlers", "ingest.py"))
+    tarball = tmp_path / "tarball"
+    tarball.mkdir()
+    monkeypatch.setattr(harness, "ROOT", str(tarball))
+    Context.work_dir = str(tmp_path / "again")
+    assert pinned.export(Context) == (None, "this checkout has no git history (a tarball?)")

@@ -1,7 +1,7 @@
 """The Grafana provisioning: every InfluxQL query of the dashboards, with
-Grafana's macros filled in, run against a real influxd holding calls written
-through the server, returns the values its panel shows (so a renamed field or
-measurement breaks this test, not an operator's dashboard)."""
+Grafana's macros and variables filled in, run against a real influxd holding
+calls written through the server, returns the values its panel shows (so a
+renamed field, tag or measurement breaks this test, not an operator's dashboard)."""
 import importlib.util
 import json
 import pathlib
@@ -11,9 +11,14 @@ import pytest
 import yaml
 
 from rtcscope import registry
-from rtcscope.storage.schema import RETENTION_POLICY
-from tests.support.api import post
+from rtcscope.dimensions import known_dimensions
+from rtcscope.dimensions.tags import DEFAULT_PEER_TAGS
+from rtcscope.storage.schema import PEER_SUMMARIES_MEASUREMENT, RETENTION_POLICY
+from rtcscope.storage.summaries import peer_summary_line
+from tests.support.api import get, post
+from tests.support.fleets import TURN_2, fleet, relayed_over_tcp_through_turn_2
 from tests.support.influxd import count_points
+from tests.support.samples import now_ms
 from tests.support.waits import eventually
 
 GRAFANA = pathlib.Path(__file__).resolve().parents[1] / "conf" / "grafana"
@@ -35,6 +40,13 @@ SUMMARIES = {"g-a": {"duration_s": 60, "peers": 2, "mos_mean": 4.3, "mos_min": 4
 # The calls stay live through each test: no summary of the detector's joins the ones written here.
 pytestmark = pytest.mark.app_config(call_timeout=120.0)
 COUNTERS = {metric.source_field for metric in registry.all_metrics() if metric.type == registry.COUNTER}
+# The fleet dashboard's breakdown of ended peers by the dimension its variable chooses.
+BREAKDOWN = "Ended peers by $dimension"
+POOR_SHARE_OVER_TIME = "Poor share of ended peers by $dimension"
+# What SPEC §15 names, the default --peer-tags included: the breakdown must offer at least these.
+SPEC_DIMENSIONS = {"browser", "browser_version", "os", "os_version", "candidate_type", "relay_protocol", "turn_server",
+                   "transport", "network_type", "audio_codec", "video_codec", "country", "asn", "app", "emitter",
+                   "region", "app_version", "media_server"}
 
 
 def builder():
@@ -69,11 +81,11 @@ def influxql(document):
     return queries
 
 
-def with_macros(query, start_ms, end_ms, call):
-    """What Grafana sends: its macros and the $call variable replaced."""
+def with_macros(query, start_ms, end_ms, call, dimension):
+    """What Grafana sends: its macros and the $call and $dimension variables replaced."""
     sent = (query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
             .replace("$__interval_ms", str(INTERVAL_S * 1000)).replace("$__interval", f"{INTERVAL_S}s")
-            .replace("$call", call))
+            .replace("$call", call).replace("$dimension", dimension))
     assert "$" not in sent, sent
     return sent
 
@@ -108,11 +120,12 @@ def calls(io_loop, http_client, base_url, app, influxd, database):
     return start_ms
 
 
-def run_all(influxd, database, queries, start_ms, call="g-a"):
+def run_all(influxd, database, queries, start_ms, call="g-a", dimension="browser"):
     """Every query's rows (tags as columns) over the minute of samples up to now (the presence
     points carry the receive time)."""
     end_ms = int(time.time() * 1000) + 1000
-    return {key: influxd.rows(with_macros(query, start_ms, end_ms, call), database) for key, query in queries.items()}
+    return {key: influxd.rows(with_macros(query, start_ms, end_ms, call, dimension), database)
+            for key, query in queries.items()}
 
 
 def full_buckets(rows, start_ms):
@@ -128,7 +141,8 @@ def test_fleet_dashboard_queries_return_the_fleet(calls, influxd, database):
     assert set(results) == {("Live calls", "A"), ("Live peers", "A"), ("Calls sending stats", "A"),
                             ("Round-trip time across calls", "A"), ("Jitter across calls", "A"),
                             ("Loss across calls", "A"), ("Loss across calls", "B"), ("Worst ended calls", "A"),
-                            ("Calls ended per hour", "A"), ("Poor calls per hour", "A"), ("Median MOS per hour", "A")}
+                            ("Calls ended per hour", "A"), ("Poor calls per hour", "A"), ("Median MOS per hour", "A"),
+                            (BREAKDOWN, "A"), (POOR_SHARE_OVER_TIME, "A")}
 
     assert column(results["Live calls", "A"], "count") == [3]
     assert column(results["Live peers", "A"], "count") == [4]
@@ -153,6 +167,81 @@ def test_fleet_dashboard_queries_return_the_fleet(calls, influxd, database):
     assert [(row["calls"], row["minutes"]) for row in hour] == [(3, pytest.approx(150 / 60))]
     assert column(results["Poor calls per hour", "A"], "poor share") == [pytest.approx(1 / 3)]
     assert column(results["Median MOS per hour", "A"], "median MOS") == [3.8]
+    assert results[BREAKDOWN, "A"] == results[POOR_SHARE_OVER_TIME, "A"] == []  # no peer has ended
+
+
+@pytest.fixture
+def ended_peers(io_loop, app, influxd, database):
+    """A fleet's ended peers, 90 % of those relayed over TCP through turn-2 poor, their MOS spread
+    (a median is then not any middle value), and two peers with no dimension and no MOS; half
+    ended six minutes ago, half three: their rtc_peer_summaries points made and written as the
+    detector does (the summary line, the batch writer). [(dimension values, poor, mos, ended ms)]."""
+    first_ms = (now_ms() // 60_000 - 6) * 60_000
+    peers = [(values, verdict == "poor", round(mos + 0.05 * (index % 5), 2)) for index, (_, _, values, verdict, mos)
+             in enumerate(fleet(peers=240, bad=relayed_over_tcp_through_turn_2, seed=3))]
+    peers += [({}, False, None)] * 2
+    ended = [(values, poor, mos, first_ms + 180_000 * (index % 2)) for index, (values, poor, mos) in enumerate(peers)]
+    lines = [peer_summary_line(f"e-{index // 2}", f"p-{index % 2}", values,
+                               {"duration_s": 60.0, "poor": float(poor), **({} if mos is None else {"mos_mean": mos})},
+                               ended_ms)
+             for index, (values, poor, mos, ended_ms) in enumerate(ended)]
+
+    async def write():
+        assert app.writer.submit(lines)
+        await eventually(lambda: count_points(influxd, database, PEER_SUMMARIES_MEASUREMENT, field="poor") == len(lines))
+
+    io_loop.run_sync(write, timeout=30)
+    return ended
+
+
+def by_hand(ended, dimension, key=lambda ended_ms: None):
+    """{(value, key(end)): (peers, poor peers, poor share, median MOS by nearest rank)}; "": without the dimension."""
+    groups = {}
+    for values, poor, mos, ended_ms in ended:
+        groups.setdefault((values.get(dimension, ""), key(ended_ms)), []).append((poor, mos))
+    counted = {}
+    for group, peers in groups.items():
+        poor, scores = sum(poor for poor, _ in peers), sorted(mos for _, mos in peers if mos is not None)
+        counted[group] = (len(peers), poor, round(poor / len(peers), 6), scores[(len(scores) + 1) // 2 - 1] if scores else None)
+    return counted
+
+
+def test_fleet_dashboard_breaks_ended_peers_down_by_every_dimension(ended_peers, influxd, database, io_loop,
+                                                                     http_client, base_url):
+    document = dashboard("rtcscope-fleet.json")
+    (variable,) = [variable for variable in document["templating"]["list"] if variable["name"] == "dimension"]
+    offered = [option["value"] for option in variable["options"]]
+    assert variable["query"].split(",") == offered == list(known_dimensions(DEFAULT_PEER_TAGS))
+    assert set(offered) >= SPEC_DIMENSIONS and variable["current"]["value"] in offered
+    queries = influxql(document)
+    queries = {key: queries[key] for key in ((BREAKDOWN, "A"), (POOR_SHARE_OVER_TIME, "A"))}
+    panels = {panel["title"]: panel for panel in document["panels"]}
+    (sort,) = panels[BREAKDOWN]["options"]["sortBy"]
+    (alias,) = [target["alias"] for target in panels[POOR_SHARE_OVER_TIME]["targets"]]
+    start_ms = ended_peers[0][3] - 60_000
+
+    for dimension in offered:
+        results = run_all(influxd, database, queries, start_ms, dimension=dimension)
+        table = {(row[dimension], None): (row["ended peers"], row["poor peers"], round(row["poor share"], 6),
+                                          row["median MOS"]) for row in results[BREAKDOWN, "A"]}
+        assert table == by_hand(ended_peers, dimension), dimension
+        over_time = {(row[dimension], row["time"]): round(row["poor share"], 6)
+                     for row in results[POOR_SHARE_OVER_TIME, "A"]}
+        assert over_time == {group: counted[2] for group, counted in
+                             by_hand(ended_peers, dimension, key=lambda ended_ms: ended_ms).items()}, dimension
+        assert alias.replace("${dimension}", dimension) == f"$tag_{dimension}"  # a line per value, named by it
+
+        # The server's own breakdown of the same hour says the same.
+        status, body, _ = io_loop.run_sync(
+            lambda: get(http_client, f"{base_url}/v1/fleet/breakdown/?by={dimension}&state=ended&duration=1h"))
+        assert status == 200, body
+        assert {(found["value"] or "", None): (found["peers"], found["poor"], found["poor_share"], found["mos_p50"])
+                for found in body["values"]} == {group: (peers, poor, round(share, 4), mos)
+                                                 for group, (peers, poor, share, mos) in table.items()}, dimension
+
+        if dimension == "turn_server":  # the table's first row, as it sorts: the bad cohort
+            top = sorted(results[BREAKDOWN, "A"], key=lambda row: row[sort["displayName"]], reverse=sort["desc"])[0]
+            assert top["turn_server"] == TURN_2 and top["poor share"] > 0.5, top
 
 
 def expected_by_peer(metric):
@@ -203,7 +292,7 @@ def test_provisioning_points_grafana_at_the_database_and_the_dashboards():
         document = dashboard(name)
         targets = [target for panel in document["panels"] for target in panel["targets"]]
         sources = [panel["datasource"] for panel in document["panels"]] + [t["datasource"] for t in targets] + \
-            [variable["datasource"] for variable in document["templating"]["list"]]
+            [variable["datasource"] for variable in document["templating"]["list"] if variable["type"] == "query"]
         assert {(s["type"], s["uid"]) for s in sources} == {("influxdb", source["uid"])}
         # Queries name the retention policy the server writes to, not whatever the database's default is.
         for query in influxql(document).values():

@@ -9,6 +9,7 @@ from tornado.websocket import websocket_connect
 
 from tests.support.api import get, post
 from tests.support.browser import WAIT_MS, browser_page, wait_for_text
+from tests.support.janus import posts
 from tests.support.samples import now_ms
 from tests.support.waits import eventually
 
@@ -95,6 +96,46 @@ async def test_call_page_summary_quality_and_end_while_open(http_client, base_ur
         await write(http_client, base_url, {"call": "page-call", "event": "end"})
         await wait_for_text(page, "#call-state", "ended")
         assert len(page.loads) == 1
+
+
+def janus_view_of_alice(now_us):
+    """What Janus posted of alice in the echotest capture (call c-1), up to before her hang-up, moved to end now."""
+    events = [event for body in posts("echotest") for event in json.loads(body) if event.get("opaque_id") == "c-1/alice"]
+    events = [event for event in events if not (event["type"] == 2 and event["event"]["name"] == "detached")
+              and event["event"].get("connection") != "hangup"]
+    last = max(event["timestamp"] for event in events)
+    return [{**event, "timestamp": event["timestamp"] - last + now_us} for event in events]
+
+
+@pytest.mark.browser
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.app_config(call_timeout=60.0)
+async def test_call_page_names_a_peers_client_and_sfu_views_alike_everywhere(http_client, base_url, app):
+    """§16: a peer's own getStats() is its "client" view, alice@janus its "SFU · Janus" view, in the peers' table,
+    the cards and every graph's legend; a peer without an SFU view is named alone; the media server once."""
+    start = now_ms() - 20_000
+    times = [start + i * 1000 for i in range(21)]
+    await write(http_client, base_url, samples("c-1", times) + samples("c-1", times, rtt=90.0, peer="bob"))
+    status, result, _ = await post(http_client, base_url + "/v1/integrations/janus/", janus_view_of_alice(now_ms() * 1000))
+    assert status == 200 and result["accepted"] > 0, result
+    expected = {"alice": ["alice", "client"], "alice@janus": ["alice", "SFU · Janus"], "bob": ["bob", None]}
+    names = "items => items.map((item) => [item.dataset.series || item.dataset.peer, item.querySelector('.peer-name, " \
+            ".legend-label').firstChild.textContent, (item.querySelector('.view-label') || {}).textContent || null])"
+    async with browser_page() as page:
+        await page.goto(base_url + "/calls/c-1/")
+        await page.wait_for_selector("#peer-quality tbody tr:nth-child(3)", timeout=WAIT_MS)
+        await page.wait_for_function("() => document.querySelectorAll('.chart-body[data-metric=\"rtt\"] .legend-item')"
+                                     ".length === 3", timeout=WAIT_MS)
+        table = await page.eval_on_selector_all("#peer-quality tbody tr", names)
+        cards = await page.eval_on_selector_all("#peer-dims .peer-card", names)
+        legend = await page.eval_on_selector_all('.chart-body[data-metric="rtt"] .legend-item', names)
+        for shown in (table, cards, legend):
+            assert {peer: [name, label] for peer, name, label in shown} == expected
+        assert [peer for peer, _, _ in table].index("alice@janus") == [peer for peer, _, _ in table].index("alice") + 1
+        media_server = await page.eval_on_selector_all("#peer-dims dd[data-line='emitter']",
+                                                       "dds => dds.map((dd) => dd.closest('.peer-card').dataset.peer)")
+        assert media_server == ["alice@janus"]  # not a dash on every client's card
+        assert await page.text_content("#peer-dims .peer-card[data-peer='alice@janus'] dd[data-line='emitter']") == "janus-test"
 
 
 @pytest.mark.browser

@@ -13,6 +13,7 @@ from rtcscope.quality import (
     estimate_mos,
     find_problems,
     mos_timeline,
+    people,
     problem_mask,
     summarize_quality,
     voting_peers,
@@ -221,3 +222,13 @@ def test_a_media_servers_view_votes_only_without_clients():
     found = summarize_quality(client, view)
     assert found["mos"] == pytest.approx(estimate_mos(40, None, None))
     assert [p["problem"] for p in found["problems"]] == ["ice_failed"]  # not the view's high_rtt
+
+
+def test_a_client_and_the_media_servers_view_of_it_are_one_person():
+    assert people(["alice", "bob"]) == (["alice", "bob"], {})
+    assert people(["alice", "alice@janus", "bob"]) == (["alice", "bob"], {"alice": "alice@janus"})
+    # A view of no client (its opaque id named the call alone) may be one of the clients: no one.
+    assert people(["alice", "bob", "janus-7@janus"]) == (["alice", "bob"], {})
+    # Without clients, the views are the people, as they are the call's voters.
+    assert people(["carol@janus", "janus-7@janus"]) == (["carol@janus", "janus-7@janus"], {})
+    assert people([]) == ([], {})

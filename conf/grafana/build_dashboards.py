@@ -3,8 +3,9 @@
     .venv/bin/python conf/grafana/build_dashboards.py
 
 The call dashboard has a panel for every registry metric, with its unit, its
-scale and, for counters, the per-second rate the server's own pages show;
-tests/test_grafana.py checks that the committed files are this script's
+scale and, for counters, the per-second rate the server's own pages show; the
+fleet dashboard's breakdown offers every dimension the server knows with its
+default --peer-tags (rtcscope.dimensions); tests/test_grafana.py checks that the committed files are this script's
 output and runs every query they hold against a real InfluxDB.
 """
 import json
@@ -14,14 +15,23 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
+from rtcscope.dimensions import known_dimensions  # noqa: E402
+from rtcscope.dimensions.tags import DEFAULT_PEER_TAGS  # noqa: E402
 from rtcscope.registry import COUNTER, all_metrics  # noqa: E402
-from rtcscope.storage.schema import MEASUREMENT, PRESENCE_MEASUREMENT, RETENTION_POLICY, SUMMARIES_MEASUREMENT  # noqa: E402
+from rtcscope.storage.schema import (  # noqa: E402
+    MEASUREMENT,
+    PEER_SUMMARIES_MEASUREMENT,
+    PRESENCE_MEASUREMENT,
+    RETENTION_POLICY,
+    SUMMARIES_MEASUREMENT,
+)
 
 OUT = os.path.join(HERE, "provisioning", "dashboards")
 DATASOURCE = {"type": "influxdb", "uid": "rtcscope-influxdb"}
 STATS = f'"{RETENTION_POLICY}"."{MEASUREMENT}"'
 PRESENCE = f'"{RETENTION_POLICY}"."{PRESENCE_MEASUREMENT}"'
 SUMMARIES = f'"{RETENTION_POLICY}"."{SUMMARIES_MEASUREMENT}"'
+PEER_SUMMARIES = f'"{RETENTION_POLICY}"."{PEER_SUMMARIES_MEASUREMENT}"'
 THIS_CALL = '"call" = \'$call\' AND $timeFilter'
 # The --call-timeout default: a call that sent nothing for this long is over.
 LIVE = "time > now() - 15s"
@@ -42,7 +52,13 @@ def target(query, ref="A", alias="", table=False):
 def panel(title, kind, targets, x, y, w=12, h=8, unit="short", description="", **options):
     return {"type": kind, "title": title, "description": description, "datasource": DATASOURCE,
             "gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": options.pop("overrides", [])}, **options}
+            "fieldConfig": {"defaults": {"unit": unit, **options.pop("defaults", {})},
+                            "overrides": options.pop("overrides", [])}, **options}
+
+
+def override(name, **properties):
+    return {"matcher": {"id": "byName", "options": name},
+            "properties": [{"id": key, "value": value} for key, value in properties.items()]}
 
 
 def dashboard(uid, title, description, panels, templating=(), time_from="now-1h"):
@@ -61,6 +77,39 @@ def across_calls(field):
     per_call = f'SELECT max("v") AS "v" FROM ({per_peer}) WHERE $timeFilter GROUP BY time($__interval), "call"'
     return (f'SELECT percentile("v", 50) AS "p50", percentile("v", 95) AS "p95" FROM ({per_call}) '
             f'WHERE $timeFilter GROUP BY time($__interval) fill(none)')
+
+
+def dimension_variable():
+    """The breakdown's dimension: every name a server with the default --peer-tags knows."""
+    names = known_dimensions(DEFAULT_PEER_TAGS)
+    return {"name": "dimension", "label": "breakdown by", "type": "custom", "query": ",".join(names),
+            "options": [{"text": name, "value": name, "selected": name == names[0]} for name in names],
+            "current": {"text": names[0], "value": names[0], "selected": True}, "multi": False, "includeAll": False,
+            "description": "A tag of rtc_peer_summaries: a dimension of the peers (docs/diagnosis.md)."}
+
+
+def breakdown(y):
+    """Ended peers per value of the chosen dimension (rtc_peer_summaries, one point per ended peer, its
+    dimensions as tags), as the server's GET /v1/fleet/breakdown/?state=ended counts them."""
+    by_value = f'FROM {PEER_SUMMARIES} WHERE $timeFilter GROUP BY'
+    return [
+        panel("Ended peers by $dimension", "table", [target(
+            f'SELECT count("poor") AS "ended peers", sum("poor") AS "poor peers", mean("poor") AS "poor share", '
+            f'percentile("mos_mean", 50) AS "median MOS" {by_value} "$dimension"', table=True)], 0, y, h=10,
+            description="Peers that ended in the range, per value of the chosen dimension, most poor peers first "
+                        "((none): the peers without it); a peer is poor when its mean MOS over its call is.",
+            defaults={"mappings": [{"type": "special", "options": {"match": "empty", "result": {"text": "(none)"}}}]},
+            options={"sortBy": [{"displayName": "poor peers", "desc": True}], "showHeader": True},
+            transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
+            overrides=[override("poor share", unit="percentunit", min=0, max=1,
+                                **{"custom.cellOptions": {"type": "gauge", "mode": "basic"}}),
+                       override("median MOS", unit="none", decimals=2)]),
+        panel("Poor share of ended peers by $dimension", "timeseries", [target(
+            f'SELECT mean("poor") AS "poor share" {by_value} time($__interval), "$dimension" fill(none)',
+            alias="$tag_${dimension}")], 12, y, h=10, unit="percentunit", interval="5m",
+            description="Of the peers that ended in each interval, the share whose verdict was poor, a line per value.",
+            defaults={"min": 0, "max": 1}),
+    ]
 
 
 def fleet():
@@ -108,10 +157,11 @@ def fleet():
         panel("Median MOS per hour", "timeseries", [target(
             f'SELECT percentile("mos_mean", 50) AS "median MOS" FROM {SUMMARIES} {per_hour}', alias="$col")],
             16, 20, w=8, unit="none", timeFrom="24h", description="Of the calls ended in the hour (their mean MOS)."),
+        *breakdown(28),
     ]
     return dashboard("rtcscope-fleet", "rtcscope — fleet",
-                     "Every call together: live calls, quality percentiles across calls, and the history of ended calls.",
-                     panels)
+                     "Every call together: live calls, quality percentiles across calls, the history of ended calls "
+                     "and their peers by dimension.", panels, templating=[dimension_variable()])
 
 
 def metric_query(metric):

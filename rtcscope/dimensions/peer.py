@@ -3,6 +3,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..quality import people
 from . import OTHER
 
 # Changes kept per peer, the newest: a peer flapping between two networks stays small.
@@ -32,15 +33,20 @@ class Dimensions:
     route went direct has no TURN server). A value that replaces or removes
     a known one is a `Change`, kept with its time, so the call page can say
     "network_type wifi → cellular at 12:03". Data older than the newest
-    applied (a resent report) only fills what is not known yet.
+    applied (a resent report) only fills what is not known yet. `version`
+    counts the updates that changed the values, so a reader keeps what it
+    derives from them until the next one, in `derived` (the live diagnosis's
+    codes of them: rtcscope/diagnosis/columns.py).
     """
 
-    __slots__ = ("values", "changes", "updated_ms")
+    __slots__ = ("values", "changes", "updated_ms", "version", "derived")
 
     def __init__(self):
         self.values: dict[str, str] = {}
         self.changes: list[Change] = []
         self.updated_ms = float("-inf")
+        self.version = 0
+        self.derived = None
 
     def update(self, new: Mapping[str, str | None], at_ms: float) -> bool:
         """Apply `new` as of `at_ms`; True when a value changed."""
@@ -50,8 +56,11 @@ class Dimensions:
             return False
         if at_ms < self.updated_ms:
             learnt = {name: value for name, value in new.items() if value is not None and name not in values}
+            if not learnt:
+                return False
             values.update(learnt)
-            return bool(learnt)
+            self.version += 1
+            return True
         self.updated_ms = at_ms
         changed = False
         for name, value in new.items():
@@ -67,10 +76,26 @@ class Dimensions:
                 self.changes.append(Change(at_ms, name, old, value))
         if len(self.changes) > MAX_CHANGES:
             del self.changes[:-MAX_CHANGES]
+        self.version += changed
         return changed
 
     def as_json(self) -> dict[str, str]:
         return dict(self.values)
+
+
+def person_values(values, view_values):
+    """A person's dimension values (quality.people): its client's, and what only the media
+    server's view of it knows (its `emitter`); the client's where both have a name. Either
+    may be None; with one of them alone, its own dict: read it, never change it."""
+    if not view_values:
+        return {} if values is None else values
+    return {**view_values, **values} if values else view_values
+
+
+def people_values(values_of):
+    """{person: dimension values} of one call's peers' values {peer: {name: value}}."""
+    persons, views = people(values_of)
+    return {peer: person_values(values_of.get(peer), values_of.get(views.get(peer))) for peer in persons}
 
 
 def peers_dimensions(points) -> tuple[dict, list]:

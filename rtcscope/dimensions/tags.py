@@ -24,9 +24,16 @@ DEFAULT_PEER_TAGS = ("region", "app_version", "media_server")
 MAX_VALUE = 64
 VALUE_RE = re.compile(f"[{IDENTIFIER_CHARS}]{{1,{MAX_VALUE}}}")
 VALUE_RULE = f"1-{MAX_VALUE} characters of [{IDENTIFIER_CHARS}]"
-# Query arguments of the APIs that filter by dimension: a tag under one of these names could not be filtered on.
-RESERVED_NAMES = frozenset({"by", "call", "cursor", "duration", "end", "key", "kind", "limit", "metric", "peer",
-                            "q", "since", "sort", "start", "state", "token", "value"})
+# A dimension is a query argument where the live list is filtered by it (GET /v1/calls/ and the
+# dashboard, which keeps its filters in its URL): a tag cannot take a name these already have.
+# Every query argument the server reads (handlers/: the HTTP and websocket APIs and rtcstats' URL)...
+API_ARGUMENTS = frozenset({"band", "bucket", "by", "call", "cursor", "dimension", "duration", "end", "isReconnect",
+                           "key", "limit", "metric", "peer", "precision", "q", "scope", "since", "sort", "start",
+                           "state", "statsSessionId", "token", "type"})
+# ...and every one the pages' scripts keep in, or read from, their own URLs (static/).
+PAGE_ARGUMENTS = frozenset({"by", "end", "key", "metrics", "order", "q", "range", "since", "start"})
+# tests/dimensions/test_reserved_names.py reads the handlers and the scripts for the names they use.
+RESERVED_NAMES = API_ARGUMENTS | PAGE_ARGUMENTS
 QUERY_PREFIX = "tag."
 # Values that passed: every request of a peer repeats its tags. Bounded (cleared when full).
 _VALID_VALUES_LIMIT = 10_000

@@ -20,7 +20,7 @@ import ujson
 
 from .. import registry
 from ..storage.feed import Feed
-from ..storage.lines import Points, encode_fields
+from ..storage.lines import SERIES_PREFIXES_LIMIT, Points, encode_fields
 from ..storage.schema import (
     CLIENT_END_DETAILS,
     FIELD_RE,
@@ -87,11 +87,13 @@ _NO_DIMENSIONS = {}
 class _Collector(Points):
     """One request's validated samples and ends as points, with its counters and limits."""
 
-    def __init__(self, now_ns, limits, prefixes=None, extractor=None, client=None):
-        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next;
+    def __init__(self, now_ns, limits, prefixes=None, extractor=None, client=None,
+                 prefixes_limit=SERIES_PREFIXES_LIMIT):
+        """`prefixes`: a connection's table of series prefixes, kept from one frame to the next
+        (at most `prefixes_limit`);
         `extractor` (dimensions.extract.Extractor; None: no dimensions) reads the peers'
         dimensions, `client` those the request's User-Agent and address tell of every peer."""
-        Points.__init__(self, now_ns, limits.feed, prefixes)
+        Points.__init__(self, now_ns, limits.feed, prefixes, prefixes_limit)
         self.limits = limits
         self.result = Parsed(self.lines, self.calls, self.sent_dimensions)
         self._stamp = 0

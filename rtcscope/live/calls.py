@@ -25,6 +25,8 @@ class CallState:
     end_detail: str | None = None  # with "explicit": what the client said (pagehide, stop, leave) or closed (rtcstats)
     peer_ends: dict = field(default_factory=dict)  # peer -> (ended at, end reason) of the peers that ended
     recv: int = 0  # when its latest presence point was received (ms): what a look-back window selects it by
+    # quality.people of its live peers, worked out once per state by the first read of the live people
+    people: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def span_seconds(self):

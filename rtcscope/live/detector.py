@@ -16,8 +16,8 @@ import asyncio
 import logging
 import time
 
-from ..dimensions.peer import DEFAULT_MAX_VALUES
-from ..quality import verdict_of
+from ..dimensions.peer import DEFAULT_MAX_VALUES, person_values
+from ..quality import people, verdict_of
 from ..storage.schema import SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
@@ -126,25 +126,38 @@ class CallDetector:
     def live_calls(self):
         return sorted(call for call, state in (self.calls or {}).items() if state.state == "live")
 
-    def live_peers(self):
-        """(call, peer, dimension values, verdict, mos) of every live peer as of the last tick:
-        what breakdowns, explanations and cohort alerts read. The values are the detector's
-        own dict (read, never change it); the verdict is that of the peer's MOS over the
-        quality window ("unknown" without one)."""
+    def live_people(self):
+        """(call, peer, dimensions, view dimensions, mos) of every live person as of the last
+        tick (quality.people: a client and the media server's view of it are one person, the
+        client's MOS its own): what breakdowns, explanations, cohort alerts and dimension
+        filters read. The two are the detector's dimensions.peer.Dimensions of the peer and
+        of its view (None: not known; read, never change them); the MOS is the peer's over
+        the quality window (None without one)."""
         dimensions, qualities, nothing = self.dimensions, self.qualities, {}
         for call, state in (self.calls or {}).items():
             if state.state != "live":
                 continue
             found = qualities.get(call)
             windows = found.peers if found is not None else nothing
-            ended = state.peer_ends
-            for peer in state.peers:
-                if peer in ended:
-                    continue
+            found_people = state.people
+            if found_people is None:
+                ended = state.peer_ends
+                found_people = state.people = people([peer for peer in state.peers if peer not in ended]
+                                                     if ended else state.peers)
+            persons, views = found_people
+            for peer in persons:
                 window = windows.get(peer)
-                mos = window.get("mos") if window is not None else None
-                known = dimensions.get((call, peer))
-                yield call, peer, known.values if known is not None else nothing, verdict_of(mos) or "unknown", mos
+                view = views.get(peer) if views else None
+                yield (call, peer, dimensions.get((call, peer)), None if view is None else dimensions.get((call, view)),
+                       None if window is None else window.get("mos"))
+
+    def live_peers(self):
+        """(call, peer, dimension values, verdict, mos) of every live person (live_people), its
+        values its client's and its view's together (dimensions.peer.person_values); the
+        verdict that of its MOS ("unknown" without one)."""
+        for call, peer, known, view, mos in self.live_people():
+            yield (call, peer, person_values(None if known is None else known.values, None if view is None else view.values),
+                   verdict_of(mos) or "unknown", mos)
 
     def _dimensions_of(self, call):
         """{peer: dimension values} of a call's peers the detector knows."""

@@ -1,13 +1,15 @@
 """Call summaries: each call the detector saw end gets one rtc_call_summaries point, 5 s
 after its end, written in the background (at most 50 per round), and its summary quality
-goes into the ended-call index; each of its peers gets one rtc_peer_summaries point, its
-dimensions (as the detector knew them when the call ended) as tags. Every process
-summarises each call from the same rows with the same queries, so they all write the same
-points, which InfluxDB keeps once (docs/live.md, "History")."""
+goes into the ended-call index; each of its people (a client and the media server's view of
+it are one) gets one rtc_peer_summaries point, its dimensions (as the detector knew them when
+the call ended) as tags. Every process summarises each call from the same rows with the same
+queries, so they all write the same points, which InfluxDB keeps once (docs/live.md,
+"History")."""
 import asyncio
 import logging
 
 from .. import quality
+from ..dimensions.peer import person_values
 from ..storage.store import StoreError
 from ..storage.summaries import peer_summary_line, summary_line
 from ..summary import history_fields, load_summary
@@ -104,22 +106,25 @@ class Summaries:
 
     @staticmethod
     def _peer_lines(state, presence, summary, dimensions):
-        """One rtc_peer_summaries point per ended peer of the call: its MOS (the mean of its
-        summary timeline, as a call's), whether it was poor, how long it sent, at its end.
-        `dimensions` None: only the peers whose dimensions are known."""
+        """One rtc_peer_summaries point per ended person of the call (quality.people: a client
+        and the media server's view of it are one, with the dimensions of both): its MOS (the
+        mean of its summary timeline, as a call's), whether it was poor, how long it sent, at
+        its end. `dimensions` ({peer: values}) None: none (another process writes them)."""
+        if dimensions is None:
+            return []
         firsts = {}
         for _, peer, row in presence:
             firsts[peer] = min(row["first"], firsts.get(peer, row["first"]))
         qualities = summary["quality"]["peers"]
         lines = []
-        for peer, (ended_at, _) in sorted(state.peer_ends.items()):
-            values = (dimensions or {}).get(peer)
-            if values is None and dimensions is None:
-                continue
+        persons, views = quality.people(sorted(state.peer_ends))
+        for peer in persons:
+            ended_at = state.peer_ends[peer][0]
+            values = person_values(dimensions.get(peer), dimensions.get(views.get(peer)))
             timeline = [mos for _, mos in (qualities.get(peer) or {}).get("timeline", ()) if mos is not None]
             fields = {"duration_s": max(0.0, (ended_at - firsts.get(peer, ended_at)) / 1000)}
             if timeline:
                 fields["mos_mean"] = sum(timeline) / len(timeline)
             fields["poor"] = 1.0 if quality.verdict_of(fields.get("mos_mean")) == "poor" else 0.0
-            lines.append(peer_summary_line(state.call, peer, values or {}, fields, ended_at))
+            lines.append(peer_summary_line(state.call, peer, values, fields, ended_at))
         return lines

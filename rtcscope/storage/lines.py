@@ -29,8 +29,9 @@ class Points:
     """One request's points, as its samples and ends arrive; `finish` adds its presence.
     With a live feed (feed.Feed), its rows go beside them."""
 
-    def __init__(self, now_ns, feed=None, prefixes=None):
-        """`prefixes`: a connection's table of series prefixes, kept from one request to the next."""
+    def __init__(self, now_ns, feed=None, prefixes=None, prefixes_limit=SERIES_PREFIXES_LIMIT):
+        """`prefixes`: a connection's table of series prefixes, kept from one request to the next,
+        of at most `prefixes_limit`."""
         self.now_ns = now_ns
         self.feed = feed
         self.lines = []
@@ -42,7 +43,9 @@ class Points:
         # (call, peer) -> what the request tells of the peer's dimensions ({name: value or None}), with a live feed
         self.dimensions = {}
         self.sent_dimensions = []  # the (call, peer) whose dimensions `finish` wrote
-        self._prefixes = {} if prefixes is None else prefixes  # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=.."
+        # (call, peer, kind) -> b"rtc_stats,call=..,kind=..,peer=..", (call, peer) -> b"rtc_calls,call=..,peer=.. first="
+        self._prefixes = {} if prefixes is None else prefixes
+        self._prefixes_limit = prefixes_limit
 
     def sample(self, call, peer, kind, ts_ns, fields, values):
         """`fields` is the sample's encoded field set (b"rtt=41.0,jitter=3.1"), not empty;
@@ -50,10 +53,8 @@ class Points:
         series = (call, peer, kind)
         prefix = self._prefixes.get(series)
         if prefix is None:
-            if len(self._prefixes) >= SERIES_PREFIXES_LIMIT:  # a client naming ever new kinds
-                self._prefixes.clear()
             tags = "call=" + call + (",kind=" + kind if kind else "") + (",peer=" + peer if peer else "")
-            prefix = self._prefixes[series] = f"{MEASUREMENT},{tags}".encode()
+            prefix = self._remember(series, f"{MEASUREMENT},{tags}".encode())
         self.lines.append(b"%s %s %d" % (prefix, fields, ts_ns))
         ms = ts_ns // 1_000_000
         key = (call, peer)
@@ -68,6 +69,13 @@ class Points:
             feed_values = encode_feed_values(values)
             if feed_values:
                 self.feed_samples.setdefault(key, []).append((kind, ts_ns, feed_values))
+
+    def _remember(self, key, prefix):
+        """`prefix` of the points of a series (call, peer, kind) or the presence of a peer (call, peer)."""
+        if len(self._prefixes) >= self._prefixes_limit:  # a client naming ever new kinds
+            self._prefixes.clear()
+        self._prefixes[key] = prefix
+        return prefix
 
     def end(self, call, peer, at_ms, detail=None, reason="explicit"):
         """An end at `at_ms` (an int), explicit unless `reason` says otherwise (END_REASON_CODES);
@@ -86,16 +94,18 @@ class Points:
         """Add one presence point per (call, peer) at the receive time: /v1/calls/
         reads liveness from these, not from every sample. With a live feed, the
         presence and the ends go to it too: the call detector reads only that."""
-        recv_ms = float(self.now_ns // 1_000_000)
+        received = b",recv=%a %d" % (float(self.now_ns // 1_000_000), self.now_ns)
         lines = self.lines
         feed = self.feed
         dimensions = self.dimensions
+        prefixes = self._prefixes
         for key, (first, last) in self.presence.items():
             call, peer = key
-            tags = "call=" + call + (",peer=" + peer if peer else "")
-            lines.append(
-                f"{PRESENCE_MEASUREMENT},{tags} first={float(first)!r},last={float(last)!r},"
-                f"recv={recv_ms!r} {self.now_ns}".encode())
+            prefix = prefixes.get(key)
+            if prefix is None:
+                tags = "call=" + call + (",peer=" + peer if peer else "")
+                prefix = self._remember(key, f"{PRESENCE_MEASUREMENT},{tags} first=".encode())
+            lines.append(b"%s%a,last=%a%s" % (prefix, float(first), float(last), received))
             if feed is not None:
                 d = None
                 update = dimensions.get(key) if peer else None

@@ -29,6 +29,8 @@ RECORD_HEADER = struct.Struct("<III")  # payload length, point count, crc32(leng
 RECORD_PREFIX = struct.Struct("<II")
 READ_CHUNK = 1024 * 1024
 MAX_RECORD = 256 * 1024 * 1024  # a length beyond this is corruption, not a record
+# The checkpoint: segment and offset, then a CRC32 of both, at fixed width, overwritten in place.
+CHECKPOINT = struct.Struct("<QQI")
 
 
 class WALError(Exception):
@@ -68,6 +70,7 @@ class WriteAheadLog:
         self.unread_points = 0  # appended (or found at start) and not yet read back
         self.refusing = False  # the last append was refused for lack of room
         self._checkpoint = (0, 0)
+        self._checkpoint_fd = None
         self._last_position = None  # of the newest record in the log
         self._sync_waiters = []
         self._syncing = False
@@ -158,12 +161,32 @@ class WriteAheadLog:
         return os.path.join(self.path, f"{number:08d}{SEGMENT_SUFFIX}")
 
     def _load_checkpoint(self):
+        """(segment, offset); (0, 0) when there is none or it cannot be read (all is replayed).
+        A JSON `[segment, offset]` is an older version's checkpoint."""
         try:
-            with open(os.path.join(self.path, "checkpoint")) as checkpoint_file:
-                segment, offset = json.load(checkpoint_file)
-                return int(segment), int(offset)
-        except (FileNotFoundError, ValueError, TypeError):
+            with open(os.path.join(self.path, "checkpoint"), "rb") as checkpoint_file:
+                data = checkpoint_file.read()
+        except FileNotFoundError:
             return 0, 0
+        if len(data) == CHECKPOINT.size:
+            segment, offset, crc = CHECKPOINT.unpack(data)
+            return (segment, offset) if zlib.crc32(data[:-4]) == crc else (0, 0)
+        try:
+            segment, offset = json.loads(data)
+            return int(segment), int(offset)
+        except (ValueError, TypeError):
+            return 0, 0
+
+    def _write_checkpoint(self, position):
+        """Overwritten in place, not fsynced: a stale checkpoint only makes a restart write some points
+        again, a torn one fails its CRC (all is replayed). Not a new file renamed over the old one, as
+        a rename makes ext4 write the new file's data out then and there (2-15 ms measured, on the
+        event loop, every flush)."""
+        if self._checkpoint_fd is None:
+            self._checkpoint_fd = os.open(os.path.join(self.path, "checkpoint"), os.O_WRONLY | os.O_CREAT, 0o600)
+            os.ftruncate(self._checkpoint_fd, 0)  # an older version's JSON may be longer
+        data = CHECKPOINT.pack(*position, 0)[:-4]
+        os.pwrite(self._checkpoint_fd, data + zlib.crc32(data).to_bytes(4, "little"), 0)
 
     def _repair(self, number, start):
         """(length of the segment's valid records, points after `start`); anything
@@ -318,7 +341,7 @@ class WriteAheadLog:
             self._remove_segment(old)
         self._checkpoint = position
         try:
-            _write_atomically(os.path.join(self.path, "checkpoint"), json.dumps(list(position)).encode(), sync=False)
+            self._write_checkpoint(position)
         except OSError as exc:  # only costs writing some points again after a restart
             log.warning("cannot write the write-ahead log's checkpoint: %s", exc)
 
@@ -427,6 +450,9 @@ class WriteAheadLog:
         for fd in [*self._unsynced_fds, self._append_fd, *self._read_fds.values()]:
             os.close(fd)
         self._unsynced_fds, self._read_fds, self._append_fd = [], {}, None
+        if self._checkpoint_fd is not None:
+            os.close(self._checkpoint_fd)
+            self._checkpoint_fd = None
         self._synced = self._appended
         for _, waiter in self._sync_waiters:
             if not waiter.done():
@@ -475,10 +501,9 @@ def _records(data, offset):
         offset = end
 
 
-def _write_atomically(path, data, sync=True):
+def _write_atomically(path, data):
     with open(path + ".tmp", "wb") as out:
         out.write(data)
-        if sync:
-            out.flush()
-            os.fsync(out.fileno())
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(path + ".tmp", path)

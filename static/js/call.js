@@ -100,12 +100,6 @@
     return [...groups.values()].flat();
   }
 
-  function peerLabel(peer, hasView) {
-    const view = RS.sfuView(peer);
-    if (view) return [RS.el("span", { class: "view-tag sfu" }, view[1] + "'s view"), RS.el("span", { class: "view-of" }, peer)];
-    return [peer || "(no peer id)", hasView ? RS.el("span", { class: "view-tag" }, "its own view") : null];
-  }
-
   /** The peers' quality, each peer's SFU view under it; and a card per peer of its dimensions, in that order. */
   function renderPeers(d) {
     const peers = peerQualities(d);
@@ -113,7 +107,6 @@
     const order = peersGrouped(d);
     const cards = RS.renderPeerDimensions(document.getElementById("peer-dims"), d, order);
     document.getElementById("no-dims").hidden = cards > 0;
-    const viewed = new Set(Object.keys(peers).map(RS.sfuView).filter(Boolean).map((view) => view[0]));
     tbody.replaceChildren(...order.map((peer) => {
       const q = peers[peer];
       const view = RS.sfuView(peer);
@@ -121,7 +114,8 @@
       swatch.style.background = swatch.style.color = RS.peerColor(peer);
       const underItsPeer = view !== null && peers[view[0]] !== undefined;
       return RS.el("tr", { class: underItsPeer ? "sfu-view" : null, dataset: { peer: peer, verdict: q.verdict || "unknown" } },
-        RS.el("td", { class: "name" }, swatch, ...peerLabel(peer, viewed.has(peer))),
+        RS.el("td", { class: "name" }, swatch, RS.el("span", { class: "peer-name", title: peer }, RS.peerName(peer)),
+          RS.viewLabel(peer, order)),
         RS.el("td", { class: "num mos" }, q.mos === null || q.mos === undefined ? "–" : q.mos.toFixed(2)),
         RS.el("td", {}, RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } }, q.verdict || "unknown")),
         RS.el("td", { class: "problems-cell" }, (q.problems || []).map(RS.problemBadge)));
@@ -143,6 +137,7 @@
       mosPanel.note.textContent = "per peer · good from 4.02, fair from 3.60";
     }
     const end = d.state === "live" ? Date.now() : (d.ended || d.last_seen) + 1000;
+    mosPanel.chart.peers = d.peers;
     mosPanel.chart.setWindow(d.started - 1000, end);
     mosPanel.chart.replace({ calls: timelines, bucket_ms: d.bucket_seconds * 1000 });
   }
@@ -156,6 +151,7 @@
     for (const name of names) {
       if (!panels.has(name)) panels.set(name, new RS.MetricPanel(chartsArea, name, { call: call, byPeer: true, height: 170 }));
       const panel = panels.get(name);
+      panel.chart.peers = d.peers;
       panel.chart.bands = (d.quality.problems || []).filter((p) => p.metric === name || (name === "packetsLost" && p.problem === "high_loss"))
         .map((p) => ({ from: p.from, to: Math.max(p.to, p.from + 1000) }));
       panel.setRange(spec);

@@ -110,6 +110,22 @@ window.RS = (function () {
     }
     return null;
   }
+  /** The name a peer goes by on the call page: an SFU view is named after the peer it views (its stored id,
+   * alice@janus, in its title). */
+  function peerName(peer) {
+    const view = sfuView(peer);
+    return view ? view[0] : peer || "(no peer id)";
+  }
+  /** The words for which view of its peer `peer` is, the same in the cards, the peers' table and the graphs' legends
+   * (§16): "SFU · Janus" on a media server's view, "client" on a peer's own getStats() when an SFU view of it is
+   * among `peers`; null for a peer alone. */
+  function viewLabel(peer, peers) {
+    const view = sfuView(peer);
+    if (view) return el("span", { class: "view-label", dataset: { view: "SFU" }, title: view[1] + "'s view of " + view[0] + " (" + peer + ")" },
+      "SFU · " + view[1]);
+    const viewed = peers.some((other) => { const of = sfuView(other); return of !== null && of[0] === peer; });
+    return viewed ? el("span", { class: "view-label", dataset: { view: "client" }, title: peer + "'s own getStats()" }, "client") : null;
+  }
   /** A peer's colour, shared by its SFU views: both lines of one peer in one colour. */
   function peerColor(peer) {
     const view = sfuView(peer);
@@ -150,5 +166,5 @@ window.RS = (function () {
   }
 
   return { metrics, metricList, metric, el, getJSON, format, clock, when, dateTime, duration, localInput, color, setFeed, callUrl,
-    endReason, setParam, sfuView, peerColor };
+    endReason, setParam, sfuView, peerName, viewLabel, peerColor };
 })();

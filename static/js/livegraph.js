@@ -90,6 +90,7 @@
       this.band = null; // {p50: Map(ms -> value), p95: Map(ms -> value)} in band mode
       this.bandCalls = 0; // the calls the band is taken across
       this.linkTo = RS.callUrl; // a line's page (null: lines are not calls, e.g. a call's peers)
+      this.peers = null; // a call's peers, when the lines are some of them: each named as the call page names it
       this.empty = RS.el("div", { class: "chart-empty" }, "No data yet");
       this.host = RS.el("div", { class: "chart-host" });
       this.legend = RS.el("div", { class: "chart-legend" });
@@ -238,12 +239,15 @@
       return !this.linkTo && RS.sfuView(line) !== null;
     }
 
-    legendItem(color, label, href, dashed) {
+    /** `peers`: a call's, when `label` is one of them: a peer and its SFU view are named as the call page names them. */
+    legendItem(color, label, href, dashed, peers) {
       const value = RS.el("span", { class: "legend-value" });
       const swatch = RS.el("span", { class: "legend-swatch" + (dashed ? " dashed" : "") });
       swatch.style.background = color;
       swatch.style.color = color; // a dashed swatch's dashes
-      const name = href ? RS.el("a", { href: href, title: label }, label) : RS.el("span", { class: "legend-label" }, label);
+      const name = href ? RS.el("a", { href: href, title: label }, label)
+        : peers ? RS.el("span", { class: "legend-label", title: label }, RS.peerName(label), RS.viewLabel(label, peers))
+          : RS.el("span", { class: "legend-label" }, label);
       this.legend.append(RS.el("span", { class: "legend-item", dataset: href ? { call: label } : { series: label } }, swatch, name, value));
       return value;
     }
@@ -258,7 +262,8 @@
         if (lines.length) this.legend.append(RS.el("span", { class: "legend-break" }, "worst calls:"));
       }
       lines.slice(0, LEGEND_MAX).forEach((call, i) => {
-        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call), this.isSfuView(call)));
+        this.legendValues.push(this.legendItem(colors[i], call, this.linkTo && this.linkTo(call), this.isSfuView(call),
+          this.linkTo ? null : this.peers || lines));
       });
       if (!band && total > LEGEND_MAX) {
         this.legend.append(RS.el("span", { class: "legend-more" }, "and " + (total - LEGEND_MAX) + " more calls"));

@@ -74,13 +74,6 @@
     return groups;
   }
 
-  /** The label of a card: "client" beside its SFU view, "SFU · Janus" on the view; none for a peer alone. */
-  function viewLabel(peer, group) {
-    const view = RS.sfuView(peer);
-    if (view) return RS.el("span", { class: "view-label", dataset: { view: "SFU" }, title: view[1] + "'s view of " + view[0] }, "SFU · " + view[1]);
-    return group.length > 1 ? RS.el("span", { class: "view-label", dataset: { view: "client" }, title: "its own getStats()" }, "client") : null;
-  }
-
   function card(peer, group, d, lines) {
     const values = (d.dimensions || {})[peer] || {};
     const q = ((d.quality && d.quality.peers) || {})[peer] || {};
@@ -89,13 +82,14 @@
     const rows = [];
     for (const [key, title] of lines) {
       const words = key === "tags" ? tagWords(values) : lineWords(key, values);
-      if (!words && RS.sfuView(peer)) continue; // the media server's view knows little of the peer: no column of dashes
+      // The media server's view knows little of the peer: no column of dashes; and its emitter is its own line.
+      if (!words && (RS.sfuView(peer) || key === "emitter")) continue;
       rows.push(RS.el("dt", {}, title), RS.el("dd", { dataset: { line: key }, class: words ? "" : "unknown-value" }, words || "–"));
     }
     const changes = (d.dimension_changes || []).filter((c) => c.peer === peer).sort((a, b) => a.at - b.at);
-    const label = viewLabel(peer, group);
+    const label = RS.viewLabel(peer, group);
     return RS.el("article", { class: "peer-card", dataset: { peer: peer, view: label ? label.dataset.view : "", verdict: q.verdict || "unknown" } },
-      RS.el("header", {}, swatch, RS.el("span", { class: "peer-name", title: peer }, peer || "(no peer id)"),
+      RS.el("header", {}, swatch, RS.el("span", { class: "peer-name", title: peer }, RS.peerName(peer)),
         label,
         RS.el("span", { class: "badge", dataset: { verdict: q.verdict || "" } },
           (q.verdict || "") + (q.mos === null || q.mos === undefined ? "" : " " + q.mos.toFixed(2)))),

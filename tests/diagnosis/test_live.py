@@ -1,29 +1,32 @@
 """Live answers, one computation per detector tick; the benchmark's fleet."""
 from bench import diagnosis
-from bench.diagnosis import BAD_TURN, live_fleet
+from bench.diagnosis import BAD_TURN, detector_of, live_fleet
 from bench.report import Section
+from rtcscope.diagnosis.breakdown import breakdown, live_rows
 from rtcscope.diagnosis.explain import Tally, explain
 from rtcscope.diagnosis.live import LiveDiagnosis
 
 
-def test_the_live_peers_are_read_once_and_each_answer_computed_once_per_tick():
+def test_the_live_people_are_read_once_and_each_answer_computed_once_per_tick():
     fleet = live_fleet(calls=300)
+    detector = detector_of(fleet)
     reads = []
 
-    def live_peers():
+    def live_people():
         reads.append(1)
-        return iter(fleet)
+        return detector.live_people()
 
     live = LiveDiagnosis(min_poor=5)
-    first = live.explain(1000, live_peers)
+    first = live.explain(1000, live_people)
     assert first == explain(Tally.of_live(fleet), 5)
-    assert live.explain(1000, live_peers) is first
-    by_browser = live.breakdown(1000, live_peers, "browser")
-    assert live.breakdown(1000, live_peers, "browser") is by_browser
-    assert live.breakdown(1000, live_peers, "os")["by"] == "os"
+    assert live.explain(1000, live_people) is first
+    by_browser = live.breakdown(1000, live_people, "browser")
+    assert by_browser == breakdown("browser", "live", live_rows(detector.live_peers(), "browser"))
+    assert live.breakdown(1000, live_people, "browser") is by_browser
+    assert live.breakdown(1000, live_people, "os")["by"] == "os"
     assert (len(reads), live.reads, live.computed) == (1, 1, 3)
-    fleet.pop()
-    assert live.explain(2000, live_peers)["peers"] == first["peers"] - 1
+    del detector.calls["c-0"]
+    assert live.explain(2000, live_people)["peers"] == first["peers"] - 2
     assert (len(reads), live.computed) == (2, 4)
 
 
@@ -38,5 +41,6 @@ def test_the_benchmark_measures_every_answer(monkeypatch):
     monkeypatch.setattr(diagnosis, "ROUNDS", 2)
     section = Section("diagnosis")
     diagnosis.diagnosis(None, section)
-    assert len(section.figures) == 14 and all(figure.value > 0 for figure in section.figures)
+    assert len(section.figures) == 17 and all(figure.value > 0 for figure in section.figures)
+    assert all(figure.baseline for figure in section.figures)
     assert "First finding: turn_server=turn-2.example.com:443" in section.notes[0]

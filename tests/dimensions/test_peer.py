@@ -2,7 +2,7 @@
 import pytest
 
 from rtcscope.dimensions import OTHER
-from rtcscope.dimensions.peer import MAX_CHANGES, Change, Dimensions, ValueBound
+from rtcscope.dimensions.peer import MAX_CHANGES, Change, Dimensions, ValueBound, people_values, person_values
 from rtcscope.dimensions.report import report_dimensions
 from tests.support.reports import relayed
 
@@ -60,6 +60,32 @@ def test_older_data_only_fills_what_is_unknown():
     assert not peer.update({"network_type": None}, 5_000)
     assert peer.values["network_type"] == "cellular"
     assert peer.changes == []
+
+
+def test_the_version_counts_the_updates_that_changed_the_values():
+    peer = Dimensions()
+    assert peer.version == 0
+    peer.update({"browser": "Chrome"}, 1000)
+    peer.update({"browser": "Chrome"}, 2000)  # nothing new
+    assert peer.version == 1
+    peer.update({"country": "DE"}, 500)  # older, fills what is unknown
+    peer.update({"browser": "Firefox"}, 500)  # older, changes nothing
+    assert peer.version == 2
+    peer.update({"browser": None}, 3000)
+    assert peer.version == 3 and peer.values == {"country": "DE"}
+
+
+def test_a_persons_values_are_its_clients_and_what_only_its_view_knows():
+    client = {"browser": "Chrome", "candidate_type": "relay", "audio_codec": "opus"}
+    view = {"emitter": "janus-eu-1", "candidate_type": "srflx", "transport": "udp", "audio_codec": "opus"}
+    assert person_values(client, view) == {"browser": "Chrome", "candidate_type": "relay", "audio_codec": "opus",
+                                           "emitter": "janus-eu-1", "transport": "udp"}
+    assert person_values(client, None) is client and person_values(client, {}) is client
+    assert person_values(None, view) is view
+    assert person_values(None, None) == {}
+    assert people_values({"alice": client, "alice@janus": view, "bob": {"browser": "Safari"}, "x@janus": view}) == {
+        "alice": person_values(client, view), "bob": {"browser": "Safari"}}
+    assert people_values({"carol@janus": view}) == {"carol@janus": view}
 
 
 def test_changes_are_bounded():

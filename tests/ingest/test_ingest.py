@@ -1,5 +1,9 @@
 """POST /v1/stats/write/ in every format against a real influxd."""
 
+import asyncio
+import time
+import urllib.parse
+
 import pytest
 
 from tests.support.api import assert_error, get, post
@@ -191,6 +195,60 @@ async def test_cors_preflight_and_header(http_client, base_url, app):
                                 headers={"Origin": "https://app.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_stored_post_is_answered_as_the_handler_answers_it(http_client, base_url, app, app_config,
+                                                                   start_server):
+    """Stored posts are answered below RequestHandler (handlers/ingest.StoredWrite); with
+    --wal-fsync=always WriteHandler answers them: the same status, headers and body."""
+    handled = await start_server(**{**app_config, "wal_fsync": "always"})
+    answers = []
+    for server_url in (base_url, handled.base_url):
+        for origin in ({}, {"Origin": "https://app.example"}):
+            status, result, response = await post(http_client, url(server_url), {"call": "a", "stats": {"rtt": 1}},
+                                                  headers=origin)
+            headers = sorted((name, value) for name, value in response.headers.get_all() if name != "Date")
+            answers.append((status, result, headers))
+    assert answers[:2] == answers[2:]
+    assert answers[0][0] == 200 and ("Referrer-Policy", "no-referrer") in answers[0][2]
+    status, result, response = await post(http_client, url(base_url) + "?precision=s&precision=ms",
+                                          "rtc_stats,call=a rtt=1 1", "text/plain")
+    assert_error(status, result, 400)  # refused after the body was read: answered by WriteHandler
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert app.telemetry.value("rtcscope_http_requests_total", route="WriteHandler", status=200) == 2
+    assert app.telemetry.value("rtcscope_ingest_refused_total", reason="bad_request") == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.app_config(client_timeout=0.8)
+async def test_a_stored_post_whose_body_stalls_is_hung_up_on_after_the_client_timeout(http_client, base_url, app):
+    """StoredWrite's bodies are timed by one sweep (ingest.close_stalled_posts), not by Tornado's timer."""
+    body = b'{"call": "stalled", "stats": {"rtt": 1}}'
+    address = urllib.parse.urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    writer.write(b"POST /v1/stats/write/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10]))
+    await writer.drain()
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # hung up on, nothing answered
+    assert 0.7 < time.monotonic() - started < 3
+    assert app.posts_reading == {}
+    writer.close()
+    status, result, _ = await post(http_client, url(base_url), {"call": "a", "stats": {"rtt": 1}})
+    assert status == 200 and app.posts_reading == {}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_fault_while_storing_a_post_is_a_json_500_and_stores_nothing(http_client, base_url, app,
+                                                                            monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a fault of the server's own")
+
+    monkeypatch.setattr(app.admission, "admit", broken)
+    status, result, _ = await post(http_client, url(base_url), {"call": "a", "stats": {"rtt": 1}})
+    assert_error(status, result, 500)
+    assert app.writer.depth == 0
 
 
 @pytest.mark.gen_test(timeout=30)

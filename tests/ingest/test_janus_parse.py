@@ -4,6 +4,8 @@ import re
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtcscope.dimensions import BUILTIN_DIMENSIONS
 from rtcscope.ingest import formats, janus
@@ -307,3 +309,107 @@ def test_an_idle_handle_is_forgotten_and_the_table_is_bounded():
     clock[0] = 61.0
     janus.parse(b'{"type": 256, "event": {}}', NOW_NS, limits, peers)
     assert not peers.handles and not peers.peers and not peers.sessions
+
+
+def read_both_ways(body):
+    """A post's (actions, events per type, skipped per reason) read as msgspec decodes it (None: left to the
+    complete reading) and as orjson and `_read` read it, or the IngestError message either way gives."""
+    def read(reader):
+        types, skipped = {}, {}
+        try:
+            actions = reader(types, skipped)
+        except IngestError as exc:
+            return exc.message
+        return None if actions is None else ([action for action in actions if action is not None], types, skipped)
+    limits = Limits(max_samples=50)
+    decoded = read(lambda types, skipped: janus._read_decoded(body, limits, types, skipped))
+    complete = read(lambda types, skipped: [janus._read(event, index, types, skipped)
+                                            for index, event in enumerate(janus._document(body, limits))])
+    return decoded, complete
+
+
+@pytest.mark.parametrize("name", ["echotest", "videoroom", "single", "timeout"])
+def test_what_janus_posts_is_decoded_the_short_way_to_what_the_complete_reading_gives(name):
+    for body in posts(name):
+        decoded, complete = read_both_ways(body)
+        assert decoded is not None  # Janus's own posts never need the complete reading
+        assert decoded == complete
+
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6) | st.sampled_from(["data", "audio", "video", "video-sim1", "c-1/carol", "", "opus"])
+    | st.just("x\ud800"),  # a lone surrogate: not UTF-8 once unescaped
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2), max_leaves=4)
+CAPTURED = [event for name in ("echotest", "videoroom", "single", "timeout") for event in events(name)]
+NAMES = sorted({name for event in CAPTURED for body in [event, event.get("event")] if isinstance(body, dict) for name in body})
+READ = ["type", "subtype", "handle_id", "session_id", "timestamp", "opaque_id", "emitter", "event", "media", "mid",
+        "codec", "lost", "rtt", "packets-received", "jitter-remote", "name", "ice", "reason"]  # what is read, more often
+
+
+@st.composite
+def janus_posts(draw):
+    """Captured events, some with a member changed, added or removed (at the top or in their `event`), as Janus
+    would send them or with the text not ASCII, or not even UTF-8."""
+    posted = []
+    for event in draw(st.lists(st.sampled_from(CAPTURED), min_size=1, max_size=8)):
+        event = json.loads(json.dumps(event))
+        for _ in range(draw(st.integers(0, 2))):
+            body = event.get("event")
+            target = body[0] if isinstance(body, list) and body else body
+            target = target if isinstance(target, dict) and draw(st.booleans()) else event
+            name = draw(st.sampled_from(NAMES) | st.sampled_from(READ))
+            if draw(st.integers(0, 4)):
+                target[name] = draw(ANY_JSON)
+            else:
+                target.pop(name, None)
+        posted.append(event)
+    document = posted[0] if len(posted) == 1 and draw(st.booleans()) else posted
+    ascii_only = draw(st.booleans())
+    return json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(janus_posts())
+def test_a_post_decoded_the_short_way_reads_as_the_complete_reading_reads_it(body):
+    decoded, complete = read_both_ways(body)
+    assert decoded is None or decoded == complete
+
+
+def variant(name, change):
+    """The first media statistics event of capture `name`, changed by `change(event)`, as a post."""
+    event = json.loads(json.dumps(next(event for event in events(name) if event["type"] == 32 and event["subtype"] == 3)))
+    change(event)
+    return json.dumps([event], ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize("body, decoded", [
+    # With a data channel, combined statistics carry it too (media "data"): left out.
+    (variant("single", lambda event: event["event"].append({"mid": "2", "media": "data", "bytes-received": 300})), True),
+    (variant("echotest", lambda event: event.update(unread="caf\u00e9")), True),  # not ASCII, UTF-8
+    (variant("echotest", lambda event: event.update(unread="x\ud800")), False),  # not UTF-8
+    (variant("echotest", lambda event: event.update(handle_id=2**63)), False),  # beyond 64 bits signed: orjson's
+    (variant("echotest", lambda event: event["event"].update(lost=True)), False),  # refused, as the complete reading says
+    (variant("echotest", lambda event: event["event"].update(media="video-sim3")), False),  # a medium Janus does not name
+    (variant("echotest", lambda event: event.update(type=512)), False),  # a type Janus does not have
+    (variant("echotest", lambda event: event.pop("opaque_id")), True),  # skipped
+    (variant("echotest", lambda event: event.update(opaque_id="")), True),  # skipped
+    (variant("echotest", lambda event: event.pop("handle_id")), True),  # refused
+])
+def test_what_the_short_way_leaves_to_the_complete_reading(body, decoded):
+    short, complete = read_both_ways(body)
+    assert (short is not None) == decoded
+    assert short is None or short == complete
+    assert complete is not None
+
+
+def test_the_sfu_peers_series_prefixes_are_kept_from_one_post_to_the_next_and_bounded(monkeypatch):
+    def stored(peers):
+        return [line for outcome in replay("videoroom", peers) for line in outcome.parsed.lines]
+    expected = stored(janus.JanusPeers())
+    kept = janus.JanusPeers()
+    assert stored(kept) == expected
+    assert ("c-1", "alice@janus", "audio") in kept.prefixes and ("c-1", "alice@janus") in kept.prefixes
+    monkeypatch.setattr(janus, "MAX_SERIES", 3)
+    few = janus.JanusPeers()
+    assert stored(few) == expected and 0 < len(few.prefixes) <= 3

@@ -1,11 +1,12 @@
 """Why calls are poor, over HTTP against a real influxd and an in-process server: a known
 fleet posted as clients post it (JSON samples with their browser's User-Agent, tags and a
 raw getStats() report), its breakdown and explanation live and once ended, and the live
-list filtered by dimension, paged (SPEC §15)."""
+list filtered by dimension, paged (SPEC §15); with Janus's views of some of its peers (§16)."""
 import pytest
 
 from rtcscope.quality import estimate_mos
 from tests.support.api import assert_error, get, post
+from tests.support.janus import view_events
 from tests.support.reports import REPORTS, relayed
 from tests.support.samples import FLEET, call_samples, now_ms
 from tests.support.waits import eventually
@@ -179,3 +180,87 @@ async def test_ended_peers_breakdown_explanation_and_list_from_the_history(http_
     assert sorted(calls_of(ended)) == [call_id(i) for i in range(8)] and ended["count"] == 8
     firefox = await get_ok(http_client, base_url + "/v1/calls/?state=all&browser=Firefox&relay_protocol=udp")
     assert sorted(calls_of(firefox)) == ["c-10", "c-13"]  # alice on Firefox, through turn-1
+
+
+async def post_views(http_client, base_url, views, start, detach=False):
+    """Janus's posts of its views [(opaque id, emitter, rtt, loss)], each of a handle of its own."""
+    for handle, (opaque_id, emitter, rtt, loss) in enumerate(views, 1):
+        body = view_events(opaque_id, start, emitter=emitter, handle=handle, rtt=rtt, loss=loss, detach=detach)
+        status, result, _ = await post(http_client, base_url + "/v1/integrations/janus/", body)
+        assert status == 200, result
+
+
+def counted(document):
+    return {(found["value"], found["peers"], found["poor"]) for found in document["values"]}
+
+
+@pytest.mark.app_config(**FLEET)
+@pytest.mark.gen_test(timeout=120)
+async def test_a_client_and_the_media_servers_view_of_it_are_one_peer(http_client, base_url, app):
+    """Janus sees alice well in calls 0-13 (janus-eu-1) and bob in calls 20-21 (janus-eu-2): the
+    clients' verdicts stand (alice is poor in 0-7, bob in 20-21) and the views add their Janus
+    instance. Call j-1 has Janus's data alone: its views are its peers, carol poor. In c-25 Janus
+    was told the call alone (peer janus-<handle>): a view of no client, no one."""
+    await post_fleet(http_client, base_url)
+    views = [(f"{call_id(i)}/alice", "janus-eu-1", 40.0, 0.0) for i in range(14)]
+    views += [(f"{call_id(i)}/bob", "janus-eu-2", 40.0, 0.0) for i in (20, 21)]
+    views += [("j-1/carol", "janus-us-1", 700.0, 0.08), ("j-1/dave", "janus-us-1", 40.0, 0.0),
+              ("c-25", "janus-us-1", 700.0, 0.08)]
+    await post_views(http_client, base_url, views, now_ms() - 7000)
+    await eventually(lambda: app.writer.depth == 0)
+    await app.detector.run_tick()
+    assert app.detector.live_states()["c-00"].peers == ["alice", "alice@janus", "bob"]  # stored apart
+
+    by_emitter = await get_ok(http_client, base_url + "/v1/fleet/breakdown/?by=emitter")
+    assert (by_emitter["peers"], by_emitter["poor"]) == (2 * CALLS + 2, 11)
+    assert counted(by_emitter) == {("janus-eu-1", 14, 8), ("janus-eu-2", 2, 2), ("janus-us-1", 2, 1), (None, 44, 0)}
+    by_turn = await get_ok(http_client, base_url + "/v1/fleet/breakdown/?by=turn_server")
+    assert counted(by_turn) == {(TURN_2, 8, 8), ("turn-1.example.com:3478", 6, 0), (None, 48, 3)}
+    by_browser = await get_ok(http_client, base_url + "/v1/fleet/breakdown/?by=browser")
+    assert counted(by_browser) == {("Chrome", 20, 4), ("Firefox", 20, 4), ("Safari", 20, 2), (None, 2, 1)}
+    explained = await get_ok(http_client, base_url + "/v1/fleet/explain/")
+    assert explained == {"peers": 62, "poor": 11, "findings": [
+        dict(TURN_2_FINDING, share_of_poor=round(8 / 11, 4), lift=round(62 / 11, 2))]}
+
+    # One person has every value: alice's client is relayed through turn-2, her view is janus-eu-1's.
+    both = await get_ok(http_client, base_url + f"/v1/calls/?state=live&emitter=janus-eu-1&turn_server={TURN_2}")
+    assert sorted(calls_of(both)) == [call_id(i) for i in range(8)]
+    us = await get_ok(http_client, base_url + "/v1/calls/?state=live&emitter=janus-us-1")
+    assert calls_of(us) == ["j-1"]  # not c-25, whose view is no one
+    chrome = await get_ok(http_client, base_url + "/v1/calls/?state=live&browser=Chrome&emitter=janus-eu-2")
+    assert calls_of(chrome) == ["c-20"]  # bob is on Chrome in c-20, on Firefox in c-21
+
+
+@pytest.mark.app_config(call_timeout=30.0)
+@pytest.mark.gen_test(timeout=180)
+async def test_ended_people_are_summarised_once_with_their_views_dimensions(http_client, base_url, app, influxd,
+                                                                           database):
+    """s-1: alice poor, Janus (janus-eu-1) seeing her well; bob fine, no view. s-2: Janus's data
+    alone, carol poor (janus-us-1). Three ended people, not four."""
+    start = now_ms() - 8000
+    for peer, (rtt, jitter, loss) in (("alice", BAD), ("bob", GOOD)):
+        body = call_samples("s-1", start, rtt, jitter, loss, peer=peer)
+        status, result, _ = await post(http_client, base_url + "/v1/stats/write/", body, headers={"User-Agent": CHROME})
+        assert status == 200, result
+    await post_views(http_client, base_url, [("s-1/alice", "janus-eu-1", 40.0, 0.0),
+                                             ("s-2/carol", "janus-us-1", 700.0, 0.08)], start)
+    await eventually(lambda: {call for call, *_ in app.detector.live_peers()} == {"s-1", "s-2"}, timeout=30)
+    await post_views(http_client, base_url, [("s-1/alice", "janus-eu-1", 40.0, 0.0),
+                                             ("s-2/carol", "janus-us-1", 700.0, 0.08)], start, detach=True)
+    ends = [{"call": "s-1", "peer": peer, "event": "end"} for peer in ("alice", "bob")]
+    status, result, _ = await post(http_client, base_url + "/v1/stats/write/", ends)
+    assert status == 200, result
+
+    def summarised():
+        calls = influxd.rows('SELECT count("duration_s") FROM rtc_call_summaries WHERE time > 0', database)
+        return calls and calls[0]["count"] == 2
+    await eventually(summarised, timeout=60)
+    rows = influxd.rows('SELECT * FROM rtc_peer_summaries WHERE time > 0', database)
+    found = {(row.get("browser"), row.get("emitter"), row["poor"]) for row in rows}
+    assert len(rows) == 3 and found == {(None, "janus-us-1", 1.0), ("Chrome", None, 0.0), ("Chrome", "janus-eu-1", 1.0)}
+
+    document = await get_ok(http_client, base_url + "/v1/fleet/breakdown/?by=emitter&state=ended&duration=1h")
+    assert (document["peers"], document["poor"]) == (3, 2)
+    assert counted(document) == {("janus-eu-1", 1, 1), ("janus-us-1", 1, 1), (None, 1, 0)}
+    ended = await get_ok(http_client, base_url + "/v1/calls/?state=ended&browser=Chrome&emitter=janus-eu-1")
+    assert calls_of(ended) == ["s-1"]

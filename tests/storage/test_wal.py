@@ -215,6 +215,46 @@ def test_segment_numbers_are_never_reused_under_an_old_checkpoint(tmp_path):
     close(again)
 
 
+def killed_after_two_of_three_records_were_done(path):
+    """A log whose process died (nothing closed) after the first two of its three records were written."""
+    wal = opened(path)
+    wal.append(lines(0, 10))
+    second = wal.append(lines(10, 10))
+    wal.append(lines(20, 10))
+    read_all(wal)
+    wal.done(second)
+    for fd in [wal._append_fd, wal._checkpoint_fd, wal._lock_fd]:  # what the kernel does for a killed process
+        os.close(fd)
+    return second
+
+
+def test_a_restart_replays_only_the_records_after_the_checkpoint(tmp_path):
+    killed_after_two_of_three_records_were_done(tmp_path)
+    again = opened(tmp_path)
+    assert seqs(read_all(again)) == list(range(20, 30))
+    close(again)
+
+
+def test_a_damaged_checkpoint_replays_every_record(tmp_path):
+    killed_after_two_of_three_records_were_done(tmp_path)
+    with open(tmp_path / "checkpoint", "r+b") as checkpoint:
+        checkpoint.write(b"\x07")  # a torn overwrite: its CRC no longer matches
+    again = opened(tmp_path)
+    assert seqs(read_all(again)) == list(range(30))
+    close(again)
+
+
+def test_an_older_versions_checkpoint_is_read(tmp_path):
+    """Versions before the fixed-width checkpoint wrote it as JSON."""
+    segment, offset = killed_after_two_of_three_records_were_done(tmp_path)
+    (tmp_path / "checkpoint").write_text(f"[{segment}, {offset}]")
+    again = opened(tmp_path)
+    assert seqs(read_all(again)) == list(range(20, 30))
+    again.done(again._last_position)
+    close(again)
+    assert segments(tmp_path) == []
+
+
 def test_a_log_no_larger_than_one_segment_frees_its_room_once_drained(tmp_path):
     wal = opened(tmp_path, max_bytes=8 * 1024)  # the whole log fits in one (active) segment
     positions = []

@@ -10,7 +10,8 @@ import urllib.request
 
 from tests.support.api import post
 from tests.support.influxd import free_port
-from tests.support.waits import eventually
+from tests.support.metrics import metric
+from tests.support.waits import eventually, wait
 
 
 def cohort_rules(by="region", hold="1s", min_peers=3):
@@ -163,3 +164,14 @@ class ProcessFeeder:
     def __exit__(self, *exc):
         self.stopping.set()
         self.thread.join(10)
+
+
+def hand_over(feeder, a, b):
+    """Once both processes hold the alert as firing, stop the one sending alerts and feed only the other,
+    until it sends; returns it (the process that carries the alert on)."""
+    wait(lambda: metric(a, "rtcscope_alerts_firing") == 1 and metric(b, "rtcscope_alerts_firing") == 1, timeout=30)
+    sender, other = (a, b) if metric(a, "rtcscope_alerts_sender") == 1 else (b, a)
+    feeder.servers = [other]
+    sender.stop()
+    wait(lambda: metric(other, "rtcscope_alerts_sender") == 1, timeout=30)
+    return other

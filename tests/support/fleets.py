@@ -1,6 +1,12 @@
 """Fleets of live peers with known dimensions, as the detector lists them ((call, peer,
-dimension values, verdict, mos)): a realistic mix, poor by chance or in a cohort."""
+dimension values, verdict, mos)): a realistic mix, poor by chance or in a cohort; and a
+call detector holding live peers as its ticks leave them."""
 import random
+
+from rtcscope.dimensions.peer import Dimensions
+from rtcscope.live.calls import CallState
+from rtcscope.live.detector import CallDetector
+from rtcscope.live.fleet import CallQuality
 
 TURN_2 = "turn-2.example.com:443"
 BROWSERS = (("Chrome", 60), ("Firefox", 15), ("Safari", 15), ("Edge", 10))
@@ -40,3 +46,27 @@ def fleet(peers=2000, poor_rate=0.06, bad=lambda values: False, bad_rate=0.9, se
 
 def relayed_over_tcp_through_turn_2(values):
     return values.get("turn_server") == TURN_2 and values.get("relay_protocol") == "tcp"
+
+
+# Quality windows that give each verdict its MOS (rtcscope/quality.py's E-model).
+WINDOWS = {"poor": {"rtt": 700.0, "jitter": 30.0, "loss": 0.08}, "good": {"rtt": 40.0, "jitter": 3.0, "loss": 0.0}}
+
+
+def held_by_detector(peers):
+    """A call detector whose last tick left `peers` live, [(call, peer, dimension values or None,
+    quality window {rtt, jitter, loss} or None)]: their calls, each peer's window and dimensions."""
+    detector = CallDetector(None, timeout_ms=3000, tick_ms=1000)
+    calls, windows = {}, {}
+    for call, peer, values, window in peers:
+        calls.setdefault(call, CallState(call, "live")).peers.append(peer)
+        if window is not None:
+            windows.setdefault(call, {})[peer] = {**window, "freezes": 0.0, "qualityLimitationReason": 0.0,
+                                                  "iceState": None}
+        if values is not None:
+            detector.dimensions[(call, peer)] = known = Dimensions()
+            known.update(values, 0)
+    for state in calls.values():
+        state.peers.sort()
+    detector.calls = calls
+    detector.qualities = {call: CallQuality(found, 0) for call, found in windows.items()}
+    return detector

@@ -313,3 +313,25 @@ CAPTURES = pathlib.Path(__file__).resolve().parents[1] / "data" / "janus"
 def posts(name):
     """The bodies of a captured Janus session (tests/data/janus/NAME.jsonl), one post a line."""
     return (CAPTURES / f"{name}.jsonl").read_bytes().splitlines()
+
+
+def view_events(opaque_id, start_ms, *, emitter, handle, rtt=40.0, loss=0.0, seconds=6, detach=False):
+    """What Janus's event handler posts of one handle, as one grouped post: its attach with
+    `opaque_id` (`<call>/<peer>` or `<call>`), audio statistics every second (round trip
+    `rtt` ms, `loss` of the packets it receives lost), and with `detach` its detach."""
+    def event(kind, subtype, at_ms, body):
+        return {"emitter": emitter, "type": kind, "subtype": subtype, "timestamp": at_ms * 1000,
+                "session_id": handle, "handle_id": handle, "opaque_id": opaque_id, "event": body}
+    lost_each = round(100 * loss)
+    events = [event(2, None, start_ms, {"name": "attached", "plugin": "janus.plugin.videoroom", "opaque_id": opaque_id})]
+    for second in range(1, seconds + 1):
+        events.append(event(32, 3, start_ms + second * 1000, {
+            "mid": "0", "mindex": 0, "media": "audio", "codec": "opus", "base": 48000, "rtt": rtt,
+            "lost": lost_each * second, "lost-by-remote": 0, "jitter-local": 2, "jitter-remote": 2,
+            "in-link-quality": 100, "in-media-link-quality": 100, "out-link-quality": 100, "out-media-link-quality": 100,
+            "packets-received": (100 - lost_each) * second, "packets-sent": 100 * second,
+            "bytes-received": 8000 * second, "bytes-sent": 8000 * second, "nacks-received": 0, "nacks-sent": 0}))
+    if detach:
+        events.append(event(2, None, start_ms + (seconds + 1) * 1000, {"name": "detached",
+                                                                      "plugin": "janus.plugin.videoroom"}))
+    return json.dumps(events)
