@@ -16,7 +16,8 @@ depend on how the machine schedules a client. Windows alternate between the
 two servers (A B, B A, ...). Per request: this process's CPU from /proc
 (headers, body, admission, parse, dimensions, WAL append, feed rows, answer,
 the writer's flushes; and the client's writes and reads, the same for both)
-and wall until the last answer. Ratios are medians of the per-round ratios.
+and wall until the last answer, over all the rounds; the notes give the
+rounds' own ratios.
 
     python -m bench --only dimensions      # in the report
     python -m bench.dimensions [--full]    # this section alone (its own influxd)
@@ -102,7 +103,7 @@ def dimensions(ctx, section, sizes=None):
 
 # --- whole requests ------------------------------------------------------------------------------
 
-PATHS = [  # label, what the window sends (`_requests`)
+PATHS = [  # label, what a window sends (`_Client.window`)
     ("POST, one JSON sample with tags", "sample"),
     ("POST, rtcscope.js's request (two raw getStats() reports, tags)", "post"),
     (f"POST, {BATCH_SAMPLES} JSON samples of {BATCH_CALLS} calls", "batch"),
@@ -204,7 +205,7 @@ async def _window(app, client, per_connection):
     started_proc, started_cpu, started = harness.cpu_seconds(os.getpid()), time.process_time(), time.perf_counter()
     await client.send(payloads, per_connection)
     wall = time.perf_counter() - started
-    app.writer._wake.set()
+    app.writer._wake.set()  # what a full batch does: the writer flushes now
     deadline = time.monotonic() + 60
     while app.writer.depth:
         if time.monotonic() > deadline:
