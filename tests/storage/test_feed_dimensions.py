@@ -2,6 +2,7 @@
 for a refused request; rtc_dimensions' line beside it on change."""
 import json
 
+from rtcscope.dimensions.extract import Extractor
 from rtcscope.ingest.formats import Limits, parse
 from rtcscope.storage.feed import Feed, apply_dimensions, decode_dimensions
 from rtcscope.storage.schema import FEED_DIMENSIONS_EVERY_NS
@@ -45,28 +46,16 @@ def test_apply_and_decode():
     assert decode_dimensions("not json") == {} and decode_dimensions("[1]") == {}
 
 
-class _Extractor:
-    """What parse asks of an extractor."""
-
-    @staticmethod
-    def tags(tags, where):
-        return {name: value for name, value in tags.items() if name == "region"}
-
-    @staticmethod
-    def report(report):
-        return {"candidate_type": "relay"}
-
-
 def test_a_request_writes_d_and_rtc_dimensions_on_change_only():
     limits = Limits(feed=Feed("n1"))
     body = json.dumps([{"call": "c", "peer": "p", "stats": {"rtt": 1.0}, "tags": {"region": "eu", "x": "y"}},
                        {"call": "c", "stats": {"rtt": 2.0}}]).encode()
-    parsed = parse(body, NOW, limits, "ns", _Extractor(), {"os": 'Quote"d\\OS'})
+    parsed = parse(body, NOW, limits, "ns", Extractor(peer_tags=("region",)), {"os": 'Quote"d\\OS'})
     dimensions = [line for line in parsed.lines if line.startswith(b"rtc_dimensions,")]
     assert dimensions == [b'rtc_dimensions,call=c,peer=p d="{\\"os\\":\\"Quote\\\\\\"d\\\\\\\\OS\\",\\"region\\":\\"eu\\"}" '
                           + str(NOW).encode()]
     feed_rows = [line for line in parsed.lines if line.startswith(b"rtc_feed,")]
     assert [b',d="' in row for row in feed_rows] == [True, False]  # the peerless presence has none
     assert parsed.sent_dimensions == [("c", "p")]
-    again = parse(body, NOW + 1000, limits, "ns", _Extractor(), {"os": 'Quote"d\\OS'})
+    again = parse(body, NOW + 1000, limits, "ns", Extractor(peer_tags=("region",)), {"os": 'Quote"d\\OS'})
     assert not [line for line in again.lines if line.startswith(b"rtc_dimensions,") or b',d="' in line]
