@@ -377,20 +377,15 @@ def _paired(baseline, subject, pairs):
     clock = time.thread_time_ns
     ours, theirs, differences = [], [], []
     for index in range(pairs):
-        if index % 2:
-            started = clock()
-            subject()
-            middle = clock()
-            baseline()
-            ended = clock()
-            subject_ns, baseline_ns = middle - started, ended - middle
-        else:
-            started = clock()
-            baseline()
-            middle = clock()
-            subject()
-            ended = clock()
-            baseline_ns, subject_ns = middle - started, ended - middle
+        subject_first = index % 2
+        first, second = (subject, baseline) if subject_first else (baseline, subject)
+        started = clock()
+        first()
+        middle = clock()
+        second()
+        ended = clock()
+        first_ns, second_ns = middle - started, ended - middle
+        subject_ns, baseline_ns = (first_ns, second_ns) if subject_first else (second_ns, first_ns)
         ours.append(subject_ns)
         theirs.append(baseline_ns)
         differences.append(subject_ns - baseline_ns)
