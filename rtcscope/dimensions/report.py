@@ -64,19 +64,13 @@ def report_dimensions(report: list | dict) -> dict[str, str | None]:
     return read_connections([report])[0]
 
 
-def connections_dimensions(reports: Iterable[list | dict]) -> dict[str, str | None]:
-    """`report_dimensions` of one endpoint with several peer connections (an
-    rtcstats peer): the route of the busiest selected pair among them (the
-    registry's rule for several transports), each codec from the busiest stream
-    of its kind."""
-    return read_connections(reports)[0]
-
-
 def read_connections(reports: Iterable[list | dict]) -> tuple[dict[str, str | None], bool]:
-    """`connections_dimensions`, and whether the answer is settled: no traffic weighed in
-    it (one transport's selected pair among all the reports, one codec per kind), so it
-    changes only when a ROUTE_FIELDS field of a stat it read changes or such a stat comes
-    or goes."""
+    """`report_dimensions` of one endpoint with several peer connections (an rtcstats peer):
+    the route of the busiest selected pair among them (the registry's rule for several
+    transports), each codec from the busiest stream of its kind; and whether the answer
+    is settled: no traffic weighed in it (one transport's selected pair among all the
+    reports, one codec per kind), so it changes only when a ROUTE_FIELDS field of a stat
+    it read changes or such a stat comes or goes."""
     found, settled, _ = _read_connections(reports)
     return found, settled
 

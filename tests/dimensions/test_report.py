@@ -10,7 +10,6 @@ from rtcscope.dimensions import CONNECTION_DIMENSIONS
 from rtcscope.dimensions.report import (
     DIMENSION_FIELDS,
     ReportReading,
-    connections_dimensions,
     read_connections,
     report_dimensions,
     turn_server,
@@ -135,11 +134,11 @@ def test_several_peer_connections_the_busiest_route():
     quiet = relayed("udp", "turn:turn-1.example.com:3478", bytes_sent=1_000)
     busy = relayed("tcp", "turn:turn-2.example.com:443?transport=tcp", network_type="cellular", bytes_sent=900_000)
     for reports in ([quiet, busy], [busy, quiet]):
-        found = connections_dimensions(reports)
+        found, _ = read_connections(reports)
         assert (found["relay_protocol"], found["turn_server"], found["network_type"]) == \
                ("tcp", "turn-2.example.com:443", "cellular")
     audio_only = [stat for stat in relayed() if stat["id"] not in ("OT01V2", "OT01V3")]
-    assert connections_dimensions([audio_only, busy])["video_codec"] == "VP9"
+    assert read_connections([audio_only, busy])[0]["video_codec"] == "VP9"
 
 
 @pytest.mark.parametrize("change", [
