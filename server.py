@@ -167,7 +167,7 @@ class Application(tornado.web.Application):
         self.alerts = alerts
         # The peers' dimensions of every ingest path: the User-Agent parser, the address database, the tag allow-list.
         self.dimensions = dimensions
-        # Breakdowns and explanations of the live peers, once per detector tick.
+        # Breakdowns, explanations and cohort rules' counts of the live peers, once per detector tick.
         self.diagnosis = LiveDiagnosis(config.explain_min_poor)
         # Every ingest path asks this one object before storing a request's calls.
         self.admission = CallAdmission(
@@ -196,7 +196,8 @@ class Application(tornado.web.Application):
         ]
         if detector:
             detector.tick_hooks.append(lambda now, qualities, calls, live: alerts.on_tick(
-                now, qualities, calls, live, detector.live_peers()))
+                now, qualities, calls, live,
+                lambda dimensions: self.diagnosis.cohort_counts(detector.ticks, detector.live_people, dimensions)))
             alerts.listeners.append(lambda alert: detector.send_calls_viewers(dumps({"type": "alert", **alert})))
             self.periodic_callbacks.append(tornado.ioloop.PeriodicCallback(detector.tick, config.tick * 1000))
         handlers = [rule for module in HANDLER_MODULES for rule in module.default_handlers]

@@ -15,7 +15,6 @@ import urllib.parse
 import aiohttp
 
 from .. import registry
-from ..diagnosis.breakdown import value_counts
 from ..storage import alerts as stored
 from ..storage.schema import ALERTS_MEASUREMENT
 from ..storage.store import InfluxDBError, StoreError
@@ -113,17 +112,17 @@ class AlertService:
 
     # --- each tick ----------------------------------------------------------------
 
-    def on_tick(self, now_ms, qualities, calls, live_calls, live_peers=()):
+    def on_tick(self, now_ms, qualities, calls, live_calls, cohort_counts=None):
         """The detector's tick hook: the live calls' qualities (each peer's window), the calls,
-        the live ones, and the live peers (call, peer, dimension values, verdict, mos), read
-        once when cohort rules need them."""
+        the live ones, and `cohort_counts(dimensions)`, called when cohort rules need it: the
+        live people's {dimension: {value: (peers, poor, ...)}} (diagnosis.live.LiveDiagnosis)."""
         windows = peer_windows(qualities)
         for key, values in self.extra_values.items():
             if key[0] in live_calls:
                 windows[key] = {**windows.get(key, {}), **values}  # the detector's windows are not ours to change
         events = self.engine.evaluate(now_ms, windows, ended_of(calls), live_calls)
         if self.engine.cohort_rules:
-            events += self.engine.evaluate_cohorts(now_ms, value_counts(live_peers, self.engine.cohort_dimensions))
+            events += self.engine.evaluate_cohorts(now_ms, cohort_counts(self.engine.cohort_dimensions))
         if self.sending:
             for event in events:
                 self._record(event.as_json(self.url_of(event)))

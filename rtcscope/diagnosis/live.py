@@ -26,10 +26,23 @@ class LiveDiagnosis:
         self.computed = 0  # answers computed (not taken from the tick's)
 
     def breakdown(self, tick, live_people, by):
-        return self._answer(tick, live_people, ("breakdown", by), lambda people: breakdown(by, "live", people.rows(by)))
+        return self._answer(tick, live_people, ("breakdown", by),
+                            lambda _: breakdown(by, "live", self._rows(tick, live_people, by)))
 
     def explain(self, tick, live_people):
         return self._answer(tick, live_people, ("explain",), lambda people: explain(people.tally(), self.min_poor))
+
+    def cohort_counts(self, tick, live_people, dimensions):
+        """{dimension: {value: (peers, poor, mos_p50)}} of the live people, the people without
+        the dimension under None: what cohort alert rules evaluate each tick
+        (alerts.state.AlertEngine.evaluate_cohorts), from the tick's columns that its
+        breakdowns and explanation share."""
+        return {by: {value: (peers, poor, mos) for value, peers, poor, mos in self._rows(tick, live_people, by)}
+                for by in dimensions}
+
+    def _rows(self, tick, live_people, by):
+        """[(value, peers, poor, mos_p50)] of dimension `by`, once per tick."""
+        return self._answer(tick, live_people, ("rows", by), lambda people: people.rows(by))
 
     def _answer(self, tick, live_people, name, compute):
         if tick != self._tick:

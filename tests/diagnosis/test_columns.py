@@ -6,7 +6,7 @@ import random
 import pytest
 
 from rtcscope.diagnosis import columns
-from rtcscope.diagnosis.breakdown import breakdown, live_rows
+from rtcscope.diagnosis.breakdown import breakdown, live_rows, value_counts
 from rtcscope.diagnosis.columns import PeopleCodes
 from rtcscope.diagnosis.explain import Tally, explain
 from rtcscope.dimensions import OTHER
@@ -54,8 +54,13 @@ def assert_same_answers(detector, people, min_poor=(1, 3, 5)):
     listed = list(detector.live_peers())
     for found in min_poor:
         assert explain(people.tally(), found) == explain(Tally.of_live(listed), found)
+    counted = value_counts(listed, BY)
     for by in BY:
-        assert breakdown(by, "live", people.rows(by)) == breakdown(by, "live", live_rows(listed, by)), by
+        rows = people.rows(by)
+        assert breakdown(by, "live", rows) == breakdown(by, "live", live_rows(listed, by)), by
+        # what cohort rules evaluate: each value's peers and poor peers
+        assert {value: (peers, poor) for value, peers, poor, _ in rows} == {
+            value: (peers, poor) for value, (peers, poor, _) in counted[by].items()}, by
 
 
 @pytest.mark.parametrize("seed", range(40))
