@@ -205,7 +205,7 @@ async def _window(app, client, per_connection):
     started_proc, started_cpu, started = harness.cpu_seconds(os.getpid()), time.process_time(), time.perf_counter()
     await client.send(payloads, per_connection)
     wall = time.perf_counter() - started
-    app.writer._wake.set()  # what a full batch does: the writer flushes now
+    app.writer.flush_now()  # what a full batch does
     deadline = time.monotonic() + 60
     while app.writer.depth:
         if time.monotonic() > deadline:

@@ -134,8 +134,13 @@ class BatchWriter:
                 self.wal.mark_read(position)
                 self._queue(lines, position)
         if len(self._buffer) >= self.batch_size or (self.wal and not self.wal.caught_up):
-            self._wake.set()
+            self.flush_now()
         return True
+
+    def flush_now(self):
+        """Write what is buffered at once rather than at the next flush interval: a full
+        batch, a log to catch up, a stop."""
+        self._wake.set()
 
     @property
     def sync_each(self):
@@ -259,7 +264,7 @@ class BatchWriter:
         A write cut short here may still reach InfluxDB; its points stay in
         the log anyway, and writing them again at the next start is harmless."""
         self.stopping = True
-        self._wake.set()
+        self.flush_now()
         await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(self._drain(deadline=time.monotonic() + timeout), timeout)
@@ -294,7 +299,7 @@ class BatchWriter:
             os.remove(path)
             log.info("took %d spooled points from %s into the write-ahead log", len(lines), path)
         if self.wal is not None and not self.wal.caught_up:
-            self._wake.set()
+            self.flush_now()
 
     def register_metrics(self, telemetry):
         """The writer's families on /metrics, read when scraped, and its log's (which registers its own)."""
