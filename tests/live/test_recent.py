@@ -149,8 +149,8 @@ def random_fleet_ticks(rng, ticks, calls):
                 for kind in rng.sample(KINDS, rng.randint(1, 3)):
                     offsets = [rng.choice((0, -1, -500, -1999, -WINDOW_MS, -WINDOW_MS - 1, 1, 1500, 30_000))
                                for _ in range(rng.randint(1, 3))]
-                    kinds[kind] = {(now + offset) * 1000 + rng.choice((0, 0, 7)): random_values(rng)
-                                   for offset in offsets}
+                    kinds[kind] = dict(sorted({(now + offset) * 1000 + rng.choice((0, 0, 7)): random_values(rng)
+                                               for offset in offsets}.items()))  # in time order, as decoded
                 samples = {kind: {us: [values.get(name) for name in FEED_FIELDS] for us, values in by_time.items()}
                            for kind, by_time in kinds.items()}
                 rows.append((call, peer, samples))
@@ -191,7 +191,7 @@ def test_the_columnar_qualities_and_buckets_equal_the_reference(seed):
         live = {call for call in expected.calls if rng.random() < 0.9} | {"never-sent"}
         rows_now, row_peers = recent.window_rows(now - WINDOW_MS, now)
         found = fleet.judge(rows_now, row_peers, recent.peers(), live, now)
-        wanted = reference.qualities(expected.windows(now - WINDOW_MS, now), live, now)
+        wanted = reference.qualities(expected.windows(live, now - WINDOW_MS, now)[0], live, now)
         assert found.keys() == wanted.keys() == live
         for call in live:
             assert_same_quality(found[call], wanted[call])
