@@ -39,13 +39,23 @@ class CallQuality:
     """A live call's quality now (`as_json`, the shape every listing carries) and
     its worst peer's window values, which the fleet's percentiles read. `at` is the
     tick it holds as of. `peers`: {peer: window values} of the call's peers that sent
-    samples in the window, each with its unrounded "mos": what alert rules read."""
+    samples in the window, each with its unrounded "mos": what alert rules read. A tick
+    judges 20,000 calls: their peers' dicts are built when first read (`rows`: the
+    tick's _Peers, the call's range in it and its worst peer's row), not for every call every tick."""
 
-    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
+    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "_peers", "_rows")
 
-    def __init__(self, mos, verdict, problems, worst_peer, at, worst, peers):
+    def __init__(self, mos, verdict, problems, worst_peer, at, worst, peers, rows=None):
         self.mos, self.verdict, self.problems, self.worst_peer = mos, verdict, problems, worst_peer
-        self.at, self.worst, self.peers = at, worst, peers
+        self.at, self.worst, self._peers, self._rows = at, worst, peers, rows
+
+    @property
+    def peers(self):
+        if self._peers is None:
+            table, first, end, worst_row = self._rows
+            self._peers = table.windows(first, end, worst_row, self.worst)
+            self._rows = None
+        return self._peers
 
     def as_json(self):
         return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,
@@ -115,31 +125,58 @@ def _judged(rows, row_peers, peers, live, at):
     call_masks = np.bitwise_or.reduceat(np.where(votes, masks, masks & _SFU_BITS), call_starts)
     voting_mos = np.where(votes, mos, np.nan)
     lowest = np.fmin.reduceat(voting_mos, call_starts)
-    candidates = (voting_mos == lowest[group]).tolist()
-    values = np.column_stack((windows, mos))
-    cells = values.astype(object)
-    cells[np.isnan(values)] = None
-    cells = cells.tolist()
-    names = [peer_names[number] for number in numbers.tolist()]
+    # The worst peer: the lowest voting MOS, the first by name of equals (rare: a Python look).
+    candidates = voting_mos == lowest[group]
+    worst_rows = np.full(len(call_starts), -1)
+    worst_rows[group[candidates]] = np.flatnonzero(candidates)
+    table = _Peers(np.column_stack((windows, mos)), [peer_names[number] for number in numbers.tolist()])
+    names = table.names
+    tied = np.flatnonzero(np.add.reduceat(candidates, call_starts) > 1).tolist()
+    for index in tied:
+        rows = np.flatnonzero(candidates & (group == index)).tolist()
+        worst_rows[index] = min(rows, key=names.__getitem__)
     bounds = call_starts.tolist() + [len(calls)]
+    rounded = [None if low != low else round(low, 2) for low in lowest.tolist()]
+    verdicts = [None if mos is None else quality.verdict_of(mos) for mos in rounded]
     codes, qualities = {}, {}
-    for index, (call_number, low, mask) in enumerate(zip(calls[call_starts].tolist(), lowest.tolist(),
-                                                          call_masks.tolist())):
+    worst_cells = table.cells(worst_rows)
+    for index, (call_number, mask, worst_row) in enumerate(zip(calls[call_starts].tolist(), call_masks.tolist(),
+                                                               worst_rows.tolist())):
         call = call_names[call_number]
         if call not in live:
             continue
-        found, worst_peer, worst_window = {}, None, None
-        for row in range(bounds[index], bounds[index + 1]):
-            window = found[names[row]] = dict(zip(PEER_NAMES, cells[row]))
-            if candidates[row] and (worst_window is None or names[row] < worst_peer):
-                worst_peer, worst_window = names[row], window
         problems = codes.get(mask)
         if problems is None:
             problems = codes[mask] = quality.codes_of_mask(mask)
-        mos_now = None if low != low else round(low, 2)
-        qualities[call] = CallQuality(mos_now, quality.verdict_of(mos_now) or "unknown", problems, worst_peer or None,
-                                      at, worst_window, found)
+        if worst_row < 0:
+            worst_peer = worst = None
+        else:
+            worst_peer, worst = names[worst_row] or None, dict(zip(PEER_NAMES, worst_cells[index]))
+        qualities[call] = CallQuality(rounded[index], verdicts[index] or "unknown", problems, worst_peer, at, worst,
+                                      None, (table, bounds[index], bounds[index + 1], worst_row))
     return qualities
+
+
+class _Peers:
+    """One tick's peer windows (an array of PEER_NAMES columns, NaN: none) and their names,
+    in call order: what a CallQuality's `peers` are built from when read."""
+
+    __slots__ = ("values", "names")
+
+    def __init__(self, values, names):
+        self.values, self.names = values, names
+
+    def cells(self, rows):
+        """The rows' values as lists, None for none."""
+        values = self.values[rows]
+        cells = values.astype(object)
+        cells[np.isnan(values)] = None
+        return cells.tolist()
+
+    def windows(self, first, end, worst_row, worst):
+        """{peer: window values} of rows first..end, that of `worst_row` being `worst` itself."""
+        return {name: worst if row == worst_row else dict(zip(PEER_NAMES, cells))
+                for row, name, cells in zip(range(first, end), self.names[first:end], self.cells(slice(first, end)))}
 
 
 def _starts(sorted_numbers):
