@@ -298,19 +298,25 @@ class CallDetector:
                 others.cancel()
             raise
         answers = await others if others is not None else []
+        await asyncio.sleep(0)  # the feed's decoding and its folding, each one hold of the loop, not one together
         if not self.incremental:
             window = answers.pop(0)
         if not read.whole:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
         self.activity.apply(now, read)
         del read
+        await asyncio.sleep(0)
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
             self.activity.tick_done()
 
     async def _apply(self, now, watches, since, end, window, answers):
+        """The tick's work on what was read: the states, then the array work in the worker
+        thread, then what viewers are told, at once. The parts on the loop yield to it
+        between them (docs/live.md, "The loop's budget")."""
         rebuilt = self.activity.build(now)
+        await asyncio.sleep(0)
         calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()

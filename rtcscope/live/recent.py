@@ -157,14 +157,16 @@ class RecentSamples:
             series = np.concatenate((series, new_series))
             stamps = np.concatenate((stamps, np.fromiter(times, np.int64, len(times))))
             table = np.concatenate((table, new_values))
+        # Old samples only cost memory: they go once they are a quarter of the arrays (a copy
+        # of them all); dropped peers' at once, and those too far ahead for the sort key.
         keep = stamps >= cutoff_ms * 1000
-        if self._freed:
-            dropped = np.zeros(len(self._series.keys), bool)
-            dropped[self._freed] = True
-            keep &= ~dropped[series]
-        if len(stamps):
-            keep &= stamps - stamps[keep].min(initial=stamps.max()) < 1 << _TIME_BITS
-        if not keep.all():
+        far = stamps - (stamps.min() if len(stamps) else 0) >= 1 << _TIME_BITS
+        if self._freed or far.any() or np.count_nonzero(~keep) * 4 > len(keep):
+            keep &= ~far
+            if self._freed:
+                dropped = np.zeros(len(self._series.keys), bool)
+                dropped[self._freed] = True
+                keep &= ~dropped[series]
             series, stamps, table = series[keep], stamps[keep], table[keep]
         if numbers and len(stamps):
             key = (series << _TIME_BITS) | (stamps - stamps.min())
