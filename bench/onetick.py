@@ -2,14 +2,19 @@
 and CPU time per tick, and optionally a cProfile of its ticks or the CPU of each of its
 phases (thread CPU clock, no profiler).
 
-    python -m bench.onetick 20000 --ticks 6 [--arrivals 1] [--phases | --profile [--sort cumulative]]
+    python -m bench.onetick 20000 --ticks 6 [--arrivals 1] [--phases | --profile [--sort cumulative]] [--compare]
 
 Each call is the shipped client's two peers with the real fixture's kinds (bench.scaling's "real" shape).
 
 Before each tick exactly `--arrivals S` more seconds of the fleet are written (default 1: the
 cost of a tick on time), the bench driving the detector's clock (bench.scaling.DrivenClock),
 so every second is written however long writing and ticking take. A smaller driver than 6d,
-for looking at where a tick's CPU goes; the figures of record are 6d's."""
+for looking at where a tick's CPU goes; the figures of record are 6d's.
+
+Each timed tick runs beside a probe on the event loop (LoopHold): the longest the tick held
+the loop, in one go, is printed with the tick's cost. `--compare`: after the ticks, on the
+samples the detector holds then, the quality of every live call the per-call way it was
+computed before (tests/support/reference.py) and the columnar way, alternating, per call."""
 import argparse
 import asyncio
 import collections
@@ -22,21 +27,28 @@ import statistics
 import tempfile
 import time
 
+import numpy as np
+
 from rtcscope.live import activity, buckets, calllist, calls, fleet, graphs, recent
 from rtcscope.live.detector import CallDetector
+from rtcscope.storage.schema import FEED_FIELDS
 from rtcscope.storage.store import Store
+from tests.support import reference
 
 from . import harness
 from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(activity.Activity, name) for name in ("read", "apply")]
-PHASES += [(CallDetector, name) for name in ("_apply", "_diff", "_keep_starts")]
-PHASES += [(fleet.FeedQualities, "update"), (calllist.CallList, "publish")]
+PHASES += [(CallDetector, name) for name in ("_apply", "_diff", "_keep_starts", "_in_worker")]
+PHASES += [(calllist.CallList, "publish")]
 PHASES += [(graphs.Graphs, name) for name in ("recent_series", "publish")]
 PHASES += [(buckets.CallBuckets, name) for name in ("merge", "update_band")]
-PHASES += [(recent.RecentSamples, name) for name in ("add", "trim", "windows", "metric_series")]
-PHASES += [(calls.CallStates, "update"), (fleet, "qualities_of"), (fleet, "fleet_aggregates")]
+PHASES += [(recent.RecentSamples, name) for name in ("add", "settle", "window_rows", "peers", "metric_series")]
+PHASES += [(calls.CallStates, "update"), (fleet, "judge"), (fleet, "fleet_aggregates")]
+# Run in the detector's worker thread, off the event loop (their CPU is that thread's).
+IN_WORKER = ("CallDetector._in_worker", "RecentSamples.settle", "RecentSamples.window_rows", "RecentSamples.peers",
+             "RecentSamples.metric_series", "fleet.judge")
 
 
 def time_phases():
@@ -63,25 +75,99 @@ def time_phases():
     return spent
 
 
-async def run(influxd, count, ticks, profile, seconds=1, spent=None):
+class LoopHold:
+    """The longest the event loop was held in one go while it ran: a callback due every
+    `period` seconds records how late it ran (what a request arriving then would have waited)."""
+
+    def __init__(self, period=0.005):
+        self.period = period
+        self.longest = 0.0
+        self._due = self._handle = None
+
+    def start(self):
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self.period
+        self._handle = loop.call_at(self._due, self._run, loop)
+
+    def _run(self, loop):
+        now = loop.time()
+        self.longest = max(self.longest, now - self._due)
+        self._due = now + self.period
+        self._handle = loop.call_at(self._due, self._run, loop)
+
+    def stop(self):
+        self._handle.cancel()
+
+
+async def run(influxd, count, ticks, profile, seconds=1, spent=None, compare=0):
+    """(costs [(wall, CPU)], the longest loop hold in a timed tick (s), the comparison's rounds,
+    the phases' CPU in the timed ticks)."""
     store = Store(influxd.url, f"onetick{count}", timeout=60.0)
     await store.setup()
+    hold = LoopHold()
 
     @contextlib.asynccontextmanager
-    async def profiled():
-        profile.enable()
+    async def timed():
+        hold.start()
+        if profile:
+            profile.enable()
         try:
             yield
         finally:
-            profile.disable()
+            if profile:
+                profile.disable()
+            hold.stop()
 
     try:
         clock = DrivenClock()
         detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
-        return await ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds, profiled if profile else None,
-                                             filled=spent.clear if spent is not None else None)
+        costs = await ticks_on_a_driven_clock(store, detector, clock, count, ticks, seconds, timed,
+                                              filled=spent.clear if spent is not None else None)
+        phases = collections.Counter(spent) if spent is not None else None  # the ticks' own, not the comparison's
+        rounds = compare_paths(detector, detector.last_tick_ms, compare) if compare else []
+        await detector.stop()
+        return costs, hold.longest, rounds, phases
     finally:
         await store.close()
+
+
+def compare_paths(detector, now, rounds):
+    """[(per-call µs of the per-call path, of the columnar path)], CPU, `rounds` pairs in
+    alternating order, on the same samples: every live call's window rows and quality."""
+    samples = detector.activity.recent
+    calls_of, names, call_names, _ = samples.peers()
+    kinds = {number: kind for (_, _, kind), number in samples._series.index.items()}
+    peer_of = samples._peer_of
+    rows = []
+    values = samples.values.astype(object)
+    values[np.isnan(samples.values)] = None
+    starts = np.flatnonzero(np.diff(samples.series, prepend=-1)).tolist() + [len(samples.series)]
+    series, times, values = samples.series.tolist(), samples.times.tolist(), values.tolist()
+    for first, end in zip(starts, starts[1:]):
+        peer = int(peer_of[series[first]])
+        rows.append((call_names[calls_of[peer]], names[peer],
+                     {kinds[series[first]]: dict(zip(times[first:end], values[first:end]))}))
+    per_call = reference.Samples()
+    per_call.add(rows)
+    assert len(values[0]) == len(FEED_FIELDS)
+    live = set(detector.live_calls)
+    window = detector.quality_window_ms
+
+    def old():
+        return reference.qualities(per_call.windows(live, now - window, now)[0], live, now)
+
+    def new():
+        return fleet.judge(*samples.window_rows(now - window, now), samples.peers(), live, now)
+
+    out = []
+    for index in range(rounds):
+        spent = {}
+        for name, path in ((("old", old), ("new", new)) if index % 2 == 0 else (("new", new), ("old", old))):
+            began = time.process_time()
+            path()
+            spent[name] = (time.process_time() - began) / len(live) * 1e6
+        out.append((spent["old"], spent["new"]))
+    return out
 
 
 def main():
@@ -91,6 +177,8 @@ def main():
     parser.add_argument("--arrivals", type=int, default=1, help="seconds of arrivals before each tick")
     parser.add_argument("--phases", action="store_true", help="the CPU of each phase of a tick, per tick")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                        help="pairs of the per-call and the columnar quality on the samples held after the ticks")
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats: tottime, cumulative)")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -101,14 +189,21 @@ def main():
             for count in args.calls:
                 profile = cProfile.Profile() if args.profile else None
                 load = os.getloadavg()[0]
-                costs = asyncio.run(run(influxd, count, args.ticks, profile, args.arrivals, spent))
+                costs, held, rounds, phases = asyncio.run(run(influxd, count, args.ticks, profile, args.arrivals, spent,
+                                                      args.compare))
                 wall, cpu = (statistics.median(column) for column in zip(*costs))
                 print(f"{count:,} live calls: tick {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms detector CPU "
-                      f"(median of {len(costs)}; load {load:.1f} to {os.getloadavg()[0]:.1f})")
+                      f"(median of {len(costs)}; load {load:.1f} to {os.getloadavg()[0]:.1f}); "
+                      f"loop held at most {held * 1000:.1f} ms in one go")
                 if profile:
                     pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
-                for phase, seconds in spent.most_common() if spent is not None else ():
-                    print(f"  {phase:32} {seconds / len(costs) * 1000:7.1f} ms CPU per tick")
+                for phase, seconds in phases.most_common() if phases is not None else ():
+                    where = " (worker thread)" if phase in IN_WORKER else ""
+                    print(f"  {phase:32} {seconds / len(costs) * 1000:7.1f} ms CPU per tick{where}")
+                if rounds:
+                    old, new = (statistics.median(column) for column in zip(*rounds))
+                    print(f"  quality of every live call, same samples, {len(rounds)} pairs: per-call path {old:.1f} µs "
+                          f"a call, columnar {new:.1f} µs ({statistics.median(o / n for o, n in rounds):.1f}× less)")
         finally:
             influxd.cleanup()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable
 
+import numpy as np
+
 from rtcscope.registry import ICE_STATE_CODES, QUALITY_LIMITATION_CODES
 from rtcscope.storage.schema import SFU_SUFFIX
 
@@ -69,6 +71,20 @@ def estimate_mos(rtt_ms: float | None, jitter_ms: float | None, loss_ratio: floa
     return _mos_from_r(_R_DEFAULT - delay_impairment - loss_impairment)
 
 
+def estimate_mos_array(rtt_ms: np.ndarray, jitter_ms: np.ndarray, loss_ratio: np.ndarray) -> np.ndarray:
+    """estimate_mos over arrays, NaN for a missing input (and for the MOS where it is None):
+    the fleet's peers at once, with the same constants."""
+    with np.errstate(invalid="ignore"):
+        delay = (np.maximum(np.nan_to_num(rtt_ms), 0.0) / 2 + 2 * np.maximum(np.nan_to_num(jitter_ms), 0.0)
+                 + _CODEC_DELAY_MS)
+        delay_impairment = 0.024 * delay + 0.11 * np.maximum(delay - _ID_KNEE_MS, 0.0)
+        loss_percent = np.clip(np.nan_to_num(loss_ratio), 0.0, 1.0) * 100
+        loss_impairment = _CODEC_IE + (95 - _CODEC_IE) * loss_percent / (loss_percent / _BURST_RATIO + _CODEC_BPL)
+        r = _R_DEFAULT - delay_impairment - loss_impairment
+        mos = np.where(r <= 0, 1.0, np.where(r >= 100, 4.5, 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)))
+    return np.where(np.isnan(rtt_ms) & np.isnan(loss_ratio), np.nan, mos)
+
+
 def verdict_of(mos: float | None) -> str | None:
     """The G.107 band of a MOS: "good" from R = 80, "fair" from R = 70, else "poor"; None without a MOS."""
     if mos is None:
@@ -109,11 +125,16 @@ _UNSUSTAINED = frozenset({"freezes", "ice_failed"})
 SFU_PROBLEMS = frozenset({"ice_failed"})
 
 
+def is_view(peer: str) -> bool:
+    """Whether a peer is a media server's view of one (`P@janus`), not a client."""
+    return peer.endswith(SFU_SUFFIX)
+
+
 def voting_peers(peers: Iterable[str]) -> list[str]:
     """The peers whose figures judge a call: its clients. A media server's view of a peer
     (`P@janus`) explains, it does not vote, unless the call has nothing else."""
     peers = list(peers)
-    clients = [peer for peer in peers if not peer.endswith(SFU_SUFFIX)]
+    clients = [peer for peer in peers if not is_view(peer)]
     return clients or peers
 
 
@@ -166,6 +187,20 @@ def current_problems(window: dict[str, float | None]) -> list[str]:
     "qualityLimitationReason", "iceState"} (a missing or None value shows none)."""
     return [problem for problem, name in _PROBLEM_INPUTS
             if window.get(name) is not None and holds(problem, window[name])]
+
+
+def problem_mask_array(window: dict[str, np.ndarray]) -> np.ndarray:
+    """current_problems over arrays of window values (NaN: none), as problem_mask's bits."""
+    mask = np.zeros(len(window["rtt"]), np.int64)
+    with np.errstate(invalid="ignore"):
+        for bit, (problem, name) in enumerate(_PROBLEM_INPUTS):
+            values = window[name]
+            if problem in _STATE_CODES:
+                shown = np.round(values) == _STATE_CODES[problem]
+            else:
+                shown = values > _THRESHOLDS[problem]
+            mask |= shown.astype(np.int64) << bit
+    return mask
 
 
 def _points(series: dict[str, list[tuple[int, float]]], metric: str) -> list[tuple[int, float]]:

@@ -91,7 +91,8 @@ class Activity:
         return Read(presence, ends, [], fed, True, since)
 
     def apply(self, now, read):
-        """Fold what `read` read into the window; forget what is older than it."""
+        """Fold what `read` read into the window; forget what is older than it (the samples'
+        arrays are brought up to date by `recent.settle`, in the tick's worker thread)."""
         presence, ends, disconnects, fed, whole, _ = read
         self.recent.touched = {}
         self._arrived, self._arrived_first = ([] if whole else presence), None
@@ -111,7 +112,6 @@ class Activity:
             for call in [call for call in self._dimension_peers if call not in self.rows_of]:
                 self.forget_dimensions(call)
         self.forget_before(now - self.window_ms)
-        self.recent.trim(now - self.samples_ms, self.recent.touched)
         self.feed_read_ms = now
 
     def learn_dimensions(self, rows, now):

@@ -4,17 +4,19 @@ Each tick brings its window of activity up to date with the live feed's rows rec
 the previous tick (activity.py: rtc_feed, one series per server process, with an overlap for
 rows still being written; the whole window only at its first tick and after a failed one),
 diffs the calls' states with the previous tick's, computes every live call's quality and the
-newest buckets of the watched metrics the feed carries from memory (fleet.FeedQualities,
-recent.py), and asks InfluxDB only for the other watched metrics (one query each). It
-publishes the result: the live call list's message (calllist.py) and the graphs'
-`call_started` / `points` / `call_ended` (graphs.py), each serialised once and handed to
-every viewer; the calls that end go into the ended-call index (history.py) and are
-summarised (summaries.py). InfluxDB is the only state that matters, so every server process
-derives the same events from the same rows. See docs/live.md.
+newest buckets of the watched metrics the feed carries from memory, all calls at once in
+arrays and in a worker thread, off the event loop (recent.py, fleet.judge), and asks
+InfluxDB only for the other watched metrics (one query each). It publishes the result: the
+live call list's message (calllist.py) and the graphs' `call_started` / `points` /
+`call_ended` (graphs.py), each serialised once and handed to every viewer; the calls that
+end go into the ended-call index (history.py) and are summarised (summaries.py). InfluxDB is
+the only state that matters, so every server process derives the same events from the same
+rows. See docs/live.md.
 """
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ..dimensions.peer import DEFAULT_MAX_VALUES, person_values
 from ..quality import people, verdict_of
@@ -72,7 +74,9 @@ class CallDetector:
                                  history_ms / 1000)
         # (call, peer) -> dimensions.peer.Dimensions of the peers in the window, learnt from the feed's rows.
         self.dimensions = self.activity.dimensions
-        self.feed_qualities = fleet.FeedQualities(self.activity.recent, quality_window_ms)
+        # The tick's array work (the samples' columns, every call's quality, the watched
+        # metrics' buckets) runs here, off the event loop: numpy releases the GIL for it.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="rtcscope-detector")
         self.graphs = Graphs(store, self.activity.recent, clock, self._wait_ready, lambda: self.qualities, incremental,
                              graph_lines)
         self.call_list = CallList()
@@ -250,6 +254,7 @@ class CallDetector:
     async def stop(self):
         """Cancel a running tick and tell viewers to go elsewhere."""
         await cancel_and_wait(self._task)
+        self._worker.shutdown(wait=False)
         await self.graphs.stop()
         await self.ended_upkeep.stop()
         self.summaries.stop()
@@ -293,27 +298,35 @@ class CallDetector:
                 others.cancel()
             raise
         answers = await others if others is not None else []
+        await asyncio.sleep(0)  # the feed's decoding and its folding, each one hold of the loop, not one together
         if not self.incremental:
             window = answers.pop(0)
-        if read.whole:
-            self.feed_qualities.clear()
-        else:
+        if not read.whole:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
         self.activity.apply(now, read)
         del read
+        await asyncio.sleep(0)
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
             self.activity.tick_done()
 
     async def _apply(self, now, watches, since, end, window, answers):
+        """The tick's work on what was read: the states, then the array work in the worker
+        thread, then what viewers are told, at once. The parts on the loop yield to it
+        between them (docs/live.md, "The loop's budget")."""
         rebuilt = self.activity.build(now)
+        await asyncio.sleep(0)
         calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
         await self._keep_starts(calls, candidates, started, now)
         imported = await self.ended_upkeep.imported_states(now)
+        live = {call for call, state in calls.items() if state.state == "live"}
+        readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
+        qualities, series = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._in_worker, now, live, window, readers)
         # Everything below is synchronous: viewers see one consistent tick.
         previous = self.calls or {}
         if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
@@ -321,21 +334,30 @@ class CallDetector:
         self.calls, self.recv = calls, recv
         self.ticks += 1
         self.last_tick_ms = now
-        live = {call for call, state in calls.items() if state.state == "live"}
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
-        if window is None:
-            self.qualities, recomputed = self.feed_qualities.update(live, now)
-        else:
-            self.qualities, recomputed = fleet.call_qualities(window, live, now), live
-        recent = [answers[watch] if watch in answers else self.graphs.recent_series(watch, live, since, end)
-                  for watch in watches]
-        self.call_list.publish(started, ended, calls, previous, live, recomputed, self.qualities,
+        self.qualities = qualities
+        recent = [answers[watch] if watch in answers else found for watch, found in zip(watches, series)]
+        self.call_list.publish(started, ended, calls, previous, live, live, self.qualities,
                                fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities))
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
         self.graphs.publish(started, zip(watches, recent),
                             [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
+
+    def _in_worker(self, now, live, window, readers):
+        """(qualities, [buckets of each reader]): the tick's array work, in the worker thread
+        while the loop serves requests. Only the tick changes what it reads: the samples, as
+        `activity.apply` folded them (settled here), or the quality window's rows read from
+        rtc_stats (`window`)."""
+        recent = self.activity.recent
+        recent.settle(now - self.activity.samples_ms)
+        if window is None:
+            rows, row_peers = recent.window_rows(now - self.quality_window_ms, now)
+            qualities = fleet.judge(rows, row_peers, recent.peers(), live, now)
+        else:
+            qualities = fleet.call_qualities(window, live, now)
+        return qualities, [None if reader is None else reader() for reader in readers]
 
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:

@@ -1,21 +1,22 @@
 """The fleet view: every live call's current quality, and the fleet's aggregates.
 
 Each tick the detector has every live call's window per call, peer and kind
-(`window_row` over the samples the live feed brought, rtcscope/live/recent.py;
-or `Store.quality_window`, the same row from rtc_stats) and this module turns
-those rows into each call's quality with the call summary's rules
-(rtcscope/quality.py): the E-model MOS of the window's mean rtt, mean jitter
-and loss ratio, the problems active in the window, the verdict band. See
-docs/live.md.
+(`RecentSamples.window_rows` over the samples the live feed brought,
+rtcscope/live/recent.py; or `Store.quality_window`, the same rows from
+rtc_stats) and this module turns those rows into each call's quality with the
+call summary's rules (rtcscope/quality.py, the reference; `judge` applies them
+to the whole fleet at once in arrays): the E-model MOS of the window's mean
+rtt, mean jitter and loss ratio, the problems active in the window, the
+verdict band. See docs/live.md.
 """
 import base64
 import binascii
 import math
 
+import numpy as np
 import orjson
 
 from .. import quality
-from ..storage.schema import FEED_INDEX
 from ..summary import percentile
 
 VERDICTS = ("good", "fair", "poor", "unknown")
@@ -24,112 +25,37 @@ MOS_STEP = 0.1
 WINDOW_GAUGES = ("rtt", "jitter", "fractionLost")
 WINDOW_LAST = ("qualityLimitationReason", "iceState")
 WINDOW_COUNTERS = ("packetsLost", "packetsReceived", "packetsSent", "freezeCount")
-# A window row: one series' values in this order (a tuple; None for a name without a value). A
-# peer's kinds combine by position: the gauges and the last take the worst (as a summary's
+# A window row: one series' values in this order (NaN for a name without a value). A peer's
+# kinds combine by position: the gauges and the last take the worst (as a summary's
 # timelines do), the counters add up.
 WINDOW_NAMES = WINDOW_GAUGES + WINDOW_LAST + WINDOW_COUNTERS
-_GAUGE_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_GAUGES)
-_LAST_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_LAST)
-_COUNTER_INDEXES = tuple(FEED_INDEX[name] for name in WINDOW_COUNTERS)
-
-
-def window_row(inside):
-    """One series' window row from its samples in the window, oldest first (an iterable of
-    values in FEED_FIELDS order, as decode_samples gives them): what Store.quality_window answers for
-    it (the mean of WINDOW_GAUGES, the last of WINDOW_LAST, the spread of WINDOW_COUNTERS),
-    as a tuple in WINDOW_NAMES order. None when no sample of the window has any of them."""
-    columns = tuple(zip(*inside))
-    row = []
-    for index in _GAUGE_INDEXES:
-        present = _present(columns[index])
-        row.append(None if present is None else sum(present) / len(present))
-    for index in _LAST_INDEXES:
-        present = _present(columns[index])
-        row.append(None if present is None else present[-1])
-    for index in _COUNTER_INDEXES:
-        present = _present(columns[index])
-        row.append(None if present is None else max(present) - min(present))
-    return None if row.count(None) == len(row) else tuple(row)
-
-
-def _present(column):
-    """A column's values without its absent ones, None when it has none (most columns hold all or none)."""
-    absent = column.count(None)
-    if absent == len(column):
-        return None
-    return column if not absent else [value for value in column if value is not None]
-
-
-def row_of(values):
-    """A window row from {name: value} (Store.quality_window's shape)."""
-    return tuple(values.get(name) for name in WINDOW_NAMES)
-
-
-def peer_window(rows):
-    """One peer's window values from its kinds' rows: rtt, jitter (means), loss ratio,
-    freezes (the freeze count's increase), the latest quality-limitation code and ICE state."""
-    if len(rows) == 1:  # one kind: its row is the peer's
-        rtt, jitter, fraction, limitation, ice, lost, received, sent, freezes = rows[0]
-    else:  # unrolled: a tick combines some 40,000 peers' rows
-        rtt = jitter = fraction = limitation = ice = lost = received = sent = freezes = None
-        for k_rtt, k_jitter, k_fraction, k_limitation, k_ice, k_lost, k_received, k_sent, k_freezes in rows:
-            if k_rtt is not None and (rtt is None or k_rtt > rtt):
-                rtt = k_rtt
-            if k_jitter is not None and (jitter is None or k_jitter > jitter):
-                jitter = k_jitter
-            if k_fraction is not None and (fraction is None or k_fraction > fraction):
-                fraction = k_fraction
-            if k_limitation is not None and (limitation is None or k_limitation > limitation):
-                limitation = k_limitation
-            if k_ice is not None and (ice is None or k_ice > ice):  # failed is the highest code
-                ice = k_ice
-            if k_lost is not None:
-                lost = k_lost if lost is None else lost + k_lost
-            if k_received is not None:
-                received = k_received if received is None else received + k_received
-            if k_sent is not None:
-                sent = k_sent if sent is None else sent + k_sent
-            if k_freezes is not None:
-                freezes = k_freezes if freezes is None else freezes + k_freezes
-    loss = None
-    if lost is not None:
-        loss = quality.loss_ratio(lost, received or 0.0, sent or 0.0)
-    if loss is None:
-        loss = fraction
-    return {"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes, "qualityLimitationReason": limitation,
-            "iceState": ice}
+_COUNTERS = len(WINDOW_GAUGES) + len(WINDOW_LAST)
+# A peer's window values, in the order its dict has them ("mos" last).
+PEER_NAMES = ("rtt", "jitter", "loss", "freezes", "qualityLimitationReason", "iceState", "mos")
+_SFU_BITS = int(quality.problem_mask(quality.SFU_PROBLEMS))
 
 
 class CallQuality:
     """A live call's quality now (`as_json`, the shape every listing carries) and
     its worst peer's window values, which the fleet's percentiles read. `at` is the
-    tick it holds as of: the detector moves it on while the call's window is unchanged."""
+    tick it holds as of. `peers`: {peer: window values} of the call's peers that sent
+    samples in the window, each with its unrounded "mos": what alert rules read. A tick
+    judges 20,000 calls: their peers' dicts are built when first read (`rows`: the
+    tick's _Peers, the call's range in it and its worst peer's row), not for every call every tick."""
 
-    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "peers")
+    __slots__ = ("mos", "verdict", "problems", "worst_peer", "at", "worst", "_peers", "_rows")
 
-    def __init__(self, peers, at):
-        """`peers`: {peer: window values} of the call's peers that sent samples in the window.
-        The call is judged by its voting peers (quality.voting_peers); the others have their
-        MOS too, and add only their SFU_PROBLEMS."""
-        self.at = at
-        self.worst = None
-        self.worst_peer = None
-        self.peers = peers  # each peer's window values, with its unrounded "mos": what alert rules read
-        problems = set()
-        lowest = None
-        voters = peers if len(peers) < 2 else set(quality.voting_peers(peers))
-        for peer in sorted(peers) if len(peers) > 1 else peers:
-            window = peers[peer]
-            mos = window["mos"] = quality.estimate_mos(window["rtt"], window["jitter"], window["loss"])
-            if peer not in voters:
-                problems.update(quality.SFU_PROBLEMS.intersection(quality.current_problems(window)))
-                continue
-            problems.update(quality.current_problems(window))
-            if mos is not None and (lowest is None or mos < lowest):
-                lowest, self.worst, self.worst_peer = mos, window, peer or None
-        self.mos = None if lowest is None else round(lowest, 2)
-        self.verdict = quality.verdict_of(self.mos) or "unknown"
-        self.problems = [code for code in quality.PROBLEM_CODES if code in problems] if problems else []
+    def __init__(self, mos, verdict, problems, worst_peer, at, worst, peers, rows=None):
+        self.mos, self.verdict, self.problems, self.worst_peer = mos, verdict, problems, worst_peer
+        self.at, self.worst, self._peers, self._rows = at, worst, peers, rows
+
+    @property
+    def peers(self):
+        if self._peers is None:
+            table, first, end, worst_row = self._rows
+            self._peers = table.windows(first, end, worst_row, self.worst)
+            self._rows = None
+        return self._peers
 
     def as_json(self):
         return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,
@@ -145,59 +71,140 @@ class CallQuality:
         return self.mos is not None and abs(self.mos - other.mos) >= MOS_STEP - 1e-9
 
 
+def judge(rows, row_peers, peers, live, at):
+    """{call: CallQuality} of every live call, all at once: `rows` the window rows of the
+    fleet's series (an array of WINDOW_NAMES columns, NaN: none), `row_peers` the peer
+    number of each; `peers`: (the call number of each peer number, peer names, call names,
+    whether each peer is a media server's view), as recent.RecentSamples.peers gives them.
+
+    The summary's rules (rtcscope/quality.py) over arrays: a peer's kinds combine as the
+    worst of the gauges and the last, the counters summed, the loss ratio from packets
+    else fractionLost; its E-model MOS and problems; a call is judged by its voting peers
+    (quality.voting_peers: its clients, or its media server's views when it has nothing
+    else), its MOS the lowest of theirs (`worst_peer`: that peer, the first by name of
+    equals), its problems theirs and the others' SFU_PROBLEMS, in PROBLEM_CODES order. A
+    live call without a row is unknown. Python work only to hand each call its object."""
+    qualities = {}
+    if len(rows):
+        qualities = _judged(rows, row_peers, peers, live, at)
+    for call in live:
+        if call not in qualities:
+            qualities[call] = unknown_quality(at)
+    return qualities
+
+
+def _judged(rows, row_peers, peers, live, at):
+    peer_call, peer_names, call_names, views = peers
+    order = np.argsort(row_peers, kind="stable")
+    rows, row_peers = rows[order], row_peers[order]
+    starts = _starts(row_peers)
+    numbers = row_peers[starts]
+    worst = np.fmax.reduceat(rows[:, :_COUNTERS], starts)
+    counters = rows[:, _COUNTERS:]
+    present = ~np.isnan(counters)
+    summed = np.where(np.add.reduceat(present, starts) > 0,
+                      np.add.reduceat(np.where(present, counters, 0.0), starts), np.nan)
+    lost, received, sent, freezes = summed.T
+    carried = np.maximum(lost, 0.0)
+    total = carried + np.maximum(np.nan_to_num(received), 0.0) + np.maximum(np.nan_to_num(sent), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.where(~np.isnan(lost) & (total > 0), carried / total, worst[:, 2])
+    rtt, jitter, limitation, ice = worst[:, 0], worst[:, 1], worst[:, 3], worst[:, 4]
+    mos = quality.estimate_mos_array(rtt, jitter, loss)
+    masks = quality.problem_mask_array({"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes,
+                                        "qualityLimitationReason": limitation, "iceState": ice})
+    # By call: the voting peers, the lowest MOS, the problems.
+    calls = peer_call[numbers]
+    order = np.argsort(calls, kind="stable")
+    calls, numbers, mos, masks = calls[order], numbers[order], mos[order], masks[order]
+    windows = np.column_stack((rtt, jitter, loss, freezes, limitation, ice))[order]
+    call_starts = _starts(calls)
+    group = np.repeat(np.arange(len(call_starts)), np.diff(np.append(call_starts, len(calls))))
+    is_view = views[numbers]
+    votes = ~is_view | ~np.maximum.reduceat(~is_view, call_starts)[group]
+    call_masks = np.bitwise_or.reduceat(np.where(votes, masks, masks & _SFU_BITS), call_starts)
+    voting_mos = np.where(votes, mos, np.nan)
+    lowest = np.fmin.reduceat(voting_mos, call_starts)
+    # The worst peer: the lowest voting MOS, the first by name of equals (rare: a Python look).
+    candidates = voting_mos == lowest[group]
+    worst_rows = np.full(len(call_starts), -1)
+    worst_rows[group[candidates]] = np.flatnonzero(candidates)
+    table = _Peers(np.column_stack((windows, mos)), [peer_names[number] for number in numbers.tolist()])
+    names = table.names
+    tied = np.flatnonzero(np.add.reduceat(candidates, call_starts) > 1).tolist()
+    for index in tied:
+        rows = np.flatnonzero(candidates & (group == index)).tolist()
+        worst_rows[index] = min(rows, key=names.__getitem__)
+    bounds = call_starts.tolist() + [len(calls)]
+    rounded = [None if low != low else round(low, 2) for low in lowest.tolist()]
+    verdicts = [None if mos is None else quality.verdict_of(mos) for mos in rounded]
+    codes, qualities = {}, {}
+    worst_cells = table.cells(worst_rows)
+    for index, (call_number, mask, worst_row) in enumerate(zip(calls[call_starts].tolist(), call_masks.tolist(),
+                                                               worst_rows.tolist())):
+        call = call_names[call_number]
+        if call not in live:
+            continue
+        problems = codes.get(mask)
+        if problems is None:
+            problems = codes[mask] = quality.codes_of_mask(mask)
+        if worst_row < 0:
+            worst_peer = worst = None
+        else:
+            worst_peer, worst = names[worst_row] or None, dict(zip(PEER_NAMES, worst_cells[index]))
+        qualities[call] = CallQuality(rounded[index], verdicts[index] or "unknown", problems, worst_peer, at, worst,
+                                      None, (table, bounds[index], bounds[index + 1], worst_row))
+    return qualities
+
+
+class _Peers:
+    """One tick's peer windows (an array of PEER_NAMES columns, NaN: none) and their names,
+    in call order: what a CallQuality's `peers` are built from when read."""
+
+    __slots__ = ("values", "names")
+
+    def __init__(self, values, names):
+        self.values, self.names = values, names
+
+    def cells(self, rows):
+        """The rows' values as lists, None for none."""
+        values = self.values[rows]
+        cells = values.astype(object)
+        cells[np.isnan(values)] = None
+        return cells.tolist()
+
+    def windows(self, first, end, worst_row, worst):
+        """{peer: window values} of rows first..end, that of `worst_row` being `worst` itself."""
+        return {name: worst if row == worst_row else dict(zip(PEER_NAMES, cells))
+                for row, name, cells in zip(range(first, end), self.names[first:end], self.cells(slice(first, end)))}
+
+
+def _starts(sorted_numbers):
+    """Where each run of equal numbers begins, in a sorted array."""
+    return np.concatenate(([0], np.flatnonzero(sorted_numbers[1:] != sorted_numbers[:-1]) + 1))
+
+
 def call_qualities(rows, live_calls, at):
     """{call: CallQuality} for every live call; `rows`: [(call, peer, kind, {name: value})] of
     the window, as Store.quality_window answers. A live call with no sample in the window is unknown."""
-    by_call = {}
+    peer_numbers, call_numbers, peer_call, peer_names, table, row_peers = {}, {}, [], [], [], []
     for call, peer, _, row in rows:
-        if call in live_calls:
-            by_call.setdefault(call, {}).setdefault(peer, []).append(row_of(row))
-    return qualities_of(by_call, live_calls, at)
-
-
-def qualities_of(by_call, live_calls, at):
-    """call_qualities from the window's rows (window_row's tuples) grouped {call: {peer: [row of each kind]}}."""
-    empty = {}
-    return {call: CallQuality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, empty).items()}, at)
-            for call in live_calls}
-
-
-class FeedQualities:
-    """Every live call's quality from the samples the feed brought (`recent`, a
-    recent.RecentSamples), kept between ticks: a call whose window has neither gained nor
-    lost a sample since it was last computed keeps its quality, as of this tick (at a 1 s
-    tick with the client's 2 s sends, half the calls)."""
-
-    def __init__(self, recent, window_ms):
-        self.recent = recent
-        self.window_ms = window_ms
-        self._steady = {}  # live call -> (until when its window keeps its samples (ms), its CallQuality)
-
-    def clear(self):
-        """After a whole-window read: every call is computed again."""
-        self._steady = {}
-
-    def update(self, live, now):
-        """({live call: CallQuality} as of `now`, the calls computed again)."""
-        steady = self._steady
-        touched = self.recent.touched
-        stale = [call for call in live if call in touched or steady.get(call, (0, None))[0] < now]
-        by_call, until = self.recent.windows(stale, now - self.window_ms, now)
-        always = math.inf
-        for call, found in qualities_of(by_call, stale, now).items():
-            steady[call] = (until.get(call, always), found)
-        for call in [call for call in steady if call not in live]:
-            del steady[call]
-        qualities = {}
-        for call in live:
-            found = steady[call][1]
-            found.at = now
-            qualities[call] = found
-        return qualities, stale
+        if call not in live_calls:
+            continue
+        number = peer_numbers.get((call, peer))
+        if number is None:
+            number = peer_numbers[(call, peer)] = len(peer_names)
+            peer_names.append(peer)
+            peer_call.append(call_numbers.setdefault(call, len(call_numbers)))
+        row_peers.append(number)
+        table.append([math.nan if row.get(name) is None else row[name] for name in WINDOW_NAMES])
+    views = np.array([quality.is_view(peer) for peer in peer_names], bool)
+    return judge(np.array(table, np.float64).reshape(len(table), len(WINDOW_NAMES)), np.array(row_peers, np.int64),
+                 (np.array(peer_call, np.int64), peer_names, list(call_numbers), views), live_calls, at)
 
 
 def unknown_quality(at):
-    return CallQuality({}, at)
+    return CallQuality(None, "unknown", [], None, at, None, {})
 
 
 def summary_quality(row):

@@ -7,6 +7,7 @@ same bytes go to every viewer (docs/live.md).
 A viewer is any object with `send(bytes)` (one serialised JSON message) and
 `close(code, reason)`."""
 import asyncio
+import functools
 import logging
 
 import orjson
@@ -240,22 +241,23 @@ class Graphs:
         return self.incremental and watch.metric.source_field in FEED_FIELDS
 
     def recent_series(self, watch, calls, start_ms, end_ms):
-        """What `metric_series` answers, for the live calls, from the feed's samples. A
-        gauge's buckets change only with new samples: only the calls that got some are
-        computed, from the bucket of their earliest new one (a rate's bucket also becomes
-        due as time passes: all of them, whole). A watch not filled yet gets every bucket
-        of every call the samples give."""
+        """What `metric_series` answers, for the live calls, from the feed's samples: a
+        function that computes it (RecentSamples.metric_series with what it needs decided
+        now), for the tick's worker thread. A gauge's buckets change only with new samples:
+        only the calls that got some are computed, from the bucket of their earliest new one
+        (a rate's bucket also becomes due as time passes: all of them, whole). A watch not
+        filled yet gets every bucket of every call the samples give."""
         field, scale = watch.metric.source_field, watch.metric.scale
         if not watch.filled:
             start_ms = end_ms - SNAPSHOT_MS
+        series = functools.partial(self.recent.metric_series, field, end_ms=end_ms, bucket_ms=BUCKET_MS, scale=scale,
+                                   rate=watch.rate)
         if watch.rate:
-            return self.recent.metric_series(field, calls, start_ms - BUCKET_MS, end_ms, BUCKET_MS, rate=True,
-                                             scale=scale)
+            return functools.partial(series, calls, start_ms - BUCKET_MS)
         if not watch.filled:
-            return self.recent.metric_series(field, calls, start_ms, end_ms, BUCKET_MS, rate=False, scale=scale)
+            return functools.partial(series, calls, start_ms)
         touched = self.recent.touched
-        return self.recent.metric_series(field, calls & touched.keys(), start_ms, end_ms, BUCKET_MS, rate=False,
-                                         scale=scale, changed=touched)
+        return functools.partial(series, calls & touched.keys(), start_ms, changed=touched)
 
     def broadcast(self, message, watches):
         for watch in watches:

@@ -354,14 +354,16 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     assert other.detector.qualities["split"].peers == app.detector.qualities["split"].peers
 
 
-def window(rtt, loss=0.0, ice=None):
-    return {"rtt": rtt, "jitter": 5.0, "loss": loss, "freezes": None, "qualityLimitationReason": None,
-            "iceState": ice}
+def judged(peers):
+    """A call's quality from one window row per peer, {peer: (rtt, loss, ice state)}, through
+    fleet.call_qualities (the rows Store.quality_window answers)."""
+    rows = [("c", peer, "audio", {"rtt": rtt, "jitter": 5.0, "fractionLost": loss, "iceState": ice})
+            for peer, (rtt, loss, ice) in peers.items()]
+    return fleet.call_qualities(rows, {"c"}, 1)["c"]
 
 
 def test_the_sfu_view_does_not_vote_but_its_failed_ice_is_the_calls_problem():
-    found = fleet.CallQuality({"alice": window(40.0), "bob": window(120.0),
-                               "alice@janus": window(900.0, 0.2, ice=5.0)}, at=1)
+    found = judged({"alice": (40.0, 0.0, None), "bob": (120.0, 0.0, None), "alice@janus": (900.0, 0.2, 5.0)})
     assert (found.mos, found.worst_peer) == (round(estimate_mos(120.0, 5.0, 0.0), 2), "bob")
     assert found.verdict == "good" and found.problems == ["ice_failed"]  # not the view's high_loss nor high_rtt
     assert found.worst["rtt"] == 120.0  # what the fleet's percentiles read
@@ -370,6 +372,6 @@ def test_the_sfu_view_does_not_vote_but_its_failed_ice_is_the_calls_problem():
 
 
 def test_a_call_with_only_the_sfus_view_is_judged_on_it():
-    found = fleet.CallQuality({"alice@janus": window(40.0), "bob@janus": window(900.0, 0.2, ice=5.0)}, at=1)
+    found = judged({"alice@janus": (40.0, 0.0, None), "bob@janus": (900.0, 0.2, 5.0)})
     assert (found.mos, found.worst_peer) == (round(estimate_mos(900.0, 5.0, 0.2), 2), "bob@janus")
     assert found.verdict == "poor" and found.problems == ["high_loss", "high_rtt", "ice_failed"]

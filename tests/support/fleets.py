@@ -6,7 +6,8 @@ import random
 from rtcscope.dimensions.peer import Dimensions
 from rtcscope.live.calls import CallState
 from rtcscope.live.detector import CallDetector
-from rtcscope.live.fleet import CallQuality
+
+from . import reference
 
 TURN_2 = "turn-2.example.com:443"
 BROWSERS = (("Chrome", 60), ("Firefox", 15), ("Safari", 15), ("Edge", 10))
@@ -68,5 +69,5 @@ def held_by_detector(peers):
     for state in calls.values():
         state.peers.sort()
     detector.calls = calls
-    detector.qualities = {call: CallQuality(found, 0) for call, found in windows.items()}
+    detector.qualities = {call: reference.call_quality(found, 0) for call, found in windows.items()}
     return detector
