@@ -64,6 +64,7 @@ OTHER_HANGUP_REASON = 0.0
 
 # The media a statistics event names (audio, video, its simulcast substreams) and their kinds; "data" is a data channel's.
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
+_KINDS = frozenset(_MEDIA_KINDS.values())
 # A media statistics event's numbers: eight counters (0 when absent), then the delays and link
 # qualities (None when absent).
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
@@ -78,9 +79,6 @@ _Stream = msgspec.defstruct("_Stream", [
     *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
     *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
     gc=False)  # decoded data: never in a cycle
-# What a peer's sample has of its streams' delays and link qualities, when it has them (`_Apply.union`).
-_FIGURES = ("rtt", "jitter", "uplinkJitter", "downlinkJitter", "uplinkQuality", "uplinkMediaQuality", "downlinkQuality",
-            "downlinkMediaQuality")
 _counters_of = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES[:_COUNTERS]))
 _NUMBERS = frozenset({int, float})
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
@@ -108,13 +106,15 @@ class Outcome:
 
 
 class _Handle:
-    __slots__ = ("key", "opaque_id", "session", "streams", "detached", "heard")
+    __slots__ = ("key", "opaque_id", "session", "streams", "series", "detached", "heard")
 
     def __init__(self, key, opaque_id, session, heard):
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
-        self.streams = {}  # (mid, media) -> its latest _Stream
+        self.streams = {kind: {} for kind in _KINDS}  # kind -> {(mid, media): its latest _Stream}
+        # media -> (key, its kind): the peer's sample a medium's statistics are in, made once per handle
+        self.series = {media: (key, kind) for media, kind in _MEDIA_KINDS.items()}
         self.detached = False
         self.heard = heard
 
@@ -502,11 +502,12 @@ class _Apply:
                     dimensions[EMITTER_DIMENSION] = _dimension_value(emitter)
             ts_ns = collector.timestamp(ts_ns)
             if what == _STATS:
-                streams = handle.streams
+                streams, handle_series = handle.streams, handle.series
                 for info in details:
-                    kind = _MEDIA_KINDS[info.media]
-                    streams[info.mid, info.media] = info
-                    series = (key, kind)
+                    media = info.media
+                    series = handle_series[media]
+                    kind = series[1]
+                    streams[kind][info.mid, media] = info
                     if dirty.get(series, 0) < ts_ns:
                         dirty[series] = ts_ns
                     if info.codec and info.packets_received:  # what Janus receives: the codec the peer sends
@@ -567,14 +568,17 @@ class _Apply:
         Janus's "no report yet" (rtcp.c), not a value. One loop, no call per stream:
         this runs for every sample."""
         handles = self.peers.handles
-        counted = []
+        counted = None  # the one stream counted, or a list of them
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for info in handle.streams.values():
-                if _MEDIA_KINDS[info.media] != kind:
-                    continue
-                counted.append(info)
+            for info in handle.streams[kind].values():
+                if counted is None:
+                    counted = info
+                elif counted.__class__ is list:
+                    counted.append(info)
+                else:
+                    counted = [counted, info]
                 if handle.detached:
                     continue
                 if info.packets_received:
@@ -596,18 +600,31 @@ class _Apply:
                         down_quality = out_quality
                     if out_media and (down_media is None or out_media < down_media):
                         down_media = out_media
-        if not counted:
+        if counted is None:
             return None
         received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
-            _counters_of(counted[0]) if len(counted) == 1 else map(sum, zip(*map(_counters_of, counted))))
+            map(sum, zip(*map(_counters_of, counted))) if counted.__class__ is list else _counters_of(counted))
         values = {"packetsReceived": received, "packetsSent": sent, "bytesReceived": bytes_received,
                   "bytesSent": bytes_sent, "packetsLost": lost + lost_remote, "nackCount": nacks_received + nacks_sent,
                   "uplinkPacketsLost": lost, "downlinkPacketsLost": lost_remote}
-        jitter = up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter) else down_jitter
-        for name, value in zip(_FIGURES, (rtt, jitter, up_jitter, down_jitter, up_quality, up_media, down_quality,
-                                          down_media)):
-            if value is not None:
-                values[name] = value
+        # The figures a peer's sample has when it has them, in one order.
+        if rtt is not None:
+            values["rtt"] = rtt
+        if up_jitter is not None or down_jitter is not None:
+            values["jitter"] = up_jitter if down_jitter is None or (
+                up_jitter is not None and up_jitter > down_jitter) else down_jitter
+        if up_jitter is not None:
+            values["uplinkJitter"] = up_jitter
+        if down_jitter is not None:
+            values["downlinkJitter"] = down_jitter
+        if up_quality is not None:
+            values["uplinkQuality"] = up_quality
+        if up_media is not None:
+            values["uplinkMediaQuality"] = up_media
+        if down_quality is not None:
+            values["downlinkQuality"] = down_quality
+        if down_media is not None:
+            values["downlinkMediaQuality"] = down_media
         return values
 
 
