@@ -106,15 +106,13 @@ class Outcome:
 
 
 class _Handle:
-    __slots__ = ("key", "opaque_id", "session", "streams", "series", "detached", "heard")
+    __slots__ = ("key", "opaque_id", "session", "streams", "detached", "heard")
 
     def __init__(self, key, opaque_id, session, heard):
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
         self.streams = {kind: {} for kind in _KINDS}  # kind -> {(mid, media): its latest _Stream}
-        # media -> (key, its kind): the peer's sample a medium's statistics are in, made once per handle
-        self.series = {media: (key, kind) for media, kind in _MEDIA_KINDS.items()}
         self.detached = False
         self.heard = heard
 
@@ -502,12 +500,12 @@ class _Apply:
                     dimensions[EMITTER_DIMENSION] = _dimension_value(emitter)
             ts_ns = collector.timestamp(ts_ns)
             if what == _STATS:
-                streams, handle_series = handle.streams, handle.series
+                streams = handle.streams
                 for info in details:
                     media = info.media
-                    series = handle_series[media]
-                    kind = series[1]
+                    kind = _MEDIA_KINDS[media]
                     streams[kind][info.mid, media] = info
+                    series = (key, kind)
                     if dirty.get(series, 0) < ts_ns:
                         dirty[series] = ts_ns
                     if info.codec and info.packets_received:  # what Janus receives: the codec the peer sends
