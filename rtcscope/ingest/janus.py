@@ -79,6 +79,9 @@ _Stream = msgspec.defstruct("_Stream", [
     *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
     *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
     gc=False)  # decoded data: never in a cycle
+# What a peer's sample has of its streams' delays and link qualities, when it has them (`_Apply.union`).
+_FIGURES = ("rtt", "jitter", "uplinkJitter", "downlinkJitter", "uplinkQuality", "uplinkMediaQuality", "downlinkQuality",
+            "downlinkMediaQuality")
 _counters_of = operator.attrgetter(*(name.replace("-", "_") for name in _STAT_NAMES[:_COUNTERS]))
 _NUMBERS = frozenset({int, float})
 _CODEC_DIMENSIONS = {"audio": "audio_codec", "video": "video_codec"}
@@ -605,24 +608,11 @@ class _Apply:
         values = {"packetsReceived": received, "packetsSent": sent, "bytesReceived": bytes_received,
                   "bytesSent": bytes_sent, "packetsLost": lost + lost_remote, "nackCount": nacks_received + nacks_sent,
                   "uplinkPacketsLost": lost, "downlinkPacketsLost": lost_remote}
-        # The figures a peer's sample has when it has them, in one order.
-        if rtt is not None:
-            values["rtt"] = rtt
-        if up_jitter is not None or down_jitter is not None:
-            values["jitter"] = up_jitter if down_jitter is None or (
-                up_jitter is not None and up_jitter > down_jitter) else down_jitter
-        if up_jitter is not None:
-            values["uplinkJitter"] = up_jitter
-        if down_jitter is not None:
-            values["downlinkJitter"] = down_jitter
-        if up_quality is not None:
-            values["uplinkQuality"] = up_quality
-        if up_media is not None:
-            values["uplinkMediaQuality"] = up_media
-        if down_quality is not None:
-            values["downlinkQuality"] = down_quality
-        if down_media is not None:
-            values["downlinkMediaQuality"] = down_media
+        jitter = up_jitter if down_jitter is None or (up_jitter is not None and up_jitter > down_jitter) else down_jitter
+        for name, value in zip(_FIGURES, (rtt, jitter, up_jitter, down_jitter, up_quality, up_media, down_quality,
+                                          down_media)):
+            if value is not None:
+                values[name] = value
         return values
 
 
