@@ -72,12 +72,19 @@ _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
 _COUNTERS = 8
 _stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
-# One medium of a media statistics event as a handle keeps it (`_Handle.streams`), its numbers as
-# floats, and as msgspec decodes it (`_DECODER`): the fields read of what Janus sends.
+# A number of a statistics event as Janus sends it (integers, written as InfluxDB floats all the
+# same): kept until the handle's next event, a small integer is no object of its own to free then,
+# when its memory is long out of the cache. Integers are kept within a double's exact range, so the
+# sums of a peer's streams stay far within the 64 bits orjson writes; a larger one is a float.
+_EXACT = 2**53
+_Number = Annotated[int, msgspec.Meta(ge=-_EXACT, le=_EXACT)] | float
+# One medium of a media statistics event as a handle keeps it (`_Handle.streams`), and as msgspec
+# decodes it (`_DECODER`): the fields read of what Janus sends.
 _Stream = msgspec.defstruct("_Stream", [
     ("media", Literal[(*_MEDIA_KINDS, "data")] | None, None), ("mid", str | None, None), ("codec", str | None, None),
-    *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
-    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
+    *((name.replace("-", "_"), _Number, msgspec.field(name=name, default=0)) for name in _STAT_NAMES[:_COUNTERS]),
+    *((name.replace("-", "_"), _Number | None, msgspec.field(name=name, default=None))
+      for name in _STAT_NAMES[_COUNTERS:])],
     gc=False)  # decoded data: never in a cycle
 # What a peer's sample has of its streams' delays and link qualities, when it has them (`_Apply.union`).
 _FIGURES = ("rtt", "jitter", "uplinkJitter", "downlinkJitter", "uplinkQuality", "uplinkMediaQuality", "downlinkQuality",
@@ -362,7 +369,7 @@ def _read_stream(info, where):
     except KeyError:
         stats = _absent_or_refused(info, where)
     else:  # Janus sends them all, as numbers
-        stats = tuple(map(float, stats)) if _NUMBERS.issuperset(map(type, stats)) else _absent_or_refused(info, where)
+        stats = tuple(map(_number, stats)) if _NUMBERS.issuperset(map(type, stats)) else _absent_or_refused(info, where)
     codec = info.get("codec")
     if codec.__class__ is not str:
         codec = _text(info, "codec", where)
@@ -370,14 +377,19 @@ def _read_stream(info, where):
 
 
 def _absent_or_refused(info, where):
-    """The numbers of an event where one is absent (a counter then 0.0), or an IngestError for one
+    """The numbers of an event where one is absent (a counter then 0), or an IngestError for one
     that is not a number."""
     stats = tuple(map(info.get, _STAT_NAMES))
     for name, value in zip(_STAT_NAMES, stats):
         if value is not None and value.__class__ not in _NUMBERS:
             raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
-    return tuple(0.0 if value is None else float(value) for value in stats[:_COUNTERS]) + tuple(
-        None if value is None else float(value) for value in stats[_COUNTERS:])
+    return tuple(0 if value is None else _number(value) for value in stats[:_COUNTERS]) + tuple(
+        None if value is None else _number(value) for value in stats[_COUNTERS:])
+
+
+def _number(value):
+    """A statistics event's number as msgspec decodes it into a `_Stream` (`_Number`)."""
+    return value if value.__class__ is float or -_EXACT <= value <= _EXACT else float(value)
 
 
 # --- decoding: the usual post straight into what is read of it --------------------

@@ -47,6 +47,8 @@ async def test_a_janus_call_is_stored_as_its_sfu_peers(http_client, base_url, ap
         ("c-1", "alice@janus", kind) for kind in ("audio", "video", "connection")}
     media = [row for row in rows if row["kind"] == "video"]
     assert len(media) >= 3 and all(row["packetsReceived"] > 0 and row["jitter"] is not None for row in media)
+    # Janus's integers are written as they come, floats to InfluxDB as every value is.
+    assert {row["fieldType"] for row in influxd.rows("SHOW FIELD KEYS FROM rtc_stats", database)} == {"float"}
     [end] = influxd.rows("SELECT * FROM rtc_events WHERE time > 0", database)
     assert (end["peer"], end["reason"]) == ("alice@janus", 1.0)
 
