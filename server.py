@@ -69,6 +69,8 @@ log = logging.getLogger("rtcscope")
 
 ROOT = getattr(sys, "_MEIPASS", os.path.dirname(os.path.abspath(__file__)))
 HANDLER_MODULES = (ingest, statsws, imports, rtcstats, janus, stats, calls, fleet, alerts, health, series, ws, client, pages)
+# The posts answered below RequestHandler when they can be (ingest.StoredWrite), by path.
+STORED_ROUTES = ingest.stored_routes(ingest.WriteHandler, janus.JanusEventsHandler)
 
 define("config", type=str, help="config file (Python syntax, option = value); command-line options win")
 define("address", default="127.0.0.1", help="address to listen on")
@@ -216,7 +218,7 @@ class Application(tornado.web.Application):
         Call ids are matched decoded: /v1/calls/room%3A1/ is the call room:1."""
         request.path = base.decode_path_ids(request.path)
         access = base.read_access(self, request)
-        if access == "open" and (stored := ingest.stored_write(self, request)):
+        if access == "open" and (stored := ingest.stored_write(self, request, STORED_ROUTES)):
             return stored
         if access == "grant":
             return self.get_handler_delegate(request, base.TokenCookieHandler)

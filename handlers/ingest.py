@@ -3,7 +3,9 @@
 A post that is stored is answered by `StoredWrite`, below tornado's RequestHandler;
 every other answer (a refusal of any kind, OPTIONS, a body that is too large or
 streamed without a length, --wal-fsync=always) by `WriteHandler`. The rules
-(`store`, the headers, the answer) are one implementation that both use.
+(`store`, the headers, the answer) are one implementation that both use, as are
+those of the other ingest posts (handlers/janus.py): a WriteHandler subclass says
+how its posts are read and answered, and StoredWrite stores them the same way.
 """
 import functools
 import logging
@@ -19,7 +21,6 @@ from rtcscope.ingest.formats import IngestError, parse
 
 from .base import API_HEADERS, SECURITY_HEADERS, APIHandler, client_dimensions, ingest_client, ingest_key_refusal
 
-WRITE_PATHS = frozenset({"/v1/stats/write", "/v1/stats/write/"})
 REFUSAL_MESSAGES = {
     "shutting_down": "the server is shutting down; retry later",
     "wal_full": "the write-ahead log is full (InfluxDB is slow or down); retry later",
@@ -70,17 +71,18 @@ def parse_post(handler, body, now_ns):
                  application.dimensions, client_dimensions(handler))
 
 
-def store(handler, body, parse_body, max_calls=None):
-    """Parse, admit and log one request's body: (its Parsed, None) once its points are in the
-    write-ahead log, else (None, (status, code, message, headers)) with nothing of it stored.
-    `parse_body(body, now_ns)` reads the format."""
-    application, request = handler.application, handler.request
+def store(post, body, route):
+    """Parse, admit and log one request's body: (what `route.read` read of it, None) once its
+    points are in the write-ahead log, else (None, (status, code, message, headers)) with
+    nothing of it stored. `post`: a WriteHandler or a StoredWrite (its application and
+    request); `route`: the WriteHandler class whose posts these are."""
+    application, request = post.application, post.request
     now_ns = time.time_ns() // 1000 * 1000
     try:
-        parsed = parse_body(body, now_ns)
+        parsed, read = route.read(post, body, now_ns)
     except IngestError as exc:
         return None, (exc.status, exc.code, exc.message, {})
-    refusal = application.admission.admit(ingest_client(request), parsed.calls, max_calls)
+    refusal = application.admission.admit(ingest_client(request), parsed.calls, route.max_calls)
     if refusal:
         application.ingest_limits.feed.forget(parsed.sent_dimensions)
         return None, (refusal.status, refusal.code, refusal.message,
@@ -90,7 +92,7 @@ def store(handler, body, parse_body, max_calls=None):
         application.ingest_limits.feed.forget(parsed.sent_dimensions)
         return None, (503, writer.refusal_code, REFUSAL_MESSAGES[writer.refusal_code],
                       {"Retry_After": str(max(1, round(application.config.flush_interval * 2)))})
-    return parsed, None
+    return read, None
 
 
 def count(telemetry, parsed):
@@ -101,17 +103,33 @@ def count(telemetry, parsed):
             telemetry.inc(counter, amount)
 
 
-def stored_answer(parsed):
-    return {"success": True, "accepted": parsed.accepted, "dropped": parsed.dropped,
-            "restamped": parsed.restamped, "events": parsed.events}
-
-
 @tornado.web.stream_request_body
 class WriteHandler(APIHandler):
     """Bodies are streamed so an oversized one gets a JSON 413, not a dropped connection."""
 
     quiet_success = True  # no access-log line per accepted post (see Application.log_request)
     max_calls = None  # calls one request may hold: --max-calls-per-request
+    paths = frozenset({"/v1/stats/write", "/v1/stats/write/"})  # those of default_handlers, for `stored_write`
+
+    # How this route's posts are read and answered, by WriteHandler and StoredWrite alike
+    # (`post`: either, for its application and request).
+
+    @staticmethod
+    def key_refusal_of(application, request):
+        return ingest_key_refusal(application, request)
+
+    @staticmethod
+    def read(post, body, now_ns):
+        """(the post's points, a formats.Parsed; what `answer` tells of it); IngestError for a body to refuse."""
+        parsed = parse_post(post, body, now_ns)
+        return parsed, parsed
+
+    @staticmethod
+    def answer(telemetry, parsed):
+        """The answer to a stored post, its counters counted."""
+        count(telemetry, parsed)
+        return {"success": True, "accepted": parsed.accepted, "dropped": parsed.dropped,
+                "restamped": parsed.restamped, "events": parsed.events}
 
     def initialize(self, refusal=None):
         """`refusal`: what `store` answered StoredWrite, for this handler to send."""
@@ -157,7 +175,7 @@ class WriteHandler(APIHandler):
             self._chunks.append(chunk)
 
     def key_refusal(self):
-        return ingest_key_refusal(self.application, self.request)
+        return self.key_refusal_of(self.application, self.request)
 
     def origin_refusal(self):
         return origin_refusal(self.application.config.cors_origins, self.request.headers.get("Origin"))
@@ -182,44 +200,35 @@ class WriteHandler(APIHandler):
             return self.fail_too_large()
         refusal = self._refusal
         if refusal is None:
-            parsed, refusal = store(self, b"".join(self._chunks), self.parse, self.max_calls)
+            read, refusal = store(self, b"".join(self._chunks), type(self))
         if refusal:
             status, code, message, headers = refusal
             return self.refuse(status, code, message, **headers)
         if self.application.writer.sync_each:  # --wal-fsync=always: answered once on disk (a coroutine only then)
-            return self._answer_when_durable(parsed)
-        self._answer(parsed)
+            return self._answer_when_durable(read)
+        self.write_json(self.answer(self.application.telemetry, read))
 
-    def parse(self, body, now_ns):
-        """The request's points (a formats.Parsed); IngestError for a body to refuse."""
-        return parse_post(self, body, now_ns)
-
-    async def _answer_when_durable(self, parsed):
+    async def _answer_when_durable(self, read):
         if not await self.application.writer.durable():
             return self.refuse(503, "wal_unavailable", REFUSAL_MESSAGES["wal_unavailable"], Retry_After="1")
-        self._answer(parsed)
-
-    def count(self, parsed):
-        count(self.application.telemetry, parsed)
-
-    def _answer(self, parsed):
-        self.count(parsed)
-        self.write_json(stored_answer(parsed))
+        self.write_json(self.answer(self.application.telemetry, read))
 
 
 class StoredWrite(httputil.HTTPMessageDelegate):
     """A post served below RequestHandler, whose per-request machinery (its headers object,
     output transforms, flush and finish chain, log) cost about as much as everything
     ingest does with a one-sample post (docs/PERFORMANCE.md). Taken only by posts that
-    `stored_write` found eligible; the body is read whole, then `store`d: stored, the 200
-    is written here, with the headers WriteHandler would send; refused, the request goes
-    on to WriteHandler with the refusal to answer."""
+    `stored_write` found eligible; the body is read whole, then `store`d as its route
+    (WriteHandler or a subclass) reads it: stored, the 200 is written here, with the
+    headers the route would send; refused, the request goes on to the route with the
+    refusal to answer."""
 
-    __slots__ = ("application", "request", "start_line", "chunks")
+    __slots__ = ("application", "request", "route", "start_line", "chunks")
 
-    def __init__(self, application, request):
+    def __init__(self, application, request, route):
         self.application = application
         self.request = request
+        self.route = route
         self.start_line = None
         self.chunks = []
 
@@ -237,21 +246,17 @@ class StoredWrite(httputil.HTTPMessageDelegate):
         self.application.posts_reading.pop(self, None)
         self.chunks = None
 
-    def parse(self, body, now_ns):
-        return parse_post(self, body, now_ns)
-
     def finish(self):
-        application, request = self.application, self.request
+        application, request, route = self.application, self.request, self.route
         del application.posts_reading[self]
         try:
-            parsed, refusal = store(self, b"".join(self.chunks), self.parse)
-        except Exception:  # a fault of the server's own, before anything was stored: WriteHandler meets it
+            read, refusal = store(self, b"".join(self.chunks), route)
+        except Exception:  # a fault of the server's own, before anything was stored: the route meets it
             return self.hand_over(None)  # again and answers 500, as for any handler
         if refusal is not None:
             return self.hand_over(refusal)
-        count(application.telemetry, parsed)
-        application.count_request(WriteHandler.__name__, 200)
-        body = orjson.dumps(stored_answer(parsed))
+        application.count_request(route.__name__, 200)
+        body = orjson.dumps(route.answer(application.telemetry, read))
         headers = httputil.HTTPHeaders()
         # Later ones win, as in WriteHandler's answer, where SecurityHeaders only adds what is missing.
         for name, value in (*SECURITY_HEADERS, SERVER_HEADER, ("Date", http_date(int(time.time()))),
@@ -262,8 +267,8 @@ class StoredWrite(httputil.HTTPMessageDelegate):
         request.connection.finish()
 
     def hand_over(self, refusal):
-        """The request goes on to WriteHandler, which answers `refusal` (None: it stores the body itself)."""
-        handler = self.application.get_handler_delegate(self.request, WriteHandler, {"refusal": refusal})
+        """The request goes on to its route, which answers `refusal` (None: it stores the body itself)."""
+        handler = self.application.get_handler_delegate(self.request, self.route, {"refusal": refusal})
         handler.headers_received(self.start_line, self.request.headers)
         if refusal is None:
             handler.data_received(b"".join(self.chunks))
@@ -281,20 +286,26 @@ def close_stalled_posts(application, timeout):
         post.request.connection.close()
 
 
-def stored_write(application, request):
+def stored_routes(*routes):
+    """{path: route} of the WriteHandler classes whose posts StoredWrite may answer."""
+    return {path: route for route in routes for path in route.paths}
+
+
+def stored_write(application, request, routes):
     """The StoredWrite for a request that can be answered by one, else None (it is routed to
-    WriteHandler): a post with its length given, within --max-body, from an allowed origin with
-    a valid key where keys are needed, and no answer that must wait for the disk (--wal-fsync=always)
-    nor an access-log line (logging at debug level)."""
-    if request.method != "POST" or request.path not in WRITE_PATHS:
+    its handler): a post to one of `routes` (`stored_routes`) with its length given, within
+    --max-body, from an allowed origin with a valid key where keys are needed, and no answer
+    that must wait for the disk (--wal-fsync=always) nor an access-log line (logging at debug level)."""
+    route = routes.get(request.path) if request.method == "POST" else None
+    if route is None:
         return None
     length = request.headers.get("Content-Length")
     if length is None or not length.isdigit() or int(length) > application.config.max_body or \
             application.writer.sync_each or access_log.isEnabledFor(logging.DEBUG) or \
             origin_refusal(application.config.cors_origins, request.headers.get("Origin")) or \
-            ingest_key_refusal(application, request):
+            route.key_refusal_of(application, request):
         return None
-    return StoredWrite(application, request)
+    return StoredWrite(application, request, route)
 
 
 default_handlers = [

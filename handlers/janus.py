@@ -1,9 +1,10 @@
 """POST /v1/integrations/janus/: what Janus's sample event handler posts (docs/integrations.md).
 
-The flow is POST ingest's (handlers/ingest.py): the whole body is read first,
-the abuse limits apply to the Janus instance as to any client (its address),
-and a 200 is sent once the points are in the write-ahead log. Janus resends a
-post only when it could not connect; a 4xx or 5xx answer loses that post.
+The flow is POST ingest's (handlers/ingest.py), a stored post answered by its
+StoredWrite as there: the whole body is read first, the abuse limits apply to the
+Janus instance as to any client (its address), and a 200 is sent once the points
+are in the write-ahead log. Janus resends a post only when it could not connect;
+a 4xx or 5xx answer loses that post.
 """
 import base64
 import binascii
@@ -15,7 +16,7 @@ from rtcscope.ingest import janus
 from rtcscope.ingest.formats import IngestError
 
 from .base import ingest_key_refusal
-from .ingest import WriteHandler
+from .ingest import WriteHandler, count
 
 # Janus groups at most 100 events in one post (janus_sampleevh.c), so at most 100
 # calls: it cannot split a post, and refusing one loses it.
@@ -34,45 +35,45 @@ def basic_password(request):
     return decoded.partition(":")[2] or None
 
 
+def gunzip(body, limit):
+    """A body Janus compressed (`compress = true`), of at most `limit` bytes once decompressed."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        text = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise IngestError(f"body is not valid gzip: {exc}") from None
+    if len(text) > limit:
+        raise IngestError(f"body larger than {limit} bytes once decompressed", 413, "body_too_large")
+    return text
+
+
 @tornado.web.stream_request_body
 class JanusEventsHandler(WriteHandler):
     max_calls = MAX_CALLS_PER_POST
+    paths = frozenset({"/v1/integrations/janus", "/v1/integrations/janus/"})
 
-    def initialize(self):
-        super().initialize()
-        self.outcome = None
+    @staticmethod
+    def key_refusal_of(application, request):
+        return ingest_key_refusal(application, request, basic_password(request))
 
-    def key_refusal(self):
-        return ingest_key_refusal(self.application, self.request, basic_password(self.request))
+    @staticmethod
+    def read(post, body, now_ns):
+        app = post.application
+        if post.request.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gunzip(body, app.config.max_body)
+        outcome = janus.parse(body, now_ns, app.ingest_limits, app.janus_peers)
+        return outcome.parsed, outcome
 
-    def parse(self, body, now_ns):
-        if self.request.headers.get("Content-Encoding", "").lower() == "gzip":  # Janus's `compress = true`
-            body = self.gunzip(body)
-        app = self.application
-        self.outcome = janus.parse(body, now_ns, app.ingest_limits, app.janus_peers)
-        return self.outcome.parsed
-
-    def gunzip(self, body):
-        limit = self.application.config.max_body
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            text = decompressor.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise IngestError(f"body is not valid gzip: {exc}") from None
-        if len(text) > limit:
-            raise IngestError(f"body larger than {limit} bytes once decompressed", 413, "body_too_large")
-        return text
-
-    def _answer(self, parsed):
-        telemetry, outcome = self.application.telemetry, self.outcome
-        for name, count in outcome.types.items():
-            telemetry.inc("rtcscope_janus_events_total", count, type=name)
-        for reason, count in outcome.skipped.items():
-            telemetry.inc("rtcscope_janus_events_skipped_total", count, reason=reason)
-        self.count(parsed)
-        self.write_json({"success": True, "accepted": parsed.accepted, "restamped": parsed.restamped,
-                         "ends": parsed.events, "events": sum(outcome.types.values()),
-                         "skipped": sum(outcome.skipped.values())})
+    @staticmethod
+    def answer(telemetry, outcome):
+        for name, events in outcome.types.items():
+            telemetry.inc("rtcscope_janus_events_total", events, type=name)
+        for reason, events in outcome.skipped.items():
+            telemetry.inc("rtcscope_janus_events_skipped_total", events, reason=reason)
+        parsed = outcome.parsed
+        count(telemetry, parsed)
+        return {"success": True, "accepted": parsed.accepted, "restamped": parsed.restamped, "ends": parsed.events,
+                "events": sum(outcome.types.values()), "skipped": sum(outcome.skipped.values())}
 
 
 default_handlers = [

@@ -9,7 +9,7 @@ encoding a plain string join on the hot path.
 Hot path (see docs/PERFORMANCE.md): JSON is decoded by orjson (twice as fast
 as ujson on our bodies), names and sets of field names that already passed
 their pattern are remembered, and a sample whose values are all finite
-numbers is encoded by orjson and two byte replacements (lines.encode_fields)
+numbers is encoded by orjson and one byte translation (lines.encode_fields)
 instead of a Python loop over its fields.
 """
 from dataclasses import dataclass

@@ -64,6 +64,7 @@ OTHER_HANGUP_REASON = 0.0
 
 # The media a statistics event names (audio, video, its simulcast substreams) and their kinds; "data" is a data channel's.
 _MEDIA_KINDS = {"audio": "audio", "video": "video", "video-sim1": "video", "video-sim2": "video"}
+_KINDS = frozenset(_MEDIA_KINDS.values())
 # A media statistics event's numbers: eight counters (0 when absent), then the delays and link
 # qualities (None when absent).
 _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent", "lost", "lost-by-remote",
@@ -71,12 +72,19 @@ _STAT_NAMES = ("packets-received", "packets-sent", "bytes-received", "bytes-sent
                "in-media-link-quality", "out-link-quality", "out-media-link-quality")
 _COUNTERS = 8
 _stats_of = operator.itemgetter(*_STAT_NAMES)  # KeyError when one is absent
-# One medium of a media statistics event as a handle keeps it (`_Handle.streams`), its numbers as
-# floats, and as msgspec decodes it (`_DECODER`): the fields read of what Janus sends.
+# A number of a statistics event as Janus sends it (integers, written as InfluxDB floats all the
+# same): kept until the handle's next event, a small integer is no object of its own to free then,
+# when its memory is long out of the cache. Integers are kept within a double's exact range, so the
+# sums of a peer's streams stay far within the 64 bits orjson writes; a larger one is a float.
+_EXACT = 2**53
+_Number = Annotated[int, msgspec.Meta(ge=-_EXACT, le=_EXACT)] | float
+# One medium of a media statistics event as a handle keeps it (`_Handle.streams`), and as msgspec
+# decodes it (`_DECODER`): the fields read of what Janus sends.
 _Stream = msgspec.defstruct("_Stream", [
     ("media", Literal[(*_MEDIA_KINDS, "data")] | None, None), ("mid", str | None, None), ("codec", str | None, None),
-    *((name.replace("-", "_"), float, msgspec.field(name=name, default=0.0)) for name in _STAT_NAMES[:_COUNTERS]),
-    *((name.replace("-", "_"), float | None, msgspec.field(name=name, default=None)) for name in _STAT_NAMES[_COUNTERS:])],
+    *((name.replace("-", "_"), _Number, msgspec.field(name=name, default=0)) for name in _STAT_NAMES[:_COUNTERS]),
+    *((name.replace("-", "_"), _Number | None, msgspec.field(name=name, default=None))
+      for name in _STAT_NAMES[_COUNTERS:])],
     gc=False)  # decoded data: never in a cycle
 # What a peer's sample has of its streams' delays and link qualities, when it has them (`_Apply.union`).
 _FIGURES = ("rtt", "jitter", "uplinkJitter", "downlinkJitter", "uplinkQuality", "uplinkMediaQuality", "downlinkQuality",
@@ -114,7 +122,7 @@ class _Handle:
         self.key = key  # (call, peer) of the SFU peer, peer with SFU_SUFFIX
         self.opaque_id = opaque_id  # what gave `key`: a handle's later events with the same one need no new look
         self.session = session
-        self.streams = {}  # (mid, media) -> its latest _Stream
+        self.streams = {kind: {} for kind in _KINDS}  # kind -> {(mid, media): its latest _Stream}
         self.detached = False
         self.heard = heard
 
@@ -361,7 +369,7 @@ def _read_stream(info, where):
     except KeyError:
         stats = _absent_or_refused(info, where)
     else:  # Janus sends them all, as numbers
-        stats = tuple(map(float, stats)) if _NUMBERS.issuperset(map(type, stats)) else _absent_or_refused(info, where)
+        stats = tuple(map(_number, stats)) if _NUMBERS.issuperset(map(type, stats)) else _absent_or_refused(info, where)
     codec = info.get("codec")
     if codec.__class__ is not str:
         codec = _text(info, "codec", where)
@@ -369,14 +377,19 @@ def _read_stream(info, where):
 
 
 def _absent_or_refused(info, where):
-    """The numbers of an event where one is absent (a counter then 0.0), or an IngestError for one
+    """The numbers of an event where one is absent (a counter then 0), or an IngestError for one
     that is not a number."""
     stats = tuple(map(info.get, _STAT_NAMES))
     for name, value in zip(_STAT_NAMES, stats):
         if value is not None and value.__class__ not in _NUMBERS:
             raise IngestError(f"index {where}: event.{name} must be a number, got {_show(value)}")
-    return tuple(0.0 if value is None else float(value) for value in stats[:_COUNTERS]) + tuple(
-        None if value is None else float(value) for value in stats[_COUNTERS:])
+    return tuple(0 if value is None else _number(value) for value in stats[:_COUNTERS]) + tuple(
+        None if value is None else _number(value) for value in stats[_COUNTERS:])
+
+
+def _number(value):
+    """A statistics event's number as msgspec decodes it into a `_Stream` (`_Number`)."""
+    return value if value.__class__ is float or -_EXACT <= value <= _EXACT else float(value)
 
 
 # --- decoding: the usual post straight into what is read of it --------------------
@@ -504,8 +517,9 @@ class _Apply:
             if what == _STATS:
                 streams = handle.streams
                 for info in details:
-                    kind = _MEDIA_KINDS[info.media]
-                    streams[info.mid, info.media] = info
+                    media = info.media
+                    kind = _MEDIA_KINDS[media]
+                    streams[kind][info.mid, media] = info
                     series = (key, kind)
                     if dirty.get(series, 0) < ts_ns:
                         dirty[series] = ts_ns
@@ -567,14 +581,17 @@ class _Apply:
         Janus's "no report yet" (rtcp.c), not a value. One loop, no call per stream:
         this runs for every sample."""
         handles = self.peers.handles
-        counted = []
+        counted = None  # the one stream counted, or a list of them
         rtt = up_jitter = down_jitter = up_quality = up_media = down_quality = down_media = None
         for handle_id in handle_ids:
             handle = handles[handle_id]
-            for info in handle.streams.values():
-                if _MEDIA_KINDS[info.media] != kind:
-                    continue
-                counted.append(info)
+            for info in handle.streams[kind].values():
+                if counted is None:
+                    counted = info
+                elif counted.__class__ is list:
+                    counted.append(info)
+                else:
+                    counted = [counted, info]
                 if handle.detached:
                     continue
                 if info.packets_received:
@@ -596,10 +613,10 @@ class _Apply:
                         down_quality = out_quality
                     if out_media and (down_media is None or out_media < down_media):
                         down_media = out_media
-        if not counted:
+        if counted is None:
             return None
         received, sent, bytes_received, bytes_sent, lost, lost_remote, nacks_received, nacks_sent = (
-            _counters_of(counted[0]) if len(counted) == 1 else map(sum, zip(*map(_counters_of, counted))))
+            map(sum, zip(*map(_counters_of, counted))) if counted.__class__ is list else _counters_of(counted))
         values = {"packetsReceived": received, "packetsSent": sent, "bytesReceived": bytes_received,
                   "bytesSent": bytes_sent, "packetsLost": lost + lost_remote, "nackCount": nacks_received + nacks_sent,
                   "uplinkPacketsLost": lost, "downlinkPacketsLost": lost_remote}

@@ -23,6 +23,7 @@ from .schema import (
 # Series prefixes a long-lived caller keeps for its points (`prefixes`), at most this many.
 SERIES_PREFIXES_LIMIT = 64
 _NUMBER_TYPES = frozenset({float, int})
+_COLONS_AS_EQUALS = bytes.maketrans(b":", b"=")
 
 
 class Points:
@@ -192,5 +193,7 @@ def encode_extracted(fields):
 
 
 def _fields_of_json(text):
-    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields."""
-    return text[2:-1].replace(b'":', b"=").replace(b',"', b",")
+    """orjson's {"name":value,...} of valid names and finite numbers as line-protocol fields. Neither
+    holds a quote nor a colon, so one pass drops the quotes and makes the colons equals signs
+    (a fifth of the time of two replacements, which took longer than orjson's encoding)."""
+    return text.translate(_COLONS_AS_EQUALS, b'"')[1:-1]

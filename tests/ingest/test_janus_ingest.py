@@ -5,7 +5,11 @@ import json
 import time
 
 import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest
 
+from handlers import ingest
+from handlers.janus import JanusEventsHandler
+from server import STORED_ROUTES
 from tests.support.api import assert_error, get, post
 from tests.support.detector import tick
 from tests.support.influxd import count_points
@@ -43,6 +47,8 @@ async def test_a_janus_call_is_stored_as_its_sfu_peers(http_client, base_url, ap
         ("c-1", "alice@janus", kind) for kind in ("audio", "video", "connection")}
     media = [row for row in rows if row["kind"] == "video"]
     assert len(media) >= 3 and all(row["packetsReceived"] > 0 and row["jitter"] is not None for row in media)
+    # Janus's integers are written as they come, floats to InfluxDB as every value is.
+    assert {row["fieldType"] for row in influxd.rows("SHOW FIELD KEYS FROM rtc_stats", database)} == {"float"}
     [end] = influxd.rows("SELECT * FROM rtc_events WHERE time > 0", database)
     assert (end["peer"], end["reason"]) == ("alice@janus", 1.0)
 
@@ -112,6 +118,27 @@ async def test_compressed_posts_are_taken(http_client, base_url, app, influxd, d
     await eventually(lambda: count_points(influxd, database, "rtc_events") == 1)
     status, answer, _ = await post(http_client, base_url + PATH, b"not gzip", headers={"Content-Encoding": "gzip"})
     assert_error(status, answer, 400)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_stored_post_is_answered_as_the_handler_answers_it(http_client, base_url, app, app_config,
+                                                                   start_server):
+    """A Janus post is stored below RequestHandler (handlers/ingest.StoredWrite) as JSON posts are;
+    with --wal-fsync=always JanusEventsHandler answers it: the same status, headers and body."""
+    handled = await start_server(**{**app_config, "wal_fsync": "always"})
+    stored = ingest.stored_write(app, HTTPServerRequest("POST", PATH, headers=HTTPHeaders({"Content-Length": "2"})),
+                                 STORED_ROUTES)
+    assert stored is not None and stored.route is JanusEventsHandler
+    answers = []
+    for server_url in (base_url, handled.base_url):
+        for origin in ({}, {"Origin": "https://app.example"}):
+            status, answer, response = await post(http_client, server_url + PATH, moved("echotest")[0],
+                                                  headers=origin)
+            headers = sorted((name, value) for name, value in response.headers.get_all() if name != "Date")
+            answers.append((status, answer, headers))
+    assert answers[:2] == answers[2:]
+    assert answers[0][0] == 200 and answers[0][1]["events"] > 0
+    assert app.telemetry.value("rtcscope_http_requests_total", route="JanusEventsHandler", status=200) == 2
 
 
 def attaches(calls, now_us):
