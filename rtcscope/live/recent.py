@@ -23,9 +23,6 @@ the whole fleet with reduceat over the series-sorted rows: tens of milliseconds 
 changes these arrays (`settle` runs in a worker thread while the loop serves requests; the
 arrays are replaced, never changed in place).
 """
-import itertools
-import math
-
 import numpy as np
 
 from ..quality import is_view
@@ -35,6 +32,9 @@ from . import fleet
 # A sample's time is kept relative to the oldest one kept, in this many bits of the
 # series-and-time sort key: samples stamped more than 12 days ahead of the oldest are not kept.
 _TIME_BITS = 40
+_TIME_MASK = (1 << _TIME_BITS) - 1
+# Values converted from Python lists this many samples at a time (some milliseconds each).
+_CONVERTED = 8192
 _WIDTH = len(FEED_FIELDS)
 _WINDOW_COLUMNS = np.array([FEED_INDEX[name] for name in fleet.WINDOW_NAMES])
 _GAUGES = len(fleet.WINDOW_GAUGES)
@@ -79,13 +79,34 @@ class RecentSamples:
         self._peer_count = {}  # call number -> its peers
         self._freed = []  # series numbers dropped since the last settle: their samples go then
         self._freed_peers, self._freed_calls = [], []
-        self.series = np.zeros(0, np.int64)  # each sample's series number, sorted with time
-        self.times = np.zeros(0, np.int64)  # µs
-        self.values = np.zeros((0, _WIDTH))  # FEED_FIELDS order, NaN: absent
+        # The samples in arrival order: each one's FEED_FIELDS values (NaN: absent) in a row of
+        # `_rows`, of which the first `_used` are taken (some by samples merged into a later one).
+        self._rows = np.zeros((0, _WIDTH))
+        self._used = 0
+        # The samples in (series, time) order: their rows in `_rows`, and their sort keys (the
+        # series number above _TIME_BITS, the time since `_base` µs below).
+        self._order = np.zeros(0, np.int64)
+        self._keys = np.zeros(0, np.int64)
+        self._base = None
         self._pending = ([], [], [])  # folded, not settled: series numbers, times, values lists
         # Calls with samples added or dropped since the detector last cleared it -> the earliest
         # time (µs) that changed (0: a peer's samples were dropped).
         self.touched = {}
+
+    @property
+    def series(self):
+        """Each sample's series number, in (series, time) order."""
+        return self._keys >> _TIME_BITS
+
+    @property
+    def times(self):
+        """Each sample's time (µs), in (series, time) order."""
+        return (self._keys & _TIME_MASK) + (self._base or 0)
+
+    @property
+    def values(self):
+        """Each sample's values (FEED_FIELDS columns), in (series, time) order."""
+        return self._rows[self._order]
 
     def add(self, rows):
         """Fold feed rows [(call, peer, {kind: {time µs: values}})] in (settled at the next `settle`)."""
@@ -144,54 +165,99 @@ class RecentSamples:
     def settle(self, cutoff_ms):
         """Merge the folded samples in, drop those of dropped peers and those older than
         `cutoff_ms` (bounded memory, not correctness: readers select by time). Runs in the
-        tick's worker thread: it replaces the arrays, and frees the numbers of what was
-        dropped for reuse only once their samples are gone."""
-        numbers, times, values = self._pending
-        self._pending = ([], [], [])
-        series, stamps, table = self.series, self.times, self.values
-        if numbers:
-            counts = [count for _, count in numbers]
-            new_series = np.repeat(np.fromiter((number for number, _ in numbers), np.int64, len(numbers)), counts)
-            new_values = np.fromiter((math.nan if value is None else value for value in itertools.chain.from_iterable(
-                values)), np.float64, len(values) * _WIDTH).reshape(len(values), _WIDTH)
-            series = np.concatenate((series, new_series))
-            stamps = np.concatenate((stamps, np.fromiter(times, np.int64, len(times))))
-            table = np.concatenate((table, new_values))
-        # Old samples only cost memory: they go once they are a quarter of the arrays (a copy
-        # of them all); dropped peers' at once, and those too far ahead for the sort key.
-        keep = stamps >= cutoff_ms * 1000
-        far = stamps - (stamps.min() if len(stamps) else 0) >= 1 << _TIME_BITS
-        if self._freed or far.any() or np.count_nonzero(~keep) * 4 > len(keep):
-            keep &= ~far
-            if self._freed:
-                dropped = np.zeros(len(self._series.keys), bool)
-                dropped[self._freed] = True
-                keep &= ~dropped[series]
-            series, stamps, table = series[keep], stamps[keep], table[keep]
-        if numbers and len(stamps):
-            key = (series << _TIME_BITS) | (stamps - stamps.min())
-            order = np.argsort(key, kind="stable")  # the old run and the new one: near linear
-            series, stamps, table, key = series[order], stamps[order], table[order], key[order]
-            repeated = np.flatnonzero(key[1:] == key[:-1]) + 1
-            if len(repeated):  # one point: a row read twice, or a partly written one read again
-                for at in repeated.tolist():  # in order: each merges into the one before, merged already
-                    table[at] = np.where(np.isnan(table[at]), table[at - 1], table[at])
-                last = np.ones(len(key), bool)
-                last[repeated - 1] = False
-                series, stamps, table = series[last], stamps[last], table[last]
-        self.series, self.times, self.values = series, stamps, table
+        tick's worker thread, and frees the numbers of what was dropped for reuse only once
+        their samples are gone.
+
+        The new samples' values are appended to the rows, and only their sort keys are merged
+        into the sorted ones (a sort of the new run, a search of where each goes): the table
+        is not copied nor sorted again, except when old samples are a quarter of it."""
+        cutoff = cutoff_ms * 1000
+        dropped = None
+        if self._freed:
+            dropped = np.zeros(len(self._series.keys), bool)
+            dropped[self._freed] = True
+        if (dropped is not None or self._base is None or cutoff < self._base
+                or np.count_nonzero((self._keys & _TIME_MASK) < cutoff - self._base) * 4 > len(self._keys)):
+            self._compact(cutoff, dropped)
+        self._merge(cutoff, dropped)
         self._series.free += self._freed
         self._peers.free += self._freed_peers
         self._calls.free += self._freed_calls
         self._freed, self._freed_peers, self._freed_calls = [], [], []
 
+    def _compact(self, cutoff, dropped):
+        """Keep only the samples from `cutoff` (µs) of the series not dropped, their rows
+        copied in (series, time) order, their keys counted from `cutoff`."""
+        series, times = self.series, self.times
+        keep = (times >= cutoff) & (times - cutoff < 1 << _TIME_BITS)
+        if dropped is not None:
+            keep &= ~dropped[series]
+        kept = self._order[keep]
+        rows = np.empty((len(kept) * 3 // 2 + 1024, _WIDTH))  # room for the next ticks' samples
+        np.take(self._rows, kept, axis=0, out=rows[:len(kept)])
+        self._rows, self._used = rows, len(kept)
+        self._order = np.arange(len(kept))
+        self._keys = (series[keep] << _TIME_BITS) | (times[keep] - cutoff)
+        self._base = cutoff
+
+    def _merge(self, cutoff, dropped):
+        numbers, times, values = self._pending
+        self._pending = ([], [], [])
+        if not numbers:
+            return
+        series = np.repeat(np.fromiter((number for number, _ in numbers), np.int64, len(numbers)),
+                           [count for _, count in numbers])
+        offsets = np.fromiter(times, np.int64, len(times)) - self._base
+        keep = (offsets >= cutoff - self._base) & (offsets < 1 << _TIME_BITS)
+        if dropped is not None:
+            keep &= ~dropped[series]
+        new_rows = np.flatnonzero(keep)
+        if not len(new_rows):
+            return
+        keys = (series[new_rows] << _TIME_BITS) | offsets[new_rows]
+        order = np.argsort(keys, kind="stable")  # arrival order among equal keys
+        keys, new_rows = keys[order], new_rows[order]
+        first = self._used
+        self._append(values)
+        # Merged: where each new key goes among the old ones (after an equal one: it came later).
+        at = np.searchsorted(self._keys, keys, side="right") + np.arange(len(keys))
+        merged_keys = np.empty(len(self._keys) + len(keys), np.int64)
+        merged_order = np.empty(len(merged_keys), np.int64)
+        old = np.ones(len(merged_keys), bool)
+        old[at] = False
+        merged_keys[at], merged_keys[old] = keys, self._keys
+        merged_order[at], merged_order[old] = new_rows + first, self._order
+        repeated = np.flatnonzero(merged_keys[1:] == merged_keys[:-1]) + 1
+        if len(repeated):  # one point: a row read twice, or a partly written one read again
+            table = self._rows
+            for later, earlier in zip(merged_order[repeated].tolist(), merged_order[repeated - 1].tolist()):
+                # In order: each merges into the one before, merged already; the later one is new.
+                table[later] = np.where(np.isnan(table[later]), table[earlier], table[later])
+            last = np.ones(len(merged_keys), bool)
+            last[repeated - 1] = False
+            merged_keys, merged_order = merged_keys[last], merged_order[last]
+        self._keys, self._order = merged_keys, merged_order
+
+    def _append(self, values):
+        """The values lists as rows after the used ones, converted a slice at a time (a
+        conversion from Python objects holds the GIL, which the event loop waits for)."""
+        end = self._used + len(values)
+        if end > len(self._rows):
+            grown = np.empty((max(end, len(self._rows) * 3 // 2 + 1024), _WIDTH))
+            grown[:self._used] = self._rows[:self._used]
+            self._rows = grown
+        for start in range(0, len(values), _CONVERTED):
+            piece = values[start:start + _CONVERTED]
+            self._rows[self._used + start:self._used + start + len(piece)] = np.array(piece, np.float64)
+        self._used = end
+
     def window_rows(self, start_ms, end_ms):
         """The window rows over [start_ms, end_ms] of every series with a value in it, as
         Store.quality_window answers them: (rows, peer of each row), rows an array of
         fleet.WINDOW_NAMES columns (NaN: none in the window)."""
-        inside = np.flatnonzero((self.times >= start_ms * 1000) & (self.times < (end_ms + 1) * 1000))
-        series = self.series[inside]
-        values = self.values[inside][:, _WINDOW_COLUMNS]
+        inside = self._inside(start_ms * 1000, (end_ms + 1) * 1000)
+        series = self._keys[inside] >> _TIME_BITS
+        values = np.take(self._rows, self._order[inside], axis=0)[:, _WINDOW_COLUMNS]
         if not len(series):
             return np.zeros((0, len(_WINDOW_COLUMNS))), np.zeros(0, np.int64)
         starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1))
@@ -208,6 +274,13 @@ class RecentSamples:
         rows[:, _LASTS:] = np.fmax.reduceat(counters, starts) - np.fmin.reduceat(counters, starts)
         some = ~np.isnan(rows).all(axis=1)
         return rows[some], self._peer_of[series[starts[some]]]
+
+    def _inside(self, start, end):
+        """The positions, in (series, time) order, of the samples in [start, end) µs."""
+        if self._base is None:
+            return np.zeros(0, np.int64)
+        offsets = self._keys & _TIME_MASK
+        return np.flatnonzero((offsets >= start - self._base) & (offsets < end - self._base))
 
     def peers(self):
         """(call of each peer number, peer names, call names, whether each peer is a media
@@ -227,21 +300,23 @@ class RecentSamples:
         buckets = (end_ms * 1000 - first_bucket) // bucket_us + 1
         call_index = self._calls.index
         numbers = [call_index[call] for call in calls if call in call_index]
-        if not numbers or not len(self.times):
+        if not numbers or not len(self._keys):
             return {}
         low = np.full(len(self._calls.keys), np.iinfo(np.int64).max)
         low[numbers] = start_ms * 1000
         if changed is not None and not rate:
             low[numbers] = [max(start_ms * 1000, changed[call] - changed[call] % bucket_us)
                             for call in calls if call in call_index]
-        column = self.values[:, FEED_INDEX[field]]
-        sample_calls = self._call_of[self._peer_of[self.series]]
-        inside = np.flatnonzero((self.times >= low[sample_calls]) & (self.times < (end_ms + 1) * 1000)
-                                & ~np.isnan(column))
-        times, sample_calls, column = self.times[inside], sample_calls[inside], column[inside]
+        inside = self._inside(start_ms * 1000, (end_ms + 1) * 1000)
+        keys = self._keys[inside]
+        series = keys >> _TIME_BITS
+        times = (keys & _TIME_MASK) + self._base
+        column = self._rows[self._order[inside], FEED_INDEX[field]]
+        sample_calls = self._call_of[self._peer_of[series]]
+        inside = np.flatnonzero((times >= low[sample_calls]) & ~np.isnan(column))
+        times, sample_calls, column, series = times[inside], sample_calls[inside], column[inside], series[inside]
         slot = (times - first_bucket) // bucket_us
         if rate:
-            series = self.series[inside]
             # The last sample of each (series, bucket): sorted by series then time, the one before a change.
             last = np.ones(len(times), bool)
             last[:-1] = (series[1:] != series[:-1]) | (slot[1:] != slot[:-1])
