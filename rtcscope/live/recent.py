@@ -79,14 +79,10 @@ class RecentSamples:
         self._peer_count = {}  # call number -> its peers
         self._freed = []  # series numbers dropped since the last settle: their samples go then
         self._freed_peers, self._freed_calls = [], []
-        # The samples in arrival order: each one's FEED_FIELDS values (NaN: absent) in a row of
-        # `_rows`, of which the first `_used` are taken (some by samples merged into a later one).
-        self._rows = np.zeros((0, _WIDTH))
-        self._used = 0
-        # The samples in (series, time) order: their rows in `_rows`, and their sort keys (the
-        # series number above _TIME_BITS, the time since `_base` µs below).
-        self._order = np.zeros(0, np.int64)
+        # The samples in (series, time) order: their sort keys (the series number above
+        # _TIME_BITS, the time since `_base` µs below) and their FEED_FIELDS values (NaN: absent).
         self._keys = np.zeros(0, np.int64)
+        self._rows = np.zeros((0, _WIDTH))
         self._base = None
         self._pending = ([], [], [])  # folded, not settled: series numbers, times, values lists
         # Calls with samples added or dropped since the detector last cleared it -> the earliest
@@ -106,7 +102,7 @@ class RecentSamples:
     @property
     def values(self):
         """Each sample's values (FEED_FIELDS columns), in (series, time) order."""
-        return self._rows[self._order]
+        return self._rows
 
     def add(self, rows):
         """Fold feed rows [(call, peer, {kind: {time µs: values}})] in (settled at the next `settle`)."""
@@ -165,17 +161,18 @@ class RecentSamples:
     def settle(self, cutoff_ms):
         """Merge the folded samples in, drop those of dropped peers and those older than
         `cutoff_ms` (bounded memory, not correctness: readers select by time). Runs in the
-        tick's worker thread, and frees the numbers of what was dropped for reuse only once
-        their samples are gone.
+        tick's worker thread: it replaces the arrays, and frees the numbers of what was
+        dropped for reuse only once their samples are gone.
 
-        The new samples' values are appended to the rows, and only their sort keys are merged
-        into the sorted ones (a sort of the new run, a search of where each goes): the table
-        is not copied nor sorted again, except when old samples are a quarter of it."""
+        The new samples are sorted among themselves and each put where it goes among the
+        others, found by a binary search of the sorted keys: one pass over the table, not
+        a sort of it."""
         cutoff = cutoff_ms * 1000
         dropped = None
         if self._freed:
             dropped = np.zeros(len(self._series.keys), bool)
             dropped[self._freed] = True
+        # Old samples only cost memory: they go once they are a quarter of the table (a copy of it).
         if (dropped is not None or self._base is None or cutoff < self._base
                 or np.count_nonzero((self._keys & _TIME_MASK) < cutoff - self._base) * 4 > len(self._keys)):
             self._compact(cutoff, dropped)
@@ -186,18 +183,14 @@ class RecentSamples:
         self._freed, self._freed_peers, self._freed_calls = [], [], []
 
     def _compact(self, cutoff, dropped):
-        """Keep only the samples from `cutoff` (µs) of the series not dropped, their rows
-        copied in (series, time) order, their keys counted from `cutoff`."""
+        """Keep only the samples from `cutoff` (µs) of the series not dropped, their keys
+        counted from it."""
         series, times = self.series, self.times
         keep = (times >= cutoff) & (times - cutoff < 1 << _TIME_BITS)
         if dropped is not None:
             keep &= ~dropped[series]
-        kept = self._order[keep]
-        rows = np.empty((len(kept) * 3 // 2 + 1024, _WIDTH))  # room for the next ticks' samples
-        np.take(self._rows, kept, axis=0, out=rows[:len(kept)])
-        self._rows, self._used = rows, len(kept)
-        self._order = np.arange(len(kept))
         self._keys = (series[keep] << _TIME_BITS) | (times[keep] - cutoff)
+        self._rows = self._rows[keep]
         self._base = cutoff
 
     def _merge(self, cutoff, dropped):
@@ -211,45 +204,28 @@ class RecentSamples:
         keep = (offsets >= cutoff - self._base) & (offsets < 1 << _TIME_BITS)
         if dropped is not None:
             keep &= ~dropped[series]
-        new_rows = np.flatnonzero(keep)
-        if not len(new_rows):
+        new = np.flatnonzero(keep)
+        if not len(new):
             return
-        keys = (series[new_rows] << _TIME_BITS) | offsets[new_rows]
+        keys = (series[new] << _TIME_BITS) | offsets[new]
         order = np.argsort(keys, kind="stable")  # arrival order among equal keys
-        keys, new_rows = keys[order], new_rows[order]
-        first = self._used
-        self._append(values)
-        # Merged: where each new key goes among the old ones (after an equal one: it came later).
+        keys, new = keys[order], new[order]
+        # Where each new sample goes among the others: after an equal one (it came later).
         at = np.searchsorted(self._keys, keys, side="right") + np.arange(len(keys))
         merged_keys = np.empty(len(self._keys) + len(keys), np.int64)
-        merged_order = np.empty(len(merged_keys), np.int64)
+        merged_rows = np.empty((len(merged_keys), _WIDTH))
         old = np.ones(len(merged_keys), bool)
         old[at] = False
         merged_keys[at], merged_keys[old] = keys, self._keys
-        merged_order[at], merged_order[old] = new_rows + first, self._order
+        merged_rows[at], merged_rows[old] = _floats(values)[new], self._rows
         repeated = np.flatnonzero(merged_keys[1:] == merged_keys[:-1]) + 1
         if len(repeated):  # one point: a row read twice, or a partly written one read again
-            table = self._rows
-            for later, earlier in zip(merged_order[repeated].tolist(), merged_order[repeated - 1].tolist()):
-                # In order: each merges into the one before, merged already; the later one is new.
-                table[later] = np.where(np.isnan(table[later]), table[earlier], table[later])
+            for at in repeated.tolist():  # in order: each merges into the one before, merged already
+                merged_rows[at] = np.where(np.isnan(merged_rows[at]), merged_rows[at - 1], merged_rows[at])
             last = np.ones(len(merged_keys), bool)
             last[repeated - 1] = False
-            merged_keys, merged_order = merged_keys[last], merged_order[last]
-        self._keys, self._order = merged_keys, merged_order
-
-    def _append(self, values):
-        """The values lists as rows after the used ones, converted a slice at a time (a
-        conversion from Python objects holds the GIL, which the event loop waits for)."""
-        end = self._used + len(values)
-        if end > len(self._rows):
-            grown = np.empty((max(end, len(self._rows) * 3 // 2 + 1024), _WIDTH))
-            grown[:self._used] = self._rows[:self._used]
-            self._rows = grown
-        for start in range(0, len(values), _CONVERTED):
-            piece = values[start:start + _CONVERTED]
-            self._rows[self._used + start:self._used + start + len(piece)] = np.array(piece, np.float64)
-        self._used = end
+            merged_keys, merged_rows = merged_keys[last], merged_rows[last]
+        self._keys, self._rows = merged_keys, merged_rows
 
     def window_rows(self, start_ms, end_ms):
         """The window rows over [start_ms, end_ms] of every series with a value in it, as
@@ -257,7 +233,7 @@ class RecentSamples:
         fleet.WINDOW_NAMES columns (NaN: none in the window)."""
         inside = self._inside(start_ms * 1000, (end_ms + 1) * 1000)
         series = self._keys[inside] >> _TIME_BITS
-        values = np.take(self._rows, self._order[inside], axis=0)[:, _WINDOW_COLUMNS]
+        values = self._rows[inside][:, _WINDOW_COLUMNS]
         if not len(series):
             return np.zeros((0, len(_WINDOW_COLUMNS))), np.zeros(0, np.int64)
         starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1))
@@ -311,7 +287,7 @@ class RecentSamples:
         keys = self._keys[inside]
         series = keys >> _TIME_BITS
         times = (keys & _TIME_MASK) + self._base
-        column = self._rows[self._order[inside], FEED_INDEX[field]]
+        column = self._rows[inside, FEED_INDEX[field]]
         sample_calls = self._call_of[self._peer_of[series]]
         inside = np.flatnonzero((times >= low[sample_calls]) & ~np.isnan(column))
         times, sample_calls, column, series = times[inside], sample_calls[inside], column[inside], series[inside]
@@ -346,6 +322,17 @@ class RecentSamples:
             else:
                 points.append(point)
         return result
+
+
+def _floats(values):
+    """Lists of FEED_FIELDS values (None: absent) as an array of rows, NaN for None, a
+    slice at a time: a conversion from Python objects holds the GIL, which the event
+    loop waits for."""
+    out = np.empty((len(values), _WIDTH))
+    for start in range(0, len(values), _CONVERTED):
+        piece = values[start:start + _CONVERTED]
+        out[start:start + len(piece)] = np.array(piece, np.float64)
+    return out
 
 
 def _set(array, index, value):
