@@ -45,7 +45,7 @@ PHASES += [(calllist.CallList, "publish")]
 PHASES += [(graphs.Graphs, name) for name in ("recent_series", "publish")]
 PHASES += [(buckets.CallBuckets, name) for name in ("merge", "update_band")]
 PHASES += [(recent.RecentSamples, name) for name in ("add", "settle", "window_rows", "peers", "metric_series")]
-PHASES += [(calls.CallStates, "update"), (fleet, "judge"), (fleet, "fleet_aggregates")]
+PHASES += [(calls.CallStates, "rebuild"), (fleet, "judge"), (fleet, "fleet_aggregates")]
 # Run in the detector's worker thread, off the event loop (their CPU is that thread's).
 IN_WORKER = ("CallDetector._in_worker", "RecentSamples.settle", "RecentSamples.window_rows", "RecentSamples.peers",
              "RecentSamples.metric_series", "fleet.judge")

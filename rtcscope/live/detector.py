@@ -303,7 +303,7 @@ class CallDetector:
             window = answers.pop(0)
         if not read.whole:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
-        self.activity.apply(now, read)
+        await self.activity.apply(now, read)
         del read
         await asyncio.sleep(0)
         try:
@@ -315,7 +315,7 @@ class CallDetector:
         """The tick's work on what was read: the states, then the array work in the worker
         thread, then what viewers are told, at once. The parts on the loop yield to it
         between them (docs/live.md, "The loop's budget")."""
-        rebuilt = self.activity.build(now)
+        rebuilt = await self.activity.build(now)
         await asyncio.sleep(0)
         calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
