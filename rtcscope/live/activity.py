@@ -29,7 +29,7 @@ CLOCK_SLACK_MS = 60_000
 # processes sharing a database must agree within it (NTP).
 FEED_OVERLAP_MS = 3000
 # Rows (or calls) folded in one hold of the event loop: some milliseconds of Python.
-SLICE_ROWS = 2000
+SLICE_ROWS = 1000
 
 
 class Read(NamedTuple):
@@ -110,13 +110,15 @@ class Activity:
         await in_slices(presence, SLICE_ROWS, self.merge)
         self.merge((), ends, disconnects)
         if fed is not None:
-            await in_slices(fed.samples, SLICE_ROWS, self.recent.add)
+            for runs in fed.samples:  # a chunk of the feed's answer each
+                self.recent.add(runs)
+                await asyncio.sleep(0)
             self._feed_keys = fed.keys
-            if fed.dimensions:
-                self.learn_dimensions(fed.dimensions, now)
+            await in_slices(fed.dimensions, SLICE_ROWS, lambda rows: self.learn_dimensions(rows, now))
         if whole:
             for call in [call for call in self._dimension_peers if call not in self.rows_of]:
                 self.forget_dimensions(call)
+        await asyncio.sleep(0)
         self.forget_before(now - self.window_ms)
         self.feed_read_ms = now
 

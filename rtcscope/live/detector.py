@@ -24,7 +24,7 @@ from ..storage.schema import SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
-from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
+from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, SLICE_ROWS, Activity
 from .calllist import CallList
 from .calls import ended_reason
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs
@@ -35,6 +35,8 @@ log = logging.getLogger("rtcscope.detector")
 
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
+# The longest a tick may hold the event loop in one go, ingest waiting (docs/live.md, "The loop's budget").
+LOOP_BUDGET_MS = 50
 
 
 class DetectorUnavailable(Exception):
@@ -321,13 +323,16 @@ class CallDetector:
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
+        await asyncio.sleep(0)
         await self._keep_starts(calls, candidates, started, now)
         imported = await self.ended_upkeep.imported_states(now)
+        await asyncio.sleep(0)
         live = {call for call, state in calls.items() if state.state == "live"}
         readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
-        qualities, series = await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._in_worker, now, live, window, readers)
-        # Everything below is synchronous: viewers see one consistent tick.
+        qualities, aggregates, series = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._in_worker, now, calls, live, window, readers)
+        # Synchronous up to the graphs: the calls, their qualities and the call list's message
+        # change in one go; then each followed graph's memory and messages, in turn.
         previous = self.calls or {}
         if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
             self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
@@ -337,19 +342,19 @@ class CallDetector:
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         self.qualities = qualities
         recent = [answers[watch] if watch in answers else found for watch, found in zip(watches, series)]
-        self.call_list.publish(started, ended, calls, previous, live, live, self.qualities,
-                               fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities))
+        self.call_list.publish(started, ended, calls, previous, live, live, self.qualities, aggregates)
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
-        self.graphs.publish(started, zip(watches, recent),
-                            [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
+        await self.graphs.publish(started, zip(watches, recent),
+                                  [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
 
-    def _in_worker(self, now, live, window, readers):
-        """(qualities, [buckets of each reader]): the tick's array work, in the worker thread
-        while the loop serves requests. Only the tick changes what it reads: the samples, as
-        `activity.apply` folded them (settled here), or the quality window's rows read from
-        rtc_stats (`window`)."""
+    def _in_worker(self, now, calls, live, window, readers):
+        """(qualities, the fleet's aggregates, [buckets of each reader]): the tick's array
+        work, in the worker thread while the loop serves requests. Only the tick changes what
+        it reads: the samples, as `activity.apply` folded them (settled here), or the quality
+        window's rows read from rtc_stats (`window`), and the calls' states (`calls`, this
+        tick's)."""
         recent = self.activity.recent
         recent.settle(now - self.activity.samples_ms)
         if window is None:
@@ -357,7 +362,8 @@ class CallDetector:
             qualities = fleet.judge(rows, row_peers, recent.peers(), live, now)
         else:
             qualities = fleet.call_qualities(window, live, now)
-        return qualities, [None if reader is None else reader() for reader in readers]
+        aggregates = fleet.fleet_aggregates({call: calls[call] for call in live}, qualities)
+        return qualities, aggregates, [None if reader is None else reader() for reader in readers]
 
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:
@@ -380,7 +386,9 @@ class CallDetector:
             return [], []
         previous = self.calls
         started, ended = [], []
-        for call in candidates:
+        for index, call in enumerate(candidates):
+            if index and not index % SLICE_ROWS:
+                await asyncio.sleep(0)
             state, before = calls.get(call), previous.get(call)
             was_live = before is not None and before.state == "live"
             if state is None:
@@ -414,7 +422,9 @@ class CallDetector:
                 self.starts = {call: at for call, at in seen.items() if call in live}
         for call, at in started:
             self.starts[call] = at
-        for call in candidates:  # the others' states were given their start at an earlier tick
+        for index, call in enumerate(candidates):  # the others' states were given their start at an earlier tick
+            if index and not index % SLICE_ROWS:
+                await asyncio.sleep(0)
             state = calls.get(call)
             if state is not None and state.state == "live":
                 state.started = self.starts.setdefault(call, state.started)

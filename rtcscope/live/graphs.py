@@ -30,6 +30,8 @@ LINES, BAND_MODE = "lines", "band"
 # The dashboard's default graphs, all carried by the feed: followed from the first tick,
 # watched or not, so that their first viewer's snapshot is in memory at any fleet size.
 KEPT_METRICS = ("rtt", "jitter", "packetsLost", "availableBandwidth")
+# Calls whose buckets a tick merges into a graph's memory in one hold of the event loop.
+MERGED_CALLS = 2000
 
 
 def dumps(message):
@@ -263,12 +265,14 @@ class Graphs:
         for watch in watches:
             deliver(message, watch.viewers, self.unwatch)
 
-    def publish(self, started, recent, ended, live, since, end):
+    async def publish(self, started, recent, ended, live, since, end):
         """A tick's messages, in this order: the `call_started`s [(call, at)], per followed
         metric ([(watch, {call: points})], the live calls' buckets since `since`) a new snapshot
         when its mode changed, a `drawn` message when its drawn calls changed, and a `points`
         when something it draws changed, then the `call_ended`s [(call, at, reason)]. Events go
-        to every viewer of every metric, the others to the viewers of their metric."""
+        to every viewer of every metric, the others to the viewers of their metric. Each
+        metric's memory and messages change in one go, the loop given back between metrics
+        (docs/live.md, "The loop's budget")."""
         self.live, self.end, self._drawn = live, end, None
         for call, at in started:
             for watch in self.watches.values():
@@ -277,13 +281,16 @@ class Graphs:
             self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
         for watch, series in recent:
             if watch.loaded:
-                self._update(watch, series, live, since, end)
+                await self._update(watch, series, live, since, end)
         for call, at, reason in ended:
             self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": reason}),
                            self.watches.values())
 
-    def _update(self, watch, series, live, since, end):
-        """Bring a watch's memory up to date with a tick's buckets and tell its viewers."""
+    async def _update(self, watch, series, live, since, end):
+        """Bring a watch's memory up to date with a tick's buckets ({call: points}, emptied:
+        the tick's alone) and tell its viewers. The buckets are merged MERGED_CALLS calls at a
+        time, the loop given back between (a viewer that comes meanwhile is sent the changes
+        with the others), and freed as they are."""
         memory = watch.memory
         start = since if watch.filled else end - SNAPSHOT_MS
         if watch.kept and not watch.filled:
@@ -293,8 +300,11 @@ class Graphs:
             watch.complete.discard(call)
         # The calls whose changed buckets the viewers may be sent: in lines mode every live call.
         report = live if watch.mode == LINES and self.mode() == LINES else set(watch.drawn)
-        changed = memory.merge({call: points for call, points in series.items() if call in live},
-                               start, self._until(watch, end), report)
+        changed, until = {}, self._until(watch, end)
+        while series:
+            await asyncio.sleep(0)
+            part = (series.popitem() for _ in range(min(MERGED_CALLS, len(series))))
+            changed.update(memory.merge({call: points for call, points in part if call in live}, start, until, report))
         band = memory.update_band(start if watch.band_since is None else max(start, watch.band_since), end)
         watch.filled = True
         watch._snapshot = None

@@ -33,8 +33,6 @@ from . import fleet
 # series-and-time sort key: samples stamped more than 12 days ahead of the oldest are not kept.
 _TIME_BITS = 40
 _TIME_MASK = (1 << _TIME_BITS) - 1
-# Values converted from Python lists this many samples at a time (some milliseconds each).
-_CONVERTED = 8192
 _WIDTH = len(FEED_FIELDS)
 _WINDOW_COLUMNS = np.array([FEED_INDEX[name] for name in fleet.WINDOW_NAMES])
 _GAUGES = len(fleet.WINDOW_GAUGES)
@@ -84,7 +82,7 @@ class RecentSamples:
         self._keys = np.zeros(0, np.int64)
         self._rows = np.zeros((0, _WIDTH))
         self._base = None
-        self._pending = ([], [], [])  # folded, not settled: series numbers, times, values lists
+        self._pending = []  # folded, not settled: (series numbers, times, values) arrays
         # Calls with samples added or dropped since the detector last cleared it -> the earliest
         # time (µs) that changed (0: a peer's samples were dropped).
         self.touched = {}
@@ -104,26 +102,26 @@ class RecentSamples:
         """Each sample's values (FEED_FIELDS columns), in (series, time) order."""
         return self._rows
 
-    def add(self, rows):
-        """Fold feed rows [(call, peer, {kind: {time µs: values}})] in (settled at the next `settle`)."""
+    def add(self, runs):
+        """Fold the samples of feed rows in, a feed.SampleRuns (settled at the next `settle`):
+        Python work per run (its series' number, its call's earliest time), none per sample."""
         touched, index = self.touched, self._series.index
-        numbers, times, values = self._pending
-        for call, peer, kinds in rows:
-            earliest = touched.get(call)
-            for kind, samples in kinds.items():
-                if not samples:
-                    continue
-                first = next(iter(samples))
+        numbers = []
+        sampled = runs.counts > 0
+        firsts = np.zeros(len(runs.keys), np.int64)
+        if sampled.any():
+            firsts[sampled] = np.minimum.reduceat(runs.times, (np.cumsum(runs.counts) - runs.counts)[sampled])
+        for key, count, first in zip(runs.keys, runs.counts.tolist(), firsts.tolist()):
+            number = index.get(key)
+            if number is None:
+                number = self._new_series(*key)
+            numbers.append(number)
+            if count:
+                call = key[0]
+                earliest = touched.get(call)
                 if earliest is None or first < earliest:
-                    earliest = first
-                number = index.get((call, peer, kind))
-                if number is None:
-                    number = self._new_series(call, peer, kind)
-                numbers.append((number, len(samples)))
-                times.extend(samples)
-                values.extend(samples.values())
-            if earliest is not None:
-                touched[call] = earliest
+                    touched[call] = first
+        self._pending.append((np.repeat(np.array(numbers, np.int64), runs.counts), runs.times, runs.values))
 
     def _new_series(self, call, peer, kind):
         peer_number = self._peers.index.get((call, peer))
@@ -194,13 +192,11 @@ class RecentSamples:
         self._base = cutoff
 
     def _merge(self, cutoff, dropped):
-        numbers, times, values = self._pending
-        self._pending = ([], [], [])
-        if not numbers:
+        pending, self._pending = self._pending, []
+        if not pending:
             return
-        series = np.repeat(np.fromiter((number for number, _ in numbers), np.int64, len(numbers)),
-                           [count for _, count in numbers])
-        offsets = np.fromiter(times, np.int64, len(times)) - self._base
+        series, times, values = (np.concatenate(parts) for parts in zip(*pending))
+        offsets = times - self._base
         keep = (offsets >= cutoff - self._base) & (offsets < 1 << _TIME_BITS)
         if dropped is not None:
             keep &= ~dropped[series]
@@ -217,7 +213,7 @@ class RecentSamples:
         old = np.ones(len(merged_keys), bool)
         old[at] = False
         merged_keys[at], merged_keys[old] = keys, self._keys
-        merged_rows[at], merged_rows[old] = _floats(values)[new], self._rows
+        merged_rows[at], merged_rows[old] = values[new], self._rows
         repeated = np.flatnonzero(merged_keys[1:] == merged_keys[:-1]) + 1
         if len(repeated):  # one point: a row read twice, or a partly written one read again
             for at in repeated.tolist():  # in order: each merges into the one before, merged already
@@ -322,17 +318,6 @@ class RecentSamples:
             else:
                 points.append(point)
         return result
-
-
-def _floats(values):
-    """Lists of FEED_FIELDS values (None: absent) as an array of rows, NaN for None, a
-    slice at a time: a conversion from Python objects holds the GIL, which the event
-    loop waits for."""
-    out = np.empty((len(values), _WIDTH))
-    for start in range(0, len(values), _CONVERTED):
-        piece = values[start:start + _CONVERTED]
-        out[start:start + len(piece)] = np.array(piece, np.float64)
-    return out
 
 
 def _set(array, index, value):

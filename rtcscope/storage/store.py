@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from ..timeparse import parse_duration
-from .feed import decode_dimensions, decode_samples
+from .feed import decode_dimensions, decode_sample_runs
 from .schema import (
     DIMENSIONS_MEASUREMENT,
     EVENTS_MEASUREMENT,
@@ -40,7 +40,7 @@ FIELD_CACHE_SECONDS = 5.0
 # Rows per chunk of a chunked answer (query_chunks): a chunk is decoded and folded in one
 # hold of the event loop, some milliseconds; the feed's rows carry samples, its keys little.
 CHUNK_ROWS = 10_000
-FEED_CHUNK_ROWS = 1000
+FEED_CHUNK_ROWS = 500
 FEED_KEY_CHUNK_ROWS = 5000
 
 
@@ -65,10 +65,11 @@ def collection_paused():
 
 
 class FeedRows(NamedTuple):
-    """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as feed.decode_samples gives them; `dimensions` rows (receive ms, {name: value
-    or None}) of the presence rows that carry them (`d`); `keys` {node: {time ns}} of every row read whole
-    (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
+    """What `Store.feed_since` read: each list [(call, peer, row)], but `samples`: the
+    feed.SampleRuns of the presence rows that carry samples, one per chunk of the answer;
+    `dimensions` rows (receive ms, {name: value or None}) of the presence rows that carry
+    them (`d`); `keys` {node: {time ns}} of every row read whole (ints, which the cyclic
+    collector never has to look at); `queries` the queries it took."""
 
     presence: list
     ends: list
@@ -439,6 +440,7 @@ def _fold_feed(answer, names, known, read):
     """The rows of (a chunk of) feed_since's answer (`names` its columns) into its FeedRows `read`."""
     presence, ends, disconnects, imports, samples, dimensions, keys, _ = read
     nothing = frozenset()
+    sampled = []  # the presence rows with samples, decoded together
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
         (time_, node_, call_, peer_, first_, last_, recv_, w_, d_, end_, at_, detail_, disconnected_, imported_,
@@ -463,7 +465,7 @@ def _fold_feed(answer, names, known, read):
                 if values[w_] is None:  # not visible yet, or a row of an older server: read again
                     continue
                 if values[w_]:
-                    samples.append((call, peer, decode_samples(values[w_], last)))
+                    sampled.append((call, peer, values[w_], last))
                 if values[d_]:
                     dimensions.append((call, peer, (values[recv_], decode_dimensions(values[d_]))))
             elif values[end_] is not None:
@@ -478,6 +480,8 @@ def _fold_feed(answer, names, known, read):
             else:
                 continue
             seen.add(stamp)
+    if sampled:
+        samples.append(decode_sample_runs(sampled))
 
 
 def _series_of(body, status):
