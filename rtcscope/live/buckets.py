@@ -6,6 +6,7 @@ A graph of more live calls than `--graph-lines` draws the band and the five wors
 band of a bucket is a sort of one column, a call's line a slice of one row, so neither costs
 anything per call beyond the bucket's values themselves."""
 import heapq
+import itertools
 
 import numpy as np
 
@@ -76,36 +77,38 @@ class CallBuckets:
 
     def merge(self, series, since_ms, until_ms, report=()):
         """Store the buckets in [since_ms, until_ms] of `series` {call: [(ms, value)]}; return
-        {call: [[ms, value]]} of the buckets that changed, for the calls in `report`."""
-        rows, columns, values = [], [], []
-        columns_of = {}
+        {call: [[ms, value]]} of the buckets that changed, for the calls in `report`. In
+        arrays: Python work per call, not per bucket."""
+        if not series:
+            return {}
+        calls = list(series)
+        flat = np.array(list(itertools.chain.from_iterable(series.values())), np.float64).reshape(-1, 2)
+        owner = np.repeat(np.arange(len(calls)), [len(points) for points in series.values()])
+        ms, values = flat[:, 0], flat[:, 1]
+        keep = ~np.isnan(values) & (ms >= since_ms) & (ms <= until_ms)  # NaN: None, no value
+        owner, values = owner[keep], values[keep]
+        buckets = ms[keep].astype(np.int64) // BUCKET_MS
+        for bucket in np.unique(buckets).tolist():  # oldest first: a column is its newest bucket's
+            self._column(bucket)
+        columns = buckets % RING
+        held = self.held[columns] == buckets
+        owner, values, buckets, columns = owner[held], values[held], buckets[held], columns[held]
+        if not len(owner):
+            return {}
+        used = np.unique(owner)
+        row_of = np.zeros(len(calls), np.int64)
+        row_of[used] = [self._row(calls[index]) for index in used.tolist()]  # may grow self.values
+        rows = row_of[owner]
         changed = {}
-        known = self.values
-        for call, points in series.items():
-            row = None
-            told = [] if call in report else None
-            for ms, value in points:
-                if value is None or not since_ms <= ms <= until_ms:
-                    continue
-                bucket = ms // BUCKET_MS
-                column = columns_of.get(bucket)
-                if column is None:
-                    column = columns_of[bucket] = self._column(bucket)
-                    known = self.values
-                if column < 0:
-                    continue
-                if row is None:
-                    row = self._row(call)
-                    known = self.values  # it may have grown
-                if told is not None and not known[row, column] == value:  # NaN: no value yet
-                    told.append([bucket * BUCKET_MS, value])
-                rows.append(row)
-                columns.append(column)
-                values.append(value)
-            if told:
-                changed[call] = told
-        if rows:
-            self.values[rows, columns] = values
+        reported = [index for index in used.tolist() if calls[index] in report] if report else []
+        if reported:
+            differs = ~(self.values[rows, columns] == values)  # NaN: no value yet
+            for index in reported:
+                told = np.flatnonzero((owner == index) & differs)
+                if len(told):
+                    changed[calls[index]] = [[bucket * BUCKET_MS, value] for bucket, value in
+                                             zip(buckets[told].tolist(), values[told].tolist())]
+        self.values[rows, columns] = values
         return changed
 
     def _buckets(self, start_ms, end_ms):
@@ -185,7 +188,7 @@ def worst_calls(calls, qualities, count=None):
     (fleet.worst_key): all of them, or the `count` worst."""
     def key(call):
         found = qualities.get(call)
-        return fleet.worst_key(call, None if found is None else found.as_json())
+        return fleet.worst_key(call, None) if found is None else found.worst_key(call)
 
     if count is None:
         return sorted(calls, key=key)

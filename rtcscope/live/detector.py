@@ -329,8 +329,8 @@ class CallDetector:
         await asyncio.sleep(0)
         live = {call for call, state in calls.items() if state.state == "live"}
         readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
-        qualities, aggregates, series = await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._in_worker, now, calls, live, window, readers)
+        qualities, aggregates, news, drawn, series = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._in_worker, now, calls, started, live, window, readers)
         # Synchronous up to the graphs: the calls, their qualities and the call list's message
         # change in one go; then each followed graph's memory and messages, in turn.
         previous = self.calls or {}
@@ -342,19 +342,20 @@ class CallDetector:
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         self.qualities = qualities
         recent = [answers[watch] if watch in answers else found for watch, found in zip(watches, series)]
-        self.call_list.publish(started, ended, calls, previous, live, live, self.qualities, aggregates)
+        self.call_list.publish(started, ended, calls, previous, live, news, aggregates)
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
         await self.graphs.publish(started, zip(watches, recent),
-                                  [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
+                                  [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end,
+                                  drawn)
 
-    def _in_worker(self, now, calls, live, window, readers):
-        """(qualities, the fleet's aggregates, [buckets of each reader]): the tick's array
-        work, in the worker thread while the loop serves requests. Only the tick changes what
-        it reads: the samples, as `activity.apply` folded them (settled here), or the quality
-        window's rows read from rtc_stats (`window`), and the calls' states (`calls`, this
-        tick's)."""
+    def _in_worker(self, now, calls, started, live, window, readers):
+        """(qualities, the fleet's aggregates, the call list's news, the graphs' drawn calls,
+        [buckets of each reader]): the tick's array work, in the worker thread while the loop
+        serves requests. Only the tick changes what it reads: the samples, as `activity.apply` folded them (settled
+        here), or the quality window's rows read from rtc_stats (`window`), the calls' states
+        (`calls`, this tick's) and what the call list told."""
         recent = self.activity.recent
         recent.settle(now - self.activity.samples_ms)
         if window is None:
@@ -363,7 +364,9 @@ class CallDetector:
         else:
             qualities = fleet.call_qualities(window, live, now)
         aggregates = fleet.fleet_aggregates({call: calls[call] for call in live}, qualities)
-        return qualities, aggregates, [None if reader is None else reader() for reader in readers]
+        news = self.call_list.news(started, live, live, qualities)  # every live call's quality is new
+        drawn = self.graphs.drawn_of(live, qualities)
+        return qualities, aggregates, news, drawn, [None if reader is None else reader() for reader in readers]
 
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:

@@ -140,14 +140,20 @@ class Graphs:
         """The watches whose memory is loaded: the ones a tick brings up to date."""
         return [watch for watch in self.watches.values() if watch.loaded]
 
-    def mode(self):
-        return BAND_MODE if len(self.live) > self.lines else LINES
+    def mode(self, live=None):
+        """The graphs' mode with the live calls as of the last tick (or `live`)."""
+        return BAND_MODE if len(self.live if live is None else live) > self.lines else LINES
 
     def drawn(self):
         """The calls drawn as lines now, worst first: every live call, or the five worst beyond `lines`."""
         if self._drawn is None:
-            self._drawn = worst_calls(self.live, self._qualities(), WORST_LINES if self.mode() == BAND_MODE else None)
+            self._drawn = self.drawn_of(self.live, self._qualities())
         return self._drawn
+
+    def drawn_of(self, live, qualities):
+        """The calls `drawn` gives with these live calls and qualities ({call: CallQuality}),
+        for a tick's worker thread to work out before the tick publishes them."""
+        return worst_calls(live, qualities, WORST_LINES if self.mode(live) == BAND_MODE else None)
 
     async def watch(self, metric, viewer):
         """Send `viewer` the metric's snapshot, then every change. A metric followed already
@@ -265,15 +271,15 @@ class Graphs:
         for watch in watches:
             deliver(message, watch.viewers, self.unwatch)
 
-    async def publish(self, started, recent, ended, live, since, end):
+    async def publish(self, started, recent, ended, live, since, end, drawn=None):
         """A tick's messages, in this order: the `call_started`s [(call, at)], per followed
         metric ([(watch, {call: points})], the live calls' buckets since `since`) a new snapshot
         when its mode changed, a `drawn` message when its drawn calls changed, and a `points`
         when something it draws changed, then the `call_ended`s [(call, at, reason)]. Events go
         to every viewer of every metric, the others to the viewers of their metric. Each
         metric's memory and messages change in one go, the loop given back between metrics
-        (docs/live.md, "The loop's budget")."""
-        self.live, self.end, self._drawn = live, end, None
+        (docs/live.md, "The loop's budget"). `drawn`: drawn_of the tick's, when worked out."""
+        self.live, self.end, self._drawn = live, end, drawn
         for call, at in started:
             for watch in self.watches.values():
                 if watch.since is not None and at >= watch.since:  # its whole life is in the memory

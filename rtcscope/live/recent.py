@@ -306,18 +306,15 @@ class RecentSamples:
             totals = np.bincount(keys, column, minlength=1)
             with np.errstate(invalid="ignore"):
                 totals = totals / counts
-        found = np.flatnonzero(counts)
-        result = {}
+        found = np.flatnonzero(counts)  # by call, then bucket
+        if not len(found):
+            return {}
+        numbers, slots = np.divmod(found, buckets)
+        points = list(zip(((first_bucket + slots * bucket_us) // 1000).tolist(), (totals[found] * scale).tolist()))
+        bounds = (np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist()
         names = self._calls.keys
-        for key, value in zip(found.tolist(), (totals[found] * scale).tolist()):
-            call, at = divmod(key, buckets)
-            point = ((first_bucket + at * bucket_us) // 1000, value)
-            points = result.get(names[call])
-            if points is None:
-                result[names[call]] = [point]
-            else:
-                points.append(point)
-        return result
+        return {names[number]: points[first:end]
+                for number, first, end in zip(numbers[[0] + bounds].tolist(), [0] + bounds, bounds + [len(points)])}
 
 
 def _set(array, index, value):
