@@ -165,7 +165,7 @@ class RecentSamples:
         The new samples are sorted among themselves and each put where it goes among the
         others, found by a binary search of the sorted keys: one pass over the table, not
         a sort of it."""
-        cutoff = cutoff_ms * 1000
+        cutoff = int(cutoff_ms * 1000)  # a clock may give fractions of a millisecond
         dropped = None
         if self._freed:
             dropped = np.zeros(len(self._series.keys), bool)
