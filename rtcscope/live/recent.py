@@ -12,14 +12,17 @@ rtc_stats every tick, in the shapes those queries answer and with their aggregat
   over its peers and kinds, or the sum over them of each series' non-negative per-second
   derivative of its last value per bucket.
 
-The samples are flat arrays sorted by (series, time): a series index, the time (µs) and
-one float64 column per FEED_FIELDS name, NaN where absent. Folding a feed row is Python
-work per row (a few list extends); the arrays are brought up to date once per tick
-(`settle`), where new samples are merged in, samples at one time of one series become one
-point (as InfluxDB keys a point: the fields of both, the later one's where they meet, so
-rows read twice change nothing) and the old ones are dropped. Aggregates are taken over
-the whole fleet with reduceat over the series-sorted rows: tens of milliseconds for
-120,000 series, where a loop per series took most of a second. Only the detector's tick
+The samples are flat arrays sorted by (series, time): a sort key per sample (the series
+number and the time, µs) and a float64 row of its FEED_FIELDS values, NaN where absent.
+Folding a chunk of the feed's rows is Python work per kind of a row (its series' number),
+none per sample: the feed decodes their values into arrays (feed.decode_sample_runs). The
+arrays are brought up to date once per tick (`settle`): the new samples are sorted among
+themselves and each put where it goes among the others, found by binary search (one pass
+over the table, not a sort of it); samples at one time of one series become one point (as
+InfluxDB keys a point: the fields of both, the later one's where they meet, so rows read
+twice change nothing); the old ones go once they are a quarter of the table. Aggregates are
+taken over the whole fleet with reduceat over the series-sorted rows: tens of milliseconds
+for 120,000 series, where a loop per series took most of a second. Only the detector's tick
 changes these arrays (`settle` runs in a worker thread while the loop serves requests; the
 arrays are replaced, never changed in place).
 """
@@ -82,6 +85,7 @@ class RecentSamples:
         self._keys = np.zeros(0, np.int64)
         self._rows = np.zeros((0, _WIDTH))
         self._base = None
+        self._derived = None  # what _sampled works out of them
         self._pending = []  # folded, not settled: (series numbers, times, values) arrays
         # Calls with samples added or dropped since the detector last cleared it -> the earliest
         # time (µs) that changed (0: a peer's samples were dropped).
@@ -175,6 +179,7 @@ class RecentSamples:
                 or np.count_nonzero((self._keys & _TIME_MASK) < cutoff - self._base) * 4 > len(self._keys)):
             self._compact(cutoff, dropped)
         self._merge(cutoff, dropped)
+        self._derived = None
         self._series.free += self._freed
         self._peers.free += self._freed_peers
         self._calls.free += self._freed_calls
@@ -247,6 +252,14 @@ class RecentSamples:
         some = ~np.isnan(rows).all(axis=1)
         return rows[some], self._peer_of[series[starts[some]]]
 
+    def _sampled(self):
+        """Each sample's series, time (µs) and call number, worked out once per settle for
+        every reader of the tick."""
+        if self._derived is None:
+            series = self._keys >> _TIME_BITS
+            self._derived = series, (self._keys & _TIME_MASK) + (self._base or 0), self._call_of[self._peer_of[series]]
+        return self._derived
+
     def _inside(self, start, end):
         """The positions, in (series, time) order, of the samples in [start, end) µs."""
         if self._base is None:
@@ -279,13 +292,9 @@ class RecentSamples:
         if changed is not None and not rate:
             low[numbers] = [max(start_ms * 1000, changed[call] - changed[call] % bucket_us)
                             for call in calls if call in call_index]
-        inside = self._inside(start_ms * 1000, (end_ms + 1) * 1000)
-        keys = self._keys[inside]
-        series = keys >> _TIME_BITS
-        times = (keys & _TIME_MASK) + self._base
-        column = self._rows[inside, FEED_INDEX[field]]
-        sample_calls = self._call_of[self._peer_of[series]]
-        inside = np.flatnonzero((times >= low[sample_calls]) & ~np.isnan(column))
+        series, times, sample_calls = self._sampled()
+        column = self._rows[:, FEED_INDEX[field]]
+        inside = np.flatnonzero((times >= low[sample_calls]) & (times < (end_ms + 1) * 1000) & ~np.isnan(column))
         times, sample_calls, column, series = times[inside], sample_calls[inside], column[inside], series[inside]
         slot = (times - first_bucket) // bucket_us
         if rate:
