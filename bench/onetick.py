@@ -21,6 +21,7 @@ import collections
 import contextlib
 import cProfile
 import functools
+import gc
 import os
 import pstats
 import statistics
@@ -36,7 +37,7 @@ from rtcscope.storage.store import Store
 from tests.support import reference
 
 from . import harness
-from .scaling import TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
+from .scaling import GC_THRESHOLDS, TICK_TIMEOUT_MS, DrivenClock, ticks_on_a_driven_clock
 
 # (owner, function) timed by --phases: the tick's parts, by what they handle.
 PHASES = [(activity.Activity, name) for name in ("read", "apply")]
@@ -124,6 +125,8 @@ async def run(influxd, count, ticks, profile, seconds=1, spent=None, compare=0, 
                 profile.disable()
             await hold.stop()
 
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)  # the collector as a server process has it
     try:
         clock = DrivenClock()
         detector = CallDetector(store, timeout_ms=TICK_TIMEOUT_MS, tick_ms=1000, clock=clock)
@@ -134,6 +137,7 @@ async def run(influxd, count, ticks, profile, seconds=1, spent=None, compare=0, 
         await detector.stop()
         return costs, hold.longest, rounds, phases
     finally:
+        gc.set_threshold(*thresholds)
         await store.close()
 
 

@@ -7,6 +7,7 @@ band of a bucket is a sort of one column, a call's line a slice of one row, so n
 anything per call beyond the bucket's values themselves."""
 import heapq
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,46 @@ RING = SNAPSHOT_MS // BUCKET_MS + 1
 BAND = (("p50", 0.5), ("p95", 0.95))
 # Calls drawn as lines over the band.
 WORST_LINES = 5
+
+
+class Buckets(NamedTuple):
+    """Calls' bucket values in columns, what a tick merges into a graph's memory: `calls`
+    [name], `counts` (how many buckets each has), then each bucket's time (`ms`, int64) and
+    value (float64, NaN: none), call after call, each call's oldest first. Arrays, not
+    lists of tuples: 20,000 calls' buckets are hundreds of thousands of them, each for
+    the collector to look at once."""
+
+    calls: list
+    counts: np.ndarray
+    ms: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, series):
+        """From {call: [(ms, value or None)]}, as Store.metric_series answers."""
+        flat = np.array(list(itertools.chain.from_iterable(series.values())), np.float64).reshape(-1, 2)
+        return cls(list(series), np.array([len(points) for points in series.values()], np.int64),
+                   flat[:, 0].astype(np.int64), flat[:, 1])
+
+    def as_dict(self):
+        """{call: [(ms, value)]}."""
+        points = list(zip(self.ms.tolist(), self.values.tolist()))
+        ends = np.cumsum(self.counts).tolist()
+        return {call: points[end - count:end] for call, count, end in zip(self.calls, self.counts.tolist(), ends)}
+
+    def select(self, first, end, calls=None):
+        """The calls first..end (by position), of them only those in `calls` when given."""
+        end = min(end, len(self.calls))
+        offsets = np.concatenate(([0], np.cumsum(self.counts)))
+        names, counts = self.calls[first:end], self.counts[first:end]
+        ms, values = (column[offsets[first]:offsets[end]] for column in (self.ms, self.values))
+        if calls is not None:
+            kept = np.array([name in calls for name in names], bool)
+            if not kept.all():
+                entries = np.repeat(kept, counts)
+                names, counts, ms, values = ([name for name, keep in zip(names, kept) if keep], counts[kept],
+                                             ms[entries], values[entries])
+        return Buckets(names, counts, ms, values)
 
 
 def first_bucket(start_ms):
@@ -75,24 +116,22 @@ class CallBuckets:
             self.held[column] = bucket
         return column
 
-    def merge(self, series, since_ms, until_ms, report=()):
-        """Store the buckets in [since_ms, until_ms] of `series` {call: [(ms, value)]}; return
-        {call: [[ms, value]]} of the buckets that changed, for the calls in `report`. In
-        arrays: Python work per call, not per bucket."""
-        if not series:
+    def merge(self, buckets, since_ms, until_ms, report=()):
+        """Store the buckets in [since_ms, until_ms] of `buckets` (Buckets); return {call:
+        [[ms, value]]} of the buckets that changed, for the calls in `report`. In arrays:
+        Python work per call, not per bucket."""
+        calls, values = buckets.calls, buckets.values
+        if not calls:
             return {}
-        calls = list(series)
-        flat = np.array(list(itertools.chain.from_iterable(series.values())), np.float64).reshape(-1, 2)
-        owner = np.repeat(np.arange(len(calls)), [len(points) for points in series.values()])
-        ms, values = flat[:, 0], flat[:, 1]
-        keep = ~np.isnan(values) & (ms >= since_ms) & (ms <= until_ms)  # NaN: None, no value
+        owner = np.repeat(np.arange(len(calls)), buckets.counts)
+        keep = ~np.isnan(values) & (buckets.ms >= since_ms) & (buckets.ms <= until_ms)  # NaN: no value
         owner, values = owner[keep], values[keep]
-        buckets = ms[keep].astype(np.int64) // BUCKET_MS
-        for bucket in np.unique(buckets).tolist():  # oldest first: a column is its newest bucket's
+        numbers = buckets.ms[keep] // BUCKET_MS
+        for bucket in np.unique(numbers).tolist():  # oldest first: a column is its newest bucket's
             self._column(bucket)
-        columns = buckets % RING
-        held = self.held[columns] == buckets
-        owner, values, buckets, columns = owner[held], values[held], buckets[held], columns[held]
+        columns = numbers % RING
+        held = self.held[columns] == numbers
+        owner, values, numbers, columns = owner[held], values[held], numbers[held], columns[held]
         if not len(owner):
             return {}
         used = np.unique(owner)
@@ -107,7 +146,7 @@ class CallBuckets:
                 told = np.flatnonzero((owner == index) & differs)
                 if len(told):
                     changed[calls[index]] = [[bucket * BUCKET_MS, value] for bucket, value in
-                                             zip(buckets[told].tolist(), values[told].tolist())]
+                                             zip(numbers[told].tolist(), values[told].tolist())]
         self.values[rows, columns] = values
         return changed
 

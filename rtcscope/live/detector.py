@@ -14,6 +14,7 @@ the only state that matters, so every server process derives the same events fro
 rows. See docs/live.md.
 """
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
 from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, SLICE_ROWS, Activity
+from .buckets import Buckets
 from .calllist import CallList
 from .calls import ended_reason
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs
@@ -269,9 +271,21 @@ class CallDetector:
         by its end, would otherwise be promoted through the generations by the collections
         their own allocations trigger, and end in full collections of the heap (measured:
         a third to a half of a tick's CPU at 20,000 live calls). A tick is bounded by the
-        store's timeout; reference counting frees everything else meanwhile."""
+        store's timeout; reference counting frees everything else meanwhile. What survives
+        of it is looked at by young collections of its own, between its parts (_collect_young),
+        not all at once by the first collection after it."""
         with collection_paused():
             await self._tick_paused()
+            await self._collect_young()
+
+    @staticmethod
+    async def _collect_young():
+        """A collection of the youngest generation in a hold of the loop of its own: what the
+        tick's part before it made (tens of thousands of objects at 20,000 calls) is looked at
+        now, in a piece within the loop's budget, and promoted out of it."""
+        await asyncio.sleep(0)
+        gc.collect(0)
+        await asyncio.sleep(0)
 
     async def _tick_paused(self):
         """The tick's queries at once (the feed, and the watched metrics it does not carry),
@@ -307,7 +321,7 @@ class CallDetector:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
         await self.activity.apply(now, read)
         del read
-        await asyncio.sleep(0)
+        await self._collect_young()
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
@@ -318,11 +332,12 @@ class CallDetector:
         thread, then what viewers are told, at once. The parts on the loop yield to it
         between them (docs/live.md, "The loop's budget")."""
         rebuilt = await self.activity.build(now)
-        await asyncio.sleep(0)
+        await self._collect_young()
         calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
+        self.activity.tick_done()  # what the feed read brought is not needed any more
         await asyncio.sleep(0)
         await self._keep_starts(calls, candidates, started, now)
         imported = await self.ended_upkeep.imported_states(now)
@@ -331,9 +346,10 @@ class CallDetector:
         readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
         qualities, aggregates, news, drawn, series = await asyncio.get_running_loop().run_in_executor(
             self._worker, self._in_worker, now, calls, started, live, window, readers)
+        await self._collect_young()
         # Synchronous up to the graphs: the calls, their qualities and the call list's message
         # change in one go; then each followed graph's memory and messages, in turn.
-        previous = self.calls or {}
+        previous, before = self.calls or {}, self.qualities
         if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
             self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
         self.calls, self.recv = calls, recv
@@ -341,11 +357,15 @@ class CallDetector:
         self.last_tick_ms = now
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         self.qualities = qualities
-        recent = [answers[watch] if watch in answers else found for watch, found in zip(watches, series)]
+        recent = [Buckets.of(answers[watch]) if watch in answers else found for watch, found in zip(watches, series)]
         self.call_list.publish(started, ended, calls, previous, live, news, aggregates)
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
+        await asyncio.sleep(0)
+        del previous  # the previous tick's states and qualities, freed in holds of their own
+        await asyncio.sleep(0)
+        del before
         await self.graphs.publish(started, zip(watches, recent),
                                   [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end,
                                   drawn)

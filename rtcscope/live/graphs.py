@@ -17,7 +17,7 @@ from ..registry import COUNTER
 from ..storage.schema import FEED_FIELDS
 from ..storage.store import StoreError
 from ..tasks import cancel_and_wait
-from .buckets import BAND, BUCKET_MS, SNAPSHOT_MS, WORST_LINES, CallBuckets, worst_calls
+from .buckets import BAND, BUCKET_MS, SNAPSHOT_MS, WORST_LINES, Buckets, CallBuckets, worst_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -275,7 +275,8 @@ class Graphs:
         """A tick's messages, in this order: the `call_started`s [(call, at)], per followed
         metric ([(watch, {call: points})], the live calls' buckets since `since`) a new snapshot
         when its mode changed, a `drawn` message when its drawn calls changed, and a `points`
-        when something it draws changed, then the `call_ended`s [(call, at, reason)]. Events go
+        when something it draws changed, then the `call_ended`s [(call, at, reason)]. A
+        metric's buckets: buckets.Buckets. Events go
         to every viewer of every metric, the others to the viewers of their metric. Each
         metric's memory and messages change in one go, the loop given back between metrics
         (docs/live.md, "The loop's budget"). `drawn`: drawn_of the tick's, when worked out."""
@@ -293,10 +294,9 @@ class Graphs:
                            self.watches.values())
 
     async def _update(self, watch, series, live, since, end):
-        """Bring a watch's memory up to date with a tick's buckets ({call: points}, emptied:
-        the tick's alone) and tell its viewers. The buckets are merged MERGED_CALLS calls at a
-        time, the loop given back between (a viewer that comes meanwhile is sent the changes
-        with the others), and freed as they are."""
+        """Bring a watch's memory up to date with a tick's buckets (buckets.Buckets) and tell
+        its viewers. The buckets are merged MERGED_CALLS calls at a time, the loop given back
+        between (a viewer that comes meanwhile is sent the changes with the others)."""
         memory = watch.memory
         start = since if watch.filled else end - SNAPSHOT_MS
         if watch.kept and not watch.filled:
@@ -307,10 +307,9 @@ class Graphs:
         # The calls whose changed buckets the viewers may be sent: in lines mode every live call.
         report = live if watch.mode == LINES and self.mode() == LINES else set(watch.drawn)
         changed, until = {}, self._until(watch, end)
-        while series:
+        for first in range(0, len(series.calls), MERGED_CALLS):
             await asyncio.sleep(0)
-            part = (series.popitem() for _ in range(min(MERGED_CALLS, len(series))))
-            changed.update(memory.merge({call: points for call, points in part if call in live}, start, until, report))
+            changed.update(memory.merge(series.select(first, first + MERGED_CALLS, live), start, until, report))
         band = memory.update_band(start if watch.band_since is None else max(start, watch.band_since), end)
         watch.filled = True
         watch._snapshot = None
@@ -364,6 +363,7 @@ class Graphs:
             log.warning("could not load the calls to draw on %s: %s", watch.metric.name, exc)
             return False
         calls = [call for call in calls if call in self.live]
-        watch.memory.merge({call: series.get(call, ()) for call in calls}, end - SNAPSHOT_MS, watch.since - 1)
+        watch.memory.merge(Buckets.of({call: series.get(call, ()) for call in calls}), end - SNAPSHOT_MS,
+                           watch.since - 1)
         watch.complete.update(calls)
         return True

@@ -31,6 +31,7 @@ import numpy as np
 from ..quality import is_view
 from ..storage.schema import FEED_FIELDS, FEED_INDEX
 from . import fleet
+from .buckets import Buckets
 
 # A sample's time is kept relative to the oldest one kept, in this many bits of the
 # series-and-time sort key: samples stamped more than 12 days ahead of the oldest are not kept.
@@ -275,8 +276,8 @@ class RecentSamples:
         return self._call_of[:len(names)], names, self._calls.keys, views
 
     def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0, changed=None):
-        """{call: [(bucket ms, value)]} of `calls` over [start_ms, end_ms], as Store.metric_series
-        answers for the field: a gauge's mean per bucket over the call's samples; a counter's
+        """buckets.Buckets of `calls` over [start_ms, end_ms], what Store.metric_series answers
+        for the field: a gauge's mean per bucket over the call's samples; a counter's
         rate, per series the non-negative derivative (per second) of its last value per bucket,
         summed over the call's series. With `changed` ({call: µs}, as `touched`), a gauge's
         buckets only from the one holding that time: the earlier ones got no sample."""
@@ -286,7 +287,7 @@ class RecentSamples:
         call_index = self._calls.index
         numbers = [call_index[call] for call in calls if call in call_index]
         if not numbers or not len(self._keys):
-            return {}
+            return Buckets.of({})
         low = np.full(len(self._calls.keys), np.iinfo(np.int64).max)
         low[numbers] = start_ms * 1000
         if changed is not None and not rate:
@@ -316,14 +317,11 @@ class RecentSamples:
             with np.errstate(invalid="ignore"):
                 totals = totals / counts
         found = np.flatnonzero(counts)  # by call, then bucket
-        if not len(found):
-            return {}
         numbers, slots = np.divmod(found, buckets)
-        points = list(zip(((first_bucket + slots * bucket_us) // 1000).tolist(), (totals[found] * scale).tolist()))
-        bounds = (np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist()
+        called, per_call = np.unique(numbers, return_counts=True)
         names = self._calls.keys
-        return {names[number]: points[first:end]
-                for number, first, end in zip(numbers[[0] + bounds].tolist(), [0] + bounds, bounds + [len(points)])}
+        return Buckets([names[number] for number in called.tolist()], per_call,
+                       (first_bucket + slots * bucket_us) // 1000, totals[found] * scale)
 
 
 def _set(array, index, value):

@@ -40,7 +40,7 @@ FIELD_CACHE_SECONDS = 5.0
 # Rows per chunk of a chunked answer (query_chunks): a chunk is decoded and folded in one
 # hold of the event loop, some milliseconds; the feed's rows carry samples, its keys little.
 CHUNK_ROWS = 10_000
-FEED_CHUNK_ROWS = 500
+FEED_CHUNK_ROWS = 300
 FEED_KEY_CHUNK_ROWS = 5000
 
 

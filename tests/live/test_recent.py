@@ -96,9 +96,9 @@ def test_buckets_of_a_gauge_and_of_a_counters_rate():
     recent.add(runs(row("c", "p", *(("audio", MS + i * 500, {"rtt": 20.0 + i, "packetsLost": [0, 2, 4, 6, 1, 3][i]})
                                for i in range(6)))))
     recent.settle(MS)
-    gauge = recent.metric_series("rtt", ["c"], MS, MS + 3000, 1000, rate=False)
+    gauge = recent.metric_series("rtt", ["c"], MS, MS + 3000, 1000, rate=False).as_dict()
     assert gauge == {"c": [(MS, 20.5), (MS + 1000, 22.5), (MS + 2000, 24.5)]}
-    rates = recent.metric_series("packetsLost", ["c"], MS, MS + 3000, 1000, rate=True)
+    rates = recent.metric_series("packetsLost", ["c"], MS, MS + 3000, 1000, rate=True).as_dict()
     assert rates == {"c": [(MS + 1000, 4.0)]}  # last per bucket 2, 6, 3: +4 a second, then a reset (none)
     assert FEED_INDEX["packetsLost"] == FEED_FIELDS.index("packetsLost")
 
@@ -109,9 +109,9 @@ def test_a_gauges_buckets_from_the_earliest_new_sample_only():
     recent.touched = {}
     recent.add(runs(row("c", "p", ("audio", MS + 4500, {"rtt": 100.0}))))  # late into the bucket at 4 s
     recent.settle(MS)
-    whole = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False)
+    whole = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False).as_dict()
     assert whole == {"c": [(MS, 5.0), (MS + 2000, 25.0), (MS + 4000, 190.0 / 3)]}
-    fresh = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False, changed=recent.touched)
+    fresh = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False, changed=recent.touched).as_dict()
     assert fresh == {"c": [(MS + 4000, 190.0 / 3)]}  # the buckets before it got nothing new
 
 
@@ -206,7 +206,7 @@ def test_the_columnar_qualities_and_buckets_equal_the_reference(seed):
         judged += sum(1 for call in live if wanted[call].mos is not None)
         calls = sorted(live)
         for field, rate in (("rtt", False), ("packetsLost", True), ("availableBandwidth", False)):
-            series = recent.metric_series(field, calls, now - 8000, now, 2000, rate=rate)
+            series = recent.metric_series(field, calls, now - 8000, now, 2000, rate=rate).as_dict()
             assert series == {call: [(ms, pytest.approx(value, rel=1e-9)) for ms, value in points]
                               for call, points in expected.metric_series(field, calls, now - 8000, now, 2000,
                                                                          rate=rate).items()}
