@@ -8,11 +8,12 @@ Each call is the shipped client's two peers with the real fixture's kinds (bench
 
 Before each tick exactly `--arrivals S` more seconds of the fleet are written (default 1: the
 cost of a tick on time), the bench driving the detector's clock (bench.scaling.DrivenClock),
-so every second is written however long writing and ticking take. A smaller driver than 6d,
-for looking at where a tick's CPU goes; the figures of record are 6d's.
+so every second is written however long writing and ticking take, with the collector's
+thresholds a server process has. A smaller driver than 6d, for looking at where a tick's CPU
+goes; `make bench`'s 6e (`detector_tick`) is its figures against the detector's targets.
 
 Each timed tick runs beside a probe on the event loop (LoopHold): the longest the tick held
-the loop, in one go, is printed with the tick's cost. `--compare`: after the ticks, on the
+the loop, in one go up to the tick's end, is printed with the tick's cost. `--compare`: after the ticks, on the
 samples the detector holds then, the quality of every live call the per-call way it was
 computed before (tests/support/reference.py) and the columnar way, alternating, per call."""
 import argparse
