@@ -77,6 +77,8 @@ class RecentSamples:
         self._calls = _Slots()  # call -> call number
         self._peer_of = np.zeros(0, np.int64)  # series number -> peer number
         self._call_of = np.zeros(0, np.int64)  # peer number -> call number
+        self._peer_names = []  # peer number -> the peer's name (None: free)
+        self._views = np.zeros(0, bool)  # peer number -> whether it is a media server's view
         self._kinds = {}  # peer number -> its series numbers
         self._peer_count = {}  # call number -> its peers
         self._freed = []  # series numbers dropped since the last settle: their samples go then
@@ -132,6 +134,11 @@ class RecentSamples:
         peer_number = self._peers.index.get((call, peer))
         if peer_number is None:
             peer_number = self._peers.add((call, peer))
+            if peer_number == len(self._peer_names):
+                self._peer_names.append(peer)
+            else:
+                self._peer_names[peer_number] = peer
+            self._views = _set(self._views, peer_number, is_view(peer))
             call_number = self._calls.index.get(call)
             if call_number is None:
                 call_number = self._calls.add(call)
@@ -153,6 +160,7 @@ class RecentSamples:
             self._series.remove(self._series.keys[number])
             self._freed.append(number)
         self._peers.remove((call, peer))
+        self._peer_names[peer_number] = None
         self._freed_peers.append(peer_number)
         call_number = self._call_of[peer_number]
         self._peer_count[call_number] -= 1
@@ -271,9 +279,8 @@ class RecentSamples:
     def peers(self):
         """(call of each peer number, peer names, call names, whether each peer is a media
         server's view): what fleet.judge groups the rows by."""
-        names = [None if key is None else key[1] for key in self._peers.keys]
-        views = np.fromiter((name is not None and is_view(name) for name in names), bool, len(names))
-        return self._call_of[:len(names)], names, self._calls.keys, views
+        count = len(self._peer_names)
+        return self._call_of[:count], self._peer_names, self._calls.keys, self._views[:count]
 
     def metric_series(self, field, calls, start_ms, end_ms, bucket_ms, *, rate, scale=1.0, changed=None):
         """buckets.Buckets of `calls` over [start_ms, end_ms], what Store.metric_series answers
