@@ -37,9 +37,8 @@ from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402,F40
 
 _FEED_PREFIX = FEED_MEASUREMENT.encode() + b","
 FIELD_CACHE_SECONDS = 5.0
-# Rows per chunk of a chunked answer (query_chunks): a chunk is decoded and folded in one
-# hold of the event loop, some milliseconds; the feed's rows carry samples, its keys little.
-CHUNK_ROWS = 10_000
+# Rows per chunk of the feed's chunked answers (query_chunks): a chunk is decoded and folded
+# in one hold of the event loop, some milliseconds; the feed's rows carry samples, its keys little.
 FEED_CHUNK_ROWS = 300
 FEED_KEY_CHUNK_ROWS = 5000
 
@@ -194,7 +193,7 @@ class Store:
         body, status = await self.answer(statement, epoch)
         return _series_of(body, status)
 
-    async def query_chunks(self, statement, epoch="ms", rows=CHUNK_ROWS):
+    async def query_chunks(self, statement, epoch, rows):
         """Run one statement; yields InfluxDB's series a chunk of at most `rows` rows at a
         time (its chunked answer), the event loop given back before each next one: a large
         answer decoded, and folded by the caller, in pieces the loop can wait for
