@@ -33,6 +33,7 @@ from . import (
     janus,
     jsonlibs,
     live,
+    onetick,
     partitions,
     pinned,
     profile,
@@ -62,6 +63,8 @@ class Mode:
     realtime_calls: tuple = (5000, 10000)  # the detector on its 1 s schedule, arrivals beside it: (baseline, largest)
     realtime_target: int = 20000  # live calls of the detector's tick alone (more than the machine writes in real time)
     realtime_seconds: int = 20  # measured at each
+    tick_target: int = 20000  # real calls of the detector's targets (onetick's driver)
+    tick_target_ticks: int = 3  # ticks timed there
 
 
 MODES = {
@@ -69,7 +72,7 @@ MODES = {
                   tick_calls=(10, 100, 1000, 5000), tick_rounds=3, write_points=120_000, write_rounds=2),
     "full": Mode("full", seconds=10, rounds=4, viewers=1000, ticks=30, probes=12,
                  tick_calls=(10, 50, 100, 500, 1000, 2000, 5000), tick_rounds=5, write_points=200_000, write_rounds=3,
-                 feed_ticks=8),
+                 feed_ticks=8, tick_target_ticks=5),
 }
 
 # key, section titles, function(ctx, *sections)
@@ -94,6 +97,8 @@ BENCHMARKS = [
               "live calls"], scaling.detector_feed),
     ("realtime", ["6d. Detector in real time: its 1 s schedule with arrivals written beside it; its tick at 20,000 live calls"],
      scaling.detector_realtime),
+    ("tick", ["6e. The detector's targets at 20,000 real calls: a tick's CPU, the loop's longest hold, the "
+              "columnar quality against the per-call path"], onetick.detector_tick),
     ("calls", ["7. Fleet list: GET /v1/calls/ with 10,000 calls, worst first, paged"], calls.fleet_list),
     ("graphs", ["9. Live graphs at 20,000 live calls: the first viewer's snapshot, its queries, the followed graphs' "
                 "cost per tick"], graphs.graphs),

@@ -36,13 +36,31 @@ _CODEC_DELAY_MS = 10.0
 _ID_KNEE_MS = 177.3
 
 
-def _mos_from_r(r: float) -> float:
-    """ITU-T G.107 Annex B mapping of the R factor to MOS (1..4.5)."""
-    if r <= 0:
-        return 1.0
-    if r >= 100:
-        return 4.5
+def _positive(value):
+    """max(value, 0) with operators alone, exact, for floats and arrays alike."""
+    return value * (value > 0)
+
+
+def _at_most(value, top):
+    """min(value, top) with operators alone, exact, for floats and arrays alike."""
+    return value * (value <= top) + top * (value > top)
+
+
+def _mos_from_r(r):
+    """ITU-T G.107 Annex B mapping of the R factor to MOS: 1 at R = 0 and 4.5 at R = 100,
+    exactly, so R clipped to 0..100 is the mapping's clamp of the MOS to 1..4.5."""
+    r = _at_most(_positive(r), 100.0)
     return 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
+
+
+def _mos(rtt_ms, jitter_ms, loss_ratio):
+    """The simplified E-model (estimate_mos) of values all present, floats or arrays alike:
+    the one formula both estimate_mos and estimate_mos_array use."""
+    delay = _positive(rtt_ms) / 2 + 2 * _positive(jitter_ms) + _CODEC_DELAY_MS
+    delay_impairment = 0.024 * delay + 0.11 * _positive(delay - _ID_KNEE_MS)
+    loss_percent = _at_most(_positive(loss_ratio), 1.0) * 100
+    loss_impairment = _CODEC_IE + (95 - _CODEC_IE) * loss_percent / (loss_percent / _BURST_RATIO + _CODEC_BPL)
+    return _mos_from_r(_R_DEFAULT - delay_impairment - loss_impairment)
 
 
 # G.107 user-satisfaction bands: R >= 80 "satisfied", R >= 70 "some users dissatisfied".
@@ -64,24 +82,13 @@ def estimate_mos(rtt_ms: float | None, jitter_ms: float | None, loss_ratio: floa
     """
     if rtt_ms is None and loss_ratio is None:
         return None
-    delay = max(rtt_ms or 0.0, 0.0) / 2 + 2 * max(jitter_ms or 0.0, 0.0) + _CODEC_DELAY_MS
-    delay_impairment = 0.024 * delay + 0.11 * max(delay - _ID_KNEE_MS, 0.0)
-    loss_percent = min(max(loss_ratio or 0.0, 0.0), 1.0) * 100
-    loss_impairment = _CODEC_IE + (95 - _CODEC_IE) * loss_percent / (loss_percent / _BURST_RATIO + _CODEC_BPL)
-    return _mos_from_r(_R_DEFAULT - delay_impairment - loss_impairment)
+    return _mos(rtt_ms or 0.0, jitter_ms or 0.0, loss_ratio or 0.0)
 
 
 def estimate_mos_array(rtt_ms: np.ndarray, jitter_ms: np.ndarray, loss_ratio: np.ndarray) -> np.ndarray:
     """estimate_mos over arrays, NaN for a missing input (and for the MOS where it is None):
-    the fleet's peers at once, with the same constants."""
-    with np.errstate(invalid="ignore"):
-        delay = (np.maximum(np.nan_to_num(rtt_ms), 0.0) / 2 + 2 * np.maximum(np.nan_to_num(jitter_ms), 0.0)
-                 + _CODEC_DELAY_MS)
-        delay_impairment = 0.024 * delay + 0.11 * np.maximum(delay - _ID_KNEE_MS, 0.0)
-        loss_percent = np.clip(np.nan_to_num(loss_ratio), 0.0, 1.0) * 100
-        loss_impairment = _CODEC_IE + (95 - _CODEC_IE) * loss_percent / (loss_percent / _BURST_RATIO + _CODEC_BPL)
-        r = _R_DEFAULT - delay_impairment - loss_impairment
-        mos = np.where(r <= 0, 1.0, np.where(r >= 100, 4.5, 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)))
+    the fleet's peers at once."""
+    mos = _mos(np.nan_to_num(rtt_ms), np.nan_to_num(jitter_ms), np.nan_to_num(loss_ratio))
     return np.where(np.isnan(rtt_ms) & np.isnan(loss_ratio), np.nan, mos)
 
 
@@ -162,13 +169,14 @@ def threshold_of(problem: str) -> float:
     return _THRESHOLDS[problem]
 
 
-def holds(problem: str, value: float) -> bool:
-    """Whether one value shows the problem: over its threshold, or the state's code.
+def holds(problem: str, value):
+    """Whether one value shows the problem: over its threshold, or the state's code; for
+    an array of values, whether each does (NaN: none).
 
     The values are a loss ratio (high_loss), rtt and jitter in ms, freezes
     counted (a count or a rate), qualityLimitationReason and iceState codes."""
     if problem in _STATE_CODES:
-        return round(value) == _STATE_CODES[problem]
+        return np.round(value) == _STATE_CODES[problem]
     return value > _THRESHOLDS[problem]
 
 
@@ -194,12 +202,7 @@ def problem_mask_array(window: dict[str, np.ndarray]) -> np.ndarray:
     mask = np.zeros(len(window["rtt"]), np.int64)
     with np.errstate(invalid="ignore"):
         for bit, (problem, name) in enumerate(_PROBLEM_INPUTS):
-            values = window[name]
-            if problem in _STATE_CODES:
-                shown = np.round(values) == _STATE_CODES[problem]
-            else:
-                shown = values > _THRESHOLDS[problem]
-            mask |= shown.astype(np.int64) << bit
+            mask |= holds(problem, window[name]).astype(np.int64) << bit
     return mask
 
 

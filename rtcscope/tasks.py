@@ -13,3 +13,13 @@ async def cancel_and_wait(*tasks):
             await task
         except asyncio.CancelledError:
             pass
+
+
+async def in_slices(items, size, work):
+    """work(part) for each part of `size` items of the sequence `items`, the event loop given
+    back between them: per-row work that would hold the loop too long in one go
+    (docs/live.md, "The loop's budget")."""
+    for start in range(0, len(items), size):
+        if start:
+            await asyncio.sleep(0)
+        work(items[start:start + size])

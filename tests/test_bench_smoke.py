@@ -110,3 +110,31 @@ def test_the_pinned_version_is_exported_and_a_tarball_says_it_has_none(tmp_path,
     monkeypatch.setattr(harness, "ROOT", str(tarball))
     Context.work_dir = str(tmp_path / "again")
     assert pinned.export(Context) == (None, "this checkout has no git history (a tarball?)")
+
+
+@pytest.mark.slow
+def test_the_detector_targets_are_measured_against_their_same_run_baselines(influxd, database):
+    """`make bench`'s detector section (bench/onetick.py) at a small fleet: a tick's CPU
+    against the per-call path's windows and qualities, the per-call cost against that
+    path on the same samples, and the loop's longest hold against the documented budget."""
+    from bench import onetick
+    from rtcscope.live.detector import LOOP_BUDGET_MS
+
+    class Mode:
+        tick_target, tick_target_ticks, rounds = 60, 2, 1
+
+    class Context:
+        mode = Mode
+
+        @staticmethod
+        def database(label):
+            return f"{database}_{label}"
+
+    Context.influxd = influxd
+    section = Section("6e")
+    onetick.detector_tick(Context, section)
+    cpu, wall, per_call, hold = section.figures
+    assert cpu.value > 0 and cpu.baseline > 0 and cpu.met == (cpu.value <= 800) and wall.value > 0
+    assert per_call.value > 0 and per_call.baseline > 0 and per_call.met == (per_call.baseline >= 3 * per_call.value)
+    assert hold.baseline == LOOP_BUDGET_MS and hold.met == (hold.value <= LOOP_BUDGET_MS) and hold.value >= 0
+    assert "2 alternating pairs" in section.notes[0]

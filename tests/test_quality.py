@@ -1,5 +1,8 @@
 """MOS estimation and detection of sustained quality problems."""
+import math
+import random
 
+import numpy as np
 import pytest
 
 from rtcscope.quality import (
@@ -11,14 +14,16 @@ from rtcscope.quality import (
     codes_of_mask,
     current_problems,
     estimate_mos,
+    estimate_mos_array,
     find_problems,
     mos_timeline,
     people,
     problem_mask,
+    problem_mask_array,
     summarize_quality,
     voting_peers,
 )
-from rtcscope.registry import ICE_STATE_CODES
+from rtcscope.registry import ICE_STATE_CODES, QUALITY_LIMITATION_CODES
 
 T0 = 1795536126000
 
@@ -232,3 +237,59 @@ def test_a_client_and_the_media_servers_view_of_it_are_one_person():
     # Without clients, the views are the people, as they are the call's voters.
     assert people(["carol@janus", "janus-7@janus"]) == (["carol@janus", "janus-7@janus"], {})
     assert people([]) == ([], {})
+
+
+# --- the array forms the fleet view uses, against the scalar ones -----------------------
+
+def random_inputs(rng, count):
+    """Window values as the scalar forms take them (None: none): random, negative, absurd,
+    missing, and on and around each threshold and the E-model's knee and clamps."""
+    edges = {"rtt": (RTT_THRESHOLD_MS, 2 * (177.3 - 10.0), 0.0, 1e6), "jitter": (JITTER_THRESHOLD_MS, 0.0, 88.65),
+             "loss": (LOSS_THRESHOLD, 0.0, 1.0, 2.0, 1.5), "freezes": (0.0, 1.0),
+             "qualityLimitationReason": tuple(QUALITY_LIMITATION_CODES.values()) + (1.5, 2.5, 0.49),
+             "iceState": tuple(ICE_STATE_CODES.values()) + (ICE_STATE_CODES["failed"] + 0.5,)}
+    spread = {"rtt": 2000.0, "jitter": 200.0, "loss": 1.2, "freezes": 3.0, "qualityLimitationReason": 4.0,
+              "iceState": 8.0}
+    rows = []
+    for _ in range(count):
+        row = {}
+        for name, top in spread.items():
+            pick = rng.random()
+            if pick < 0.2:
+                row[name] = None
+            elif pick < 0.5:
+                edge = rng.choice(edges[name])
+                row[name] = edge + rng.choice((0.0, 0.0, 1e-9, -1e-9, math.ulp(edge), -math.ulp(edge)))
+            else:
+                row[name] = rng.uniform(-0.1 * top, top)
+        rows.append(row)
+    return rows
+
+
+def as_array(rows, name):
+    return np.array([math.nan if row[name] is None else row[name] for row in rows])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_array_mos_is_the_scalar_mos_value_for_value(seed):
+    rows = random_inputs(random.Random(seed), 3000)
+    found = estimate_mos_array(as_array(rows, "rtt"), as_array(rows, "jitter"), as_array(rows, "loss"))
+    for row, mos in zip(rows, found.tolist()):
+        expected = estimate_mos(row["rtt"], row["jitter"], row["loss"])
+        assert (None if math.isnan(mos) else mos) == expected, row  # one formula: equal, not close
+    assert np.isnan(found).any() and (found == 1.0).any() and (found > 4.0).any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_array_problems_are_the_scalar_problems_value_for_value(seed):
+    rows = random_inputs(random.Random(seed), 3000)
+    masks = problem_mask_array({name: as_array(rows, name) for name in rows[0]})
+    for row, mask in zip(rows, masks.tolist()):
+        assert mask == problem_mask(current_problems(row)), row
+    assert len(set(masks.tolist())) > 30
+
+
+def test_the_clamps_are_exact_at_the_ends():
+    assert estimate_mos(0, 0, 1.0) == estimate_mos(0, 0, 7.0) == estimate_mos_array(
+        np.array([0.0]), np.array([0.0]), np.array([7.0]))[0]
+    assert estimate_mos(1e9, 0, 0) == 1.0 and estimate_mos_array(np.array([1e9]), np.zeros(1), np.zeros(1))[0] == 1.0

@@ -17,6 +17,7 @@ import asyncio
 from typing import NamedTuple
 
 from ..dimensions.peer import DEFAULT_MAX_VALUES, Dimensions, ValueBound
+from ..tasks import in_slices
 from .calls import CallStates
 from .graphs import BUCKET_MS, RECENT_BUCKETS
 from .recent import RecentSamples
@@ -27,6 +28,8 @@ CLOCK_SLACK_MS = 60_000
 # (a batch still being written, a writer's flush) are read then. Clocks of the
 # processes sharing a database must agree within it (NTP).
 FEED_OVERLAP_MS = 3000
+# Rows (or calls) folded in one hold of the event loop: some milliseconds of Python.
+SLICE_ROWS = 1000
 
 
 class Read(NamedTuple):
@@ -90,9 +93,10 @@ class Activity:
             self.store.feed_since(now - self.samples_ms - FEED_OVERLAP_MS))
         return Read(presence, ends, [], fed, True, since)
 
-    def apply(self, now, read):
-        """Fold what `read` read into the window; forget what is older than it (the samples'
-        arrays are brought up to date by `recent.settle`, in the tick's worker thread)."""
+    async def apply(self, now, read):
+        """Fold what `read` read into the window, SLICE_ROWS rows at a time; forget what is
+        older than it (the samples' arrays are brought up to date by `recent.settle`, in the
+        tick's worker thread)."""
         presence, ends, disconnects, fed, whole, _ = read
         self.recent.touched = {}
         self._arrived, self._arrived_first = ([] if whole else presence), None
@@ -101,16 +105,20 @@ class Activity:
             self.call_states.clear()
             self.recent.clear()
             if fed is not None:
-                self.merge(fed.presence, fed.ends, fed.disconnects)
-        self.merge(presence, ends, disconnects)
+                await in_slices(fed.presence, SLICE_ROWS, self.merge)
+                self.merge((), fed.ends, fed.disconnects)
+        await in_slices(presence, SLICE_ROWS, self.merge)
+        self.merge((), ends, disconnects)
         if fed is not None:
-            self.recent.add(fed.samples)
+            for runs in fed.samples:  # a chunk of the feed's answer each
+                self.recent.add(runs)
+                await asyncio.sleep(0)
             self._feed_keys = fed.keys
-            if fed.dimensions:
-                self.learn_dimensions(fed.dimensions, now)
+            await in_slices(fed.dimensions, SLICE_ROWS, lambda rows: self.learn_dimensions(rows, now))
         if whole:
             for call in [call for call in self._dimension_peers if call not in self.rows_of]:
                 self.forget_dimensions(call)
+        await asyncio.sleep(0)
         self.forget_before(now - self.window_ms)
         self.feed_read_ms = now
 
@@ -138,10 +146,12 @@ class Activity:
         for peer in self._dimension_peers.pop(call, ()):
             self.dimensions.pop((call, peer), None)
 
-    def build(self, now):
-        """Bring the calls' states up to date; returns the calls built again."""
-        rebuilt = self.call_states.update(self.rows_of, self.ends, self.changed, now)
+    async def build(self, now):
+        """Bring the calls' states up to date, SLICE_ROWS calls at a time; returns the calls built again."""
+        rebuilt = self.call_states.due(self.changed, now)
         self.changed = set()
+        await in_slices(list(rebuilt), SLICE_ROWS,
+                        lambda calls: self.call_states.rebuild(calls, self.rows_of, self.ends, now))
         return rebuilt
 
     def read_whole_next(self):
@@ -152,7 +162,7 @@ class Activity:
     def tick_done(self):
         self._arrived, self._arrived_first = [], None  # freed now, not traversed by the collector after
 
-    def merge(self, presence, ends, disconnects):
+    def merge(self, presence, ends=(), disconnects=()):
         """Fold rows into the window: the same answer as the grouped queries over it
         (earliest first, latest last and recv; per (call, peer) the latest end and
         the latest disconnect marker, as `store.call_activity` gives them), whatever rows repeat.

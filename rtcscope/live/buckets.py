@@ -6,6 +6,8 @@ A graph of more live calls than `--graph-lines` draws the band and the five wors
 band of a bucket is a sort of one column, a call's line a slice of one row, so neither costs
 anything per call beyond the bucket's values themselves."""
 import heapq
+import itertools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +22,46 @@ RING = SNAPSHOT_MS // BUCKET_MS + 1
 BAND = (("p50", 0.5), ("p95", 0.95))
 # Calls drawn as lines over the band.
 WORST_LINES = 5
+
+
+class Buckets(NamedTuple):
+    """Calls' bucket values in columns, what a tick merges into a graph's memory: `calls`
+    [name], `counts` (how many buckets each has), then each bucket's time (`ms`, int64) and
+    value (float64, NaN: none), call after call, each call's oldest first. Arrays, not
+    lists of tuples: 20,000 calls' buckets are hundreds of thousands of them, each for
+    the collector to look at once."""
+
+    calls: list
+    counts: np.ndarray
+    ms: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, series):
+        """From {call: [(ms, value or None)]}, as Store.metric_series answers."""
+        flat = np.array(list(itertools.chain.from_iterable(series.values())), np.float64).reshape(-1, 2)
+        return cls(list(series), np.array([len(points) for points in series.values()], np.int64),
+                   flat[:, 0].astype(np.int64), flat[:, 1])
+
+    def as_dict(self):
+        """{call: [(ms, value)]}."""
+        points = list(zip(self.ms.tolist(), self.values.tolist()))
+        ends = np.cumsum(self.counts).tolist()
+        return {call: points[end - count:end] for call, count, end in zip(self.calls, self.counts.tolist(), ends)}
+
+    def select(self, first, end, calls=None):
+        """The calls first..end (by position), of them only those in `calls` when given."""
+        end = min(end, len(self.calls))
+        offsets = np.concatenate(([0], np.cumsum(self.counts)))
+        names, counts = self.calls[first:end], self.counts[first:end]
+        ms, values = (column[offsets[first]:offsets[end]] for column in (self.ms, self.values))
+        if calls is not None:
+            kept = np.array([name in calls for name in names], bool)
+            if not kept.all():
+                entries = np.repeat(kept, counts)
+                names, counts, ms, values = ([name for name, keep in zip(names, kept) if keep], counts[kept],
+                                             ms[entries], values[entries])
+        return Buckets(names, counts, ms, values)
 
 
 def first_bucket(start_ms):
@@ -74,38 +116,38 @@ class CallBuckets:
             self.held[column] = bucket
         return column
 
-    def merge(self, series, since_ms, until_ms, report=()):
-        """Store the buckets in [since_ms, until_ms] of `series` {call: [(ms, value)]}; return
-        {call: [[ms, value]]} of the buckets that changed, for the calls in `report`."""
-        rows, columns, values = [], [], []
-        columns_of = {}
+    def merge(self, buckets, since_ms, until_ms, report=()):
+        """Store the buckets in [since_ms, until_ms] of `buckets` (Buckets); return {call:
+        [[ms, value]]} of the buckets that changed, for the calls in `report`. In arrays:
+        Python work per call, not per bucket."""
+        calls, values = buckets.calls, buckets.values
+        if not calls:
+            return {}
+        owner = np.repeat(np.arange(len(calls)), buckets.counts)
+        keep = ~np.isnan(values) & (buckets.ms >= since_ms) & (buckets.ms <= until_ms)  # NaN: no value
+        owner, values = owner[keep], values[keep]
+        numbers = buckets.ms[keep] // BUCKET_MS
+        for bucket in np.unique(numbers).tolist():  # oldest first: a column is its newest bucket's
+            self._column(bucket)
+        columns = numbers % RING
+        held = self.held[columns] == numbers
+        owner, values, numbers, columns = owner[held], values[held], numbers[held], columns[held]
+        if not len(owner):
+            return {}
+        used = np.unique(owner)
+        row_of = np.zeros(len(calls), np.int64)
+        row_of[used] = [self._row(calls[index]) for index in used.tolist()]  # may grow self.values
+        rows = row_of[owner]
         changed = {}
-        known = self.values
-        for call, points in series.items():
-            row = None
-            told = [] if call in report else None
-            for ms, value in points:
-                if value is None or not since_ms <= ms <= until_ms:
-                    continue
-                bucket = ms // BUCKET_MS
-                column = columns_of.get(bucket)
-                if column is None:
-                    column = columns_of[bucket] = self._column(bucket)
-                    known = self.values
-                if column < 0:
-                    continue
-                if row is None:
-                    row = self._row(call)
-                    known = self.values  # it may have grown
-                if told is not None and not known[row, column] == value:  # NaN: no value yet
-                    told.append([bucket * BUCKET_MS, value])
-                rows.append(row)
-                columns.append(column)
-                values.append(value)
-            if told:
-                changed[call] = told
-        if rows:
-            self.values[rows, columns] = values
+        reported = [index for index in used.tolist() if calls[index] in report] if report else []
+        if reported:
+            differs = ~(self.values[rows, columns] == values)  # NaN: no value yet
+            for index in reported:
+                told = np.flatnonzero((owner == index) & differs)
+                if len(told):
+                    changed[calls[index]] = [[bucket * BUCKET_MS, value] for bucket, value in
+                                             zip(numbers[told].tolist(), values[told].tolist())]
+        self.values[rows, columns] = values
         return changed
 
     def _buckets(self, start_ms, end_ms):
@@ -185,7 +227,7 @@ def worst_calls(calls, qualities, count=None):
     (fleet.worst_key): all of them, or the `count` worst."""
     def key(call):
         found = qualities.get(call)
-        return fleet.worst_key(call, None if found is None else found.as_json())
+        return fleet.worst_key(call, None) if found is None else found.worst_key(call)
 
     if count is None:
         return sorted(calls, key=key)

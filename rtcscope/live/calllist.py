@@ -38,25 +38,35 @@ class CallList:
         return {"call": call, "peers": state.peers, "started": state.started,
                 "quality": self.published[call].as_json()}
 
-    def publish(self, started, ended, calls, previous, live, recomputed, qualities, aggregates):
-        """One `calls` message when a call started, ended or changed enough
-        (fleet.CallQuality.differs_from), or the fleet changed. `started`, `ended`: the
-        tick's [(call, at)]; `calls`, `previous`: {call: CallState} of this tick and the
-        one before; `qualities`: {live call: CallQuality}, of which only the `recomputed`
-        calls' (or a call that started) can have changed; `aggregates`: the fleet's."""
+    def news(self, started, live, recomputed, qualities):
+        """[(call, its CallQuality)] of the calls whose quality viewers are to be told: those
+        started, and those whose quality changed enough (fleet.CallQuality.differs_from) since
+        they were last told. `started`: the tick's [(call, at)]; `qualities`: {live call:
+        CallQuality}, of which only the `recomputed` calls' (or a call that started) can have
+        changed. Reads what was told, changes nothing: the tick's worker thread runs it."""
+        published, news = self.published, []
+        for call in set(recomputed).union(call for call, _ in started if call in live):
+            current = qualities[call]
+            before = published.get(call)
+            if current is not before and (before is None or current.differs_from(before)):
+                news.append((call, current))
+        return news
+
+    def publish(self, started, ended, calls, previous, live, news, aggregates):
+        """One `calls` message when a call started, ended or changed enough (`news`, as
+        `news` gave them), or the fleet changed. `started`, `ended`: the tick's [(call, at)];
+        `calls`, `previous`: {call: CallState} of this tick and the one before;
+        `aggregates`: the fleet's."""
         self.fleet = aggregates
         ended_entries = []
         for call, at in ended:
             ended_entries.append({"call": call, "at": at, "reason": ended_reason(calls.get(call) or previous.get(call))})
         started_calls = [call for call, _ in started if call in live]
         changed = []
-        for call in set(recomputed).union(started_calls):
-            current = qualities[call]
-            before = self.published.get(call)
-            if current is not before and (before is None or current.differs_from(before)):
-                if before is not None and call not in started_calls:
-                    changed.append(call)
-                self.published[call] = current
+        for call, current in news:
+            if call in self.published and call not in started_calls:
+                changed.append(call)
+            self.published[call] = current
         for call in [call for call in self.published if call not in live]:
             del self.published[call]
         self._snapshot = None
@@ -65,7 +75,7 @@ class CallList:
         self._sent_fleet = self.fleet
 
         def by_worst(call):
-            return fleet.worst_key(call, self.published[call].as_json())
+            return self.published[call].worst_key(call)
 
         data = dumps({"type": "calls",
                       "started": [self._entry(call, calls[call]) for call in sorted(started_calls, key=by_worst)],

@@ -118,14 +118,17 @@ class CallStates:
     def clear(self):
         self.states, self.recv, self._due = {}, {}, {}
 
-    def update(self, rows_of, end_by_key, changed, now_ms):
-        """The states as build_calls gives them over the window's rows, `rows_of`
-        {call: {peer: row}} in window order and `end_by_key` {(call, peer): row};
-        `changed`: the calls whose rows or end rows changed since the last update.
-        Returns the calls built again."""
+    def due(self, changed, now_ms):
+        """The calls to build again: `changed`, those whose rows or end rows changed since
+        the last build, and those with a live peer that may have timed out since."""
         rebuilt = set(changed)
         rebuilt.update(call for call, at in self._due.items() if now_ms > at)
-        for call in rebuilt:
+        return rebuilt
+
+    def rebuild(self, calls, rows_of, end_by_key, now_ms):
+        """The states of `calls` as build_calls gives them over the window's rows, `rows_of`
+        {call: {peer: row}} in window order and `end_by_key` {(call, peer): row}."""
+        for call in calls:
             rows = rows_of.get(call)
             if not rows:
                 self.states.pop(call, None)
@@ -138,7 +141,6 @@ class CallStates:
                 self._due.pop(call, None)
             else:
                 self._due[call] = due
-        return rebuilt
 
 
 def _disconnected_at(end, recv, timeout_ms):

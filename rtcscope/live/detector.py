@@ -14,6 +14,7 @@ the only state that matters, so every server process derives the same events fro
 rows. See docs/live.md.
 """
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ from ..storage.schema import SUMMARIES_MEASUREMENT
 from ..storage.store import StoreError, collection_paused
 from ..tasks import cancel_and_wait
 from . import fleet
-from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, Activity
+from .activity import CLOCK_SLACK_MS, FEED_OVERLAP_MS, SLICE_ROWS, Activity
+from .buckets import Buckets
 from .calllist import CallList
 from .calls import ended_reason
 from .graphs import BUCKET_MS, RECENT_BUCKETS, Graphs
@@ -35,6 +37,8 @@ log = logging.getLogger("rtcscope.detector")
 
 # How far back the first tick looks for the start of calls already live.
 STARTS_LOOK_BACK_MS = 86400_000
+# The longest a tick may hold the event loop in one go, ingest waiting (docs/live.md, "The loop's budget").
+LOOP_BUDGET_MS = 50
 
 
 class DetectorUnavailable(Exception):
@@ -267,9 +271,21 @@ class CallDetector:
         by its end, would otherwise be promoted through the generations by the collections
         their own allocations trigger, and end in full collections of the heap (measured:
         a third to a half of a tick's CPU at 20,000 live calls). A tick is bounded by the
-        store's timeout; reference counting frees everything else meanwhile."""
+        store's timeout; reference counting frees everything else meanwhile. What survives
+        of it is looked at by young collections of its own, between its parts (_collect_young),
+        not all at once by the first collection after it."""
         with collection_paused():
             await self._tick_paused()
+            await self._collect_young()
+
+    @staticmethod
+    async def _collect_young():
+        """A collection of the youngest generation in a hold of the loop of its own: what the
+        tick's part before it made (tens of thousands of objects at 20,000 calls) is looked at
+        now, in a piece within the loop's budget, and promoted out of it."""
+        await asyncio.sleep(0)
+        gc.collect(0)
+        await asyncio.sleep(0)
 
     async def _tick_paused(self):
         """The tick's queries at once (the feed, and the watched metrics it does not carry),
@@ -303,9 +319,9 @@ class CallDetector:
             window = answers.pop(0)
         if not read.whole:
             self.ended_upkeep.note_imports(read.fed.imports, read.since)
-        self.activity.apply(now, read)
+        await self.activity.apply(now, read)
         del read
-        await asyncio.sleep(0)
+        await self._collect_young()
         try:
             await self._apply(now, watches, since, end, window, dict(zip(queried, answers)))
         finally:
@@ -315,20 +331,25 @@ class CallDetector:
         """The tick's work on what was read: the states, then the array work in the worker
         thread, then what viewers are told, at once. The parts on the loop yield to it
         between them (docs/live.md, "The loop's budget")."""
-        rebuilt = self.activity.build(now)
-        await asyncio.sleep(0)
+        rebuilt = await self.activity.build(now)
+        await self._collect_young()
         calls, recv = dict(self.activity.call_states.states), dict(self.activity.call_states.recv)
         # Only these can have started, ended or changed: the others' states are last tick's objects.
         candidates = rebuilt | (self.calls or {}).keys() - calls.keys()
         started, ended = await self._diff(calls, candidates, now)
+        self.activity.tick_done()  # what the feed read brought is not needed any more
+        await asyncio.sleep(0)
         await self._keep_starts(calls, candidates, started, now)
         imported = await self.ended_upkeep.imported_states(now)
+        await asyncio.sleep(0)
         live = {call for call, state in calls.items() if state.state == "live"}
         readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
-        qualities, series = await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._in_worker, now, live, window, readers)
-        # Everything below is synchronous: viewers see one consistent tick.
-        previous = self.calls or {}
+        qualities, aggregates, news, drawn, series = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._in_worker, now, calls, started, live, window, readers)
+        await self._collect_young()
+        # Synchronous up to the graphs: the calls, their qualities and the call list's message
+        # change in one go; then each followed graph's memory and messages, in turn.
+        previous, before = self.calls or {}, self.qualities
         if self.last_tick_ms is not None and now - self.last_tick_ms > self.activity.window_ms - FEED_OVERLAP_MS:
             self.ended_calls.invalidate()  # calls may have started and ended unseen between the two ticks
         self.calls, self.recv = calls, recv
@@ -336,20 +357,25 @@ class CallDetector:
         self.last_tick_ms = now
         self.ended_upkeep.update(started, ended, imported, calls, previous, live, now)
         self.qualities = qualities
-        recent = [answers[watch] if watch in answers else found for watch, found in zip(watches, series)]
-        self.call_list.publish(started, ended, calls, previous, live, live, self.qualities,
-                               fleet.fleet_aggregates({call: calls[call] for call in live}, self.qualities))
+        recent = [Buckets.of(answers[watch]) if watch in answers else found for watch, found in zip(watches, series)]
+        self.call_list.publish(started, ended, calls, previous, live, news, aggregates)
         self.summaries.queue((call for call, _ in ended), now)
         self._run_tick_hooks(now, calls, live)
         self._ready.set()
-        self.graphs.publish(started, zip(watches, recent),
-                            [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end)
+        await asyncio.sleep(0)
+        del previous  # the previous tick's states and qualities, freed in holds of their own
+        await asyncio.sleep(0)
+        del before
+        await self.graphs.publish(started, zip(watches, recent),
+                                  [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end,
+                                  drawn)
 
-    def _in_worker(self, now, live, window, readers):
-        """(qualities, [buckets of each reader]): the tick's array work, in the worker thread
-        while the loop serves requests. Only the tick changes what it reads: the samples, as
-        `activity.apply` folded them (settled here), or the quality window's rows read from
-        rtc_stats (`window`)."""
+    def _in_worker(self, now, calls, started, live, window, readers):
+        """(qualities, the fleet's aggregates, the call list's news, the graphs' drawn calls,
+        [buckets of each reader]): the tick's array work, in the worker thread while the loop
+        serves requests. Only the tick changes what it reads: the samples, as `activity.apply` folded them (settled
+        here), or the quality window's rows read from rtc_stats (`window`), the calls' states
+        (`calls`, this tick's) and what the call list told."""
         recent = self.activity.recent
         recent.settle(now - self.activity.samples_ms)
         if window is None:
@@ -357,7 +383,10 @@ class CallDetector:
             qualities = fleet.judge(rows, row_peers, recent.peers(), live, now)
         else:
             qualities = fleet.call_qualities(window, live, now)
-        return qualities, [None if reader is None else reader() for reader in readers]
+        aggregates = fleet.fleet_aggregates({call: calls[call] for call in live}, qualities)
+        news = self.call_list.news(started, live, live, qualities)  # every live call's quality is new
+        drawn = self.graphs.drawn_of(live, qualities)
+        return qualities, aggregates, news, drawn, [None if reader is None else reader() for reader in readers]
 
     def _run_tick_hooks(self, now, calls, live):
         for hook in self.tick_hooks:
@@ -380,7 +409,9 @@ class CallDetector:
             return [], []
         previous = self.calls
         started, ended = [], []
-        for call in candidates:
+        for index, call in enumerate(candidates):
+            if index and not index % SLICE_ROWS:
+                await asyncio.sleep(0)
             state, before = calls.get(call), previous.get(call)
             was_live = before is not None and before.state == "live"
             if state is None:
@@ -414,7 +445,9 @@ class CallDetector:
                 self.starts = {call: at for call, at in seen.items() if call in live}
         for call, at in started:
             self.starts[call] = at
-        for call in candidates:  # the others' states were given their start at an earlier tick
+        for index, call in enumerate(candidates):  # the others' states were given their start at an earlier tick
+            if index and not index % SLICE_ROWS:
+                await asyncio.sleep(0)
             state = calls.get(call)
             if state is not None and state.state == "live":
                 state.started = self.starts.setdefault(call, state.started)

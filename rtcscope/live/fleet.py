@@ -61,6 +61,10 @@ class CallQuality:
         return {"mos": self.mos, "verdict": self.verdict, "problems": self.problems,
                 "worst_peer": self.worst_peer, "at": self.at}
 
+    def worst_key(self, call):
+        """worst_key of the call with this quality, without its JSON."""
+        return _worst_key(call, self.mos, len(self.problems))
+
     def differs_from(self, other):
         """Worth telling viewers: a new verdict, problems or worst peer, or the MOS moved by MOS_STEP."""
         if other is None or (self.verdict, self.problems, self.worst_peer) != (
@@ -256,8 +260,10 @@ def fleet_aggregates(states, qualities):
 def worst_key(call, found):
     """Lowest MOS first, unknown last; then more problems first, then the call id.
     `found` is a quality object (JSON shape) or None."""
-    mos = found.get("mos") if found else None
-    problems = len(found.get("problems") or ()) if found else 0
+    return _worst_key(call, found.get("mos") if found else None, len(found.get("problems") or ()) if found else 0)
+
+
+def _worst_key(call, mos, problems):
     return (mos is None, mos or 0.0, -problems, call)
 
 

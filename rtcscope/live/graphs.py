@@ -17,7 +17,7 @@ from ..registry import COUNTER
 from ..storage.schema import FEED_FIELDS
 from ..storage.store import StoreError
 from ..tasks import cancel_and_wait
-from .buckets import BAND, BUCKET_MS, SNAPSHOT_MS, WORST_LINES, CallBuckets, worst_calls
+from .buckets import BAND, BUCKET_MS, SNAPSHOT_MS, WORST_LINES, Buckets, CallBuckets, worst_calls
 
 log = logging.getLogger("rtcscope.detector")
 
@@ -30,6 +30,8 @@ LINES, BAND_MODE = "lines", "band"
 # The dashboard's default graphs, all carried by the feed: followed from the first tick,
 # watched or not, so that their first viewer's snapshot is in memory at any fleet size.
 KEPT_METRICS = ("rtt", "jitter", "packetsLost", "availableBandwidth")
+# Calls whose buckets a tick merges into a graph's memory in one hold of the event loop.
+MERGED_CALLS = 2000
 
 
 def dumps(message):
@@ -138,14 +140,20 @@ class Graphs:
         """The watches whose memory is loaded: the ones a tick brings up to date."""
         return [watch for watch in self.watches.values() if watch.loaded]
 
-    def mode(self):
-        return BAND_MODE if len(self.live) > self.lines else LINES
+    def mode(self, live=None):
+        """The graphs' mode with the live calls as of the last tick (or `live`)."""
+        return BAND_MODE if len(self.live if live is None else live) > self.lines else LINES
 
     def drawn(self):
         """The calls drawn as lines now, worst first: every live call, or the five worst beyond `lines`."""
         if self._drawn is None:
-            self._drawn = worst_calls(self.live, self._qualities(), WORST_LINES if self.mode() == BAND_MODE else None)
+            self._drawn = self.drawn_of(self.live, self._qualities())
         return self._drawn
+
+    def drawn_of(self, live, qualities):
+        """The calls `drawn` gives with these live calls and qualities ({call: CallQuality}),
+        for a tick's worker thread to work out before the tick publishes them."""
+        return worst_calls(live, qualities, WORST_LINES if self.mode(live) == BAND_MODE else None)
 
     async def watch(self, metric, viewer):
         """Send `viewer` the metric's snapshot, then every change. A metric followed already
@@ -263,13 +271,16 @@ class Graphs:
         for watch in watches:
             deliver(message, watch.viewers, self.unwatch)
 
-    def publish(self, started, recent, ended, live, since, end):
+    async def publish(self, started, recent, ended, live, since, end, drawn=None):
         """A tick's messages, in this order: the `call_started`s [(call, at)], per followed
         metric ([(watch, {call: points})], the live calls' buckets since `since`) a new snapshot
         when its mode changed, a `drawn` message when its drawn calls changed, and a `points`
-        when something it draws changed, then the `call_ended`s [(call, at, reason)]. Events go
-        to every viewer of every metric, the others to the viewers of their metric."""
-        self.live, self.end, self._drawn = live, end, None
+        when something it draws changed, then the `call_ended`s [(call, at, reason)]. A
+        metric's buckets: buckets.Buckets. Events go
+        to every viewer of every metric, the others to the viewers of their metric. Each
+        metric's memory and messages change in one go, the loop given back between metrics
+        (docs/live.md, "The loop's budget"). `drawn`: drawn_of the tick's, when worked out."""
+        self.live, self.end, self._drawn = live, end, drawn
         for call, at in started:
             for watch in self.watches.values():
                 if watch.since is not None and at >= watch.since:  # its whole life is in the memory
@@ -277,13 +288,15 @@ class Graphs:
             self.broadcast(dumps({"type": "call_started", "call": call, "at": at}), self.watches.values())
         for watch, series in recent:
             if watch.loaded:
-                self._update(watch, series, live, since, end)
+                await self._update(watch, series, live, since, end)
         for call, at, reason in ended:
             self.broadcast(dumps({"type": "call_ended", "call": call, "at": at, "reason": reason}),
                            self.watches.values())
 
-    def _update(self, watch, series, live, since, end):
-        """Bring a watch's memory up to date with a tick's buckets and tell its viewers."""
+    async def _update(self, watch, series, live, since, end):
+        """Bring a watch's memory up to date with a tick's buckets (buckets.Buckets) and tell
+        its viewers. The buckets are merged MERGED_CALLS calls at a time, the loop given back
+        between (a viewer that comes meanwhile is sent the changes with the others)."""
         memory = watch.memory
         start = since if watch.filled else end - SNAPSHOT_MS
         if watch.kept and not watch.filled:
@@ -293,8 +306,10 @@ class Graphs:
             watch.complete.discard(call)
         # The calls whose changed buckets the viewers may be sent: in lines mode every live call.
         report = live if watch.mode == LINES and self.mode() == LINES else set(watch.drawn)
-        changed = memory.merge({call: points for call, points in series.items() if call in live},
-                               start, self._until(watch, end), report)
+        changed, until = {}, self._until(watch, end)
+        for first in range(0, len(series.calls), MERGED_CALLS):
+            await asyncio.sleep(0)
+            changed.update(memory.merge(series.select(first, first + MERGED_CALLS, live), start, until, report))
         band = memory.update_band(start if watch.band_since is None else max(start, watch.band_since), end)
         watch.filled = True
         watch._snapshot = None
@@ -348,6 +363,7 @@ class Graphs:
             log.warning("could not load the calls to draw on %s: %s", watch.metric.name, exc)
             return False
         calls = [call for call in calls if call in self.live]
-        watch.memory.merge({call: series.get(call, ()) for call in calls}, end - SNAPSHOT_MS, watch.since - 1)
+        watch.memory.merge(Buckets.of({call: series.get(call, ()) for call in calls}), end - SNAPSHOT_MS,
+                           watch.since - 1)
         watch.complete.update(calls)
         return True

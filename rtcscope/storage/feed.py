@@ -1,8 +1,11 @@
 """The live feed's rows (rtc_feed, docs/storage.md): how a presence, end, disconnect or
 import becomes a row, and how a row's samples (`w`) are written and read back. Ingest
 writes them, the detector reads them (`Store.feed_since`)."""
+import itertools
 from collections import OrderedDict
+from typing import NamedTuple
 
+import numpy as np
 import orjson
 
 from .schema import END_REASON_CODES, FEED_DIMENSIONS_EVERY_NS, FEED_FIELDS, FEED_MAX_SAMPLES, FEED_MEASUREMENT
@@ -155,50 +158,97 @@ def encode_samples(samples, last_ms):
     return "{" + ",".join(f'"{kind}":[{b",".join(entries).decode()}]' for kind, entries in groups.items()) + "}"
 
 
-# A decoded sample's values: a list in FEED_FIELDS order, None for an absent name.
 _WIDTH = len(FEED_FIELDS)
 _NO_FEED_VALUES = orjson.dumps([None] * _WIDTH)
 
 
-def decode_samples(text, last_ms):
-    """`w` back as {kind: {time µs: values}}, each kind's samples in time order, `values` a
-    list in FEED_FIELDS order (FEED_INDEX; None: absent). What cannot be read is left out (a
-    row from a newer server may carry more names than this one knows, its values are cut to
-    these; one from a server before JSON reads as no samples). Lists by position, not dicts:
-    a detector decodes tens of thousands of rows a second."""
-    out = {}
+class SampleRuns(NamedTuple):
+    """The samples of many feed rows, decoded at once (decode_sample_runs): a run is one kind
+    of one row, rows in order; `keys` [(call, peer, kind)] and `counts` [samples] of each run;
+    each sample's time (µs, int64) and FEED_FIELDS values (float64 rows, NaN: absent), run
+    after run, each run's samples as listed (not sorted, not merged)."""
+
+    keys: list
+    counts: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+
+def decode_sample_runs(rows):
+    """`w`s of feed rows [(call, peer, `w`, last ms)] back as SampleRuns, in arrays: one orjson
+    call per row, one conversion for all their numbers (a detector decodes tens of thousands
+    of rows a second). What cannot be read is left out: a sample whose offset is not a whole
+    number; of a sample, a value that is not a number (absent); a row from a newer server may
+    carry more names than this one knows, its values are cut to these; one from a server
+    before JSON reads as no samples."""
+    keys, counts, lasts, entries = [], [], [], []
+    for call, peer, text, last_ms in rows:
+        for kind, listed in _groups(text).items():
+            if listed.__class__ is list and listed:
+                keys.append((call, peer, kind))
+                counts.append(len(listed))
+                lasts.append(int(last_ms) * 1000)
+                entries += listed
+    table = _table(entries)
+    offsets = table[:, 0]
+    readable = offsets == np.trunc(offsets)  # NaN and the infinities are not
+    runs = np.repeat(np.arange(len(keys)), counts)
+    times = np.repeat(np.array(lasts, np.int64), counts)
+    if not readable.all():
+        table, runs, times = table[readable], runs[readable], times[readable]
+    return SampleRuns(keys, np.bincount(runs, minlength=len(keys)), times - table[:, 0].astype(np.int64),
+                      table[:, 1:])
+
+
+def _groups(text):
+    """A `w`'s {kind: entries} as JSON has it; {} when it is not that."""
     if not text:
-        return out
+        return {}
     try:
         groups = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return out
-    if groups.__class__ is not dict:
-        return out
-    last_us = int(last_ms) * 1000
-    for kind, entries in groups.items():
-        if entries.__class__ is not list:
-            continue
-        samples = {}
-        newest, ordered = None, True
-        for entry in entries:
-            if entry.__class__ is not list or not entry or entry[0].__class__ is not int:
-                continue
-            us = last_us - entry[0]
-            values = entry[1:_WIDTH + 1]
-            if len(values) < _WIDTH:
-                values += [None] * (_WIDTH - len(values))
-            found = samples.get(us)
-            if found is None:
-                samples[us] = values
-                if newest is not None and us < newest:
-                    ordered = False
-                newest = us if newest is None or us > newest else newest
-            else:
-                samples[us] = merge_values(found, values)
-        if samples:
-            out[kind] = samples if ordered else dict(sorted(samples.items()))  # another writer may not order them
-    return out
+        return {}
+    return groups if groups.__class__ is dict else {}
+
+
+def _table(entries):
+    """The entries [offset, value, ...] as float64 rows of an offset and _WIDTH values, NaN
+    for what is absent or not a number: in one conversion when they are all as this server
+    writes them, else entry by entry, value by value."""
+    try:
+        table = np.array(entries, np.float64)
+        if table.ndim == 2 and table.shape[1] == _WIDTH + 1:
+            return table
+    except (ValueError, TypeError, OverflowError):
+        pass
+    table = np.full((len(entries), _WIDTH + 1), np.nan)
+    for row, entry in zip(table, entries):
+        if entry.__class__ is list:
+            row[:min(len(entry), _WIDTH + 1)] = [_number(value) for value in entry[:_WIDTH + 1]]
+    return table
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def decode_samples(text, last_ms):
+    """`w` back as {kind: {time µs: values}}, each kind's samples in time order and a time's
+    samples merged (merge_values), `values` a list in FEED_FIELDS order (FEED_INDEX; None:
+    absent): decode_sample_runs of one row, as dicts."""
+    runs = decode_sample_runs([(None, None, text, last_ms)])
+    out = {}
+    samples = iter(zip(runs.times.tolist(), runs.values.tolist()))
+    for (_, _, kind), count in zip(runs.keys, runs.counts.tolist()):
+        found = out.setdefault(kind, {})
+        for us, values in itertools.islice(samples, count):
+            values = [None if value != value else value for value in values]
+            same = found.get(us)
+            found[us] = values if same is None else merge_values(same, values)
+    return {kind: dict(sorted(found.items())) for kind, found in out.items() if found}
 
 
 def merge_values(older, newer):

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from ..timeparse import parse_duration
-from .feed import decode_dimensions, decode_samples
+from .feed import decode_dimensions, decode_sample_runs
 from .schema import (
     DIMENSIONS_MEASUREMENT,
     EVENTS_MEASUREMENT,
@@ -37,6 +37,10 @@ from aioinflux.client import InfluxDBError, InfluxDBWriteError  # noqa: E402,F40
 
 _FEED_PREFIX = FEED_MEASUREMENT.encode() + b","
 FIELD_CACHE_SECONDS = 5.0
+# Rows per chunk of the feed's chunked answers (query_chunks): a chunk is decoded and folded
+# in one hold of the event loop, some milliseconds; the feed's rows carry samples, its keys little.
+FEED_CHUNK_ROWS = 300
+FEED_KEY_CHUNK_ROWS = 5000
 
 
 class StoreError(Exception):
@@ -60,10 +64,11 @@ def collection_paused():
 
 
 class FeedRows(NamedTuple):
-    """What `Store.feed_since` read: each list [(call, peer, row)]; `samples` rows are
-    {kind: {time µs: values}} as feed.decode_samples gives them; `dimensions` rows (receive ms, {name: value
-    or None}) of the presence rows that carry them (`d`); `keys` {node: {time ns}} of every row read whole
-    (ints, which the cyclic collector never has to look at); `queries` the queries it took."""
+    """What `Store.feed_since` read: each list [(call, peer, row)], but `samples`: the
+    feed.SampleRuns of the presence rows that carry samples, one per chunk of the answer;
+    `dimensions` rows (receive ms, {name: value or None}) of the presence rows that carry
+    them (`d`); `keys` {node: {time ns}} of every row read whole (ints, which the cyclic
+    collector never has to look at); `queries` the queries it took."""
 
     presence: list
     ends: list
@@ -180,27 +185,38 @@ class Store:
                  "rows": [dict(zip(series["columns"], values)) for values in series.get("values", [])]}
                 for series in await self.query_series(statement)]
 
-    async def query_series(self, statement, epoch="ms", fold=None):
-        """Run one statement; returns InfluxDB's series as they come ("columns", "values"),
-        or with `fold`, what fold(series) returns, computed with collection paused (a large
-        answer turned into what is kept, its rows dropped at once).
+    async def query_series(self, statement, epoch="ms"):
+        """Run one statement; returns InfluxDB's series as they come ("columns", "values").
 
         The answer is decoded by orjson, over the client's session: the client's own
         json.loads was a third of the detector's CPU at 20,000 live calls."""
+        body, status = await self.answer(statement, epoch)
+        return _series_of(body, status)
+
+    async def query_chunks(self, statement, epoch, rows):
+        """Run one statement; yields InfluxDB's series a chunk of at most `rows` rows at a
+        time (its chunked answer), the event loop given back before each next one: a large
+        answer decoded, and folded by the caller, in pieces the loop can wait for
+        (docs/live.md, "The loop's budget")."""
+        body, status = await self.answer(statement, epoch, {"chunked": "true", "chunk_size": str(rows)})
+        for chunk in body.split(b"\n"):
+            if chunk:
+                yield _series_of(chunk, status)
+                await asyncio.sleep(0)
+
+    async def answer(self, statement, epoch, options=None):
+        """(body, HTTP status) of one statement's answer."""
         self.queries += 1
         client = self.client
         try:
             if client._session is None:
                 await client.create_session()
             async with client._session.post(client.url.format(endpoint="query"),
-                                            data={"q": statement, "db": self.database, "epoch": epoch}) as response:
-                body = await response.read()
+                                            data={"q": statement, "db": self.database, "epoch": epoch,
+                                                  **(options or {})}) as response:
+                return await response.read(), response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise StoreError(str(exc) or type(exc).__name__) from None
-        if fold is None:
-            return _series_of(body, response.status)
-        with collection_paused():
-            return fold(_series_of(body, response.status))
 
     async def field_names(self):
         """Field keys stored in rtc_stats, cached briefly: they decide 404 vs 200."""
@@ -283,14 +299,15 @@ class Store:
             first_unknown = None
             keys = (f'SELECT "call" FROM {quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} '
                     f'WHERE time >= {since} GROUP BY "node"')
-            for series in await self.query_series(keys, epoch="ns"):
-                node = (series.get("tags") or {}).get("node", "")
-                read_whole, seen = known.get(node, nothing), kept.setdefault(node, set())
-                for stamp, _ in series.get("values", ()):
-                    if stamp in read_whole:
-                        seen.add(stamp)
-                    elif first_unknown is None or stamp < first_unknown:
-                        first_unknown = stamp
+            async for answer in self.query_chunks(keys, epoch="ns", rows=FEED_KEY_CHUNK_ROWS):
+                for series in answer:
+                    node = (series.get("tags") or {}).get("node", "")
+                    read_whole, seen = known.get(node, nothing), kept.setdefault(node, set())
+                    for stamp, _ in series.get("values", ()):
+                        if stamp in read_whole:
+                            seen.add(stamp)
+                        elif first_unknown is None or stamp < first_unknown:
+                            first_unknown = stamp
             if first_unknown is None:
                 return FeedRows([], [], [], [], [], [], kept, queries=1)
             since = str(first_unknown)  # ns
@@ -299,7 +316,10 @@ class Store:
         statement = (f"SELECT {', '.join(map(quote_identifier, names))} FROM "
                      f"{quote_identifier(FEED_RETENTION_POLICY)}.{quote_identifier(FEED_MEASUREMENT)} "
                      f"WHERE time >= {since}")
-        read = await self.query_series(statement, epoch="ns", fold=lambda answer: _fold_feed(answer, names, known or {}))
+        read = FeedRows([], [], [], [], [], [], {})
+        async for answer in self.query_chunks(statement, epoch="ns", rows=FEED_CHUNK_ROWS):
+            with collection_paused():
+                _fold_feed(answer, names, known or {}, read)
         for node, stamps in kept.items():
             read.keys.setdefault(node, set()).update(stamps)
         return read._replace(queries=2) if known else read
@@ -415,11 +435,11 @@ def _series_statement(metric, where, bucket_s, rate, group, fill):
     return f'SELECT mean({field}) AS "value" FROM {MEASUREMENT} WHERE {where} GROUP BY time({bucket_s}s), {group} {fill}'
 
 
-def _fold_feed(answer, names, known):
-    """feed_since's FeedRows from the rows of its answer (`names` its columns)."""
-    read = FeedRows([], [], [], [], [], [], {})
+def _fold_feed(answer, names, known, read):
+    """The rows of (a chunk of) feed_since's answer (`names` its columns) into its FeedRows `read`."""
     presence, ends, disconnects, imports, samples, dimensions, keys, _ = read
     nothing = frozenset()
+    sampled = []  # the presence rows with samples, decoded together
     for series in answer:
         # Rows as lists, by column position: a feed read holds tens of thousands of rows.
         (time_, node_, call_, peer_, first_, last_, recv_, w_, d_, end_, at_, detail_, disconnected_, imported_,
@@ -444,7 +464,7 @@ def _fold_feed(answer, names, known):
                 if values[w_] is None:  # not visible yet, or a row of an older server: read again
                     continue
                 if values[w_]:
-                    samples.append((call, peer, decode_samples(values[w_], last)))
+                    sampled.append((call, peer, values[w_], last))
                 if values[d_]:
                     dimensions.append((call, peer, (values[recv_], decode_dimensions(values[d_]))))
             elif values[end_] is not None:
@@ -459,7 +479,8 @@ def _fold_feed(answer, names, known):
             else:
                 continue
             seen.add(stamp)
-    return read
+    if sampled:
+        samples.append(decode_sample_runs(sampled))
 
 
 def _series_of(body, status):

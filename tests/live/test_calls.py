@@ -1,4 +1,6 @@
 """Call liveness from presence rows and end events, without InfluxDB."""
+import asyncio
+
 from rtcscope.live.calls import build_calls
 
 NOW = 1_795_536_200_000
@@ -134,7 +136,7 @@ def test_incremental_states_equal_build_calls_over_the_same_rows():
                 disconnects.append((call, rng.choice(["alice", "bob"]), {"time": now + 20, "disconnected": now + 20}))
         activity.merge(presence_rows, ends, disconnects)
         activity.forget_before(now - activity.window_ms)
-        activity.build(now)
+        asyncio.run(activity.build(now))
         rows = [(call, peer, row) for (call, peer), row in activity.presence.items()]
         expected = build_calls(rows, [(call, peer, row) for (call, peer), row in activity.ends.items()], now, TIMEOUT)
         assert activity.call_states.states == expected, tick

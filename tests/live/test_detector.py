@@ -326,7 +326,7 @@ async def test_points_from_the_feed_are_what_the_grouped_query_over_rtc_stats_an
         metric = registry.lookup(name)
         rate = metric.type == registry.COUNTER
         ours = detector.activity.recent.metric_series(metric.source_field, {"eq"}, start, end, BUCKET_MS,
-                                                      rate=rate, scale=metric.scale)
+                                                      rate=rate, scale=metric.scale).as_dict()
         theirs = await app.store.metric_series(metric, start, end, BUCKET_MS // 1000, rate=rate)
         theirs = {call: [(ms, pytest.approx(value)) for ms, value in points if value is not None]
                   for call, points in theirs.items()}

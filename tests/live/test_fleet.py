@@ -316,11 +316,11 @@ async def test_quality_comes_from_the_feed_rows_of_every_process_with_no_query_o
     detectors = [app.detector, other.detector]
     statements = []
     for store in (app.store, other.store):
-        async def recording(statement, real=store.query_series, **options):
+        async def recording(statement, *args, real=store.answer):
             statements.append(statement)
-            return await real(statement, **options)
+            return await real(statement, *args)
 
-        store.query_series = recording
+        store.answer = recording
     for detector in detectors:
         await detector.run_tick()
     start = now_ms() - 6000

@@ -12,7 +12,7 @@ import pytest
 
 from rtcscope.live import fleet
 from rtcscope.live.recent import RecentSamples
-from rtcscope.storage.feed import decode_samples, encode_feed_values, encode_samples
+from rtcscope.storage.feed import decode_sample_runs, decode_samples, encode_feed_values, encode_samples
 from rtcscope.storage.schema import FEED_FIELDS, FEED_INDEX
 from tests.support import reference
 
@@ -20,10 +20,20 @@ MS = 1_800_000_000_000
 
 
 def row(call, peer, *samples):
-    """A feed row's samples [(kind, ms, {name: value})], through the feed's own encoding."""
+    """A feed row (call, peer, `w`, last ms) of samples [(kind, ms, {name: value})], through the feed's own encoding."""
     last = max(ms for _, ms, _ in samples)
     text = encode_samples([(kind, ms * 1_000_000, encode_feed_values(values)) for kind, ms, values in samples], last)
-    return call, peer, decode_samples(text, last)
+    return call, peer, text, last
+
+
+def runs(*rows):
+    """The rows' samples as the detector folds them."""
+    return decode_sample_runs(rows)
+
+
+def decoded(rows):
+    """The rows' samples as the reference folds them: [(call, peer, {kind: {time µs: values}})]."""
+    return [(call, peer, decode_samples(text, last)) for call, peer, text, last in rows]
 
 
 def window_of(recent, start_ms, end_ms):
@@ -39,11 +49,11 @@ def window_of(recent, start_ms, end_ms):
 
 def test_rows_out_of_order_and_one_point_twice_are_one_series_in_time_order():
     recent = RecentSamples()
-    recent.add([row("c", "p", ("audio", MS + 2000, {"rtt": 40.0}), ("audio", MS + 3000, {"rtt": 41.0}))])
+    recent.add(runs(row("c", "p", ("audio", MS + 2000, {"rtt": 40.0}), ("audio", MS + 3000, {"rtt": 41.0}))))
     recent.settle(MS)
-    recent.add([row("c", "p", ("audio", MS + 1000, {"rtt": 39.0}))])  # late
-    recent.add([row("c", "p", ("audio", MS + 3000, {"jitter": 2.0, "rtt": 45.0}))])  # the same point again
-    recent.add([row("c", "p", ("audio", MS + 4000, {"rtt": 42.0}))])
+    recent.add(runs(row("c", "p", ("audio", MS + 1000, {"rtt": 39.0}))))  # late
+    recent.add(runs(row("c", "p", ("audio", MS + 3000, {"jitter": 2.0, "rtt": 45.0}))))  # the same point again
+    recent.add(runs(row("c", "p", ("audio", MS + 4000, {"rtt": 42.0}))))
     assert recent.touched == {"c": (MS + 1000) * 1000}  # the earliest sample that came in
     recent.settle(MS)
     assert (recent.times // 1000 - MS).tolist() == [1000, 2000, 3000, 4000]
@@ -55,24 +65,24 @@ def test_rows_out_of_order_and_one_point_twice_are_one_series_in_time_order():
 def test_settle_forgets_what_is_older_and_the_dropped_peers():
     recent = RecentSamples()
     for call in ("a", "b"):
-        recent.add([row(call, "p", *(("audio", MS + i * 1000, {"rtt": float(i)}) for i in range(5)))])
+        recent.add(runs(row(call, "p", *(("audio", MS + i * 1000, {"rtt": float(i)}) for i in range(5)))))
     recent.drop("a", "p")
     assert recent.touched["a"] == 0  # a dropped peer changes every bucket
     recent.settle(MS + 3000)
     assert (recent.times // 1000 - MS).tolist() == [3000, 4000]
     assert list(window_of(recent, MS, MS + 5000)) == [("b", "p")]
-    recent.add([row("a", "p", ("audio", MS + 5000, {"rtt": 7.0}))])  # back, under a number freed and reused
+    recent.add(runs(row("a", "p", ("audio", MS + 5000, {"rtt": 7.0}))))  # back, under a number freed and reused
     recent.settle(MS + 3000)
     assert window_of(recent, MS + 4500, MS + 6000) == {("a", "p"): [{"rtt": 7.0}]}
 
 
 def test_the_window_rows_of_a_slice():
     recent = RecentSamples()
-    recent.add([row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i, "packetsLost": float(i * i)})
+    recent.add(runs(row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i, "packetsLost": float(i * i)})
                                for i in range(8)),
                     ("video", MS + 2500, {"qualityLimitationReason": 1.0, "freezeCount": 3.0}),
                     ("video", MS + 4500, {"qualityLimitationReason": 2.0, "freezeCount": 5.0}),
-                    ("connection", MS + 3000, {"iceState": 4.0}), ("connection", MS + 4800, {"iceState": 5.0}))])
+                    ("connection", MS + 3000, {"iceState": 4.0}), ("connection", MS + 4800, {"iceState": 5.0}))))
     recent.settle(MS)
     rows = window_of(recent, MS + 2000, MS + 5000)[("c", "p")]  # the samples at 2..5 s
     assert len(rows) == 3
@@ -83,25 +93,25 @@ def test_the_window_rows_of_a_slice():
 
 def test_buckets_of_a_gauge_and_of_a_counters_rate():
     recent = RecentSamples()
-    recent.add([row("c", "p", *(("audio", MS + i * 500, {"rtt": 20.0 + i, "packetsLost": [0, 2, 4, 6, 1, 3][i]})
-                               for i in range(6)))])
+    recent.add(runs(row("c", "p", *(("audio", MS + i * 500, {"rtt": 20.0 + i, "packetsLost": [0, 2, 4, 6, 1, 3][i]})
+                               for i in range(6)))))
     recent.settle(MS)
-    gauge = recent.metric_series("rtt", ["c"], MS, MS + 3000, 1000, rate=False)
+    gauge = recent.metric_series("rtt", ["c"], MS, MS + 3000, 1000, rate=False).as_dict()
     assert gauge == {"c": [(MS, 20.5), (MS + 1000, 22.5), (MS + 2000, 24.5)]}
-    rates = recent.metric_series("packetsLost", ["c"], MS, MS + 3000, 1000, rate=True)
+    rates = recent.metric_series("packetsLost", ["c"], MS, MS + 3000, 1000, rate=True).as_dict()
     assert rates == {"c": [(MS + 1000, 4.0)]}  # last per bucket 2, 6, 3: +4 a second, then a reset (none)
     assert FEED_INDEX["packetsLost"] == FEED_FIELDS.index("packetsLost")
 
 
 def test_a_gauges_buckets_from_the_earliest_new_sample_only():
     recent = RecentSamples()
-    recent.add([row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i}) for i in range(6)))])
+    recent.add(runs(row("c", "p", *(("audio", MS + i * 1000, {"rtt": 10.0 * i}) for i in range(6)))))
     recent.touched = {}
-    recent.add([row("c", "p", ("audio", MS + 4500, {"rtt": 100.0}))])  # late into the bucket at 4 s
+    recent.add(runs(row("c", "p", ("audio", MS + 4500, {"rtt": 100.0}))))  # late into the bucket at 4 s
     recent.settle(MS)
-    whole = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False)
+    whole = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False).as_dict()
     assert whole == {"c": [(MS, 5.0), (MS + 2000, 25.0), (MS + 4000, 190.0 / 3)]}
-    fresh = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False, changed=recent.touched)
+    fresh = recent.metric_series("rtt", ["c"], MS, MS + 6000, 2000, rate=False, changed=recent.touched).as_dict()
     assert fresh == {"c": [(MS + 4000, 190.0 / 3)]}  # the buckets before it got nothing new
 
 
@@ -145,17 +155,15 @@ def random_fleet_ticks(rng, ticks, calls):
             for peer in peers:
                 if rng.random() < 0.5:
                     continue
-                kinds = {}
+                samples = []
                 for kind in rng.sample(KINDS, rng.randint(1, 3)):
-                    offsets = [rng.choice((0, -1, -500, -1999, -WINDOW_MS, -WINDOW_MS - 1, 1, 1500, 30_000))
-                               for _ in range(rng.randint(1, 3))]
-                    kinds[kind] = dict(sorted({(now + offset) * 1000 + rng.choice((0, 0, 7)): random_values(rng)
-                                               for offset in offsets}.items()))  # in time order, as decoded
-                samples = {kind: {us: [values.get(name) for name in FEED_FIELDS] for us, values in by_time.items()}
-                           for kind, by_time in kinds.items()}
-                rows.append((call, peer, samples))
+                    for _ in range(rng.randint(1, 3)):
+                        offset = rng.choice((0, -1, -500, -1999, -WINDOW_MS, -WINDOW_MS - 1, 1, 1500, 30_000))
+                        us = (now + offset) * 1000 + rng.choice((0, 0, 7))
+                        samples.append((kind, us * 1000, encode_feed_values(random_values(rng))))
+                rows.append((call, peer, encode_samples(samples, now), now))
                 if rng.random() < 0.05:
-                    rows.append((call, peer, samples))  # read twice (the feed's overlap)
+                    rows.append(rows[-1])  # read twice (the feed's overlap)
             if rng.random() < 0.02:
                 dropped.append((call, rng.choice(peers)))
         out.append((now, rows, dropped))
@@ -182,8 +190,8 @@ def test_the_columnar_qualities_and_buckets_equal_the_reference(seed):
     recent, expected = RecentSamples(), reference.Samples()
     judged = 0
     for now, rows, dropped in random_fleet_ticks(rng, ticks=25, calls=60):
-        recent.add(rows)
-        expected.add(rows)
+        recent.add(runs(*rows))
+        expected.add(decoded(rows))
         for call, peer in dropped:
             recent.drop(call, peer)
             expected.drop(call, peer)
@@ -198,7 +206,7 @@ def test_the_columnar_qualities_and_buckets_equal_the_reference(seed):
         judged += sum(1 for call in live if wanted[call].mos is not None)
         calls = sorted(live)
         for field, rate in (("rtt", False), ("packetsLost", True), ("availableBandwidth", False)):
-            series = recent.metric_series(field, calls, now - 8000, now, 2000, rate=rate)
+            series = recent.metric_series(field, calls, now - 8000, now, 2000, rate=rate).as_dict()
             assert series == {call: [(ms, pytest.approx(value, rel=1e-9)) for ms, value in points]
                               for call, points in expected.metric_series(field, calls, now - 8000, now, 2000,
                                                                          rate=rate).items()}
@@ -210,7 +218,7 @@ def test_the_store_rows_are_judged_as_the_samples_are():
     rng = random.Random(11)
     recent = RecentSamples()
     now, rows, _ = random_fleet_ticks(rng, ticks=1, calls=80)[0]
-    recent.add(rows)
+    recent.add(runs(*rows))
     recent.settle(now - WINDOW_MS)
     window_rows, row_peers = recent.window_rows(now - WINDOW_MS, now)
     calls, names, call_names, _ = recent.peers()

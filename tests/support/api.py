@@ -67,11 +67,11 @@ def assert_pages_served(url):
 def record_statements(store):
     """The statements `store` sends InfluxDB from now on, in a list (the store itself unchanged)."""
     statements = []
-    send_query = store.query_series
+    send_query = store.answer
 
     async def recording(statement, *args, **kwargs):
         statements.append(statement)
         return await send_query(statement, *args, **kwargs)
 
-    store.query_series = recording
+    store.answer = recording
     return statements
