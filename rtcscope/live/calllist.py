@@ -38,14 +38,14 @@ class CallList:
         return {"call": call, "peers": state.peers, "started": state.started,
                 "quality": self.published[call].as_json()}
 
-    def news(self, started, live, recomputed, qualities):
-        """[(call, its CallQuality)] of the calls whose quality viewers are to be told: those
-        started, and those whose quality changed enough (fleet.CallQuality.differs_from) since
-        they were last told. `started`: the tick's [(call, at)]; `qualities`: {live call:
-        CallQuality}, of which only the `recomputed` calls' (or a call that started) can have
-        changed. Reads what was told, changes nothing: the tick's worker thread runs it."""
+    def news(self, live, qualities):
+        """[(call, its CallQuality)] of the `live` calls whose quality viewers are to be told:
+        those never told (a call that started), and those whose quality changed enough
+        (fleet.CallQuality.differs_from) since they were last told; `qualities`: {live call:
+        CallQuality}, each judged anew this tick. Reads what was told, changes nothing: the
+        tick's worker thread runs it."""
         published, news = self.published, []
-        for call in set(recomputed).union(call for call, _ in started if call in live):
+        for call in live:
             current = qualities[call]
             before = published.get(call)
             if current is not before and (before is None or current.differs_from(before)):

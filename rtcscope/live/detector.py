@@ -345,7 +345,7 @@ class CallDetector:
         live = {call for call, state in calls.items() if state.state == "live"}
         readers = [None if watch in answers else self.graphs.recent_series(watch, live, since, end) for watch in watches]
         qualities, aggregates, news, drawn, series = await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._in_worker, now, calls, started, live, window, readers)
+            self._worker, self._in_worker, now, calls, live, window, readers)
         await self._collect_young()
         # Synchronous up to the graphs: the calls, their qualities and the call list's message
         # change in one go; then each followed graph's memory and messages, in turn.
@@ -370,7 +370,7 @@ class CallDetector:
                                   [(call, at, ended_reason(calls.get(call))) for call, at in ended], live, since, end,
                                   drawn)
 
-    def _in_worker(self, now, calls, started, live, window, readers):
+    def _in_worker(self, now, calls, live, window, readers):
         """(qualities, the fleet's aggregates, the call list's news, the graphs' drawn calls,
         [buckets of each reader]): the tick's array work, in the worker thread while the loop
         serves requests. Only the tick changes what it reads: the samples, as `activity.apply` folded them (settled
@@ -384,7 +384,7 @@ class CallDetector:
         else:
             qualities = fleet.call_qualities(window, live, now)
         aggregates = fleet.fleet_aggregates({call: calls[call] for call in live}, qualities)
-        news = self.call_list.news(started, live, live, qualities)  # every live call's quality is new
+        news = self.call_list.news(live, qualities)
         drawn = self.graphs.drawn_of(live, qualities)
         return qualities, aggregates, news, drawn, [None if reader is None else reader() for reader in readers]
 
