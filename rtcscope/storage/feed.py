@@ -1,7 +1,6 @@
 """The live feed's rows (rtc_feed, docs/storage.md): how a presence, end, disconnect or
 import becomes a row, and how a row's samples (`w`) are written and read back. Ingest
 writes them, the detector reads them (`Store.feed_since`)."""
-import itertools
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -234,24 +233,3 @@ def _number(value):
     except (TypeError, ValueError, OverflowError):
         return np.nan
 
-
-def decode_samples(text, last_ms):
-    """`w` back as {kind: {time µs: values}}, each kind's samples in time order and a time's
-    samples merged (merge_values), `values` a list in FEED_FIELDS order (FEED_INDEX; None:
-    absent): decode_sample_runs of one row, as dicts."""
-    runs = decode_sample_runs([(None, None, text, last_ms)])
-    out = {}
-    samples = iter(zip(runs.times.tolist(), runs.values.tolist()))
-    for (_, _, kind), count in zip(runs.keys, runs.counts.tolist()):
-        found = out.setdefault(kind, {})
-        for us, values in itertools.islice(samples, count):
-            values = [None if value != value else value for value in values]
-            same = found.get(us)
-            found[us] = values if same is None else merge_values(same, values)
-    return {kind: dict(sorted(found.items())) for kind, found in out.items() if found}
-
-
-def merge_values(older, newer):
-    """Two samples of one series at one time are one point to InfluxDB: the fields of
-    both, the newer one's where they meet."""
-    return [old if new is None else new for old, new in zip(older, newer)]

@@ -5,9 +5,10 @@ import pytest
 from rtcscope import registry
 from rtcscope.ingest.connection import StatsConnection
 from rtcscope.ingest.formats import IngestError, Limits, parse
-from rtcscope.storage.feed import Feed, decode_samples
+from rtcscope.storage.feed import Feed
 from rtcscope.storage.lines import SERIES_PREFIXES_LIMIT
 from rtcscope.storage.schema import FEED_FIELDS, FEED_MAX_SAMPLES
+from tests.support.reference import decode_samples
 from tests.support.reports import clean_reports
 
 NOW = 1_795_536_126_812_000_000

@@ -12,7 +12,7 @@ import pytest
 
 from rtcscope.live import fleet
 from rtcscope.live.recent import RecentSamples
-from rtcscope.storage.feed import decode_sample_runs, decode_samples, encode_feed_values, encode_samples
+from rtcscope.storage.feed import decode_sample_runs, encode_feed_values, encode_samples
 from rtcscope.storage.schema import FEED_FIELDS, FEED_INDEX
 from tests.support import reference
 
@@ -33,7 +33,7 @@ def runs(*rows):
 
 def decoded(rows):
     """The rows' samples as the reference folds them: [(call, peer, {kind: {time µs: values}})]."""
-    return [(call, peer, decode_samples(text, last)) for call, peer, text, last in rows]
+    return [(call, peer, reference.decode_samples(text, last)) for call, peer, text, last in rows]
 
 
 def window_of(recent, start_ms, end_ms):

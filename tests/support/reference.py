@@ -2,13 +2,14 @@
 rtcscope/quality.py: what the detector computed per call before it computed the whole
 fleet in arrays (recent.RecentSamples, fleet.judge), kept as the reference the columnar
 results are held equal to, and as the baseline the benchmarks time the columnar path
-against on the same samples (bench/onetick.py --compare)."""
+against on the same samples (bench/onetick.py --compare); and a feed row's samples read
+back as dicts (decode_samples), the shape this path kept them in."""
 from bisect import bisect_left
 from itertools import islice
 
 from rtcscope import quality
 from rtcscope.live import fleet
-from rtcscope.storage.feed import merge_values
+from rtcscope.storage.feed import decode_sample_runs
 from rtcscope.storage.schema import FEED_INDEX
 
 _GAUGE_INDEXES = tuple(FEED_INDEX[name] for name in fleet.WINDOW_GAUGES)
@@ -247,3 +248,25 @@ def qualities(by_call, live, at):
     empty = {}
     return {call: call_quality({peer: peer_window(kinds) for peer, kinds in by_call.get(call, empty).items()}, at)
             for call in live}
+
+
+def decode_samples(text, last_ms):
+    """`w` back as {kind: {time µs: values}}, each kind's samples in time order and a time's
+    samples merged (merge_values), `values` a list in FEED_FIELDS order (FEED_INDEX; None:
+    absent): decode_sample_runs of one row, as dicts."""
+    runs = decode_sample_runs([(None, None, text, last_ms)])
+    out = {}
+    samples = iter(zip(runs.times.tolist(), runs.values.tolist()))
+    for (_, _, kind), count in zip(runs.keys, runs.counts.tolist()):
+        found = out.setdefault(kind, {})
+        for us, values in islice(samples, count):
+            values = [None if value != value else value for value in values]
+            same = found.get(us)
+            found[us] = values if same is None else merge_values(same, values)
+    return {kind: dict(sorted(found.items())) for kind, found in out.items() if found}
+
+
+def merge_values(older, newer):
+    """Two samples of one series at one time are one point to InfluxDB: the fields of
+    both, the newer one's where they meet."""
+    return [old if new is None else new for old, new in zip(older, newer)]
