@@ -37,8 +37,9 @@ _ID_KNEE_MS = 177.3
 
 
 def _positive(value):
-    """max(value, 0) with operators alone, exact, for floats and arrays alike."""
-    return value * (value > 0)
+    """max(value, 0) with operators alone, exact, for floats and arrays alike (+ 0.0: a
+    negative value times False is -0.0)."""
+    return value * (value > 0) + 0.0
 
 
 def _at_most(value, top):
@@ -110,9 +111,23 @@ def loss_ratio(lost: float, received: float, sent: float) -> float | None:
     also counts what the remote lost of what this peer sent, so a send-only peer
     would otherwise read as 100 % loss.
     """
-    lost = max(lost, 0.0)
-    total = lost + max(received, 0.0) + max(sent, 0.0)
+    lost, total = _carried(lost, received, sent)
     return lost / total if total > 0 else None
+
+
+def loss_ratio_array(lost: np.ndarray, received: np.ndarray, sent: np.ndarray) -> np.ndarray:
+    """loss_ratio over arrays: NaN where nothing was carried or `lost` is NaN (received and
+    sent NaN count as none)."""
+    lost, total = _carried(lost, np.nan_to_num(received), np.nan_to_num(sent))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, lost / total, np.nan)
+
+
+def _carried(lost, received, sent):
+    """(packets lost, packets carried), negatives counted as none: loss_ratio's rule, for
+    floats and arrays alike."""
+    lost = _positive(lost)
+    return lost, lost + _positive(received) + _positive(sent)
 
 
 # Problem codes, in the order they are listed (and their bits in problem_mask: new ones go at

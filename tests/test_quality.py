@@ -16,6 +16,8 @@ from rtcscope.quality import (
     estimate_mos,
     estimate_mos_array,
     find_problems,
+    loss_ratio,
+    loss_ratio_array,
     mos_timeline,
     people,
     problem_mask,
@@ -287,6 +289,21 @@ def test_the_array_problems_are_the_scalar_problems_value_for_value(seed):
     for row, mask in zip(rows, masks.tolist()):
         assert mask == problem_mask(current_problems(row)), row
     assert len(set(masks.tolist())) > 30
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_array_loss_ratio_is_the_scalar_one_value_for_value(seed):
+    rng = random.Random(seed)
+    counts = [[rng.choice((None, 0.0, -1.0, rng.uniform(-5, 50), rng.uniform(0, 5000))) for _ in range(3)]
+              for _ in range(3000)]
+    counts += [[0.0, 0.0, 0.0], [-2.0, 5.0, None], [3.0, None, None], [None, 7.0, 1.0]]
+    found = loss_ratio_array(*(np.array([math.nan if value is None else value for value in column])
+                               for column in zip(*counts)))
+    for (lost, received, sent), ratio in zip(counts, found.tolist()):
+        expected = None if lost is None else loss_ratio(lost, received or 0.0, sent or 0.0)
+        assert (None if math.isnan(ratio) else ratio) == expected, (lost, received, sent)
+        assert ratio != 0 or math.copysign(1, ratio) == 1  # never -0.0
+    assert np.isnan(found).any() and (found == 0).any() and (found == 1).any()
 
 
 def test_the_clamps_are_exact_at_the_ends():

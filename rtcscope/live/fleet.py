@@ -109,10 +109,8 @@ def _judged(rows, row_peers, peers, live, at):
     summed = np.where(np.add.reduceat(present, starts) > 0,
                       np.add.reduceat(np.where(present, counters, 0.0), starts), np.nan)
     lost, received, sent, freezes = summed.T
-    carried = np.maximum(lost, 0.0)
-    total = carried + np.maximum(np.nan_to_num(received), 0.0) + np.maximum(np.nan_to_num(sent), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loss = np.where(~np.isnan(lost) & (total > 0), carried / total, worst[:, 2])
+    loss = quality.loss_ratio_array(lost, received, sent)
+    loss = np.where(np.isnan(loss), worst[:, 2], loss)  # nothing carried: fractionLost
     rtt, jitter, limitation, ice = worst[:, 0], worst[:, 1], worst[:, 3], worst[:, 4]
     mos = quality.estimate_mos_array(rtt, jitter, loss)
     masks = quality.problem_mask_array({"rtt": rtt, "jitter": jitter, "loss": loss, "freezes": freezes,
