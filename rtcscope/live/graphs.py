@@ -276,10 +276,10 @@ class Graphs:
         metric ([(watch, {call: points})], the live calls' buckets since `since`) a new snapshot
         when its mode changed, a `drawn` message when its drawn calls changed, and a `points`
         when something it draws changed, then the `call_ended`s [(call, at, reason)]. A
-        metric's buckets: buckets.Buckets. Events go
-        to every viewer of every metric, the others to the viewers of their metric. Each
-        metric's memory and messages change in one go, the loop given back between metrics
-        (docs/live.md, "The loop's budget"). `drawn`: drawn_of the tick's, when worked out."""
+        metric's buckets: buckets.Buckets. Events go to every viewer of every metric, the
+        others to the viewers of their metric. Each metric's memory and messages change in
+        one go, the loop given back between metrics (docs/live.md, "The loop's budget").
+        `drawn`: drawn_of the tick's, when worked out."""
         self.live, self.end, self._drawn = live, end, drawn
         for call, at in started:
             for watch in self.watches.values():

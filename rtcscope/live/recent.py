@@ -265,8 +265,8 @@ class RecentSamples:
         """Each sample's series, time (µs) and call number, worked out once per settle for
         every reader of the tick."""
         if self._derived is None:
-            series = self._keys >> _TIME_BITS
-            self._derived = series, (self._keys & _TIME_MASK) + (self._base or 0), self._call_of[self._peer_of[series]]
+            series = self.series
+            self._derived = series, self.times, self._call_of[self._peer_of[series]]
         return self._derived
 
     def _inside(self, start, end):
